@@ -1,0 +1,68 @@
+/**
+ * Exit codes are part of the CLI contract (DESIGN.md §4): scripts and CI branch on them,
+ * so every failure the tool can foresee is one of these typed errors.
+ */
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  checkFailed: 3,
+  environment: 4,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class MoeblazeError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad flag or value; raised before any GPU work. */
+export class UsageError extends MoeblazeError {
+  constructor(message: string) {
+    super(message, ExitCode.usage);
+  }
+}
+
+/** No adapter, or a required feature or limit is missing. The message carries the fix. */
+export class EnvironmentError extends MoeblazeError {
+  constructor(message: string) {
+    super(message, ExitCode.environment);
+  }
+}
+
+/** A verification or gate check failed. */
+export class CheckFailedError extends MoeblazeError {
+  constructor(message: string) {
+    super(message, ExitCode.checkFailed);
+  }
+}
+
+/** A buffer could not be allocated: a result for benchmarks, not a crash. */
+export class OutOfMemoryError extends MoeblazeError {
+  constructor(
+    message: string,
+    readonly requestedBytes: number,
+    readonly bufferName: string,
+  ) {
+    super(message, ExitCode.environment);
+  }
+}
+
+/** A GPU validation error or device loss, attributed to the kernel that was running. */
+export class GpuError extends MoeblazeError {
+  constructor(
+    message: string,
+    readonly kernel: string,
+  ) {
+    super(message, ExitCode.internal);
+  }
+}
+
+export function exitCodeOf(error: unknown): ExitCode {
+  return error instanceof MoeblazeError ? error.exitCode : ExitCode.internal;
+}

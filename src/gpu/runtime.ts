@@ -1,0 +1,200 @@
+import { EnvironmentError, GpuError } from '../errors.js';
+
+/** The features the layer uses when the adapter offers them. */
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups'];
+export const BACKENDS = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export interface AdapterSelection {
+  /** Case-insensitive substring of the adapter's name, description, vendor or architecture. */
+  adapter?: string;
+  backend?: Backend;
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface AdapterReport {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: string;
+  subgroupMinSize: number | null;
+  subgroupMaxSize: number | null;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+let dawn: DawnModule | undefined;
+
+/** Loads dawn.node once and installs the WebGPU globals (GPUBufferUsage, …). */
+async function loadDawn(): Promise<DawnModule> {
+  if (dawn) return dawn;
+  // Vulkan's loader warns on stderr without it; keep --json output and logs clean.
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  try {
+    dawn = (await import('webgpu')) as unknown as DawnModule;
+  } catch (error) {
+    throw new EnvironmentError(`Dawn (npm package "webgpu") could not be loaded: ${(error as Error).message}. Run \`npm install\` in the moeblaze folder; Dawn ships for linux-x64/arm64, darwin and win32 only`);
+  }
+  Object.assign(globalThis, dawn.globals);
+  return dawn;
+}
+
+export const NO_ADAPTER_HELP = [
+  'Dawn found no WebGPU adapter.',
+  'Install a GPU driver with Vulkan support; on a machine without a GPU use Mesa\'s software rasteriser lavapipe:',
+  '  Debian 12: add the bookworm-backports suite, then `apt-get install -t bookworm-backports mesa-vulkan-drivers` (Mesa ≥ 25; Mesa 22 is rejected by Dawn)',
+  '  Ubuntu 24.04+: `apt-get install mesa-vulkan-drivers`',
+  'Check with `moeblaze devices`.',
+].join('\n');
+
+function dawnFlags(selection: AdapterSelection): string[] {
+  // Unquantised timestamps: otherwise Dawn snaps them to 65.5 µs and short kernels read as 0.
+  const flags = ['disable-dawn-features=timestamp_quantization'];
+  if (selection.backend) flags.push(`backend=${selection.backend}`);
+  if (selection.powerPreference) flags.push(`power-preference=${selection.powerPreference}`);
+  return flags;
+}
+
+/** Names and backends of every adapter Dawn can see (Dawn lists them when a filter matches none). */
+export async function listAdapterNames(): Promise<{ backend: string; name: string }[]> {
+  const { create } = await loadDawn();
+  try {
+    await create(['adapter=\u0001no-adapter-has-this-name\u0001']).requestAdapter();
+  } catch (error) {
+    const text = String((error as Error).message ?? error);
+    return [...text.matchAll(/backend: '([^']+)', name: '([^']+)'/g)].map((m) => ({ backend: m[1], name: m[2] }));
+  }
+  return [];
+}
+
+function matches(report: Pick<AdapterReport, 'vendor' | 'architecture' | 'device' | 'description'>, name: string | undefined, needle: string): boolean {
+  const hay = [report.vendor, report.architecture, report.device, report.description, name ?? ''].join(' ').toLowerCase();
+  return hay.includes(needle.toLowerCase());
+}
+
+export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterReport {
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean };
+  const limits: Record<string, number> = {};
+  for (const key in adapter.limits) limits[key] = Number((adapter.limits as unknown as Record<string, number>)[key]);
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    backend,
+    subgroupMinSize: info.subgroupMinSize ?? null,
+    subgroupMaxSize: info.subgroupMaxSize ?? null,
+    isFallbackAdapter: info.isFallbackAdapter ?? false,
+    features: [...adapter.features].map(String).sort(),
+    limits,
+  };
+}
+
+/** Every adapter Dawn finds, described; the null backend (a stub without a GPU) is left out. */
+export async function enumerateAdapters(): Promise<AdapterReport[]> {
+  const { create } = await loadDawn();
+  const reports: AdapterReport[] = [];
+  for (const { backend, name } of await listAdapterNames()) {
+    if (backend === 'null') continue;
+    const gpu = create([...dawnFlags({}), `backend=${backend}`, `adapter=${name}`]);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (adapter) reports.push(describeAdapter(adapter, backend));
+  }
+  return reports;
+}
+
+export interface GpuContext {
+  device: GPUDevice;
+  adapter: AdapterReport;
+  hasTimestamps: boolean;
+  hasF16: boolean;
+  hasSubgroups: boolean;
+  /** The most bytes one storage binding may hold; tensors above it are chunked. */
+  maxBindingBytes: number;
+  maxBufferBytes: number;
+  /** Resolves with the loss message if the device is lost before destroy(). */
+  lost: Promise<string | null>;
+  destroy(): void;
+}
+
+/**
+ * Opens a device on the chosen adapter with the adapter's maximum limits and the optional
+ * features it offers. Throws EnvironmentError (exit 4) with the fix when none matches.
+ */
+export async function openGpu(selection: AdapterSelection = {}): Promise<GpuContext> {
+  const { create } = await loadDawn();
+  const candidates = (await listAdapterNames()).filter((a) => a.backend !== 'null' && (!selection.backend || a.backend === selection.backend));
+  let adapter: GPUAdapter | null = null;
+  let backend = selection.backend ?? 'default';
+  if (selection.adapter) {
+    for (const candidate of candidates) {
+      const found = await create([...dawnFlags(selection), `backend=${candidate.backend}`, `adapter=${candidate.name}`]).requestAdapter({
+        powerPreference: selection.powerPreference ?? 'high-performance',
+      });
+      if (found && matches(describeAdapter(found, candidate.backend), candidate.name, selection.adapter)) {
+        adapter = found;
+        backend = candidate.backend;
+        break;
+      }
+    }
+    if (!adapter) {
+      const seen = candidates.map((c) => `${c.name} (${c.backend})`).join(', ') || 'none';
+      throw new EnvironmentError(`--adapter: no adapter matches "${selection.adapter}"; adapters found: ${seen}. ${candidates.length ? 'Use a substring of one of those names.' : NO_ADAPTER_HELP}`);
+    }
+  } else if (candidates.length > 0) {
+    adapter = await create(dawnFlags(selection)).requestAdapter({ powerPreference: selection.powerPreference ?? 'high-performance' });
+    backend = selection.backend ?? candidates[0].backend;
+  }
+  if (!adapter) {
+    const what = selection.backend ? `no adapter on the ${selection.backend} backend` : 'no adapter';
+    throw new EnvironmentError(`${what}. ${NO_ADAPTER_HELP}`);
+  }
+  const report = describeAdapter(adapter, backend);
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter!.features.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const key in adapter.limits) requiredLimits[key] = (adapter.limits as unknown as Record<string, number>)[key];
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  let destroyed = false;
+  const lost = device.lost.then((info) => (destroyed ? null : info.message || String(info.reason)));
+  return {
+    device,
+    adapter: report,
+    hasTimestamps: device.features.has('timestamp-query'),
+    hasF16: device.features.has('shader-f16'),
+    hasSubgroups: device.features.has('subgroups'),
+    maxBindingBytes: device.limits.maxStorageBufferBindingSize,
+    maxBufferBytes: device.limits.maxBufferSize,
+    lost,
+    destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      device.destroy();
+    },
+  };
+}
+
+/**
+ * Runs `work` inside validation and internal error scopes; a GPU error there becomes a GpuError
+ * that names the kernel, instead of a silent wrong result or a bare Dawn message later.
+ */
+export async function withGpuErrors<T>(device: GPUDevice, kernel: string, work: () => T | Promise<T>): Promise<T> {
+  device.pushErrorScope('internal');
+  device.pushErrorScope('validation');
+  let result: T;
+  try {
+    result = await work();
+  } finally {
+    const validation = await device.popErrorScope();
+    const internal = await device.popErrorScope();
+    const error = validation ?? internal;
+    if (error) throw new GpuError(`GPU error in kernel "${kernel}": ${error.message}`, kernel);
+  }
+  return result;
+}

@@ -1,0 +1,66 @@
+import type { BufferTag, GpuAllocator, TrackedBuffer } from './allocator.js';
+import { allocationBytes } from './allocator.js';
+
+/** Resolved at call time: the GPUBufferUsage global exists only once Dawn is loaded. */
+export function storageUsage(): number {
+  return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+}
+
+/**
+ * How a [rows, cols] tensor is split into buffers that each fit one storage binding
+ * (DESIGN.md §3, "Large tensors"). Chunks hold whole groups of `rowGranularity` rows, so
+ * that e.g. an expert's weight matrix never straddles two buffers.
+ */
+export interface ChunkLayout {
+  rows: number;
+  cols: number;
+  elementBytes: number;
+  rowsPerChunk: number;
+  chunkCount: number;
+}
+
+export function chunkLayout(rows: number, cols: number, elementBytes: number, maxBindingBytes: number, rowGranularity = 1): ChunkLayout {
+  const groupBytes = cols * elementBytes * rowGranularity;
+  const groupsPerChunk = Math.max(1, Math.floor(maxBindingBytes / Math.max(groupBytes, 1)));
+  const rowsPerChunk = Math.max(1, Math.min(rows, groupsPerChunk * rowGranularity));
+  return { rows, cols, elementBytes, rowsPerChunk, chunkCount: Math.max(1, Math.ceil(rows / rowsPerChunk)) };
+}
+
+export function chunkRowRange(layout: ChunkLayout, chunk: number): { start: number; count: number } {
+  const start = chunk * layout.rowsPerChunk;
+  return { start, count: Math.max(0, Math.min(layout.rowsPerChunk, layout.rows - start)) };
+}
+
+/** Bytes each chunk of the layout occupies, as the allocator will count them. */
+export function chunkBytes(layout: ChunkLayout): number[] {
+  return Array.from({ length: layout.chunkCount }, (_, c) => allocationBytes(chunkRowRange(layout, c).count * layout.cols * layout.elementBytes));
+}
+
+export interface Tensor {
+  readonly name: string;
+  readonly tag: BufferTag;
+  readonly layout: ChunkLayout;
+  readonly chunks: TrackedBuffer[];
+}
+
+export function allocateTensor(allocator: GpuAllocator, name: string, tag: BufferTag, layout: ChunkLayout, extraUsage = 0): Tensor {
+  const chunks = chunkBytes(layout).map((bytes, c) =>
+    allocator.create(layout.chunkCount === 1 ? name : `${name}[${c}]`, tag, bytes, storageUsage() | extraUsage),
+  );
+  return { name, tag, layout, chunks };
+}
+
+export function freeTensor(allocator: GpuAllocator, tensor: Tensor | undefined): void {
+  if (tensor) for (const chunk of tensor.chunks) allocator.free(chunk);
+}
+
+/** Writes host data (row-major, the whole tensor) into its chunks. */
+export function uploadTensor(device: GPUDevice, tensor: Tensor, data: Float32Array | Uint32Array | Int32Array): void {
+  const { layout } = tensor;
+  tensor.chunks.forEach((chunk, c) => {
+    const { start, count } = chunkRowRange(layout, c);
+    const from = start * layout.cols;
+    const view = data.subarray(from, from + count * layout.cols);
+    if (view.length) device.queue.writeBuffer(chunk.buffer, 0, view.buffer, view.byteOffset, view.byteLength);
+  });
+}
