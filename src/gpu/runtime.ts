@@ -112,6 +112,7 @@ export async function enumerateAdapters(): Promise<AdapterReport[]> {
 
 export interface GpuContext {
   device: GPUDevice;
+  instance: GPU;
   adapter: AdapterReport;
   hasTimestamps: boolean;
   hasF16: boolean;
@@ -132,14 +133,18 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
   const { create } = await loadDawn();
   const candidates = (await listAdapterNames()).filter((a) => a.backend !== 'null' && (!selection.backend || a.backend === selection.backend));
   let adapter: GPUAdapter | null = null;
+  // The GPU instance must outlive its device: dawn.node crashes if it is collected first.
+  let instance: GPU | null = null;
   let backend = selection.backend ?? 'default';
   if (selection.adapter) {
     for (const candidate of candidates) {
-      const found = await create([...dawnFlags(selection), `backend=${candidate.backend}`, `adapter=${candidate.name}`]).requestAdapter({
+      const gpu = create([...dawnFlags(selection), `backend=${candidate.backend}`, `adapter=${candidate.name}`]);
+      const found = await gpu.requestAdapter({
         powerPreference: selection.powerPreference ?? 'high-performance',
       });
       if (found && matches(describeAdapter(found, candidate.backend), candidate.name, selection.adapter)) {
         adapter = found;
+        instance = gpu;
         backend = candidate.backend;
         break;
       }
@@ -149,7 +154,8 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
       throw new EnvironmentError(`--adapter: no adapter matches "${selection.adapter}"; adapters found: ${seen}. ${candidates.length ? 'Use a substring of one of those names.' : NO_ADAPTER_HELP}`);
     }
   } else if (candidates.length > 0) {
-    adapter = await create(dawnFlags(selection)).requestAdapter({ powerPreference: selection.powerPreference ?? 'high-performance' });
+    instance = create(dawnFlags(selection));
+    adapter = await instance.requestAdapter({ powerPreference: selection.powerPreference ?? 'high-performance' });
     backend = selection.backend ?? candidates[0].backend;
   }
   if (!adapter) {
@@ -165,6 +171,7 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
   const lost = device.lost.then((info) => (destroyed ? null : info.message || String(info.reason)));
   return {
     device,
+    instance: instance!,
     adapter: report,
     hasTimestamps: device.features.has('timestamp-query'),
     hasF16: device.features.has('shader-f16'),

@@ -1,0 +1,190 @@
+import { withGpuErrors } from '../src/gpu/runtime.js';
+import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
+
+/**
+ * A compute kernel: WGSL generated from typed parameters, with a uniform block of u32/f32 fields
+ * bound at @group(0) @binding(0) and storage buffers at bindings 1.. in `bindings` order.
+ */
+export interface KernelSource {
+  /** Stable, human-readable name: reports and GPU errors use it. */
+  name: string;
+  code: string;
+  /** Storage bindings in order; 'read' ones are read-only in WGSL. */
+  bindings: readonly ('read' | 'read_write')[];
+  /** Uniform fields in declaration order (all 4 bytes). */
+  params: readonly { name: string; type: 'u32' | 'f32' | 'i32' }[];
+}
+
+export const PARAM_SLOT_BYTES = 256;
+/** Dispatches between two flushes of one step encoder; the arena holds one param block each. */
+export const PARAM_SLOTS = 512;
+export const PARAM_ARENA_BYTES = PARAM_SLOT_BYTES * PARAM_SLOTS;
+export const MAX_WORKGROUPS_PER_DIM = 65535;
+
+/** WGSL declarations of a kernel's uniform struct and its bindings. */
+export function bindingPrelude(source: Pick<KernelSource, 'bindings' | 'params'>, names: readonly string[], types: readonly string[]): string {
+  const fields = source.params.map((p) => `  ${p.name}: ${p.type},`).join('\n');
+  const lines = [`struct Params {\n${fields || '  unused: u32,'}\n}`, '@group(0) @binding(0) var<uniform> P: Params;'];
+  source.bindings.forEach((access, i) => {
+    lines.push(`@group(0) @binding(${i + 1}) var<storage, ${access}> ${names[i]}: array<${types[i]}>;`);
+  });
+  return lines.join('\n');
+}
+
+/** Splits a workgroup count into a 2-D grid that respects the per-dimension limit. */
+export function grid(count: number): [number, number] {
+  if (count <= MAX_WORKGROUPS_PER_DIM) return [Math.max(count, 1), 1];
+  const y = Math.ceil(count / MAX_WORKGROUPS_PER_DIM);
+  return [Math.ceil(count / y), y];
+}
+
+/** WGSL expression for the linear workgroup index of a grid() dispatch. */
+export const LINEAR_WORKGROUP = 'wg.x + wg.y * nwg.x';
+
+/** Compiles each distinct kernel once per device. */
+export class PipelineCache {
+  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+
+  constructor(readonly device: GPUDevice) {}
+
+  async get(source: KernelSource): Promise<{ pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }> {
+    const cached = this.pipelines.get(source.code);
+    if (cached) return cached;
+    const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } }];
+    source.bindings.forEach((access, i) =>
+      entries.push({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: access === 'read' ? 'read-only-storage' : 'storage' } }),
+    );
+    const built = await withGpuErrors(this.device, source.name, async () => {
+      const module = this.device.createShaderModule({ label: source.name, code: source.code });
+      const info = await module.getCompilationInfo();
+      const errors = info.messages.filter((m) => m.type === 'error');
+      if (errors.length) throw new Error(`WGSL of kernel "${source.name}" does not compile: ${errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; ')}`);
+      const layout = this.device.createBindGroupLayout({ label: source.name, entries });
+      const pipeline = await this.device.createComputePipelineAsync({
+        label: source.name,
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: 'main' },
+      });
+      return { pipeline, layout };
+    });
+    this.pipelines.set(source.code, built);
+    return built;
+  }
+}
+
+export interface Dispatch {
+  source: KernelSource;
+  params: Record<string, number>;
+  buffers: readonly (GPUBuffer | TrackedBuffer)[];
+  workgroups: number | [number, number] | [number, number, number];
+}
+
+/** One timed span of a step (a compute pass), as the GPU's timestamps saw it. */
+export interface PassTiming {
+  label: string;
+  kernels: string[];
+}
+
+/**
+ * Records the dispatches of one step. Dispatches go into the current compute pass; a pass is a
+ * phase (forward, backward, or one kernel when profiling) and carries timestamp writes when the
+ * device has them. Param blocks live in a persistent arena; when it fills, the encoder flushes.
+ */
+export class StepEncoder {
+  private encoder: GPUCommandEncoder;
+  private pass: GPUComputePassEncoder | null = null;
+  private slot = 0;
+  private readonly paramBytes = new ArrayBuffer(PARAM_ARENA_BYTES);
+  private pendingParams = false;
+  readonly passes: PassTiming[] = [];
+  private passOpen = false;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly cache: PipelineCache,
+    readonly paramArena: GPUBuffer,
+    readonly timestamps: { querySet: GPUQuerySet; capacity: number } | null = null,
+  ) {
+    this.encoder = device.createCommandEncoder();
+  }
+
+  beginPass(label: string): void {
+    this.endPass();
+    const index = this.passes.length;
+    const ts = this.timestamps && index < this.timestamps.capacity / 2 ? this.timestamps : null;
+    this.pass = this.encoder.beginComputePass({
+      label,
+      timestampWrites: ts ? { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * index, endOfPassWriteIndex: 2 * index + 1 } : undefined,
+    });
+    this.passes.push({ label, kernels: [] });
+    this.passOpen = true;
+  }
+
+  endPass(): void {
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    this.passOpen = false;
+  }
+
+  async dispatch(d: Dispatch): Promise<void> {
+    const { pipeline, layout } = await this.cache.get(d.source);
+    if (this.slot === PARAM_SLOTS) this.flush();
+    if (!this.pass) this.beginPass(d.source.name);
+    const offset = this.slot * PARAM_SLOT_BYTES;
+    const u32 = new Uint32Array(this.paramBytes, offset, PARAM_SLOT_BYTES / 4);
+    const f32 = new Float32Array(this.paramBytes, offset, PARAM_SLOT_BYTES / 4);
+    const i32 = new Int32Array(this.paramBytes, offset, PARAM_SLOT_BYTES / 4);
+    d.source.params.forEach((p, i) => {
+      const value = d.params[p.name];
+      if (value === undefined || !Number.isFinite(value)) throw new Error(`kernel "${d.source.name}": parameter ${p.name} is ${value}`);
+      if (p.type === 'f32') f32[i] = value;
+      else if (p.type === 'i32') i32[i] = value;
+      else u32[i] = value;
+    });
+    this.pendingParams = true;
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.paramArena, offset, size: PARAM_SLOT_BYTES } }];
+    d.buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: 'buffer' in b ? b.buffer : b } }));
+    const group = this.device.createBindGroup({ label: d.source.name, layout, entries });
+    this.slot++;
+    const [x, y, z] = typeof d.workgroups === 'number' ? [d.workgroups, 1, 1] : [d.workgroups[0], d.workgroups[1], d.workgroups[2] ?? 1];
+    if (x === 0 || y === 0 || z === 0) return;
+    this.pass!.setPipeline(pipeline);
+    this.pass!.setBindGroup(0, group);
+    this.pass!.dispatchWorkgroups(x, y, z);
+    this.passes[this.passes.length - 1].kernels.push(d.source.name);
+  }
+
+  /** Clears buffers to zero; must happen outside a compute pass. */
+  clear(buffer: GPUBuffer | TrackedBuffer): void {
+    const reopen = this.passOpen ? this.passes[this.passes.length - 1].label : null;
+    this.endPass();
+    this.encoder.clearBuffer('buffer' in buffer ? buffer.buffer : buffer);
+    if (reopen) this.reopen(reopen);
+  }
+
+  private reopen(label: string): void {
+    // A new pass continues the phase; timing merges passes that share a label.
+    this.beginPass(label);
+  }
+
+  /** Submits everything recorded so far and starts a fresh encoder (params arena reusable). */
+  flush(): void {
+    const reopen = this.passOpen ? this.passes[this.passes.length - 1].label : null;
+    this.endPass();
+    if (this.pendingParams) this.device.queue.writeBuffer(this.paramArena, 0, this.paramBytes, 0, this.slot * PARAM_SLOT_BYTES);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = this.device.createCommandEncoder();
+    this.slot = 0;
+    this.pendingParams = false;
+    if (reopen) this.reopen(reopen);
+  }
+
+  get commandEncoder(): GPUCommandEncoder {
+    return this.encoder;
+  }
+}
+
+/** The persistent uniform arena a layer's step encoders share. */
+export function allocateParamArena(allocator: GpuAllocator): TrackedBuffer {
+  return allocator.create('kernelParams', 'workspace', PARAM_ARENA_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, { bound: false });
+}
