@@ -19,6 +19,14 @@ export function allocationBytes(bytes: number): number {
   return Math.max(4, Math.ceil(bytes / 4) * 4);
 }
 
+/**
+ * Readback staging buffers are the profiler's own host-visible copies, made outside the layer's
+ * work; they appear in the timeline but not in live bytes or peaks.
+ */
+function counted(tag: BufferTag): boolean {
+  return tag !== 'readback';
+}
+
 /** Chunks of one tensor are named "a[0]", "a[1]", …; composition reports them as "a". */
 export function chunkBaseName(name: string): string {
   return name.replace(/\[\d+\]$/, '');
@@ -40,6 +48,8 @@ export interface MemoryEvent {
   bytes: number;
   /** Bytes live after the event. */
   live: number;
+  /** Live bytes by tag at a mark. */
+  byTag?: Partial<Record<BufferTag, number>>;
 }
 
 export interface PeakComposition {
@@ -103,7 +113,7 @@ export class GpuAllocator {
   }
 
   mark(label: string): void {
-    this.events.push({ seq: this.seq++, kind: 'mark', name: label, bytes: 0, live: this.liveBytes });
+    this.events.push({ seq: this.seq++, kind: 'mark', name: label, bytes: 0, live: this.liveBytes, byTag: this.snapshot().byTag });
   }
 
   /**
@@ -139,7 +149,7 @@ export class GpuAllocator {
     );
     const tracked: TrackedBuffer = { id: this.nextId++, name, tag, bytes: size, buffer };
     this.liveBuffers.set(tracked.id, tracked);
-    this.liveBytes += size;
+    this.liveBytes += counted(tag) ? size : 0;
     this.events.push({ seq: this.seq++, kind: 'alloc', name, tag, bytes: size, live: this.liveBytes });
     if (this.liveBytes > this.peak.bytes) this.peak = this.snapshot();
     return tracked;
@@ -157,7 +167,7 @@ export class GpuAllocator {
   free(tracked: TrackedBuffer | undefined): void {
     if (!tracked || !this.liveBuffers.has(tracked.id)) return;
     this.liveBuffers.delete(tracked.id);
-    this.liveBytes -= tracked.bytes;
+    this.liveBytes -= counted(tracked.tag) ? tracked.bytes : 0;
     // WebGPU defers the real release until submitted work that uses the buffer completes.
     tracked.buffer.destroy();
     this.events.push({ seq: this.seq++, kind: 'free', name: tracked.name, tag: tracked.tag, bytes: tracked.bytes, live: this.liveBytes });
@@ -171,6 +181,7 @@ export class GpuAllocator {
     const byTag: Partial<Record<BufferTag, number>> = {};
     const byName: Record<string, number> = {};
     for (const b of this.liveBuffers.values()) {
+      if (!counted(b.tag)) continue;
       byTag[b.tag] = (byTag[b.tag] ?? 0) + b.bytes;
       const base = chunkBaseName(b.name);
       byName[base] = (byName[base] ?? 0) + b.bytes;

@@ -1,0 +1,29 @@
+import type { Activation } from '../src/config.js';
+
+/**
+ * WGSL of the expert activations and their derivatives, in f32. WGSL has no erf: this one is
+ * erfc's Chebyshev-fitted exponential form (fractional error < 1.2e-7, below f32 rounding of
+ * the GEMM outputs it is applied to).
+ */
+export const ACTIVATION_WGSL = `
+fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+fn silu(x: f32) -> f32 { return x * sigmoid(x); }
+fn siluGrad(x: f32) -> f32 { let s = sigmoid(x); return s * (1.0 + x * (1.0 - s)); }
+fn erfc32(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  let r = t * exp(poly);
+  return select(2.0 - r, r, x >= 0.0);
+}
+fn gelu(x: f32) -> f32 { return 0.5 * x * erfc32(-x * 0.70710678118654752); }
+fn geluGrad(x: f32) -> f32 {
+  return 0.5 * erfc32(-x * 0.70710678118654752) + x * 0.39894228040143268 * exp(-0.5 * x * x);
+}
+`;
+
+/** Name of the WGSL function for u = act(a) of a plain MLP, and of its derivative. */
+export function plainActivation(activation: Exclude<Activation, 'swiglu'>): { fn: string; grad: string } {
+  return activation === 'gelu' ? { fn: 'gelu', grad: 'geluGrad' } : { fn: 'silu', grad: 'siluGrad' };
+}

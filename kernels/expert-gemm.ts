@@ -1,0 +1,275 @@
+import type { Activation } from '../src/config.js';
+import { ACTIVATION_WGSL, plainActivation } from './activation.js';
+import { gemmSource, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_N, type GemmBinding } from './gemm/core.js';
+import type { KernelSource } from './program.js';
+
+/**
+ * The zero-buffer expert GEMMs: the shared core with loads that gather through the index lists
+ * (no permuted copy of X or dO), u recomputed from a and b on load, and stores that either
+ * write [R,h] rows or add gate-weighted results straight into token rows of O and dX.
+ *
+ * Every kernel sees one weight chunk (experts [expertBase, …)) and one activation chunk
+ * (rows [rowChunkBase, …)); the host dispatches each pair. Extra params beyond the tiling's:
+ * d, h, k, expertBase, rowChunkBase (and slot for the slot-by-slot passes).
+ */
+const SHAPE_PARAMS = [
+  { name: 'd', type: 'u32' },
+  { name: 'h', type: 'u32' },
+  { name: 'k', type: 'u32' },
+  { name: 'expertBase', type: 'u32' },
+  { name: 'rowChunkBase', type: 'u32' },
+  { name: 'slot', type: 'u32' },
+] as const;
+
+const read = (name: string, type: GemmBinding['type'] = 'f32'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string): GemmBinding => ({ name, type: 'f32', access: 'read_write' });
+
+/** The gate of routed row r of expert e: its slot is the (e, s) segment that holds r. */
+const GATE_OF_ROW = `
+fn gateOfRow(e: u32, r: u32) -> f32 {
+  var s = 0u;
+  for (var i = 1u; i < P.k; i++) { if (expertSlotOffsets[e * P.k + i] <= r) { s = i; } }
+  return gates[rowTokens[r] * P.k + s];
+}`;
+
+const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
+
+/** u(r, j), the expert's hidden activation, from what the checkpoint policy kept. */
+function hiddenLoad(activation: Activation, keptU: boolean): string {
+  if (keptU) return 'U[l]';
+  if (activation === 'swiglu') return 'silu(Ab[l]) * Bb[l]';
+  return `${plainActivation(activation).fn}(Ab[l])`;
+}
+
+function hiddenBindings(activation: Activation, keptU: boolean): GemmBinding[] {
+  if (keptU) return [read('U')];
+  return activation === 'swiglu' ? [read('Ab'), read('Bb')] : [read('Ab')];
+}
+
+export interface ExpertKernelOptions {
+  activation: Activation;
+  /** checkpoint 'none': u was stored in the forward pass. */
+  keptU: boolean;
+}
+
+/** a = X·W1_e and b = X·W3_e for every routed row (X rows gathered on load). */
+export function upProjection(o: ExpertKernelOptions): KernelSource {
+  const swiglu = o.activation === 'swiglu';
+  const uStore = o.keptU ? `U[l] = ${swiglu ? 'silu(c) * c2' : `${plainActivation(o.activation as Exclude<Activation, 'swiglu'>).fn}(c)`};` : '';
+  return gemmSource({
+    name: `expert-up-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    dual: swiglu,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [
+      read('X'),
+      read('rowTokens', 'u32'),
+      read('expertOffsets', 'u32'),
+      read('expertTileOffsets', 'u32'),
+      read('W1'),
+      ...(swiglu ? [read('W3')] : []),
+      write('Ab'),
+      ...(swiglu ? [write('Bb')] : []),
+      ...(o.keptU ? [write('U')] : []),
+    ],
+    params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    functions: `${ACTIVATION_WGSL}
+${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[rowTokens[m] * P.d + k]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W1[(t.seg - P.expertBase) * P.d * P.h + k * P.h + n]; }
+${swiglu ? 'fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return W3[(t.seg - P.expertBase) * P.d * P.h + k * P.h + n]; }' : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let l = ${ACT('m')} + n;
+  Ab[l] = c;
+  ${swiglu ? 'Bb[l] = c2;' : ''}
+  ${uStore}
+}`,
+  });
+}
+
+/** Slot pass s of the combine: O[token] (+)= g·(u·W2_e), one row per token per pass. */
+export function downCombine(o: ExpertKernelOptions): KernelSource {
+  return gemmSource({
+    name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [
+      ...hiddenBindings(o.activation, o.keptU),
+      read('rowTokens', 'u32'),
+      read('expertSlotOffsets', 'u32'),
+      read('slotTileOffsets', 'u32'),
+      read('gates'),
+      read('W2'),
+      write('O'),
+    ],
+    params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    functions: `${ACTIVATION_WGSL}
+${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('m')} + k; return ${hiddenLoad(o.activation, o.keptU)}; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.h * P.d + k * P.d + n]; }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) {
+  let token = rowTokens[m];
+  let i = token * P.d + n;
+  let y = gates[token * P.k + P.slot] * c;
+  if (P.slot == 0u) { O[i] = y; } else { O[i] += y; }
+}`,
+  });
+}
+
+/** dW2_e += Σ_r u_rᵀ·(g_r·dO_token(r)) over the rows of this activation chunk. */
+export function weightGradW2(o: ExpertKernelOptions): KernelSource {
+  return gemmSource({
+    name: `expert-dW2-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [
+      ...hiddenBindings(o.activation, o.keptU),
+      read('dO'),
+      read('rowTokens', 'u32'),
+      read('expertOffsets', 'u32'),
+      read('expertSlotOffsets', 'u32'),
+      read('gates'),
+      write('dW2'),
+    ],
+    params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
+    functions: `${ACTIVATION_WGSL}
+${segmentReduceTiling('expertOffsets')}
+${GATE_OF_ROW}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('k')} + m; return ${hiddenLoad(o.activation, o.keptU)}; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return gateOfRow(t.seg, k) * dO[rowTokens[k] * P.d + n]; }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dW2[(t.seg - P.expertBase) * P.h * P.d + m * P.d + n] += c; }`,
+  });
+}
+
+/**
+ * G = dO_token·W2_eᵀ per routed row, consumed in the epilogue: da and db (or da alone) are
+ * written over a and b in place, and ⟨G, u⟩ is reduced per row and column tile into dgPartial.
+ */
+export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
+  const swiglu = o.activation === 'swiglu';
+  const plain = swiglu ? null : plainActivation(o.activation as Exclude<Activation, 'swiglu'>);
+  const perElement = swiglu
+    ? `let a = Ab[l]; let b = Bb[l]; let sa = silu(a);
+        dgSum += G * sa * b;
+        Ab[l] = g * G * b * siluGrad(a);
+        Bb[l] = g * G * sa;`
+    : `let a = Ab[l];
+        dgSum += G * ${plain!.fn}(a);
+        Ab[l] = g * G * ${plain!.grad}(a);`;
+  return gemmSource({
+    name: `expert-hidden-grad-${o.activation}`,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [
+      read('dO'),
+      read('rowTokens', 'u32'),
+      read('expertOffsets', 'u32'),
+      read('expertTileOffsets', 'u32'),
+      read('expertSlotOffsets', 'u32'),
+      read('gates'),
+      read('W2'),
+      write('Ab'),
+      ...(swiglu ? [write('Bb')] : []),
+      write('dgPartial'),
+    ],
+    params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS, { name: 'dgParts', type: 'u32' }],
+    moduleScope: `var<workgroup> rowDg: array<f32, ${64 * 16}>;`,
+    functions: `${ACTIVATION_WGSL}
+${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
+${GATE_OF_ROW}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dO[rowTokens[m] * P.d + k]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.h * P.d + n * P.d + k]; }`,
+    epilogue: `
+  for (var i = 0u; i < 4u; i++) {
+    let m = t.m0 + ty * 4u + i;
+    var dgSum = 0.0;
+    if (m < t.mEnd) {
+      let g = gateOfRow(t.seg, m);
+      for (var j = 0u; j < 4u; j++) {
+        let n = t.n0 + tx * 4u + j;
+        if (n >= t.nEnd) { continue; }
+        let l = ${ACT('m')} + n;
+        let G = acc[i][j];
+        ${perElement}
+      }
+    }
+    rowDg[(ty * 4u + i) * 16u + tx] = dgSum;
+  }
+  workgroupBarrier();
+  if (li < 64u && t.m0 + li < t.mEnd) {
+    var total = 0.0;
+    for (var x = 0u; x < 16u; x++) { total += rowDg[li * 16u + x]; }
+    dgPartial[(t.m0 + li) * P.dgParts + wg.y] = total;
+  }`,
+  });
+}
+
+/** dW1_e += Σ_r x_rᵀ·da_r and dW3_e += Σ_r x_rᵀ·db_r (X rows gathered on load). */
+export function weightGradW13(o: ExpertKernelOptions): KernelSource {
+  const swiglu = o.activation === 'swiglu';
+  return gemmSource({
+    name: `expert-dW13-${swiglu ? 'swiglu' : 'plain'}`,
+    dual: swiglu,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [
+      read('X'),
+      read('rowTokens', 'u32'),
+      read('expertOffsets', 'u32'),
+      read('dA'),
+      ...(swiglu ? [read('dB')] : []),
+      write('dW1'),
+      ...(swiglu ? [write('dW3')] : []),
+    ],
+    params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
+    functions: `
+${segmentReduceTiling('expertOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[rowTokens[k] * P.d + m]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dA[${ACT('k')} + n]; }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return dB[${ACT('k')} + n]; }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let w = (t.seg - P.expertBase) * P.d * P.h + m * P.h + n;
+  dW1[w] += c;
+  ${swiglu ? 'dW3[w] += c2;' : ''}
+}`,
+  });
+}
+
+/** Slot pass s of dX: dX[token] += da·W1_eᵀ + db·W3_eᵀ (K = 2h for SwiGLU, the two halves concatenated). */
+export function inputGrad(o: ExpertKernelOptions): KernelSource {
+  const swiglu = o.activation === 'swiglu';
+  return gemmSource({
+    name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}`,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [
+      read('dA'),
+      ...(swiglu ? [read('dB')] : []),
+      read('rowTokens', 'u32'),
+      read('expertSlotOffsets', 'u32'),
+      read('slotTileOffsets', 'u32'),
+      read('W1'),
+      ...(swiglu ? [read('W3')] : []),
+      write('dX'),
+    ],
+    params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    functions: `
+${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 {
+  let l = ${ACT('m')};
+  ${swiglu ? 'if (k >= P.h) { return dB[l + k - P.h]; }' : ''}
+  return dA[l + k];
+}
+fn loadB(t: Tile, k: u32, n: u32) -> f32 {
+  let w = (t.seg - P.expertBase) * P.d * P.h + n * P.h;
+  ${swiglu ? 'if (k >= P.h) { return W3[w + k - P.h]; }' : ''}
+  return W1[w + k];
+}
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[rowTokens[m] * P.d + n] += c; }`,
+  });
+}
+
+/** Column tiles of a hidden-size output: the number of dg partial sums per routed row. */
+export function dgParts(ffn: number): number {
+  return Math.ceil(ffn / TILE_N);
+}

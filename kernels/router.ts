@@ -1,0 +1,227 @@
+import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEncoder } from './program.js';
+import type { TrackedBuffer } from '../src/gpu/allocator.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, TILE_M, TILE_N, tiles } from './gemm/core.js';
+
+/**
+ * The router: logits = X·Wr + β (β from the zipf skew), softmax, top-k by logit (ties to the
+ * lower expert id), gates; and its backward, dg → dp → dz, then dWr = Xᵀ·dz and dX = dz·Wrᵀ.
+ * Every strategy shares it: they differ after routing, not in it.
+ */
+export const MAX_TOP_K = 8;
+
+export const routerLogits = gemmSource({
+  name: 'router-logits',
+  aContiguous: 'k',
+  bContiguous: 'n',
+  bindings: [
+    { name: 'X', type: 'f32', access: 'read' },
+    { name: 'Wr', type: 'f32', access: 'read' },
+    { name: 'logits', type: 'f32', access: 'read_write' },
+  ],
+  params: [...DENSE_PARAMS, { name: 'skewS', type: 'f32' }],
+  functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[m * P.K + k]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Wr[k * P.N + n]; }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { logits[m * P.N + n] = c - P.skewS * log(f32(n + 1u)); }`,
+});
+
+const TOKEN_WG = 64;
+
+function tokenKernel(name: string, names: string[], types: string[], access: ('read' | 'read_write')[], params: KernelSource['params'], body: string): KernelSource {
+  const code = `${bindingPrelude({ bindings: access, params }, names, types)}
+@compute @workgroup_size(${TOKEN_WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let t = (${LINEAR_WORKGROUP}) * ${TOKEN_WG}u + li;
+  if (t >= P.T) { return; }
+${body}
+}`;
+  return { name, code, bindings: access, params };
+}
+
+/** Softmax in place (logits → probs), top-k, gates. */
+export const routerTopK = tokenKernel(
+  'router-topk',
+  ['probs', 'tokenExperts', 'gates'],
+  ['f32', 'u32', 'f32'],
+  ['read_write', 'read_write', 'read_write'],
+  [
+    { name: 'T', type: 'u32' },
+    { name: 'E', type: 'u32' },
+    { name: 'k', type: 'u32' },
+    { name: 'normalize', type: 'u32' },
+  ],
+  `
+  let base = t * P.E;
+  var zmax = probs[base];
+  for (var e = 1u; e < P.E; e++) { zmax = max(zmax, probs[base + e]); }
+  var total = 0.0;
+  for (var e = 0u; e < P.E; e++) { total += exp(probs[base + e] - zmax); }
+  // Selection in the order (logit descending, expert id ascending): each pick is the best
+  // candidate strictly after the previous pick in that order, so ties go to the lower id.
+  var chosen: array<u32, ${MAX_TOP_K}>;
+  var prevZ = 0.0;
+  var prevE = 0u;
+  var chosenSum = 0.0;
+  for (var s = 0u; s < P.k; s++) {
+    var best = P.E;
+    var bestZ = 0.0;
+    for (var e = 0u; e < P.E; e++) {
+      let z = probs[base + e];
+      let after = s == 0u || z < prevZ || (z == prevZ && e > prevE);
+      if (after && (best == P.E || z > bestZ)) { best = e; bestZ = z; }
+    }
+    chosen[s] = best;
+    prevZ = bestZ;
+    prevE = best;
+    chosenSum += exp(bestZ - zmax) / total;
+  }
+  for (var s = 0u; s < P.k; s++) {
+    let p = exp(probs[base + chosen[s]] - zmax) / total;
+    tokenExperts[t * P.k + s] = chosen[s];
+    gates[t * P.k + s] = select(p, p / chosenSum, P.normalize == 1u);
+  }
+  for (var e = 0u; e < P.E; e++) { probs[base + e] = exp(probs[base + e] - zmax) / total; }`,
+);
+
+/**
+ * dz for each token from the gate gradients dg (one per routed pair; dropped pairs have 0),
+ * through the renormalisation and the softmax, plus the load-balancing loss's share.
+ * dg arrives as per-column-tile partial sums [pairs × dgParts], summed here in a fixed order.
+ */
+export const routerBackward = tokenKernel(
+  'router-backward',
+  ['probs', 'tokenExperts', 'gates', 'pairRows', 'dgPartial', 'expertOffsets', 'dz'],
+  ['f32', 'u32', 'f32', 'u32', 'f32', 'u32', 'f32'],
+  ['read', 'read', 'read', 'read', 'read', 'read', 'read_write'],
+  [
+    { name: 'T', type: 'u32' },
+    { name: 'E', type: 'u32' },
+    { name: 'k', type: 'u32' },
+    { name: 'normalize', type: 'u32' },
+    { name: 'dgParts', type: 'u32' },
+    { name: 'auxScale', type: 'f32' },
+  ],
+  `
+  let base = t * P.E;
+  var dg: array<f32, ${MAX_TOP_K}>;
+  var chosenSum = 0.0;
+  var gdg = 0.0;
+  for (var s = 0u; s < P.k; s++) {
+    let row = pairRows[t * P.k + s];
+    var sum = 0.0;
+    if (row != 0xffffffffu) {
+      for (var j = 0u; j < P.dgParts; j++) { sum += dgPartial[row * P.dgParts + j]; }
+    }
+    dg[s] = sum;
+    chosenSum += probs[base + tokenExperts[t * P.k + s]];
+    gdg += gates[t * P.k + s] * sum;
+  }
+  // dp on the chosen experts; ⟨dp, p⟩ for the softmax backward.
+  var dp: array<f32, ${MAX_TOP_K}>;
+  var dpp = 0.0;
+  for (var s = 0u; s < P.k; s++) {
+    dp[s] = select(dg[s], (dg[s] - gdg) / chosenSum, P.normalize == 1u);
+    dpp += dp[s] * probs[base + tokenExperts[t * P.k + s]];
+  }
+  // Load-balancing loss: q_e = α·E·f_e/T with f_e the share of pairs routed to e.
+  var qp = 0.0;
+  if (P.auxScale != 0.0) {
+    for (var e = 0u; e < P.E; e++) { qp += P.auxScale * f32(expertOffsets[e + 1u] - expertOffsets[e]) * probs[base + e]; }
+  }
+  for (var e = 0u; e < P.E; e++) {
+    var dpe = 0.0;
+    for (var s = 0u; s < P.k; s++) { if (tokenExperts[t * P.k + s] == e) { dpe = dp[s]; } }
+    var q = 0.0;
+    if (P.auxScale != 0.0) { q = P.auxScale * f32(expertOffsets[e + 1u] - expertOffsets[e]); }
+    let p = probs[base + e];
+    dz[base + e] = p * (dpe - dpp) + p * (q - qp);
+  }`,
+);
+
+/** dWr[d,E] = Xᵀ·dz: a reduction over tokens through the shared core. */
+export const routerWeightGrad = gemmSource({
+  name: 'router-dWr',
+  aContiguous: 'm',
+  bContiguous: 'n',
+  bindings: [
+    { name: 'X', type: 'f32', access: 'read' },
+    { name: 'dz', type: 'f32', access: 'read' },
+    { name: 'dWr', type: 'f32', access: 'read_write' },
+  ],
+  params: DENSE_PARAMS,
+  functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[k * P.M + m]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dz[k * P.N + n]; }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dWr[m * P.N + n] = c; }`,
+});
+
+/** The router's share of dX: dX = dz·Wrᵀ (written first; the experts' shares add to it). */
+export const routerInputGrad = gemmSource({
+  name: 'router-dX',
+  aContiguous: 'k',
+  bContiguous: 'k',
+  bindings: [
+    { name: 'dz', type: 'f32', access: 'read' },
+    { name: 'Wr', type: 'f32', access: 'read' },
+    { name: 'dX', type: 'f32', access: 'read_write' },
+  ],
+  params: DENSE_PARAMS,
+  functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dz[m * P.K + k]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Wr[n * P.K + k]; }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[m * P.N + n] = c; }`,
+});
+
+export interface RouterShape {
+  tokens: number;
+  hidden: number;
+  experts: number;
+  topK: number;
+  normalizeGates: boolean;
+  skewS: number;
+}
+
+export async function encodeRouterForward(
+  enc: StepEncoder,
+  shape: RouterShape,
+  b: { X: TrackedBuffer; Wr: TrackedBuffer; probs: TrackedBuffer; tokenExperts: TrackedBuffer; gates: TrackedBuffer },
+): Promise<void> {
+  const { tokens: T, hidden: d, experts: E, topK: k } = shape;
+  await enc.dispatch({ source: routerLogits, params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: [b.X, b.Wr, b.probs], workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({
+    source: routerTopK,
+    params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0 },
+    buffers: [b.probs, b.tokenExperts, b.gates],
+    workgroups: grid(tiles(T, TOKEN_WG)),
+  });
+}
+
+export async function encodeRouterBackward(
+  enc: StepEncoder,
+  shape: RouterShape & { dgParts: number; auxLossCoef: number },
+  b: {
+    X: TrackedBuffer;
+    Wr: TrackedBuffer;
+    probs: TrackedBuffer;
+    tokenExperts: TrackedBuffer;
+    gates: TrackedBuffer;
+    pairRows: TrackedBuffer;
+    dgPartial: TrackedBuffer;
+    expertOffsets: TrackedBuffer;
+    dz: TrackedBuffer;
+    dWr: TrackedBuffer;
+    dX: TrackedBuffer;
+  },
+): Promise<void> {
+  const { tokens: T, hidden: d, experts: E, topK: k } = shape;
+  // ∂/∂p̄_e of α·E·Σ f_e·p̄_e with p̄ = mean over T tokens and f_e = load_e/(T·k).
+  const auxScale = shape.auxLossCoef > 0 ? (shape.auxLossCoef * E) / (T * k * T) : 0;
+  await enc.dispatch({
+    source: routerBackward,
+    params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, dgParts: shape.dgParts, auxScale },
+    buffers: [b.probs, b.tokenExperts, b.gates, b.pairRows, b.dgPartial, b.expertOffsets, b.dz],
+    workgroups: grid(tiles(T, TOKEN_WG)),
+  });
+  await enc.dispatch({ source: routerWeightGrad, params: { M: d, N: E, K: T }, buffers: [b.X, b.dz, b.dWr], workgroups: [tiles(d, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({ source: routerInputGrad, params: { M: T, N: d, K: E }, buffers: [b.dz, b.Wr, b.dX], workgroups: [tiles(T, TILE_M), tiles(d, TILE_N), 1] });
+}

@@ -1,0 +1,215 @@
+import { KernelContext } from '../kernels/context.js';
+import { layerConfig, type Activation, type Checkpoint, type LayerConfig, type Skew } from './config.js';
+import { EnvironmentError, UsageError } from './errors.js';
+import { GpuAllocator } from './gpu/allocator.js';
+import { readTensor } from './gpu/readback.js';
+import type { GpuContext } from './gpu/runtime.js';
+import { allocateTensor, chunkLayout, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
+import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './memory-profiler.js';
+import { generateInputs, type LayerInputs } from './rng.js';
+import { findStrategy } from './strategies/index.js';
+import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy.js';
+import { formatBytes } from './units.js';
+
+export interface MoELayerOptions {
+  numExperts: number;
+  topK: number;
+  hidden: number;
+  ffn: number;
+  tokens: number;
+  activation?: Activation;
+  dispatch?: string;
+  checkpoint?: Checkpoint;
+  capacityFactor?: number;
+  normalizeGates?: boolean;
+  skew?: Skew;
+  auxLossCoef?: number;
+  seed?: number;
+  /** Refuse allocations beyond this many live bytes (OOM as a result). */
+  memoryLimit?: number;
+  /** Largest chunk of a tensor; defaults to the adapter's storage-binding limit (tests force it smaller). */
+  chunkBytes?: number;
+}
+
+export interface LayerGradients {
+  dX: Float32Array;
+  dWr: Float32Array;
+  dW1: Float32Array;
+  dW2: Float32Array;
+  dW3: Float32Array | null;
+}
+
+/**
+ * One MoE layer on the GPU with a chosen dispatch strategy: weights, inputs and gradients live
+ * here; the strategy does the routing, the experts and whatever it saves between passes.
+ */
+export class MoELayer {
+  readonly allocator: GpuAllocator;
+  readonly kernels: KernelContext;
+  readonly strategy: Strategy;
+  readonly chunkBytes: number;
+  private readonly tensors: LayerTensors;
+  private runner: StrategyRunner;
+  private output: Tensor | null = null;
+  private inputGrad: Tensor | null = null;
+  private lastStep: StepMemory | null = null;
+
+  private constructor(
+    readonly gpu: GpuContext,
+    readonly config: LayerConfig,
+    options: MoELayerOptions,
+  ) {
+    this.strategy = findStrategy(options.dispatch ?? 'zero-buffer');
+    const reason = this.strategy.unsupported(config);
+    if (reason) throw new UsageError(`${this.strategy.id} cannot run this config: ${reason}`);
+    this.chunkBytes = Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
+    this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
+    this.kernels = new KernelContext(this.allocator);
+    const { tokens: T, hidden: d, ffn: h, experts: E } = config;
+    const tokenBytes = T * d * 4;
+    if (tokenBytes > gpu.maxBindingBytes) {
+      throw new EnvironmentError(`X [${T}×${d}] needs ${formatBytes(tokenBytes)}, more than one storage binding holds on this adapter (${formatBytes(gpu.maxBindingBytes)}); use fewer --tokens`);
+    }
+    if (d * h * 4 > this.chunkBytes) {
+      throw new EnvironmentError(`one expert's weight matrix [${d}×${h}] needs ${formatBytes(d * h * 4)}, more than one storage binding holds (${formatBytes(this.chunkBytes)})`);
+    }
+    const a = this.allocator;
+    const whole = (rows: number, cols: number) => chunkLayout(rows, cols, 4, Infinity);
+    const perExpert = (cols: number) => chunkLayout(E, cols, 4, this.chunkBytes);
+    const swiglu = config.activation === 'swiglu';
+    this.tensors = {
+      Wr: allocateTensor(a, 'Wr', 'weights', whole(d, E)),
+      W1: allocateTensor(a, 'W1', 'weights', perExpert(d * h)),
+      W3: swiglu ? allocateTensor(a, 'W3', 'weights', perExpert(d * h)) : null,
+      W2: allocateTensor(a, 'W2', 'weights', perExpert(h * d)),
+      dWr: allocateTensor(a, 'dWr', 'gradients', whole(d, E)),
+      dW1: allocateTensor(a, 'dW1', 'gradients', perExpert(d * h)),
+      dW3: swiglu ? allocateTensor(a, 'dW3', 'gradients', perExpert(d * h)) : null,
+      dW2: allocateTensor(a, 'dW2', 'gradients', perExpert(h * d)),
+      X: allocateTensor(a, 'X', 'input', whole(T, d)),
+      dO: allocateTensor(a, 'dO', 'input', whole(T, d)),
+    };
+    this.runner = this.strategy.create(config);
+  }
+
+  static async create(gpu: GpuContext, options: MoELayerOptions): Promise<MoELayer> {
+    const config = layerConfig({
+      tokens: options.tokens,
+      hidden: options.hidden,
+      ffn: options.ffn,
+      experts: options.numExperts,
+      topK: options.topK,
+      ...(options.activation && { activation: options.activation }),
+      ...(options.checkpoint && { checkpoint: options.checkpoint }),
+      ...(options.capacityFactor !== undefined && { capacityFactor: options.capacityFactor }),
+      ...(options.normalizeGates !== undefined && { normalizeGates: options.normalizeGates }),
+      ...(options.skew && { skew: options.skew }),
+      ...(options.auxLossCoef !== undefined && { auxLossCoef: options.auxLossCoef }),
+      ...(options.seed !== undefined && { seed: options.seed }),
+    });
+    const layer = new MoELayer(gpu, config, options);
+    await layer.allocator.settle();
+    return layer;
+  }
+
+  /** Sets weights and inputs from the documented seeded generator (src/rng.ts). */
+  randomize(): LayerInputs {
+    const inputs = generateInputs(this.config);
+    this.setInputs(inputs);
+    return inputs;
+  }
+
+  setInputs(inputs: Partial<LayerInputs>): void {
+    const device = this.gpu.device;
+    const t = this.tensors;
+    const put = (tensor: Tensor | null, data: Float32Array | null | undefined, name: string) => {
+      if (!data) return;
+      if (!tensor) throw new UsageError(`${name} is not used by the ${this.config.activation} activation`);
+      const expected = tensor.layout.rows * tensor.layout.cols;
+      if (data.length !== expected) throw new UsageError(`${name} has ${data.length} elements; the layer expects ${expected}`);
+      uploadTensor(device, tensor, data);
+    };
+    put(t.X, inputs.X, 'X');
+    put(t.dO, inputs.dO, 'dO');
+    put(t.Wr, inputs.Wr, 'Wr');
+    put(t.W1, inputs.W1, 'W1');
+    put(t.W3, inputs.W3, 'W3');
+    put(t.W2, inputs.W2, 'W2');
+  }
+
+  private stepContext(): StepContext {
+    return new StepContext(this.kernels, this.kernels.encoder(), this.config, this.chunkBytes);
+  }
+
+  async forward(X?: Float32Array): Promise<void> {
+    if (X) this.setInputs({ X });
+    this.releaseOutputs();
+    const step = this.stepContext();
+    this.output = await this.runner.forward(step, this.tensors);
+    step.enc.flush();
+    this.allocator.mark(FORWARD_END_MARK);
+    await this.allocator.settle();
+  }
+
+  async backward(dO?: Float32Array): Promise<void> {
+    if (dO) this.setInputs({ dO });
+    const step = this.stepContext();
+    this.inputGrad = await this.runner.backward(step, this.tensors);
+    step.enc.flush();
+    await this.allocator.settle();
+  }
+
+  /** Forward and backward with the memory figures of DESIGN.md §4. */
+  async trainStep(): Promise<StepMemory> {
+    this.releaseOutputs();
+    const profiler = new MemoryProfiler(this.allocator);
+    this.lastStep = await profiler.profile(async () => {
+      await this.forward();
+      await this.backward();
+    });
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    return this.lastStep;
+  }
+
+  get memory(): StepMemory | null {
+    return this.lastStep;
+  }
+
+  /** Routing of the last forward pass; call between forward() and backward(). */
+  async readRouting() {
+    return this.runner.readRouting(this.stepContext());
+  }
+
+  async routingSummary(): Promise<RoutingSummary> {
+    return this.runner.summary(this.stepContext());
+  }
+
+  async readOutput(): Promise<Float32Array> {
+    if (!this.output) throw new Error('no output: run forward() first');
+    return readTensor(this.allocator, this.output);
+  }
+
+  async readGradients(): Promise<LayerGradients> {
+    if (!this.inputGrad) throw new Error('no gradients: run backward() first');
+    const t = this.tensors;
+    return {
+      dX: await readTensor(this.allocator, this.inputGrad),
+      dWr: await readTensor(this.allocator, t.dWr),
+      dW1: await readTensor(this.allocator, t.dW1),
+      dW2: await readTensor(this.allocator, t.dW2),
+      dW3: t.dW3 ? await readTensor(this.allocator, t.dW3) : null,
+    };
+  }
+
+  private releaseOutputs(): void {
+    if (!this.output && !this.inputGrad) return;
+    this.runner.release(this.stepContext());
+    this.output = this.inputGrad = null;
+  }
+
+  destroy(): void {
+    this.releaseOutputs();
+    for (const tensor of Object.values(this.tensors)) freeTensor(this.allocator, tensor ?? undefined);
+    this.kernels.destroy();
+  }
+}

@@ -1,0 +1,116 @@
+import type { KernelContext } from '../kernels/context.js';
+import type { StepEncoder } from '../kernels/program.js';
+import { PARAM_ARENA_BYTES } from '../kernels/program.js';
+import type { BufferTable, BufferSpec } from './buffer-table.js';
+import { spec } from './buffer-table.js';
+import type { LayerConfig } from './config.js';
+import type { BufferTag } from './gpu/allocator.js';
+import { allocateTensor, chunkLayout, freeTensor, type ChunkLayout, type Tensor } from './gpu/tensor.js';
+
+/**
+ * The contract every dispatch strategy implements (zero-buffer and the baselines alike), so a
+ * kernel author can add one without touching any command: register it in src/strategies/index.ts.
+ */
+export interface Strategy {
+  id: string;
+  /** One line for tables and --help. */
+  title: string;
+  /** Dropless strategies ignore --capacity-factor. */
+  dropless: boolean;
+  /** Why this config cannot run with the strategy, or null. */
+  unsupported(config: LayerConfig): string | null;
+  /** Every buffer a step allocates, given the realised (or expected) routing. */
+  bufferTable(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): BufferTable;
+  create(config: LayerConfig): StrategyRunner;
+}
+
+export interface TableLimits {
+  /** Largest chunk of one tensor (the storage-binding limit, or smaller when forced). */
+  chunkBytes: number;
+}
+
+/** What a strategy's routing did, read back after the forward pass (outside any timing). */
+export interface RoutingSummary {
+  /** Pairs routed to each expert before any drop. */
+  expertLoads: number[];
+  keptPairs: number;
+  droppedPairs: number;
+  /** Slots per expert for capacity strategies, else null. */
+  capacity: number | null;
+}
+
+/** The layer's persistent tensors, owned by MoELayer and shared with the strategy. */
+export interface LayerTensors {
+  X: Tensor;
+  dO: Tensor;
+  Wr: Tensor;
+  W1: Tensor;
+  W3: Tensor | null;
+  W2: Tensor;
+  dWr: Tensor;
+  dW1: Tensor;
+  dW3: Tensor | null;
+  dW2: Tensor;
+}
+
+/** A strategy bound to one layer; it keeps what the forward pass saved for the backward pass. */
+export interface StrategyRunner {
+  forward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
+  backward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
+  /** Routing as [T,k] expert ids, gates and kept flags (verify and tests). */
+  readRouting(step: StepContext): Promise<{ experts: Uint32Array; gates: Float32Array; kept: Uint8Array }>;
+  summary(step: StepContext): Promise<RoutingSummary>;
+  /** Frees whatever the runner still holds (outputs of the last step). */
+  release(step: StepContext): void;
+}
+
+/** What a strategy sees during a step: the encoder, the allocator through phases, the limits. */
+export class StepContext {
+  constructor(
+    readonly kernels: KernelContext,
+    readonly enc: StepEncoder,
+    readonly config: LayerConfig,
+    readonly chunkBytes: number,
+  ) {}
+
+  phase(name: string): void {
+    this.kernels.allocator.mark(name);
+  }
+
+  layout(rows: number, cols: number, rowGranularity = 1, elementBytes = 4): ChunkLayout {
+    return chunkLayout(rows, cols, elementBytes, this.chunkBytes, rowGranularity);
+  }
+
+  alloc(name: string, tag: BufferTag, layout: ChunkLayout): Tensor {
+    return allocateTensor(this.kernels.allocator, name, tag, layout);
+  }
+
+  /** Submits the work recorded so far (which may use the tensors), then frees them. */
+  free(...tensors: (Tensor | null | undefined)[]): void {
+    this.enc.flush();
+    for (const t of tensors) freeTensor(this.kernels.allocator, t ?? undefined);
+  }
+}
+
+/** The persistent part of every strategy's table: what MoELayer allocates. */
+export function persistentSpecs(c: LayerConfig, limits: TableLimits): BufferSpec[] {
+  const { tokens: T, hidden: d, ffn: h, experts: E } = c;
+  const swiglu = c.activation === 'swiglu';
+  const whole = (rows: number, cols: number) => chunkLayout(rows, cols, 4, Infinity);
+  const perExpert = (cols: number) => chunkLayout(E, cols, 4, limits.chunkBytes);
+  const list: BufferSpec[] = [
+    { name: 'kernelParams', tag: 'workspace', shape: [PARAM_ARENA_BYTES], dtype: 'u8', bytes: PARAM_ARENA_BYTES, chunks: 1, from: '', to: '' },
+  ];
+  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[]) => list.push(spec(name, tag, layout, shape, 'f32', '', ''));
+  add('Wr', 'weights', whole(d, E), [d, E]);
+  add('W1', 'weights', perExpert(d * h), [E, d, h]);
+  if (swiglu) add('W3', 'weights', perExpert(d * h), [E, d, h]);
+  add('W2', 'weights', perExpert(h * d), [E, h, d]);
+  add('dWr', 'gradients', whole(d, E), [d, E]);
+  add('dW1', 'gradients', perExpert(d * h), [E, d, h]);
+  if (swiglu) add('dW3', 'gradients', perExpert(d * h), [E, d, h]);
+  add('dW2', 'gradients', perExpert(h * d), [E, h, d]);
+  add('X', 'input', whole(T, d), [T, d]);
+  add('dO', 'input', whole(T, d), [T, d]);
+  return list;
+}
