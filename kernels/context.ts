@@ -15,8 +15,8 @@ export class KernelContext {
     return this.allocator.device;
   }
 
-  encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null): StepEncoder {
-    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps);
+  encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null, passPerKernel = false): StepEncoder {
+    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps, passPerKernel);
   }
 
   destroy(): void {

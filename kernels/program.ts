@@ -97,18 +97,29 @@ export class StepEncoder {
   private readonly paramBytes = new ArrayBuffer(PARAM_ARENA_BYTES);
   private pendingParams = false;
   readonly passes: PassTiming[] = [];
-  private passOpen = false;
+  private nextLabel: string | null = null;
 
   constructor(
     readonly device: GPUDevice,
     readonly cache: PipelineCache,
     readonly paramArena: GPUBuffer,
     readonly timestamps: { querySet: GPUQuerySet; capacity: number } | null = null,
+    /** Profiling: every dispatch in a pass of its own, so each kernel gets its own timestamps. */
+    readonly passPerKernel = false,
   ) {
     this.encoder = device.createCommandEncoder();
   }
 
+  /**
+   * Names the pass that the next dispatch opens. Passes open lazily so none is empty: an empty
+   * pass's timestamps are not ordered with the others'.
+   */
   beginPass(label: string): void {
+    this.endPass();
+    this.nextLabel = label;
+  }
+
+  private openPass(label: string): void {
     this.endPass();
     const index = this.passes.length;
     const ts = this.timestamps && index < this.timestamps.capacity / 2 ? this.timestamps : null;
@@ -117,19 +128,17 @@ export class StepEncoder {
       timestampWrites: ts ? { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * index, endOfPassWriteIndex: 2 * index + 1 } : undefined,
     });
     this.passes.push({ label, kernels: [] });
-    this.passOpen = true;
   }
 
   endPass(): void {
     if (this.pass) this.pass.end();
     this.pass = null;
-    this.passOpen = false;
   }
 
   async dispatch(d: Dispatch): Promise<void> {
     const { pipeline, layout } = await this.cache.get(d.source);
     if (this.slot === PARAM_SLOTS) this.flush();
-    if (!this.pass) this.beginPass(d.source.name);
+    if (!this.pass || this.passPerKernel) this.openPass(this.passPerKernel ? d.source.name : (this.nextLabel ?? d.source.name));
     const offset = this.slot * PARAM_SLOT_BYTES;
     const u32 = new Uint32Array(this.paramBytes, offset, PARAM_SLOT_BYTES / 4);
     const f32 = new Float32Array(this.paramBytes, offset, PARAM_SLOT_BYTES / 4);
@@ -156,27 +165,18 @@ export class StepEncoder {
 
   /** Clears buffers to zero; must happen outside a compute pass. */
   clear(buffer: GPUBuffer | TrackedBuffer): void {
-    const reopen = this.passOpen ? this.passes[this.passes.length - 1].label : null;
     this.endPass();
     this.encoder.clearBuffer('buffer' in buffer ? buffer.buffer : buffer);
-    if (reopen) this.reopen(reopen);
-  }
-
-  private reopen(label: string): void {
-    // A new pass continues the phase; timing merges passes that share a label.
-    this.beginPass(label);
   }
 
   /** Submits everything recorded so far and starts a fresh encoder (params arena reusable). */
   flush(): void {
-    const reopen = this.passOpen ? this.passes[this.passes.length - 1].label : null;
     this.endPass();
     if (this.pendingParams) this.device.queue.writeBuffer(this.paramArena, 0, this.paramBytes, 0, this.slot * PARAM_SLOT_BYTES);
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = this.device.createCommandEncoder();
     this.slot = 0;
     this.pendingParams = false;
-    if (reopen) this.reopen(reopen);
   }
 
   get commandEncoder(): GPUCommandEncoder {

@@ -6,6 +6,7 @@ import { readTensor } from './gpu/readback.js';
 import type { GpuContext } from './gpu/runtime.js';
 import { allocateTensor, chunkLayout, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
 import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './memory-profiler.js';
+import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
 import { findStrategy } from './strategies/index.js';
 import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy.js';
@@ -29,6 +30,12 @@ export interface MoELayerOptions {
   memoryLimit?: number;
   /** Largest chunk of a tensor; defaults to the adapter's storage-binding limit (tests force it smaller). */
   chunkBytes?: number;
+}
+
+export interface StepTimingOptions {
+  timer?: GpuTimer;
+  /** One timed pass per kernel (profile) instead of one per phase. */
+  perKernel?: boolean;
 }
 
 export interface LayerGradients {
@@ -137,38 +144,57 @@ export class MoELayer {
     put(t.W2, inputs.W2, 'W2');
   }
 
-  private stepContext(): StepContext {
-    return new StepContext(this.kernels, this.kernels.encoder(), this.config, this.chunkBytes);
+  private stepContext(timing?: StepTimingOptions): StepContext {
+    const enc = this.kernels.encoder(timing?.timer?.writes ?? null, timing?.perKernel ?? false);
+    return new StepContext(this.kernels, enc, this.config, this.chunkBytes);
   }
 
-  async forward(X?: Float32Array): Promise<void> {
-    if (X) this.setInputs({ X });
-    this.releaseOutputs();
-    const step = this.stepContext();
+  private async runForward(step: StepContext): Promise<void> {
     this.output = await this.runner.forward(step, this.tensors);
     step.enc.flush();
     this.allocator.mark(FORWARD_END_MARK);
     await this.allocator.settle();
   }
 
-  async backward(dO?: Float32Array): Promise<void> {
-    if (dO) this.setInputs({ dO });
-    const step = this.stepContext();
+  private async runBackward(step: StepContext): Promise<void> {
     this.inputGrad = await this.runner.backward(step, this.tensors);
     step.enc.flush();
     await this.allocator.settle();
   }
 
-  /** Forward and backward with the memory figures of DESIGN.md §4. */
-  async trainStep(): Promise<StepMemory> {
+  async forward(X?: Float32Array): Promise<void> {
+    if (X) this.setInputs({ X });
+    this.releaseOutputs();
+    await this.runForward(this.stepContext());
+  }
+
+  async backward(dO?: Float32Array): Promise<void> {
+    if (dO) this.setInputs({ dO });
+    await this.runBackward(this.stepContext());
+  }
+
+  /**
+   * One measured step (forward, or forward and backward) with the memory figures of DESIGN.md
+   * §4 and, given a timer, GPU timestamps of every phase (or every kernel).
+   */
+  async step(options: StepTimingOptions & { pass?: 'forward' | 'train' } = {}): Promise<{ memory: StepMemory; timing: StepTiming | null; wallMs: number }> {
     this.releaseOutputs();
     const profiler = new MemoryProfiler(this.allocator);
+    const step = this.stepContext(options);
+    const started = performance.now();
     this.lastStep = await profiler.profile(async () => {
-      await this.forward();
-      await this.backward();
+      await this.runForward(step);
+      if ((options.pass ?? 'train') === 'train') await this.runBackward(step);
     });
     await this.gpu.device.queue.onSubmittedWorkDone();
-    return this.lastStep;
+    const wallMs = performance.now() - started;
+    const timing = options.timer ? await options.timer.read(step.enc.passes) : null;
+    return { memory: this.lastStep, timing, wallMs };
+  }
+
+  /** Forward and backward with the memory figures of DESIGN.md §4. */
+  async trainStep(): Promise<StepMemory> {
+    return (await this.step()).memory;
   }
 
   get memory(): StepMemory | null {

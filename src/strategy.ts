@@ -73,8 +73,10 @@ export class StepContext {
     readonly chunkBytes: number,
   ) {}
 
+  /** Starts a named phase: a mark in the memory timeline and a timed compute pass. */
   phase(name: string): void {
     this.kernels.allocator.mark(name);
+    if (!this.enc.passPerKernel) this.enc.beginPass(name);
   }
 
   layout(rows: number, cols: number, rowGranularity = 1, elementBytes = 4): ChunkLayout {
