@@ -104,8 +104,9 @@ export const routerBackward = tokenKernel(
   `
   let base = t * P.E;
   var dg: array<f32, ${MAX_TOP_K}>;
+  var g: array<f32, ${MAX_TOP_K}>;
+  var pc: array<f32, ${MAX_TOP_K}>;
   var chosenSum = 0.0;
-  var gdg = 0.0;
   for (var s = 0u; s < P.k; s++) {
     let row = pairRows[t * P.k + s];
     var sum = 0.0;
@@ -113,28 +114,53 @@ export const routerBackward = tokenKernel(
       for (var j = 0u; j < P.dgParts; j++) { sum += dgPartial[row * P.dgParts + j]; }
     }
     dg[s] = sum;
-    chosenSum += probs[base + tokenExperts[t * P.k + s]];
-    gdg += gates[t * P.k + s] * sum;
+    g[s] = gates[t * P.k + s];
+    pc[s] = probs[base + tokenExperts[t * P.k + s]];
+    chosenSum += pc[s];
   }
-  // dp on the chosen experts; ⟨dp, p⟩ for the softmax backward.
+  // A gate or probability near 1 makes 1 − x vanish in f32; every "1 − x" below is therefore
+  // formed as the sum of the other terms, which keeps the small gradients a skewed router has.
   var dp: array<f32, ${MAX_TOP_K}>;
-  var dpp = 0.0;
   for (var s = 0u; s < P.k; s++) {
-    dp[s] = select(dg[s], (dg[s] - gdg) / chosenSum, P.normalize == 1u);
-    dpp += dp[s] * probs[base + tokenExperts[t * P.k + s]];
+    if (P.normalize == 1u) {
+      var others = 0.0;
+      for (var r = 0u; r < P.k; r++) { if (r != s) { others += g[r] * (dg[s] - dg[r]); } }
+      dp[s] = others / chosenSum;
+    } else {
+      dp[s] = dg[s];
+    }
   }
-  // Load-balancing loss: q_e = α·E·f_e/T with f_e the share of pairs routed to e.
+  var dpp = 0.0;
+  for (var s = 0u; s < P.k; s++) { dpp += dp[s] * pc[s]; }
   var qp = 0.0;
   if (P.auxScale != 0.0) {
     for (var e = 0u; e < P.E; e++) { qp += P.auxScale * f32(expertOffsets[e + 1u] - expertOffsets[e]) * probs[base + e]; }
   }
   for (var e = 0u; e < P.E; e++) {
-    var dpe = 0.0;
-    for (var s = 0u; s < P.k; s++) { if (tokenExperts[t * P.k + s] == e) { dpe = dp[s]; } }
+    let p = probs[base + e];
+    var slot = P.k;
+    for (var s = 0u; s < P.k; s++) { if (tokenExperts[t * P.k + s] == e) { slot = s; } }
     var q = 0.0;
     if (P.auxScale != 0.0) { q = P.auxScale * f32(expertOffsets[e + 1u] - expertOffsets[e]); }
-    let p = probs[base + e];
-    dz[base + e] = p * (dpe - dpp) + p * (q - qp);
+    var grad = -dpp;
+    var aux = q - qp;
+    if (slot < P.k || p > 0.5) {
+      // dp_e − ⟨dp, p⟩ = Σ_{j≠e} p_j (dp_e − dp_j), and likewise for q.
+      let dpe = select(0.0, dp[min(slot, P.k - 1u)], slot < P.k);
+      var rest = 0.0;
+      var restAux = 0.0;
+      for (var j = 0u; j < P.E; j++) {
+        if (j == e) { continue; }
+        let pj = probs[base + j];
+        var dpj = 0.0;
+        for (var s = 0u; s < P.k; s++) { if (tokenExperts[t * P.k + s] == j) { dpj = dp[s]; } }
+        rest += pj * (dpe - dpj);
+        if (P.auxScale != 0.0) { restAux += pj * (q - P.auxScale * f32(expertOffsets[j + 1u] - expertOffsets[j])); }
+      }
+      grad = rest;
+      if (P.auxScale != 0.0) { aux = restAux; }
+    }
+    dz[base + e] = p * grad + select(0.0, p * aux, P.auxScale != 0.0);
   }`,
 );
 

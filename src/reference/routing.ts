@@ -1,0 +1,138 @@
+/**
+ * Float64 router of DESIGN.md §2: logits, softmax, top-k, gates and the capacity rule. Kept
+ * apart from the experts because verify also needs it alone (near ties, drops, dumps).
+ */
+import { expertCapacity, skewBias, type LayerConfig } from '../config.js';
+
+export interface RouteOptions {
+  /** Apply the capacity rule (capacity strategies); default false = dropless. */
+  capacity?: boolean;
+  /**
+   * Per-token experts, in slot order, that replace the top-k choice: verify passes the GPU's
+   * choice for near-tie tokens, where f32 and f64 may legitimately disagree.
+   */
+  forcedExperts?: Map<number, number[]>;
+}
+
+export interface ReferenceRouting {
+  /** [T, E] z = X·Wr + β */
+  logits: Float64Array;
+  /** [T, E] softmax(z) */
+  probs: Float64Array;
+  /** [T, k] chosen experts, slot s = rank by z (ties: lower id first) */
+  experts: Int32Array;
+  /** [T, k] gates, formed before the capacity check (a dropped pair keeps its gate) */
+  gates: Float64Array;
+  /** [T, k] 1 = the pair is computed, 0 = dropped by capacity */
+  kept: Uint8Array;
+  /** [E] pairs routed to each expert, before drops */
+  expertLoad: Int32Array;
+  /** C when the capacity rule applied, else null */
+  capacity: number | null;
+  dropped: number;
+  /** Tokens whose k-th and (k+1)-th logits differ by < 1e-5·max|z| (ascending token order) */
+  nearTies: number[];
+}
+
+export const NEAR_TIE_RELATIVE = 1e-5;
+
+export function routeReference(config: LayerConfig, X: Float64Array, Wr: Float64Array, options: RouteOptions = {}): ReferenceRouting {
+  const { tokens: T, hidden: d, experts: E, topK: k } = config;
+  if (X.length !== T * d) throw new Error(`X has ${X.length} elements; expected ${T}·${d}`);
+  if (Wr.length !== d * E) throw new Error(`Wr has ${Wr.length} elements; expected ${d}·${E}`);
+  for (const t of options.forcedExperts?.keys() ?? []) {
+    if (!Number.isInteger(t) || t < 0 || t >= T) throw new Error(`forcedExperts: token ${t} is not in 0..${T - 1}`);
+  }
+  const beta = skewBias(config.skew, E);
+  const logits = new Float64Array(T * E);
+  const probs = new Float64Array(T * E);
+  const experts = new Int32Array(T * k);
+  const gates = new Float64Array(T * k);
+  const kept = new Uint8Array(T * k).fill(1);
+  const expertLoad = new Int32Array(E);
+  const nearTies: number[] = [];
+  const taken = new Uint8Array(E);
+
+  for (let t = 0; t < T; t++) {
+    const z = logits.subarray(t * E, t * E + E);
+    z.set(beta);
+    for (let i = 0; i < d; i++) {
+      const x = X[t * d + i];
+      const row = i * E;
+      for (let e = 0; e < E; e++) z[e] += x * Wr[row + e];
+    }
+    let zMax = -Infinity;
+    let zAbsMax = 0;
+    for (let e = 0; e < E; e++) {
+      if (z[e] > zMax) zMax = z[e];
+      if (Math.abs(z[e]) > zAbsMax) zAbsMax = Math.abs(z[e]);
+    }
+    const p = probs.subarray(t * E, t * E + E);
+    let sum = 0;
+    for (let e = 0; e < E; e++) sum += p[e] = Math.exp(z[e] - zMax);
+    for (let e = 0; e < E; e++) p[e] /= sum;
+
+    // Top-k by repeated selection: strict ">" over ascending ids gives ties to the lower id.
+    taken.fill(0);
+    let kthLogit = 0;
+    for (let s = 0; s < k; s++) {
+      let best = -1;
+      for (let e = 0; e < E; e++) if (!taken[e] && (best < 0 || z[e] > z[best])) best = e;
+      taken[best] = 1;
+      experts[t * k + s] = best;
+      kthLogit = z[best];
+    }
+    if (k < E) {
+      let next = -Infinity;
+      for (let e = 0; e < E; e++) if (!taken[e] && z[e] > next) next = z[e];
+      const gap = kthLogit - next;
+      // An exact tie counts even when every logit is 0 (where the relative bound is 0 too).
+      if (gap < NEAR_TIE_RELATIVE * zAbsMax || gap === 0) nearTies.push(t);
+    }
+
+    const forced = options.forcedExperts?.get(t);
+    if (forced) {
+      checkForced(t, forced, k, E);
+      for (let s = 0; s < k; s++) experts[t * k + s] = forced[s];
+    }
+    let chosenSum = 0;
+    for (let s = 0; s < k; s++) chosenSum += p[experts[t * k + s]];
+    const scale = config.normalizeGates ? 1 / chosenSum : 1;
+    for (let s = 0; s < k; s++) {
+      const e = experts[t * k + s];
+      gates[t * k + s] = p[e] * scale;
+      expertLoad[e]++;
+    }
+  }
+
+  let capacity: number | null = null;
+  let dropped = 0;
+  if (options.capacity) {
+    let maxLoad = 0;
+    for (let e = 0; e < E; e++) maxLoad = Math.max(maxLoad, expertLoad[e]);
+    const C = config.capacityFactor > 0 ? expertCapacity(config) : maxLoad;
+    capacity = C;
+    // Slot-major placement (every token's slot 0 before any slot 1), as Tutel's cumsum does.
+    const fill = new Int32Array(E);
+    for (let s = 0; s < k; s++) {
+      for (let t = 0; t < T; t++) {
+        const e = experts[t * k + s];
+        if (fill[e] < C) fill[e]++;
+        else {
+          kept[t * k + s] = 0;
+          dropped++;
+        }
+      }
+    }
+  }
+  return { logits, probs, experts, gates, kept, expertLoad, capacity, dropped, nearTies };
+}
+
+function checkForced(t: number, forced: number[], k: number, E: number): void {
+  if (forced.length !== k) throw new Error(`forcedExperts for token ${t} has ${forced.length} experts; expected k = ${k}`);
+  for (let s = 0; s < k; s++) {
+    const e = forced[s];
+    if (!Number.isInteger(e) || e < 0 || e >= E) throw new Error(`forcedExperts for token ${t}: expert ${e} is not in 0..${E - 1}`);
+    for (let r = 0; r < s; r++) if (forced[r] === e) throw new Error(`forcedExperts for token ${t}: expert ${e} appears twice`);
+  }
+}

@@ -1,0 +1,36 @@
+import chalk from 'chalk';
+import Table from 'cli-table3';
+import { formatSkew } from '../config.js';
+import type { VerifyResult } from '../verify.js';
+
+function exp(value: number): string {
+  if (!Number.isFinite(value)) return 'NaN/Inf';
+  return value === 0 ? '0' : value.toExponential(2);
+}
+
+/** The verify report: one row per strategy and tensor, then a verdict line. */
+export function renderVerify(result: VerifyResult): string {
+  const c = result.config;
+  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed}`;
+  const table = new Table({
+    head: ['strategy', 'tensor', 'rel. error', 'max |error|', 'result'],
+    style: { head: [], border: [] },
+  });
+  for (const s of result.strategies) {
+    if (s.status === 'unsupported' || s.status === 'error') {
+      table.push([s.strategy, '—', '—', '—', s.status === 'error' ? chalk.red(`error: ${s.message}`) : chalk.yellow(`unsupported: ${s.message}`)]);
+      continue;
+    }
+    s.tensors.forEach((t, i) => {
+      table.push([i === 0 ? s.strategy : '', t.tensor, exp(t.relError), exp(t.maxAbsError), t.pass ? chalk.green('pass') : chalk.red(t.hasNaN ? 'FAIL (NaN)' : 'FAIL')]);
+    });
+    const notes = [`near-tie tokens given the GPU's routing: ${s.nearTieTokens}`];
+    if (s.droppedPairs) notes.push(`dropped pairs: ${s.droppedPairs}`);
+    if (s.message) notes.push(chalk.red(s.message));
+    table.push([{ colSpan: 5, content: chalk.dim(notes.join('; ')) }]);
+  }
+  const verdict = result.pass
+    ? chalk.green(`PASS: every tensor within relative error ${result.tolerance.toExponential(0)}`)
+    : chalk.red(`FAIL: ${result.strategies.filter((s) => s.status === 'fail' || s.status === 'error').map((s) => s.strategy).join(', ')} outside relative error ${result.tolerance.toExponential(0)}`);
+  return [head, table.toString(), verdict].join('\n');
+}

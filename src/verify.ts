@@ -1,0 +1,227 @@
+import { join } from 'node:path';
+import { formatSkew, type LayerConfig } from './config.js';
+import type { GpuContext } from './gpu/runtime.js';
+import { MoELayer } from './layer.js';
+import { writeFileAtomic, writeNpy } from './npy.js';
+import { compareTensors, F32_TOLERANCE, referenceStep, toFloat64, type ReferenceResult } from './reference/index.js';
+import { generateInputs, type LayerInputs } from './rng.js';
+import { findStrategy } from './strategies/index.js';
+
+export const VERIFIED_TENSORS = ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] as const;
+export type VerifiedTensor = (typeof VERIFIED_TENSORS)[number];
+
+export interface TensorCheck {
+  tensor: VerifiedTensor;
+  relError: number;
+  maxAbsError: number;
+  hasNaN: boolean;
+  pass: boolean;
+}
+
+export interface StrategyVerification {
+  strategy: string;
+  status: 'pass' | 'fail' | 'unsupported' | 'error';
+  message?: string;
+  tensors: TensorCheck[];
+  /** Tokens whose k-th and (k+1)-th logits nearly tie and that the GPU routed differently: the reference took the GPU's routing for them. */
+  nearTieTokens: number;
+  droppedPairs: number;
+  /** Reference folder of a --dump this strategy was compared with. */
+  reference: 'ref' | 'ref-capacity';
+}
+
+export interface VerifyResult {
+  config: LayerConfig;
+  tolerance: number;
+  strategies: StrategyVerification[];
+  pass: boolean;
+}
+
+export interface VerifyOptions {
+  strategies: string[];
+  tolerance?: number;
+  chunkBytes?: number;
+  dumpDir?: string;
+  onProgress?: (message: string) => void;
+}
+
+interface GpuRun {
+  O: Float32Array;
+  grads: Record<Exclude<VerifiedTensor, 'O'>, Float32Array | null>;
+  experts: Uint32Array;
+  droppedPairs: number;
+}
+
+async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
+  const layer = await MoELayer.create(gpu, {
+    tokens: config.tokens,
+    hidden: config.hidden,
+    ffn: config.ffn,
+    numExperts: config.experts,
+    topK: config.topK,
+    activation: config.activation,
+    dispatch: strategy,
+    checkpoint: config.checkpoint,
+    capacityFactor: config.capacityFactor,
+    normalizeGates: config.normalizeGates,
+    skew: config.skew,
+    auxLossCoef: config.auxLossCoef,
+    seed: config.seed,
+    chunkBytes,
+  });
+  try {
+    layer.setInputs(inputs);
+    await layer.forward();
+    const routing = await layer.readRouting();
+    const summary = await layer.routingSummary();
+    await layer.backward();
+    const O = await layer.readOutput();
+    const g = await layer.readGradients();
+    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs };
+  } finally {
+    layer.destroy();
+  }
+}
+
+/**
+ * Near ties (DESIGN.md §2): where f32 and f64 may legitimately pick different experts, the
+ * reference is recomputed with the GPU's choice for those tokens; any other difference stays.
+ */
+function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number } {
+  const first = referenceStep(config, inputs64, { capacity });
+  const k = config.topK;
+  const forcedExperts = new Map<number, number[]>();
+  for (const t of first.routing.nearTies) {
+    const gpu = Array.from(gpuExperts.subarray(t * k, t * k + k));
+    const ref = Array.from(first.routing.experts.subarray(t * k, t * k + k));
+    if (gpu.some((e, s) => e !== ref[s])) forcedExperts.set(t, gpu);
+  }
+  if (forcedExperts.size === 0) return { ref: first, forced: 0 };
+  return { ref: referenceStep(config, inputs64, { capacity, forcedExperts }), forced: forcedExperts.size };
+}
+
+function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | null {
+  return name === 'O' ? ref.O : ref[name];
+}
+
+export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, options: VerifyOptions): Promise<VerifyResult> {
+  const tolerance = options.tolerance ?? F32_TOLERANCE;
+  const inputs = generateInputs(config);
+  const inputs64 = toFloat64(inputs);
+  const results: StrategyVerification[] = [];
+  const dumped = new Map<string, ReferenceResult>();
+  for (const id of options.strategies) {
+    const strategy = findStrategy(id);
+    const reference = strategy.dropless ? 'ref' : 'ref-capacity';
+    const base = { strategy: id, tensors: [], nearTieTokens: 0, droppedPairs: 0, reference } as const;
+    const reason = strategy.unsupported(config);
+    if (reason) {
+      results.push({ ...base, tensors: [], status: 'unsupported', message: reason });
+      continue;
+    }
+    options.onProgress?.(`${id}: running on the GPU`);
+    let run: GpuRun;
+    try {
+      run = await runOnGpu(gpu, config, id, inputs, options.chunkBytes);
+    } catch (error) {
+      results.push({ ...base, tensors: [], status: 'error', message: (error as Error).message });
+      continue;
+    }
+    options.onProgress?.(`${id}: float64 reference`);
+    const { ref, forced } = referenceFor(config, inputs64, !strategy.dropless, run.experts);
+    const tensors: TensorCheck[] = [];
+    for (const name of VERIFIED_TENSORS) {
+      const want = refTensor(ref, name);
+      const got = name === 'O' ? run.O : run.grads[name];
+      if (!want || !got) continue;
+      const c = compareTensors(got, want);
+      tensors.push({ tensor: name, relError: c.relError, maxAbsError: c.maxAbsError, hasNaN: c.hasNaN, pass: !c.hasNaN && c.relError <= tolerance });
+    }
+    const pass = tensors.every((t) => t.pass) && run.droppedPairs === ref.routing.dropped;
+    const message = run.droppedPairs !== ref.routing.dropped ? `dropped ${run.droppedPairs} pairs, the reference ${ref.routing.dropped}` : undefined;
+    results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }) });
+    if (options.dumpDir) {
+      await dumpStrategy(options.dumpDir, id, config, run);
+      if (!dumped.has(reference)) {
+        dumped.set(reference, ref);
+        await dumpReference(options.dumpDir, reference, config, ref);
+      }
+    }
+  }
+  if (options.dumpDir) await dumpInputs(options.dumpDir, config, inputs, results, dumped);
+  return { config, tolerance, strategies: results, pass: results.every((r) => r.status === 'pass' || r.status === 'unsupported') };
+}
+
+function shapes(c: LayerConfig) {
+  const { tokens: T, hidden: d, ffn: h, experts: E } = c;
+  return { O: [T, d], dX: [T, d], dWr: [d, E], dW1: [E, d, h], dW2: [E, h, d], dW3: [E, d, h] } as Record<VerifiedTensor, number[]>;
+}
+
+async function dumpStrategy(dir: string, id: string, c: LayerConfig, run: GpuRun) {
+  const s = shapes(c);
+  await writeNpy(join(dir, id, 'O.npy'), run.O, s.O);
+  for (const [name, data] of Object.entries(run.grads)) if (data) await writeNpy(join(dir, id, `${name}.npy`), data, s[name as VerifiedTensor]);
+}
+
+async function dumpReference(dir: string, folder: string, c: LayerConfig, ref: ReferenceResult) {
+  const s = shapes(c);
+  for (const name of VERIFIED_TENSORS) {
+    const data = refTensor(ref, name);
+    if (data) await writeNpy(join(dir, folder, `${name}.npy`), data, s[name]);
+  }
+  const { tokens: T, topK: k } = c;
+  await writeNpy(join(dir, folder, 'experts.npy'), Int32Array.from(ref.routing.experts), [T, k]);
+  await writeNpy(join(dir, folder, 'gates.npy'), Float64Array.from(ref.routing.gates), [T, k]);
+  await writeNpy(join(dir, folder, 'kept.npy'), Uint8Array.from(ref.routing.kept), [T, k]);
+}
+
+/** Inputs, the first reference's routing at the top, and the manifest (written last: its presence means the dump is whole). */
+async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, results: StrategyVerification[], refs: Map<string, ReferenceResult>) {
+  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+  const files: Record<string, { shape: number[]; dtype: string; layout: string }> = {};
+  const put = async (path: string, data: Float32Array | Float64Array | Int32Array | Uint8Array, shape: number[], dtype: string) => {
+    await writeNpy(join(dir, path), data, shape);
+    files[path] = { shape, dtype, layout: 'C order, little-endian' };
+  };
+  await put('X.npy', inputs.X, [T, d], '<f4');
+  await put('dO.npy', inputs.dO, [T, d], '<f4');
+  await put('Wr.npy', inputs.Wr, [d, E], '<f4');
+  await put('W1.npy', inputs.W1, [E, d, h], '<f4');
+  if (inputs.W3) await put('W3.npy', inputs.W3, [E, d, h], '<f4');
+  await put('W2.npy', inputs.W2, [E, h, d], '<f4');
+  const top = refs.get('ref') ?? refs.get('ref-capacity');
+  if (top) {
+    await put('experts.npy', Int32Array.from(top.routing.experts), [T, k], '<i4');
+    await put('gates.npy', Float64Array.from(top.routing.gates), [T, k], '<f8');
+    await put('kept.npy', Uint8Array.from(top.routing.kept), [T, k], '|u1');
+  }
+  const s = shapes(c);
+  for (const r of results) {
+    if (r.status === 'unsupported' || r.status === 'error') continue;
+    for (const t of r.tensors) files[`${r.strategy}/${t.tensor}.npy`] = { shape: s[t.tensor], dtype: '<f4', layout: 'C order, little-endian' };
+  }
+  for (const folder of refs.keys()) for (const t of VERIFIED_TENSORS) if (t !== 'dW3' || c.activation === 'swiglu') files[`${folder}/${t}.npy`] = { shape: s[t], dtype: '<f8', layout: 'C order, little-endian' };
+  const manifest = {
+    format: 'moeblaze.verify-dump/v1',
+    config: {
+      tokens: T,
+      hidden: d,
+      ffn: h,
+      experts: E,
+      topK: k,
+      activation: c.activation,
+      capacityFactor: c.capacityFactor,
+      normalizeGates: c.normalizeGates,
+      checkpoint: c.checkpoint,
+      dtype: c.dtype,
+      skew: formatSkew(c.skew),
+      seed: c.seed,
+      auxLoss: c.auxLossCoef,
+    },
+    generator: 'src/rng.ts: seeded with --seed; draws X, dO, Wr, W1, W3, W2 in that order; X, dO ~ N(0,1), weights ~ N(0, 1/fan_in)',
+    strategies: results.map((r) => ({ id: r.strategy, status: r.status, reference: r.reference })),
+    routing: 'experts/gates/kept at the top are the reference routing (dropless when a dropless strategy ran)',
+    files,
+  };
+  await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+}
