@@ -144,21 +144,23 @@ export const routerBackward = tokenKernel(
     if (P.auxScale != 0.0) { q = P.auxScale * f32(expertOffsets[e + 1u] - expertOffsets[e]); }
     var grad = -dpp;
     var aux = q - qp;
-    if (slot < P.k || p > 0.5) {
-      // dp_e − ⟨dp, p⟩ = Σ_{j≠e} p_j (dp_e − dp_j), and likewise for q.
-      let dpe = select(0.0, dp[min(slot, P.k - 1u)], slot < P.k);
-      var rest = 0.0;
-      var restAux = 0.0;
+    if (slot < P.k || (p > 0.5 && P.auxScale != 0.0)) {
+      // dp_e − ⟨dp, p⟩ = dp_e·Σ_{j≠e} p_j − Σ_{j≠e} p_j·dp_j, and likewise for q; the sums
+      // over the other experts never subtract a number close to 1 from 1.
+      var others = 0.0;
+      var othersAux = 0.0;
       for (var j = 0u; j < P.E; j++) {
         if (j == e) { continue; }
         let pj = probs[base + j];
-        var dpj = 0.0;
-        for (var s = 0u; s < P.k; s++) { if (tokenExperts[t * P.k + s] == j) { dpj = dp[s]; } }
-        rest += pj * (dpe - dpj);
-        if (P.auxScale != 0.0) { restAux += pj * (q - P.auxScale * f32(expertOffsets[j + 1u] - expertOffsets[j])); }
+        others += pj;
+        if (P.auxScale != 0.0) { othersAux += pj * P.auxScale * f32(expertOffsets[j + 1u] - expertOffsets[j]); }
       }
-      grad = rest;
-      if (P.auxScale != 0.0) { aux = restAux; }
+      if (slot < P.k) {
+        var chosenOthers = 0.0;
+        for (var r = 0u; r < P.k; r++) { if (r != slot) { chosenOthers += pc[r] * dp[r]; } }
+        grad = dp[slot] * others - chosenOthers;
+      }
+      if (P.auxScale != 0.0) { aux = q * others - othersAux; }
     }
     dz[base + e] = p * grad + select(0.0, p * aux, P.auxScale != 0.0);
   }`,

@@ -4,7 +4,8 @@ import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { readTensor } from './gpu/readback.js';
 import type { GpuContext } from './gpu/runtime.js';
-import { allocateTensor, chunkLayout, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
+import { allocateTensor, chunkLayout, chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
+import { encodeFillNormal } from '../kernels/init.js';
 import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './memory-profiler.js';
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
@@ -124,6 +125,34 @@ export class MoELayer {
     const inputs = generateInputs(this.config);
     this.setInputs(inputs);
     return inputs;
+  }
+
+  /**
+   * Sets weights and inputs from a hash-based generator on the GPU (kernels/init.ts): for shapes
+   * too large to generate on the host. Same distributions as randomize(), different values.
+   */
+  async randomizeOnGpu(seed = this.config.seed): Promise<void> {
+    const t = this.tensors;
+    const { hidden: d, ffn: h } = this.config;
+    const enc = this.kernels.encoder();
+    const plan: [Tensor | null, number][] = [
+      [t.X, 1],
+      [t.dO, 1],
+      [t.Wr, 1 / Math.sqrt(d)],
+      [t.W1, 1 / Math.sqrt(d)],
+      [t.W3, 1 / Math.sqrt(d)],
+      [t.W2, 1 / Math.sqrt(h)],
+    ];
+    for (const [stream, [tensor, std]] of plan.entries()) {
+      if (!tensor) continue;
+      for (const [c, chunk] of tensor.chunks.entries()) {
+        const { count } = chunkRowRange(tensor.layout, c);
+        // A stream per (tensor, chunk) keeps element indices within u32 for 10⁹-element tensors.
+        await encodeFillNormal(enc, chunk, count * tensor.layout.cols, 0, seed, stream * 65536 + c, std);
+      }
+    }
+    enc.flush();
+    await this.gpu.device.queue.onSubmittedWorkDone();
   }
 
   setInputs(inputs: Partial<LayerInputs>): void {
