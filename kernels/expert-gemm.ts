@@ -1,6 +1,6 @@
 import type { Activation } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { gemmSource, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_N, type GemmBinding } from './gemm/core.js';
+import { gemmSource, LARGE_TILE, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
 import type { KernelSource } from './program.js';
 
 /**
@@ -12,6 +12,11 @@ import type { KernelSource } from './program.js';
  * (rows [rowChunkBase, …)); the host dispatches each pair. Extra params beyond the tiling's:
  * d, h, k, expertBase, rowChunkBase (and slot for the slot-by-slot passes).
  */
+/** Row tiles follow the routing metadata's tile offsets (TILE_M rows); columns can be wider. */
+export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128 };
+/** Weight gradients tile their [d,h] outputs, never a segment: the large tile. */
+export const REDUCE_TILE: TileShape = LARGE_TILE;
+
 const SHAPE_PARAMS = [
   { name: 'd', type: 'u32' },
   { name: 'h', type: 'u32' },
@@ -58,6 +63,7 @@ export function upProjection(o: ExpertKernelOptions): KernelSource {
   const uStore = o.keptU ? `U[l] = ${swiglu ? 'silu(c) * c2' : `${plainActivation(o.activation as Exclude<Activation, 'swiglu'>).fn}(c)`};` : '';
   return gemmSource({
     name: `expert-up-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    tile: SEGMENT_TILE,
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
@@ -91,6 +97,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 export function downCombine(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
     name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
     bindings: [
@@ -120,6 +127,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) {
 export function weightGradW2(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
     name: `expert-dW2-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    tile: REDUCE_TILE,
     aContiguous: 'm',
     bContiguous: 'n',
     bindings: [
@@ -158,6 +166,7 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
         Ab[l] = g * G * ${plain!.grad}(a);`;
   return gemmSource({
     name: `expert-hidden-grad-${o.activation}`,
+    tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [
@@ -173,30 +182,30 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
       write('dgPartial'),
     ],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS, { name: 'dgParts', type: 'u32' }],
-    moduleScope: `var<workgroup> rowDg: array<f32, ${64 * 16}>;`,
+    moduleScope: `var<workgroup> rowDg: array<f32, ${SEGMENT_TILE.m * 16}>;`,
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
 ${GATE_OF_ROW}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dO[rowTokens[m] * P.d + k]; }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.h * P.d + n * P.d + k]; }`,
     epilogue: `
-  for (var i = 0u; i < 4u; i++) {
-    let m = t.m0 + ty * 4u + i;
+  for (var i = 0u; i < RM; i++) {
+    let m = t.m0 + accRow(ty, i);
     var dgSum = 0.0;
     if (m < t.mEnd) {
       let g = gateOfRow(t.seg, m);
-      for (var j = 0u; j < 4u; j++) {
-        let n = t.n0 + tx * 4u + j;
+      for (var j = 0u; j < RN; j++) {
+        let n = t.n0 + accCol(tx, j);
         if (n >= t.nEnd) { continue; }
         let l = ${ACT('m')} + n;
-        let G = acc[i][j];
+        let G = acc[i * RN4 + j / 4u][j % 4u];
         ${perElement}
       }
     }
-    rowDg[(ty * 4u + i) * 16u + tx] = dgSum;
+    rowDg[accRow(ty, i) * 16u + tx] = dgSum;
   }
   workgroupBarrier();
-  if (li < 64u && t.m0 + li < t.mEnd) {
+  if (li < TM && t.m0 + li < t.mEnd) {
     var total = 0.0;
     for (var x = 0u; x < 16u; x++) { total += rowDg[li * 16u + x]; }
     dgPartial[(t.m0 + li) * P.dgParts + wg.y] = total;
@@ -209,6 +218,7 @@ export function weightGradW13(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
   return gemmSource({
     name: `expert-dW13-${swiglu ? 'swiglu' : 'plain'}`,
+    tile: REDUCE_TILE,
     dual: swiglu,
     aContiguous: 'm',
     bContiguous: 'n',
@@ -240,6 +250,7 @@ export function inputGrad(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
   return gemmSource({
     name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}`,
+    tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [
@@ -271,5 +282,5 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[rowTokens[m] * P.d + n] += c; }`
 
 /** Column tiles of a hidden-size output: the number of dg partial sums per routed row. */
 export function dgParts(ffn: number): number {
-  return Math.ceil(ffn / TILE_N);
+  return Math.ceil(ffn / SEGMENT_TILE.n);
 }

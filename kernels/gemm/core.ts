@@ -19,6 +19,16 @@ export const TILE_N = 64;
 export const TILE_K = 16;
 const THREADS = 256;
 
+/** Output tile of one workgroup: 16×16 threads, each (m/16)×(n/16) outputs; m, n ∈ {64, 128}. */
+export interface TileShape {
+  m: 64 | 128;
+  n: 64 | 128;
+}
+
+export const DEFAULT_TILE: TileShape = { m: TILE_M, n: TILE_N };
+/** For GEMMs whose rows are not segmented by expert (dense, weight gradients). */
+export const LARGE_TILE: TileShape = { m: 128, n: 128 };
+
 export interface GemmBinding {
   name: string;
   type: 'f32' | 'u32' | 'i32';
@@ -35,44 +45,98 @@ export interface GemmSpec {
   bindings: readonly GemmBinding[];
   params: KernelSource['params'];
   functions: string;
-  /** Replaces the default epilogue (storeC per output); sees t, acc, acc2, tx, ty, li. */
+  tile?: TileShape;
+  /**
+   * Replaces the default epilogue (storeC per output). It sees t, tx, ty, li, wg and the
+   * accumulators: output (i, j) of this thread, i < RM, j < RN, is row t.m0 + accRow(ty, i),
+   * column t.n0 + accCol(tx, j), value acc[i * RN4 + j / 4u][j % 4u] (acc2 likewise).
+   */
   epilogue?: string;
   /** Extra module-scope WGSL (workgroup arrays for custom epilogues). */
   moduleScope?: string;
 }
 
-function tileLoad(target: string, contiguous: 'inner' | 'outer', outerSize: number, load: string, outerIdx: string, kIdx: string): string {
-  // Element e of the tile: adjacent threads take adjacent addresses of the contiguous index.
-  const kk = contiguous === 'inner' ? `e % ${TILE_K}u` : `e / ${outerSize}u`;
-  const oo = contiguous === 'inner' ? `e / ${TILE_K}u` : `e % ${outerSize}u`;
-  return `
-    for (var i = 0u; i < ${(TILE_K * outerSize) / THREADS}u; i++) {
-      let e = li + i * ${THREADS}u;
-      let kk = ${kk};
-      let oo = ${oo};
-      let ${outerIdx} = ${outerIdx}0 + oo;
-      let ${kIdx} = k0 + kk;
-      var v = 0.0;
-      if (${outerIdx} < ${outerIdx}End && ${kIdx} < t.kEnd) { v = ${load}; }
-      ${target}[kk * ${outerSize}u + oo] = v;
-    }`;
+/**
+ * Register-staged tile loads: thread li loads elements li, li + 256, … of the TK×outer tile
+ * into registers (adjacent threads on the memory-contiguous index), later stored to workgroup
+ * memory. Loading the next tile while the current one is multiplied hides global latency.
+ */
+function stageLoad(reg: string, count: number, contiguous: 'inner' | 'outer', outer: number, load: string, outerIdx: string, end: string): string {
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const e = `(li + ${i * THREADS}u)`;
+    const kk = contiguous === 'inner' ? `${e} % ${TILE_K}u` : `${e} / ${outer}u`;
+    const oo = contiguous === 'inner' ? `${e} / ${TILE_K}u` : `${e} % ${outer}u`;
+    lines.push(`{ let ${outerIdx} = ${outerIdx}0 + ${oo}; let k = k0 + ${kk}; ${reg}[${i}] = select(0.0, ${load.replace('%M%', outerIdx)}, ${outerIdx} < ${end} && k < t.kEnd); }`);
+  }
+  return lines.join('\n      ');
+}
+
+function stageStore(reg: string, target: string, count: number, contiguous: 'inner' | 'outer', outer: number): string {
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const e = `(li + ${i * THREADS}u)`;
+    const kk = contiguous === 'inner' ? `${e} % ${TILE_K}u` : `${e} / ${outer}u`;
+    const oo = contiguous === 'inner' ? `${e} / ${TILE_K}u` : `${e} % ${outer}u`;
+    lines.push(`{ let s = ${kk} * ${outer}u + ${oo}; ${target}[s / 4u][s % 4u] = ${reg}[${i}]; }`);
+  }
+  return lines.join('\n    ');
 }
 
 export function gemmSource(spec: GemmSpec): KernelSource {
   const dual = spec.dual ?? false;
+  const tile = spec.tile ?? DEFAULT_TILE;
+  const RM = tile.m / 16;
+  const RN = tile.n / 16;
+  const RM4 = RM / 4;
+  const RN4 = RN / 4;
+  const LA = (TILE_K * tile.m) / THREADS;
+  const LB = (TILE_K * tile.n) / THREADS;
+  const aMode = spec.aContiguous === 'k' ? 'inner' : 'outer';
+  const bMode = spec.bContiguous === 'k' ? 'inner' : 'outer';
   const storage = spec.bindings.map((b) => b.access);
   const prelude = bindingPrelude({ bindings: storage, params: spec.params }, spec.bindings.map((b) => b.name), spec.bindings.map((b) => b.type));
+  // A bounds test per operand, not per element: select() keeps the (in-range) loads unconditional.
+  const safe = (load: string) => load;
   const defaultEpilogue = `
-  for (var i = 0u; i < 4u; i++) {
-    let m = t.m0 + ty * 4u + i;
+  for (var i = 0u; i < RM; i++) {
+    let m = t.m0 + accRow(ty, i);
     if (m >= t.mEnd) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = t.n0 + tx * 4u + j;
-      if (n < t.nEnd) { storeC(t, m, n, acc[i][j]${dual ? ', acc2[i][j]' : ''}); }
+    for (var j = 0u; j < RN; j++) {
+      let n = t.n0 + accCol(tx, j);
+      if (n < t.nEnd) { storeC(t, m, n, acc[i * RN4 + j / 4u][j % 4u]${dual ? ', acc2[i * RN4 + j / 4u][j % 4u]' : ''}); }
     }
   }`;
+  const fmas: string[] = [];
+  for (let qa = 0; qa < RM4; qa++)
+    for (let r = 0; r < 4; r++)
+      for (let qb = 0; qb < RN4; qb++) {
+        const i = (qa * 4 + r) * RN4 + qb;
+        const comp = 'xyzw'[r];
+        fmas.push(`acc[${i}] = fma(vec4f(a${qa}.${comp}), b${qb}, acc[${i}]);`);
+        if (dual) fmas.push(`acc2[${i}] = fma(vec4f(a${qa}.${comp}), c${qb}, acc2[${i}]);`);
+      }
+  const reads = [
+    ...Array.from({ length: RM4 }, (_, q) => `let a${q} = As[kk * ${tile.m / 4}u + ty + ${q * 16}u];`),
+    ...Array.from({ length: RN4 }, (_, q) => `let b${q} = Bs[kk * ${tile.n / 4}u + tx + ${q * 16}u];`),
+    ...(dual ? Array.from({ length: RN4 }, (_, q) => `let c${q} = Bs2[kk * ${tile.n / 4}u + tx + ${q * 16}u];`) : []),
+  ];
+  const loads = (k0: string) =>
+    [
+      stageLoad('ra', LA, aMode, tile.m, safe('loadA(t, m, k)'), 'm', 'mEnd'),
+      stageLoad('rb', LB, bMode, tile.n, safe('loadB(t, k, n)'), 'n', 'nEnd'),
+      dual ? stageLoad('rc', LB, bMode, tile.n, safe('loadB2(t, k, n)'), 'n', 'nEnd') : '',
+    ]
+      .join('\n      ')
+      .replaceAll('k0 +', `${k0} +`);
   const code = `
 ${prelude}
+
+const TM = ${tile.m}u;
+const TN = ${tile.n}u;
+const RM = ${RM}u;
+const RN = ${RN}u;
+const RN4 = ${RN4}u;
 
 struct Tile {
   valid: bool,
@@ -82,9 +146,14 @@ struct Tile {
   kBegin: u32, kEnd: u32,
 }
 
-var<workgroup> As: array<f32, ${TILE_K * TILE_M}>;
-var<workgroup> Bs: array<f32, ${TILE_K * TILE_N}>;
-${dual ? `var<workgroup> Bs2: array<f32, ${TILE_K * TILE_N}>;` : ''}
+// Thread (tx, ty) owns rows ty·4 + 64·q + r and columns tx·4 + 64·q + c: vec4 reads of
+// workgroup memory are then contiguous across a warp.
+fn accRow(ty: u32, i: u32) -> u32 { return (i / 4u) * 64u + ty * 4u + i % 4u; }
+fn accCol(tx: u32, j: u32) -> u32 { return (j / 4u) * 64u + tx * 4u + j % 4u; }
+
+var<workgroup> As: array<vec4f, ${(TILE_K * tile.m) / 4}>;
+var<workgroup> Bs: array<vec4f, ${(TILE_K * tile.n) / 4}>;
+${dual ? `var<workgroup> Bs2: array<vec4f, ${(TILE_K * tile.n) / 4}>;` : ''}
 ${spec.moduleScope ?? ''}
 
 ${spec.functions}
@@ -99,25 +168,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let mEnd = t.mEnd;
   let n0 = t.n0;
   let nEnd = t.nEnd;
-  var acc: array<vec4f, 4>;
-  ${dual ? 'var acc2: array<vec4f, 4>;' : ''}
+  var acc: array<vec4f, ${RM * RN4}>;
+  ${dual ? `var acc2: array<vec4f, ${RM * RN4}>;` : ''}
+  var ra: array<f32, ${LA}>;
+  var rb: array<f32, ${LB}>;
+  ${dual ? `var rc: array<f32, ${LB}>;` : ''}
+  {
+    let k0 = t.kBegin;
+      ${loads('k0')}
+  }
   for (var k0 = t.kBegin; k0 < t.kEnd; k0 += ${TILE_K}u) {
-    ${tileLoad('As', spec.aContiguous === 'k' ? 'inner' : 'outer', TILE_M, 'loadA(t, m, k)', 'm', 'k')}
-    ${tileLoad('Bs', spec.bContiguous === 'k' ? 'inner' : 'outer', TILE_N, 'loadB(t, k, n)', 'n', 'k')}
-    ${dual ? tileLoad('Bs2', spec.bContiguous === 'k' ? 'inner' : 'outer', TILE_N, 'loadB2(t, k, n)', 'n', 'k') : ''}
+    ${stageStore('ra', 'As', LA, aMode, tile.m)}
+    ${stageStore('rb', 'Bs', LB, bMode, tile.n)}
+    ${dual ? stageStore('rc', 'Bs2', LB, bMode, tile.n) : ''}
     workgroupBarrier();
+    if (k0 + ${TILE_K}u < t.kEnd) {
+      let kn = k0 + ${TILE_K}u;
+      ${loads('kn')}
+    }
     for (var kk = 0u; kk < ${TILE_K}u; kk++) {
-      let ab = kk * ${TILE_M}u + ty * 4u;
-      let a = vec4f(As[ab], As[ab + 1u], As[ab + 2u], As[ab + 3u]);
-      let bb = kk * ${TILE_N}u + tx * 4u;
-      let b = vec4f(Bs[bb], Bs[bb + 1u], Bs[bb + 2u], Bs[bb + 3u]);
-      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
-      ${
-        dual
-          ? `let b2 = vec4f(Bs2[bb], Bs2[bb + 1u], Bs2[bb + 2u], Bs2[bb + 3u]);
-      acc2[0] += a.x * b2; acc2[1] += a.y * b2; acc2[2] += a.z * b2; acc2[3] += a.w * b2;`
-          : ''
-      }
+      ${reads.join('\n      ')}
+      ${fmas.join('\n      ')}
     }
     workgroupBarrier();
   }
@@ -135,10 +206,10 @@ export const DENSE_ROWS_TILING = `
 fn tileOf(wg: vec3u) -> Tile {
   var t: Tile;
   t.seg = 0u;
-  t.m0 = wg.x * ${TILE_M}u;
-  t.mEnd = min(t.m0 + ${TILE_M}u, P.M);
-  t.n0 = wg.y * ${TILE_N}u;
-  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.m0 = wg.x * TM;
+  t.mEnd = min(t.m0 + TM, P.M);
+  t.n0 = wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = 0u;
   t.kEnd = P.K;
   t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd;
@@ -170,12 +241,12 @@ fn tileOf(wg: vec3u) -> Tile {
   if (seg < P.segBegin || seg >= P.segEnd) { return t; }
   let start = ${rowOffsets}[P.rowBase + seg * P.rowStride];
   let end = ${rowOffsets}[P.rowBase + seg * P.rowStride + 1u];
-  let m0 = start + (wid - ${tileOffsets}[P.tileBase + seg]) * ${TILE_M}u;
+  let m0 = start + (wid - ${tileOffsets}[P.tileBase + seg]) * TM;
   t.seg = seg;
   t.m0 = max(m0, P.rowBegin);
-  t.mEnd = min(min(m0 + ${TILE_M}u, end), P.rowEnd);
-  t.n0 = wg.y * ${TILE_N}u;
-  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.mEnd = min(min(m0 + TM, end), P.rowEnd);
+  t.n0 = wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = 0u;
   t.kEnd = P.K;
   t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd;
@@ -195,10 +266,10 @@ fn tileOf(wg: vec3u) -> Tile {
   var t: Tile;
   let seg = P.segBegin + wg.z;
   t.seg = seg;
-  t.m0 = wg.x * ${TILE_M}u;
-  t.mEnd = min(t.m0 + ${TILE_M}u, P.M);
-  t.n0 = wg.y * ${TILE_N}u;
-  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.m0 = wg.x * TM;
+  t.mEnd = min(t.m0 + TM, P.M);
+  t.n0 = wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = max(${rowOffsets}[P.rowBase + seg * P.rowStride], P.rowBegin);
   t.kEnd = min(${rowOffsets}[P.rowBase + seg * P.rowStride + 1u], P.rowEnd);
   t.valid = seg < P.segEnd && t.m0 < t.mEnd && t.n0 < t.nEnd && t.kBegin < t.kEnd;

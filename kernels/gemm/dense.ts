@@ -1,10 +1,11 @@
 import type { StepEncoder } from '../program.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, TILE_M, TILE_N, tiles } from './core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, LARGE_TILE, tiles } from './core.js';
 
 /** Plain row-major C[M,N] = A[M,K]·B[K,N] through the shared core: the GEMM ceiling and a test of the core. */
 export const denseGemm = gemmSource({
   name: 'dense-gemm',
+  tile: LARGE_TILE,
   aContiguous: 'k',
   bContiguous: 'n',
   bindings: [
@@ -20,5 +21,5 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = c; }`,
 });
 
 export async function encodeDenseGemm(enc: StepEncoder, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: denseGemm, params: { M, N, K }, buffers: [a, b, c], workgroups: [tiles(M, TILE_M), tiles(N, TILE_N), 1] });
+  await enc.dispatch({ source: denseGemm, params: { M, N, K }, buffers: [a, b, c], workgroups: [tiles(M, LARGE_TILE.m), tiles(N, LARGE_TILE.n), 1] });
 }

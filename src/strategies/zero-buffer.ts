@@ -1,5 +1,5 @@
-import { downCombine, dgParts, hiddenGrad, inputGrad, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
-import { TILE_M, TILE_N, tiles } from '../../kernels/gemm/core.js';
+import { downCombine, dgParts, hiddenGrad, inputGrad, REDUCE_TILE, SEGMENT_TILE, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
+import { tiles } from '../../kernels/gemm/core.js';
 import type { KernelSource } from '../../kernels/program.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K } from '../../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../../kernels/routing-metadata.js';
@@ -126,13 +126,13 @@ class ZeroBufferRunner implements StrategyRunner {
 
   private async expertSegments(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks'], extra: Record<string, number> = {}) {
     const R = this.c.tokens * this.c.topK;
-    const maxTiles = Math.ceil(R / TILE_M) + this.c.experts;
+    const maxTiles = Math.ceil(R / SEGMENT_TILE.m) + this.c.experts;
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
       step.enc.dispatch({
         source,
         params: this.rowsParams(rows, experts, { N, K, rowBase: 0, rowStride: 1, tileBase: 0, ...extra }),
         buffers: buffers(ac, wc),
-        workgroups: [maxTiles, tiles(N, TILE_N), 1],
+        workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
       }),
     );
   }
@@ -140,14 +140,14 @@ class ZeroBufferRunner implements StrategyRunner {
   /** The slot-by-slot passes: in pass s every token has at most one row, so token-row writes never collide. */
   private async slotPasses(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
     const { tokens: T, experts: E, topK: k } = this.c;
-    const maxTiles = Math.ceil(T / TILE_M) + E;
+    const maxTiles = Math.ceil(T / SEGMENT_TILE.m) + E;
     for (let s = 0; s < k; s++) {
       await this.perChunk(step, weights, (ac, wc, rows, experts) =>
         step.enc.dispatch({
           source,
           params: this.rowsParams(rows, experts, { N, K, rowBase: s, rowStride: k, tileBase: s * (E + 1), slot: s }),
           buffers: buffers(ac, wc),
-          workgroups: [maxTiles, tiles(N, TILE_N), 1],
+          workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
         }),
       );
     }
@@ -159,7 +159,7 @@ class ZeroBufferRunner implements StrategyRunner {
         source,
         params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1 }),
         buffers: buffers(ac, wc),
-        workgroups: [tiles(M, TILE_M), tiles(N, TILE_N), experts.count],
+        workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count],
       }),
     );
   }
