@@ -15,10 +15,13 @@ export function renderVerify(result: VerifyResult): string {
   const table = new Table({
     head: ['strategy', 'tensor', 'rel. error', 'max |error|', 'result'],
     style: { head: [], border: [] },
+    // One line per tensor: row separators would double the table's height.
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
   for (const s of result.strategies) {
     if (s.status === 'unsupported' || s.status === 'error') {
-      table.push([s.strategy, '—', '—', '—', s.status === 'error' ? chalk.red(`error: ${s.message}`) : chalk.yellow(`unsupported: ${s.message}`)]);
+      const firstLine = (s.message ?? '').split('\n')[0];
+      table.push([s.strategy, '—', '—', '—', s.status === 'error' ? chalk.red(`error: ${firstLine}`) : chalk.yellow(`unsupported: ${firstLine}`)]);
       continue;
     }
     s.tensors.forEach((t, i) => {

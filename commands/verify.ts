@@ -1,0 +1,65 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../src/cli/base.js';
+import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli/flags.js';
+import { EnvironmentError, ExitCode, UsageError } from '../src/errors.js';
+import { renderVerify } from '../src/render/verify.js';
+import { findStrategy, strategyIds } from '../src/strategies/index.js';
+import { verifyStrategies, type VerifyResult } from '../src/verify.js';
+import type { Provenance } from '../src/provenance.js';
+
+export default class Verify extends BaseCommand {
+  static override summary = 'Check strategies against the float64 reference: forward output and every gradient.';
+  static override description =
+    'Runs one training step of the layer on the GPU with each strategy and compares O, dX, dWr, dW1, dW2 and dW3 with a float64 CPU reference computed from the same seeded inputs (capacity strategies against the reference with the same capacity and drops). Passes when every tensor is within the relative error tolerance and nothing is NaN; exits 3 otherwise. Near-tie tokens (k-th and (k+1)-th logits within 1e-5·max|z|) that the GPU routed differently are given the GPU\'s routing in the reference and counted. --dump writes inputs, routing and every result as .npy files with a manifest.';
+  static override examples = [
+    '<%= config.bin %> verify',
+    '<%= config.bin %> verify --impl zero-buffer --tokens 131 --hidden 67 --ffn 69 --experts 7 --top-k 3',
+    '<%= config.bin %> verify --activation gelu --checkpoint full --json',
+    '<%= config.bin %> verify --dump ./verify-dump',
+  ];
+  static override flags = {
+    ...gpuFlags,
+    ...layerFlags,
+    impl: Flags.string({
+      multiple: true,
+      options: strategyIds(),
+      description: 'strategy to check (repeatable) [default: every strategy]',
+    }),
+    tolerance: Flags.custom<number>({
+      parse: async (input) => {
+        const value = Number(input);
+        if (!(value > 0 && value < 1)) throw new UsageError(`--tolerance: "${input}" is not allowed; use a relative error between 0 and 1, e.g. 1e-4`);
+        return value;
+      },
+      description: 'largest relative error that passes [default: 1e-4 for f32]',
+    })(),
+    dump: Flags.directory({ description: 'write inputs, routing and results as .npy files with manifest.json into this folder' }),
+    'chunk-limit': sizeFlag({
+      description: 'split every chunkable tensor into buffers of at most this size (exercises chunking on small shapes) [default: the adapter\'s binding limit]',
+    }),
+  };
+
+  async run(): Promise<VerifyResult & { provenance: Provenance }> {
+    const { flags } = await this.parse(Verify);
+    const config = layerConfigFromFlags(flags);
+    const strategies = flags.impl ?? strategyIds();
+    strategies.forEach(findStrategy);
+    return this.withGpu(flags, async (gpu) => {
+      if (config.dtype === 'f16') {
+        if (!gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
+        throw new UsageError('--dtype f16: half-precision storage is not implemented yet; use --dtype f32');
+      }
+      const result = await verifyStrategies(gpu, config, {
+        strategies,
+        tolerance: flags.tolerance,
+        chunkBytes: flags['chunk-limit'],
+        dumpDir: flags.dump,
+        onProgress: (message) => this.progress(message),
+      });
+      this.log(renderVerify(result));
+      if (flags.dump) this.progress(`wrote ${flags.dump}/manifest.json and the .npy files it lists`);
+      if (!result.pass) process.exitCode = ExitCode.checkFailed;
+      return { ...result, provenance: this.provenance(gpu.adapter) };
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import { Flags, type Interfaces } from '@oclif/core';
+import { ACTIVATIONS, CHECKPOINTS, DTYPES, layerConfig, parseSkew, type LayerConfig, type Skew } from '../config.js';
+import { UsageError } from '../errors.js';
+import { BACKENDS, type AdapterSelection } from '../gpu/runtime.js';
+import { parseBytes } from '../units.js';
+
+/*
+ * Flag parsers throw UsageError with a one-line message that names the flag: oclif would
+ * otherwise print a generic multi-line message, and exit 1 for a plain Error (DESIGN.md §4
+ * wants 2 for every bad value).
+ */
+
+export function parseIntegerFlag(text: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? (min === 1 ? 'a positive integer' : `an integer ≥ ${min}`) : `an integer ${min}..${max}`;
+    throw new UsageError(`--${flag}: "${text}" is not allowed; use ${range}`);
+  }
+  return value;
+}
+
+/** Floats ≥ 0 (oclif has no float flag); exponents are accepted, NaN and Infinity are not. */
+export function parseNonNegativeFloat(text: string, flag: string): number {
+  const value = /^\s*\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isFinite(value) || value < 0) throw new UsageError(`--${flag}: "${text}" is not allowed; use a number ≥ 0`);
+  return value;
+}
+
+const positiveInteger = Flags.custom<number>({
+  parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 1),
+});
+
+const nonNegativeFloat = Flags.custom<number>({
+  parse: async (input, _ctx, opts) => parseNonNegativeFloat(input, opts.name),
+});
+
+/** A byte-size flag (--memory-limit, --chunk-bytes …): B, KiB, MiB, GiB suffixes; a bare number is GiB. */
+export const sizeFlag = Flags.custom<number>({
+  parse: async (input, _ctx, opts) => parseBytes(input, opts.name),
+  helpValue: '<size>',
+});
+
+/** Flags every GPU command takes to pick its adapter; high-performance is the default preference. */
+export const gpuFlags = {
+  adapter: Flags.string({
+    description: 'use the adapter whose name, description, vendor or architecture contains this text (case-insensitive); see `moeblaze devices`',
+    helpGroup: 'GPU',
+    helpValue: '<substring>',
+  }),
+  backend: Flags.option({
+    options: BACKENDS,
+    description: "Dawn backend to use (default: Dawn's choice for the platform)",
+    helpGroup: 'GPU',
+  })(),
+};
+
+export type GpuFlagValues = Partial<Interfaces.InferredFlags<typeof gpuFlags>>;
+
+export function gpuSelection(flags: GpuFlagValues): AdapterSelection {
+  return { adapter: flags.adapter, backend: flags.backend, powerPreference: 'high-performance' };
+}
+
+/** The layer of DESIGN.md §2. No flag has a default here, so that a preset or the command can supply one. */
+export const layerFlags = {
+  tokens: positiveInteger({ description: 'T, tokens in the batch [default: 512]', helpGroup: 'LAYER' }),
+  hidden: positiveInteger({ description: 'd, hidden size [default: 64]', helpGroup: 'LAYER' }),
+  ffn: positiveInteger({ description: 'h, expert FFN size [default: 128]', helpGroup: 'LAYER' }),
+  experts: positiveInteger({ description: 'E, number of experts [default: 8]', helpGroup: 'LAYER' }),
+  'top-k': positiveInteger({ description: 'k, experts per token [default: 2]', helpGroup: 'LAYER' }),
+  activation: Flags.option({ options: ACTIVATIONS, description: 'expert MLP: SwiGLU (3 matrices) or a 2-matrix MLP [default: swiglu]', helpGroup: 'LAYER' })(),
+  'capacity-factor': nonNegativeFloat({
+    description: 'capacity strategies: C = k·⌊cf·⌈T/E⌉⌋; 0 = the busiest expert\'s load [default: 1]',
+    helpGroup: 'LAYER',
+    helpValue: '<cf>',
+  }),
+  checkpoint: Flags.option({
+    options: CHECKPOINTS,
+    description: 'what the forward keeps for backward: a and b (activations), also u (none), nothing [R,h] (full) [default: activations]',
+    helpGroup: 'LAYER',
+  })(),
+  skew: Flags.custom<Skew>({
+    parse: async (input) => parseSkew(input),
+    description: 'router bias: uniform, or zipf:<s> (β_e = −s·ln(e+1), hot low-numbered experts) [default: uniform]',
+    helpGroup: 'LAYER',
+    helpValue: 'uniform|zipf:<s>',
+  })(),
+  'normalize-gates': Flags.boolean({
+    allowNo: true,
+    description: 'renormalise the k gates to sum to 1 [default: only when k > 1]',
+    helpGroup: 'LAYER',
+  }),
+  dtype: Flags.option({ options: DTYPES, description: 'storage type; f16 needs the adapter\'s shader-f16 [default: f32]', helpGroup: 'LAYER' })(),
+  'aux-loss': nonNegativeFloat({ description: 'load-balancing loss coefficient α; 0 = off [default: 0]', helpGroup: 'LAYER', helpValue: '<alpha>' }),
+  seed: Flags.custom<number>({
+    parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 0, 0xffffffff),
+    description: 'seed of the input generator [default: 1]',
+    helpGroup: 'LAYER',
+  })(),
+};
+
+export type LayerFlagValues = Partial<Interfaces.InferredFlags<typeof layerFlags>>;
+
+/**
+ * The layer the flags describe, over `base` (a preset's shape, say); validated, so an
+ * inconsistent combination (k > E) is a UsageError (exit 2) before any GPU work.
+ */
+export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<LayerConfig> = {}): LayerConfig {
+  const fromFlags: Partial<LayerConfig> = {
+    tokens: flags.tokens,
+    hidden: flags.hidden,
+    ffn: flags.ffn,
+    experts: flags.experts,
+    topK: flags['top-k'],
+    activation: flags.activation,
+    capacityFactor: flags['capacity-factor'],
+    checkpoint: flags.checkpoint,
+    skew: flags.skew,
+    normalizeGates: flags['normalize-gates'],
+    dtype: flags.dtype,
+    auxLossCoef: flags['aux-loss'],
+    seed: flags.seed,
+  };
+  // An undefined key would overwrite the default in layerConfig's spread (normalizeGates above all).
+  const partial: Partial<LayerConfig> = { ...base };
+  for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) (partial as Record<string, unknown>)[key] = value;
+  return layerConfig(partial);
+}

@@ -1,0 +1,97 @@
+import Table from 'cli-table3';
+import { adapterLabel, BYTE_LIMITS, KEY_LIMITS, type DevicesReport } from '../devices.js';
+import type { AdapterReport } from '../gpu/runtime.js';
+import type { HostReport } from '../host.js';
+import { formatBytes } from '../units.js';
+import { reportChalk } from './style.js';
+
+export interface RenderOptions {
+  /** Defaults to colour when stdout is a TTY and NO_COLOR is unset. */
+  color?: boolean;
+  /** Width to wrap long cells to (the feature list); defaults to the terminal's, at most 100. */
+  width?: number;
+}
+
+/** The features the layer's kernels use; highlighted so a reader sees at once what this adapter enables. */
+const USED_FEATURES = new Set(['timestamp-query', 'shader-f16', 'subgroups']);
+
+/** No rule between rows: the tables are key/value lists. */
+const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
+
+/** Greedy word wrap of a comma-separated list; cli-table3's own wrapping needs fixed column widths. */
+function wrapList(items: string[], width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const item of items) {
+    const next = line ? `${line}, ${item}` : item;
+    if (line && next.length > width) {
+      lines.push(`${line},`);
+      line = item;
+    } else {
+      line = next;
+    }
+  }
+  if (line) lines.push(line);
+  return lines.join('\n');
+}
+
+function limitValue(name: string, value: number | undefined): string {
+  if (value === undefined) return '—';
+  return BYTE_LIMITS.has(name) ? `${formatBytes(value)} (${value})` : String(value);
+}
+
+function subgroups(a: AdapterReport): string {
+  if (a.subgroupMinSize === null || a.subgroupMaxSize === null) return a.features.includes('subgroups') ? 'yes (sizes not reported)' : 'no';
+  const sizes = a.subgroupMinSize === a.subgroupMaxSize ? `${a.subgroupMinSize}` : `${a.subgroupMinSize}–${a.subgroupMaxSize}`;
+  return a.features.includes('subgroups') ? sizes : `${sizes} (feature "subgroups" absent)`;
+}
+
+function adapterTable(a: AdapterReport, index: number, options: Required<RenderOptions>): string {
+  const c = reportChalk(options.color);
+  const table = new Table({ style: { head: [], border: [] }, chars: COMPACT });
+  let features = wrapList(a.features, Math.max(30, options.width - 40));
+  // Colour after wrapping: escape codes would count towards the width.
+  for (const f of USED_FEATURES) features = features.replace(new RegExp(`(?<![\\w-])${f}(?![\\w-])`), c.green(f));
+  table.push(
+    { vendor: a.vendor || '—' },
+    { architecture: a.architecture || '—' },
+    { device: a.device || '—' },
+    { description: a.description || '—' },
+    { backend: a.backend + (a.isFallbackAdapter ? c.yellow(' (fallback adapter: software)') : '') },
+    { 'subgroup sizes': subgroups(a) },
+    { [`features (${a.features.length})`]: features || '—' },
+  );
+  for (const name of KEY_LIMITS) table.push({ [name]: limitValue(name, a.limits[name]) });
+  return `${c.bold(`Adapter ${index + 1}: ${adapterLabel(a)}`)}\n${table.toString()}`;
+}
+
+function hostTable(host: HostReport, options: Required<RenderOptions>): string {
+  const c = reportChalk(options.color);
+  const table = new Table({ style: { head: [], border: [] }, chars: COMPACT });
+  const cores = host.cpu.physicalCores && host.cpu.physicalCores !== host.cpu.cores ? `${host.cpu.cores} cores (${host.cpu.physicalCores} physical)` : `${host.cpu.cores} cores`;
+  const gpus = host.gpus.length
+    ? host.gpus
+        .map((g) => [`${g.vendor} ${g.model}`, g.driver ? `driver ${g.driver}` : null, g.vramBytes ? `${formatBytes(g.vramBytes)} VRAM` : null].filter(Boolean).join(', '))
+        .join('\n')
+    : c.dim('none found (software adapters have none)');
+  table.push(
+    { CPU: `${host.cpu.model}, ${cores}` },
+    { memory: formatBytes(host.memoryBytes) },
+    { OS: `${host.os.distro} ${host.os.release}${host.os.codename ? ` (${host.os.codename})` : ''}, kernel ${host.os.kernel}, ${host.os.arch}` },
+    { GPUs: gpus },
+  );
+  if (host.unavailable.length) table.push({ unavailable: c.yellow(host.unavailable.join('\n')) });
+  return `${c.bold('Host')}\n${table.toString()}`;
+}
+
+/** The `devices` report for a terminal: one table per adapter, then the host, then provenance. */
+export function renderDevices(report: DevicesReport, options: RenderOptions = {}): string {
+  const resolved: Required<RenderOptions> = {
+    color: options.color ?? !process.env.NO_COLOR,
+    width: options.width ?? Math.min(process.stdout.columns || 100, 100),
+  };
+  const c = reportChalk(resolved.color);
+  const p = report.provenance;
+  const footer = c.dim(`${p.tool.name} ${p.tool.version}${p.gitCommit ? ` (${p.gitCommit.slice(0, 12)})` : ''}, Dawn (webgpu) ${p.dawnVersion ?? 'unknown'}, Node ${p.node}, ${p.platform}`);
+  return [...report.adapters.map((a, i) => adapterTable(a, i, resolved)), hostTable(report.host, resolved), footer].join('\n\n');
+}
