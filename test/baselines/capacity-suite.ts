@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import { tableFigures } from '../../src/buffer-table.js';
+import { layerConfig, type LayerConfig } from '../../src/config.js';
+import { MoELayer, type MoELayerOptions } from '../../src/layer.js';
+import { routeReference, toFloat64 } from '../../src/reference/index.js';
+import { generateInputs } from '../../src/rng.js';
+import type { Strategy } from '../../src/strategy.js';
+import { verifyStrategies } from '../../src/verify.js';
+import { testGpu } from '../helpers/gpu.js';
+
+/**
+ * The checks both capacity strategies (tutel, gshard) must pass; each test file runs them for
+ * its strategy. Shapes are tiny: lavapipe runs a GEMM at about 1 GFLOP/s.
+ */
+const ZIPF = { kind: 'zipf', s: 2 } as const;
+
+export const GRID: [string, Partial<LayerConfig>, number?][] = [
+  ['one expert (E=1)', { tokens: 40, hidden: 12, ffn: 20, experts: 1, topK: 1 }],
+  ['k=1 with E>1', { tokens: 50, hidden: 16, ffn: 24, experts: 6, topK: 1 }],
+  ['k=E', { tokens: 30, hidden: 8, ffn: 12, experts: 4, topK: 4 }],
+  ['k=8 with E=64', { tokens: 96, hidden: 16, ffn: 16, experts: 64, topK: 8 }],
+  ['a single token (T=1)', { tokens: 1, hidden: 10, ffn: 14, experts: 5, topK: 2 }],
+  ['T, d, h off every multiple of 4 and of the tile, cf = 1.25', { tokens: 131, hidden: 67, ffn: 69, experts: 7, topK: 3, capacityFactor: 1.25 }],
+  ['plain silu MLP', { tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 2, activation: 'silu' }],
+  ['plain gelu MLP', { tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 2, activation: 'gelu' }],
+  ['cf = 1 with zipf:2 skew (drops)', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, skew: ZIPF }],
+  ['cf = 0 (C = busiest load) with zipf:2 skew', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }],
+  ['renormalisation off, cf = 0.5', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 3, normalizeGates: false, capacityFactor: 0.5 }],
+  ['cf tiny: C = 0, every pair dropped', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0.01 }],
+  ['load-balancing loss on, with drops', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, auxLossCoef: 0.01, skew: ZIPF }],
+  ['forced chunks: several whole experts a chunk, weights chunked differently', { tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5 }, 20000],
+  ['forced chunks: experts split across chunks, gelu', { tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5, activation: 'gelu' }, 4096],
+  ['forced chunks with cf = 0 and drops-free skew', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }, 4000],
+];
+
+function layerOptions(c: LayerConfig, dispatch: string, chunkBytes?: number): MoELayerOptions {
+  return {
+    tokens: c.tokens,
+    hidden: c.hidden,
+    ffn: c.ffn,
+    numExperts: c.experts,
+    topK: c.topK,
+    activation: c.activation,
+    checkpoint: c.checkpoint,
+    capacityFactor: c.capacityFactor,
+    normalizeGates: c.normalizeGates,
+    skew: c.skew,
+    auxLossCoef: c.auxLossCoef,
+    seed: c.seed,
+    dispatch,
+    chunkBytes,
+  };
+}
+
+export function capacitySuite(strategy: Strategy): void {
+  const id = strategy.id;
+
+  describe(`${id} against the float64 reference with the same capacity and drops`, () => {
+    for (const [name, partial, chunkBytes] of GRID) {
+      it(name, async () => {
+        const config = layerConfig({ seed: 7, ...partial });
+        const result = await verifyStrategies(await testGpu(), config, { strategies: [id], chunkBytes });
+        const run = result.strategies[0];
+        expect(run.reference).toBe('ref-capacity');
+        for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(1e-4);
+        expect(run.status, run.message).toBe('pass');
+        expect(run.tensors.map((t) => t.tensor)).toEqual(config.activation === 'swiglu' ? ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] : ['O', 'dX', 'dWr', 'dW1', 'dW2']);
+      });
+    }
+
+    it('drops exactly the reference pairs under zipf:2 at cf = 1, and reports them', async () => {
+      const config = layerConfig({ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, skew: ZIPF, seed: 7 });
+      const inputs = generateInputs(config);
+      const f64 = toFloat64(inputs);
+      const ref = routeReference(config, f64.X, f64.Wr, { capacity: true });
+      const layer = await MoELayer.create(await testGpu(), layerOptions(config, id));
+      try {
+        layer.setInputs(inputs);
+        await layer.forward();
+        const summary = await layer.routingSummary();
+        const routing = await layer.readRouting();
+        expect(summary.droppedPairs).toBeGreaterThan(0);
+        expect(summary.droppedPairs).toBe(ref.dropped);
+        expect(summary.keptPairs).toBe(config.tokens * config.topK - ref.dropped);
+        expect(summary.capacity).toBe(ref.capacity);
+        expect(summary.expertLoads).toEqual(Array.from(ref.expertLoad));
+        expect(Array.from(routing.kept)).toEqual(Array.from(ref.kept));
+        expect(Array.from(routing.experts)).toEqual(Array.from(ref.experts));
+      } finally {
+        layer.destroy();
+      }
+    });
+  });
+
+  describe(`${id} memory: allocator = buffer table, to the byte`, () => {
+    const CONFIGS: [Partial<LayerConfig>, number?][] = [
+      [{ tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 2 }],
+      [{ tokens: 100, hidden: 33, ffn: 70, experts: 8, topK: 2, activation: 'gelu', checkpoint: 'full' }],
+      [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }],
+      [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }, 4000],
+      [{ tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5 }, 4096],
+      [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0.01 }],
+    ];
+    for (const [partial, chunkBytes] of CONFIGS) {
+      const config = layerConfig(partial);
+      it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation} cf${config.capacityFactor}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
+        const layer = await MoELayer.create(await testGpu(), layerOptions(config, id, chunkBytes));
+        layer.randomize();
+        // The realised routing (C for cf = 0); the routing is deterministic, so it is the step's too.
+        await layer.forward();
+        const routing = await layer.routingSummary();
+        const first = await layer.trainStep();
+        const second = await layer.trainStep();
+        layer.destroy();
+        const table = strategy.bufferTable(config, routing, { chunkBytes: layer.chunkBytes });
+        const predicted = tableFigures(table);
+        for (const measured of [first, second]) {
+          expect(measured.baseline).toBe(predicted.baseline);
+          expect(measured.stepPeak).toBe(predicted.stepPeak);
+          expect(measured.activationPeak).toBe(predicted.activationPeak);
+          expect(measured.savedForBackward).toBe(predicted.savedForBackward);
+        }
+        // What the capacity design materialises: the padded [E,C,·] tensors, all saved.
+        const C = routing.capacity!;
+        const { experts: E, hidden: d, ffn: h } = config;
+        const saved = table.step.filter((s) => s.tag === 'activations-saved' && s.shape.length === 3 && s.shape[0] === E && s.shape[1] === C);
+        const expected = config.activation === 'swiglu' ? ['a', 'b', 'dispatched', 'u', 'y'] : ['a', 'dispatched', 'u', 'y'];
+        expect(saved.map((s) => s.name).sort()).toEqual(expected);
+        for (const s of saved) expect(s.shape[2]).toBe(['dispatched', 'y'].includes(s.name) ? d : h);
+        if (chunkBytes) expect(table.step.find((s) => s.name === 'dispatched')!.chunks).toBeGreaterThan(1);
+      });
+    }
+  });
+
+  describe(`${id} determinism`, () => {
+    it('two runs give bitwise-identical outputs and gradients (chunked, with drops)', async () => {
+      const gpu = await testGpu();
+      const run = async () => {
+        const layer = await MoELayer.create(gpu, { tokens: 150, hidden: 24, ffn: 40, numExperts: 8, topK: 2, skew: { kind: 'zipf', s: 1 }, seed: 11, chunkBytes: 8192, dispatch: id });
+        layer.randomize();
+        await layer.trainStep();
+        const O = await layer.readOutput();
+        const g = await layer.readGradients();
+        layer.destroy();
+        return [O, g.dX, g.dWr, g.dW1, g.dW2, g.dW3!];
+      };
+      const first = await run();
+      const second = await run();
+      first.forEach((tensor, i) => expect(Buffer.from(second[i].buffer).equals(Buffer.from(tensor.buffer))).toBe(true));
+    });
+  });
+}
