@@ -34,7 +34,7 @@ export interface MoELayerOptions {
 }
 
 export interface StepTimingOptions {
-  timer?: GpuTimer;
+  timer?: Pick<GpuTimer, 'writes' | 'read'>;
   /** One timed pass per kernel (profile) instead of one per phase. */
   perKernel?: boolean;
 }
@@ -211,13 +211,15 @@ export class MoELayer {
     const profiler = new MemoryProfiler(this.allocator);
     const step = this.stepContext(options);
     const started = performance.now();
+    let forwardPasses = 0;
     this.lastStep = await profiler.profile(async () => {
       await this.runForward(step);
+      forwardPasses = step.enc.passes.length;
       if ((options.pass ?? 'train') === 'train') await this.runBackward(step);
     });
     await this.gpu.device.queue.onSubmittedWorkDone();
     const wallMs = performance.now() - started;
-    const timing = options.timer ? await options.timer.read(step.enc.passes) : null;
+    const timing = options.timer ? await options.timer.read(step.enc.passes, forwardPasses) : null;
     return { memory: this.lastStep, timing, wallMs };
   }
 
@@ -242,6 +244,11 @@ export class MoELayer {
   async readOutput(): Promise<Float32Array> {
     if (!this.output) throw new Error('no output: run forward() first');
     return readTensor(this.allocator, this.output);
+  }
+
+  async readInputGradient(): Promise<Float32Array> {
+    if (!this.inputGrad) throw new Error('no gradients: run backward() first');
+    return readTensor(this.allocator, this.inputGrad);
   }
 
   async readGradients(): Promise<LayerGradients> {

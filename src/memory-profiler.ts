@@ -9,6 +9,8 @@ export interface StepMemory {
   activationPeak: number;
   /** activations-saved + routing-metadata live when the forward pass ended; null without a forward mark. */
   savedForBackward: number | null;
+  /** Bytes live when the forward pass ended (persistent included); null without a forward mark. */
+  liveAtForwardEnd: number | null;
   peakByTag: Partial<Record<BufferTag, number>>;
   peakByName: Record<string, number>;
   timeline: MemoryEvent[];
@@ -37,6 +39,7 @@ export class MemoryProfiler {
       stepPeak: peak.bytes,
       activationPeak: peak.bytes - baseline,
       savedForBackward: saved,
+      liveAtForwardEnd: forwardEnd ? forwardEnd.live : null,
       peakByTag: peak.byTag,
       peakByName: peak.byName,
       timeline,

@@ -45,7 +45,7 @@ export interface VerifyOptions {
   onProgress?: (message: string) => void;
 }
 
-interface GpuRun {
+export interface GpuRun {
   O: Float32Array;
   grads: Record<Exclude<VerifiedTensor, 'O'>, Float32Array | null>;
   experts: Uint32Array;
@@ -87,7 +87,7 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
  * Near ties (DESIGN.md §2): where f32 and f64 may legitimately pick different experts, the
  * reference is recomputed with the GPU's choice for those tokens; any other difference stays.
  */
-function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number } {
+export function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number } {
   const first = referenceStep(config, inputs64, { capacity });
   const k = config.topK;
   const forcedExperts = new Map<number, number[]>();
@@ -98,6 +98,19 @@ function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64
   }
   if (forcedExperts.size === 0) return { ref: first, forced: 0 };
   return { ref: referenceStep(config, inputs64, { capacity, forcedExperts }), forced: forcedExperts.size };
+}
+
+/** Every tensor of a GPU run against a reference (or another run's float32 results). */
+export function compareRun(run: GpuRun, ref: { [K in VerifiedTensor]: ArrayLike<number> | null }, tolerance: number): TensorCheck[] {
+  const tensors: TensorCheck[] = [];
+  for (const name of VERIFIED_TENSORS) {
+    const want = name === 'O' ? ref.O : ref[name];
+    const got = name === 'O' ? run.O : run.grads[name];
+    if (!want || !got) continue;
+    const c = compareTensors(got, want);
+    tensors.push({ tensor: name, relError: c.relError, maxAbsError: c.maxAbsError, hasNaN: c.hasNaN, pass: !c.hasNaN && c.relError <= tolerance });
+  }
+  return tensors;
 }
 
 function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | null {
@@ -129,14 +142,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
     }
     options.onProgress?.(`${id}: float64 reference`);
     const { ref, forced } = referenceFor(config, inputs64, !strategy.dropless, run.experts);
-    const tensors: TensorCheck[] = [];
-    for (const name of VERIFIED_TENSORS) {
-      const want = refTensor(ref, name);
-      const got = name === 'O' ? run.O : run.grads[name];
-      if (!want || !got) continue;
-      const c = compareTensors(got, want);
-      tensors.push({ tensor: name, relError: c.relError, maxAbsError: c.maxAbsError, hasNaN: c.hasNaN, pass: !c.hasNaN && c.relError <= tolerance });
-    }
+    const tensors = compareRun(run, ref, tolerance);
     const pass = tensors.every((t) => t.pass) && run.droppedPairs === ref.routing.dropped;
     const message = run.droppedPairs !== ref.routing.dropped ? `dropped ${run.droppedPairs} pairs, the reference ${ref.routing.dropped}` : undefined;
     results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }) });

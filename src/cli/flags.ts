@@ -125,3 +125,20 @@ export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<Layer
   for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) (partial as Record<string, unknown>)[key] = value;
   return layerConfig(partial);
 }
+
+/** Comma-separated lists for sweeps: --experts 4,8,16. Each item is parsed and checked like the single flag. */
+export function parseList<T>(text: string, flag: string, item: (text: string, flag: string) => T): T[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.some((p) => p === '')) throw new UsageError(`--${flag}: "${text}" has an empty item; use a comma-separated list, e.g. 4,8,16`);
+  return parts.map((p) => item(p, flag));
+}
+
+export const integerList = Flags.custom<number[]>({
+  parse: async (input, _ctx, opts) => parseList(input, opts.name, (t, f) => parseIntegerFlag(t, f, 1)),
+  helpValue: '<n,n,…>',
+});
+
+export const floatList = Flags.custom<number[]>({
+  parse: async (input, _ctx, opts) => parseList(input, opts.name, parseNonNegativeFloat),
+  helpValue: '<x,x,…>',
+});

@@ -3,12 +3,17 @@ import type { GpuAllocator, TrackedBuffer } from './allocator.js';
 
 export interface PassTime {
   label: string;
+  /** Start, relative to the first pass's start. */
+  startMs: number;
   ms: number;
 }
 
 export interface StepTiming {
   /** First pass's start to last pass's end: gaps, flushes and host readbacks included. */
   totalMs: number;
+  /** The same span for the passes before and from `splitAt` (forward and backward). */
+  forwardMs: number | null;
+  backwardMs: number | null;
   passes: PassTime[];
 }
 
@@ -33,7 +38,7 @@ export class GpuTimer {
   }
 
   /** Reads the timestamps of `passes` (already submitted, in order). */
-  async read(passes: readonly PassTiming[]): Promise<StepTiming> {
+  async read(passes: readonly PassTiming[], splitAt: number | null = null): Promise<StepTiming> {
     if (passes.length * 2 > this.capacity) throw new Error(`the step used ${passes.length} passes; the timer holds ${this.capacity / 2}`);
     const device = this.allocator.device;
     const count = passes.length * 2;
@@ -47,8 +52,14 @@ export class GpuTimer {
       const ticks = new BigInt64Array(staging.buffer.getMappedRange().slice(0));
       staging.buffer.unmap();
       const ms = (a: bigint, b: bigint) => Number(b - a) / 1e6;
-      const times = passes.map((p, i) => ({ label: p.label, ms: ms(ticks[2 * i], ticks[2 * i + 1]) }));
-      return { totalMs: ms(ticks[0], ticks[count - 1]), passes: times };
+      const times = passes.map((p, i) => ({ label: p.label, startMs: ms(ticks[0], ticks[2 * i]), ms: ms(ticks[2 * i], ticks[2 * i + 1]) }));
+      const split = splitAt !== null && splitAt > 0 && splitAt < passes.length ? splitAt : null;
+      return {
+        totalMs: ms(ticks[0], ticks[count - 1]),
+        forwardMs: split === null ? (splitAt === passes.length ? ms(ticks[0], ticks[count - 1]) : null) : ms(ticks[0], ticks[2 * split - 1]),
+        backwardMs: split === null ? null : ms(ticks[2 * split], ticks[count - 1]),
+        passes: times,
+      };
     } finally {
       this.allocator.free(staging);
     }

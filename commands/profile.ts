@@ -1,0 +1,47 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../src/cli/base.js';
+import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js';
+import { findPreset, PRESETS } from '../src/config.js';
+import { EnvironmentError, UsageError } from '../src/errors.js';
+import { writeFileAtomic } from '../src/npy.js';
+import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
+import { renderProfile } from '../src/render/profile.js';
+import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
+
+export default class Profile extends BaseCommand {
+  static override summary = 'Per-kernel GPU time and the memory timeline of one training step.';
+  static override description =
+    'For one config and one or more strategies: each kernel\'s GPU time (calls, ms, share), the step\'s phases, the live-memory timeline as a sparkline, and what made up the peak, by tag and by buffer. Per-kernel times come from a step that runs each kernel in its own compute pass, which adds overhead; the step time shown is measured separately without that split. --trace writes a Chrome/Perfetto trace (ui.perfetto.dev) with a kernel track and a memory counter track.';
+  static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer'];
+  static override flags = {
+    ...gpuFlags,
+    ...layerFlags,
+    impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list); size flags override' }),
+    trace: Flags.string({ description: 'write a Chrome/Perfetto trace JSON to this file' }),
+  };
+
+  async run(): Promise<ProfileResult> {
+    const { flags } = await this.parse(Profile);
+    const preset = flags.preset ? findPreset(flags.preset) : null;
+    const base = preset
+      ? { tokens: preset.tokens, hidden: preset.hidden[0], ffn: preset.ffn === 'x4' ? 4 * preset.hidden[0] : preset.ffn[0], experts: preset.experts[0], topK: preset.topK[0] }
+      : {};
+    const config = layerConfigFromFlags(flags, base);
+    const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
+    return this.withGpu(flags, async (gpu) => {
+      if (config.dtype === 'f16') {
+        if (!gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
+        throw new UsageError('--dtype f16: half-precision storage is not implemented yet; use --dtype f32');
+      }
+      if (!gpu.hasTimestamps) throw new EnvironmentError(`profile needs the timestamp-query feature for per-kernel times; ${gpu.adapter.description} lacks it (bench falls back to wall-clock times)`);
+      const result = await profileStrategies(gpu, config, strategies, (m) => this.progress(m));
+      this.log(renderProfile(result));
+      if (flags.trace) {
+        await writeFileAtomic(flags.trace, JSON.stringify(chromeTrace(result)));
+        this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
+      }
+      return result;
+    });
+  }
+}

@@ -1,0 +1,137 @@
+import { findPreset, formatSkew, layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Skew } from '../config.js';
+import { findStrategy } from '../strategies/index.js';
+import type { CaseConfig } from './schema.js';
+
+/** What a sweep varies (comma lists) and what it holds fixed. */
+export interface SweepSpec {
+  strategies: string[];
+  preset: string | null;
+  tokens?: number[];
+  hidden?: number[];
+  ffn?: number[];
+  experts?: number[];
+  topK?: number[];
+  capacityFactor: number[];
+  activation: Activation;
+  checkpoint: Checkpoint;
+  dtype: DType;
+  skew: Skew;
+  normalizeGates?: boolean;
+  auxLoss: number;
+  seed: number;
+  pass: 'forward' | 'train';
+}
+
+export interface PlannedCase {
+  key: string;
+  strategy: string;
+  layer: LayerConfig;
+  config: CaseConfig;
+}
+
+export interface SweepPlan {
+  cases: PlannedCase[];
+  axes: Record<string, (number | string)[]>;
+  notes: string[];
+}
+
+export function caseKey(c: CaseConfig): string {
+  return [
+    c.strategy,
+    `T${c.tokens}`,
+    `d${c.hidden}`,
+    `h${c.ffn}`,
+    `E${c.experts}`,
+    `k${c.topK}`,
+    c.activation,
+    `cf${c.capacityFactor ?? '-'}`,
+    c.checkpoint,
+    c.dtype,
+    c.skew,
+    `norm${c.normalizeGates ? 1 : 0}`,
+    `aux${c.auxLoss}`,
+    `seed${c.seed}`,
+    c.pass,
+  ].join('|');
+}
+
+/** The same key without the strategy: cases that share it are compared with each other. */
+export function configKey(c: CaseConfig): string {
+  return caseKey({ ...c, strategy: '*', capacityFactor: null });
+}
+
+/**
+ * The cross product of the sweep, preset lists first, explicit flags over them. Combinations that
+ * cannot exist (k > E) are skipped with a note; dropless strategies ignore the capacity factor
+ * (one case instead of one per cf, said once).
+ */
+export function planSweep(spec: SweepSpec): SweepPlan {
+  const preset = findPreset(spec.preset ?? 'quick');
+  const tokens = spec.tokens ?? [preset.tokens];
+  const hidden = spec.hidden ?? preset.hidden;
+  const experts = spec.experts ?? preset.experts;
+  const topK = spec.topK ?? preset.topK;
+  const notes: string[] = [];
+  const cases: PlannedCase[] = [];
+  const seen = new Set<string>();
+  let skippedK = 0;
+  let cfIgnored = false;
+  for (const T of tokens)
+    for (const d of hidden) {
+      const ffns = spec.ffn ?? (preset.ffn === 'x4' ? [4 * d] : preset.ffn);
+      for (const h of ffns)
+        for (const E of experts)
+          for (const k of topK) {
+            if (k > E) {
+              skippedK++;
+              continue;
+            }
+            for (const cf of spec.capacityFactor)
+              for (const id of spec.strategies) {
+                const strategy = findStrategy(id);
+                if (strategy.dropless && spec.capacityFactor.length > 1) cfIgnored = true;
+                const layer = layerConfig({
+                  tokens: T,
+                  hidden: d,
+                  ffn: h,
+                  experts: E,
+                  topK: k,
+                  activation: spec.activation,
+                  checkpoint: spec.checkpoint,
+                  dtype: spec.dtype,
+                  skew: spec.skew,
+                  capacityFactor: cf,
+                  auxLossCoef: spec.auxLoss,
+                  seed: spec.seed,
+                  ...(spec.normalizeGates !== undefined && { normalizeGates: spec.normalizeGates }),
+                });
+                const config: CaseConfig = {
+                  strategy: id,
+                  tokens: T,
+                  hidden: d,
+                  ffn: h,
+                  experts: E,
+                  topK: k,
+                  activation: layer.activation,
+                  capacityFactor: strategy.dropless ? null : cf,
+                  checkpoint: layer.checkpoint,
+                  dtype: layer.dtype,
+                  skew: formatSkew(layer.skew),
+                  normalizeGates: layer.normalizeGates,
+                  auxLoss: layer.auxLossCoef,
+                  seed: layer.seed,
+                  pass: spec.pass,
+                };
+                const key = caseKey(config);
+                if (seen.has(key)) continue;
+                seen.add(key);
+                cases.push({ key, strategy: id, layer, config });
+              }
+          }
+    }
+  if (skippedK) notes.push(`skipped ${skippedK} combination(s) with top-k larger than the number of experts`);
+  if (cfIgnored) notes.push(`dropless strategies (${spec.strategies.filter((s) => findStrategy(s).dropless).join(', ')}) ignore --capacity-factor: one case each instead of one per factor`);
+  const axes: Record<string, (number | string)[]> = { tokens, hidden, experts, topK, capacityFactor: spec.capacityFactor };
+  if (spec.ffn) axes.ffn = spec.ffn;
+  return { cases, axes, notes };
+}

@@ -1,0 +1,160 @@
+import { access, constants, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { measureCeilings } from '../ceilings.js';
+import { UsageError } from '../errors.js';
+import { GpuAllocator } from '../gpu/allocator.js';
+import type { GpuContext } from '../gpu/runtime.js';
+import { KernelContext } from '../../kernels/context.js';
+import { writeFileAtomic } from '../npy.js';
+import type { Provenance } from '../provenance.js';
+import type { SamplingPolicy } from '../stats.js';
+import { runCase, type CaseOptions } from './case.js';
+import { configKey, type SweepPlan } from './plan.js';
+import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type Testbed } from './schema.js';
+
+export interface BenchOptions {
+  preset: string | null;
+  pass: 'forward' | 'train';
+  layers: number;
+  sampling: SamplingPolicy;
+  memoryLimit: number | null;
+  outDir: string;
+  provenance: Provenance;
+  /** Results of an interrupted run: finished cases are kept, not redone. */
+  resume?: BenchResults;
+  onCaseStart?: (index: number, total: number, label: string) => void;
+  onCaseDone?: (result: BenchCase) => void;
+  /** Writes the report files (results.json is always written here). */
+  writeReports?: (dir: string, results: BenchResults) => Promise<void>;
+  makeTimer?: CaseOptions['makeTimer'];
+  /** Measure ceilings (default true); tests that only need cases skip them. */
+  ceilings?: boolean;
+}
+
+export function isSoftwareAdapter(gpu: GpuContext): boolean {
+  const a = gpu.adapter;
+  return a.isFallbackAdapter || a.architecture === 'software' || /llvmpipe|lavapipe|swiftshader|warp/i.test(`${a.description} ${a.device}`);
+}
+
+export function testbedOf(gpu: GpuContext, provenance: Provenance): Testbed {
+  const a = gpu.adapter;
+  const dawnVersion = provenance.dawnVersion ?? 'unknown';
+  return {
+    vendor: a.vendor,
+    architecture: a.architecture,
+    device: a.device,
+    description: a.description,
+    backend: a.backend,
+    dawnVersion,
+    fingerprint: [a.vendor, a.architecture, a.device, a.backend, a.description, dawnVersion].join('|'),
+  };
+}
+
+/** Fails before the sweep when the output folder cannot be written (nothing half-done after). */
+export async function prepareOutDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    throw new UsageError(`--out: cannot write to "${dir}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); choose a writable folder`);
+  }
+}
+
+export async function loadResults(path: string): Promise<BenchResults> {
+  let parsed: BenchResults;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8')) as BenchResults;
+  } catch (error) {
+    throw new UsageError(`cannot read results from "${path}": ${(error as Error).message}`);
+  }
+  if (parsed?.schema !== BENCH_SCHEMA) throw new UsageError(`"${path}" is not a ${BENCH_SCHEMA} results file (schema: ${String(parsed?.schema)})`);
+  return parsed;
+}
+
+/** Memory and speed of every case against zero-buffer's case of the same config. */
+export function addRelativeFigures(cases: BenchCase[]): void {
+  const zero = new Map<string, BenchCase>();
+  for (const c of cases) if (c.config.strategy === 'zero-buffer' && c.status === 'ok') zero.set(configKey(c.config), c);
+  const ratio = (a: number | null | undefined, b: number | null | undefined) => (a != null && b != null && b > 0 ? a / b : null);
+  for (const c of cases) {
+    const z = zero.get(configKey(c.config));
+    if (c.status !== 'ok' || !z) continue;
+    c.relative = {
+      stepPeakVsZeroBuffer: ratio(c.memory?.stepPeak, z.memory?.stepPeak),
+      activationPeakVsZeroBuffer: ratio(c.memory?.activationPeak, z.memory?.activationPeak),
+      savedVsZeroBuffer: ratio(c.memory?.savedForBackward, z.memory?.savedForBackward),
+      zeroBufferSpeedup: ratio(c.time?.step.median, z.time?.step.median),
+    };
+  }
+}
+
+function caseLabel(c: SweepPlan['cases'][number]): string {
+  const x = c.config;
+  return `${x.strategy} T=${x.tokens} d=${x.hidden} h=${x.ffn} E=${x.experts} k=${x.topK}${x.capacityFactor === null ? '' : ` cf=${x.capacityFactor}`}`;
+}
+
+/**
+ * The sweep: ceilings once, then every case in plan order (zero-buffer first within a config, so
+ * that large shapes can be checked against it). results.json is rewritten atomically after each
+ * case, so an interrupted run leaves a valid file that --resume continues.
+ */
+export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchOptions): Promise<BenchResults> {
+  const settings: BenchSettings = {
+    preset: options.preset,
+    pass: options.pass,
+    layers: options.layers,
+    sampling: options.sampling,
+    memoryLimit: options.memoryLimit,
+    timing: gpu.hasTimestamps ? 'timestamp' : 'wall',
+    axes: plan.axes,
+  };
+  const results: BenchResults = {
+    schema: BENCH_SCHEMA,
+    provenance: options.provenance,
+    testbed: testbedOf(gpu, options.provenance),
+    settings,
+    ceilings: options.resume?.ceilings ?? null,
+    cases: [],
+    complete: false,
+    notes: [...plan.notes],
+  };
+  if (!gpu.hasTimestamps) results.notes.push('the adapter has no timestamp queries: times are wall clock around onSubmittedWorkDone()');
+  const resultsPath = join(options.outDir, 'results.json');
+  const save = () => writeFileAtomic(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+
+  if (!results.ceilings && options.ceilings !== false) {
+    const kernels = new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }));
+    try {
+      const software = isSoftwareAdapter(gpu);
+      results.ceilings = await measureCeilings(kernels, { software, timestamps: gpu.hasTimestamps, sampling: { ...options.sampling, maxTimeMs: Math.min(options.sampling.maxTimeMs, 3000) } });
+    } finally {
+      kernels.destroy();
+    }
+  }
+  const previous = new Map((options.resume?.cases ?? []).map((c) => [c.key, c]));
+  const anchors: CaseOptions['anchors'] = new Map();
+  for (const [index, planned] of plan.cases.entries()) {
+    options.onCaseStart?.(index, plan.cases.length, caseLabel(planned));
+    const done = previous.get(planned.key);
+    const result =
+      done ??
+      (await runCase(gpu, planned, {
+        sampling: options.sampling,
+        layers: options.layers,
+        memoryLimit: options.memoryLimit,
+        gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null,
+        anchors,
+        anchorKey: configKey(planned.config),
+        makeTimer: options.makeTimer,
+      }));
+    results.cases.push(result);
+    options.onCaseDone?.(result);
+    await save();
+  }
+  if (previous.size) results.notes.push(`resumed: ${plan.cases.filter((c) => previous.has(c.key)).length} case(s) kept from ${options.resume?.provenance.time}`);
+  addRelativeFigures(results.cases);
+  results.complete = true;
+  await save();
+  await options.writeReports?.(options.outDir, results);
+  return results;
+}

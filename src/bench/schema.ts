@@ -1,0 +1,120 @@
+import type { Ceilings } from '../ceilings.js';
+import type { BufferTag } from '../gpu/allocator.js';
+import type { Provenance } from '../provenance.js';
+import type { SamplingPolicy } from '../stats.js';
+
+/**
+ * The results file of `moeblaze bench` (results.json), versioned: readers (the CI gate, other
+ * tools) check `schema` and reject what they do not know. Times are milliseconds, sizes bytes.
+ */
+export const BENCH_SCHEMA = 'moeblaze.bench/v1';
+
+export type CaseStatus = 'ok' | 'oom' | 'unsupported' | 'error' | 'mismatch';
+
+/** Every field that identifies a case; `key` is built from all of them. */
+export interface CaseConfig {
+  strategy: string;
+  tokens: number;
+  hidden: number;
+  ffn: number;
+  experts: number;
+  topK: number;
+  activation: string;
+  /** null for dropless strategies, which ignore it. */
+  capacityFactor: number | null;
+  checkpoint: string;
+  dtype: string;
+  skew: string;
+  normalizeGates: boolean;
+  auxLoss: number;
+  seed: number;
+  pass: 'forward' | 'train';
+}
+
+export interface TimeStats {
+  median: number;
+  p10: number;
+  p90: number;
+  /** IQR / median. */
+  noise: number;
+  n: number;
+  samples: number[];
+}
+
+export interface CaseMemory {
+  /** Bytes live when the step starts (weights, gradients, X, dO, kernel params). */
+  baseline: number;
+  stepPeak: number;
+  activationPeak: number;
+  savedForBackward: number | null;
+  /** stepPeak − bytes live at the end of the forward pass: what backward adds on top. */
+  backwardTransient: number | null;
+  /** --layers × savedForBackward + backwardTransient (DESIGN.md §4). */
+  modelEstimate: number | null;
+  peakByTag: Partial<Record<BufferTag, number>>;
+  peakByName: Record<string, number>;
+}
+
+export interface BenchCase {
+  key: string;
+  config: CaseConfig;
+  status: CaseStatus;
+  message?: string;
+  check?: { against: 'reference' | 'zero-buffer' | 'tutel' | 'none'; maxRelError: number | null; note?: string };
+  time?: {
+    source: 'timestamp' | 'wall';
+    step: TimeStats;
+    forward: TimeStats | null;
+    backward: TimeStats | null;
+  };
+  throughput?: {
+    tokensPerS: number;
+    usefulTflops: number;
+    /** usefulTflops / the run's GEMM ceiling. */
+    gemmFraction: number | null;
+  };
+  memory?: CaseMemory;
+  routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
+  /** Against the zero-buffer case with the same config (null when there is none or it did not run). */
+  relative?: {
+    stepPeakVsZeroBuffer: number | null;
+    activationPeakVsZeroBuffer: number | null;
+    savedVsZeroBuffer: number | null;
+    /** this case's median step time / zero-buffer's: >1 means zero-buffer is faster. */
+    zeroBufferSpeedup: number | null;
+  };
+}
+
+export interface Testbed {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: string;
+  dawnVersion: string;
+  /** adapter|backend|driver(description)|Dawn version: absolute times compare only when equal. */
+  fingerprint: string;
+}
+
+export interface BenchSettings {
+  preset: string | null;
+  pass: 'forward' | 'train';
+  layers: number;
+  sampling: SamplingPolicy;
+  memoryLimit: number | null;
+  timing: 'timestamp' | 'wall';
+  /** The swept values, for charts: each key maps to the list given (or the preset's). */
+  axes: Record<string, (number | string)[]>;
+}
+
+export interface BenchResults {
+  schema: typeof BENCH_SCHEMA;
+  provenance: Provenance;
+  testbed: Testbed;
+  settings: BenchSettings;
+  ceilings: Ceilings | null;
+  cases: BenchCase[];
+  /** true once every planned case has a result (an interrupted sweep can be resumed). */
+  complete: boolean;
+  notes: string[];
+}
