@@ -270,7 +270,9 @@ export class MoELayer {
   }
 
   destroy(): void {
-    this.releaseOutputs();
+    // Also after a step that failed half-way: the runner frees whatever it still holds.
+    this.runner.release(this.stepContext());
+    this.output = this.inputGrad = null;
     for (const tensor of Object.values(this.tensors)) freeTensor(this.allocator, tensor ?? undefined);
     this.kernels.destroy();
   }

@@ -27,9 +27,16 @@ export interface BenchOptions {
   /** Writes the report files (results.json is always written here). */
   writeReports?: (dir: string, results: BenchResults) => Promise<void>;
   makeTimer?: CaseOptions['makeTimer'];
+  /**
+   * A fresh device for the next case. Dawn does not always hand back the memory of a
+   * destroyed 80 GiB layer to the next one on the same device; a new device starts clean.
+   */
+  reopenDevice?: (old: GpuContext) => Promise<GpuContext>;
   /** Measure ceilings (default true); tests that only need cases skip them. */
   ceilings?: boolean;
 }
+
+const LARGE_CASE_BYTES = 4 * 2 ** 30;
 
 export function isSoftwareAdapter(gpu: GpuContext): boolean {
   const a = gpu.adapter;
@@ -133,12 +140,15 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   }
   const previous = new Map((options.resume?.cases ?? []).map((c) => [c.key, c]));
   const anchors: CaseOptions['anchors'] = new Map();
+  let device = gpu;
+  let lastPeak = 0;
   for (const [index, planned] of plan.cases.entries()) {
     options.onCaseStart?.(index, plan.cases.length, caseLabel(planned));
     const done = previous.get(planned.key);
+    if (!done && options.reopenDevice && lastPeak > LARGE_CASE_BYTES) device = await options.reopenDevice(device);
     const result =
       done ??
-      (await runCase(gpu, planned, {
+      (await runCase(device, planned, {
         sampling: options.sampling,
         layers: options.layers,
         memoryLimit: options.memoryLimit,
@@ -148,6 +158,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
         makeTimer: options.makeTimer,
       }));
     results.cases.push(result);
+    lastPeak = result.memory?.stepPeak ?? 0;
     options.onCaseDone?.(result);
     await save();
   }
