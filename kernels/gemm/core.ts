@@ -16,13 +16,14 @@ import { bindingPrelude, type KernelSource } from '../program.js';
  */
 export const TILE_M = 64;
 export const TILE_N = 64;
-export const TILE_K = 16;
 const THREADS = 256;
 
 /** Output tile of one workgroup: 16×16 threads, each (m/16)×(n/16) outputs; m, n ∈ {64, 128}. */
 export interface TileShape {
   m: 64 | 128;
   n: 64 | 128;
+  /** K step through workgroup memory [default: 8, the fastest on the H200: docs/performance.md]. */
+  k?: 8 | 16 | 32;
 }
 
 export const DEFAULT_TILE: TileShape = { m: TILE_M, n: TILE_N };
@@ -61,7 +62,7 @@ export interface GemmSpec {
  * into registers (adjacent threads on the memory-contiguous index), later stored to workgroup
  * memory. Loading the next tile while the current one is multiplied hides global latency.
  */
-function stageLoad(reg: string, count: number, contiguous: 'inner' | 'outer', outer: number, load: string, outerIdx: string, end: string): string {
+function stageLoad(reg: string, count: number, contiguous: 'inner' | 'outer', outer: number, load: string, outerIdx: string, end: string, TILE_K: number): string {
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
     const e = `(li + ${i * THREADS}u)`;
@@ -72,7 +73,7 @@ function stageLoad(reg: string, count: number, contiguous: 'inner' | 'outer', ou
   return lines.join('\n      ');
 }
 
-function stageStore(reg: string, target: string, count: number, contiguous: 'inner' | 'outer', outer: number): string {
+function stageStore(reg: string, target: string, count: number, contiguous: 'inner' | 'outer', outer: number, TILE_K: number): string {
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
     const e = `(li + ${i * THREADS}u)`;
@@ -86,6 +87,7 @@ function stageStore(reg: string, target: string, count: number, contiguous: 'inn
 export function gemmSource(spec: GemmSpec): KernelSource {
   const dual = spec.dual ?? false;
   const tile = spec.tile ?? DEFAULT_TILE;
+  const TILE_K = tile.k ?? 8;
   const RM = tile.m / 16;
   const RN = tile.n / 16;
   const RM4 = RM / 4;
@@ -96,8 +98,6 @@ export function gemmSource(spec: GemmSpec): KernelSource {
   const bMode = spec.bContiguous === 'k' ? 'inner' : 'outer';
   const storage = spec.bindings.map((b) => b.access);
   const prelude = bindingPrelude({ bindings: storage, params: spec.params }, spec.bindings.map((b) => b.name), spec.bindings.map((b) => b.type));
-  // A bounds test per operand, not per element: select() keeps the (in-range) loads unconditional.
-  const safe = (load: string) => load;
   const defaultEpilogue = `
   for (var i = 0u; i < RM; i++) {
     let m = t.m0 + accRow(ty, i);
@@ -123,9 +123,9 @@ export function gemmSource(spec: GemmSpec): KernelSource {
   ];
   const loads = (k0: string) =>
     [
-      stageLoad('ra', LA, aMode, tile.m, safe('loadA(t, m, k)'), 'm', 'mEnd'),
-      stageLoad('rb', LB, bMode, tile.n, safe('loadB(t, k, n)'), 'n', 'nEnd'),
-      dual ? stageLoad('rc', LB, bMode, tile.n, safe('loadB2(t, k, n)'), 'n', 'nEnd') : '',
+      stageLoad('ra', LA, aMode, tile.m, 'loadA(t, m, k)', 'm', 'mEnd', TILE_K),
+      stageLoad('rb', LB, bMode, tile.n, 'loadB(t, k, n)', 'n', 'nEnd', TILE_K),
+      dual ? stageLoad('rc', LB, bMode, tile.n, 'loadB2(t, k, n)', 'n', 'nEnd', TILE_K) : '',
     ]
       .join('\n      ')
       .replaceAll('k0 +', `${k0} +`);
@@ -178,9 +178,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       ${loads('k0')}
   }
   for (var k0 = t.kBegin; k0 < t.kEnd; k0 += ${TILE_K}u) {
-    ${stageStore('ra', 'As', LA, aMode, tile.m)}
-    ${stageStore('rb', 'Bs', LB, bMode, tile.n)}
-    ${dual ? stageStore('rc', 'Bs2', LB, bMode, tile.n) : ''}
+    ${stageStore('ra', 'As', LA, aMode, tile.m, TILE_K)}
+    ${stageStore('rb', 'Bs', LB, bMode, tile.n, TILE_K)}
+    ${dual ? stageStore('rc', 'Bs2', LB, bMode, tile.n, TILE_K) : ''}
     workgroupBarrier();
     if (k0 + ${TILE_K}u < t.kEnd) {
       let kn = k0 + ${TILE_K}u;
