@@ -1,0 +1,123 @@
+import { Flags } from '@oclif/core';
+import { join } from 'node:path';
+import { planSweep } from '../src/bench/plan.js';
+import { writeBenchReports } from '../src/bench/output.js';
+import { loadResults, prepareOutDir, runBench } from '../src/bench/run.js';
+import type { BenchResults } from '../src/bench/schema.js';
+import { BaseCommand } from '../src/cli/base.js';
+import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
+import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS } from '../src/config.js';
+import { EnvironmentError, UsageError } from '../src/errors.js';
+import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
+import { createProgress } from '../src/render/progress.js';
+import { renderBenchTable } from '../src/render/bench-table.js';
+import { DEFAULT_SAMPLING } from '../src/stats.js';
+import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
+
+/** "2%" or "0.02" → 0.02. */
+function parseFraction(text: string, flag: string): number {
+  const percent = text.trim().endsWith('%');
+  const value = parseNonNegativeFloat(percent ? text.trim().slice(0, -1) : text, flag) / (percent ? 100 : 1);
+  if (!(value > 0 && value < 1)) throw new UsageError(`--${flag}: "${text}" is not allowed; use a fraction or percentage between 0 and 100%, e.g. 2%`);
+  return value;
+}
+
+export default class Bench extends BaseCommand {
+  static override summary = 'Sweep strategies and shapes: time, throughput and peak memory per case, checked before timed.';
+  static override description =
+    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked (float64 reference on small shapes, zero-buffer on large ones), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v1), results.md, report.html and benchmark-action.json into --out.';
+  static override examples = [
+    '<%= config.bin %> bench',
+    '<%= config.bin %> bench --preset moeblaze-conf4 --impl zero-buffer --impl megablocks',
+    '<%= config.bin %> bench --experts 8,16,32 --top-k 2 --capacity-factor 1,1.25 --memory-limit 512MiB',
+    '<%= config.bin %> bench --resume ./moeblaze-results/2026-11-29T10-00-00',
+  ];
+  static override flags = {
+    ...gpuFlags,
+    ...layerFlags,
+    impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to run (repeatable) [default: every strategy]' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes from DESIGN.md §4; --tokens overrides T [default: quick]' }),
+    tokens: integerList({ description: 'T values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
+    hidden: integerList({ description: 'd values [default: the preset\'s]', helpGroup: 'SWEEP' }),
+    ffn: integerList({ description: 'h values [default: the preset\'s]', helpGroup: 'SWEEP' }),
+    experts: integerList({ description: 'E values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
+    'top-k': integerList({ description: 'k values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
+    'capacity-factor': floatList({ description: 'capacity factors for capacity strategies (0 = busiest expert) [default: 1]', helpGroup: 'SWEEP' }),
+    pass: Flags.option({ options: ['forward', 'train'] as const, default: 'train' as const, description: 'time the forward pass only, or forward + backward' })(),
+    'noise-target': Flags.custom<number>({ parse: async (t, _c, o) => parseFraction(t, o.name), description: 'stop sampling a case once IQR/median is under this [default: 2%]', helpGroup: 'STATISTICS' })(),
+    'max-time': Flags.custom<number>({ parse: async (t, _c, o) => parseNonNegativeFloat(t, o.name), description: 'seconds of sampling per case at most [default: 5]', helpGroup: 'STATISTICS' })(),
+    'min-samples': Flags.custom<number>({ parse: async (t, _c, o) => parseIntegerFlag(t, o.name, 1, 100000), description: 'samples per case at least [default: 5]', helpGroup: 'STATISTICS' })(),
+    warmup: Flags.custom<number>({ parse: async (t, _c, o) => parseIntegerFlag(t, o.name, 0, 1000), description: 'untimed steps before sampling [default: 2]', helpGroup: 'STATISTICS' })(),
+    layers: Flags.custom<number>({ parse: async (t, _c, o) => parseIntegerFlag(t, o.name, 1, 100000), description: 'L for the model estimate L × saved-for-backward + backward transient [default: 32]' })(),
+    'memory-limit': sizeFlag({ description: 'treat a case that would exceed this many live bytes as out of memory (B, KiB, MiB, GiB; bare number = GiB)' }),
+    out: Flags.string({ description: 'folder for results.json, results.md, report.html, benchmark-action.json [default: ./moeblaze-results/<timestamp>]' }),
+    resume: Flags.directory({ description: 'continue an interrupted sweep from this folder, keeping its finished cases', exists: true }),
+  };
+
+  async run(): Promise<BenchResults> {
+    const { flags } = await this.parse(Bench);
+    // Everything is validated here, before any GPU work.
+    const preset = flags.preset ? findPreset(flags.preset) : null;
+    const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
+    const plan = planSweep({
+      strategies,
+      preset: preset?.name ?? null,
+      tokens: flags.tokens,
+      hidden: flags.hidden,
+      ffn: flags.ffn,
+      experts: flags.experts,
+      topK: flags['top-k'],
+      capacityFactor: flags['capacity-factor'] ?? [DEFAULT_LAYER.capacityFactor],
+      activation: flags.activation ?? ACTIVATIONS[0],
+      checkpoint: flags.checkpoint ?? CHECKPOINTS[0],
+      dtype: flags.dtype ?? DTYPES[0],
+      skew: flags.skew ?? DEFAULT_LAYER.skew,
+      normalizeGates: flags['normalize-gates'],
+      auxLoss: flags['aux-loss'] ?? 0,
+      seed: flags.seed ?? DEFAULT_LAYER.seed,
+      pass: flags.pass,
+    });
+    if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
+    const resume = flags.resume ? await loadResults(join(flags.resume, 'results.json')) : undefined;
+    const outDir = flags.resume ?? flags.out ?? join('moeblaze-results', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19));
+    await prepareOutDir(outDir);
+    const sampling = {
+      warmup: flags.warmup ?? DEFAULT_SAMPLING.warmup,
+      minSamples: flags['min-samples'] ?? DEFAULT_SAMPLING.minSamples,
+      maxSamples: DEFAULT_SAMPLING.maxSamples,
+      noiseTarget: flags['noise-target'] ?? DEFAULT_SAMPLING.noiseTarget,
+      maxTimeMs: (flags['max-time'] ?? 5) * 1000,
+    };
+    return this.withGpu(flags, async (gpu) => {
+      if (plan.cases.some((c) => c.layer.dtype === 'f16')) {
+        if (!gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
+        throw new UsageError('--dtype f16: half-precision storage is not implemented yet; use --dtype f32');
+      }
+      for (const note of plan.notes) this.progress(`note: ${note}`);
+      const progress = createProgress(plan.cases.length);
+      const reopened: GpuContext[] = [];
+      const results = await runBench(gpu, plan, {
+        preset: preset?.name ?? null,
+        pass: flags.pass,
+        layers: flags.layers ?? 32,
+        sampling,
+        memoryLimit: flags['memory-limit'] ?? null,
+        outDir,
+        provenance: this.provenance(gpu.adapter),
+        resume,
+        onCaseStart: (_i, _n, label) => progress.tick(label),
+        writeReports: writeBenchReports,
+        reopenDevice: async (old) => {
+          if (old !== gpu) old.destroy();
+          const fresh = await openGpu(gpuSelection(flags));
+          reopened.push(fresh);
+          return fresh;
+        },
+      }).finally(() => reopened.forEach((g) => g.destroy()));
+      progress.done();
+      this.log(renderBenchTable(results));
+      this.progress(`wrote ${join(outDir, 'results.json')}, results.md, report.html, benchmark-action.json`);
+      return results;
+    });
+  }
+}

@@ -1,0 +1,250 @@
+import { BUFFER_TAGS } from '../gpu/allocator.js';
+import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
+
+/**
+ * A hand-written structural check of a results.json (schema moeblaze.bench/v1). Readers such as
+ * the CI gate and --resume get a file from disk, possibly from another version or hand-edited;
+ * a list of precise problems beats a TypeError deep inside a renderer. Empty list: valid.
+ */
+
+type Obj = Record<string, unknown>;
+
+const STATUSES: readonly CaseStatus[] = ['ok', 'oom', 'unsupported', 'error', 'mismatch'];
+const CHECK_AGAINST = ['reference', 'zero-buffer', 'tutel', 'none'];
+const TAGS: readonly string[] = BUFFER_TAGS;
+
+class Checker {
+  readonly problems: string[] = [];
+
+  fail(path: string, message: string): void {
+    this.problems.push(`${path}: ${message}`);
+  }
+
+  object(v: unknown, path: string): Obj | null {
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
+    this.fail(path, `expected an object, got ${describe(v)}`);
+    return null;
+  }
+
+  string(o: Obj, key: string, path: string, nullable = false): void {
+    const v = o[key];
+    if (typeof v === 'string' || (nullable && v === null)) return;
+    this.fail(`${path}.${key}`, `expected a string${nullable ? ' or null' : ''}, got ${describe(v)}`);
+  }
+
+  number(o: Obj, key: string, path: string, opts: { nullable?: boolean; min?: number; integer?: boolean } = {}): number | null {
+    const v = o[key];
+    if (opts.nullable && v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      this.fail(`${path}.${key}`, `expected a finite number${opts.nullable ? ' or null' : ''}, got ${describe(v)}`);
+      return null;
+    }
+    if (opts.integer && !Number.isInteger(v)) this.fail(`${path}.${key}`, `expected an integer, got ${v}`);
+    if (opts.min !== undefined && v < opts.min) this.fail(`${path}.${key}`, `expected ≥ ${opts.min}, got ${v}`);
+    return v;
+  }
+
+  boolean(o: Obj, key: string, path: string): void {
+    if (typeof o[key] !== 'boolean') this.fail(`${path}.${key}`, `expected a boolean, got ${describe(o[key])}`);
+  }
+
+  oneOf(o: Obj, key: string, path: string, allowed: readonly string[]): void {
+    if (!allowed.includes(o[key] as string)) this.fail(`${path}.${key}`, `expected one of ${allowed.join(', ')}, got ${describe(o[key])}`);
+  }
+
+  numberArray(v: unknown, path: string): number[] | null {
+    if (!Array.isArray(v)) {
+      this.fail(path, `expected an array, got ${describe(v)}`);
+      return null;
+    }
+    const bad = v.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
+    if (bad >= 0) this.fail(`${path}[${bad}]`, `expected a finite number, got ${describe(v[bad])}`);
+    return bad >= 0 ? null : (v as number[]);
+  }
+
+  numberRecord(v: unknown, path: string, keys?: readonly string[]): void {
+    const o = this.object(v, path);
+    if (!o) return;
+    for (const [k, x] of Object.entries(o)) {
+      if (keys && !keys.includes(k)) this.fail(`${path}.${k}`, `unknown key (known: ${keys.join(', ')})`);
+      else if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) this.fail(`${path}.${k}`, `expected a byte count, got ${describe(x)}`);
+    }
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing (missing)';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}
+
+function timeStats(ch: Checker, v: unknown, path: string, nullable: boolean): void {
+  if (nullable && v === null) return;
+  const t = ch.object(v, path);
+  if (!t) return;
+  const median = ch.number(t, 'median', path, { min: 0 });
+  const p10 = ch.number(t, 'p10', path, { min: 0 });
+  const p90 = ch.number(t, 'p90', path, { min: 0 });
+  ch.number(t, 'noise', path, { min: 0 });
+  const n = ch.number(t, 'n', path, { min: 1, integer: true });
+  const samples = ch.numberArray(t.samples, `${path}.samples`);
+  if (median !== null && p10 !== null && p90 !== null && !(p10 <= median && median <= p90)) ch.fail(path, `expected p10 ≤ median ≤ p90, got ${p10}, ${median}, ${p90}`);
+  if (n !== null && samples && samples.length !== n) ch.fail(path, `n is ${n} but there are ${samples.length} samples`);
+}
+
+const CONFIG_NUMBERS = ['tokens', 'hidden', 'ffn', 'experts', 'topK', 'seed'];
+
+function caseConfig(ch: Checker, v: unknown, path: string): void {
+  const c = ch.object(v, path);
+  if (!c) return;
+  for (const key of ['strategy', 'activation', 'checkpoint', 'dtype', 'skew']) ch.string(c, key, path);
+  for (const key of CONFIG_NUMBERS) ch.number(c, key, path, { min: key === 'seed' ? undefined : 1, integer: true });
+  ch.number(c, 'capacityFactor', path, { nullable: true, min: 0 });
+  ch.number(c, 'auxLoss', path, { min: 0 });
+  ch.boolean(c, 'normalizeGates', path);
+  ch.oneOf(c, 'pass', path, ['forward', 'train']);
+}
+
+function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): void {
+  const c = ch.object(v, path);
+  if (!c) return;
+  ch.string(c, 'key', path);
+  if (typeof c.key === 'string') {
+    if (keys.has(c.key)) ch.fail(`${path}.key`, `duplicate case key ${JSON.stringify(c.key)}`);
+    keys.add(c.key);
+  }
+  caseConfig(ch, c.config, `${path}.config`);
+  ch.oneOf(c, 'status', path, STATUSES);
+  if (c.message !== undefined) ch.string(c, 'message', path);
+  // A case that did not run must say why, or its row is a bare status.
+  if (c.status !== 'ok' && STATUSES.includes(c.status as CaseStatus) && typeof c.message !== 'string') ch.fail(`${path}.message`, `a case with status ${c.status} needs a message`);
+  if (c.check !== undefined) {
+    const k = ch.object(c.check, `${path}.check`);
+    if (k) {
+      ch.oneOf(k, 'against', `${path}.check`, CHECK_AGAINST);
+      ch.number(k, 'maxRelError', `${path}.check`, { nullable: true, min: 0 });
+    }
+  }
+  const ok = c.status === 'ok';
+  for (const part of ['time', 'throughput', 'memory']) {
+    if (ok && c[part] === undefined) ch.fail(`${path}.${part}`, 'an ok case needs time, throughput and memory');
+  }
+  if (c.time !== undefined) {
+    const t = ch.object(c.time, `${path}.time`);
+    if (t) {
+      ch.oneOf(t, 'source', `${path}.time`, ['timestamp', 'wall']);
+      timeStats(ch, t.step, `${path}.time.step`, false);
+      timeStats(ch, t.forward, `${path}.time.forward`, true);
+      timeStats(ch, t.backward, `${path}.time.backward`, true);
+    }
+  }
+  if (c.throughput !== undefined) {
+    const t = ch.object(c.throughput, `${path}.throughput`);
+    if (t) {
+      ch.number(t, 'tokensPerS', `${path}.throughput`, { min: 0 });
+      ch.number(t, 'usefulTflops', `${path}.throughput`, { min: 0 });
+      ch.number(t, 'gemmFraction', `${path}.throughput`, { nullable: true, min: 0 });
+    }
+  }
+  if (c.memory !== undefined) memory(ch, c.memory, `${path}.memory`);
+  if (c.routing !== undefined) {
+    const r = ch.object(c.routing, `${path}.routing`);
+    if (r) {
+      ch.number(r, 'keptPairs', `${path}.routing`, { min: 0, integer: true });
+      ch.number(r, 'droppedPairs', `${path}.routing`, { min: 0, integer: true });
+      const pct = ch.number(r, 'droppedPercent', `${path}.routing`, { min: 0 });
+      if (pct !== null && pct > 100) ch.fail(`${path}.routing.droppedPercent`, `expected ≤ 100, got ${pct}`);
+      ch.number(r, 'capacity', `${path}.routing`, { nullable: true, min: 0, integer: true });
+      ch.numberArray(r.expertLoads, `${path}.routing.expertLoads`);
+    }
+  }
+  if (c.relative !== undefined) {
+    const r = ch.object(c.relative, `${path}.relative`);
+    if (r) for (const key of ['stepPeakVsZeroBuffer', 'activationPeakVsZeroBuffer', 'savedVsZeroBuffer', 'zeroBufferSpeedup']) ch.number(r, key, `${path}.relative`, { nullable: true, min: 0 });
+  }
+}
+
+function memory(ch: Checker, v: unknown, path: string): void {
+  const m = ch.object(v, path);
+  if (!m) return;
+  const bytes = { min: 0, integer: true };
+  ch.number(m, 'baseline', path, bytes);
+  const step = ch.number(m, 'stepPeak', path, bytes);
+  const act = ch.number(m, 'activationPeak', path, bytes);
+  for (const key of ['savedForBackward', 'backwardTransient', 'modelEstimate']) ch.number(m, key, path, { ...bytes, nullable: true });
+  if (step !== null && act !== null && act > step) ch.fail(path, `activation peak ${act} exceeds step peak ${step}`);
+  ch.numberRecord(m.peakByTag, `${path}.peakByTag`, TAGS);
+  ch.numberRecord(m.peakByName, `${path}.peakByName`);
+}
+
+function provenance(ch: Checker, v: unknown, path: string): void {
+  const p = ch.object(v, path);
+  if (!p) return;
+  const tool = ch.object(p.tool, `${path}.tool`);
+  if (tool) {
+    ch.string(tool, 'name', `${path}.tool`);
+    ch.string(tool, 'version', `${path}.tool`);
+  }
+  ch.string(p, 'gitCommit', path, true);
+  ch.string(p, 'commandLine', path);
+  ch.string(p, 'dawnVersion', path, true);
+  ch.string(p, 'node', path);
+  ch.string(p, 'platform', path);
+  if (p.adapter !== null) ch.object(p.adapter, `${path}.adapter`);
+  ch.string(p, 'time', path);
+  if (typeof p.time === 'string' && Number.isNaN(Date.parse(p.time))) ch.fail(`${path}.time`, `not a date: ${describe(p.time)}`);
+}
+
+function settings(ch: Checker, v: unknown, path: string): void {
+  const s = ch.object(v, path);
+  if (!s) return;
+  ch.string(s, 'preset', path, true);
+  ch.oneOf(s, 'pass', path, ['forward', 'train']);
+  ch.number(s, 'layers', path, { min: 1, integer: true });
+  const sampling = ch.object(s.sampling, `${path}.sampling`);
+  if (sampling) for (const key of ['warmup', 'minSamples', 'maxSamples', 'noiseTarget', 'maxTimeMs']) ch.number(sampling, key, `${path}.sampling`, { min: 0 });
+  ch.number(s, 'memoryLimit', path, { nullable: true, min: 1 });
+  ch.oneOf(s, 'timing', path, ['timestamp', 'wall']);
+  const axes = ch.object(s.axes, `${path}.axes`);
+  if (axes) {
+    for (const [axis, values] of Object.entries(axes)) {
+      if (!Array.isArray(values) || values.length === 0 || values.some((x) => typeof x !== 'number' && typeof x !== 'string')) ch.fail(`${path}.axes.${axis}`, 'expected a non-empty list of numbers or strings');
+    }
+  }
+}
+
+function ceilings(ch: Checker, v: unknown, path: string): void {
+  if (v === null) return;
+  const c = ch.object(v, path);
+  if (!c) return;
+  for (const [part, rate] of [['gemm', 'tflops'], ['bandwidth', 'gbPerS']] as const) {
+    const x = ch.object(c[part], `${path}.${part}`);
+    if (!x) continue;
+    ch.number(x, part === 'gemm' ? 'n' : 'bytes', `${path}.${part}`, { min: 1, integer: true });
+    ch.number(x, rate, `${path}.${part}`, { min: 0 });
+    ch.number(x, 'medianMs', `${path}.${part}`, { min: 0 });
+    ch.numberArray(x.samples, `${path}.${part}.samples`);
+  }
+}
+
+export function validateBenchResults(json: unknown): string[] {
+  const ch = new Checker();
+  const r = ch.object(json, 'results');
+  if (!r) return ch.problems;
+  if (r.schema !== BENCH_SCHEMA) ch.fail('results.schema', `expected ${JSON.stringify(BENCH_SCHEMA)}, got ${describe(r.schema)}`);
+  provenance(ch, r.provenance, 'results.provenance');
+  const t = ch.object(r.testbed, 'results.testbed');
+  if (t) for (const key of ['vendor', 'architecture', 'device', 'description', 'backend', 'dawnVersion', 'fingerprint']) ch.string(t, key, 'results.testbed');
+  settings(ch, r.settings, 'results.settings');
+  ceilings(ch, r.ceilings, 'results.ceilings');
+  if (!Array.isArray(r.cases)) ch.fail('results.cases', `expected an array, got ${describe(r.cases)}`);
+  else {
+    const keys = new Set<string>();
+    r.cases.forEach((c, i) => benchCase(ch, c, `results.cases[${i}]`, keys));
+  }
+  ch.boolean(r, 'complete', 'results');
+  if (!Array.isArray(r.notes) || r.notes.some((n) => typeof n !== 'string')) ch.fail('results.notes', 'expected a list of strings');
+  return ch.problems;
+}

@@ -1,0 +1,170 @@
+import type { BenchCase, BenchResults, CaseConfig, CaseStatus } from '../bench/schema.js';
+import { formatBytes } from '../units.js';
+
+/**
+ * Formatting and grouping shared by the bench renderers (terminal, markdown, HTML, action), so
+ * that a figure reads the same in every report.
+ */
+
+export const DASH = '—';
+
+/** Three significant figures: sweeps span µs-scale software runs to second-scale real shapes. */
+export function formatMs(ms: number): string {
+  if (!Number.isFinite(ms)) return DASH;
+  const a = Math.abs(ms);
+  return ms.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3);
+}
+
+export function formatPercent(fraction: number | null | undefined, digits = 1): string {
+  return fraction == null || !Number.isFinite(fraction) ? DASH : `${(fraction * 100).toFixed(digits)}%`;
+}
+
+export function formatRatio(ratio: number | null | undefined): string {
+  return ratio == null || !Number.isFinite(ratio) ? DASH : `${ratio.toFixed(2)}×`;
+}
+
+/** SI suffixes for rates: "1.23M" reads faster than 1234567 in a narrow column. */
+export function formatCount(value: number): string {
+  if (!Number.isFinite(value)) return DASH;
+  for (const [scale, suffix] of [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']] as const) {
+    if (Math.abs(value) >= scale) return `${(value / scale).toPrecision(3)}${suffix}`;
+  }
+  return value.toPrecision(3);
+}
+
+export function formatTflops(tflops: number): string {
+  if (!Number.isFinite(tflops)) return DASH;
+  // Software adapters run at GFLOP/s: keep two significant figures rather than print 0.00.
+  return tflops >= 10 ? tflops.toFixed(1) : tflops >= 1 ? tflops.toFixed(2) : String(Number(tflops.toPrecision(2)));
+}
+
+export function bytesOrDash(bytes: number | null | undefined): string {
+  return bytes == null ? DASH : formatBytes(bytes);
+}
+
+export function firstLine(text: string | undefined): string {
+  return (text ?? '').split('\n')[0].trim();
+}
+
+/** Capacity strategies can appear once per factor in one group; the factor tells them apart. */
+export function strategyLabel(c: CaseConfig): string {
+  return c.capacityFactor === null ? c.strategy : `${c.strategy} cf=${c.capacityFactor}`;
+}
+
+/** Same wording as the runner's progress labels. */
+export function caseLabel(c: CaseConfig): string {
+  return `${c.strategy} T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK}${c.capacityFactor === null ? '' : ` cf=${c.capacityFactor}`}`;
+}
+
+/** Label parts in reading order; aux appears only when set, as most sweeps leave it at 0. */
+function configParts(c: CaseConfig): [string, string][] {
+  const parts: [string, string][] = [
+    ['tokens', `T=${c.tokens}`],
+    ['hidden', `d=${c.hidden}`],
+    ['ffn', `h=${c.ffn}`],
+    ['experts', `E=${c.experts}`],
+    ['topK', `k=${c.topK}`],
+    ['activation', c.activation],
+    ['checkpoint', `checkpoint ${c.checkpoint}`],
+    ['dtype', c.dtype],
+    ['skew', `skew ${c.skew}`],
+    ['normalizeGates', c.normalizeGates ? 'normalized gates' : 'raw gates'],
+    ['seed', `seed ${c.seed}`],
+    ['pass', c.pass],
+  ];
+  if (c.auxLoss) parts.push(['auxLoss', `aux ${c.auxLoss}`]);
+  return parts;
+}
+
+export function configLabel(c: CaseConfig): string {
+  return configParts(c).map(([, text]) => text).join(' ');
+}
+
+/**
+ * The fields a group's cases share: everything but the strategy and the capacity factor, as the
+ * runner's configKey does (dropless cases carry no factor, yet are compared with capacity ones).
+ */
+export function groupKey(c: CaseConfig): string {
+  const { strategy: _s, capacityFactor: _cf, ...rest } = c;
+  return JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+export interface CaseGroup {
+  key: string;
+  /** Every config field. */
+  label: string;
+  /** Only the fields that differ between groups ("E=64"); the full label when there is one group. */
+  short: string;
+  cases: BenchCase[];
+}
+
+/**
+ * Groups in the order their first case ran, which is the plan's order. `common` holds the fields
+ * every group shares, said once above the tables instead of in each heading.
+ */
+export function groupCases(cases: readonly BenchCase[]): CaseGroup[] & { common: string } {
+  const groups = new Map<string, CaseGroup>();
+  for (const c of cases) {
+    const key = groupKey(c.config);
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { key, label: configLabel(c.config), short: '', cases: [] }));
+    group.cases.push(c);
+  }
+  const list = [...groups.values()];
+  const parts = list.map((g) => configParts(g.cases[0].config));
+  const varies = new Set(parts.flatMap((p) => p.filter(([field, text]) => parts.some((q) => q.find(([f]) => f === field)?.[1] !== text)).map(([field]) => field)));
+  list.forEach((g, i) => (g.short = varies.size ? parts[i].filter(([f]) => varies.has(f)).map(([, t]) => t).join(' ') : g.label));
+  const common = parts.length ? parts[0].filter(([f]) => !varies.has(f)).map(([, t]) => t).join(' ') : '';
+  return Object.assign(list, { common });
+}
+
+export type StatusTone = 'good' | 'bad' | 'warn';
+
+export function statusTone(status: CaseStatus): StatusTone {
+  return status === 'ok' ? 'good' : status === 'unsupported' ? 'warn' : 'bad';
+}
+
+/** Memory ratio shown when only one fits: the activation peak is what dispatch strategies change. */
+export function memoryVsZeroBuffer(c: BenchCase): number | null {
+  return c.relative?.activationPeakVsZeroBuffer ?? c.relative?.stepPeakVsZeroBuffer ?? null;
+}
+
+export function testbedLine(r: BenchResults): string {
+  const t = r.testbed;
+  const main = t.device || t.description || t.vendor;
+  // On Vulkan the description is the driver string: worth keeping, but not as the name.
+  const details = [[t.vendor, t.architecture].filter(Boolean).join(' '), t.backend, t.description !== main ? t.description : ''].filter(Boolean);
+  return `${main} (${details.join(', ')}); Dawn (webgpu) ${t.dawnVersion}`;
+}
+
+export function ceilingsLine(r: BenchResults): string {
+  const c = r.ceilings;
+  if (!c) return 'not measured';
+  return `GEMM ${formatTflops(c.gemm.tflops)} TFLOP/s (f32, n=${c.gemm.n}), bandwidth ${c.bandwidth.gbPerS >= 100 ? c.bandwidth.gbPerS.toFixed(0) : Number(c.bandwidth.gbPerS.toPrecision(3))} GB/s (${formatBytes(c.bandwidth.bytes)} copy)`;
+}
+
+export function timingLine(r: BenchResults): string {
+  const sources = new Set(r.cases.flatMap((c) => (c.time ? [c.time.source] : [])));
+  const main = r.settings.timing === 'timestamp' ? 'GPU timestamp queries' : 'wall clock around onSubmittedWorkDone()';
+  // A resumed sweep can mix sources; say so rather than let the two be compared silently.
+  return sources.size > 1 ? `${main} (mixed: some cases timed by ${[...sources].join(' and ')})` : main;
+}
+
+export function samplingLine(r: BenchResults): string {
+  const s = r.settings.sampling;
+  return `warm-up ${s.warmup}, ${s.minSamples}–${s.maxSamples} samples until IQR/median ≤ ${formatPercent(s.noiseTarget)} or ${(s.maxTimeMs / 1000).toFixed(1)} s`;
+}
+
+/** Fixed colours per strategy, so a strategy keeps its colour across charts and reports. */
+const STRATEGY_COLORS: Record<string, string> = {
+  'zero-buffer': '#1b9e77',
+  tutel: '#377eb8',
+  gshard: '#e6ab02',
+  megablocks: '#7570b3',
+  'megablocks-grouped': '#a6761d',
+};
+const SPARE_COLORS = ['#e7298a', '#66a61e', '#666666', '#17becf', '#bcbd22'];
+
+export function strategyColor(label: string, index: number): string {
+  return STRATEGY_COLORS[label] ?? SPARE_COLORS[index % SPARE_COLORS.length];
+}

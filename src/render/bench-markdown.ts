@@ -1,0 +1,120 @@
+import type { BenchCase, BenchResults } from '../bench/schema.js';
+import {
+  bytesOrDash,
+  caseLabel,
+  ceilingsLine,
+  DASH,
+  firstLine,
+  formatCount,
+  formatMs,
+  formatPercent,
+  formatRatio,
+  formatTflops,
+  groupCases,
+  samplingLine,
+  strategyLabel,
+  testbedLine,
+  timingLine,
+} from './bench-format.js';
+
+/** Pipes end a cell and newlines end a row: both would break the table. */
+function cell(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+}
+
+function table(head: string[], rows: string[][], align?: ('l' | 'r')[]): string {
+  const rule = head.map((_, i) => (align?.[i] === 'r' ? '---:' : '---'));
+  return [head, rule, ...rows.map((r) => r.map(cell))].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+function code(text: string): string {
+  // A backtick inside would end the span early; a doubled delimiter with padding holds it.
+  return text.includes('`') ? `\`\` ${text} \`\`` : `\`${text}\``;
+}
+
+function provenance(r: BenchResults): string {
+  const p = r.provenance;
+  const rows = [
+    ['tool', `${p.tool.name} ${p.tool.version}`],
+    ['commit', p.gitCommit ? code(p.gitCommit) : 'unknown (not a git checkout)'],
+    ['Dawn (webgpu)', p.dawnVersion ?? 'unknown'],
+    ['adapter', testbedLine(r)],
+    ['Node, platform', `${p.node}, ${p.platform}`],
+    ['date', p.time],
+    ['command', code(p.commandLine)],
+    ['ceilings', ceilingsLine(r)],
+    ['timing', `${timingLine(r)}; ${samplingLine(r)}`],
+    ['pass, layers', `${r.settings.pass}, L = ${r.settings.layers}${r.settings.memoryLimit ? `, --memory-limit ${bytesOrDash(r.settings.memoryLimit)}` : ''}`],
+  ];
+  return table(['', ''], rows);
+}
+
+/**
+ * hyperfine's table (Command | Mean ± σ | Min | Max | Relative) adapted to what the sampler
+ * reports: the median with its p10–p90 spread and IQR/median, relative to the group's fastest.
+ */
+function timeTable(cases: BenchCase[]): string {
+  const ok = cases.filter((c) => c.status === 'ok' && c.time);
+  const fastest = Math.min(...ok.map((c) => c.time!.step.median));
+  const rows = cases.map((c) => {
+    const name = code(strategyLabel(c.config));
+    if (c.status !== 'ok' || !c.time) return [name, `**${c.status}**: ${firstLine(c.message) || DASH}`, DASH, DASH, DASH, DASH, DASH, DASH];
+    const s = c.time.step;
+    const relative = s.median / fastest;
+    const tp = c.throughput;
+    const tflops = tp ? `${formatTflops(tp.usefulTflops)}${tp.gemmFraction == null ? '' : ` (${formatPercent(tp.gemmFraction, 0)})`}` : DASH;
+    return [
+      name,
+      `${formatMs(s.median)} [${formatMs(s.p10)}, ${formatMs(s.p90)}]`,
+      formatPercent(s.noise),
+      String(s.n),
+      c.time.forward && c.time.backward ? `${formatMs(c.time.forward.median)} / ${formatMs(c.time.backward.median)}` : DASH,
+      tp ? formatCount(tp.tokensPerS) : DASH,
+      tflops,
+      relative === 1 ? '**1.00**' : relative.toFixed(2),
+    ];
+  });
+  return table(['Case', 'Median [p10, p90] (ms)', 'Noise', 'n', 'Fwd / bwd (ms)', 'Tokens/s', 'TFLOP/s (GEMM %)', 'Relative'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
+}
+
+function memoryTable(results: BenchResults): string {
+  const rows = results.cases.map((c) => {
+    const m = c.memory;
+    const rel = c.relative;
+    return [
+      code(caseLabel(c.config)),
+      c.status,
+      bytesOrDash(m?.stepPeak),
+      bytesOrDash(m?.activationPeak),
+      bytesOrDash(m?.savedForBackward),
+      bytesOrDash(m?.modelEstimate),
+      rel ? `${formatRatio(rel.stepPeakVsZeroBuffer)} / ${formatRatio(rel.activationPeakVsZeroBuffer)} / ${formatRatio(rel.savedVsZeroBuffer)}` : DASH,
+      c.routing ? formatPercent(c.routing.droppedPercent / 100) : DASH,
+    ];
+  });
+  return table(
+    ['Case', 'Status', 'Step peak', 'Activation peak', 'Saved for backward', `L = ${results.settings.layers} estimate`, '× zero-buffer (step / act. / saved)', 'Dropped'],
+    rows,
+    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+  );
+}
+
+/** results.md: provenance, one timing table per config, then every case's memory. */
+export function renderBenchMarkdown(results: BenchResults): string {
+  const out = ['# moeblaze bench results', '', provenance(results), ''];
+  if (!results.complete) out.push(`> **Incomplete sweep**: ${results.cases.length} case(s) so far; continue with \`--resume\`.`, '');
+  for (const note of results.notes) out.push(`> Note: ${note}`, '');
+  out.push('## Step time', '');
+  out.push(`Median of n samples after warm-up, [p10, p90] across them, noise = IQR/median; relative to the fastest case of the config.`, '');
+  const groups = groupCases(results.cases);
+  if (groups.length > 1 && groups.common) out.push(`Every case: ${groups.common}.`, '');
+  for (const group of groups) out.push(`### ${group.short}`, '', timeTable(group.cases), '');
+  out.push('## Memory', '');
+  out.push(
+    `Step peak: most bytes live during the step; activation peak: step peak minus what is live when it starts; saved for backward: what each of L layers holds at once; estimate: L × saved + the backward transient.`,
+    '',
+    memoryTable(results),
+    '',
+  );
+  return out.join('\n');
+}

@@ -1,0 +1,78 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { validateBenchResults } from '../../src/bench/validate.js';
+import type { BenchResults } from '../../src/bench/schema.js';
+
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, '../..');
+const cli = (args: string[]) =>
+  run(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, timeout: 300_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+
+const TINY = ['--tokens', '64', '--hidden', '16', '--ffn', '32', '--max-time', '0.3', '--min-samples', '3', '--warmup', '1'];
+
+describe('moeblaze bench', () => {
+  it('records an out-of-memory case and runs the cases after it; writes four valid files', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'moeblaze-bench-')), 'run');
+    // gshard's [T,E,C] tensors put it above 300000 B at both sizes; zero-buffer stays below.
+    const r = await cli(['bench', '--impl', 'zero-buffer', '--impl', 'gshard', '--experts', '4,8', ...TINY, '--memory-limit', '300000B', '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const stdout = JSON.parse(r.stdout) as BenchResults;
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
+    expect(validateBenchResults(results)).toEqual([]);
+    expect(stdout.cases.map((c) => c.key)).toEqual(results.cases.map((c) => c.key));
+    expect(results.cases.map((c) => `${c.config.strategy}:E${c.config.experts}:${c.status}`)).toEqual(['zero-buffer:E4:ok', 'gshard:E4:oom', 'zero-buffer:E8:ok', 'gshard:E8:oom']);
+    expect(results.cases[1].message).toMatch(/memory-limit/);
+    expect(results.cases[0].check?.against).toBe('reference');
+    expect(results.complete).toBe(true);
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html).toMatch(/<svg/);
+    expect(html).not.toMatch(/https?:\/\//);
+    expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/zero-buffer/);
+    expect(Array.isArray(JSON.parse(readFileSync(join(out, 'benchmark-action.json'), 'utf8')))).toBe(true);
+
+    // --resume keeps finished cases instead of redoing them.
+    const again = await cli(['bench', '--impl', 'zero-buffer', '--impl', 'gshard', '--experts', '4,8', ...TINY, '--memory-limit', '300000B', '--resume', out, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    const resumed = JSON.parse(again.stdout) as BenchResults;
+    expect(resumed.cases[0].time?.step.samples).toEqual(results.cases[0].time?.step.samples);
+    expect(resumed.notes.join(' ')).toMatch(/resumed: 4 case/);
+  });
+
+  it('refuses bad input before any GPU work, with one line and exit 2', async () => {
+    for (const args of [
+      ['--experts', '0'],
+      ['--capacity-factor', '-1'],
+      ['--preset', 'no-such-preset'],
+      ['--impl', 'no-such-strategy'],
+      ['--noise-target', '150%'],
+      ['--tokens', '4,,8'],
+    ]) {
+      const r = await cli(['bench', ...args]);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('moeblaze:'))).toHaveLength(1);
+    }
+    // A folder inside a regular file can never be created.
+    const file = join(mkdtempSync(join(tmpdir(), 'moeblaze-bench-')), 'a-file');
+    writeFileSync(file, '');
+    const out = await cli(['bench', '--out', join(file, 'results'), ...TINY]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(/--out/);
+    expect(existsSync(join(file, 'results'))).toBe(false);
+  });
+
+  it('skips impossible combinations with a note', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'moeblaze-bench-')), 'run');
+    const r = await cli(['bench', '--impl', 'zero-buffer', '--experts', '1,2', '--top-k', '2', ...TINY, '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const results = JSON.parse(r.stdout) as BenchResults;
+    expect(results.cases).toHaveLength(1);
+    expect(results.notes.join(' ')).toMatch(/top-k larger than the number of experts/);
+  });
+});

@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import chalk from 'chalk';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { BenchResults } from '../../src/bench/schema.js';
+import { renderBenchTable } from '../../src/render/bench-table.js';
+
+const fixture = (): BenchResults => JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8')) as BenchResults;
+const ESC = '\x1b[';
+
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
+describe('renderBenchTable', () => {
+  const text = renderBenchTable(fixture(), { color: false, width: 120 });
+
+  it('has a row for every case, labelled by strategy, with the failed ones and why', () => {
+    for (const s of ['zero-buffer', 'tutel cf=1.25', 'megablocks']) expect(text).toContain(s);
+    expect(text).toMatch(/tutel cf=1\.25\s*│ oom/);
+    expect(text).toMatch(/megablocks\s*│ unsupported/);
+    expect(text).toContain('tutel cf=1.25 (E=1024): oom: planned step peak 3.30 GiB exceeds --memory-limit 3.20 GiB');
+    expect(text).toContain("megablocks (E=1024): unsupported: 1024 experts > 512 (the bins kernel's limit)");
+    expect(text.split('\n').filter((l) => /│\s+(zero-buffer|tutel|megablocks)/.test(l))).toHaveLength(9);
+  });
+
+  it('groups rows under what differs between configs and states the rest once', () => {
+    expect(text).toContain('config: T=8192 d=512 h=256 k=2 swiglu');
+    const order = ['E=64', 'E=256', 'E=1024'].map((g) => text.indexOf(`│ ${g} `));
+    expect(order.every((i) => i > 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+  });
+
+  it('shows time with noise, throughput against the ceiling, memory and the zero-buffer ratios', () => {
+    const row = text.split('\n').find((l) => l.includes('tutel cf=1.25') && l.includes(' ok '))!;
+    expect(row).toContain('3.89 ms ±1.0%');
+    expect(row).toContain('2.10M');
+    expect(row).toContain('10.3 (56%)');
+    expect(row).toContain('410 MiB'); // step peak
+    expect(row).toContain('186 MiB'); // activation peak
+    expect(row).toContain('2.67 GiB'); // 32 × saved + transient
+    expect(row).toContain('2.26×'); // activation peak vs zero-buffer
+    expect(row).toContain('1.34×'); // zero-buffer speedup
+    expect(row).toContain('0.1%'); // dropped
+  });
+
+  it('leads with the testbed, ceilings, timing source and notes', () => {
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(/^testbed: NVIDIA H200 \(nvidia hopper, vulkan/);
+    expect(text).toContain('ceilings: GEMM 18.5 TFLOP/s (f32, n=4096), bandwidth 3968 GB/s');
+    expect(text).toContain('timing: GPU timestamp queries');
+    expect(text).toContain('note: dropless strategies');
+  });
+
+  it('says when ceilings were not measured, times are wall clock, or the sweep is incomplete', () => {
+    const r = fixture();
+    r.ceilings = null;
+    r.settings.timing = 'wall';
+    r.complete = false;
+    const out = renderBenchTable(r, { color: false });
+    expect(out).toContain('ceilings: not measured');
+    expect(out).toContain('wall clock');
+    expect(out).toContain('incomplete: 9 case(s) so far');
+  });
+
+  it('uses no colour when asked not to, or under NO_COLOR', () => {
+    expect(text).not.toContain(ESC);
+    vi.stubEnv('NO_COLOR', '1');
+    expect(renderBenchTable(fixture())).not.toContain(ESC);
+  });
+
+  it('colours statuses when colour is on', () => {
+    // Under a test runner stdout is no TTY, so chalk starts at level 0; colour on means the terminal's level.
+    const level = chalk.level;
+    chalk.level = 1;
+    try {
+      const out = renderBenchTable(fixture(), { color: true });
+      expect(out).toContain(chalk.red('oom'));
+      expect(out).toContain(chalk.yellow('unsupported'));
+      expect(out).toContain(chalk.green('ok'));
+    } finally {
+      chalk.level = level;
+    }
+  });
+
+  it('renders an empty sweep', () => {
+    const r = { ...fixture(), cases: [] };
+    expect(renderBenchTable(r, { color: false })).toContain('no cases yet');
+  });
+});
