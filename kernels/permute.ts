@@ -59,9 +59,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (row < P.rowBase || row >= P.rowEnd) { return; }
   let pair = indices[i];
   let scale = select(1.0, gates[pair], P.scaled == 1u);
-  let from = (pair / P.k) * P.d;
-  let to = (row - P.rowBase) * P.d;
-  for (var n = li; n < P.d; n += ${WG}u) { dst[to + n] = scale * src[from + n]; }
+  let src0 = (pair / P.k) * P.d;
+  let dst0 = (row - P.rowBase) * P.d;
+  for (var n = li; n < P.d; n += ${WG}u) { dst[dst0 + n] = scale * src[src0 + n]; }
 }`,
 );
 
@@ -84,11 +84,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let pair = indices[i];
   if (row < P.srcBase || row >= P.srcEnd || pair < P.dstBase || pair >= P.dstEnd) { return; }
   let scale = select(1.0, gates[pair], P.scaled == 1u);
-  let from = (row - P.srcBase) * P.d;
-  let to = (pair - P.dstBase) * P.d;
+  let src0 = (row - P.srcBase) * P.d;
+  let dst0 = (pair - P.dstBase) * P.d;
   for (var n = li; n < P.d; n += ${WG}u) {
-    let v = scale * src[from + n];
-    if (P.accumulate == 1u) { dst[to + n] += v; } else { dst[to + n] = v; }
+    let v = scale * src[src0 + n];
+    if (P.accumulate == 1u) { dst[dst0 + n] += v; } else { dst[dst0 + n] = v; }
   }
 }`,
 );
@@ -111,11 +111,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (idx >= P.tokens * P.d) { return; }
   let t = idx / P.d;
   let n = idx % P.d;
-  let from = t * P.k * P.d + n;
-  var acc = src[from];
-  for (var s = 1u; s < P.k; s++) { acc += src[from + s * P.d]; }
-  let to = (P.tokenBase + t) * P.d + n;
-  if (P.accumulate == 1u) { dst[to] += acc; } else { dst[to] = acc; }
+  let src0 = t * P.k * P.d + n;
+  var acc = src[src0];
+  for (var s = 1u; s < P.k; s++) { acc += src[src0 + s * P.d]; }
+  let dst0 = (P.tokenBase + t) * P.d + n;
+  if (P.accumulate == 1u) { dst[dst0] += acc; } else { dst[dst0] = acc; }
 }`,
 };
 
@@ -138,21 +138,21 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (i >= P.count) { return; }
   // Rows come from storage, so they are not uniform: keep every thread at the barriers.
   let row = paddedRow(i);
-  let active = row >= P.rowBase && row < P.rowEnd;
+  let inChunk = row >= P.rowBase && row < P.rowEnd;
   let pair = indices[i];
   var acc = 0.0;
-  if (active) {
+  if (inChunk) {
     let y = (row - P.rowBase) * P.d;
     let o = (pair / P.k) * P.d;
     for (var n = li; n < P.d; n += ${WG}u) { acc += Y[y + n] * dO[o + n]; }
   }
   partial[li] = acc;
   workgroupBarrier();
-  for (var half = ${WG / 2}u; half > 0u; half /= 2u) {
-    if (li < half) { partial[li] += partial[li + half]; }
+  for (var stride = ${WG / 2}u; stride > 0u; stride /= 2u) {
+    if (li < stride) { partial[li] += partial[li + stride]; }
     workgroupBarrier();
   }
-  if (active && li == 0u) {
+  if (inChunk && li == 0u) {
     dg[i] = partial[0];
     pairRows[pair] = i;
   }

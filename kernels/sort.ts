@@ -1,6 +1,5 @@
 import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEncoder } from './program.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
-import { TILE_M } from './gemm/core.js';
 
 /**
  * A stable LSD radix sort of u32 keys with their positions (MegaBlocks' `ops.sort`, CUB's
@@ -188,7 +187,8 @@ export async function encodeRadixSort(enc: StepEncoder, plan: SortPlan, b: SortB
  * Expert bins from the sorted keys: bins[e+1] = the number of keys ≤ e (MegaBlocks' histogram
  * followed by its inclusive cumsum, read off the sorted keys by binary search, so no counting
  * atomics are needed), with bins[0] = 0. With padding, also the bins rounded up to `blocking`
- * rows each (padded_bins, the same layout) and the first GEMM row tile of each padded bin.
+ * rows each (padded_bins, the same layout) and the first GEMM row tile (of tileRows rows) of
+ * each padded bin.
  */
 export function binsSource(padded: boolean): KernelSource {
   const outputs: [string, 'u32', 'read_write'][] = [['bins', 'u32', 'read_write']];
@@ -200,6 +200,7 @@ export function binsSource(padded: boolean): KernelSource {
       { name: 'count', type: 'u32' },
       { name: 'E', type: 'u32' },
       { name: 'blocking', type: 'u32' },
+      { name: 'tileRows', type: 'u32' },
     ],
     `var<workgroup> ends: array<u32, ${MAX_BINS}>;
 
@@ -231,7 +232,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
       start = ends[e];
       let paddedRows = (n + P.blocking - 1u) / P.blocking * P.blocking;
       rows += paddedRows;
-      tilesSoFar += (paddedRows + ${TILE_M - 1}u) / ${TILE_M}u;
+      tilesSoFar += (paddedRows + P.tileRows - 1u) / P.tileRows;
       paddedBins[e + 1u] = rows;
       tileOffsets[e + 1u] = tilesSoFar;
     }
@@ -247,7 +248,7 @@ export const paddedBins = binsSource(true);
 
 export async function encodeBins(
   enc: StepEncoder,
-  shape: { count: number; experts: number; blocking: number },
+  shape: { count: number; experts: number; blocking: number; tileRows: number },
   b: { sortedKeys: TrackedBuffer; bins: TrackedBuffer; paddedBins?: TrackedBuffer; tileOffsets?: TrackedBuffer },
 ): Promise<void> {
   if (shape.experts > MAX_BINS) throw new Error(`bins: ${shape.experts} experts exceed ${MAX_BINS}`);
@@ -255,7 +256,7 @@ export async function encodeBins(
   if (padded !== (b.tileOffsets !== undefined)) throw new Error('bins: padded bins need both paddedBins and tileOffsets');
   await enc.dispatch({
     source: padded ? paddedBins : unpaddedBins,
-    params: { count: shape.count, E: shape.experts, blocking: shape.blocking },
+    params: { count: shape.count, E: shape.experts, blocking: shape.blocking, tileRows: shape.tileRows },
     buffers: padded ? [b.sortedKeys, b.bins, b.paddedBins!, b.tileOffsets!] : [b.sortedKeys, b.bins],
     workgroups: 1,
   });

@@ -3,12 +3,14 @@ import type { Strategy } from '../strategy.js';
 import { zeroBuffer } from './zero-buffer.js';
 import { tutel } from '../../baselines/tutel.js';
 import { gshard } from '../../baselines/gshard.js';
+import { megablocks } from '../../baselines/megablocks.js';
+import { megablocksGrouped } from '../../baselines/megablocks-grouped.js';
 
 /**
  * Every strategy the tool knows, in report order. To add one, implement `Strategy`
  * (src/strategy.ts) and append it here; commands list and run whatever is registered.
  */
-export const STRATEGIES: Strategy[] = [zeroBuffer, tutel, gshard];
+export const STRATEGIES: Strategy[] = [zeroBuffer, megablocks, megablocksGrouped, tutel, gshard];
 
 export function strategyIds(): string[] {
   return STRATEGIES.map((s) => s.id);

@@ -1,0 +1,20 @@
+import type { Strategy } from '../src/strategy.js';
+import { megablocksUnsupported } from './megablocks.js';
+import { MegaBlocksRunner } from './megablocks-runner.js';
+import { megablocksTable } from './megablocks-table.js';
+
+/**
+ * MegaBlocks dMoE with grouped GEMMs (`mlp_impl="grouped"`, MegaBlocks' default): the same sort
+ * and bins, no padding (ops.gather gives [R,d], P = R), and GroupedMLP's
+ * `tokens_per_expert.cpu()`: every bin size is read back to the host before the expert GEMMs,
+ * which are then laid out on the host (one row-tile list per step). Memory does not depend on
+ * the routing; the step time includes the readback.
+ */
+export const megablocksGrouped: Strategy = {
+  id: 'megablocks-grouped',
+  title: 'MegaBlocks dMoE (grouped GEMM): radix sort, no padding, bin sizes read back to the host',
+  dropless: true,
+  unsupported: (c) => megablocksUnsupported(c, 'grouped'),
+  bufferTable: (c, routing, limits) => megablocksTable(c, 'grouped', routing, limits),
+  create: (c) => new MegaBlocksRunner(c, 'grouped'),
+};

@@ -1,0 +1,142 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { megablocks } from '../../baselines/megablocks.js';
+import { megablocksGrouped } from '../../baselines/megablocks-grouped.js';
+import { paddedRows } from '../../baselines/megablocks-table.js';
+import { tableFigures } from '../../src/buffer-table.js';
+import { layerConfig, type LayerConfig } from '../../src/config.js';
+import { MoELayer } from '../../src/layer.js';
+import type { Strategy } from '../../src/strategy.js';
+import { verifyStrategies } from '../../src/verify.js';
+import { testGpu } from '../helpers/gpu.js';
+
+afterAll(async () => (await testGpu()).destroy());
+
+const STRATEGIES: Strategy[] = [megablocks, megablocksGrouped];
+
+const GRID: [string, Partial<LayerConfig>, number?][] = [
+  ['one expert (E=1)', { tokens: 40, hidden: 12, ffn: 20, experts: 1, topK: 1 }],
+  ['k=1 with E>1', { tokens: 50, hidden: 16, ffn: 24, experts: 6, topK: 1 }],
+  ['k=E', { tokens: 30, hidden: 8, ffn: 12, experts: 4, topK: 4 }],
+  ['k=8 with E=64', { tokens: 96, hidden: 16, ffn: 16, experts: 64, topK: 8 }],
+  ['E=512 (two sort passes)', { tokens: 64, hidden: 8, ffn: 8, experts: 512, topK: 2 }],
+  ['a single token (T=1)', { tokens: 1, hidden: 10, ffn: 14, experts: 5, topK: 2 }],
+  ['T, d, h off every multiple of 4 and of the tile', { tokens: 131, hidden: 67, ffn: 69, experts: 7, topK: 3 }],
+  ['plain silu MLP', { tokens: 60, hidden: 20, ffn: 36, experts: 5, topK: 2, activation: 'silu' }],
+  ['plain gelu MLP', { tokens: 60, hidden: 20, ffn: 36, experts: 5, topK: 2, activation: 'gelu' }],
+  ['renormalisation off', { tokens: 70, hidden: 24, ffn: 40, experts: 6, topK: 3, normalizeGates: false }],
+  ['every token to one expert (zipf:30 skew)', { tokens: 64, hidden: 16, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 30 } }],
+  ['load-balancing loss on', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, auxLossCoef: 0.01 }],
+  ['forced small chunks ([P,·], [T,k,d] and weights split)', { tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2 }, 4096],
+  ['forced small chunks, gelu, k=3', { tokens: 90, hidden: 24, ffn: 40, experts: 6, topK: 3, activation: 'gelu' }, 3840],
+];
+
+function layerOptions(config: LayerConfig, dispatch: string, chunkBytes?: number) {
+  const { tokens, hidden, ffn, experts: numExperts, topK, activation, skew, normalizeGates, seed } = config;
+  return { tokens, hidden, ffn, numExperts, topK, activation, skew, normalizeGates, seed, dispatch, chunkBytes };
+}
+
+describe.each(STRATEGIES)('$id against the float64 reference', (strategy) => {
+  for (const [name, partial, chunkBytes] of GRID) {
+    it(name, async () => {
+      const config = layerConfig({ seed: 7, ...partial });
+      const result = await verifyStrategies(await testGpu(), config, { strategies: [strategy.id], chunkBytes });
+      const run = result.strategies[0];
+      for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(1e-4);
+      expect(run.status, run.message).toBe('pass');
+      expect(run.tensors.map((t) => t.tensor)).toEqual(config.activation === 'swiglu' ? ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] : ['O', 'dX', 'dWr', 'dW1', 'dW2']);
+    });
+  }
+
+  it('an expert with no token gets exactly zero gradients and no padded rows', async () => {
+    const gpu = await testGpu();
+    const config = layerConfig({ tokens: 48, hidden: 12, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 4 }, seed: 3 });
+    const layer = await MoELayer.create(gpu, layerOptions(config, strategy.id));
+    layer.randomize();
+    await layer.forward();
+    const summary = await layer.routingSummary();
+    await layer.backward();
+    const { dW1, dW2 } = await layer.readGradients();
+    layer.destroy();
+    const loads = summary.expertLoads;
+    expect(loads.reduce((a, b) => a + b, 0)).toBe(48);
+    expect(summary).toMatchObject({ keptPairs: 48, droppedPairs: 0, capacity: null });
+    const idle = loads.findIndex((n) => n === 0);
+    expect(idle, `loads ${loads}`).toBeGreaterThan(-1);
+    const size = 12 * 16;
+    expect(dW1.subarray(idle * size, (idle + 1) * size).every((v) => v === 0)).toBe(true);
+    expect(dW2.subarray(idle * size, (idle + 1) * size).every((v) => v === 0)).toBe(true);
+    const table = strategy.bufferTable(config, summary, { chunkBytes: layer.chunkBytes });
+    const rows = table.step.find((s) => s.name === 'Xperm')!.shape[0];
+    expect(rows).toBe(strategy.id === 'megablocks' ? loads.filter((n) => n > 0).length * 128 : 48);
+    const result = await verifyStrategies(gpu, config, { strategies: [strategy.id] });
+    expect(result.pass).toBe(true);
+  });
+
+  it('two runs give bitwise-identical outputs and gradients', async () => {
+    const gpu = await testGpu();
+    const run = async () => {
+      const layer = await MoELayer.create(gpu, { tokens: 200, hidden: 24, ffn: 40, numExperts: 8, topK: 2, seed: 11, chunkBytes: 8192, dispatch: strategy.id });
+      layer.randomize();
+      await layer.trainStep();
+      const O = await layer.readOutput();
+      const g = await layer.readGradients();
+      layer.destroy();
+      return [O, g.dX, g.dWr, g.dW1, g.dW2, g.dW3!];
+    };
+    const first = await run();
+    const second = await run();
+    first.forEach((tensor, i) => expect(Buffer.from(second[i].buffer).equals(Buffer.from(tensor.buffer))).toBe(true));
+  });
+
+  it('refuses what its kernels cannot do, with the reason', () => {
+    expect(strategy.unsupported(layerConfig({ experts: 513, topK: 2 }))).toMatch(/513 experts/);
+    expect(strategy.unsupported(layerConfig({ experts: 16, topK: 9 }))).toMatch(/top-k 9/);
+    expect(strategy.unsupported(layerConfig({ experts: 512, topK: 8, tokens: 64 }))).toBeNull();
+  });
+});
+
+const MEMORY: [Partial<LayerConfig>, number?][] = [
+  [{ tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 2 }],
+  [{ tokens: 100, hidden: 33, ffn: 70, experts: 8, topK: 1, activation: 'gelu' }],
+  [{ tokens: 300, hidden: 24, ffn: 40, experts: 8, topK: 4 }, 8000],
+  [{ tokens: 64, hidden: 16, ffn: 24, experts: 64, topK: 8, activation: 'silu' }],
+  [{ tokens: 64, hidden: 16, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 4 } }],
+];
+
+describe.each(STRATEGIES)('$id memory: allocator = buffer table, to the byte', (strategy) => {
+  for (const [partial, chunkBytes] of MEMORY) {
+    const config = layerConfig({ seed: 5, ...partial });
+    it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
+      const layer = await MoELayer.create(await testGpu(), layerOptions(config, strategy.id, chunkBytes));
+      layer.randomize();
+      const first = await layer.trainStep();
+      // The bins are copied aside before backward frees them: the summary is readable after the step.
+      const summary = await layer.routingSummary();
+      const second = await layer.trainStep();
+      layer.destroy();
+      const table = strategy.bufferTable(config, summary, { chunkBytes: layer.chunkBytes });
+      const predicted = tableFigures(table);
+      for (const measured of [first, second]) {
+        expect(measured.baseline).toBe(predicted.baseline);
+        expect(measured.stepPeak).toBe(predicted.stepPeak);
+        expect(measured.activationPeak).toBe(predicted.activationPeak);
+        expect(measured.savedForBackward).toBe(predicted.savedForBackward);
+      }
+      const R = config.tokens * config.topK;
+      const P = strategy.id === 'megablocks' ? paddedRows(summary.expertLoads) : R;
+      expect(P).toBeLessThanOrEqual(R + 127 * config.experts);
+      const byName = new Map(table.step.map((s) => [s.name, s]));
+      const saved = table.step.filter((s) => s.tag === 'activations-saved' && s.shape[0] === P && s.name !== 'routerProbs').map((s) => s.name);
+      expect(saved.sort()).toEqual((config.activation === 'swiglu' ? ['Xperm', 'Y', 'a', 'b', 'u'] : ['Xperm', 'Y', 'a', 'u']).sort());
+      expect(byName.get('Xperm')!.shape).toEqual([P, config.hidden]);
+      expect(byName.get('scattered')?.shape ?? null).toEqual(config.topK > 1 ? [config.tokens, config.topK, config.hidden] : null);
+    });
+  }
+
+  it('without realised loads, plans the padded bound', () => {
+    const config = layerConfig({ tokens: 100, hidden: 8, ffn: 8, experts: 16, topK: 2 });
+    const table = strategy.bufferTable(config, { expertLoads: [], keptPairs: 200, droppedPairs: 0, capacity: null }, { chunkBytes: 1 << 30 });
+    const rows = table.step.find((s) => s.name === 'Xperm')!.shape[0];
+    expect(rows).toBe(strategy.id === 'megablocks' ? Math.floor((200 + 127 * 16) / 128) * 128 : 200);
+  });
+});
