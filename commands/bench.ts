@@ -108,7 +108,8 @@ export default class Bench extends BaseCommand {
         onCaseStart: (_i, _n, label) => progress.tick(label),
         writeReports: writeBenchReports,
         reopenDevice: async (old) => {
-          if (old !== gpu) old.destroy();
+          // The first device too: until it is destroyed, Dawn keeps the memory of its freed buffers.
+          old.destroy();
           const fresh = await openGpu(gpuSelection(flags));
           reopened.push(fresh);
           return fresh;

@@ -166,7 +166,7 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
         Ab[l] = g * G * ${plain!.grad}(a);`;
   return gemmSource({
     name: `expert-hidden-grad-${o.activation}`,
-    tile: SEGMENT_TILE,
+    tile: { ...SEGMENT_TILE, k: 16 },
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [
