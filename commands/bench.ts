@@ -11,6 +11,11 @@ import { EnvironmentError, UsageError } from '../src/errors.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
 import { renderBenchTable } from '../src/render/bench-table.js';
+import { renderGate } from '../src/render/gate.js';
+import { BASELINE_DESCRIPTION, DEFAULT_RETRIES, gateFlags, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
+import { gateAgainstBaseline, loadBaselineForRun, replaceCases } from '../src/gate/run.js';
+import { runCase } from '../src/bench/case.js';
+import { writeFileAtomic } from '../src/npy.js';
 import { DEFAULT_SAMPLING } from '../src/stats.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
@@ -52,6 +57,9 @@ export default class Bench extends BaseCommand {
     'memory-limit': sizeFlag({ description: 'treat a case that would exceed this many live bytes as out of memory (B, KiB, MiB, GiB; bare number = GiB)' }),
     out: Flags.string({ description: 'folder for results.json, results.md, report.html, benchmark-action.json [default: ./moeblaze-results/<timestamp>]' }),
     resume: Flags.directory({ description: 'continue an interrupted sweep from this folder, keeping its finished cases', exists: true }),
+    baseline: Flags.string({ description: BASELINE_DESCRIPTION, helpGroup: 'GATE' }),
+    retries: retriesFlag({ description: `re-measure noisy or ambiguous cases this many times before a verdict [default: ${DEFAULT_RETRIES}]`, helpGroup: 'GATE' }),
+    ...gateFlags,
   };
 
   async run(): Promise<BenchResults> {
@@ -79,6 +87,8 @@ export default class Bench extends BaseCommand {
     });
     if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
     const resume = flags.resume ? await loadResults(join(flags.resume, 'results.json')) : undefined;
+    const baseline = flags.baseline ? await loadBaselineForRun(flags.baseline, flags['update-baseline'] ?? false) : undefined;
+    if (flags['update-baseline'] && !flags.baseline) throw new UsageError('--update-baseline needs --baseline FILE: the file to write');
     const outDir = flags.resume ?? flags.out ?? join('moeblaze-results', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19));
     await prepareOutDir(outDir);
     const sampling = {
@@ -96,29 +106,58 @@ export default class Bench extends BaseCommand {
       for (const note of plan.notes) this.progress(`note: ${note}`);
       const progress = createProgress(plan.cases.length);
       const reopened: GpuContext[] = [];
-      const results = await runBench(gpu, plan, {
-        preset: preset?.name ?? null,
-        pass: flags.pass,
-        layers: flags.layers ?? 32,
-        sampling,
-        memoryLimit: flags['memory-limit'] ?? null,
-        outDir,
-        provenance: this.provenance(gpu.adapter),
-        resume,
-        onCaseStart: (_i, _n, label) => progress.tick(label),
-        writeReports: writeBenchReports,
-        reopenDevice: async (old) => {
-          // The first device too: until it is destroyed, Dawn keeps the memory of its freed buffers.
-          old.destroy();
-          const fresh = await openGpu(gpuSelection(flags));
-          reopened.push(fresh);
-          return fresh;
-        },
-      }).finally(() => reopened.forEach((g) => g.destroy()));
-      progress.done();
-      this.log(renderBenchTable(results));
-      this.progress(`wrote ${join(outDir, 'results.json')}, results.md, report.html, benchmark-action.json`);
-      return results;
+      try {
+        const results = await runBench(gpu, plan, {
+          preset: preset?.name ?? null,
+          pass: flags.pass,
+          layers: flags.layers ?? 32,
+          sampling,
+          memoryLimit: flags['memory-limit'] ?? null,
+          outDir,
+          provenance: this.provenance(gpu.adapter),
+          resume,
+          onCaseStart: (_i, _n, label) => progress.tick(label),
+          writeReports: writeBenchReports,
+          reopenDevice: async (old) => {
+            // The first device too: until it is destroyed, Dawn keeps the memory of its freed buffers.
+            old.destroy();
+            const fresh = await openGpu(gpuSelection(flags));
+            reopened.push(fresh);
+            return fresh;
+          },
+        });
+        progress.done();
+        this.log(renderBenchTable(results));
+        this.progress(`wrote ${join(outDir, 'results.json')}, results.md, report.html, benchmark-action.json`);
+        if (flags.baseline && baseline !== undefined) {
+          const device = reopened.at(-1) ?? gpu;
+          const byKey = new Map(plan.cases.map((c) => [c.key, c]));
+          const { report, baselineMessage } = await gateAgainstBaseline(baseline, results, {
+            baselinePath: flags.baseline,
+            options: gateOptionsFromFlags(flags, sampling.noiseTarget),
+            retries: flags.retries ?? DEFAULT_RETRIES,
+            update: flags['update-baseline'] ?? false,
+            remeasure: async (keys) => {
+              this.progress(`re-measuring ${keys.length} noisy or ambiguous case(s)`);
+              const fresh = [];
+              for (const key of keys) {
+                const planned = byKey.get(key);
+                if (planned) fresh.push(await runCase(device, planned, { sampling, layers: flags.layers ?? 32, memoryLimit: flags['memory-limit'] ?? null, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, anchors: new Map(), anchorKey: key }));
+              }
+              replaceCases(results, fresh);
+              await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+            },
+          });
+          if (report) {
+            this.log(renderGate(report));
+            process.exitCode = report.exitCode;
+          }
+          if (baselineMessage) this.progress(baselineMessage);
+        }
+        return results;
+      } finally {
+        reopened.forEach((g) => g.destroy());
+      }
     });
   }
 }

@@ -76,3 +76,19 @@ describe('moeblaze bench', () => {
     expect(results.notes.join(' ')).toMatch(/top-k larger than the number of experts/);
   });
 });
+
+describe('moeblaze bench --baseline', () => {
+  it('creates a baseline with --update-baseline, then gates a rerun against it (memory equal: exit 0)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moeblaze-gate-'));
+    const baseline = join(dir, 'baseline.json');
+    const sweep = ['bench', '--impl', 'zero-buffer', '--impl', 'tutel', '--experts', '4', '--skew', 'zipf:3', ...TINY, '--advisory-speed'];
+    const first = await cli([...sweep, '--out', join(dir, 'a'), '--baseline', baseline, '--update-baseline']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/baseline/);
+    expect(validateBenchResults(JSON.parse(readFileSync(baseline, 'utf8')))).toEqual([]);
+    const second = await cli([...sweep, '--out', join(dir, 'b'), '--baseline', baseline, '--retries', '0']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toMatch(/activationPeak/);
+    expect(second.stdout).toMatch(/SAME/);
+  });
+});

@@ -1,0 +1,57 @@
+import { stat } from 'node:fs/promises';
+import { addRelativeFigures } from '../bench/run.js';
+import type { BenchCase, BenchResults } from '../bench/schema.js';
+import { loadBaseline, updateBaseline } from './baseline.js';
+import { compareResults, type GateOptions, type GateReport } from './compare.js';
+import { gateWithRetries, type RetryOptions } from './remeasure.js';
+
+/**
+ * Puts re-measured cases in place of the old ones (same key) and recomputes the figures relative
+ * to zero-buffer, which a re-measured zero-buffer case changes for its whole config.
+ */
+export function replaceCases(results: BenchResults, fresh: readonly BenchCase[]): void {
+  const byKey = new Map(fresh.map((c) => [c.key, c]));
+  results.cases = results.cases.map((c) => byKey.get(c.key) ?? c);
+  for (const c of results.cases) delete c.relative;
+  addRelativeFigures(results.cases);
+}
+
+export interface GateRunOptions extends RetryOptions {
+  baselinePath: string;
+  options: Partial<GateOptions>;
+  /** Re-measurement rounds for ambiguous or noisy cases (0 when the results come from a file). */
+  retries: number;
+  /** Re-runs these cases and replaces them in `current` (see replaceCases). */
+  remeasure?: (keys: string[]) => Promise<void>;
+  /** Replace the baseline with `current` after the verdict. */
+  update: boolean;
+}
+
+export interface GateRunResult {
+  /** null when there was no baseline yet and `update` created it. */
+  report: GateReport | null;
+  /** What --update-baseline wrote, to print on stderr; null when nothing was written. */
+  baselineMessage: string | null;
+}
+
+/**
+ * Loads the baseline before any GPU work, so that a bad --baseline exits 2 at once; null when
+ * there is none yet and --update-baseline will create it.
+ */
+export async function loadBaselineForRun(path: string, update: boolean): Promise<BenchResults | null> {
+  const exists = await stat(path).then((s) => s.isFile(), () => false);
+  return !exists && update ? null : loadBaseline(path);
+}
+
+/**
+ * The gate as `bench --baseline` runs it, after the sweep: compare, re-measure ambiguous or noisy
+ * cases, compare again, then update the baseline if asked. The caller renders the report and
+ * sets process.exitCode from report.exitCode.
+ */
+export async function gateAgainstBaseline(baseline: BenchResults | null, current: BenchResults, run: GateRunOptions): Promise<GateRunResult> {
+  if (baseline === null) return { report: null, baselineMessage: await updateBaseline(run.baselinePath, current) };
+  const compare = () => compareResults(baseline, current, run.options);
+  const report = run.remeasure ? await gateWithRetries(compare, run.remeasure, run.retries, run) : compare();
+  const baselineMessage = run.update ? await updateBaseline(run.baselinePath, current) : null;
+  return { report, baselineMessage };
+}
