@@ -15,3 +15,5 @@ export { verifyStrategies, type VerifyResult } from './verify.js';
 export { referenceStep, routeReference, compareTensors } from './reference/index.js';
 export { generateInputs, type LayerInputs } from './rng.js';
 export { ExitCode, MoeblazeError, UsageError, EnvironmentError, CheckFailedError, OutOfMemoryError, GpuError } from './errors.js';
+export { planModel } from './plan/model.js';
+export { validatePlan } from './plan/validate.js';

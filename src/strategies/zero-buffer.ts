@@ -88,7 +88,7 @@ class ZeroBufferRunner implements StrategyRunner {
 
   private get(name: string): Tensor {
     const tensor = this.t[name];
-    if (!tensor) throw new Error(`zero-buffer: ${name} is not live (forward must run before backward)`);
+    if (!tensor) throw new Error(`zero-buffer: ${name} is not live: routing and saved tensors exist from forward() until the end of backward(); read routing between the two`);
     return tensor;
   }
 

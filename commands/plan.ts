@@ -1,0 +1,105 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../src/cli/base.js';
+import { gpuFlags, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
+import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
+import { ExitCode, UsageError } from '../src/errors.js';
+import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
+import { planModel, type PlanResult } from '../src/plan/model.js';
+import { validatePlan, type ValidationResult } from '../src/plan/validate.js';
+import type { Provenance } from '../src/provenance.js';
+import { renderPlan, renderValidation } from '../src/render/plan.js';
+import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
+
+const integer = (min: number, max?: number) =>
+  Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
+
+/** A preset's single shape; a sweep preset needs the swept dimensions pinned by flags. */
+function presetBase(name: string | undefined, flags: LayerFlagValues): Partial<LayerConfig> {
+  if (!name) return {};
+  const p = findPreset(name);
+  const one = (values: number[], flag: string, given: number | undefined): number => {
+    if (given !== undefined || values.length === 1) return given ?? values[0];
+    throw new UsageError(`--preset ${p.name} sweeps ${flag} over ${values.join(', ')}; plan takes one shape: add --${flag}`);
+  };
+  const hidden = one(p.hidden, 'hidden', flags.hidden);
+  return {
+    tokens: p.tokens,
+    hidden,
+    ffn: p.ffn === 'x4' ? 4 * hidden : one(p.ffn, 'ffn', flags.ffn),
+    experts: one(p.experts, 'experts', flags.experts),
+    topK: one(p.topK, 'top-k', flags['top-k']),
+  };
+}
+
+export default class Plan extends BaseCommand {
+  static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
+  static override description =
+    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid and checks the model against the allocator.';
+  static override examples = [
+    '<%= config.bin %> plan --preset deepseek-v3-like-layer --memory 80 --dtype bf16',
+    '<%= config.bin %> plan --preset mixtral-8x7b-layer --memory 80GiB --layers 32 --optimizer adam --expert-parallel 8',
+    '<%= config.bin %> plan --preset qwen3-30b-a3b-like-layer --skew zipf:1.2 --memory 141 --json',
+    '<%= config.bin %> plan --validate',
+  ];
+  static override flags = {
+    ...gpuFlags,
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a shape from DESIGN.md §4; size flags override it' }),
+    tokens: layerFlags.tokens,
+    hidden: layerFlags.hidden,
+    ffn: layerFlags.ffn,
+    experts: layerFlags.experts,
+    'top-k': layerFlags['top-k'],
+    activation: layerFlags.activation,
+    'capacity-factor': layerFlags['capacity-factor'],
+    checkpoint: layerFlags.checkpoint,
+    skew: layerFlags.skew,
+    dtype: Flags.option({ options: PLAN_DTYPES, default: 'f32' as const, description: 'planning dtype of weights, gradients and activations (bf16 is modelled only: WGSL has no bf16 arithmetic)' })(),
+    layers: integer(1, 100000)({ default: 1, description: 'L, MoE layers held at once: weights, gradients, optimizer state and saved activations scale with it' }),
+    memory: sizeFlag({ description: 'memory per GPU (B, KiB, MiB, GiB; bare number = GiB): report fit and the largest micro-batch' }),
+    optimizer: Flags.option({
+      options: OPTIMIZERS,
+      default: 'none' as const,
+      description: 'optimizer state: adam (2 f32 moments), sgd (f32 momentum), each + an f32 master copy at 16 bits; none (the step as bench measures it)',
+    })(),
+    'expert-parallel': integer(1)({ default: 1, description: 'N GPUs the experts are split over (must divide E): per-GPU memory and all-to-all bytes' }),
+    impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to model (repeatable) [default: every strategy]' }),
+    validate: Flags.boolean({ description: 'run every strategy on this adapter over a small grid and check the model against the allocator (exit 3 on a mismatch)' }),
+  };
+
+  async run(): Promise<(PlanResult | ValidationResult) & { provenance: Provenance }> {
+    const { flags } = await this.parse(Plan);
+    const strategies = STRATEGIES.filter((s) => (flags.impl ?? strategyIds()).includes(s.id));
+    if (flags.validate) {
+      return this.withGpu(flags, async (gpu) => {
+        const result = await validatePlan(gpu, { strategies, onProgress: (m) => this.progress(m) });
+        this.log(renderValidation(result));
+        if (!result.pass) process.exitCode = ExitCode.checkFailed;
+        return { ...result, provenance: this.provenance(gpu.adapter) };
+      });
+    }
+    const layer: LayerFlagValues = {
+      tokens: flags.tokens,
+      hidden: flags.hidden,
+      ffn: flags.ffn,
+      experts: flags.experts,
+      'top-k': flags['top-k'],
+      activation: flags.activation,
+      'capacity-factor': flags['capacity-factor'],
+      checkpoint: flags.checkpoint,
+      skew: flags.skew,
+    };
+    const config = layerConfigFromFlags(layer, presetBase(flags.preset, layer));
+    const result = planModel({
+      config,
+      preset: flags.preset ?? null,
+      strategies,
+      dtype: flags.dtype,
+      layers: flags.layers,
+      optimizer: flags.optimizer,
+      memory: flags.memory ?? null,
+      expertParallel: flags['expert-parallel'],
+    });
+    this.log(renderPlan(result));
+    return { ...result, provenance: this.provenance() };
+  }
+}

@@ -1,0 +1,169 @@
+import { tableFigures, type BufferSpec, type BufferTable } from '../buffer-table.js';
+import type { LayerConfig } from '../config.js';
+import type { BufferTag } from '../gpu/allocator.js';
+
+/**
+ * Memory of one layer's train step as its strategy's buffer table declares it (DESIGN.md §4), at
+ * a planning dtype, and the step of an L-layer model built from it. The tables are the single
+ * source of truth: this file never lists a strategy's buffers, it only rescales and sums them.
+ */
+export type PlanDType = 'f32' | 'f16' | 'bf16';
+export const PLAN_DTYPES: readonly PlanDType[] = ['f32', 'f16', 'bf16'];
+export type Optimizer = 'adam' | 'sgd' | 'none';
+export const OPTIMIZERS: readonly Optimizer[] = ['adam', 'sgd', 'none'];
+
+/** Bytes of one floating-point element; bf16 is a planning dtype only (WGSL has no bf16 arithmetic). */
+export function floatBytes(dtype: PlanDType): number {
+  return dtype === 'f32' ? 4 : 2;
+}
+
+function elements(s: BufferSpec): number {
+  return s.shape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * A spec's bytes at the planning dtype. The tables are f32: floating tensors are recomputed from
+ * their shape at the dtype's element size (every chunk still takes whole 4-byte words, as the
+ * allocator rounds); index and mask tensors (u32, u8) keep their declared bytes.
+ */
+export function specBytes(s: BufferSpec, dtype: PlanDType): number {
+  if (dtype === 'f32' || s.dtype !== 'f32') return s.bytes;
+  return Math.max(4 * s.chunks, Math.ceil((elements(s) * floatBytes(dtype)) / 4) * 4);
+}
+
+export function scaleTable(table: BufferTable, dtype: PlanDType): BufferTable {
+  const scale = (s: BufferSpec): BufferSpec => ({ ...s, bytes: specBytes(s, dtype) });
+  return { ...table, persistent: table.persistent.map(scale), step: table.step.map(scale) };
+}
+
+/** One layer's step, as the table (at the planning dtype) predicts it. */
+export interface LayerMemory {
+  /** Figures the allocator measures (DESIGN.md §4). */
+  baseline: number;
+  stepPeak: number;
+  activationPeak: number;
+  savedForBackward: number;
+  /** activationPeak − savedForBackward: what the worst phase holds beyond the layer's own saved state. */
+  transient: number;
+  peakPhase: string;
+  peakByTag: Partial<Record<BufferTag, number>>;
+  /** The persistent part split for an L-layer, expert-parallel model. */
+  routerWeights: number;
+  expertWeights: number;
+  routerGradients: number;
+  expertGradients: number;
+  /** X, dO and the kernel-parameter arena: once per model, not per layer. */
+  inputs: number;
+  routerWeightElements: number;
+  expertWeightElements: number;
+  /** True when no saved tensor holds token rows on the expert side (the strategy gathers from X). */
+  gathersFromInput: boolean;
+}
+
+/** Expert tensors are [E, ·, ·]; everything else persistent (router, inputs) is shared. */
+function isExpertTensor(s: BufferSpec, experts: number): boolean {
+  return s.shape.length === 3 && s.shape[0] === experts;
+}
+
+export function layerMemory(table: BufferTable, config: LayerConfig, dtype: PlanDType): LayerMemory {
+  const scaled = scaleTable(table, dtype);
+  const f = tableFigures(scaled);
+  const sum = (specs: BufferSpec[]) => specs.reduce((a, s) => a + s.bytes, 0);
+  const persistent = scaled.persistent;
+  const pick = (tag: BufferTag, expert: boolean) => persistent.filter((s) => s.tag === tag && isExpertTensor(s, config.experts) === expert);
+  const peakIndex = scaled.phases.indexOf(f.peakPhase);
+  const peakByTag: Partial<Record<BufferTag, number>> = {};
+  const live = [...persistent, ...scaled.step.filter((s) => scaled.phases.indexOf(s.from) <= peakIndex && peakIndex <= scaled.phases.indexOf(s.to))];
+  for (const s of live) peakByTag[s.tag] = (peakByTag[s.tag] ?? 0) + s.bytes;
+  const weights = (expert: boolean) => pick('weights', expert);
+  const gathersFromInput = !scaled.step.some((s) => s.tag === 'activations-saved' && s.shape.at(-1) === config.hidden && s.shape[0] !== config.tokens);
+  return {
+    baseline: f.baseline,
+    stepPeak: f.stepPeak,
+    activationPeak: f.activationPeak,
+    savedForBackward: f.savedForBackward,
+    transient: f.activationPeak - f.savedForBackward,
+    peakPhase: f.peakPhase,
+    peakByTag,
+    routerWeights: sum(weights(false)),
+    expertWeights: sum(weights(true)),
+    routerGradients: sum(pick('gradients', false)),
+    expertGradients: sum(pick('gradients', true)),
+    inputs: sum(persistent.filter((s) => s.tag !== 'weights' && s.tag !== 'gradients')),
+    routerWeightElements: weights(false).reduce((a, s) => a + elements(s), 0),
+    expertWeightElements: weights(true).reduce((a, s) => a + elements(s), 0),
+    gathersFromInput,
+  };
+}
+
+/** The mean of several layers' figures (one per sampled routing); the peak phase of the first. */
+export function meanLayer(layers: LayerMemory[]): LayerMemory {
+  if (layers.length === 1) return layers[0];
+  const avg = (get: (m: LayerMemory) => number) => Math.round(layers.reduce((a, m) => a + get(m), 0) / layers.length);
+  const tags = new Set(layers.flatMap((m) => Object.keys(m.peakByTag) as BufferTag[]));
+  const peakByTag: Partial<Record<BufferTag, number>> = {};
+  for (const tag of tags) peakByTag[tag] = avg((m) => m.peakByTag[tag] ?? 0);
+  const first = layers[0];
+  return {
+    ...first,
+    baseline: avg((m) => m.baseline),
+    stepPeak: avg((m) => m.stepPeak),
+    activationPeak: avg((m) => m.activationPeak),
+    savedForBackward: avg((m) => m.savedForBackward),
+    transient: avg((m) => m.transient),
+    peakByTag,
+  };
+}
+
+/** Bytes of optimizer state per weight element. */
+export function optimizerBytesPerElement(optimizer: Optimizer, dtype: PlanDType): number {
+  // 16-bit training keeps an f32 master copy of the weights for the update.
+  const master = dtype === 'f32' ? 0 : 4;
+  if (optimizer === 'adam') return 8 + master; // two f32 moments
+  if (optimizer === 'sgd') return 4 + master; // an f32 momentum buffer
+  return 0;
+}
+
+export interface ModelOptions {
+  layers: number;
+  dtype: PlanDType;
+  optimizer: Optimizer;
+  /** GPUs the experts are split over (1: no expert parallelism). */
+  expertParallel: number;
+}
+
+/** Per-layer additions that expert parallelism brings (src/plan/parallel.ts). */
+export interface ParallelExtra {
+  savedPerLayer: number;
+  transient: number;
+}
+
+/** The step of an L-layer model on one GPU (DESIGN.md §4's model estimate, with weights and optimizer). */
+export interface ModelEstimate {
+  weights: number;
+  gradients: number;
+  optimizer: number;
+  /** L × saved for backward (+ received token rows under expert parallelism). */
+  saved: number;
+  /** (L − 1) × X: every layer but the first keeps its input for its weight gradients. */
+  layerInputs: number;
+  /** X, dO and kernel parameters, once. */
+  inputs: number;
+  /** The worst layer's peak above its saved state (+ all-to-all send and receive buffers). */
+  transient: number;
+  total: number;
+}
+
+export function modelEstimate(m: LayerMemory, config: LayerConfig, o: ModelOptions, extra: ParallelExtra = { savedPerLayer: 0, transient: 0 }): ModelEstimate {
+  const share = 1 / o.expertParallel;
+  const L = o.layers;
+  const weights = L * (m.routerWeights + m.expertWeights * share);
+  const gradients = L * (m.routerGradients + m.expertGradients * share);
+  const optimizer = L * (m.routerWeightElements + m.expertWeightElements * share) * optimizerBytesPerElement(o.optimizer, o.dtype);
+  const saved = L * (m.savedForBackward + extra.savedPerLayer);
+  const layerInputs = (L - 1) * Math.ceil((config.tokens * config.hidden * floatBytes(o.dtype)) / 4) * 4;
+  const transient = m.transient + extra.transient;
+  const parts = { weights, gradients, optimizer, saved, layerInputs, inputs: m.inputs, transient };
+  const total = Object.values(parts).reduce((a, b) => a + b, 0);
+  return { ...parts, total };
+}

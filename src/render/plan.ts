@@ -1,0 +1,170 @@
+import Table from 'cli-table3';
+import type { ChalkInstance } from 'chalk';
+import type { PlanResult, StrategyPlan } from '../plan/model.js';
+import type { ValidationResult, ValidationRow } from '../plan/validate.js';
+import { formatBytes } from '../units.js';
+import { reportChalk } from './style.js';
+
+export interface PlanRenderOptions {
+  /** Defaults to colour unless NO_COLOR is set (chalk also drops it for a non-TTY stdout). */
+  color?: boolean;
+}
+
+const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
+
+function table(head: string[]): Table.Table {
+  return new Table({ head, style: { head: [], border: [] }, chars: COMPACT });
+}
+
+function count(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function percent(fraction: number): string {
+  return `${(100 * fraction).toFixed(1)}%`;
+}
+
+function settingsLine(r: PlanResult): string {
+  const s = r.settings;
+  const shape = `T=${count(s.tokens)} d=${s.hidden} h=${s.ffn} E=${s.experts} k=${s.topK} ${s.activation} checkpoint=${s.checkpoint} cf=${s.capacityFactor} skew=${s.skew}`;
+  const run = [s.dtype, `${s.layers} layer${s.layers === 1 ? '' : 's'}`, `optimizer ${s.optimizer}`, s.memory === null ? 'no --memory' : `${formatBytes(s.memory)} per GPU`];
+  if (s.expertParallel > 1) run.push(`expert parallel ×${s.expertParallel}`);
+  return `${s.preset ? `${s.preset}: ` : ''}${shape} · ${run.join(' · ')}`;
+}
+
+function fitCell(p: StrategyPlan, ch: ChalkInstance): string {
+  if (p.fits === null) return '—';
+  return p.fits ? ch.green('yes') : ch.red('no');
+}
+
+function largestCell(p: StrategyPlan, ch: ChalkInstance): string {
+  if (p.largestTokens === null) return '—';
+  if (p.largestTokens === 0) return ch.red('none');
+  return ch.bold(count(p.largestTokens));
+}
+
+function memoryTable(r: PlanResult, ch: ChalkInstance): string {
+  const L = r.settings.layers;
+  const fit = r.settings.memory !== null;
+  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])]);
+  for (const p of r.strategies) {
+    const e = p.estimate;
+    const fitCells = [fitCell(p, ch), largestCell(p, ch), p.atLargest ? formatBytes(p.atLargest.estimate.total) : '—'];
+    t.push([
+      p.strategy,
+      formatBytes(e.weights),
+      formatBytes(e.gradients),
+      formatBytes(e.optimizer),
+      formatBytes(e.saved),
+      formatBytes(e.layerInputs),
+      formatBytes(e.transient),
+      ch.bold(formatBytes(e.total)),
+      ...(fit ? fitCells : []),
+    ]);
+  }
+  return t.toString();
+}
+
+function layerTable(r: PlanResult): string {
+  const t = table(['strategy', 'step peak', 'act. peak', 'saved', 'peak phase', 'dropped', 'padding', 'capacity C', 'note']);
+  for (const p of r.strategies) {
+    const m = p.layer;
+    t.push([
+      p.strategy,
+      formatBytes(m.stepPeak),
+      formatBytes(m.activationPeak),
+      formatBytes(m.savedForBackward),
+      m.peakPhase,
+      p.dropless ? '—' : percent(p.routing.droppedFraction),
+      p.strategy === 'megablocks' ? percent(p.routing.paddingFraction) : '—',
+      p.routing.capacity === null ? '—' : count(p.routing.capacity),
+      p.unsupported ? `this tool cannot run it: ${p.unsupported}` : p.unsupportedAtLargest ? `this tool cannot run the largest T: ${p.unsupportedAtLargest}` : '',
+    ]);
+  }
+  return t.toString();
+}
+
+function parallelTable(r: PlanResult): string {
+  const t = table(['strategy', 'rows / all-to-all', 'remote', 'dispatch fwd', 'combine fwd', 'backward (both)', 'per step', 'max received rows']);
+  for (const p of r.strategies) {
+    const a = p.allToAll;
+    if (!a) continue;
+    t.push([
+      p.strategy,
+      count(a.rowsPerGpu),
+      percent(a.remoteFraction),
+      formatBytes(a.bytes.dispatchForward),
+      formatBytes(a.bytes.combineForward),
+      formatBytes(a.bytes.dispatchBackward + a.bytes.combineBackward),
+      formatBytes(a.bytes.total),
+      `${count(a.maxReceivedRows)} (mean ${count(a.meanReceivedRows)})`,
+    ]);
+  }
+  return t.toString();
+}
+
+function trafficTable(r: PlanResult): string {
+  const t = table(['strategy', 'forward', 'backward', 'total', 'largest kernel', 'basis']);
+  for (const p of r.strategies) {
+    const tr = p.traffic;
+    const top = [...tr.kernels].sort((a, b) => b.read + b.written - (a.read + a.written))[0];
+    t.push([p.strategy, formatBytes(tr.forward), formatBytes(tr.backward), formatBytes(tr.total), top ? `${top.kernel} (${formatBytes(top.read + top.written)})` : '—', tr.basis]);
+  }
+  return t.toString();
+}
+
+export function renderPlan(r: PlanResult, options: PlanRenderOptions = {}): string {
+  const ch = reportChalk(options.color);
+  const s = r.settings;
+  const perGpu = s.expertParallel > 1 ? ', per GPU' : '';
+  const out = [
+    settingsLine(r),
+    '',
+    ch.bold(`Memory of a ${s.layers}-layer step at T=${count(s.tokens)}${perGpu} (estimate)`),
+    memoryTable(r, ch),
+    ch.bold(`One layer at T=${count(s.tokens)}, as bench measures it (expected routing)`),
+    layerTable(r),
+  ];
+  if (s.expertParallel > 1) out.push(ch.bold(`All-to-all per GPU per layer and step, ${s.expertParallel} GPUs (model)`), parallelTable(r));
+  out.push(ch.bold(`Bytes moved by the kernels of one layer step at T=${count(s.tokens)}, one GPU with every expert (estimate: compulsory traffic)`), trafficTable(r));
+  const none = r.strategies.filter((p) => p.largestTokens === 0);
+  if (none.length) {
+    const fixed = none[0].estimate.weights + none[0].estimate.gradients + none[0].estimate.optimizer;
+    out.push(ch.yellow(`no micro-batch fits for ${none.map((p) => p.strategy).join(', ')}: weights, gradients and optimizer state alone need about ${formatBytes(fixed)}; try fewer --layers, --optimizer none or --expert-parallel N`));
+  }
+  out.push(ch.dim(['assumptions:', ...r.assumptions.map((a) => `  - ${a}`)].join('\n')));
+  return out.join('\n');
+}
+
+function validationCell(row: ValidationRow, ch: ChalkInstance): string[] {
+  if (row.status !== 'ok' || !row.measured || !row.realised || !row.expected) {
+    const text = `${row.status}: ${row.message ?? ''}`;
+    return ['—', '—', '—', '—', row.status === 'unsupported' ? ch.yellow(text) : ch.red(text)];
+  }
+  const error = row.expectedError ?? 0;
+  const errorText = Number.isFinite(error) ? `${(100 * error).toFixed(2)}%` : '∞';
+  return [
+    formatBytes(row.measured.stepPeak),
+    row.exact ? ch.green('= to the byte') : ch.red(`${row.realised.stepPeak - row.measured.stepPeak} B off`),
+    formatBytes(row.expected.stepPeak),
+    row.checked ? (error <= 0.02 ? ch.green(errorText) : ch.red(errorText)) : ch.dim(`${errorText} (not claimed)`),
+    row.pass ? ch.green('pass') : ch.red('FAIL'),
+  ];
+}
+
+/** `plan --validate`: model (realised routing) vs allocator, and model (expected routing) vs allocator. */
+export function renderValidation(v: ValidationResult, options: PlanRenderOptions = {}): string {
+  const ch = reportChalk(options.color);
+  const t = table(['shape', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result']);
+  let last = '';
+  for (const row of v.rows) {
+    t.push([row.shape === last ? '' : row.shape, row.strategy, ...validationCell(row, ch)]);
+    last = row.shape;
+  }
+  const failed = v.rows.filter((r) => !r.pass);
+  const verdict = v.pass
+    ? ch.green(`PASS: the model equals the allocator to the byte on every row given the realised routing, and is within ${100 * v.tolerance}% given expected routing where claimed`)
+    : ch.red(`FAIL: ${failed.map((r) => `${r.strategy} (${r.shape})`).join('; ')}`);
+  const note = ch.dim(`adapter: ${v.adapter}; figures compared: baseline, step peak, activation peak, saved for backward (expected error: the largest relative error of the last three); claimed where routing is uniform with ≥ 64 pairs per expert, except capacity strategies at cf = 0`);
+  return [t.toString(), verdict, note].join('\n');
+}

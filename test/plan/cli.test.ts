@@ -1,0 +1,92 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '../..');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The built CLI as a user runs it: a child process, so exit codes and stdout are real. */
+function cli(args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1' }, timeout: 300_000 }, (error, stdout, stderr) => {
+      done({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const DEEPSEEK = ['plan', '--preset', 'deepseek-v3-like-layer', '--memory', '80', '--dtype', 'bf16'];
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'dist/commands/plan.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does it first)');
+});
+
+describe('moeblaze plan', () => {
+  it('DeepSeek-V3-like layer in 80 GiB of bf16: a positive largest micro-batch per strategy, zero-buffer\'s at least every baseline\'s', async () => {
+    const r = await cli([...DEEPSEEK, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.schema).toBe('moeblaze.plan/v1');
+    expect(plan.settings).toMatchObject({ preset: 'deepseek-v3-like-layer', dtype: 'bf16', memory: 80 * 2 ** 30, hidden: 7168, experts: 256, topK: 8 });
+    const largest = Object.fromEntries(plan.strategies.map((s: { strategy: string; largestTokens: number }) => [s.strategy, s.largestTokens]));
+    expect(Object.keys(largest).sort()).toEqual(['gshard', 'megablocks', 'megablocks-grouped', 'tutel', 'zero-buffer']);
+    for (const [id, T] of Object.entries(largest)) {
+      expect(Number.isInteger(T) && (T as number) > 0, id).toBe(true);
+      expect(largest['zero-buffer'], id).toBeGreaterThanOrEqual(T as number);
+    }
+    for (const s of plan.strategies) {
+      expect(s.atLargest.estimate.total).toBeLessThanOrEqual(80 * 2 ** 30);
+      expect(s.traffic.total).toBeGreaterThan(0);
+    }
+    expect(plan.provenance.commandLine).toContain('plan --preset deepseek-v3-like-layer');
+  });
+
+  it('prints the tables, the largest micro-batch and the assumptions', async () => {
+    const r = await cli([...DEEPSEEK, '--expert-parallel', '8', '--skew', 'zipf:1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/largest T/);
+    expect(r.stdout).toMatch(/All-to-all per GPU/);
+    expect(r.stdout).toMatch(/compulsory traffic/);
+    expect(r.stdout).toMatch(/assumptions:/);
+    expect(r.stdout).not.toMatch(/\u001b\[/);
+  });
+
+  it('refuses bad flags before any work, with one line and exit 2, with or without --json', async () => {
+    for (const args of [
+      ['--dtype', 'f64'],
+      ['--memory', '0'],
+      ['--memory', '12XB'],
+      ['--optimizer', 'lion'],
+      ['--preset', 'deepseek-v3-like-layer', '--expert-parallel', '3'],
+      ['--expert-parallel', '0'],
+      ['--layers', '0'],
+      ['--preset', 'moeblaze-paper'],
+      ['--experts', '4', '--top-k', '8'],
+      ['--bogus'],
+      ['--dtype', 'f64', '--json'],
+    ]) {
+      const r = await cli(['plan', ...args]);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.split('\n').filter((l) => l.startsWith('moeblaze:')), args.join(' ')).toHaveLength(1);
+      if (args.includes('--json')) expect(JSON.parse(r.stdout).error.exitCode).toBe(2);
+    }
+  });
+
+  it('--validate checks the model against this adapter\'s allocator and prints the table', async () => {
+    const r = await cli(['plan', '--validate', '--impl', 'zero-buffer', '--impl', 'tutel', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const v = JSON.parse(r.stdout);
+    expect(v.pass).toBe(true);
+    expect(v.adapter).toMatch(/llvmpipe/i);
+    expect(v.rows.every((row: { exact: boolean }) => row.exact)).toBe(true);
+    const text = await cli(['plan', '--validate', '--impl', 'zero-buffer']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/= to the byte/);
+    expect(text.stdout).toMatch(/PASS/);
+  });
+});
