@@ -1,4 +1,5 @@
 import { findStrategy } from './strategies/index.js';
+import { routerWork } from './strategy.js';
 import type { LayerConfig } from './config.js';
 import type { GpuContext } from './gpu/runtime.js';
 import { GpuTimer, type PassTime } from './gpu/timer.js';
@@ -13,6 +14,9 @@ export interface KernelRow {
   ms: number;
   /** Share of the summed kernel time of the per-kernel step. */
   percent: number;
+  /** From the strategy's declared work per kernel, when it declares it (null otherwise). */
+  tflops: number | null;
+  gbPerS: number | null;
 }
 
 export interface StrategyProfile {
@@ -69,7 +73,10 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
     try {
       await layer.randomizeOnGpu();
       await layer.forward();
-      const kept = (await layer.routingSummary()).keptPairs;
+      const routing = await layer.routingSummary();
+      const kept = routing.keptPairs;
+      // The router is shared, so its kernels' work is known for every strategy.
+      const work = { ...routerWork(config), ...(findStrategy(id).kernelWork?.(config, routing) ?? {}) };
       await layer.backward();
       await layer.step({ timer }); // warm-up: pipelines compiled, caches hot
       const phased = await layer.step({ timer });
@@ -77,12 +84,19 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       const byKernel = new Map<string, KernelRow>();
       const total = split.timing!.passes.reduce((a, p) => a + p.ms, 0);
       for (const p of split.timing!.passes) {
-        const row = byKernel.get(p.label) ?? { kernel: p.label, calls: 0, ms: 0, percent: 0 };
+        const row = byKernel.get(p.label) ?? { kernel: p.label, calls: 0, ms: 0, percent: 0, tflops: null, gbPerS: null };
         row.calls++;
         row.ms += p.ms;
         byKernel.set(p.label, row);
       }
-      for (const row of byKernel.values()) row.percent = (100 * row.ms) / total;
+      for (const row of byKernel.values()) {
+        row.percent = (100 * row.ms) / total;
+        const w = work[row.kernel];
+        if (w && row.ms > 0) {
+          row.tflops = w.flops > 0 ? w.flops / (row.ms * 1e-3) / 1e12 : null;
+          row.gbPerS = w.bytes / (row.ms * 1e-3) / 1e9;
+        }
+      }
       const stepMs = phased.timing!.totalMs;
       out.push({
         strategy: id,

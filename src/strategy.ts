@@ -22,6 +22,30 @@ export interface Strategy {
   /** Every buffer a step allocates, given the realised (or expected) routing. */
   bufferTable(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): BufferTable;
   create(config: LayerConfig): StrategyRunner;
+  /**
+   * Optional: useful FLOPs and an estimate of the bytes each kernel moves in one train step,
+   * keyed by kernel name, so that `profile` can show TFLOP/s and GB/s per kernel.
+   */
+  kernelWork?(config: LayerConfig, routing: RoutingSummary): Record<string, KernelWork>;
+}
+
+export interface KernelWork {
+  flops: number;
+  /** Lower-bound traffic: every operand read once, every output written once (an estimate). */
+  bytes: number;
+}
+
+/** The shared router's kernels (every strategy runs them). */
+export function routerWork(c: LayerConfig): Record<string, KernelWork> {
+  const { tokens: T, hidden: d, experts: E, topK: k } = c;
+  const dense = 2 * T * d * E;
+  return {
+    'router-logits': { flops: dense, bytes: 4 * (T * d + d * E + T * E) },
+    'router-topk': { flops: 0, bytes: 4 * (2 * T * E + 2 * T * k) },
+    'router-backward': { flops: 0, bytes: 4 * (2 * T * E + 4 * T * k) },
+    'router-dWr': { flops: dense, bytes: 4 * (T * d + T * E + d * E) },
+    'router-dX': { flops: dense, bytes: 4 * (T * E + d * E + T * d) },
+  };
 }
 
 export interface TableLimits {

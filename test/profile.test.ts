@@ -15,6 +15,11 @@ describe('profile', () => {
     expect(zb.kernels.find((k) => k.kernel === 'expert-dX-swiglu')!.calls).toBe(2); // one pass per slot
     expect(zb.kernels.reduce((a, k) => a + k.percent, 0)).toBeCloseTo(100, 6);
     expect(zb.stepMs).toBeGreaterThan(0);
+    const up = zb.kernels.find((k) => k.kernel === 'expert-up-swiglu')!;
+    // 2·R·d·h·2 useful FLOPs for the dual up-projection, over its measured time.
+    expect(up.tflops).toBeCloseTo((2 * 192 * 16 * 32 * 2) / (up.ms * 1e-3) / 1e12, 12);
+    expect(up.gbPerS).toBeGreaterThan(0);
+    expect(zb.kernels.find((k) => k.kernel === 'routing-scan')!.tflops).toBeNull();
     expect(renderProfile(result)).toMatch(/own compute pass|pass overhead/);
 
     const trace = JSON.parse(JSON.stringify(chromeTrace(result))) as { traceEvents: Record<string, unknown>[] };

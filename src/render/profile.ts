@@ -17,8 +17,9 @@ export function sparkline(values: number[], width = 60): string {
 }
 
 function strategyBlock(s: StrategyProfile): string {
-  const kernels = new Table({ head: ['kernel', 'calls', 'ms', '% of kernel time'], style: { head: [], border: [] }, chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } });
-  for (const k of s.kernels) kernels.push([k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`]);
+  const kernels = new Table({ head: ['kernel', 'calls', 'ms', '% of kernel time', 'TFLOP/s', 'GB/s (est.)'], style: { head: [], border: [] }, chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } });
+  const num = (v: number | null, digits: number) => (v === null ? '—' : v.toPrecision(digits));
+  for (const k of s.kernels) kernels.push([k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`, num(k.tflops, 3), num(k.gbPerS, 3)]);
   const phases = s.phases.map((p) => `${p.label} ${p.ms.toFixed(2)}`).join(', ');
   const tags = Object.entries(s.peakByTag)
     .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
@@ -44,7 +45,7 @@ export function renderProfile(result: ProfileResult): string {
   const c = result.config;
   return [
     `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}`,
-    chalk.dim(`note: ${result.note}`),
+    chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs, GB/s a lower-bound traffic estimate (operands read once, outputs written once), both only where the strategy declares its kernels' work`),
     ...result.strategies.map(strategyBlock),
   ].join('\n\n');
 }

@@ -7,7 +7,7 @@ import { spec, type BufferSpec, type BufferTable } from '../buffer-table.js';
 import type { LayerConfig } from '../config.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import { chunkLayout, chunkRowRange, type ChunkLayout, type Tensor } from '../gpu/tensor.js';
-import { persistentSpecs, type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner, type TableLimits } from '../strategy.js';
+import { persistentSpecs, routerWork, type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner, type TableLimits } from '../strategy.js';
 
 /**
  * MoEBlaze-style dispatch: index lists instead of permuted or padded token buffers, gathers fused
@@ -371,4 +371,21 @@ export const zeroBuffer: Strategy = {
   },
   bufferTable,
   create: (c) => new ZeroBufferRunner(c),
+  kernelWork(c) {
+    const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+    const R = T * k;
+    const m = c.activation === 'swiglu' ? 2 : 1;
+    const o = { activation: c.activation, keptU: c.checkpoint === 'none' };
+    const f = 4;
+    // Weights are read once per slot pass in the combine and dX: k times.
+    return {
+      ...routerWork(c),
+      [upProjection(o).name]: { flops: 2 * R * d * h * m * (c.checkpoint === 'full' ? 2 : 1), bytes: f * (R * d + E * d * h * m + R * h * m) },
+      [downCombine(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + k * E * h * d + 2 * k * T * d) },
+      [weightGradW2(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + R * d + 2 * E * h * d) },
+      [hiddenGrad(o).name]: { flops: 2 * R * d * h, bytes: f * (R * d + E * h * d + 2 * R * h * m) },
+      [weightGradW13(o).name]: { flops: 2 * R * d * h * m, bytes: f * (R * d + R * h * m + 2 * E * d * h * m) },
+      [inputGrad(o).name]: { flops: 2 * R * h * m * d, bytes: f * (R * h * m + k * E * d * h * m + 2 * k * T * d) },
+    };
+  },
 };
