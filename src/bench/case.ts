@@ -1,4 +1,5 @@
-import { expertCapacity, usefulFlops, type LayerConfig } from '../config.js';
+import { usefulFlops, type LayerConfig } from '../config.js';
+import { summaryFromLoads } from '../plan/routing.js';
 import { OutOfMemoryError } from '../errors.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import { GpuTimer } from '../gpu/timer.js';
@@ -40,14 +41,11 @@ function stats(samples: number[]): TimeStats {
   return { median: s.median, p10: s.p10, p90: s.p90, noise: s.noise, n: s.n, samples };
 }
 
-/** Routing as a strategy would see it with every expert equally loaded: for planning ahead. */
-export function expectedRouting(c: LayerConfig, dropless: boolean): RoutingSummary {
+/** Routing as a strategy would see it with every expert equally loaded: for refusing ahead of time. */
+export function uniformRouting(c: LayerConfig, dropless: boolean): RoutingSummary {
   const R = c.tokens * c.topK;
   const loads = Array.from({ length: c.experts }, (_, e) => Math.floor(R / c.experts) + (e < R % c.experts ? 1 : 0));
-  if (dropless) return { expertLoads: loads, keptPairs: R, droppedPairs: 0, capacity: null };
-  const capacity = c.capacityFactor > 0 ? expertCapacity(c) : Math.max(...loads);
-  const kept = loads.reduce((a, n) => a + Math.min(n, capacity), 0);
-  return { expertLoads: loads, keptPairs: kept, droppedPairs: R - kept, capacity };
+  return summaryFromLoads(c, dropless, loads);
 }
 
 /** One step whose results are read back: all of them on small shapes, O and dX on large ones (dW1 can be 15 GB). */
@@ -68,7 +66,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   const reason = strategy.unsupported(c);
   if (reason) return { ...base, status: 'unsupported', message: reason };
   if (options.memoryLimit !== null) {
-    const planned = tableFigures(strategy.bufferTable(c, expectedRouting(c, strategy.dropless), { chunkBytes: gpu.maxBindingBytes }));
+    const planned = tableFigures(strategy.bufferTable(c, uniformRouting(c, strategy.dropless), { chunkBytes: gpu.maxBindingBytes }));
     if (planned.stepPeak > options.memoryLimit) {
       return { ...base, status: 'oom', message: `planned step peak ${formatBytes(planned.stepPeak)} exceeds --memory-limit ${formatBytes(options.memoryLimit)}` };
     }
@@ -122,7 +120,8 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     const flops = usefulFlops(c, run.summary.keptPairs, planned.config.pass);
     const tflops = flops / (step.median * 1e-3) / 1e12;
     const m = memory!;
-    const transient = m.liveAtForwardEnd === null ? null : m.stepPeak - m.liveAtForwardEnd;
+    // Everything at the peak beyond what forward saved: the same definition `plan` uses.
+    const transient = m.savedForBackward === null ? null : m.activationPeak - m.savedForBackward;
     return {
       ...base,
       check: check.record,

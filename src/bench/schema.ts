@@ -47,7 +47,7 @@ export interface CaseMemory {
   stepPeak: number;
   activationPeak: number;
   savedForBackward: number | null;
-  /** stepPeak − bytes live at the end of the forward pass: what backward adds on top. */
+  /** activationPeak − savedForBackward: what one layer holds at its peak beyond what it saved. */
   backwardTransient: number | null;
   /** --layers × savedForBackward + backwardTransient (DESIGN.md §4). */
   modelEstimate: number | null;
