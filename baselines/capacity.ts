@@ -220,7 +220,6 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     const names = ['blockCounts', 'expertTokenIndices', 'slots', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'];
     for (const name of names) this.alloc(step, name);
     await encodeRoutingMetadata(step.enc, { tokens: T, experts: E, topK: k }, {
-      tokenPass: null,
       tokenExperts: this.chunk('tokenExperts'),
       blockCounts: this.chunk('blockCounts'),
       expertTokenIndices: this.chunk('expertTokenIndices'),

@@ -29,13 +29,12 @@ const SHAPE_PARAMS = [
 const read = (name: string, type: GemmBinding['type'] = 'f32'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'f32', access: 'read_write' });
 
-/** The gate of (token, expert e): rows are grouped by pass, not slot, so look the slot up. */
+/** The gate of routed row r of expert e: its slot is the (e, s) segment that holds r. */
 const GATE_OF_ROW = `
 fn gateOfRow(e: u32, r: u32) -> f32 {
-  let token = rowTokens[r];
   var s = 0u;
-  for (var i = 1u; i < P.k; i++) { if (tokenExperts[token * P.k + i] == e) { s = i; } }
-  return gates[token * P.k + s];
+  for (var i = 1u; i < P.k; i++) { if (expertSlotOffsets[e * P.k + i] <= r) { s = i; } }
+  return gates[rowTokens[r] * P.k + s];
 }`;
 
 const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
@@ -94,7 +93,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   });
 }
 
-/** Pass s of the combine: O[token] (+)= g·(u·W2_e), one row per token per pass. */
+/** Slot pass s of the combine: O[token] (+)= g·(u·W2_e), one row per token per pass. */
 export function downCombine(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
     name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}`,
@@ -106,7 +105,6 @@ export function downCombine(o: ExpertKernelOptions): KernelSource {
       read('rowTokens', 'u32'),
       read('expertSlotOffsets', 'u32'),
       read('slotTileOffsets', 'u32'),
-      read('tokenExperts', 'u32'),
       read('gates'),
       read('W2'),
       write('O'),
@@ -114,12 +112,12 @@ export function downCombine(o: ExpertKernelOptions): KernelSource {
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
-${GATE_OF_ROW}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('m')} + k; return ${hiddenLoad(o.activation, o.keptU)}; }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.h * P.d + k * P.d + n]; }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
-  let i = rowTokens[m] * P.d + n;
-  let y = gateOfRow(t.seg, m) * c;
+  let token = rowTokens[m];
+  let i = token * P.d + n;
+  let y = gates[token * P.k + P.slot] * c;
   if (P.slot == 0u) { O[i] = y; } else { O[i] += y; }
 }`,
   });
@@ -137,7 +135,7 @@ export function weightGradW2(o: ExpertKernelOptions): KernelSource {
       read('dO'),
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
-      read('tokenExperts', 'u32'),
+      read('expertSlotOffsets', 'u32'),
       read('gates'),
       write('dW2'),
     ],
@@ -176,7 +174,7 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
       read('expertTileOffsets', 'u32'),
-      read('tokenExperts', 'u32'),
+      read('expertSlotOffsets', 'u32'),
       read('gates'),
       read('W2'),
       write('Ab'),

@@ -1,4 +1,4 @@
-import { bindingPrelude, grid, type KernelSource, type StepEncoder } from './program.js';
+import { bindingPrelude, type KernelSource, type StepEncoder } from './program.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 import { TILE_M } from './gemm/core.js';
 
@@ -10,12 +10,6 @@ import { TILE_M } from './gemm/core.js';
  * contiguous per-expert segments; slot-minor order gives, within each expert, one contiguous
  * segment per slot, which lets the combine and dX run slot by slot without write conflicts
  * (each token appears once per slot) and is exactly Tutel's capacity order (slot 0 first).
- *
- * With `balanced` passes, the minor key is not the slot but a pass chosen per token so that each
- * expert's rows fall mostly into one pass (pass = expert mod k where the token has it free, else
- * the next free one): the combine and dX then see one large segment per expert instead of k
- * small ones, and read each expert's weights about once instead of k times. Capacity strategies
- * keep the slot order, which is Tutel's.
  *
  * Outputs: expertTokenIndices [R] (token of each row), tokenSlotMap [T·k] (row of each pair),
  * expertOffsets [E+1], expertSlotOffsets [E·k+1] (row offsets of each (expert, slot) segment),
@@ -41,32 +35,7 @@ const PARAMS = [
   { name: 'E', type: 'u32' },
   { name: 'k', type: 'u32' },
   { name: 'blocks', type: 'u32' },
-  { name: 'balanced', type: 'u32' },
 ] as const;
-
-/** WGSL: the pass of pair (t, s): its slot, or the balanced assignment in tokenPass. */
-const PASS_OF = `fn passOf(t: u32, s: u32) -> u32 { if (P.balanced == 1u) { return tokenPass[t * P.k + s]; } return s; }`;
-
-/** Per token: each pair's pass, expert mod k when still free, else the next free pass. */
-export const assignPasses = kernel(
-  'routing-passes',
-  [
-    ['tokenExperts', 'read'],
-    ['tokenPass', 'read_write'],
-  ],
-  `@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let t = (wg.x + wg.y * nwg.x) * 64u + li;
-  if (t >= P.T) { return; }
-  var used = 0u;
-  for (var s = 0u; s < P.k; s++) {
-    var p = tokenExperts[t * P.k + s] % P.k;
-    while ((used & (1u << p)) != 0u) { p = (p + 1u) % P.k; }
-    used |= 1u << p;
-    tokenPass[t * P.k + s] = p;
-  }
-}`,
-);
 
 function kernel(name: string, bindings: [string, 'read' | 'read_write'][], body: string): KernelSource {
   const access = bindings.map((b) => b[1]);
@@ -75,16 +44,14 @@ ${body}`;
   return { name, code, bindings: access, params: PARAMS };
 }
 
-/** blockCounts[b][s][e] = tokens of block b whose pass s is expert e. wg = (block, pair group). */
+/** blockCounts[b][s][e] = tokens of block b whose slot s is expert e. wg = (block, pair group). */
 export const countBlocks = kernel(
   'routing-count',
   [
     ['tokenExperts', 'read'],
-    ['tokenPass', 'read'],
     ['blockCounts', 'read_write'],
   ],
-  `${PASS_OF}
-@compute @workgroup_size(256)
+  `@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let pair = wg.y * 256u + li;
   if (pair >= P.E * P.k) { return; }
@@ -93,9 +60,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let start = wg.x * ${BLOCK_TOKENS}u;
   let end = min(start + ${BLOCK_TOKENS}u, P.T);
   var count = 0u;
-  for (var t = start; t < end; t++) {
-    for (var j = 0u; j < P.k; j++) { count += select(0u, 1u, passOf(t, j) == s && tokenExperts[t * P.k + j] == e); }
-  }
+  for (var t = start; t < end; t++) { count += select(0u, 1u, tokenExperts[t * P.k + s] == e); }
   blockCounts[wg.x * P.E * P.k + pair] = count;
 }`,
 );
@@ -184,26 +149,19 @@ export const placeRows = kernel(
   'routing-place',
   [
     ['tokenExperts', 'read'],
-    ['tokenPass', 'read'],
     ['blockCounts', 'read'],
     ['expertTokenIndices', 'read_write'],
     ['tokenSlotMap', 'read_write'],
   ],
-  `${PASS_OF}
-var<workgroup> blockExperts: array<u32, ${BLOCK_TOKENS}>;
+  `var<workgroup> blockExperts: array<u32, ${BLOCK_TOKENS}>;
 
 @compute @workgroup_size(${BLOCK_TOKENS})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let t = wg.x * ${BLOCK_TOKENS}u + li;
   let live = t < P.T;
   for (var s = 0u; s < P.k; s++) {
-    // The pair of this token in pass s (every token has exactly one per pass).
     var e = 0xffffffffu;
-    var slot = 0u;
-    if (live) {
-      for (var j = 0u; j < P.k; j++) { if (passOf(t, j) == s) { slot = j; } }
-      e = tokenExperts[t * P.k + slot];
-    }
+    if (live) { e = tokenExperts[t * P.k + s]; }
     blockExperts[li] = e;
     workgroupBarrier();
     if (live) {
@@ -211,7 +169,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       for (var i = 0u; i < li; i++) { rank += select(0u, 1u, blockExperts[i] == e); }
       let row = blockCounts[wg.x * P.E * P.k + s * P.E + e] + rank;
       expertTokenIndices[row] = t;
-      tokenSlotMap[t * P.k + slot] = row;
+      tokenSlotMap[t * P.k + s] = row;
     }
     workgroupBarrier();
   }
@@ -220,8 +178,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 
 export interface RoutingMetadataBuffers {
   tokenExperts: TrackedBuffer;
-  /** [T·k] workspace for balanced passes; null keeps the slot order (Tutel's). */
-  tokenPass: TrackedBuffer | null;
   blockCounts: TrackedBuffer;
   expertTokenIndices: TrackedBuffer;
   tokenSlotMap: TrackedBuffer;
@@ -235,16 +191,13 @@ export async function encodeRoutingMetadata(enc: StepEncoder, shape: { tokens: n
   const { tokens: T, experts: E, topK: k } = shape;
   const { blocks } = metadataSizes(T, E, k);
   if (E * k > MAX_PAIRS) throw new Error(`experts × top-k = ${E * k} exceeds the routing scan's ${MAX_PAIRS}`);
-  const params = { T, E, k, blocks, balanced: b.tokenPass ? 1 : 0 };
-  // Without balanced passes the binding is never read; any buffer satisfies the layout.
-  const tokenPass = b.tokenPass ?? b.tokenExperts;
-  if (b.tokenPass) await enc.dispatch({ source: assignPasses, params, buffers: [b.tokenExperts, b.tokenPass], workgroups: grid(Math.ceil(T / 64)) });
-  await enc.dispatch({ source: countBlocks, params, buffers: [b.tokenExperts, tokenPass, b.blockCounts], workgroups: [blocks, Math.ceil((E * k) / 256), 1] });
+  const params = { T, E, k, blocks };
+  await enc.dispatch({ source: countBlocks, params, buffers: [b.tokenExperts, b.blockCounts], workgroups: [blocks, Math.ceil((E * k) / 256), 1] });
   await enc.dispatch({
     source: scanCounts,
     params,
     buffers: [b.blockCounts, b.expertOffsets, b.expertSlotOffsets, b.expertTileOffsets, b.slotTileOffsets],
     workgroups: 1,
   });
-  await enc.dispatch({ source: placeRows, params, buffers: [b.tokenExperts, tokenPass, b.blockCounts, b.expertTokenIndices, b.tokenSlotMap], workgroups: blocks });
+  await enc.dispatch({ source: placeRows, params, buffers: [b.tokenExperts, b.blockCounts, b.expertTokenIndices, b.tokenSlotMap], workgroups: blocks });
 }

@@ -54,7 +54,6 @@ function bufferTable(c: LayerConfig, _routing: RoutingSummary, limits: TableLimi
   add('tokenExpertIndices', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
   add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', last);
   add('blockCounts', 'workspace', L.blockCounts, [metadataSizes(T, E, k).blockCounts], 'u32', 'metadata', 'metadata');
-  add('tokenPass', 'workspace', L.pairs, [T, k], 'u32', 'metadata', 'metadata');
   add('expertTokenIndices', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);
   add('tokenSlotMap', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);
   add('expertOffsets', 'routing-metadata', L.expertOffsets, [E + 1], 'u32', 'metadata', last);
@@ -138,7 +137,7 @@ class ZeroBufferRunner implements StrategyRunner {
     );
   }
 
-  /** The k passes: in pass s every token has exactly one row, so token-row writes never collide. */
+  /** The slot-by-slot passes: in pass s every token has at most one row, so token-row writes never collide. */
   private async slotPasses(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
     const { tokens: T, experts: E, topK: k } = this.c;
     const maxTiles = Math.ceil(T / SEGMENT_TILE.m) + E;
@@ -209,7 +208,6 @@ class ZeroBufferRunner implements StrategyRunner {
 
     step.phase('metadata');
     const blockCounts = step.alloc('blockCounts', 'workspace', L.blockCounts);
-    const tokenPass = step.alloc('tokenPass', 'workspace', L.pairs);
     for (const name of ['expertTokenIndices', 'tokenSlotMap'] as const) this.t[name] = step.alloc(name, 'routing-metadata', L.rows);
     this.t.expertOffsets = step.alloc('expertOffsets', 'routing-metadata', L.expertOffsets);
     this.t.expertSlotOffsets = step.alloc('expertSlotOffsets', 'routing-metadata', L.expertSlotOffsets);
@@ -217,7 +215,6 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.slotTileOffsets = step.alloc('slotTileOffsets', 'routing-metadata', L.slotTileOffsets);
     await encodeRoutingMetadata(step.enc, { tokens: T, experts: E, topK: k }, {
       tokenExperts: this.chunk('tokenExpertIndices', 0),
-      tokenPass: tokenPass.chunks[0],
       blockCounts: blockCounts.chunks[0],
       expertTokenIndices: this.chunk('expertTokenIndices', 0),
       tokenSlotMap: this.chunk('tokenSlotMap', 0),
@@ -226,7 +223,7 @@ class ZeroBufferRunner implements StrategyRunner {
       expertTileOffsets: this.chunk('expertTileOffsets', 0),
       slotTileOffsets: this.chunk('slotTileOffsets', 0),
     });
-    step.free(blockCounts, tokenPass);
+    step.free(blockCounts);
 
     step.phase('experts');
     await this.upProject(step, layer, c.checkpoint === 'full' ? 'workspace' : 'activations-saved');
@@ -236,7 +233,6 @@ class ZeroBufferRunner implements StrategyRunner {
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertSlotOffsets', 0),
       this.chunk('slotTileOffsets', 0),
-      this.chunk('tokenExpertIndices', 0),
       this.chunk('gates', 0),
       layer.W2.chunks[wc],
       this.chunk('O', 0),
@@ -263,7 +259,7 @@ class ZeroBufferRunner implements StrategyRunner {
       layer.dO.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
-      this.chunk('tokenExpertIndices', 0),
+      this.chunk('expertSlotOffsets', 0),
       this.chunk('gates', 0),
       layer.dW2.chunks[wc],
     ]);
@@ -279,7 +275,7 @@ class ZeroBufferRunner implements StrategyRunner {
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertOffsets', 0),
         this.chunk('expertTileOffsets', 0),
-        this.chunk('tokenExpertIndices', 0),
+        this.chunk('expertSlotOffsets', 0),
         this.chunk('gates', 0),
         layer.W2.chunks[wc],
         this.chunk('a', ac),
@@ -381,15 +377,15 @@ export const zeroBuffer: Strategy = {
     const m = c.activation === 'swiglu' ? 2 : 1;
     const o = { activation: c.activation, keptU: c.checkpoint === 'none' };
     const f = 4;
-    // Balanced passes put most of an expert's rows in one pass: its weights are read about once.
+    // Weights are read once per slot pass in the combine and dX: k times.
     return {
       ...routerWork(c),
       [upProjection(o).name]: { flops: 2 * R * d * h * m * (c.checkpoint === 'full' ? 2 : 1), bytes: f * (R * d + E * d * h * m + R * h * m) },
-      [downCombine(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + E * h * d + 2 * k * T * d) },
+      [downCombine(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + k * E * h * d + 2 * k * T * d) },
       [weightGradW2(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + R * d + 2 * E * h * d) },
       [hiddenGrad(o).name]: { flops: 2 * R * d * h, bytes: f * (R * d + E * h * d + 2 * R * h * m) },
       [weightGradW13(o).name]: { flops: 2 * R * d * h * m, bytes: f * (R * d + R * h * m + 2 * E * d * h * m) },
-      [inputGrad(o).name]: { flops: 2 * R * h * m * d, bytes: f * (R * h * m + E * d * h * m + 2 * k * T * d) },
+      [inputGrad(o).name]: { flops: 2 * R * h * m * d, bytes: f * (R * h * m + k * E * d * h * m + 2 * k * T * d) },
     };
   },
 };
