@@ -263,6 +263,15 @@ export class MoELayer {
     };
   }
 
+  /**
+   * The layer's GPU tensors, for code that drives it from other kernels (src/train): X and dO
+   * can be written in place before forward()/backward(), weights and gradients updated by an
+   * optimizer; output and inputGrad are those of the last forward()/backward() (null before).
+   */
+  gpuTensors(): { layer: LayerTensors; output: Tensor | null; inputGrad: Tensor | null } {
+    return { layer: this.tensors, output: this.output, inputGrad: this.inputGrad };
+  }
+
   private releaseOutputs(): void {
     if (!this.output && !this.inputGrad) return;
     this.runner.release(this.stepContext());

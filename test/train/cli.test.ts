@@ -1,0 +1,78 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/provenance.js';
+import { loadHistogram, progressLine, renderTrainHtml, renderTrainSummary } from '../../src/render/train.js';
+import type { TrainResult } from '../../src/train/run.js';
+import { trainConfig } from '../../src/train/model.js';
+
+const root = packageRoot();
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'moeblaze-train-'));
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'dist/commands/train.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does it first)');
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('train rendering', () => {
+  const step = (i: number, loss: number) => ({ step: i, loss, mse: loss, aux: 0, ms: 10, peakBytes: 4096 });
+  const result: TrainResult = {
+    config: trainConfig({ steps: 3 }),
+    runs: [
+      { strategy: 'zero-buffer', steps: [step(0, 2), step(1, 1), step(2, 0.5)], firstLoss: 2, finalLoss: 0.5, reduction: 4, tokensPerSecond: 1234, peakBytes: 4096, peakByTag: { optimizer: 1024 }, expertLoads: [3, 1, 0, 4], wallSeconds: 1 },
+    ],
+  };
+
+  it('progress line shows step, loss, tokens/s and peak memory', () => {
+    const line = progressLine({ strategy: 'zero-buffer', record: step(1, 0.25), tokensPerSecond: 1500, total: 10 });
+    expect(line).toBe('zero-buffer  step  2/10  loss 0.2500  1.5k tokens/s  peak 4.00 KiB');
+  });
+
+  it('histogram has one bar per expert, scaled to the busiest', () => {
+    const rows = loadHistogram([3, 1, 0, 4], 8);
+    expect(rows).toHaveLength(4);
+    expect(rows[3]).toContain('████████ 4 (50.0%)');
+    expect(rows[2]).toContain(' 0 (0.0%)');
+  });
+
+  it('summary and self-contained HTML with an inline SVG loss curve', () => {
+    expect(renderTrainSummary(result)).toContain('zero-buffer: loss 2.0000 → 0.5000 (÷4.0');
+    const html = renderTrainHtml(result);
+    expect(html).toContain('<svg');
+    expect(html).toContain('<polyline');
+    expect(html).not.toMatch(/<script|src="http/);
+  });
+});
+
+describe('moeblaze train', () => {
+  it('--json --out: JSON on stdout, train.json and train.html written, progress on stderr', async () => {
+    const run = await cli(['train', '--steps', '4', '--impl', 'zero-buffer', '--impl', 'megablocks-grouped', '--tokens', '64', '--json', '--out', dir]);
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.runs.map((r: { strategy: string }) => r.strategy)).toEqual(['zero-buffer', 'megablocks-grouped']);
+    expect(out.runs[0].steps).toHaveLength(4);
+    expect(run.stderr).toMatch(/step 4\/4 {2}loss \d/);
+    const saved = JSON.parse(readFileSync(join(dir, 'train.json'), 'utf8'));
+    expect(saved.runs[0].steps[0].loss).toBe(out.runs[0].steps[0].loss);
+    expect(readFileSync(join(dir, 'train.html'), 'utf8')).toContain('<svg');
+  });
+
+  it('a bad value is a usage error (exit 2) before any GPU work', async () => {
+    const run = await cli(['train', '--lr', '0']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--lr');
+    const k = await cli(['train', '--top-k', '5', '--experts', '4']);
+    expect(k.code).toBe(2);
+  });
+});
