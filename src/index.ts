@@ -17,4 +17,5 @@ export { generateInputs, type LayerInputs } from './rng.js';
 export { ExitCode, MoeblazeError, UsageError, EnvironmentError, CheckFailedError, OutOfMemoryError, GpuError } from './errors.js';
 export { planModel } from './plan/model.js';
 export { validatePlan } from './plan/validate.js';
-export { trainStrategy, type TrainResult } from './train/run.js';
+export { runTraining, trainStrategy, type TrainResult } from './train/run.js';
+export { trainConfig, type TrainConfig } from './train/model.js';
