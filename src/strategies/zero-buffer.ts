@@ -2,82 +2,18 @@ import { downCombine, dgParts, hiddenGrad, inputGrad, REDUCE_TILE, SEGMENT_TILE,
 import { tiles } from '../../kernels/gemm/core.js';
 import type { KernelSource } from '../../kernels/program.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K } from '../../kernels/router.js';
-import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../../kernels/routing-metadata.js';
-import { spec, type BufferSpec, type BufferTable } from '../buffer-table.js';
+import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
 import type { LayerConfig } from '../config.js';
+import { bufferTable, kernelWork, layouts, routerSkew } from './zero-buffer-table.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
-import { chunkLayout, chunkRowRange, type ChunkLayout, type Tensor } from '../gpu/tensor.js';
-import { persistentSpecs, routerWork, type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner, type TableLimits } from '../strategy.js';
+import { chunkRowRange, type Tensor } from '../gpu/tensor.js';
+import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy.js';
 
 /**
  * MoEBlaze-style dispatch: index lists instead of permuted or padded token buffers, gathers fused
  * into the GEMM loads, the combine and dX reduced slot by slot straight into token rows, and
  * silu(a)·b recomputed in backward from the saved a and b. No [R,d] buffer exists at any time.
  */
-const PHASES = ['router', 'metadata', 'experts', 'recompute', 'expert-grads', 'router-grad', 'input-grad'];
-const FORWARD_END = 'experts';
-
-function routerSkew(c: LayerConfig): number {
-  return c.skew.kind === 'zipf' ? c.skew.s : 0;
-}
-
-function layouts(c: LayerConfig, chunkBytes: number) {
-  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
-  const R = T * k;
-  const m = metadataSizes(T, E, k);
-  const whole = (rows: number, cols: number) => chunkLayout(rows, cols, 4, Infinity);
-  return {
-    R,
-    probs: whole(T, E),
-    pairs: whole(T, k),
-    blockCounts: whole(m.blockCounts, 1),
-    rows: whole(R, 1),
-    expertOffsets: whole(m.expertOffsets, 1),
-    expertSlotOffsets: whole(m.expertSlotOffsets, 1),
-    expertTileOffsets: whole(m.expertTileOffsets, 1),
-    slotTileOffsets: whole(m.slotTileOffsets, 1),
-    hidden: chunkLayout(R, h, 4, chunkBytes),
-    tokenRows: whole(T, d),
-    dgPartial: whole(R, dgParts(h)),
-  };
-}
-
-function bufferTable(c: LayerConfig, _routing: RoutingSummary, limits: TableLimits): BufferTable {
-  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
-  const L = layouts(c, limits.chunkBytes);
-  const R = L.R;
-  const step: BufferSpec[] = [];
-  const add = (name: string, tag: BufferSpec['tag'], layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'], from: string, to: string) =>
-    step.push(spec(name, tag, layout, shape, dtype, from, to));
-  const last = 'input-grad';
-  add('routerProbs', 'activations-saved', L.probs, [T, E], 'f32', 'router', 'router-grad');
-  add('tokenExpertIndices', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
-  add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', last);
-  add('blockCounts', 'workspace', L.blockCounts, [metadataSizes(T, E, k).blockCounts], 'u32', 'metadata', 'metadata');
-  add('expertTokenIndices', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);
-  add('tokenSlotMap', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);
-  add('expertOffsets', 'routing-metadata', L.expertOffsets, [E + 1], 'u32', 'metadata', last);
-  add('expertSlotOffsets', 'routing-metadata', L.expertSlotOffsets, [E * k + 1], 'u32', 'metadata', last);
-  add('expertTileOffsets', 'routing-metadata', L.expertTileOffsets, [E + 1], 'u32', 'metadata', last);
-  add('slotTileOffsets', 'routing-metadata', L.slotTileOffsets, [k * (E + 1)], 'u32', 'metadata', last);
-  const swiglu = c.activation === 'swiglu';
-  if (c.checkpoint === 'full') {
-    add('a', 'workspace', L.hidden, [R, h], 'f32', 'experts', 'experts');
-    if (swiglu) add('b', 'workspace', L.hidden, [R, h], 'f32', 'experts', 'experts');
-    add('a', 'workspace', L.hidden, [R, h], 'f32', 'recompute', last);
-    if (swiglu) add('b', 'workspace', L.hidden, [R, h], 'f32', 'recompute', last);
-  } else {
-    add('a', 'activations-saved', L.hidden, [R, h], 'f32', 'experts', last);
-    if (swiglu) add('b', 'activations-saved', L.hidden, [R, h], 'f32', 'experts', last);
-    if (c.checkpoint === 'none') add('u', 'activations-saved', L.hidden, [R, h], 'f32', 'experts', 'expert-grads');
-  }
-  add('O', 'output', L.tokenRows, [T, d], 'f32', 'experts', last);
-  add('dgPartial', 'workspace', L.dgPartial, [R, dgParts(h)], 'f32', 'expert-grads', 'router-grad');
-  add('routerGrad', 'workspace', L.probs, [T, E], 'f32', 'router-grad', 'router-grad');
-  add('dX', 'output', L.tokenRows, [T, d], 'f32', 'router-grad', last);
-  return { phases: PHASES, forwardEnd: FORWARD_END, persistent: persistentSpecs(c, limits), step };
-}
-
 class ZeroBufferRunner implements StrategyRunner {
   private t: Record<string, Tensor | null> = {};
   private readonly kernels: ExpertKernelOptions;
@@ -371,21 +307,5 @@ export const zeroBuffer: Strategy = {
   },
   bufferTable,
   create: (c) => new ZeroBufferRunner(c),
-  kernelWork(c) {
-    const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
-    const R = T * k;
-    const m = c.activation === 'swiglu' ? 2 : 1;
-    const o = { activation: c.activation, keptU: c.checkpoint === 'none' };
-    const f = 4;
-    // Weights are read once per slot pass in the combine and dX: k times.
-    return {
-      ...routerWork(c),
-      [upProjection(o).name]: { flops: 2 * R * d * h * m * (c.checkpoint === 'full' ? 2 : 1), bytes: f * (R * d + E * d * h * m + R * h * m) },
-      [downCombine(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + k * E * h * d + 2 * k * T * d) },
-      [weightGradW2(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + R * d + 2 * E * h * d) },
-      [hiddenGrad(o).name]: { flops: 2 * R * d * h, bytes: f * (R * d + E * h * d + 2 * R * h * m) },
-      [weightGradW13(o).name]: { flops: 2 * R * d * h * m, bytes: f * (R * d + R * h * m + 2 * E * d * h * m) },
-      [inputGrad(o).name]: { flops: 2 * R * h * m * d, bytes: f * (R * h * m + k * E * d * h * m + 2 * k * T * d) },
-    };
-  },
+  kernelWork,
 };
