@@ -8,9 +8,6 @@ import { chunkRowRange, type ChunkLayout, type Tensor } from '../src/gpu/tensor.
 import type { StepContext } from '../src/strategy.js';
 import { megablocksLayouts, type MegaBlocksMode } from './megablocks-table.js';
 
-/** Dispatches recorded before the runner waits for the GPU to catch up. */
-const MAX_IN_FLIGHT = 2048;
-
 type Range = { start: number; count: number };
 type Chunks = (ac: number, wc: number) => TrackedBuffer[];
 
@@ -41,7 +38,6 @@ export class MegaBlocksBuffers {
   protected t: Record<string, Tensor | null> = {};
   protected rows = 0;
   protected chunkBytes = 0;
-  protected inFlight = 0;
   protected totalTiles = 0;
 
   constructor(
@@ -74,18 +70,9 @@ export class MegaBlocksBuffers {
     for (const n of names) this.t[n] = null;
   }
 
-  /**
-   * Every dispatch goes through here. Tiny forced chunks times many expert chunks can record
-   * tens of thousands of dispatches in one step; Dawn on lavapipe crashes with that much work
-   * in flight, so past MAX_IN_FLIGHT dispatches in one forward or backward the queue is drained
-   * (a host wait that real sizes, a few dozen dispatches each, never reach).
-   */
+  /** Every dispatch goes through here (the step encoder bounds the work in flight). */
   protected async dispatch(step: StepContext, d: Dispatch): Promise<void> {
     await step.enc.dispatch(d);
-    if (++this.inFlight < MAX_IN_FLIGHT) return;
-    step.enc.flush();
-    await step.kernels.device.queue.onSubmittedWorkDone();
-    this.inFlight = 0;
   }
 
   /** The bins the GEMMs segment by: padded in the sparse layout. */

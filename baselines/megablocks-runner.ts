@@ -32,7 +32,6 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.loads = null;
     this.dropBinsCopy(step);
     this.chunkBytes = step.chunkBytes;
-    this.inFlight = 0;
     const S = megablocksLayouts(this.c, R, step.chunkBytes);
 
     step.phase('router');
@@ -105,7 +104,6 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     const swiglu = this.c.activation === 'swiglu';
     const L = this.layouts();
     const seg = () => [this.offsets, this.chunk('tileOffsets')];
-    this.inFlight = 0;
 
     step.phase('scatter-grad');
     this.alloc(step, 'workspace', L.permutedD, 'dY');

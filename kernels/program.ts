@@ -20,6 +20,8 @@ export const PARAM_SLOT_BYTES = 256;
 export const PARAM_SLOTS = 512;
 export const PARAM_ARENA_BYTES = PARAM_SLOT_BYTES * PARAM_SLOTS;
 export const MAX_WORKGROUPS_PER_DIM = 65535;
+/** Full param arenas submitted before the encoder waits for the GPU to catch up. */
+const FLUSHES_IN_FLIGHT = 4;
 
 /** WGSL declarations of a kernel's uniform struct and its bindings. */
 export function bindingPrelude(source: Pick<KernelSource, 'bindings' | 'params'>, names: readonly string[], types: readonly string[]): string {
@@ -98,6 +100,7 @@ export class StepEncoder {
   private pendingParams = false;
   readonly passes: PassTiming[] = [];
   private nextLabel: string | null = null;
+  private flushes = 0;
 
   constructor(
     readonly device: GPUDevice,
@@ -137,7 +140,12 @@ export class StepEncoder {
 
   async dispatch(d: Dispatch): Promise<void> {
     const { pipeline, layout } = await this.cache.get(d.source);
-    if (this.slot === PARAM_SLOTS) this.flush();
+    if (this.slot === PARAM_SLOTS) {
+      this.flush();
+      // Bound the work in flight: tens of thousands of queued dispatches (tiny forced chunks)
+      // crash software Vulkan. Real steps stay far below this and never wait here.
+      if (++this.flushes % FLUSHES_IN_FLIGHT === 0) await this.device.queue.onSubmittedWorkDone();
+    }
     if (!this.pass || this.passPerKernel) this.openPass(this.passPerKernel ? d.source.name : (this.nextLabel ?? d.source.name));
     const offset = this.slot * PARAM_SLOT_BYTES;
     const u32 = new Uint32Array(this.paramBytes, offset, PARAM_SLOT_BYTES / 4);
