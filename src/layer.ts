@@ -120,6 +120,25 @@ export class MoELayer {
     return layer;
   }
 
+  /** A layer for an already validated config (verify, bench, profile, plan --validate, tests). */
+  static fromConfig(gpu: GpuContext, c: LayerConfig, options: { dispatch: string; chunkBytes?: number; memoryLimit?: number }): Promise<MoELayer> {
+    return MoELayer.create(gpu, {
+      tokens: c.tokens,
+      hidden: c.hidden,
+      ffn: c.ffn,
+      numExperts: c.experts,
+      topK: c.topK,
+      activation: c.activation,
+      checkpoint: c.checkpoint,
+      capacityFactor: c.capacityFactor,
+      normalizeGates: c.normalizeGates,
+      skew: c.skew,
+      auxLossCoef: c.auxLossCoef,
+      seed: c.seed,
+      ...options,
+    });
+  }
+
   /** Sets weights and inputs from the documented seeded generator (src/rng.ts). */
   randomize(): LayerInputs {
     const inputs = generateInputs(this.config);

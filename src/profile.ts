@@ -54,21 +54,7 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       continue;
     }
     onProgress?.(`${id}: profiling`);
-    const layer = await MoELayer.create(gpu, {
-      tokens: config.tokens,
-      hidden: config.hidden,
-      ffn: config.ffn,
-      numExperts: config.experts,
-      topK: config.topK,
-      activation: config.activation,
-      dispatch: id,
-      checkpoint: config.checkpoint,
-      capacityFactor: config.capacityFactor,
-      normalizeGates: config.normalizeGates,
-      skew: config.skew,
-      auxLossCoef: config.auxLossCoef,
-      seed: config.seed,
-    });
+    const layer = await MoELayer.fromConfig(gpu, config, { dispatch: id });
     const timer = new GpuTimer(layer.allocator);
     try {
       await layer.randomizeOnGpu();

@@ -53,22 +53,7 @@ export interface GpuRun {
 }
 
 async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
-  const layer = await MoELayer.create(gpu, {
-    tokens: config.tokens,
-    hidden: config.hidden,
-    ffn: config.ffn,
-    numExperts: config.experts,
-    topK: config.topK,
-    activation: config.activation,
-    dispatch: strategy,
-    checkpoint: config.checkpoint,
-    capacityFactor: config.capacityFactor,
-    normalizeGates: config.normalizeGates,
-    skew: config.skew,
-    auxLossCoef: config.auxLossCoef,
-    seed: config.seed,
-    chunkBytes,
-  });
+  const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy, chunkBytes });
   try {
     layer.setInputs(inputs);
     await layer.forward();

@@ -73,22 +73,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   }
   let layer: MoELayer | null = null;
   try {
-    layer = await MoELayer.create(gpu, {
-      tokens: c.tokens,
-      hidden: c.hidden,
-      ffn: c.ffn,
-      numExperts: c.experts,
-      topK: c.topK,
-      activation: c.activation,
-      dispatch: planned.strategy,
-      checkpoint: c.checkpoint,
-      capacityFactor: c.capacityFactor,
-      normalizeGates: c.normalizeGates,
-      skew: c.skew,
-      auxLossCoef: c.auxLossCoef,
-      seed: c.seed,
-      memoryLimit: options.memoryLimit ?? undefined,
-    });
+    layer = await MoELayer.fromConfig(gpu, c, { dispatch: planned.strategy, memoryLimit: options.memoryLimit ?? undefined });
     const small = c.tokens * c.topK * c.hidden * c.ffn <= REFERENCE_LIMIT;
     const inputs = small ? generateInputs(c) : null;
     if (inputs) layer.setInputs(inputs);

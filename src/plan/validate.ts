@@ -91,21 +91,7 @@ export function expectedError(expected: ValidationFigures, measured: ValidationF
 
 /** One strategy on one shape: realised routing from a first step, the allocator's figures from a second. */
 async function measure(gpu: GpuContext, strategy: Strategy, c: LayerConfig, chunkBytes: number | undefined): Promise<{ measured: StepMemory; routing: RoutingSummary; chunkBytes: number }> {
-  const layer = await MoELayer.create(gpu, {
-    tokens: c.tokens,
-    hidden: c.hidden,
-    ffn: c.ffn,
-    numExperts: c.experts,
-    topK: c.topK,
-    activation: c.activation,
-    dispatch: strategy.id,
-    checkpoint: c.checkpoint,
-    capacityFactor: c.capacityFactor,
-    normalizeGates: c.normalizeGates,
-    skew: c.skew,
-    seed: c.seed,
-    chunkBytes,
-  });
+  const layer = await MoELayer.fromConfig(gpu, c, { dispatch: strategy.id, chunkBytes });
   try {
     layer.randomize();
     await layer.forward();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tableFigures } from '../../src/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
-import { MoELayer, type MoELayerOptions } from '../../src/layer.js';
+import { MoELayer } from '../../src/layer.js';
 import { routeReference, toFloat64 } from '../../src/reference/index.js';
 import { generateInputs } from '../../src/rng.js';
 import type { Strategy } from '../../src/strategy.js';
@@ -33,24 +33,6 @@ export const GRID: [string, Partial<LayerConfig>, number?][] = [
   ['forced chunks with cf = 0 and drops-free skew', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }, 4000],
 ];
 
-function layerOptions(c: LayerConfig, dispatch: string, chunkBytes?: number): MoELayerOptions {
-  return {
-    tokens: c.tokens,
-    hidden: c.hidden,
-    ffn: c.ffn,
-    numExperts: c.experts,
-    topK: c.topK,
-    activation: c.activation,
-    checkpoint: c.checkpoint,
-    capacityFactor: c.capacityFactor,
-    normalizeGates: c.normalizeGates,
-    skew: c.skew,
-    auxLossCoef: c.auxLossCoef,
-    seed: c.seed,
-    dispatch,
-    chunkBytes,
-  };
-}
 
 export function capacitySuite(strategy: Strategy): void {
   const id = strategy.id;
@@ -73,7 +55,7 @@ export function capacitySuite(strategy: Strategy): void {
       const inputs = generateInputs(config);
       const f64 = toFloat64(inputs);
       const ref = routeReference(config, f64.X, f64.Wr, { capacity: true });
-      const layer = await MoELayer.create(await testGpu(), layerOptions(config, id));
+      const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: id });
       try {
         layer.setInputs(inputs);
         await layer.forward();
@@ -104,7 +86,7 @@ export function capacitySuite(strategy: Strategy): void {
     for (const [partial, chunkBytes] of CONFIGS) {
       const config = layerConfig(partial);
       it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation} cf${config.capacityFactor}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
-        const layer = await MoELayer.create(await testGpu(), layerOptions(config, id, chunkBytes));
+        const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: id, chunkBytes });
         layer.randomize();
         // The realised routing (C for cf = 0); the routing is deterministic, so it is the step's too.
         await layer.forward();

@@ -21,10 +21,6 @@ const GRID: GridCase[] = [
   ['forced small chunks, gelu, k=3', { tokens: 90, hidden: 24, ffn: 40, experts: 6, topK: 3, activation: 'gelu' }, 3840],
 ];
 
-function layerOptions(config: LayerConfig, dispatch: string, chunkBytes?: number) {
-  const { tokens, hidden, ffn, experts: numExperts, topK, activation, skew, normalizeGates, seed } = config;
-  return { tokens, hidden, ffn, numExperts, topK, activation, skew, normalizeGates, seed, dispatch, chunkBytes };
-}
 
 describe.each(STRATEGIES)('$id against the float64 reference', (strategy) => {
   for (const [name, partial, chunkBytes] of GRID) {
@@ -41,7 +37,7 @@ describe.each(STRATEGIES)('$id against the float64 reference', (strategy) => {
   it('an expert with no token gets exactly zero gradients and no padded rows', async () => {
     const gpu = await testGpu();
     const config = layerConfig({ tokens: 48, hidden: 12, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 4 }, seed: 3 });
-    const layer = await MoELayer.create(gpu, layerOptions(config, strategy.id));
+    const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy.id });
     layer.randomize();
     await layer.forward();
     const summary = await layer.routingSummary();
@@ -98,7 +94,7 @@ describe.each(STRATEGIES)('$id memory: allocator = buffer table, to the byte', (
   for (const [partial, chunkBytes] of MEMORY) {
     const config = layerConfig({ seed: 5, ...partial });
     it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
-      const layer = await MoELayer.create(await testGpu(), layerOptions(config, strategy.id, chunkBytes));
+      const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id, chunkBytes });
       layer.randomize();
       const first = await layer.trainStep();
       // The bins are copied aside before backward frees them: the summary is readable after the step.
