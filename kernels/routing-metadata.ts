@@ -1,4 +1,5 @@
 import { bindingPrelude, type KernelSource, type StepEncoder } from './program.js';
+import { WORKGROUP_EXCLUSIVE_SCAN } from './workgroup-scan.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 import { TILE_M } from './gemm/core.js';
 
@@ -76,7 +77,7 @@ export const scanCounts = kernel(
     ['slotTileOffsets', 'read_write'],
   ],
   `var<workgroup> sizes: array<u32, ${MAX_PAIRS}>;
-var<workgroup> partial: array<u32, 256>;
+${WORKGROUP_EXCLUSIVE_SCAN}
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32) {
@@ -95,16 +96,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
   let first = li * run;
   var local = 0u;
   for (var q = first; q < min(first + run, pairs); q++) { local += sizes[q]; }
-  partial[li] = local;
-  workgroupBarrier();
-  for (var step = 1u; step < 256u; step *= 2u) {
-    var add = 0u;
-    if (li >= step) { add = partial[li - step]; }
-    workgroupBarrier();
-    partial[li] += add;
-    workgroupBarrier();
-  }
-  var offset = partial[li] - local;
+  var offset = workgroupExclusiveScan(li, local);
   for (var q = first; q < min(first + run, pairs); q++) {
     let n = sizes[q];
     expertSlotOffsets[q] = offset;

@@ -1,4 +1,5 @@
 import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEncoder } from './program.js';
+import { WORKGROUP_EXCLUSIVE_SCAN } from './workgroup-scan.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 
 /**
@@ -96,7 +97,7 @@ export const radixScan = source(
   'sort-radix-scan',
   [['hist', 'u32', 'read_write']],
   [{ name: 'entries', type: 'u32' }],
-  `var<workgroup> partial: array<u32, 256>;
+  `${WORKGROUP_EXCLUSIVE_SCAN}
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32) {
@@ -105,16 +106,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
   let last = min(first + run, P.entries);
   var local = 0u;
   for (var q = first; q < last; q++) { local += hist[q]; }
-  partial[li] = local;
-  workgroupBarrier();
-  for (var step = 1u; step < 256u; step *= 2u) {
-    var add = 0u;
-    if (li >= step) { add = partial[li - step]; }
-    workgroupBarrier();
-    partial[li] += add;
-    workgroupBarrier();
-  }
-  var offset = partial[li] - local;
+  var offset = workgroupExclusiveScan(li, local);
   for (var q = first; q < last; q++) {
     let c = hist[q];
     hist[q] = offset;
