@@ -8,7 +8,7 @@ import {
   capacityWeightGradW2,
 } from '../kernels/capacity-gemm.js';
 import { grid } from '../kernels/program.js';
-import { encodeRouterBackward } from '../kernels/router.js';
+import { encodeRouterBackward, routerShape } from '../kernels/router.js';
 import { chunkRowRange, type Tensor } from '../src/gpu/tensor.js';
 import type { LayerTensors, StepContext } from '../src/strategy.js';
 import { CapacityRunnerBase } from './capacity.js';
@@ -79,7 +79,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
   private async runBackward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
     const c = this.c;
-    const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+    const { hidden: d, ffn: h } = c;
     const swiglu = this.swiglu;
     await this.combineBackward(step, layer);
 
@@ -89,7 +89,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     // pairRows = slots: a kept pair's dg sits at its slot in dgPartial; a dropped pair reads 0.
     await encodeRouterBackward(
       step.enc,
-      { tokens: T, hidden: d, experts: E, topK: k, normalizeGates: c.normalizeGates, skewS: c.skew.kind === 'zipf' ? c.skew.s : 0, dgParts: 1, auxLossCoef: c.auxLossCoef },
+      { ...routerShape(c), dgParts: 1, auxLossCoef: c.auxLossCoef },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],

@@ -1,7 +1,7 @@
 import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from '../kernels/capacity-dispatch.js';
 import { TILE_M, TILE_N, tiles } from '../kernels/gemm/core.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type KernelSource } from '../kernels/program.js';
-import { encodeRouterForward, MAX_TOP_K } from '../kernels/router.js';
+import { encodeRouterForward, MAX_TOP_K, routerShape } from '../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../kernels/routing-metadata.js';
 import { spec, type BufferSpec, type BufferTable } from '../src/buffer-table.js';
 import { expertCapacity, type LayerConfig } from '../src/config.js';
@@ -116,6 +116,7 @@ export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: 
 }
 
 export function unsupportedCapacity(c: LayerConfig): string | null {
+  if (c.dtype === 'f16') return 'f16 storage is not implemented for this strategy yet';
   if (c.topK > MAX_TOP_K) return `top-k ${c.topK} > ${MAX_TOP_K}`;
   if (c.experts * c.topK > MAX_PAIRS) return `experts × top-k = ${c.experts * c.topK} > ${MAX_PAIRS}`;
   return null;
@@ -202,7 +203,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
   /** Router, routing metadata, C (read back to the host when cf = 0, as Tutel all-reduces it) and the slots map. */
   protected async route(step: StepContext, layer: LayerTensors): Promise<void> {
     const c = this.c;
-    const { tokens: T, hidden: d, experts: E, topK: k } = c;
+    const { tokens: T, experts: E, topK: k } = c;
     const reason = unsupportedCapacity(c);
     if (reason) throw new Error(`${this.id}: ${reason}`);
     this.routingCache = this.summaryCache = null;
@@ -212,7 +213,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     for (const name of ['routerProbs', 'tokenExperts', 'gates']) this.alloc(step, name);
     await encodeRouterForward(
       step.enc,
-      { tokens: T, hidden: d, experts: E, topK: k, normalizeGates: c.normalizeGates, skewS: c.skew.kind === 'zipf' ? c.skew.s : 0 },
+      routerShape(c),
       { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') },
     );
 

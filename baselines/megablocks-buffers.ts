@@ -84,11 +84,6 @@ export class MegaBlocksBuffers {
     return [this.chunk('indices'), this.chunk('binIds'), this.chunk('bins'), this.offsets];
   }
 
-  protected routerShape() {
-    const c = this.c;
-    return { tokens: c.tokens, hidden: c.hidden, experts: c.experts, topK: c.topK, normalizeGates: c.normalizeGates, skewS: c.skew.kind === 'zipf' ? c.skew.s : 0 };
-  }
-
   /** dst rows ← (g·) token rows of src, one dispatch per dst chunk; sparse clears the padding first. */
   protected async gather(step: StepContext, src: TrackedBuffer, dst: Tensor, scaled: boolean) {
     const { hidden: d, topK: k } = this.c;

@@ -1,7 +1,7 @@
 import { SEGMENT_TILE } from '../kernels/expert-gemm.js';
 import { scatterWgrad } from '../kernels/permute.js';
 import { grid } from '../kernels/program.js';
-import { encodeRouterBackward, encodeRouterForward } from '../kernels/router.js';
+import { encodeRouterBackward, encodeRouterForward, routerShape } from '../kernels/router.js';
 import { encodeBins, encodeRadixSort } from '../kernels/sort.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 import { readTensor, readTensorU32 } from '../src/gpu/readback.js';
@@ -37,7 +37,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     step.phase('router');
     this.alloc(step, 'activations-saved', S.probs, 'routerProbs');
     this.alloc(step, 'routing-metadata', S.pairs, 'topExperts', 'gates');
-    await encodeRouterForward(step.enc, this.routerShape(), { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
+    await encodeRouterForward(step.enc, routerShape(this.c), { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
 
     step.phase('sort');
     if (S.sort.needsTemp) this.alloc(step, 'workspace', S.perPair, 'sortTempKeys', 'sortTempValues');
@@ -167,7 +167,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.alloc(step, 'output', L.tokenRows, 'dX');
     await encodeRouterBackward(
       step.enc,
-      { ...this.routerShape(), dgParts: 1, auxLossCoef: this.c.auxLossCoef },
+      { ...routerShape(this.c), dgParts: 1, auxLossCoef: this.c.auxLossCoef },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],

@@ -20,6 +20,7 @@ import { megablocksTable, permutedRows, type MegaBlocksMode } from './megablocks
  * the table takes P from the realised expert loads.
  */
 export function megablocksUnsupported(c: LayerConfig, mode: MegaBlocksMode): string | null {
+  if (c.dtype === 'f16') return 'f16 storage is not implemented for this strategy yet';
   if (c.topK > MAX_TOP_K) return `top-k ${c.topK} > ${MAX_TOP_K}`;
   if (c.experts > MAX_BINS) return `${c.experts} experts > ${MAX_BINS} (the bins kernel's limit)`;
   const rowTiles = Math.ceil(permutedRows(c, mode, null) / SEGMENT_TILE.m);

@@ -7,7 +7,8 @@ import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
 import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS } from '../src/config.js';
-import { EnvironmentError, UsageError } from '../src/errors.js';
+import { UsageError } from '../src/errors.js';
+import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
 import { renderBenchTable } from '../src/render/bench-table.js';
@@ -99,10 +100,7 @@ export default class Bench extends BaseCommand {
       maxTimeMs: (flags['max-time'] ?? 5) * 1000,
     };
     return this.withGpu(flags, async (gpu) => {
-      if (plan.cases.some((c) => c.layer.dtype === 'f16')) {
-        if (!gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
-        throw new UsageError('--dtype f16: half-precision storage is not implemented yet; use --dtype f32');
-      }
+      for (const c of plan.cases) requireDtype(gpu, c.layer.dtype);
       for (const note of plan.notes) this.progress(`note: ${note}`);
       const progress = createProgress(plan.cases.length);
       const reopened: GpuContext[] = [];

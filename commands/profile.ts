@@ -2,7 +2,8 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js';
 import { findPreset, PRESETS } from '../src/config.js';
-import { EnvironmentError, UsageError } from '../src/errors.js';
+import { EnvironmentError } from '../src/errors.js';
+import { requireDtype } from '../src/layer.js';
 import { writeFileAtomic } from '../src/npy.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
 import { renderProfile } from '../src/render/profile.js';
@@ -30,10 +31,7 @@ export default class Profile extends BaseCommand {
     const config = layerConfigFromFlags(flags, base);
     const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
     return this.withGpu(flags, async (gpu) => {
-      if (config.dtype === 'f16') {
-        if (!gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
-        throw new UsageError('--dtype f16: half-precision storage is not implemented yet; use --dtype f32');
-      }
+      requireDtype(gpu, config.dtype);
       if (!gpu.hasTimestamps) throw new EnvironmentError(`profile needs the timestamp-query feature for per-kernel times; ${gpu.adapter.description} lacks it (bench falls back to wall-clock times)`);
       const result = await profileStrategies(gpu, config, strategies, (m) => this.progress(m));
       this.log(renderProfile(result));

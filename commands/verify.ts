@@ -1,7 +1,8 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli/flags.js';
-import { EnvironmentError, ExitCode, UsageError } from '../src/errors.js';
+import { ExitCode, UsageError } from '../src/errors.js';
+import { requireDtype } from '../src/layer.js';
 import { renderVerify } from '../src/render/verify.js';
 import { findStrategy, strategyIds } from '../src/strategies/index.js';
 import { verifyStrategies, type VerifyResult } from '../src/verify.js';
@@ -45,10 +46,7 @@ export default class Verify extends BaseCommand {
     const strategies = flags.impl ?? strategyIds();
     strategies.forEach(findStrategy);
     return this.withGpu(flags, async (gpu) => {
-      if (config.dtype === 'f16') {
-        if (!gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
-        throw new UsageError('--dtype f16: half-precision storage is not implemented yet; use --dtype f32');
-      }
+      requireDtype(gpu, config.dtype);
       const result = await verifyStrategies(gpu, config, {
         strategies,
         tolerance: flags.tolerance,

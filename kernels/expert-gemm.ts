@@ -1,4 +1,4 @@
-import type { Activation } from '../src/config.js';
+import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
 import { gemmSource, LARGE_TILE, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
 import type { KernelSource } from './program.js';
@@ -11,6 +11,10 @@ import type { KernelSource } from './program.js';
  * Every kernel sees one weight chunk (experts [expertBase, …)) and one activation chunk
  * (rows [rowChunkBase, …)); the host dispatches each pair. Extra params beyond the tiling's:
  * d, h, k, expertBase, rowChunkBase (and slot for the slot-by-slot passes).
+ *
+ * X, dO, the weights, a/b/u, O, dX and the weight gradients are stored at the layer's dtype
+ * (bindings of type 'dt'); gates and dg partial sums stay f32. Sums across slot passes and
+ * activation chunks go through storage, so at f16 they are rounded once per pass or chunk.
  */
 /** Row tiles follow the routing metadata's tile offsets (TILE_M rows); columns can be wider. */
 export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128 };
@@ -26,8 +30,8 @@ const SHAPE_PARAMS = [
   { name: 'slot', type: 'u32' },
 ] as const;
 
-const read = (name: string, type: GemmBinding['type'] = 'f32'): GemmBinding => ({ name, type, access: 'read' });
-const write = (name: string): GemmBinding => ({ name, type: 'f32', access: 'read_write' });
+const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read_write' });
 
 /** The gate of routed row r of expert e: its slot is the (e, s) segment that holds r. */
 const GATE_OF_ROW = `
@@ -41,9 +45,9 @@ const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
 
 /** u(r, j), the expert's hidden activation, from what the checkpoint policy kept. */
 function hiddenLoad(activation: Activation, keptU: boolean): string {
-  if (keptU) return 'U[l]';
-  if (activation === 'swiglu') return 'silu(Ab[l]) * Bb[l]';
-  return `${plainActivation(activation).fn}(Ab[l])`;
+  if (keptU) return 'f32(U[l])';
+  if (activation === 'swiglu') return 'silu(f32(Ab[l])) * f32(Bb[l])';
+  return `${plainActivation(activation).fn}(f32(Ab[l]))`;
 }
 
 function hiddenBindings(activation: Activation, keptU: boolean): GemmBinding[] {
@@ -55,13 +59,15 @@ export interface ExpertKernelOptions {
   activation: Activation;
   /** checkpoint 'none': u was stored in the forward pass. */
   keptU: boolean;
+  dtype: DType;
 }
 
 /** a = X·W1_e and b = X·W3_e for every routed row (X rows gathered on load). */
 export function upProjection(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
-  const uStore = o.keptU ? `U[l] = ${swiglu ? 'silu(c) * c2' : `${plainActivation(o.activation as Exclude<Activation, 'swiglu'>).fn}(c)`};` : '';
+  const uStore = o.keptU ? `U[l] = dt(${swiglu ? 'silu(c) * c2' : `${plainActivation(o.activation as Exclude<Activation, 'swiglu'>).fn}(c)`});` : '';
   return gemmSource({
+    dtype: o.dtype,
     name: `expert-up-${o.activation}${o.keptU ? '-keep-u' : ''}`,
     tile: SEGMENT_TILE,
     dual: swiglu,
@@ -81,13 +87,13 @@ export function upProjection(o: ExpertKernelOptions): KernelSource {
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[rowTokens[m] * P.d + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W1[(t.seg - P.expertBase) * P.d * P.h + k * P.h + n]; }
-${swiglu ? 'fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return W3[(t.seg - P.expertBase) * P.d * P.h + k * P.h + n]; }' : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[rowTokens[m] * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[(t.seg - P.expertBase) * P.d * P.h + k * P.h + n]); }
+${swiglu ? 'fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[(t.seg - P.expertBase) * P.d * P.h + k * P.h + n]); }' : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${ACT('m')} + n;
-  Ab[l] = c;
-  ${swiglu ? 'Bb[l] = c2;' : ''}
+  Ab[l] = dt(c);
+  ${swiglu ? 'Bb[l] = dt(c2);' : ''}
   ${uStore}
 }`,
   });
@@ -96,6 +102,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 /** Slot pass s of the combine: O[token] (+)= g·(u·W2_e), one row per token per pass. */
 export function downCombine(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
+    dtype: o.dtype,
     name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}`,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
@@ -105,7 +112,7 @@ export function downCombine(o: ExpertKernelOptions): KernelSource {
       read('rowTokens', 'u32'),
       read('expertSlotOffsets', 'u32'),
       read('slotTileOffsets', 'u32'),
-      read('gates'),
+      read('gates', 'f32'),
       read('W2'),
       write('O'),
     ],
@@ -113,12 +120,12 @@ export function downCombine(o: ExpertKernelOptions): KernelSource {
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('m')} + k; return ${hiddenLoad(o.activation, o.keptU)}; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.h * P.d + k * P.d + n]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) * P.h * P.d + k * P.d + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
   let token = rowTokens[m];
   let i = token * P.d + n;
   let y = gates[token * P.k + P.slot] * c;
-  if (P.slot == 0u) { O[i] = y; } else { O[i] += y; }
+  if (P.slot == 0u) { O[i] = dt(y); } else { O[i] = dt(f32(O[i]) + y); }
 }`,
   });
 }
@@ -126,6 +133,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) {
 /** dW2_e += Σ_r u_rᵀ·(g_r·dO_token(r)) over the rows of this activation chunk. */
 export function weightGradW2(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
+    dtype: o.dtype,
     name: `expert-dW2-${o.activation}${o.keptU ? '-keep-u' : ''}`,
     tile: REDUCE_TILE,
     aContiguous: 'm',
@@ -136,7 +144,7 @@ export function weightGradW2(o: ExpertKernelOptions): KernelSource {
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
       read('expertSlotOffsets', 'u32'),
-      read('gates'),
+      read('gates', 'f32'),
       write('dW2'),
     ],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
@@ -144,8 +152,8 @@ export function weightGradW2(o: ExpertKernelOptions): KernelSource {
 ${segmentReduceTiling('expertOffsets')}
 ${GATE_OF_ROW}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('k')} + m; return ${hiddenLoad(o.activation, o.keptU)}; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return gateOfRow(t.seg, k) * dO[rowTokens[k] * P.d + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dW2[(t.seg - P.expertBase) * P.h * P.d + m * P.d + n] += c; }`,
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return gateOfRow(t.seg, k) * f32(dO[rowTokens[k] * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; dW2[w] = dt(f32(dW2[w]) + c); }`,
   });
 }
 
@@ -157,14 +165,15 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
   const plain = swiglu ? null : plainActivation(o.activation as Exclude<Activation, 'swiglu'>);
   const perElement = swiglu
-    ? `let a = Ab[l]; let b = Bb[l]; let sa = silu(a);
+    ? `let a = f32(Ab[l]); let b = f32(Bb[l]); let sa = silu(a);
         dgSum += G * sa * b;
-        Ab[l] = g * G * b * siluGrad(a);
-        Bb[l] = g * G * sa;`
-    : `let a = Ab[l];
+        Ab[l] = dt(g * G * b * siluGrad(a));
+        Bb[l] = dt(g * G * sa);`
+    : `let a = f32(Ab[l]);
         dgSum += G * ${plain!.fn}(a);
-        Ab[l] = g * G * ${plain!.grad}(a);`;
+        Ab[l] = dt(g * G * ${plain!.grad}(a));`;
   return gemmSource({
+    dtype: o.dtype,
     name: `expert-hidden-grad-${o.activation}`,
     tile: { ...SEGMENT_TILE, k: 16 },
     aContiguous: 'k',
@@ -175,19 +184,19 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
       read('expertOffsets', 'u32'),
       read('expertTileOffsets', 'u32'),
       read('expertSlotOffsets', 'u32'),
-      read('gates'),
+      read('gates', 'f32'),
       read('W2'),
       write('Ab'),
       ...(swiglu ? [write('Bb')] : []),
-      write('dgPartial'),
+      write('dgPartial', 'f32'),
     ],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS, { name: 'dgParts', type: 'u32' }],
     moduleScope: `var<workgroup> rowDg: array<f32, ${SEGMENT_TILE.m * 16}>;`,
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
 ${GATE_OF_ROW}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dO[rowTokens[m] * P.d + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.h * P.d + n * P.d + k]; }`,
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dO[rowTokens[m] * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) * P.h * P.d + n * P.d + k]); }`,
     epilogue: `
   for (var i = 0u; i < RM; i++) {
     let m = t.m0 + accRow(ty, i);
@@ -217,6 +226,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[(t.seg - P.expertBase) * P.
 export function weightGradW13(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
   return gemmSource({
+    dtype: o.dtype,
     name: `expert-dW13-${swiglu ? 'swiglu' : 'plain'}`,
     tile: REDUCE_TILE,
     dual: swiglu,
@@ -234,13 +244,13 @@ export function weightGradW13(o: ExpertKernelOptions): KernelSource {
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
     functions: `
 ${segmentReduceTiling('expertOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[rowTokens[k] * P.d + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dA[${ACT('k')} + n]; }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return dB[${ACT('k')} + n]; }` : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[rowTokens[k] * P.d + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${ACT('k')} + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${ACT('k')} + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = (t.seg - P.expertBase) * P.d * P.h + m * P.h + n;
-  dW1[w] += c;
-  ${swiglu ? 'dW3[w] += c2;' : ''}
+  dW1[w] = dt(f32(dW1[w]) + c);
+  ${swiglu ? 'dW3[w] = dt(f32(dW3[w]) + c2);' : ''}
 }`,
   });
 }
@@ -249,6 +259,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 export function inputGrad(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
   return gemmSource({
+    dtype: o.dtype,
     name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}`,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
@@ -268,15 +279,15 @@ export function inputGrad(o: ExpertKernelOptions): KernelSource {
 ${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${ACT('m')};
-  ${swiglu ? 'if (k >= P.h) { return dB[l + k - P.h]; }' : ''}
-  return dA[l + k];
+  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
+  return f32(dA[l + k]);
 }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 {
   let w = (t.seg - P.expertBase) * P.d * P.h + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return W3[w + k - P.h]; }' : ''}
-  return W1[w + k];
+  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
+  return f32(W1[w + k]);
 }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[rowTokens[m] * P.d + n] += c; }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let i = rowTokens[m] * P.d + n; dX[i] = dt(f32(dX[i]) + c); }`,
   });
 }
 

@@ -1,4 +1,5 @@
-import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEncoder } from './program.js';
+import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from './program.js';
+import type { DType } from '../src/config.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 
 /**
@@ -6,7 +7,7 @@ import type { TrackedBuffer } from '../src/gpu/allocator.js';
  * the same values on every GPU and run, without generating gigabytes on the host (a
  * DeepSeek-V3-like layer has 11·10⁹ weights). Box–Muller on two hashed uniforms.
  */
-export const fillNormal: KernelSource = (() => {
+export const fillNormal = perDtype((dtype): KernelSource => {
   const bindings = ['read_write'] as const;
   const params = [
     { name: 'count', type: 'u32' },
@@ -15,7 +16,7 @@ export const fillNormal: KernelSource = (() => {
     { name: 'stream', type: 'u32' },
     { name: 'scale', type: 'f32' },
   ] as const;
-  const code = `${bindingPrelude({ bindings, params }, ['out'], ['f32'])}
+  const code = `${bindingPrelude({ bindings, params }, ['out'], ['dt'], dtype)}
 fn pcg(v: u32) -> u32 {
   let state = v * 747796405u + 2891336453u;
   let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
@@ -31,12 +32,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (i >= P.count) { return; }
   let g = i + P.offset;
   let r = sqrt(-2.0 * log(uniform01(g, 0u)));
-  out[i] = P.scale * r * cos(6.283185307179586 * uniform01(g, 1u));
+  out[i] = dt(P.scale * r * cos(6.283185307179586 * uniform01(g, 1u)));
 }`;
   return { name: 'fill-normal', code, bindings, params };
-})();
+});
 
 /** Fills `count` elements of one chunk; `offset` is the chunk's first element in the whole tensor. */
-export async function encodeFillNormal(enc: StepEncoder, out: TrackedBuffer, count: number, offset: number, seed: number, stream: number, std: number): Promise<void> {
-  await enc.dispatch({ source: fillNormal, params: { count, offset, seed, stream, scale: std }, buffers: [out], workgroups: grid(Math.ceil(count / 256)) });
+export async function encodeFillNormal(enc: StepEncoder, dtype: DType, out: TrackedBuffer, count: number, offset: number, seed: number, stream: number, std: number): Promise<void> {
+  await enc.dispatch({ source: fillNormal(dtype), params: { count, offset, seed, stream, scale: std }, buffers: [out], workgroups: grid(Math.ceil(count / 256)) });
 }

@@ -1,5 +1,6 @@
 import { withGpuErrors } from '../src/gpu/runtime.js';
 import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
+import type { DType } from '../src/config.js';
 
 /**
  * A compute kernel: WGSL generated from typed parameters, with a uniform block of u32/f32 fields
@@ -23,10 +24,29 @@ export const MAX_WORKGROUPS_PER_DIM = 65535;
 /** Full param arenas submitted before the encoder waits for the GPU to catch up. */
 const FLUSHES_IN_FLIGHT = 4;
 
-/** WGSL declarations of a kernel's uniform struct and its bindings. */
-export function bindingPrelude(source: Pick<KernelSource, 'bindings' | 'params'>, names: readonly string[], types: readonly string[]): string {
+/**
+ * WGSL that opens a kernel module whose float tensors are stored as `dtype`: kernels declare
+ * those bindings with the element type `dt` and convert at the boundary (`f32(x[i])` on load,
+ * `dt(v)` on store), so that every sum runs in f32 whatever the storage (DESIGN.md §2).
+ */
+export function storageHeader(dtype: DType): string {
+  return `${dtype === 'f16' ? 'enable f16;\n' : ''}alias dt = ${dtype};`;
+}
+
+/** A kernel (or set of kernels) built once per storage dtype. */
+export function perDtype<T>(build: (dtype: DType) => T): (dtype: DType) => T {
+  const built = new Map<DType, T>();
+  return (dtype) => {
+    if (!built.has(dtype)) built.set(dtype, build(dtype));
+    return built.get(dtype)!;
+  };
+}
+
+/** WGSL declarations of a kernel's uniform struct and its bindings (storage header first when given a dtype). */
+export function bindingPrelude(source: Pick<KernelSource, 'bindings' | 'params'>, names: readonly string[], types: readonly string[], dtype?: DType): string {
   const fields = source.params.map((p) => `  ${p.name}: ${p.type},`).join('\n');
   const lines = [`struct Params {\n${fields || '  unused: u32,'}\n}`, '@group(0) @binding(0) var<uniform> P: Params;'];
+  if (dtype) lines.unshift(storageHeader(dtype));
   source.bindings.forEach((access, i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${access}> ${names[i]}: array<${types[i]}>;`);
   });

@@ -1,29 +1,35 @@
-import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEncoder } from './program.js';
+import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from './program.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
+import type { DType, LayerConfig } from '../src/config.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, TILE_M, TILE_N, tiles } from './gemm/core.js';
 
 /**
  * The router: logits = X·Wr + β (β from the zipf skew), softmax, top-k by logit (ties to the
  * lower expert id), gates; and its backward, dg → dp → dz, then dWr = Xᵀ·dz and dX = dz·Wrᵀ.
- * Every strategy shares it: they differ after routing, not in it.
+ * Every strategy shares it: they differ after routing, not in it. X, Wr, dWr and dX are stored
+ * at the layer's dtype; logits, probabilities, gates and dz stay f32 at any dtype, so that the
+ * softmax and the top-k see the same numbers as an f32 router on the same inputs.
  */
 export const MAX_TOP_K = 8;
 
-export const routerLogits = gemmSource({
-  name: 'router-logits',
-  aContiguous: 'k',
-  bContiguous: 'n',
-  bindings: [
-    { name: 'X', type: 'f32', access: 'read' },
-    { name: 'Wr', type: 'f32', access: 'read' },
-    { name: 'logits', type: 'f32', access: 'read_write' },
-  ],
-  params: [...DENSE_PARAMS, { name: 'skewS', type: 'f32' }],
-  functions: `${DENSE_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[m * P.K + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Wr[k * P.N + n]; }
+export const routerLogits = perDtype((dtype) =>
+  gemmSource({
+    name: 'router-logits',
+    dtype,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [
+      { name: 'X', type: 'dt', access: 'read' },
+      { name: 'Wr', type: 'dt', access: 'read' },
+      { name: 'logits', type: 'f32', access: 'read_write' },
+    ],
+    params: [...DENSE_PARAMS, { name: 'skewS', type: 'f32' }],
+    functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[m * P.K + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Wr[k * P.N + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { logits[m * P.N + n] = c - P.skewS * log(f32(n + 1u)); }`,
-});
+  }),
+);
 
 const TOKEN_WG = 64;
 
@@ -167,38 +173,44 @@ export const routerBackward = tokenKernel(
 );
 
 /** dWr[d,E] = Xᵀ·dz: a reduction over tokens through the shared core. */
-export const routerWeightGrad = gemmSource({
-  name: 'router-dWr',
-  aContiguous: 'm',
-  bContiguous: 'n',
-  bindings: [
-    { name: 'X', type: 'f32', access: 'read' },
-    { name: 'dz', type: 'f32', access: 'read' },
-    { name: 'dWr', type: 'f32', access: 'read_write' },
-  ],
-  params: DENSE_PARAMS,
-  functions: `${DENSE_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return X[k * P.M + m]; }
+export const routerWeightGrad = perDtype((dtype) =>
+  gemmSource({
+    name: 'router-dWr',
+    dtype,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [
+      { name: 'X', type: 'dt', access: 'read' },
+      { name: 'dz', type: 'f32', access: 'read' },
+      { name: 'dWr', type: 'dt', access: 'read_write' },
+    ],
+    params: DENSE_PARAMS,
+    functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[k * P.M + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dz[k * P.N + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dWr[m * P.N + n] = c; }`,
-});
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dWr[m * P.N + n] = dt(c); }`,
+  }),
+);
 
 /** The router's share of dX: dX = dz·Wrᵀ (written first; the experts' shares add to it). */
-export const routerInputGrad = gemmSource({
-  name: 'router-dX',
-  aContiguous: 'k',
-  bContiguous: 'k',
-  bindings: [
-    { name: 'dz', type: 'f32', access: 'read' },
-    { name: 'Wr', type: 'f32', access: 'read' },
-    { name: 'dX', type: 'f32', access: 'read_write' },
-  ],
-  params: DENSE_PARAMS,
-  functions: `${DENSE_ROWS_TILING}
+export const routerInputGrad = perDtype((dtype) =>
+  gemmSource({
+    name: 'router-dX',
+    dtype,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [
+      { name: 'dz', type: 'f32', access: 'read' },
+      { name: 'Wr', type: 'dt', access: 'read' },
+      { name: 'dX', type: 'dt', access: 'read_write' },
+    ],
+    params: DENSE_PARAMS,
+    functions: `${DENSE_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dz[m * P.K + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Wr[n * P.K + k]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[m * P.N + n] = c; }`,
-});
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Wr[n * P.K + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[m * P.N + n] = dt(c); }`,
+  }),
+);
 
 export interface RouterShape {
   tokens: number;
@@ -207,6 +219,20 @@ export interface RouterShape {
   topK: number;
   normalizeGates: boolean;
   skewS: number;
+  dtype: DType;
+}
+
+/** The router's shape for a layer (β from the zipf skew). */
+export function routerShape(c: LayerConfig): RouterShape {
+  return {
+    tokens: c.tokens,
+    hidden: c.hidden,
+    experts: c.experts,
+    topK: c.topK,
+    normalizeGates: c.normalizeGates,
+    skewS: c.skew.kind === 'zipf' ? c.skew.s : 0,
+    dtype: c.dtype,
+  };
 }
 
 export async function encodeRouterForward(
@@ -215,7 +241,7 @@ export async function encodeRouterForward(
   b: { X: TrackedBuffer; Wr: TrackedBuffer; probs: TrackedBuffer; tokenExperts: TrackedBuffer; gates: TrackedBuffer },
 ): Promise<void> {
   const { tokens: T, hidden: d, experts: E, topK: k } = shape;
-  await enc.dispatch({ source: routerLogits, params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: [b.X, b.Wr, b.probs], workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({ source: routerLogits(shape.dtype), params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: [b.X, b.Wr, b.probs], workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
   await enc.dispatch({
     source: routerTopK,
     params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0 },
@@ -250,6 +276,6 @@ export async function encodeRouterBackward(
     buffers: [b.probs, b.tokenExperts, b.gates, b.pairRows, b.dgPartial, b.expertOffsets, b.dz],
     workgroups: grid(tiles(T, TOKEN_WG)),
   });
-  await enc.dispatch({ source: routerWeightGrad, params: { M: d, N: E, K: T }, buffers: [b.X, b.dz, b.dWr], workgroups: [tiles(d, TILE_M), tiles(E, TILE_N), 1] });
-  await enc.dispatch({ source: routerInputGrad, params: { M: T, N: d, K: E }, buffers: [b.dz, b.Wr, b.dX], workgroups: [tiles(T, TILE_M), tiles(d, TILE_N), 1] });
+  await enc.dispatch({ source: routerWeightGrad(shape.dtype), params: { M: d, N: E, K: T }, buffers: [b.X, b.dz, b.dWr], workgroups: [tiles(d, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({ source: routerInputGrad(shape.dtype), params: { M: T, N: d, K: E }, buffers: [b.dz, b.Wr, b.dX], workgroups: [tiles(T, TILE_M), tiles(d, TILE_N), 1] });
 }

@@ -1,5 +1,6 @@
 import { KernelContext } from '../kernels/context.js';
-import { layerConfig, type Activation, type Checkpoint, type LayerConfig, type Skew } from './config.js';
+import { layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Skew } from './config.js';
+import { floatBytes, roundToHalf } from './f16.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { readTensor } from './gpu/readback.js';
@@ -27,10 +28,24 @@ export interface MoELayerOptions {
   skew?: Skew;
   auxLossCoef?: number;
   seed?: number;
+  /** Storage of activations, weights and gradients [default: f32]; f16 needs the adapter's shader-f16. */
+  dtype?: DType;
   /** Refuse allocations beyond this many live bytes (OOM as a result). */
   memoryLimit?: number;
   /** Largest chunk of a tensor; defaults to the adapter's storage-binding limit (tests force it smaller). */
   chunkBytes?: number;
+}
+
+/** Half-precision storage needs the adapter's shader-f16 (exit 4 naming the adapter otherwise). */
+export function requireDtype(gpu: Pick<GpuContext, 'hasF16' | 'adapter'>, dtype: DType): void {
+  if (dtype === 'f16' && !gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
+}
+
+/** Inputs as a layer of this dtype stores them (f16: each value rounded to the nearest half). */
+export function storedInputs(inputs: LayerInputs, dtype: DType): LayerInputs {
+  if (dtype === 'f32') return inputs;
+  const r = (a: Float32Array | null) => (a ? roundToHalf(a) : null);
+  return { ...inputs, X: roundToHalf(inputs.X), dO: roundToHalf(inputs.dO), Wr: roundToHalf(inputs.Wr), W1: roundToHalf(inputs.W1), W2: roundToHalf(inputs.W2), W3: r(inputs.W3) };
 }
 
 export interface StepTimingOptions {
@@ -70,20 +85,22 @@ export class MoELayer {
     this.strategy = findStrategy(options.dispatch ?? 'zero-buffer');
     const reason = this.strategy.unsupported(config);
     if (reason) throw new UsageError(`${this.strategy.id} cannot run this config: ${reason}`);
+    requireDtype(gpu, config.dtype);
     this.chunkBytes = Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
     this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
     this.kernels = new KernelContext(this.allocator);
     const { tokens: T, hidden: d, ffn: h, experts: E } = config;
-    const tokenBytes = T * d * 4;
+    const f = floatBytes(config.dtype);
+    const tokenBytes = T * d * f;
     if (tokenBytes > gpu.maxBindingBytes) {
       throw new EnvironmentError(`X [${T}×${d}] needs ${formatBytes(tokenBytes)}, more than one storage binding holds on this adapter (${formatBytes(gpu.maxBindingBytes)}); use fewer --tokens`);
     }
-    if (d * h * 4 > this.chunkBytes) {
-      throw new EnvironmentError(`one expert's weight matrix [${d}×${h}] needs ${formatBytes(d * h * 4)}, more than one storage binding holds (${formatBytes(this.chunkBytes)})`);
+    if (d * h * f > this.chunkBytes) {
+      throw new EnvironmentError(`one expert's weight matrix [${d}×${h}] needs ${formatBytes(d * h * f)}, more than one storage binding holds (${formatBytes(this.chunkBytes)})`);
     }
     const a = this.allocator;
-    const whole = (rows: number, cols: number) => chunkLayout(rows, cols, 4, Infinity);
-    const perExpert = (cols: number) => chunkLayout(E, cols, 4, this.chunkBytes);
+    const whole = (rows: number, cols: number) => chunkLayout(rows, cols, f, Infinity);
+    const perExpert = (cols: number) => chunkLayout(E, cols, f, this.chunkBytes);
     const swiglu = config.activation === 'swiglu';
     this.tensors = {
       Wr: allocateTensor(a, 'Wr', 'weights', whole(d, E)),
@@ -114,6 +131,7 @@ export class MoELayer {
       ...(options.skew && { skew: options.skew }),
       ...(options.auxLossCoef !== undefined && { auxLossCoef: options.auxLossCoef }),
       ...(options.seed !== undefined && { seed: options.seed }),
+      ...(options.dtype && { dtype: options.dtype }),
     });
     const layer = new MoELayer(gpu, config, options);
     await layer.allocator.settle();
@@ -135,13 +153,17 @@ export class MoELayer {
       skew: c.skew,
       auxLossCoef: c.auxLossCoef,
       seed: c.seed,
+      dtype: c.dtype,
       ...options,
     });
   }
 
-  /** Sets weights and inputs from the documented seeded generator (src/rng.ts). */
+  /**
+   * Sets weights and inputs from the documented seeded generator (src/rng.ts). At f16 the values
+   * returned are the f16-rounded ones the layer holds: the reference must start from those.
+   */
   randomize(): LayerInputs {
-    const inputs = generateInputs(this.config);
+    const inputs = storedInputs(generateInputs(this.config), this.config.dtype);
     this.setInputs(inputs);
     return inputs;
   }
@@ -167,7 +189,7 @@ export class MoELayer {
       for (const [c, chunk] of tensor.chunks.entries()) {
         const { count } = chunkRowRange(tensor.layout, c);
         // A stream per (tensor, chunk) keeps element indices within u32 for 10⁹-element tensors.
-        await encodeFillNormal(enc, chunk, count * tensor.layout.cols, 0, seed, stream * 65536 + c, std);
+        await encodeFillNormal(enc, this.config.dtype, chunk, count * tensor.layout.cols, 0, seed, stream * 65536 + c, std);
       }
     }
     enc.flush();

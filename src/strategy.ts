@@ -5,6 +5,7 @@ import type { BufferTable, BufferSpec } from './buffer-table.js';
 import { spec } from './buffer-table.js';
 import type { LayerConfig } from './config.js';
 import type { BufferTag } from './gpu/allocator.js';
+import { floatBytes } from './f16.js';
 import { allocateTensor, chunkLayout, freeTensor, type ChunkLayout, type Tensor } from './gpu/tensor.js';
 
 /**
@@ -103,6 +104,11 @@ export class StepContext {
     if (!this.enc.passPerKernel) this.enc.beginPass(name);
   }
 
+  /** Bytes of one element of a float tensor at the layer's dtype. */
+  get floatBytes(): 2 | 4 {
+    return floatBytes(this.config.dtype);
+  }
+
   layout(rows: number, cols: number, rowGranularity = 1, elementBytes = 4): ChunkLayout {
     return chunkLayout(rows, cols, elementBytes, this.chunkBytes, rowGranularity);
   }
@@ -122,12 +128,13 @@ export class StepContext {
 export function persistentSpecs(c: LayerConfig, limits: TableLimits): BufferSpec[] {
   const { tokens: T, hidden: d, ffn: h, experts: E } = c;
   const swiglu = c.activation === 'swiglu';
-  const whole = (rows: number, cols: number) => chunkLayout(rows, cols, 4, Infinity);
-  const perExpert = (cols: number) => chunkLayout(E, cols, 4, limits.chunkBytes);
+  const f = floatBytes(c.dtype);
+  const whole = (rows: number, cols: number) => chunkLayout(rows, cols, f, Infinity);
+  const perExpert = (cols: number) => chunkLayout(E, cols, f, limits.chunkBytes);
   const list: BufferSpec[] = [
     { name: 'kernelParams', tag: 'workspace', shape: [PARAM_ARENA_BYTES], dtype: 'u8', bytes: PARAM_ARENA_BYTES, chunks: 1, from: '', to: '' },
   ];
-  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[]) => list.push(spec(name, tag, layout, shape, 'f32', '', ''));
+  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[]) => list.push(spec(name, tag, layout, shape, c.dtype, '', ''));
   add('Wr', 'weights', whole(d, E), [d, E]);
   add('W1', 'weights', perExpert(d * h), [E, d, h]);
   if (swiglu) add('W3', 'weights', perExpert(d * h), [E, d, h]);

@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { formatSkew, type LayerConfig } from './config.js';
 import type { GpuContext } from './gpu/runtime.js';
-import { MoELayer } from './layer.js';
+import { toHalf } from './f16.js';
+import { MoELayer, storedInputs } from './layer.js';
 import { writeFileAtomic, writeNpy } from './npy.js';
-import { compareTensors, F32_TOLERANCE, referenceStep, toFloat64, type ReferenceResult } from './reference/index.js';
+import { compareTensors, referenceStep, toFloat64, toleranceFor, type ReferenceResult } from './reference/index.js';
 import { generateInputs, type LayerInputs } from './rng.js';
 import { findStrategy } from './strategies/index.js';
 
@@ -103,8 +104,9 @@ function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | n
 }
 
 export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, options: VerifyOptions): Promise<VerifyResult> {
-  const tolerance = options.tolerance ?? F32_TOLERANCE;
-  const inputs = generateInputs(config);
+  const tolerance = options.tolerance ?? toleranceFor(config.dtype);
+  // At f16 the reference starts from the f16-rounded inputs the GPU holds.
+  const inputs = storedInputs(generateInputs(config), config.dtype);
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
   const dumped = new Map<string, ReferenceResult>();
@@ -148,10 +150,17 @@ function shapes(c: LayerConfig) {
   return { O: [T, d], dX: [T, d], dWr: [d, E], dW1: [E, d, h], dW2: [E, h, d], dW3: [E, d, h] } as Record<VerifiedTensor, number[]>;
 }
 
+/** GPU data as stored: f32, or f16 narrowed back exactly (the readback widened it). */
+function stored(c: LayerConfig, data: Float32Array): Float32Array | Uint16Array {
+  return c.dtype === 'f16' ? toHalf(data) : data;
+}
+
+const storedDescr = (c: LayerConfig) => (c.dtype === 'f16' ? '<f2' : '<f4');
+
 async function dumpStrategy(dir: string, id: string, c: LayerConfig, run: GpuRun) {
   const s = shapes(c);
-  await writeNpy(join(dir, id, 'O.npy'), run.O, s.O);
-  for (const [name, data] of Object.entries(run.grads)) if (data) await writeNpy(join(dir, id, `${name}.npy`), data, s[name as VerifiedTensor]);
+  await writeNpy(join(dir, id, 'O.npy'), stored(c, run.O), s.O);
+  for (const [name, data] of Object.entries(run.grads)) if (data) await writeNpy(join(dir, id, `${name}.npy`), stored(c, data), s[name as VerifiedTensor]);
 }
 
 async function dumpReference(dir: string, folder: string, c: LayerConfig, ref: ReferenceResult) {
@@ -170,16 +179,17 @@ async function dumpReference(dir: string, folder: string, c: LayerConfig, ref: R
 async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, results: StrategyVerification[], refs: Map<string, ReferenceResult>) {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
   const files: Record<string, { shape: number[]; dtype: string; layout: string }> = {};
-  const put = async (path: string, data: Float32Array | Float64Array | Int32Array | Uint8Array, shape: number[], dtype: string) => {
+  const put = async (path: string, data: Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array, shape: number[], dtype: string) => {
     await writeNpy(join(dir, path), data, shape);
     files[path] = { shape, dtype, layout: 'C order, little-endian' };
   };
-  await put('X.npy', inputs.X, [T, d], '<f4');
-  await put('dO.npy', inputs.dO, [T, d], '<f4');
-  await put('Wr.npy', inputs.Wr, [d, E], '<f4');
-  await put('W1.npy', inputs.W1, [E, d, h], '<f4');
-  if (inputs.W3) await put('W3.npy', inputs.W3, [E, d, h], '<f4');
-  await put('W2.npy', inputs.W2, [E, h, d], '<f4');
+  const f = storedDescr(c);
+  await put('X.npy', stored(c, inputs.X), [T, d], f);
+  await put('dO.npy', stored(c, inputs.dO), [T, d], f);
+  await put('Wr.npy', stored(c, inputs.Wr), [d, E], f);
+  await put('W1.npy', stored(c, inputs.W1), [E, d, h], f);
+  if (inputs.W3) await put('W3.npy', stored(c, inputs.W3), [E, d, h], f);
+  await put('W2.npy', stored(c, inputs.W2), [E, h, d], f);
   const top = refs.get('ref') ?? refs.get('ref-capacity');
   if (top) {
     await put('experts.npy', Int32Array.from(top.routing.experts), [T, k], '<i4');
@@ -189,7 +199,7 @@ async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, resu
   const s = shapes(c);
   for (const r of results) {
     if (r.status === 'unsupported' || r.status === 'error') continue;
-    for (const t of r.tensors) files[`${r.strategy}/${t.tensor}.npy`] = { shape: s[t.tensor], dtype: '<f4', layout: 'C order, little-endian' };
+    for (const t of r.tensors) files[`${r.strategy}/${t.tensor}.npy`] = { shape: s[t.tensor], dtype: f, layout: 'C order, little-endian' };
   }
   for (const folder of refs.keys()) for (const t of VERIFIED_TENSORS) if (t !== 'dW3' || c.activation === 'swiglu') files[`${folder}/${t}.npy`] = { shape: s[t], dtype: '<f8', layout: 'C order, little-endian' };
   const manifest = {

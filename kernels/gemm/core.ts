@@ -1,3 +1,4 @@
+import type { DType } from '../../src/config.js';
 import { bindingPrelude, type KernelSource } from '../program.js';
 
 /**
@@ -32,12 +33,15 @@ export const LARGE_TILE: TileShape = { m: 128, n: 128 };
 
 export interface GemmBinding {
   name: string;
-  type: 'f32' | 'u32' | 'i32';
+  /** 'dt': a float tensor stored as the spec's dtype (loads convert to f32, stores back). */
+  type: 'f32' | 'u32' | 'i32' | 'dt';
   access: 'read' | 'read_write';
 }
 
 export interface GemmSpec {
   name: string;
+  /** Storage type of the 'dt' bindings [default: f32]; the tiles and accumulators are f32 either way. */
+  dtype?: DType;
   /** Two B operands sharing A (e.g. W1 and W3 for SwiGLU), two accumulators. */
   dual?: boolean;
   /** Which index of A is contiguous in memory: tile loads walk it with adjacent threads. */
@@ -97,7 +101,7 @@ export function gemmSource(spec: GemmSpec): KernelSource {
   const aMode = spec.aContiguous === 'k' ? 'inner' : 'outer';
   const bMode = spec.bContiguous === 'k' ? 'inner' : 'outer';
   const storage = spec.bindings.map((b) => b.access);
-  const prelude = bindingPrelude({ bindings: storage, params: spec.params }, spec.bindings.map((b) => b.name), spec.bindings.map((b) => b.type));
+  const prelude = bindingPrelude({ bindings: storage, params: spec.params }, spec.bindings.map((b) => b.name), spec.bindings.map((b) => b.type), spec.dtype ?? 'f32');
   const defaultEpilogue = `
   for (var i = 0u; i < RM; i++) {
     let m = t.m0 + accRow(ty, i);

@@ -1,10 +1,11 @@
 import type { GpuAllocator } from './allocator.js';
 import { chunkRowRange, type Tensor } from './tensor.js';
+import { fromHalf } from '../f16.js';
 
-/** Copies a whole tensor, chunk by chunk, into host memory through one staging buffer. */
+/** Copies a whole float tensor, chunk by chunk, into host memory as f32 (f16 tensors widened exactly). */
 export async function readTensor(allocator: GpuAllocator, tensor: Tensor): Promise<Float32Array> {
   const bytes = await readTensorBytes(allocator, tensor);
-  return new Float32Array(bytes);
+  return tensor.layout.elementBytes === 2 ? fromHalf(new Uint16Array(bytes)) : new Float32Array(bytes);
 }
 
 export async function readTensorU32(allocator: GpuAllocator, tensor: Tensor): Promise<Uint32Array> {

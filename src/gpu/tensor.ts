@@ -1,5 +1,6 @@
 import type { BufferTag, GpuAllocator, TrackedBuffer } from './allocator.js';
 import { allocationBytes } from './allocator.js';
+import { toHalf } from '../f16.js';
 
 /** Resolved at call time: the GPUBufferUsage global exists only once Dawn is loaded. */
 export function storageUsage(): number {
@@ -54,13 +55,23 @@ export function freeTensor(allocator: GpuAllocator, tensor: Tensor | undefined):
   if (tensor) for (const chunk of tensor.chunks) allocator.free(chunk);
 }
 
-/** Writes host data (row-major, the whole tensor) into its chunks. */
+/** Writes host data (row-major, the whole tensor) into its chunks; f32 data for a 2-byte tensor is rounded to f16. */
 export function uploadTensor(device: GPUDevice, tensor: Tensor, data: Float32Array | Uint32Array | Int32Array): void {
   const { layout } = tensor;
+  const half = layout.elementBytes === 2;
+  if (half && !(data instanceof Float32Array)) throw new Error(`${tensor.name}: an f16 tensor takes float data`);
   tensor.chunks.forEach((chunk, c) => {
     const { start, count } = chunkRowRange(layout, c);
     const from = start * layout.cols;
     const view = data.subarray(from, from + count * layout.cols);
-    if (view.length) device.queue.writeBuffer(chunk.buffer, 0, view.buffer, view.byteOffset, view.byteLength);
+    if (!view.length) return;
+    if (half) {
+      // writeBuffer moves whole 4-byte words: an odd count gets one padding half.
+      const words = new Uint16Array(Math.ceil(view.length / 2) * 2);
+      words.set(toHalf(view));
+      device.queue.writeBuffer(chunk.buffer, 0, words.buffer, 0, words.byteLength);
+    } else {
+      device.queue.writeBuffer(chunk.buffer, 0, view.buffer, view.byteOffset, view.byteLength);
+    }
   });
 }

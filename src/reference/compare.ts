@@ -7,6 +7,12 @@
 
 /** Default pass threshold for f32 storage and accumulation. */
 export const F32_TOLERANCE = 1e-4;
+/** f16 storage: 11-bit significands (rounding 4.9e-4) through a, b, u, O and dX, sums in f32. */
+export const F16_TOLERANCE = 1e-2;
+
+export function toleranceFor(dtype: 'f32' | 'f16'): number {
+  return dtype === 'f16' ? F16_TOLERANCE : F32_TOLERANCE;
+}
 
 export interface TensorComparison {
   /** ‖got − ref‖₂ / max(‖ref‖₂, 1e-30·√n); Infinity when got has NaN/Infinity */

@@ -2,6 +2,7 @@ import { downCombine, dgParts, hiddenGrad, inputGrad, upProjection, weightGradW1
 import { metadataSizes } from '../../kernels/routing-metadata.js';
 import { spec, type BufferSpec, type BufferTable } from '../buffer-table.js';
 import type { LayerConfig } from '../config.js';
+import { floatBytes } from '../f16.js';
 import { chunkLayout, type ChunkLayout } from '../gpu/tensor.js';
 import { persistentSpecs, routerWork, type KernelWork, type RoutingSummary, type TableLimits } from '../strategy.js';
 
@@ -11,10 +12,6 @@ import { persistentSpecs, routerWork, type KernelWork, type RoutingSummary, type
  */
 export const PHASES = ['router', 'metadata', 'experts', 'recompute', 'expert-grads', 'router-grad', 'input-grad'];
 export const FORWARD_END = 'experts';
-
-export function routerSkew(c: LayerConfig): number {
-  return c.skew.kind === 'zipf' ? c.skew.s : 0;
-}
 
 export function layouts(c: LayerConfig, chunkBytes: number) {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
@@ -31,8 +28,8 @@ export function layouts(c: LayerConfig, chunkBytes: number) {
     expertSlotOffsets: whole(m.expertSlotOffsets, 1),
     expertTileOffsets: whole(m.expertTileOffsets, 1),
     slotTileOffsets: whole(m.slotTileOffsets, 1),
-    hidden: chunkLayout(R, h, 4, chunkBytes),
-    tokenRows: whole(T, d),
+    hidden: chunkLayout(R, h, floatBytes(c.dtype), chunkBytes),
+    tokenRows: chunkLayout(T, d, floatBytes(c.dtype), Infinity),
     dgPartial: whole(R, dgParts(h)),
   };
 }
@@ -56,20 +53,22 @@ export function bufferTable(c: LayerConfig, _routing: RoutingSummary, limits: Ta
   add('expertTileOffsets', 'routing-metadata', L.expertTileOffsets, [E + 1], 'u32', 'metadata', last);
   add('slotTileOffsets', 'routing-metadata', L.slotTileOffsets, [k * (E + 1)], 'u32', 'metadata', last);
   const swiglu = c.activation === 'swiglu';
+  const f = c.dtype;
   if (c.checkpoint === 'full') {
-    add('a', 'workspace', L.hidden, [R, h], 'f32', 'experts', 'experts');
-    if (swiglu) add('b', 'workspace', L.hidden, [R, h], 'f32', 'experts', 'experts');
-    add('a', 'workspace', L.hidden, [R, h], 'f32', 'recompute', last);
-    if (swiglu) add('b', 'workspace', L.hidden, [R, h], 'f32', 'recompute', last);
+    add('a', 'workspace', L.hidden, [R, h], f, 'experts', 'experts');
+    if (swiglu) add('b', 'workspace', L.hidden, [R, h], f, 'experts', 'experts');
+    add('a', 'workspace', L.hidden, [R, h], f, 'recompute', last);
+    if (swiglu) add('b', 'workspace', L.hidden, [R, h], f, 'recompute', last);
   } else {
-    add('a', 'activations-saved', L.hidden, [R, h], 'f32', 'experts', last);
-    if (swiglu) add('b', 'activations-saved', L.hidden, [R, h], 'f32', 'experts', last);
-    if (c.checkpoint === 'none') add('u', 'activations-saved', L.hidden, [R, h], 'f32', 'experts', 'expert-grads');
+    add('a', 'activations-saved', L.hidden, [R, h], f, 'experts', last);
+    if (swiglu) add('b', 'activations-saved', L.hidden, [R, h], f, 'experts', last);
+    if (c.checkpoint === 'none') add('u', 'activations-saved', L.hidden, [R, h], f, 'experts', 'expert-grads');
   }
-  add('O', 'output', L.tokenRows, [T, d], 'f32', 'experts', last);
+  add('O', 'output', L.tokenRows, [T, d], f, 'experts', last);
+  // Router state and dg partial sums stay f32 at any dtype (the softmax and every reduction run in f32).
   add('dgPartial', 'workspace', L.dgPartial, [R, dgParts(h)], 'f32', 'expert-grads', 'router-grad');
   add('routerGrad', 'workspace', L.probs, [T, E], 'f32', 'router-grad', 'router-grad');
-  add('dX', 'output', L.tokenRows, [T, d], 'f32', 'router-grad', last);
+  add('dX', 'output', L.tokenRows, [T, d], f, 'router-grad', last);
   return { phases: PHASES, forwardEnd: FORWARD_END, persistent: persistentSpecs(c, limits), step };
 }
 
@@ -77,8 +76,8 @@ export function kernelWork(c: LayerConfig): Record<string, KernelWork> {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
   const R = T * k;
   const m = c.activation === 'swiglu' ? 2 : 1;
-  const o = { activation: c.activation, keptU: c.checkpoint === 'none' };
-  const f = 4;
+  const o = { activation: c.activation, keptU: c.checkpoint === 'none', dtype: c.dtype };
+  const f = floatBytes(c.dtype);
   // Weights are read once per slot pass in the combine and dX: k times.
   return {
     ...routerWork(c),

@@ -1,10 +1,10 @@
 import { downCombine, dgParts, hiddenGrad, inputGrad, REDUCE_TILE, SEGMENT_TILE, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
 import { tiles } from '../../kernels/gemm/core.js';
 import type { KernelSource } from '../../kernels/program.js';
-import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K } from '../../kernels/router.js';
+import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
 import type { LayerConfig } from '../config.js';
-import { bufferTable, kernelWork, layouts, routerSkew } from './zero-buffer-table.js';
+import { bufferTable, kernelWork, layouts } from './zero-buffer-table.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import { chunkRowRange, type Tensor } from '../gpu/tensor.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy.js';
@@ -19,7 +19,7 @@ class ZeroBufferRunner implements StrategyRunner {
   private readonly kernels: ExpertKernelOptions;
 
   constructor(private readonly c: LayerConfig) {
-    this.kernels = { activation: c.activation, keptU: c.checkpoint === 'none' };
+    this.kernels = { activation: c.activation, keptU: c.checkpoint === 'none', dtype: c.dtype };
   }
 
   private get(name: string): Tensor {
@@ -138,7 +138,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.gates = step.alloc('gates', 'routing-metadata', L.pairs);
     await encodeRouterForward(
       step.enc,
-      { tokens: T, hidden: d, experts: E, topK: k, normalizeGates: c.normalizeGates, skewS: routerSkew(c) },
+      routerShape(c),
       { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExpertIndices', 0), gates: this.chunk('gates', 0) },
     );
 
@@ -182,7 +182,7 @@ class ZeroBufferRunner implements StrategyRunner {
 
   async backward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
     const c = this.c;
-    const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+    const { hidden: d, ffn: h } = c;
     const L = layouts(c, step.chunkBytes);
     const swiglu = c.activation === 'swiglu';
     step.phase('recompute');
@@ -240,7 +240,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.dX = step.alloc('dX', 'output', L.tokenRows);
     await encodeRouterBackward(
       step.enc,
-      { tokens: T, hidden: d, experts: E, topK: k, normalizeGates: c.normalizeGates, skewS: routerSkew(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef },
+      { ...routerShape(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],
