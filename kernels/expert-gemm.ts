@@ -21,7 +21,7 @@ export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128 };
 /** Weight gradients tile their [d,h] outputs, never a segment: the large tile. */
 export const REDUCE_TILE: TileShape = LARGE_TILE;
 
-const SHAPE_PARAMS = [
+export const SHAPE_PARAMS = [
   { name: 'd', type: 'u32' },
   { name: 'h', type: 'u32' },
   { name: 'k', type: 'u32' },
@@ -30,27 +30,27 @@ const SHAPE_PARAMS = [
   { name: 'slot', type: 'u32' },
 ] as const;
 
-const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
-const write = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read_write' });
+export const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+export const write = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read_write' });
 
 /** The gate of routed row r of expert e: its slot is the (e, s) segment that holds r. */
-const GATE_OF_ROW = `
+export const GATE_OF_ROW = `
 fn gateOfRow(e: u32, r: u32) -> f32 {
   var s = 0u;
   for (var i = 1u; i < P.k; i++) { if (expertSlotOffsets[e * P.k + i] <= r) { s = i; } }
   return gates[rowTokens[r] * P.k + s];
 }`;
 
-const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
+export const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
 
 /** u(r, j), the expert's hidden activation, from what the checkpoint policy kept. */
-function hiddenLoad(activation: Activation, keptU: boolean): string {
+export function hiddenLoad(activation: Activation, keptU: boolean): string {
   if (keptU) return 'f32(U[l])';
   if (activation === 'swiglu') return 'silu(f32(Ab[l])) * f32(Bb[l])';
   return `${plainActivation(activation).fn}(f32(Ab[l]))`;
 }
 
-function hiddenBindings(activation: Activation, keptU: boolean): GemmBinding[] {
+export function hiddenBindings(activation: Activation, keptU: boolean): GemmBinding[] {
   if (keptU) return [read('U')];
   return activation === 'swiglu' ? [read('Ab'), read('Bb')] : [read('Ab')];
 }
@@ -99,33 +99,51 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   });
 }
 
-/** Slot pass s of the combine: O[token] (+)= g·(u·W2_e), one row per token per pass. */
-export function downCombine(o: ExpertKernelOptions): KernelSource {
+/**
+ * Where the combine and dX GEMMs put their rows. 'tokens': slot pass s adds each row straight
+ * into its token's row of O or dX (one row per token per pass, so no write conflicts).
+ * 'rows': expert-major tiles over the full expert segments write a bounded block of rows
+ * [rowBegin, rowEnd) to a scratch buffer that kernels/row-reduce.ts then sums into token rows;
+ * with few rows per (expert, slot) this keeps tiles full and reads each weight once.
+ */
+export type RowTarget = 'tokens' | 'rows';
+
+function rowTargetParts(into: RowTarget, out: string) {
+  return into === 'tokens'
+    ? { suffix: '', tiling: segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets'), offsets: [read('expertSlotOffsets', 'u32'), read('slotTileOffsets', 'u32')], out: write(out) }
+    : {
+        suffix: '-rows',
+        tiling: segmentRowsTiling('expertOffsets', 'expertTileOffsets'),
+        offsets: [read('expertOffsets', 'u32'), read('expertTileOffsets', 'u32'), read('expertSlotOffsets', 'u32')],
+        out: write('rowsOut'),
+      };
+}
+
+/** The combine: O[token] (+)= g·(u·W2_e) slot by slot, or g·(u·W2_e) into scratch rows. */
+export function downCombine(o: ExpertKernelOptions, into: RowTarget = 'tokens'): KernelSource {
+  const target = rowTargetParts(into, 'O');
+  const store =
+    into === 'tokens'
+      ? `let token = rowTokens[m];
+  let i = token * P.d + n;
+  let y = gates[token * P.k + P.slot] * c;
+  if (P.slot == 0u) { O[i] = dt(y); } else { O[i] = dt(f32(O[i]) + y); }`
+      : 'rowsOut[(m - P.rowBegin) * P.d + n] = dt(gateOfRow(t.seg, m) * c);';
   return gemmSource({
     dtype: o.dtype,
-    name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}`,
+    name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}${target.suffix}`,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [
-      ...hiddenBindings(o.activation, o.keptU),
-      read('rowTokens', 'u32'),
-      read('expertSlotOffsets', 'u32'),
-      read('slotTileOffsets', 'u32'),
-      read('gates', 'f32'),
-      read('W2'),
-      write('O'),
-    ],
+    bindings: [...hiddenBindings(o.activation, o.keptU), read('rowTokens', 'u32'), ...target.offsets, read('gates', 'f32'), read('W2'), target.out],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
-${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
+${target.tiling}
+${into === 'rows' ? GATE_OF_ROW : ''}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('m')} + k; return ${hiddenLoad(o.activation, o.keptU)}; }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) * P.h * P.d + k * P.d + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
-  let token = rowTokens[m];
-  let i = token * P.d + n;
-  let y = gates[token * P.k + P.slot] * c;
-  if (P.slot == 0u) { O[i] = dt(y); } else { O[i] = dt(f32(O[i]) + y); }
+  ${store}
 }`,
   });
 }
@@ -255,28 +273,21 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   });
 }
 
-/** Slot pass s of dX: dX[token] += da·W1_eᵀ + db·W3_eᵀ (K = 2h for SwiGLU, the two halves concatenated). */
-export function inputGrad(o: ExpertKernelOptions): KernelSource {
+/** dX[token] += da·W1_eᵀ + db·W3_eᵀ slot by slot, or into scratch rows (K = 2h for SwiGLU, the halves concatenated). */
+export function inputGrad(o: ExpertKernelOptions, into: RowTarget = 'tokens'): KernelSource {
   const swiglu = o.activation === 'swiglu';
+  const target = rowTargetParts(into, 'dX');
+  const store = into === 'tokens' ? 'let i = rowTokens[m] * P.d + n; dX[i] = dt(f32(dX[i]) + c);' : 'rowsOut[(m - P.rowBegin) * P.d + n] = dt(c);';
   return gemmSource({
     dtype: o.dtype,
-    name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}`,
+    name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}${target.suffix}`,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [
-      read('dA'),
-      ...(swiglu ? [read('dB')] : []),
-      read('rowTokens', 'u32'),
-      read('expertSlotOffsets', 'u32'),
-      read('slotTileOffsets', 'u32'),
-      read('W1'),
-      ...(swiglu ? [read('W3')] : []),
-      write('dX'),
-    ],
+    bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), read('rowTokens', 'u32'), ...target.offsets, read('W1'), ...(swiglu ? [read('W3')] : []), target.out],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `
-${segmentRowsTiling('expertSlotOffsets', 'slotTileOffsets')}
+${target.tiling}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${ACT('m')};
   ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
@@ -287,7 +298,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 {
   ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
   return f32(W1[w + k]);
 }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let i = rowTokens[m] * P.d + n; dX[i] = dt(f32(dX[i]) + c); }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { ${store} }`,
   });
 }
 

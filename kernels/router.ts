@@ -6,8 +6,8 @@ import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, TILE_M, TILE_N, tiles } fr
 /**
  * The router: logits = X·Wr + β (β from the zipf skew), softmax, top-k by logit (ties to the
  * lower expert id), gates; and its backward, dg → dp → dz, then dWr = Xᵀ·dz and dX = dz·Wrᵀ.
- * Every strategy shares it: they differ after routing, not in it. X, Wr, dWr and dX are stored
- * at the layer's dtype; logits, probabilities, gates and dz stay f32 at any dtype, so that the
+ * Every strategy shares it: they differ after routing, not in it. X and dX are stored at the
+ * layer's dtype; Wr, dWr, logits, probabilities, gates and dz stay f32 at any dtype, so that the
  * softmax and the top-k see the same numbers as an f32 router on the same inputs.
  */
 export const MAX_TOP_K = 8;
@@ -20,13 +20,13 @@ export const routerLogits = perDtype((dtype) =>
     bContiguous: 'n',
     bindings: [
       { name: 'X', type: 'dt', access: 'read' },
-      { name: 'Wr', type: 'dt', access: 'read' },
+      { name: 'Wr', type: 'f32', access: 'read' },
       { name: 'logits', type: 'f32', access: 'read_write' },
     ],
     params: [...DENSE_PARAMS, { name: 'skewS', type: 'f32' }],
     functions: `${DENSE_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[m * P.K + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Wr[k * P.N + n]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Wr[k * P.N + n]; }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { logits[m * P.N + n] = c - P.skewS * log(f32(n + 1u)); }`,
   }),
 );
@@ -182,13 +182,13 @@ export const routerWeightGrad = perDtype((dtype) =>
     bindings: [
       { name: 'X', type: 'dt', access: 'read' },
       { name: 'dz', type: 'f32', access: 'read' },
-      { name: 'dWr', type: 'dt', access: 'read_write' },
+      { name: 'dWr', type: 'f32', access: 'read_write' },
     ],
     params: DENSE_PARAMS,
     functions: `${DENSE_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[k * P.M + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dz[k * P.N + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dWr[m * P.N + n] = dt(c); }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dWr[m * P.N + n] = c; }`,
   }),
 );
 
@@ -201,13 +201,13 @@ export const routerInputGrad = perDtype((dtype) =>
     bContiguous: 'k',
     bindings: [
       { name: 'dz', type: 'f32', access: 'read' },
-      { name: 'Wr', type: 'dt', access: 'read' },
+      { name: 'Wr', type: 'f32', access: 'read' },
       { name: 'dX', type: 'dt', access: 'read_write' },
     ],
     params: DENSE_PARAMS,
     functions: `${DENSE_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dz[m * P.K + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Wr[n * P.K + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Wr[n * P.K + k]; }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dX[m * P.N + n] = dt(c); }`,
   }),
 );

@@ -41,11 +41,11 @@ export function requireDtype(gpu: Pick<GpuContext, 'hasF16' | 'adapter'>, dtype:
   if (dtype === 'f16' && !gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
 }
 
-/** Inputs as a layer of this dtype stores them (f16: each value rounded to the nearest half). */
+/** Inputs as a layer of this dtype stores them (f16: each value rounded to the nearest half; Wr stays f32). */
 export function storedInputs(inputs: LayerInputs, dtype: DType): LayerInputs {
   if (dtype === 'f32') return inputs;
   const r = (a: Float32Array | null) => (a ? roundToHalf(a) : null);
-  return { ...inputs, X: roundToHalf(inputs.X), dO: roundToHalf(inputs.dO), Wr: roundToHalf(inputs.Wr), W1: roundToHalf(inputs.W1), W2: roundToHalf(inputs.W2), W3: r(inputs.W3) };
+  return { ...inputs, X: roundToHalf(inputs.X), dO: roundToHalf(inputs.dO), W1: roundToHalf(inputs.W1), W2: roundToHalf(inputs.W2), W3: r(inputs.W3) };
 }
 
 export interface StepTimingOptions {
@@ -103,11 +103,12 @@ export class MoELayer {
     const perExpert = (cols: number) => chunkLayout(E, cols, f, this.chunkBytes);
     const swiglu = config.activation === 'swiglu';
     this.tensors = {
-      Wr: allocateTensor(a, 'Wr', 'weights', whole(d, E)),
+      // The router's weight and gradient stay f32 at any dtype (persistentSpecs says why).
+      Wr: allocateTensor(a, 'Wr', 'weights', chunkLayout(d, E, 4, Infinity)),
       W1: allocateTensor(a, 'W1', 'weights', perExpert(d * h)),
       W3: swiglu ? allocateTensor(a, 'W3', 'weights', perExpert(d * h)) : null,
       W2: allocateTensor(a, 'W2', 'weights', perExpert(h * d)),
-      dWr: allocateTensor(a, 'dWr', 'gradients', whole(d, E)),
+      dWr: allocateTensor(a, 'dWr', 'gradients', chunkLayout(d, E, 4, Infinity)),
       dW1: allocateTensor(a, 'dW1', 'gradients', perExpert(d * h)),
       dW3: swiglu ? allocateTensor(a, 'dW3', 'gradients', perExpert(d * h)) : null,
       dW2: allocateTensor(a, 'dW2', 'gradients', perExpert(h * d)),
@@ -189,7 +190,7 @@ export class MoELayer {
       for (const [c, chunk] of tensor.chunks.entries()) {
         const { count } = chunkRowRange(tensor.layout, c);
         // A stream per (tensor, chunk) keeps element indices within u32 for 10⁹-element tensors.
-        await encodeFillNormal(enc, this.config.dtype, chunk, count * tensor.layout.cols, 0, seed, stream * 65536 + c, std);
+        await encodeFillNormal(enc, tensor.layout.elementBytes === 2 ? 'f16' : 'f32', chunk, count * tensor.layout.cols, 0, seed, stream * 65536 + c, std);
       }
     }
     enc.flush();

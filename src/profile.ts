@@ -62,7 +62,7 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       const routing = await layer.routingSummary();
       const kept = routing.keptPairs;
       // The router is shared, so its kernels' work is known for every strategy.
-      const work = { ...routerWork(config), ...(findStrategy(id).kernelWork?.(config, routing) ?? {}) };
+      const work = { ...routerWork(config), ...(findStrategy(id).kernelWork?.(config, routing, { chunkBytes: layer.chunkBytes }) ?? {}) };
       await layer.backward();
       await layer.step({ timer }); // warm-up: pipelines compiled, caches hot
       const phased = await layer.step({ timer });

@@ -27,7 +27,7 @@ export interface Strategy {
    * Optional: useful FLOPs and an estimate of the bytes each kernel moves in one train step,
    * keyed by kernel name, so that `profile` can show TFLOP/s and GB/s per kernel.
    */
-  kernelWork?(config: LayerConfig, routing: RoutingSummary): Record<string, KernelWork>;
+  kernelWork?(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): Record<string, KernelWork>;
 }
 
 export interface KernelWork {
@@ -134,12 +134,15 @@ export function persistentSpecs(c: LayerConfig, limits: TableLimits): BufferSpec
   const list: BufferSpec[] = [
     { name: 'kernelParams', tag: 'workspace', shape: [PARAM_ARENA_BYTES], dtype: 'u8', bytes: PARAM_ARENA_BYTES, chunks: 1, from: '', to: '' },
   ];
-  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[]) => list.push(spec(name, tag, layout, shape, c.dtype, '', ''));
-  add('Wr', 'weights', whole(d, E), [d, E]);
+  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'] = c.dtype) => list.push(spec(name, tag, layout, shape, dtype, '', ''));
+  // The router's [d,E] weight and gradient stay f32 at any dtype, like the f32 routers of DeepSpeed
+  // and Megatron: they are tiny, and a skewed router's gradient underflows f16.
+  const router = chunkLayout(d, E, 4, Infinity);
+  add('Wr', 'weights', router, [d, E], 'f32');
   add('W1', 'weights', perExpert(d * h), [E, d, h]);
   if (swiglu) add('W3', 'weights', perExpert(d * h), [E, d, h]);
   add('W2', 'weights', perExpert(h * d), [E, h, d]);
-  add('dWr', 'gradients', whole(d, E), [d, E]);
+  add('dWr', 'gradients', router, [d, E], 'f32');
   add('dW1', 'gradients', perExpert(d * h), [E, d, h]);
   if (swiglu) add('dW3', 'gradients', perExpert(d * h), [E, d, h]);
   add('dW2', 'gradients', perExpert(h * d), [E, h, d]);

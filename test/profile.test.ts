@@ -11,8 +11,10 @@ describe('profile', () => {
     const config = layerConfig({ tokens: 96, hidden: 16, ffn: 32, experts: 4, topK: 2 });
     const result = await profileStrategies(await testGpu(), config, ['zero-buffer']);
     const [zb] = result.strategies;
-    expect(zb.kernels.map((k) => k.kernel)).toEqual(expect.arrayContaining(['router-logits', 'router-topk', 'expert-up-swiglu', 'expert-dX-swiglu']));
-    expect(zb.kernels.find((k) => k.kernel === 'expert-dX-swiglu')!.calls).toBe(2); // one pass per slot
+    // T/E = 24 rows per expert: the combine and dX go through scratch row blocks of T rows, R/T = 2 blocks.
+    expect(zb.kernels.map((k) => k.kernel)).toEqual(expect.arrayContaining(['router-logits', 'router-topk', 'expert-up-swiglu', 'expert-dX-swiglu-rows', 'row-reduce']));
+    expect(zb.kernels.find((k) => k.kernel === 'expert-dX-swiglu-rows')!.calls).toBe(2);
+    expect(zb.kernels.find((k) => k.kernel === 'row-reduce')!.calls).toBe(4);
     expect(zb.kernels.reduce((a, k) => a + k.percent, 0)).toBeCloseTo(100, 6);
     expect(zb.stepMs).toBeGreaterThan(0);
     const up = zb.kernels.find((k) => k.kernel === 'expert-up-swiglu')!;

@@ -4,7 +4,8 @@ import type { KernelSource } from '../../kernels/program.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
 import type { LayerConfig } from '../config.js';
-import { bufferTable, kernelWork, layouts } from './zero-buffer-table.js';
+import { bufferTable, kernelWork, layouts, rowTarget } from './zero-buffer-table.js';
+import { encodeRowReduce } from '../../kernels/row-reduce.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import { chunkRowRange, type Tensor } from '../gpu/tensor.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy.js';
@@ -89,6 +90,35 @@ class ZeroBufferRunner implements StrategyRunner {
     }
   }
 
+  /**
+   * The 'rows' target (zero-buffer-table.ts rowTarget): per activation chunk, blocks of at most
+   * scratchRows rows; a block's expert-major tiles write its rows for every weight chunk, then
+   * row-reduce adds them into the token rows of `out`. Bounded scratch, never an [R,d] buffer.
+   */
+  private async rowBlocks(step: StepContext, name: string, out: Tensor, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number, scratch: Tensor['chunks'][number]) => Tensor['chunks']) {
+    const { tokens: T, hidden: d, experts: E, topK: k } = this.c;
+    const scratch = step.alloc(name, 'workspace', layouts(this.c, step.chunkBytes).scratchRows);
+    const block = scratch.layout.rows;
+    const maxTiles = Math.ceil((T * k) / SEGMENT_TILE.m) + E;
+    const hidden = this.get('a').layout;
+    for (let ac = 0; ac < hidden.chunkCount; ac++) {
+      const rows = chunkRowRange(hidden, ac);
+      for (let r0 = rows.start; r0 < rows.start + rows.count; r0 += block) {
+        const r1 = Math.min(r0 + block, rows.start + rows.count);
+        for (let wc = 0; wc < weights.chunks.length; wc++) {
+          await step.enc.dispatch({
+            source,
+            params: this.rowsParams(rows, chunkRowRange(weights.layout, wc), { N, K, rowBase: 0, rowStride: 1, tileBase: 0, rowBegin: r0, rowEnd: r1 }),
+            buffers: buffers(ac, wc, scratch.chunks[0]),
+            workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
+          });
+        }
+        await encodeRowReduce(step.enc, this.c.dtype, { tokens: T, hidden: d, topK: k, rowBegin: r0, rowEnd: r1 }, { tokenSlotMap: this.chunk('tokenSlotMap', 0), rows: scratch.chunks[0], out: out.chunks[0] });
+      }
+    }
+    step.free(scratch);
+  }
+
   private async reduceSegments(step: StepContext, source: KernelSource, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
       step.enc.dispatch({
@@ -164,15 +194,29 @@ class ZeroBufferRunner implements StrategyRunner {
     step.phase('experts');
     await this.upProject(step, layer, c.checkpoint === 'full' ? 'workspace' : 'activations-saved');
     this.t.O = step.alloc('O', 'output', L.tokenRows);
-    await this.slotPasses(step, downCombine(this.kernels), layer.W2, d, h, (ac, wc) => [
-      ...this.hiddenChunks(ac),
-      this.chunk('expertTokenIndices', 0),
-      this.chunk('expertSlotOffsets', 0),
-      this.chunk('slotTileOffsets', 0),
-      this.chunk('gates', 0),
-      layer.W2.chunks[wc],
-      this.chunk('O', 0),
-    ]);
+    if (rowTarget(c) === 'rows') {
+      step.enc.clear(this.chunk('O', 0));
+      await this.rowBlocks(step, 'combineRows', this.get('O'), downCombine(this.kernels, 'rows'), layer.W2, d, h, (ac, wc, scratch) => [
+        ...this.hiddenChunks(ac),
+        this.chunk('expertTokenIndices', 0),
+        this.chunk('expertOffsets', 0),
+        this.chunk('expertTileOffsets', 0),
+        this.chunk('expertSlotOffsets', 0),
+        this.chunk('gates', 0),
+        layer.W2.chunks[wc],
+        scratch,
+      ]);
+    } else {
+      await this.slotPasses(step, downCombine(this.kernels), layer.W2, d, h, (ac, wc) => [
+        ...this.hiddenChunks(ac),
+        this.chunk('expertTokenIndices', 0),
+        this.chunk('expertSlotOffsets', 0),
+        this.chunk('slotTileOffsets', 0),
+        this.chunk('gates', 0),
+        layer.W2.chunks[wc],
+        this.chunk('O', 0),
+      ]);
+    }
     if (c.checkpoint === 'full') {
       step.free(this.t.a, this.t.b);
       this.t.a = this.t.b = null;
@@ -259,16 +303,26 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.dgPartial = this.t.routerProbs = this.t.tokenExpertIndices = null;
 
     step.phase('input-grad');
-    await this.slotPasses(step, inputGrad(this.kernels), layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
-      this.chunk('a', ac),
-      ...(swiglu ? [this.chunk('b', ac)] : []),
-      this.chunk('expertTokenIndices', 0),
-      this.chunk('expertSlotOffsets', 0),
-      this.chunk('slotTileOffsets', 0),
-      layer.W1.chunks[wc],
-      ...(swiglu ? [layer.W3!.chunks[wc]] : []),
-      this.chunk('dX', 0),
-    ]);
+    const gradRows = (ac: number) => [this.chunk('a', ac), ...(swiglu ? [this.chunk('b', ac)] : []), this.chunk('expertTokenIndices', 0)];
+    const gradWeights = (wc: number) => [layer.W1.chunks[wc], ...(swiglu ? [layer.W3!.chunks[wc]] : [])];
+    if (rowTarget(c) === 'rows') {
+      await this.rowBlocks(step, 'inputGradRows', this.get('dX'), inputGrad(this.kernels, 'rows'), layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => [
+        ...gradRows(ac),
+        this.chunk('expertOffsets', 0),
+        this.chunk('expertTileOffsets', 0),
+        this.chunk('expertSlotOffsets', 0),
+        ...gradWeights(wc),
+        scratch,
+      ]);
+    } else {
+      await this.slotPasses(step, inputGrad(this.kernels), layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
+        ...gradRows(ac),
+        this.chunk('expertSlotOffsets', 0),
+        this.chunk('slotTileOffsets', 0),
+        ...gradWeights(wc),
+        this.chunk('dX', 0),
+      ]);
+    }
     const dX = this.get('dX');
     step.free(
       ...['a', 'b', 'gates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'].map((n) => this.t[n]),
@@ -307,5 +361,5 @@ export const zeroBuffer: Strategy = {
   },
   bufferTable,
   create: (c) => new ZeroBufferRunner(c),
-  kernelWork,
+  kernelWork: (c, _routing, limits) => kernelWork(c, limits.chunkBytes),
 };
