@@ -91,7 +91,7 @@ export class MegaBlocksBuffers {
       const rows = chunkRowRange(dst.layout, c);
       if (this.mode === 'sparse') step.enc.clear(dst.chunks[c]);
       await this.dispatch(step, {
-        source: paddedGather,
+        source: paddedGather(this.c.dtype),
         params: { count: this.c.tokens * k, d, k, rowBase: rows.start, rowEnd: rows.start + rows.count, scaled: scaled ? 1 : 0 },
         buffers: [src, ...this.route(), this.chunk('gates'), dst.chunks[c]],
         workgroups: grid(this.c.tokens * k),
@@ -107,7 +107,7 @@ export class MegaBlocksBuffers {
       for (let dc = 0; dc < dst.chunks.length; dc++) {
         const to = chunkRowRange(dst.layout, dc);
         await this.dispatch(step, {
-          source: paddedScatter,
+          source: paddedScatter(this.c.dtype),
           params: { count: R, d: this.c.hidden, srcBase: from.start, srcEnd: from.start + from.count, dstBase: to.start, dstEnd: to.start + to.count, scaled: gates ? 1 : 0, accumulate: accumulate ? 1 : 0 },
           // Unscaled, the gates binding is unused; src stands in (gates may be freed by then).
           buffers: [src.chunks[sc], ...this.route(), gates ?? src.chunks[sc], dst.chunks[dc]],
@@ -122,7 +122,7 @@ export class MegaBlocksBuffers {
     for (let c = 0; c < src.chunks.length; c++) {
       const rows = chunkRowRange(src.layout, c);
       await this.dispatch(step, {
-        source: sumTopK,
+        source: sumTopK(this.c.dtype),
         params: { tokenBase: rows.start / k, tokens: rows.count / k, d, k, accumulate: accumulate ? 1 : 0 },
         buffers: [src.chunks[c], dst.chunks[0]],
         workgroups: grid(sumTopKGroups(rows.count / k, d)),

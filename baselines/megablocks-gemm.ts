@@ -1,8 +1,8 @@
-import type { Activation } from '../src/config.js';
+import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from '../kernels/activation.js';
 import { gemmSource, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
 import { REDUCE_TILE, SEGMENT_TILE } from '../kernels/expert-gemm.js';
-import { bindingPrelude, LINEAR_WORKGROUP, type KernelSource } from '../kernels/program.js';
+import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from '../kernels/program.js';
 
 /**
  * MegaBlocks' expert MLP as instances of the shared GEMM core: every operand is a dense,
@@ -16,6 +16,10 @@ import { bindingPrelude, LINEAR_WORKGROUP, type KernelSource } from '../kernels/
  * Every [rows, ·] buffer is chunked on the same row boundaries, so one dispatch binds chunk c
  * of each and sees rows [rowChunkBase, …); weights are bound one expert chunk at a time
  * (experts [expertBase, …)). Extra params beyond the tiling's: d, h, expertBase, rowChunkBase.
+ *
+ * Every float operand is stored at the layer's dtype (bindings 'dt'), as MegaBlocks runs its MLP
+ * in the input dtype; tiles accumulate in f32, and weight gradients summed over row chunks are
+ * rounded once per chunk.
  */
 const SHAPE_PARAMS = [
   { name: 'd', type: 'u32' },
@@ -24,21 +28,23 @@ const SHAPE_PARAMS = [
   { name: 'rowChunkBase', type: 'u32' },
 ] as const;
 
-const read = (name: string, type: GemmBinding['type'] = 'f32'): GemmBinding => ({ name, type, access: 'read' });
-const write = (name: string): GemmBinding => ({ name, type: 'f32', access: 'read_write' });
+const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
 const SEGMENTS = [read('offsets', 'u32'), read('tileOffsets', 'u32')];
 const local = (row: string, width: string) => `(${row} - P.rowChunkBase) * P.${width}`;
 const W_DH = '(t.seg - P.expertBase) * P.d * P.h';
 
+/** u from the stored (rounded) a and b, as torch computes act(a)·b from the sdd outputs. */
 function uOf(activation: Activation): string {
-  return activation === 'swiglu' ? 'silu(c) * c2' : `${plainActivation(activation).fn}(c)`;
+  return activation === 'swiglu' ? 'silu(f32(a)) * f32(b)' : `${plainActivation(activation).fn}(f32(a))`;
 }
 
 /** a = Xp·W1_e, b = Xp·W3_e and u = act(a)(·b): torch's sdd outputs and the activation, kept for backward. */
-export function upProjection(activation: Activation): KernelSource {
+export function upProjection(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     name: `mb-up-${activation}`,
+    dtype,
     tile: SEGMENT_TILE,
     dual: swiglu,
     aContiguous: 'k',
@@ -47,65 +53,70 @@ export function upProjection(activation: Activation): KernelSource {
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return Xp[${local('m', 'd')} + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W1[${W_DH} + k * P.h + n]; }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return W3[${W_DH} + k * P.h + n]; }` : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('m', 'd')} + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_DH} + k * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_DH} + k * P.h + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${local('m', 'h')} + n;
-  A[l] = c;
-  ${swiglu ? 'B[l] = c2;' : ''}
-  U[l] = ${uOf(activation)};
+  let a = dt(c);
+  A[l] = a;
+  ${swiglu ? 'let b = dt(c2); B[l] = b;' : ''}
+  U[l] = dt(${uOf(activation)});
 }`,
   });
 }
 
 /** Y = u·W2_e (unweighted: the gates are applied in the scatter). */
-export const downProjection = gemmSource({
+export const downProjection = perDtype((dtype) => gemmSource({
   name: 'mb-down',
+  dtype,
   tile: SEGMENT_TILE,
   aContiguous: 'k',
   bContiguous: 'n',
   bindings: [read('U'), ...SEGMENTS, read('W2'), write('Y')],
   params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
   functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return U[${local('m', 'h')} + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[${W_DH} + k * P.d + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${local('m', 'd')} + n] = c; }`,
-});
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('m', 'h')} + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + k * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${local('m', 'd')} + n] = dt(c); }`,
+}));
 
 /** dW2_e += uᵀ·dY over the bin's rows in this chunk. */
-export const weightGradW2 = gemmSource({
+export const weightGradW2 = perDtype((dtype) => gemmSource({
   name: 'mb-dW2',
+  dtype,
   tile: REDUCE_TILE,
   aContiguous: 'm',
   bContiguous: 'n',
   bindings: [read('U'), read('dY'), read('offsets', 'u32'), write('dW2')],
   params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
   functions: `${segmentReduceTiling('offsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return U[${local('k', 'h')} + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dY[${local('k', 'd')} + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dW2[${W_DH} + m * P.d + n] += c; }`,
-});
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('k', 'h')} + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${local('k', 'd')} + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; dW2[w] = dt(f32(dW2[w]) + c); }`,
+}));
 
 /** dU = dY·W2_eᵀ (the gradient of u, materialised as torch's sdd backward does). */
-export const hiddenGrad = gemmSource({
+export const hiddenGrad = perDtype((dtype) => gemmSource({
   name: 'mb-dU',
+  dtype,
   tile: SEGMENT_TILE,
   aContiguous: 'k',
   bContiguous: 'k',
   bindings: [read('dY'), ...SEGMENTS, read('W2'), write('dU')],
   params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
   functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dY[${local('m', 'd')} + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[${W_DH} + n * P.d + k]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${local('m', 'h')} + n] = c; }`,
-});
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${local('m', 'd')} + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + n * P.d + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${local('m', 'h')} + n] = dt(c); }`,
+}));
 
 /** dW1_e += Xpᵀ·da and dW3_e += Xpᵀ·db. */
-export function weightGradW13(activation: Activation): KernelSource {
+export function weightGradW13(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     name: `mb-dW13-${swiglu ? 'swiglu' : 'plain'}`,
+    dtype,
     tile: REDUCE_TILE,
     dual: swiglu,
     aContiguous: 'm',
@@ -113,22 +124,23 @@ export function weightGradW13(activation: Activation): KernelSource {
     bindings: [read('Xp'), read('dA'), ...(swiglu ? [read('dB')] : []), read('offsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
     functions: `${segmentReduceTiling('offsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return Xp[${local('k', 'd')} + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dA[${local('k', 'h')} + n]; }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return dB[${local('k', 'h')} + n]; }` : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('k', 'd')} + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${local('k', 'h')} + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${local('k', 'h')} + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${W_DH} + m * P.h + n;
-  dW1[w] += c;
-  ${swiglu ? 'dW3[w] += c2;' : ''}
+  dW1[w] = dt(f32(dW1[w]) + c);
+  ${swiglu ? 'dW3[w] = dt(f32(dW3[w]) + c2);' : ''}
 }`,
   });
 }
 
 /** dXp = da·W1_eᵀ + db·W3_eᵀ, one GEMM over K = 2h for SwiGLU (the two halves concatenated). */
-export function inputGrad(activation: Activation): KernelSource {
+export function inputGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     name: `mb-dXp-${swiglu ? 'swiglu' : 'plain'}`,
+    dtype,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
@@ -137,15 +149,15 @@ export function inputGrad(activation: Activation): KernelSource {
     functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${local('m', 'h')};
-  ${swiglu ? 'if (k >= P.h) { return dB[l + k - P.h]; }' : ''}
-  return dA[l + k];
+  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
+  return f32(dA[l + k]);
 }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 {
   let w = ${W_DH} + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return W3[w + k - P.h]; }' : ''}
-  return W1[w + k];
+  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
+  return f32(W1[w + k]);
 }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dXp[${local('m', 'd')} + n] = c; }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dXp[${local('m', 'd')} + n] = dt(c); }`,
   });
 }
 
@@ -157,17 +169,17 @@ const ACT_WG = 64;
  * and the activation's backward as two ops; fused here, the peak holds the same number of
  * [P,h] buffers (see megablocks-table.ts). Params: count (elements in the chunk).
  */
-export function activationGrad(activation: Activation): KernelSource {
+export function activationGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   const names = swiglu ? ['dU', 'A', 'B', 'dA', 'dB'] : ['dU', 'A', 'dA'];
   const access = swiglu ? (['read', 'read', 'read', 'read_write', 'read_write'] as const) : (['read', 'read', 'read_write'] as const);
   const params = [{ name: 'count', type: 'u32' }] as const;
   const body = swiglu
-    ? `let a = A[i]; let g = dU[i];
-  dA[i] = g * B[i] * siluGrad(a);
-  dB[i] = g * silu(a);`
-    : `dA[i] = dU[i] * ${plainActivation(activation).grad}(A[i]);`;
-  const code = `${bindingPrelude({ bindings: access, params }, names, names.map(() => 'f32'))}
+    ? `let a = f32(A[i]); let g = f32(dU[i]);
+  dA[i] = dt(g * f32(B[i]) * siluGrad(a));
+  dB[i] = dt(g * silu(a));`
+    : `dA[i] = dt(f32(dU[i]) * ${plainActivation(activation).grad}(f32(A[i])));`;
+  const code = `${bindingPrelude({ bindings: access, params }, names, names.map(() => 'dt'), dtype)}
 ${ACTIVATION_WGSL}
 @compute @workgroup_size(${ACT_WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -180,4 +192,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 
 export function activationGradGroups(count: number): number {
   return Math.ceil(count / ACT_WG);
+}
+
+/** The layer's expert kernels for its activation and storage dtype, built once per runner. */
+export function megablocksGemms(activation: Activation, dtype: DType) {
+  return {
+    up: upProjection(activation, dtype),
+    down: downProjection(dtype),
+    dW2: weightGradW2(dtype),
+    dU: hiddenGrad(dtype),
+    actGrad: activationGrad(activation, dtype),
+    dW13: weightGradW13(activation, dtype),
+    dXp: inputGrad(activation, dtype),
+  };
 }

@@ -8,7 +8,8 @@ import { megablocksTable } from './megablocks-table.js';
  * and bins, no padding (ops.gather gives [R,d], P = R), and GroupedMLP's
  * `tokens_per_expert.cpu()`: every bin size is read back to the host before the expert GEMMs,
  * which are then laid out on the host (one row-tile list per step). Memory does not depend on
- * the routing; the step time includes the readback.
+ * the routing; the step time includes the readback. dtype: keeps the input dtype, as MegaBlocks
+ * does (the sparse variant's f16 buffers, megablocks.ts).
  */
 export const megablocksGrouped: Strategy = {
   id: 'megablocks-grouped',

@@ -8,7 +8,7 @@ import { readTensor, readTensorU32 } from '../src/gpu/readback.js';
 import { chunkRowRange, uploadTensor, type Tensor } from '../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../src/strategy.js';
 import { MegaBlocksBuffers, readU32 } from './megablocks-buffers.js';
-import { activationGrad, activationGradGroups, downProjection, hiddenGrad, inputGrad, upProjection, weightGradW13, weightGradW2 } from './megablocks-gemm.js';
+import { activationGradGroups, megablocksGemms } from './megablocks-gemm.js';
 import { BLOCKING, megablocksLayouts } from './megablocks-table.js';
 
 /**
@@ -23,6 +23,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
   private loads: number[] | null = null;
   /** The bins, copied out before backward frees them, for summary() after the step. */
   private binsCopy: TrackedBuffer | null = null;
+  private readonly gemms = megablocksGemms(this.c.activation, this.c.dtype);
 
   async forward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
     const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = this.c;
@@ -62,7 +63,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.alloc(step, 'activations-saved', L.permutedH, 'a', ...(swiglu ? ['b'] : []), 'u');
     this.alloc(step, 'activations-saved', L.permutedD, 'Y');
     const seg = [this.offsets, this.chunk('tileOffsets')];
-    await this.segmentRows(step, upProjection(this.c.activation), layer.W1, h, d, (ac, wc) => [
+    await this.segmentRows(step, this.gemms.up, layer.W1, h, d, (ac, wc) => [
       this.chunk('Xperm', ac),
       ...seg,
       layer.W1.chunks[wc],
@@ -71,7 +72,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       ...(swiglu ? [this.chunk('b', ac)] : []),
       this.chunk('u', ac),
     ]);
-    await this.segmentRows(step, downProjection, layer.W2, d, h, (ac, wc) => [this.chunk('u', ac), ...seg, layer.W2.chunks[wc], this.chunk('Y', ac)]);
+    await this.segmentRows(step, this.gemms.down, layer.W2, d, h, (ac, wc) => [this.chunk('u', ac), ...seg, layer.W2.chunks[wc], this.chunk('Y', ac)]);
 
     step.phase('scatter');
     this.alloc(step, 'output', L.tokenRows, 'O');
@@ -113,7 +114,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     for (let c = 0; c < Y.chunks.length; c++) {
       const rows = chunkRowRange(Y.layout, c);
       await this.dispatch(step, {
-        source: scatterWgrad,
+        source: scatterWgrad(this.c.dtype),
         params: { count: R, d, k, rowBase: rows.start, rowEnd: rows.start + rows.count },
         buffers: [Y.chunks[c], layer.dO.chunks[0], ...this.route(), this.chunk('dg'), this.chunk('pairRows')],
         workgroups: grid(R),
@@ -123,9 +124,9 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
 
     step.phase('down-grad');
     for (const g of [layer.dW1, layer.dW3, layer.dW2]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
-    await this.segmentReduce(step, weightGradW2, layer.dW2, h, d, (ac, wc) => [this.chunk('u', ac), this.chunk('dY', ac), this.offsets, layer.dW2.chunks[wc]]);
+    await this.segmentReduce(step, this.gemms.dW2, layer.dW2, h, d, (ac, wc) => [this.chunk('u', ac), this.chunk('dY', ac), this.offsets, layer.dW2.chunks[wc]]);
     this.alloc(step, 'workspace', L.permutedH, 'dU');
-    await this.segmentRows(step, hiddenGrad, layer.W2, h, d, (ac, wc) => [this.chunk('dY', ac), ...seg(), layer.W2.chunks[wc], this.chunk('dU', ac)]);
+    await this.segmentRows(step, this.gemms.dU, layer.W2, h, d, (ac, wc) => [this.chunk('dY', ac), ...seg(), layer.W2.chunks[wc], this.chunk('dU', ac)]);
     this.free(step, 'u', 'dY');
 
     step.phase('act-grad');
@@ -134,7 +135,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     for (let c = 0; c < L.permutedH.chunkCount; c++) {
       const count = chunkRowRange(L.permutedH, c).count * h;
       await this.dispatch(step, {
-        source: activationGrad(this.c.activation),
+        source: this.gemms.actGrad,
         params: { count },
         buffers: ['dU', 'a', 'b', 'dA', 'dB'].flatMap((n) => hidden(n, c)),
         workgroups: grid(activationGradGroups(count)),
@@ -143,7 +144,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.free(step, 'dU', 'a', 'b');
 
     step.phase('up-grad');
-    await this.segmentReduce(step, weightGradW13(this.c.activation), layer.dW1, d, h, (ac, wc) => [
+    await this.segmentReduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => [
       this.chunk('Xperm', ac),
       ...hidden('dA', ac),
       ...hidden('dB', ac),
@@ -152,7 +153,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       ...(swiglu ? [layer.dW3!.chunks[wc]] : []),
     ]);
     this.alloc(step, 'workspace', L.permutedD, 'dXperm');
-    await this.segmentRows(step, inputGrad(this.c.activation), layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
+    await this.segmentRows(step, this.gemms.dXp, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
       ...hidden('dA', ac),
       ...hidden('dB', ac),
       ...seg(),

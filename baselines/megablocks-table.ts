@@ -1,6 +1,7 @@
 import { sortEndBit, sortPlan } from '../kernels/sort.js';
 import { spec, type BufferSpec, type BufferTable } from '../src/buffer-table.js';
 import type { LayerConfig } from '../src/config.js';
+import { floatBytes } from '../src/f16.js';
 import { chunkLayout, type ChunkLayout } from '../src/gpu/tensor.js';
 import { persistentSpecs, type RoutingSummary, type TableLimits } from '../src/strategy.js';
 
@@ -21,6 +22,10 @@ import { persistentSpecs, type RoutingSummary, type TableLimits } from '../src/s
  * (padded_scatter's backward; Y is freed after it); dW2 and dU = dY·W2ᵀ (u, dY freed);
  * da, db (a, b, dU freed); dW1, dW3 and dX_perm [P,d] (X_perm, da, db freed); the router;
  * then padded_gather's backward: dX_perm scattered to a [T,k,d] transient and summed into dX.
+ *
+ * dtype: every activation and gradient tensor above is in the input dtype, as MegaBlocks keeps
+ * it (f16 in, f16 out); the router state (probs, gates, dz), the dg sums and the sort's integers
+ * are f32/u32 at any dtype.
  */
 export const BLOCKING = 128;
 
@@ -48,16 +53,17 @@ export function permutedRows(c: LayerConfig, mode: MegaBlocksMode, loads: readon
 }
 
 /** Layouts of a [rows, cols] tensor split at given row boundaries (shared by all [P,·] buffers). */
-function rowsLayout(rows: number, cols: number, rowsPerChunk: number): ChunkLayout {
-  return { rows, cols, elementBytes: 4, rowsPerChunk, chunkCount: Math.max(1, Math.ceil(rows / rowsPerChunk)) };
+function rowsLayout(rows: number, cols: number, elementBytes: number, rowsPerChunk: number): ChunkLayout {
+  return { rows, cols, elementBytes, rowsPerChunk, chunkCount: Math.max(1, Math.ceil(rows / rowsPerChunk)) };
 }
 
 export function megablocksLayouts(c: LayerConfig, rows: number, chunkBytes: number) {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
   const R = T * k;
-  const whole = (n: number, cols: number) => chunkLayout(n, cols, 4, Infinity);
+  const f = floatBytes(c.dtype);
+  const whole = (n: number, cols: number, bytes = 4) => chunkLayout(n, cols, bytes, Infinity);
   // One set of row boundaries for [P,d] and [P,h], so a GEMM's input and output chunks align.
-  const rowsPerChunk = Math.min(chunkLayout(rows, d, 4, chunkBytes).rowsPerChunk, chunkLayout(rows, h, 4, chunkBytes).rowsPerChunk);
+  const rowsPerChunk = Math.min(chunkLayout(rows, d, f, chunkBytes).rowsPerChunk, chunkLayout(rows, h, f, chunkBytes).rowsPerChunk);
   const plan = sortPlan(R, sortEndBit(E));
   return {
     R,
@@ -68,11 +74,11 @@ export function megablocksLayouts(c: LayerConfig, rows: number, chunkBytes: numb
     perPair: whole(R, 1),
     bins: whole(E + 1, 1),
     hist: whole(plan.histEntries, 1),
-    permutedD: rowsLayout(rows, d, rowsPerChunk),
-    permutedH: rowsLayout(rows, h, rowsPerChunk),
+    permutedD: rowsLayout(rows, d, f, rowsPerChunk),
+    permutedH: rowsLayout(rows, h, f, rowsPerChunk),
     // Whole tokens per chunk, so the sum over k never straddles two chunks.
-    pairRowsD: chunkLayout(R, d, 4, chunkBytes, k),
-    tokenRows: whole(T, d),
+    pairRowsD: chunkLayout(R, d, f, chunkBytes, k),
+    tokenRows: whole(T, d, f),
   };
 }
 
@@ -85,6 +91,7 @@ export function megablocksTable(c: LayerConfig, mode: MegaBlocksMode, routing: R
   const add = (name: string, tag: BufferSpec['tag'], layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'], from: string, to: string) =>
     step.push(spec(name, tag, layout, shape, dtype, from, to));
   const swiglu = c.activation === 'swiglu';
+  const f = c.dtype;
   add('routerProbs', 'activations-saved', L.probs, [T, E], 'f32', 'router', 'router-grad');
   add('topExperts', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
   add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', 'router-grad');
@@ -102,22 +109,22 @@ export function megablocksTable(c: LayerConfig, mode: MegaBlocksMode, routing: R
   } else {
     add('tileOffsets', 'routing-metadata', L.bins, [E + 1], 'u32', 'experts', 'up-grad');
   }
-  add('Xperm', 'activations-saved', L.permutedD, [P, d], 'f32', 'permute', 'up-grad');
-  add('a', 'activations-saved', L.permutedH, [P, h], 'f32', 'experts', 'act-grad');
-  if (swiglu) add('b', 'activations-saved', L.permutedH, [P, h], 'f32', 'experts', 'act-grad');
-  add('u', 'activations-saved', L.permutedH, [P, h], 'f32', 'experts', 'down-grad');
-  add('Y', 'activations-saved', L.permutedD, [P, d], 'f32', 'experts', 'scatter-grad');
-  if (k > 1) add('scattered', 'workspace', L.pairRowsD, [T, k, d], 'f32', 'scatter', 'scatter');
-  add('O', 'output', L.tokenRows, [T, d], 'f32', 'scatter', LAST);
-  add('dY', 'workspace', L.permutedD, [P, d], 'f32', 'scatter-grad', 'down-grad');
+  add('Xperm', 'activations-saved', L.permutedD, [P, d], f, 'permute', 'up-grad');
+  add('a', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'act-grad');
+  if (swiglu) add('b', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'act-grad');
+  add('u', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'down-grad');
+  add('Y', 'activations-saved', L.permutedD, [P, d], f, 'experts', 'scatter-grad');
+  if (k > 1) add('scattered', 'workspace', L.pairRowsD, [T, k, d], f, 'scatter', 'scatter');
+  add('O', 'output', L.tokenRows, [T, d], f, 'scatter', LAST);
+  add('dY', 'workspace', L.permutedD, [P, d], f, 'scatter-grad', 'down-grad');
   add('dg', 'workspace', L.perPair, [R], 'f32', 'scatter-grad', 'router-grad');
   add('pairRows', 'workspace', L.perPair, [R], 'u32', 'scatter-grad', 'router-grad');
-  add('dU', 'workspace', L.permutedH, [P, h], 'f32', 'down-grad', 'act-grad');
-  add('dA', 'workspace', L.permutedH, [P, h], 'f32', 'act-grad', 'up-grad');
-  if (swiglu) add('dB', 'workspace', L.permutedH, [P, h], 'f32', 'act-grad', 'up-grad');
-  add('dXperm', 'workspace', L.permutedD, [P, d], 'f32', 'up-grad', LAST);
+  add('dU', 'workspace', L.permutedH, [P, h], f, 'down-grad', 'act-grad');
+  add('dA', 'workspace', L.permutedH, [P, h], f, 'act-grad', 'up-grad');
+  if (swiglu) add('dB', 'workspace', L.permutedH, [P, h], f, 'act-grad', 'up-grad');
+  add('dXperm', 'workspace', L.permutedD, [P, d], f, 'up-grad', LAST);
   add('routerGrad', 'workspace', L.probs, [T, E], 'f32', 'router-grad', 'router-grad');
-  add('dX', 'output', L.tokenRows, [T, d], 'f32', 'router-grad', LAST);
-  if (k > 1) add('scatteredGrad', 'workspace', L.pairRowsD, [T, k, d], 'f32', LAST, LAST);
+  add('dX', 'output', L.tokenRows, [T, d], f, 'router-grad', LAST);
+  if (k > 1) add('scatteredGrad', 'workspace', L.pairRowsD, [T, k, d], f, LAST, LAST);
   return { phases: PHASES, forwardEnd: FORWARD_END, persistent: persistentSpecs(c, limits), step };
 }

@@ -18,9 +18,11 @@ import { megablocksTable, permutedRows, type MegaBlocksMode } from './megablocks
  * its output with `padded_bins[-1].cpu().item()` rows (backend/kernels.py). The buffers are
  * therefore sized exactly, not to the bound R + 127·E, and the step pays one scalar readback;
  * the table takes P from the realised expert loads.
+ *
+ * dtype: keeps the input dtype, as MegaBlocks does: at f16 every [P,·] and [T,k,d] tensor, O and
+ * dX are f16 (sums in f32); router state, sort indices, bins and dg stay f32/u32.
  */
 export function megablocksUnsupported(c: LayerConfig, mode: MegaBlocksMode): string | null {
-  if (c.dtype === 'f16') return 'f16 storage is not implemented for this strategy yet';
   if (c.topK > MAX_TOP_K) return `top-k ${c.topK} > ${MAX_TOP_K}`;
   if (c.experts > MAX_BINS) return `${c.experts} experts > ${MAX_BINS} (the bins kernel's limit)`;
   const rowTiles = Math.ceil(permutedRows(c, mode, null) / SEGMENT_TILE.m);

@@ -1,4 +1,5 @@
-import { bindingPrelude, LINEAR_WORKGROUP, type KernelSource } from './program.js';
+import type { DType } from '../src/config.js';
+import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from './program.js';
 
 /**
  * MegaBlocks' permutation kernels (padded_gather, padded_scatter, padded_scatter_wgrad and the
@@ -12,10 +13,13 @@ import { bindingPrelude, LINEAR_WORKGROUP, type KernelSource } from './program.j
  * striding over the columns. Row-chunked buffers are bound one chunk at a time: a dispatch
  * covers the rows [base, end) of the chunk it sees and skips everything else, so the host
  * dispatches once per chunk (or per pair of source and destination chunks).
+ *
+ * The copied rows (X, dO, Y, the [T,k,d] transients, O, dX) are stored at the layer's dtype
+ * (WGSL `dt`); gates and dg stay f32. Scaling and sums run in f32 and are rounded once on store.
  */
 const WG = 64;
 
-type Binding = [string, 'f32' | 'u32', 'read' | 'read_write'];
+type Binding = [string, 'f32' | 'u32' | 'dt', 'read' | 'read_write'];
 
 const ROUTE_BINDINGS: Binding[] = [
   ['indices', 'u32', 'read'],
@@ -30,9 +34,9 @@ fn paddedRow(i: u32) -> u32 {
   return paddedBins[e] + i - bins[e];
 }`;
 
-function kernel(name: string, bindings: Binding[], params: KernelSource['params'], body: string): KernelSource {
+function kernel(name: string, dtype: DType, bindings: Binding[], params: KernelSource['params'], body: string): KernelSource {
   const access = bindings.map((b) => b[2]);
-  const code = `${bindingPrelude({ bindings: access, params }, bindings.map((b) => b[0]), bindings.map((b) => b[1]))}
+  const code = `${bindingPrelude({ bindings: access, params }, bindings.map((b) => b[0]), bindings.map((b) => b[1]), dtype)}
 ${PADDED_ROW}
 ${body}`;
   return { name, code, bindings: access, params };
@@ -46,9 +50,10 @@ const u32 = (name: string) => ({ name, type: 'u32' as const });
  * clears dst first, as MegaBlocks allocates it with torch.zeros.
  * Params: count (R), d, k, rowBase, rowEnd (dst chunk rows), scaled.
  */
-export const paddedGather = kernel(
+export const paddedGather = perDtype((dtype) => kernel(
   'mb-padded-gather',
-  [['src', 'f32', 'read'], ...ROUTE_BINDINGS, ['gates', 'f32', 'read'], ['dst', 'f32', 'read_write']],
+  dtype,
+  [['src', 'dt', 'read'], ...ROUTE_BINDINGS, ['gates', 'f32', 'read'], ['dst', 'dt', 'read_write']],
   ['count', 'd', 'k', 'rowBase', 'rowEnd', 'scaled'].map(u32),
   `
 @compute @workgroup_size(${WG})
@@ -61,9 +66,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let scale = select(1.0, gates[pair], P.scaled == 1u);
   let src0 = (pair / P.k) * P.d;
   let dst0 = (row - P.rowBase) * P.d;
-  for (var n = li; n < P.d; n += ${WG}u) { dst[dst0 + n] = scale * src[src0 + n]; }
+  for (var n = li; n < P.d; n += ${WG}u) { dst[dst0 + n] = dt(scale * f32(src[src0 + n])); }
 }`,
-);
+));
 
 /**
  * padded_scatter's copy: dst[indices[i]] (=, or += when accumulating) scale·src[paddedRow(i)],
@@ -71,9 +76,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
  * buffer (rows [dstBase, dstEnd)); with k = 1 the pair rows are the token rows of [T, d].
  * Params: count, d, srcBase, srcEnd, dstBase, dstEnd, scaled, accumulate.
  */
-export const paddedScatter = kernel(
+export const paddedScatter = perDtype((dtype) => kernel(
   'mb-padded-scatter',
-  [['src', 'f32', 'read'], ...ROUTE_BINDINGS, ['gates', 'f32', 'read'], ['dst', 'f32', 'read_write']],
+  dtype,
+  [['src', 'dt', 'read'], ...ROUTE_BINDINGS, ['gates', 'f32', 'read'], ['dst', 'dt', 'read_write']],
   ['count', 'd', 'srcBase', 'srcEnd', 'dstBase', 'dstEnd', 'scaled', 'accumulate'].map(u32),
   `
 @compute @workgroup_size(${WG})
@@ -87,11 +93,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let src0 = (row - P.srcBase) * P.d;
   let dst0 = (pair - P.dstBase) * P.d;
   for (var n = li; n < P.d; n += ${WG}u) {
-    let v = scale * src[src0 + n];
-    if (P.accumulate == 1u) { dst[dst0 + n] += v; } else { dst[dst0 + n] = v; }
+    let v = scale * f32(src[src0 + n]);
+    if (P.accumulate == 1u) { dst[dst0 + n] = dt(f32(dst[dst0 + n]) + v); } else { dst[dst0 + n] = dt(v); }
   }
 }`,
-);
+));
 
 /**
  * The sum over k of padded_scatter's [T, k, d] result, for the tokens of one chunk of it
@@ -100,11 +106,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
  */
 const SUM_PARAMS = ['tokenBase', 'tokens', 'd', 'k', 'accumulate'].map(u32);
 const SUM_ACCESS = ['read', 'read_write'] as const;
-export const sumTopK: KernelSource = {
+export const sumTopK = perDtype((dtype): KernelSource => ({
   name: 'mb-sum-top-k',
   bindings: SUM_ACCESS,
   params: SUM_PARAMS,
-  code: `${bindingPrelude({ bindings: SUM_ACCESS, params: SUM_PARAMS }, ['src', 'dst'], ['f32', 'f32'])}
+  code: `${bindingPrelude({ bindings: SUM_ACCESS, params: SUM_PARAMS }, ['src', 'dst'], ['dt', 'dt'], dtype)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let idx = (${LINEAR_WORKGROUP}) * ${WG}u + li;
@@ -112,12 +118,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let t = idx / P.d;
   let n = idx % P.d;
   let src0 = t * P.k * P.d + n;
-  var acc = src[src0];
-  for (var s = 1u; s < P.k; s++) { acc += src[src0 + s * P.d]; }
+  var acc = f32(src[src0]);
+  for (var s = 1u; s < P.k; s++) { acc += f32(src[src0 + s * P.d]); }
   let dst0 = (P.tokenBase + t) * P.d + n;
-  if (P.accumulate == 1u) { dst[dst0] += acc; } else { dst[dst0] = acc; }
+  if (P.accumulate == 1u) { dst[dst0] = dt(f32(dst[dst0]) + acc); } else { dst[dst0] = dt(acc); }
 }`,
-};
+}));
 
 /**
  * padded_scatter_wgrad: the gate gradient of each pair, dg = ⟨Y[paddedRow(i)], dO[token]⟩,
@@ -125,9 +131,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
  * fixed-order tree in workgroup memory: bitwise the same every run.
  * Params: count, d, k, rowBase, rowEnd (the chunk of Y bound).
  */
-export const scatterWgrad = kernel(
+export const scatterWgrad = perDtype((dtype) => kernel(
   'mb-scatter-wgrad',
-  [['Y', 'f32', 'read'], ['dO', 'f32', 'read'], ...ROUTE_BINDINGS, ['dg', 'f32', 'read_write'], ['pairRows', 'u32', 'read_write']],
+  dtype,
+  [['Y', 'dt', 'read'], ['dO', 'dt', 'read'], ...ROUTE_BINDINGS, ['dg', 'f32', 'read_write'], ['pairRows', 'u32', 'read_write']],
   ['count', 'd', 'k', 'rowBase', 'rowEnd'].map(u32),
   `
 var<workgroup> partial: array<f32, ${WG}>;
@@ -144,7 +151,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (inChunk) {
     let y = (row - P.rowBase) * P.d;
     let o = (pair / P.k) * P.d;
-    for (var n = li; n < P.d; n += ${WG}u) { acc += Y[y + n] * dO[o + n]; }
+    for (var n = li; n < P.d; n += ${WG}u) { acc += f32(Y[y + n]) * f32(dO[o + n]); }
   }
   partial[li] = acc;
   workgroupBarrier();
@@ -157,7 +164,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     pairRows[pair] = i;
   }
 }`,
-);
+));
 
 /** Workgroups of sumTopK for `tokens` tokens of width d. */
 export function sumTopKGroups(tokens: number, d: number): number {
