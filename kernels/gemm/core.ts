@@ -25,6 +25,11 @@ export interface TileShape {
   n: 64 | 128;
   /** K step through workgroup memory [default: 8, the fastest on the H200: docs/performance.md]. */
   k?: 8 | 16 | 32;
+  /**
+   * Workgroup tile buffers [default: 1]. With 2 the next K step is stored into the other buffer
+   * while this one is read, so one barrier per step instead of two (twice the workgroup memory).
+   */
+  stages?: 1 | 2;
 }
 
 export const DEFAULT_TILE: TileShape = { m: TILE_M, n: TILE_N };
@@ -77,13 +82,13 @@ function stageLoad(reg: string, count: number, contiguous: 'inner' | 'outer', ou
   return lines.join('\n      ');
 }
 
-function stageStore(reg: string, target: string, count: number, contiguous: 'inner' | 'outer', outer: number, TILE_K: number): string {
+function stageStore(reg: string, target: string, count: number, contiguous: 'inner' | 'outer', outer: number, TILE_K: number, base = '0u'): string {
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
     const e = `(li + ${i * THREADS}u)`;
     const kk = contiguous === 'inner' ? `${e} % ${TILE_K}u` : `${e} / ${outer}u`;
     const oo = contiguous === 'inner' ? `${e} / ${TILE_K}u` : `${e} % ${outer}u`;
-    lines.push(`{ let s = ${kk} * ${outer}u + ${oo}; ${target}[s / 4u][s % 4u] = ${reg}[${i}]; }`);
+    lines.push(`{ let s = ${kk} * ${outer}u + ${oo}; ${target}[${base} + s / 4u][s % 4u] = ${reg}[${i}]; }`);
   }
   return lines.join('\n    ');
 }
@@ -92,6 +97,9 @@ export function gemmSource(spec: GemmSpec): KernelSource {
   const dual = spec.dual ?? false;
   const tile = spec.tile ?? DEFAULT_TILE;
   const TILE_K = tile.k ?? 8;
+  const stages = tile.stages ?? 1;
+  const A_VECS = (TILE_K * tile.m) / 4;
+  const B_VECS = (TILE_K * tile.n) / 4;
   const RM = tile.m / 16;
   const RN = tile.n / 16;
   const RM4 = RM / 4;
@@ -121,9 +129,9 @@ export function gemmSource(spec: GemmSpec): KernelSource {
         if (dual) fmas.push(`acc2[${i}] = fma(vec4f(a${qa}.${comp}), c${qb}, acc2[${i}]);`);
       }
   const reads = [
-    ...Array.from({ length: RM4 }, (_, q) => `let a${q} = As[kk * ${tile.m / 4}u + ty + ${q * 16}u];`),
-    ...Array.from({ length: RN4 }, (_, q) => `let b${q} = Bs[kk * ${tile.n / 4}u + tx + ${q * 16}u];`),
-    ...(dual ? Array.from({ length: RN4 }, (_, q) => `let c${q} = Bs2[kk * ${tile.n / 4}u + tx + ${q * 16}u];`) : []),
+    ...Array.from({ length: RM4 }, (_, q) => `let a${q} = As[aBase + kk * ${tile.m / 4}u + ty + ${q * 16}u];`),
+    ...Array.from({ length: RN4 }, (_, q) => `let b${q} = Bs[bBase + kk * ${tile.n / 4}u + tx + ${q * 16}u];`),
+    ...(dual ? Array.from({ length: RN4 }, (_, q) => `let c${q} = Bs2[bBase + kk * ${tile.n / 4}u + tx + ${q * 16}u];`) : []),
   ];
   const loads = (k0: string) =>
     [
@@ -133,6 +141,50 @@ export function gemmSource(spec: GemmSpec): KernelSource {
     ]
       .join('\n      ')
       .replaceAll('k0 +', `${k0} +`);
+  const stores = (buffer: string) =>
+    [
+      stageStore('ra', 'As', LA, aMode, tile.m, TILE_K, `${buffer} * ${A_VECS}u`),
+      stageStore('rb', 'Bs', LB, bMode, tile.n, TILE_K, `${buffer} * ${B_VECS}u`),
+      dual ? stageStore('rc', 'Bs2', LB, bMode, tile.n, TILE_K, `${buffer} * ${B_VECS}u`) : '',
+    ].join('\n    ');
+  const multiply = `for (var kk = 0u; kk < ${TILE_K}u; kk++) {
+      ${reads.join('\n      ')}
+      ${fmas.join('\n      ')}
+    }`;
+  // Store, barrier, fetch the next step into registers, multiply, barrier.
+  const singleBuffered = `for (var k0 = t.kBegin; k0 < t.kEnd; k0 += ${TILE_K}u) {
+    ${stores('0u')}
+    workgroupBarrier();
+    if (k0 + ${TILE_K}u < t.kEnd) {
+      let kn = k0 + ${TILE_K}u;
+      ${loads('kn')}
+    }
+    let aBase = 0u;
+    let bBase = 0u;
+    ${multiply}
+    workgroupBarrier();
+  }`;
+  // Buffer \`cur\` is read while the next step goes into the other; the one barrier per step both
+  // publishes the next step and tells every thread that the buffer it overwrites next is free.
+  const doubleBuffered = `${stores('0u')}
+  workgroupBarrier();
+  var cur = 0u;
+  for (var k0 = t.kBegin; k0 < t.kEnd; k0 += ${TILE_K}u) {
+    let more = k0 + ${TILE_K}u < t.kEnd;
+    if (more) {
+      let kn = k0 + ${TILE_K}u;
+      ${loads('kn')}
+    }
+    let aBase = cur * ${A_VECS}u;
+    let bBase = cur * ${B_VECS}u;
+    ${multiply}
+    if (more) {
+      let next = 1u - cur;
+      ${stores('next')}
+    }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`;
   const code = `
 ${prelude}
 
@@ -155,9 +207,9 @@ struct Tile {
 fn accRow(ty: u32, i: u32) -> u32 { return (i / 4u) * 64u + ty * 4u + i % 4u; }
 fn accCol(tx: u32, j: u32) -> u32 { return (j / 4u) * 64u + tx * 4u + j % 4u; }
 
-var<workgroup> As: array<vec4f, ${(TILE_K * tile.m) / 4}>;
-var<workgroup> Bs: array<vec4f, ${(TILE_K * tile.n) / 4}>;
-${dual ? `var<workgroup> Bs2: array<vec4f, ${(TILE_K * tile.n) / 4}>;` : ''}
+var<workgroup> As: array<vec4f, ${stages * A_VECS}>;
+var<workgroup> Bs: array<vec4f, ${stages * B_VECS}>;
+${dual ? `var<workgroup> Bs2: array<vec4f, ${stages * B_VECS}>;` : ''}
 ${spec.moduleScope ?? ''}
 
 ${spec.functions}
@@ -181,21 +233,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     let k0 = t.kBegin;
       ${loads('k0')}
   }
-  for (var k0 = t.kBegin; k0 < t.kEnd; k0 += ${TILE_K}u) {
-    ${stageStore('ra', 'As', LA, aMode, tile.m, TILE_K)}
-    ${stageStore('rb', 'Bs', LB, bMode, tile.n, TILE_K)}
-    ${dual ? stageStore('rc', 'Bs2', LB, bMode, tile.n, TILE_K) : ''}
-    workgroupBarrier();
-    if (k0 + ${TILE_K}u < t.kEnd) {
-      let kn = k0 + ${TILE_K}u;
-      ${loads('kn')}
-    }
-    for (var kk = 0u; kk < ${TILE_K}u; kk++) {
-      ${reads.join('\n      ')}
-      ${fmas.join('\n      ')}
-    }
-    workgroupBarrier();
-  }
+  ${stages === 1 ? singleBuffered : doubleBuffered}
   ${spec.epilogue ?? defaultEpilogue}
 }
 `;

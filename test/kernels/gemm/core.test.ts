@@ -1,0 +1,81 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, tiles, type TileShape } from '../../../kernels/gemm/core.js';
+import { readTensor } from '../../../src/gpu/readback.js';
+import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
+import { randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
+
+afterAll(async () => (await testGpu()).destroy());
+
+/** C = A·B and C2 = A·B2 (dual) through one tile configuration of the core. */
+function dualGemm(tile: TileShape) {
+  return gemmSource({
+    name: `core-test-${tile.m}x${tile.n}k${tile.k ?? 8}s${tile.stages ?? 1}`,
+    tile,
+    dual: true,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [
+      { name: 'A', type: 'f32', access: 'read' },
+      { name: 'B', type: 'f32', access: 'read' },
+      { name: 'B2', type: 'f32', access: 'read' },
+      { name: 'C', type: 'f32', access: 'read_write' },
+      { name: 'C2', type: 'f32', access: 'read_write' },
+    ],
+    params: DENSE_PARAMS,
+    functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return A[m * P.K + k]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return B[k * P.N + n]; }
+fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return B2[k * P.N + n]; }
+fn storeC(t: Tile, m: u32, n: u32, c: f32, c2: f32) { C[m * P.N + n] = c; C2[m * P.N + n] = c2; }`,
+  });
+}
+
+const TILES: TileShape[] = [
+  { m: 64, n: 64, k: 16 },
+  { m: 64, n: 128, k: 8, stages: 2 },
+  { m: 128, n: 64, k: 16, stages: 2 },
+  { m: 64, n: 64, k: 16, stages: 2 },
+];
+
+describe('GEMM core tile configurations (single and double-buffered workgroup tiles)', () => {
+  for (const tile of TILES) {
+    for (const [M, N, K] of [
+      [67, 131, 45],
+      [1, 3, 7],
+      [130, 70, 8],
+    ]) {
+      it(`${tile.m}×${tile.n}, K step ${tile.k}, ${tile.stages ?? 1} stage(s): ${M}×${K}·${K}×${N} matches float64`, async () => {
+        const ctx = await testKernels();
+        const tensor = (name: string, rows: number, cols: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(rows, cols, 4, Infinity));
+        const a = randomArray(M * K, 3 + M);
+        const b = randomArray(K * N, 5 + N);
+        const b2 = randomArray(K * N, 11 + K);
+        const [A, B, B2, C, C2] = [tensor('A', M, K), tensor('B', K, N), tensor('B2', K, N), tensor('C', M, N), tensor('C2', M, N)];
+        uploadTensor(ctx.device, A, a);
+        uploadTensor(ctx.device, B, b);
+        uploadTensor(ctx.device, B2, b2);
+        const enc = ctx.encoder();
+        await enc.dispatch({ source: dualGemm(tile), params: { M, N, K }, buffers: [A, B, B2, C, C2].map((t) => t.chunks[0]), workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
+        enc.flush();
+        for (const [out, right] of [
+          [C, b],
+          [C2, b2],
+        ] as const) {
+          const got = await readTensor(ctx.allocator, out);
+          let err = 0;
+          let norm = 0;
+          for (let m = 0; m < M; m++)
+            for (let n = 0; n < N; n++) {
+              let ref = 0;
+              for (let k = 0; k < K; k++) ref += a[m * K + k] * right[k * N + n];
+              expect(Number.isFinite(got[m * N + n])).toBe(true);
+              err += (got[m * N + n] - ref) ** 2;
+              norm += ref ** 2;
+            }
+          expect(Math.sqrt(err / norm)).toBeLessThan(1e-5);
+        }
+        ctx.allocator.freeAll();
+      });
+    }
+  }
+});
