@@ -33,14 +33,6 @@ export const SHAPE_PARAMS = [
 export const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 export const write = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read_write' });
 
-/** The gate of routed row r of expert e: its slot is the (e, s) segment that holds r. */
-export const GATE_OF_ROW = `
-fn gateOfRow(e: u32, r: u32) -> f32 {
-  var s = 0u;
-  for (var i = 1u; i < P.k; i++) { if (expertSlotOffsets[e * P.k + i] <= r) { s = i; } }
-  return gates[rowTokens[r] * P.k + s];
-}`;
-
 export const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
 
 /** u(r, j), the expert's hidden activation, from what the checkpoint policy kept. */
@@ -114,7 +106,7 @@ function rowTargetParts(into: RowTarget, out: string) {
     : {
         suffix: '-rows',
         tiling: segmentRowsTiling('expertOffsets', 'expertTileOffsets'),
-        offsets: [read('expertOffsets', 'u32'), read('expertTileOffsets', 'u32'), read('expertSlotOffsets', 'u32')],
+        offsets: [read('expertOffsets', 'u32'), read('expertTileOffsets', 'u32')],
         out: write('rowsOut'),
       };
 }
@@ -122,29 +114,41 @@ function rowTargetParts(into: RowTarget, out: string) {
 /** The combine: O[token] (+)= g·(u·W2_e) slot by slot, or g·(u·W2_e) into scratch rows. */
 export function downCombine(o: ExpertKernelOptions, into: RowTarget = 'tokens'): KernelSource {
   const target = rowTargetParts(into, 'O');
-  const store =
-    into === 'tokens'
-      ? `let token = rowTokens[m];
-  let i = token * P.d + n;
-  let y = gates[token * P.k + P.slot] * c;
-  if (P.slot == 0u) { O[i] = dt(y); } else { O[i] = dt(f32(O[i]) + y); }`
-      : 'rowsOut[(m - P.rowBegin) * P.d + n] = dt(gateOfRow(t.seg, m) * c);';
+  // Once per row in the epilogue: a gate lookup per element (storeC) cost 5× on the H200.
+  const rowsEpilogue = `
+  for (var i = 0u; i < RM; i++) {
+    let m = t.m0 + accRow(ty, i);
+    if (m >= t.mEnd) { continue; }
+    let g = rowGates[m];
+    let base = (m - P.rowBegin) * P.d;
+    for (var j = 0u; j < RN; j++) {
+      let n = t.n0 + accCol(tx, j);
+      if (n < t.nEnd) { rowsOut[base + n] = dt(g * acc[i * RN4 + j / 4u][j % 4u]); }
+    }
+  }`;
   return gemmSource({
     dtype: o.dtype,
     name: `expert-down-combine-${o.activation}${o.keptU ? '-keep-u' : ''}${target.suffix}`,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [...hiddenBindings(o.activation, o.keptU), read('rowTokens', 'u32'), ...target.offsets, read('gates', 'f32'), read('W2'), target.out],
+    bindings: [...hiddenBindings(o.activation, o.keptU), read('rowTokens', 'u32'), ...target.offsets, read('rowGates', 'f32'), read('W2'), target.out],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${target.tiling}
-${into === 'rows' ? GATE_OF_ROW : ''}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('m')} + k; return ${hiddenLoad(o.activation, o.keptU)}; }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) * P.h * P.d + k * P.d + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) {
-  ${store}
+${
+  into === 'tokens'
+    ? `fn storeC(t: Tile, m: u32, n: u32, c: f32) {
+  let token = rowTokens[m];
+  let i = token * P.d + n;
+  let y = rowGates[m] * c;
+  if (P.slot == 0u) { O[i] = dt(y); } else { O[i] = dt(f32(O[i]) + y); }
+}`
+    : ''
 }`,
+    ...(into === 'rows' && { epilogue: rowsEpilogue }),
   });
 }
 
@@ -161,16 +165,14 @@ export function weightGradW2(o: ExpertKernelOptions): KernelSource {
       read('dO'),
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
-      read('expertSlotOffsets', 'u32'),
-      read('gates', 'f32'),
+      read('rowGates', 'f32'),
       write('dW2'),
     ],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${segmentReduceTiling('expertOffsets')}
-${GATE_OF_ROW}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('k')} + m; return ${hiddenLoad(o.activation, o.keptU)}; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return gateOfRow(t.seg, k) * f32(dO[rowTokens[k] * P.d + n]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return rowGates[k] * f32(dO[rowTokens[k] * P.d + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; dW2[w] = dt(f32(dW2[w]) + c); }`,
   });
 }
@@ -201,8 +203,7 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
       read('expertTileOffsets', 'u32'),
-      read('expertSlotOffsets', 'u32'),
-      read('gates', 'f32'),
+      read('rowGates', 'f32'),
       read('W2'),
       write('Ab'),
       ...(swiglu ? [write('Bb')] : []),
@@ -212,7 +213,6 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
     moduleScope: `var<workgroup> rowDg: array<f32, ${SEGMENT_TILE.m * 16}>;`,
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
-${GATE_OF_ROW}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dO[rowTokens[m] * P.d + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) * P.h * P.d + n * P.d + k]); }`,
     epilogue: `
@@ -220,7 +220,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) 
     let m = t.m0 + accRow(ty, i);
     var dgSum = 0.0;
     if (m < t.mEnd) {
-      let g = gateOfRow(t.seg, m);
+      let g = rowGates[m];
       for (var j = 0u; j < RN; j++) {
         let n = t.n0 + accCol(tx, j);
         if (n >= t.nEnd) { continue; }

@@ -93,6 +93,7 @@ export const routerTopK = tokenKernel(
  * dz for each token from the gate gradients dg (one per routed pair; dropped pairs have 0),
  * through the renormalisation and the softmax, plus the load-balancing loss's share.
  * dg arrives as per-column-tile partial sums [pairs × dgParts], summed here in a fixed order.
+ * Gates are indexed by pair ([T,k]) or, with gatesByRow, by routed row through pairRows.
  */
 export const routerBackward = tokenKernel(
   'router-backward',
@@ -106,6 +107,7 @@ export const routerBackward = tokenKernel(
     { name: 'normalize', type: 'u32' },
     { name: 'dgParts', type: 'u32' },
     { name: 'auxScale', type: 'f32' },
+    { name: 'gatesByRow', type: 'u32' },
   ],
   `
   let base = t * P.E;
@@ -120,7 +122,7 @@ export const routerBackward = tokenKernel(
       for (var j = 0u; j < P.dgParts; j++) { sum += dgPartial[row * P.dgParts + j]; }
     }
     dg[s] = sum;
-    g[s] = gates[t * P.k + s];
+    g[s] = gates[select(t * P.k + s, row, P.gatesByRow == 1u)];
     pc[s] = probs[base + tokenExperts[t * P.k + s]];
     chosenSum += pc[s];
   }
@@ -252,7 +254,7 @@ export async function encodeRouterForward(
 
 export async function encodeRouterBackward(
   enc: StepEncoder,
-  shape: RouterShape & { dgParts: number; auxLossCoef: number },
+  shape: RouterShape & { dgParts: number; auxLossCoef: number; gatesByRow?: boolean },
   b: {
     X: TrackedBuffer;
     Wr: TrackedBuffer;
@@ -272,7 +274,7 @@ export async function encodeRouterBackward(
   const auxScale = shape.auxLossCoef > 0 ? (shape.auxLossCoef * E) / (T * k * T) : 0;
   await enc.dispatch({
     source: routerBackward,
-    params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, dgParts: shape.dgParts, auxScale },
+    params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, dgParts: shape.dgParts, auxScale, gatesByRow: shape.gatesByRow ? 1 : 0 },
     buffers: [b.probs, b.tokenExperts, b.gates, b.pairRows, b.dgPartial, b.expertOffsets, b.dz],
     workgroups: grid(tiles(T, TOKEN_WG)),
   });

@@ -62,10 +62,11 @@ export function bufferTable(c: LayerConfig, _routing: RoutingSummary, limits: Ta
   const last = 'input-grad';
   add('routerProbs', 'activations-saved', L.probs, [T, E], 'f32', 'router', 'router-grad');
   add('tokenExpertIndices', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
-  add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', last);
+  add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', 'metadata');
   add('blockCounts', 'workspace', L.blockCounts, [metadataSizes(T, E, k).blockCounts], 'u32', 'metadata', 'metadata');
   add('expertTokenIndices', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);
   add('tokenSlotMap', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);
+  add('rowGates', 'routing-metadata', L.rows, [R], 'f32', 'metadata', last);
   add('expertOffsets', 'routing-metadata', L.expertOffsets, [E + 1], 'u32', 'metadata', last);
   add('expertSlotOffsets', 'routing-metadata', L.expertSlotOffsets, [E * k + 1], 'u32', 'metadata', last);
   add('expertTileOffsets', 'routing-metadata', L.expertTileOffsets, [E + 1], 'u32', 'metadata', last);

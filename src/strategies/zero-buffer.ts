@@ -5,6 +5,7 @@ import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } fro
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
 import type { LayerConfig } from '../config.js';
 import { bufferTable, kernelWork, layouts, rowTarget } from './zero-buffer-table.js';
+import { encodeRowGates } from '../../kernels/row-gates.js';
 import { encodeRowReduce } from '../../kernels/row-reduce.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import { chunkRowRange, type Tensor } from '../gpu/tensor.js';
@@ -190,6 +191,11 @@ class ZeroBufferRunner implements StrategyRunner {
       slotTileOffsets: this.chunk('slotTileOffsets', 0),
     });
     step.free(blockCounts);
+    this.t.rowGates = step.alloc('rowGates', 'routing-metadata', L.rows);
+    await encodeRowGates(step.enc, T * k, { gates: this.chunk('gates', 0), tokenSlotMap: this.chunk('tokenSlotMap', 0), rowGates: this.chunk('rowGates', 0) });
+    // From here every kernel, the router's backward included, reads gates by routed row.
+    step.free(this.t.gates);
+    this.t.gates = null;
 
     step.phase('experts');
     await this.upProject(step, layer, c.checkpoint === 'full' ? 'workspace' : 'activations-saved');
@@ -201,8 +207,7 @@ class ZeroBufferRunner implements StrategyRunner {
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertOffsets', 0),
         this.chunk('expertTileOffsets', 0),
-        this.chunk('expertSlotOffsets', 0),
-        this.chunk('gates', 0),
+        this.chunk('rowGates', 0),
         layer.W2.chunks[wc],
         scratch,
       ]);
@@ -212,7 +217,7 @@ class ZeroBufferRunner implements StrategyRunner {
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertSlotOffsets', 0),
         this.chunk('slotTileOffsets', 0),
-        this.chunk('gates', 0),
+        this.chunk('rowGates', 0),
         layer.W2.chunks[wc],
         this.chunk('O', 0),
       ]);
@@ -239,8 +244,7 @@ class ZeroBufferRunner implements StrategyRunner {
       layer.dO.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
-      this.chunk('expertSlotOffsets', 0),
-      this.chunk('gates', 0),
+      this.chunk('rowGates', 0),
       layer.dW2.chunks[wc],
     ]);
     this.t.dgPartial = step.alloc('dgPartial', 'workspace', L.dgPartial);
@@ -255,8 +259,7 @@ class ZeroBufferRunner implements StrategyRunner {
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertOffsets', 0),
         this.chunk('expertTileOffsets', 0),
-        this.chunk('expertSlotOffsets', 0),
-        this.chunk('gates', 0),
+        this.chunk('rowGates', 0),
         layer.W2.chunks[wc],
         this.chunk('a', ac),
         ...(swiglu ? [this.chunk('b', ac)] : []),
@@ -284,13 +287,13 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.dX = step.alloc('dX', 'output', L.tokenRows);
     await encodeRouterBackward(
       step.enc,
-      { ...routerShape(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef },
+      { ...routerShape(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef, gatesByRow: true },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],
         probs: this.chunk('routerProbs', 0),
         tokenExperts: this.chunk('tokenExpertIndices', 0),
-        gates: this.chunk('gates', 0),
+        gates: this.chunk('rowGates', 0),
         pairRows: this.chunk('tokenSlotMap', 0),
         dgPartial: this.chunk('dgPartial', 0),
         expertOffsets: this.chunk('expertOffsets', 0),
@@ -310,7 +313,6 @@ class ZeroBufferRunner implements StrategyRunner {
         ...gradRows(ac),
         this.chunk('expertOffsets', 0),
         this.chunk('expertTileOffsets', 0),
-        this.chunk('expertSlotOffsets', 0),
         ...gradWeights(wc),
         scratch,
       ]);
@@ -325,15 +327,17 @@ class ZeroBufferRunner implements StrategyRunner {
     }
     const dX = this.get('dX');
     step.free(
-      ...['a', 'b', 'gates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'].map((n) => this.t[n]),
+      ...['a', 'b', 'rowGates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'].map((n) => this.t[n]),
     );
-    for (const n of ['a', 'b', 'gates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets']) this.t[n] = null;
+    for (const n of ['a', 'b', 'rowGates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets']) this.t[n] = null;
     return dX;
   }
 
   async readRouting(step: StepContext) {
     const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExpertIndices'));
-    const gates = await readTensor(step.kernels.allocator, this.get('gates'));
+    const rowGates = await readTensor(step.kernels.allocator, this.get('rowGates'));
+    const slotRows = await readTensorU32(step.kernels.allocator, this.get('tokenSlotMap'));
+    const gates = Float32Array.from(slotRows, (row) => rowGates[row]);
     return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
   }
 
