@@ -17,7 +17,8 @@ import { CapacityRunnerBase } from './capacity.js';
  * The batched expert MLP over the padded [E, C, ·] grid, forward and backward, as a capacity
  * framework runs it through autograd: every intermediate is its own tensor (a, b, u and y saved;
  * dU, da, db, d(dispatched) materialised in backward) and each is released once its last
- * consumer has run. Subclasses define how tokens enter and leave the grid.
+ * consumer has run. Subclasses define how tokens enter and leave the grid. All of them are stored
+ * at the layer's dtype, as autograd keeps activations and gradients in the input's dtype.
  */
 export abstract class CapacityRunner extends CapacityRunnerBase {
   /** Enters the dispatch phase(s); allocates and fills `dispatched` [E,C,d]. */
@@ -59,7 +60,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'up');
     for (const name of swiglu ? ['a', 'b', 'u'] : ['a', 'u']) this.alloc(step, name);
-    await this.expertRows(step, capacityUp(this.c.activation), layer.W1, h, d, (x) => [
+    await this.expertRows(step, capacityUp(this.c.activation, this.c.dtype), layer.W1, h, d, (x) => [
       this.chunk('dispatched', x.ac),
       layer.W1.chunks[x.wc],
       ...(swiglu ? [layer.W3!.chunks[x.wc]] : []),
@@ -70,7 +71,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'down');
     this.alloc(step, 'y');
-    await this.expertRows(step, capacityDown, layer.W2, d, h, (x) => [this.chunk('u', x.ac), layer.W2.chunks[x.wc], this.chunk('y', x.ac)]);
+    await this.expertRows(step, capacityDown(this.c.dtype), layer.W2, d, h, (x) => [this.chunk('u', x.ac), layer.W2.chunks[x.wc], this.chunk('y', x.ac)]);
 
     await this.combineForward(step, layer);
     this.endPhase(step);
@@ -107,14 +108,14 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'down-grad');
     for (const chunk of layer.dW2.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, capacityWeightGradW2, layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
+    await this.expertReduce(step, capacityWeightGradW2(c.dtype), layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
     this.alloc(step, 'dU');
-    await this.expertRows(step, capacityHiddenGrad, layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
+    await this.expertRows(step, capacityHiddenGrad(c.dtype), layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
 
     this.enter(step, 'act-grad');
     for (const name of swiglu ? ['da', 'db'] : ['da']) this.alloc(step, name);
     const hidden = this.get('dU').layout;
-    const source = activationGrad(c.activation);
+    const source = activationGrad(c.activation, c.dtype);
     for (let i = 0; i < hidden.chunkCount; i++) {
       const count = chunkRowRange(hidden, i).count * h;
       if (count === 0) continue;
@@ -124,7 +125,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'up-grad');
     for (const g of [layer.dW1, layer.dW3]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, capacityWeightGradW13(c.activation), layer.dW1, d, h, (x) => [
+    await this.expertReduce(step, capacityWeightGradW13(c.activation, c.dtype), layer.dW1, d, h, (x) => [
       this.chunk('dispatched', x.ac),
       this.chunk('da', x.ac),
       ...(swiglu ? [this.chunk('db', x.ac)] : []),
@@ -132,7 +133,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
       ...(swiglu ? [layer.dW3!.chunks[x.wc]] : []),
     ]);
     this.alloc(step, 'dDispatched');
-    await this.expertRows(step, capacityDispatchedGrad(c.activation), layer.W1, d, swiglu ? 2 * h : h, (x) => [
+    await this.expertRows(step, capacityDispatchedGrad(c.activation, c.dtype), layer.W1, d, swiglu ? 2 * h : h, (x) => [
       this.chunk('da', x.ac),
       ...(swiglu ? [this.chunk('db', x.ac)] : []),
       layer.W1.chunks[x.wc],

@@ -5,6 +5,7 @@ import { encodeRouterForward, MAX_TOP_K, routerShape } from '../kernels/router.j
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../kernels/routing-metadata.js';
 import { spec, type BufferSpec, type BufferTable } from '../src/buffer-table.js';
 import { expertCapacity, type LayerConfig } from '../src/config.js';
+import { floatBytes } from '../src/f16.js';
 import { readTensor, readTensorU32 } from '../src/gpu/readback.js';
 import { chunkLayout, chunkRowRange, type ChunkLayout, type Tensor } from '../src/gpu/tensor.js';
 import { persistentSpecs, type LayerTensors, type RoutingSummary, type StepContext, type StrategyRunner, type TableLimits } from '../src/strategy.js';
@@ -61,8 +62,9 @@ export function planTable(plan: CapacityPlan, c: LayerConfig, limits: TableLimit
 export function expertRowLayouts(c: LayerConfig, C: number, chunkBytes: number): { d: ChunkLayout; h: ChunkLayout } {
   const rows = c.experts * C;
   const wide = Math.max(c.hidden, c.ffn);
-  const granularity = C > 0 && C * wide * 4 <= chunkBytes ? C : 1;
-  const base = chunkLayout(rows, wide, 4, chunkBytes, granularity);
+  const f = floatBytes(c.dtype);
+  const granularity = C > 0 && C * wide * f <= chunkBytes ? C : 1;
+  const base = chunkLayout(rows, wide, f, chunkBytes, granularity);
   const withCols = (cols: number): ChunkLayout => ({ ...base, cols });
   return { d: withCols(c.hidden), h: withCols(c.ffn) };
 }
@@ -77,10 +79,16 @@ export interface VariantPhases {
   slotsUntil: string;
 }
 
-/** Buffers both strategies have: router, routing metadata, the expert MLP over [E,C,·] and its gradients. */
+/**
+ * Buffers both strategies have: router, routing metadata, the expert MLP over [E,C,·] and its
+ * gradients. Router state (probabilities, gates, the dg partial sums and the router's gradient)
+ * stays f32 and the metadata u32 at any dtype; every other float buffer is at the layer's dtype.
+ */
 export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: VariantPhases): PlannedBuffer[] {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
   const whole = (rows: number, cols = 1) => chunkLayout(rows, cols, 4, Infinity);
+  const f = c.dtype;
+  const tokenRows = chunkLayout(T, d, floatBytes(f), Infinity);
   const m = metadataSizes(T, E, k);
   const x = expertRowLayouts(c, C, chunkBytes);
   const swiglu = c.activation === 'swiglu';
@@ -98,25 +106,24 @@ export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: 
   add('slotTileOffsets', 'workspace', whole(m.slotTileOffsets), [m.slotTileOffsets], 'u32', 'metadata', 'metadata');
   add('slots', 'routing-metadata', whole(T, k), [T, k], 'u32', 'metadata', p.slotsUntil);
   add('expertOffsets', 'routing-metadata', whole(E + 1), [E + 1], 'u32', 'metadata', 'router-grad');
-  add('dispatched', 'activations-saved', x.d, [E, C, d], 'f32', p.dispatch, 'up-grad');
-  add('a', 'activations-saved', x.h, [E, C, h], 'f32', 'up', 'act-grad');
-  if (swiglu) add('b', 'activations-saved', x.h, [E, C, h], 'f32', 'up', 'act-grad');
-  add('u', 'activations-saved', x.h, [E, C, h], 'f32', 'up', 'down-grad');
-  add('y', 'activations-saved', x.d, [E, C, d], 'f32', 'down', p.combineGrad);
-  add('O', 'output', whole(T, d), [T, d], 'f32', p.combine, p.dispatchGrad);
-  add('dY', 'workspace', x.d, [E, C, d], 'f32', p.combineGrad, 'down-grad');
+  add('dispatched', 'activations-saved', x.d, [E, C, d], f, p.dispatch, 'up-grad');
+  add('a', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
+  if (swiglu) add('b', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
+  add('u', 'activations-saved', x.h, [E, C, h], f, 'up', 'down-grad');
+  add('y', 'activations-saved', x.d, [E, C, d], f, 'down', p.combineGrad);
+  add('O', 'output', tokenRows, [T, d], f, p.combine, p.dispatchGrad);
+  add('dY', 'workspace', x.d, [E, C, d], f, p.combineGrad, 'down-grad');
   add('dgPartial', 'workspace', whole(E * C), [E * C], 'f32', p.combineGrad, 'router-grad');
   add('routerGrad', 'workspace', whole(T, E), [T, E], 'f32', 'router-grad', 'router-grad');
-  add('dX', 'output', whole(T, d), [T, d], 'f32', 'router-grad', p.dispatchGrad);
-  add('dU', 'workspace', x.h, [E, C, h], 'f32', 'down-grad', 'act-grad');
-  add('da', 'workspace', x.h, [E, C, h], 'f32', 'act-grad', 'up-grad');
-  if (swiglu) add('db', 'workspace', x.h, [E, C, h], 'f32', 'act-grad', 'up-grad');
-  add('dDispatched', 'workspace', x.d, [E, C, d], 'f32', 'up-grad', p.dispatchGrad);
+  add('dX', 'output', tokenRows, [T, d], f, 'router-grad', p.dispatchGrad);
+  add('dU', 'workspace', x.h, [E, C, h], f, 'down-grad', 'act-grad');
+  add('da', 'workspace', x.h, [E, C, h], f, 'act-grad', 'up-grad');
+  if (swiglu) add('db', 'workspace', x.h, [E, C, h], f, 'act-grad', 'up-grad');
+  add('dDispatched', 'workspace', x.d, [E, C, d], f, 'up-grad', p.dispatchGrad);
   return list;
 }
 
 export function unsupportedCapacity(c: LayerConfig): string | null {
-  if (c.dtype === 'f16') return 'f16 storage is not implemented for this strategy yet';
   if (c.topK > MAX_TOP_K) return `top-k ${c.topK} > ${MAX_TOP_K}`;
   if (c.experts * c.topK > MAX_PAIRS) return `experts × top-k = ${c.experts * c.topK} > ${MAX_PAIRS}`;
   return null;

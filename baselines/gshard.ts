@@ -2,7 +2,8 @@ import { buildCombineWeights, buildDispatchMask, DISPATCH_WORKGROUP, gateGradFro
 import { einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDispatch, einsumDispatchGradX } from '../kernels/capacity-gemm.js';
 import { TILE_M, TILE_N, tiles } from '../kernels/gemm/core.js';
 import { grid, type KernelSource } from '../kernels/program.js';
-import type { LayerConfig } from '../src/config.js';
+import type { DType, LayerConfig } from '../src/config.js';
+import { floatBytes } from '../src/f16.js';
 import { OutOfMemoryError } from '../src/errors.js';
 import { chunkLayout, chunkRowRange, type Tensor } from '../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../src/strategy.js';
@@ -13,13 +14,15 @@ import { CapacityRunner } from './capacity-experts.js';
 /**
  * GShard / DeepSpeed's einsum dispatch: the same capacity, locations and drops as Tutel, but the
  * routing is materialised as dense [T, E, C] tensors, a dispatch mask (one byte an element) and
- * combine weights (f32), and both ends are contractions through the shared GEMM core:
+ * combine weights, and both ends are contractions through the shared GEMM core:
  *   dispatched[q] = Σ_t mask[t, q]·X[t]        (einsum "sec,sm->ecm", K = T)
  *   O[t]          = Σ_q combine[t, q]·y[q]     (einsum "sec,ecm->sm", K = E·C)
  * with q = e·C + c. Both cost T·E·C·d multiply-adds, quadratic in T (C grows with T); that, and
  * the [T,E,C] buffers, are GShard's real price and are not shortcut. Backward likewise: dy =
  * combineᵀ·dO, dcombine = dO·yᵀ (a dense [T,E,C] gradient, read at each pair's slot for dg), and
  * dX += mask·d(dispatched). The expert MLP and its saved tensors are Tutel's.
+ * dtype: the combine weights come from the f32 gating cast with `type_as(input)`, so they (and
+ * dcombine) are stored at the input's dtype, like the expert buffers; the mask stays one byte.
  */
 const PHASES = ['router', 'metadata', 'masks', 'dispatch', 'up', 'down', 'combine', 'combine-grad', 'router-grad', 'down-grad', 'act-grad', 'up-grad', 'dispatch-grad'];
 
@@ -29,11 +32,11 @@ export function gshardPlan(c: LayerConfig, C: number, chunkBytes: number): Capac
   const buffers = commonBuffers(c, C, chunkBytes, { dispatch: 'dispatch', combine: 'combine', combineGrad: 'combine-grad', dispatchGrad: 'dispatch-grad', slotsUntil: 'router-grad' });
   // Token rows of the mask are padded to whole u32 words so that chunks by token stay word-aligned.
   const mask = chunkLayout(T, Math.ceil(Q / 4), 4, chunkBytes);
-  const dense = chunkLayout(T, Q, 4, chunkBytes);
+  const dense = chunkLayout(T, Q, floatBytes(c.dtype), chunkBytes);
   buffers.push(
     { name: 'dispatchMask', tag: 'routing-metadata', layout: mask, shape: [T, E, C], dtype: 'u8', from: 'masks', to: 'dispatch-grad' },
-    { name: 'combineWeights', tag: 'activations-saved', layout: dense, shape: [T, E, C], dtype: 'f32', from: 'masks', to: 'combine-grad' },
-    { name: 'dcombine', tag: 'workspace', layout: dense, shape: [T, E, C], dtype: 'f32', from: 'combine-grad', to: 'combine-grad' },
+    { name: 'combineWeights', tag: 'activations-saved', layout: dense, shape: [T, E, C], dtype: c.dtype, from: 'masks', to: 'combine-grad' },
+    { name: 'dcombine', tag: 'workspace', layout: dense, shape: [T, E, C], dtype: c.dtype, from: 'combine-grad', to: 'combine-grad' },
   );
   return { phases: PHASES, forwardEnd: 'combine', buffers };
 }
@@ -57,19 +60,22 @@ class GShardRunner extends CapacityRunner {
   }
 
   /** One contraction chunk pair: rows m of the output, columns n, reduction k. */
-  private async contract(step: StepContext, source: KernelSource, m: [number, number], n: [number, number], k: [number, number], accumulate: boolean, buffers: Tensor['chunks']) {
+  private async contract(step: StepContext, source: (dtype: DType) => KernelSource, m: [number, number], n: [number, number], k: [number, number], accumulate: boolean, buffers: Tensor['chunks']) {
     const Q = this.c.experts * this.C;
+    const kernel = source(this.c.dtype);
     await step.enc.dispatch({
-      source,
+      source: kernel,
       params: { mBegin: m[0], mEnd: m[1], nBegin: n[0], nEnd: n[1], kBegin: k[0], kEnd: k[1], d: this.c.hidden, slotCount: Q, rowWords: Math.ceil(Q / 4), accumulate: accumulate ? 1 : 0 },
       buffers,
-      workgroups: [checkGrid(source.name, tiles(m[1] - m[0], TILE_M)), checkGrid(source.name, tiles(n[1] - n[0], TILE_N)), 1],
+      workgroups: [checkGrid(kernel.name, tiles(m[1] - m[0], TILE_M)), checkGrid(kernel.name, tiles(n[1] - n[0], TILE_N)), 1],
     });
   }
 
   /** A [T,E,C] tensor is chunked by token rows; one row must fit a binding. */
   private checkRows(step: StepContext): void {
-    const rowBytes = this.c.experts * this.C * 4;
+    // The widest row: the combine weights', or the word-padded mask's (at f16 with E·C ≤ 2).
+    const Q = this.c.experts * this.C;
+    const rowBytes = Math.max(Q * floatBytes(this.c.dtype), Math.ceil(Q / 4) * 4);
     if (rowBytes > step.chunkBytes) {
       throw new OutOfMemoryError(
         `gshard: one token's row of the [T,E,C] combine weights needs ${formatBytes(rowBytes)}, more than one storage binding holds (${formatBytes(step.chunkBytes)}); use a smaller capacity factor or fewer experts`,
@@ -92,7 +98,7 @@ class GShardRunner extends CapacityRunner {
     }
     for (const r of ranges(combine)) {
       const params = { tokenBegin: r.begin, tokenEnd: r.end, k, slotCount: Q };
-      await step.enc.dispatch({ source: buildCombineWeights, params, buffers: [this.chunk('slots'), this.chunk('gates'), combine.chunks[r.i]], workgroups: grid(r.end - r.begin) });
+      await step.enc.dispatch({ source: buildCombineWeights(this.c.dtype), params, buffers: [this.chunk('slots'), this.chunk('gates'), combine.chunks[r.i]], workgroups: grid(r.end - r.begin) });
     }
 
     this.enter(step, 'dispatch');
@@ -141,7 +147,7 @@ class GShardRunner extends CapacityRunner {
     const dgPartial = this.alloc(step, 'dgPartial');
     for (const r of ranges(dcombine)) {
       await step.enc.dispatch({
-        source: gateGradFromCombine,
+        source: gateGradFromCombine(this.c.dtype),
         params: { pairs: T * k, k, slotCount: this.c.experts * this.C, tokenBegin: r.begin, tokenEnd: r.end },
         buffers: [this.chunk('slots'), dcombine.chunks[r.i], dgPartial.chunks[0]],
         workgroups: grid(Math.ceil((T * k) / DISPATCH_WORKGROUP)),

@@ -13,6 +13,8 @@ import { CapacityRunner } from './capacity-experts.js';
  * experts run densely over all C slots of every expert, and the decode gathers gate-weighted rows
  * back per token. Everything the experts produce is saved for backward: Tutel has no recompute,
  * so --checkpoint does not apply and is ignored.
+ * dtype: the dispatcher upcasts to f32 unless the input is f16; with f16 input every [E,C,·]
+ * tensor, O and dX stay f16 (sums in f32); gates and the dg partial sums stay f32.
  */
 const PHASES = ['router', 'metadata', 'encode', 'up', 'down', 'decode', 'decode-grad', 'router-grad', 'down-grad', 'act-grad', 'up-grad', 'encode-grad'];
 
@@ -41,7 +43,7 @@ class TutelRunner extends CapacityRunner {
     for (const r of this.rowChunks(dst)) {
       if (r.rowEnd === r.rowBegin) continue;
       await step.enc.dispatch({
-        source: encodeScatter,
+        source: encodeScatter(this.c.dtype),
         params: { pairs: T * k, k, cols: d, rowBegin: r.rowBegin, rowEnd: r.rowEnd, gated: gated ? 1 : 0 },
         buffers: [this.chunk('slots'), this.chunk('gates'), src.chunks[0], this.chunk(dst, r.i)],
         workgroups: grid(T * k),
@@ -57,7 +59,7 @@ class TutelRunner extends CapacityRunner {
       // An empty first chunk still has to write the zeros of an all-dropped output.
       if (r.rowEnd === r.rowBegin && add) continue;
       await step.enc.dispatch({
-        source: decodeGather,
+        source: decodeGather(this.c.dtype),
         params: { tokens: T, k, cols: d, rowBegin: r.rowBegin, rowEnd: r.rowEnd, gated: gated ? 1 : 0, accumulate: add ? 1 : 0 },
         // Ungated (dX) runs after the gates are gone; any read-only buffer fills the unread binding.
         buffers: [this.chunk('slots'), gated ? this.chunk('gates') : this.chunk('slots'), this.chunk(src, r.i), this.chunk(dst)],
@@ -88,7 +90,7 @@ class TutelRunner extends CapacityRunner {
     for (const r of this.rowChunks('y')) {
       if (r.rowEnd === r.rowBegin) continue;
       await step.enc.dispatch({
-        source: gateGradFromOutput,
+        source: gateGradFromOutput(this.c.dtype),
         params: { pairs: T * k, k, cols: d, rowBegin: r.rowBegin, rowEnd: r.rowEnd },
         buffers: [this.chunk('slots'), layer.dO.chunks[0], this.chunk('y', r.i), this.chunk('dgPartial')],
         workgroups: grid(T * k),

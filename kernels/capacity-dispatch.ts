@@ -1,6 +1,6 @@
-import type { Activation } from '../src/config.js';
+import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { bindingPrelude, LINEAR_WORKGROUP, type KernelSource } from './program.js';
+import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from './program.js';
 
 /**
  * The non-GEMM kernels of the capacity strategies (Tutel, GShard). A routed pair (t, s) owns one
@@ -8,16 +8,19 @@ import { bindingPrelude, LINEAR_WORKGROUP, type KernelSource } from './program.j
  * DROPPED for a dropped pair. Every kernel here writes each output element from exactly one
  * invocation, in a fixed order, so no atomics are needed and results are bitwise reproducible.
  * Kernels that touch an [E·C, ·] tensor see one chunk of its rows, [rowBegin, rowEnd).
+ *
+ * Float tensors stored at the layer's dtype are bound as `dt` (loads widened with f32(), stores
+ * narrowed with dt()); gates and dg partial sums stay f32. Every sum runs in f32.
  */
 export const DROPPED = 0xffffffff;
 const WG = 64;
 
-type Binding = [name: string, type: 'f32' | 'u32', access: 'read' | 'read_write'];
+type Binding = [name: string, type: 'f32' | 'u32' | 'dt', access: 'read' | 'read_write'];
 
-function kernel(name: string, bindings: Binding[], params: string[], body: string, moduleScope = ''): KernelSource {
+function kernel(name: string, bindings: Binding[], params: string[], body: string, moduleScope = '', dtype: DType = 'f32'): KernelSource {
   const access = bindings.map((b) => b[2]);
   const paramList = params.map((p) => ({ name: p, type: 'u32' as const }));
-  const code = `${bindingPrelude({ bindings: access, params: paramList }, bindings.map((b) => b[0]), bindings.map((b) => b[1]))}
+  const code = `${bindingPrelude({ bindings: access, params: paramList }, bindings.map((b) => b[0]), bindings.map((b) => b[1]), dtype)}
 ${moduleScope}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -58,13 +61,13 @@ export const capacitySlots = kernel(
  * scale is the gate when `gated` (the gradient of the decode), else 1 (the dispatch of X).
  * dst must be zero-filled first: capacity slots no pair took stay zero. One workgroup per pair.
  */
-export const encodeScatter = kernel(
+export const encodeScatter = perDtype((dtype) => kernel(
   'capacity-encode',
   [
     ['slots', 'u32', 'read'],
     ['gates', 'f32', 'read'],
-    ['src', 'f32', 'read'],
-    ['dst', 'f32', 'read_write'],
+    ['src', 'dt', 'read'],
+    ['dst', 'dt', 'read_write'],
   ],
   ['pairs', 'k', 'cols', 'rowBegin', 'rowEnd', 'gated'],
   `  if (linear >= P.pairs) { return; }
@@ -73,49 +76,53 @@ export const encodeScatter = kernel(
   let scale = select(1.0, gates[linear], P.gated == 1u);
   let src0 = (linear / P.k) * P.cols;
   let dst0 = (slot - P.rowBegin) * P.cols;
-  for (var n = li; n < P.cols; n += ${WG}u) { dst[dst0 + n] = scale * src[src0 + n]; }`,
-);
+  for (var n = li; n < P.cols; n += ${WG}u) { dst[dst0 + n] = dt(scale * f32(src[src0 + n])); }`,
+  '',
+  dtype,
+));
 
 /**
  * Decode (gather-sum per token): dst[t] (+)= Σ_s scale_s·src[slot_s] over the token's kept pairs
  * whose slot lies in this chunk, slots in order; `accumulate` = 0 overwrites (first chunk of the
  * combine), 1 adds (later chunks, and dX onto the router's share). One workgroup per token.
  */
-export const decodeGather = kernel(
+export const decodeGather = perDtype((dtype) => kernel(
   'capacity-decode',
   [
     ['slots', 'u32', 'read'],
     ['gates', 'f32', 'read'],
-    ['src', 'f32', 'read'],
-    ['dst', 'f32', 'read_write'],
+    ['src', 'dt', 'read'],
+    ['dst', 'dt', 'read_write'],
   ],
   ['tokens', 'k', 'cols', 'rowBegin', 'rowEnd', 'gated', 'accumulate'],
   `  if (linear >= P.tokens) { return; }
   let t = linear;
   for (var n = li; n < P.cols; n += ${WG}u) {
     var acc = 0.0;
-    if (P.accumulate == 1u) { acc = dst[t * P.cols + n]; }
+    if (P.accumulate == 1u) { acc = f32(dst[t * P.cols + n]); }
     for (var s = 0u; s < P.k; s++) {
       let slot = slots[t * P.k + s];
       if (${IN_CHUNK('slot')}) {
-        acc += select(1.0, gates[t * P.k + s], P.gated == 1u) * src[(slot - P.rowBegin) * P.cols + n];
+        acc += select(1.0, gates[t * P.k + s], P.gated == 1u) * f32(src[(slot - P.rowBegin) * P.cols + n]);
       }
     }
-    dst[t * P.cols + n] = acc;
+    dst[t * P.cols + n] = dt(acc);
   }`,
-);
+  '',
+  dtype,
+));
 
 /**
  * The gate gradient of a kept pair from the saved expert output: dg = ⟨dO_t, y[slot]⟩, written to
  * dgPartial[slot] (the router backward reads it through pairRows = slots, one part per row).
  * One workgroup per pair; a fixed-shape tree reduction keeps the sum order fixed.
  */
-export const gateGradFromOutput = kernel(
+export const gateGradFromOutput = perDtype((dtype) => kernel(
   'capacity-gate-grad',
   [
     ['slots', 'u32', 'read'],
-    ['dO', 'f32', 'read'],
-    ['y', 'f32', 'read'],
+    ['dO', 'dt', 'read'],
+    ['y', 'dt', 'read'],
     ['dgPartial', 'f32', 'read_write'],
   ],
   ['pairs', 'k', 'cols', 'rowBegin', 'rowEnd'],
@@ -126,7 +133,7 @@ export const gateGradFromOutput = kernel(
   if (live) {
     let x = (linear / P.k) * P.cols;
     let r = (slot - P.rowBegin) * P.cols;
-    for (var n = li; n < P.cols; n += ${WG}u) { sum += dO[x + n] * y[r + n]; }
+    for (var n = li; n < P.cols; n += ${WG}u) { sum += f32(dO[x + n]) * f32(y[r + n]); }
   }
   part[li] = sum;
   workgroupBarrier();
@@ -136,28 +143,29 @@ export const gateGradFromOutput = kernel(
   }
   if (li == 0u && live) { dgPartial[slot] = part[0]; }`,
   `var<workgroup> part: array<f32, ${WG}>;`,
-);
+  dtype,
+));
 
 /** The activation's backward on one chunk of [E·C, h]: da (and db) from dU and the saved a (and b). */
-export function activationGrad(activation: Activation): KernelSource {
+export function activationGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   const body = swiglu
-    ? `let g = dU[i]; let x = a[i];
-  da[i] = g * b[i] * siluGrad(x);
-  db[i] = g * silu(x);`
-    : `da[i] = dU[i] * ${plainActivation(activation as Exclude<Activation, 'swiglu'>).grad}(a[i]);`;
+    ? `let g = f32(dU[i]); let x = f32(a[i]);
+  da[i] = dt(g * f32(b[i]) * siluGrad(x));
+  db[i] = dt(g * silu(x));`
+    : `da[i] = dt(f32(dU[i]) * ${plainActivation(activation as Exclude<Activation, 'swiglu'>).grad}(f32(a[i])));`;
   const bindings: Binding[] = swiglu
     ? [
-        ['dU', 'f32', 'read'],
-        ['a', 'f32', 'read'],
-        ['b', 'f32', 'read'],
-        ['da', 'f32', 'read_write'],
-        ['db', 'f32', 'read_write'],
+        ['dU', 'dt', 'read'],
+        ['a', 'dt', 'read'],
+        ['b', 'dt', 'read'],
+        ['da', 'dt', 'read_write'],
+        ['db', 'dt', 'read_write'],
       ]
     : [
-        ['dU', 'f32', 'read'],
-        ['a', 'f32', 'read'],
-        ['da', 'f32', 'read_write'],
+        ['dU', 'dt', 'read'],
+        ['a', 'dt', 'read'],
+        ['da', 'dt', 'read_write'],
       ];
   return kernel(
     `capacity-activation-grad-${activation}`,
@@ -167,6 +175,7 @@ export function activationGrad(activation: Activation): KernelSource {
   if (i >= P.count) { return; }
   ${body}`,
     ACTIVATION_WGSL,
+    dtype,
   );
 }
 
@@ -194,13 +203,16 @@ export const buildDispatchMask = kernel(
   }`,
 );
 
-/** GShard's combine weights [T, E·C] (f32): the gate at each kept pair's slot, zero elsewhere. */
-export const buildCombineWeights = kernel(
+/**
+ * GShard's combine weights [T, E·C] at the storage dtype: the f32 gate at each kept pair's slot
+ * (cast as DeepSpeed's `type_as(input)` does), zero elsewhere. One workgroup per token.
+ */
+export const buildCombineWeights = perDtype((dtype) => kernel(
   'gshard-combine-weights',
   [
     ['slots', 'u32', 'read'],
     ['gates', 'f32', 'read'],
-    ['combine', 'f32', 'read_write'],
+    ['combine', 'dt', 'read_write'],
   ],
   ['tokenBegin', 'tokenEnd', 'k', 'slotCount'],
   `  let t = P.tokenBegin + linear;
@@ -208,19 +220,21 @@ export const buildCombineWeights = kernel(
   for (var q = li; q < P.slotCount; q += ${WG}u) {
     var w = 0.0;
     for (var s = 0u; s < P.k; s++) { if (slots[t * P.k + s] == q) { w = gates[t * P.k + s]; } }
-    combine[(t - P.tokenBegin) * P.slotCount + q] = w;
+    combine[(t - P.tokenBegin) * P.slotCount + q] = dt(w);
   }`,
-);
+  '',
+  dtype,
+));
 
 /**
  * dg of a kept pair read from GShard's dense gradient of the combine weights: combine = gate at the
  * pair's slot, so dg = dcombine[t, slot]. One thread per pair; pairs of tokens outside the chunk skip.
  */
-export const gateGradFromCombine = kernel(
+export const gateGradFromCombine = perDtype((dtype) => kernel(
   'gshard-gate-grad',
   [
     ['slots', 'u32', 'read'],
-    ['dcombine', 'f32', 'read'],
+    ['dcombine', 'dt', 'read'],
     ['dgPartial', 'f32', 'read_write'],
   ],
   ['pairs', 'k', 'slotCount', 'tokenBegin', 'tokenEnd'],
@@ -229,5 +243,7 @@ export const gateGradFromCombine = kernel(
   let t = i / P.k;
   let slot = slots[i];
   if (t < P.tokenBegin || t >= P.tokenEnd || slot == ${DROPPED}u) { return; }
-  dgPartial[slot] = dcombine[(t - P.tokenBegin) * P.slotCount + slot];`,
-);
+  dgPartial[slot] = f32(dcombine[(t - P.tokenBegin) * P.slotCount + slot]);`,
+  '',
+  dtype,
+));

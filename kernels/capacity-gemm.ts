@@ -1,7 +1,7 @@
-import type { Activation } from '../src/config.js';
+import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
 import { gemmSource, TILE_M, TILE_N, type GemmBinding } from './gemm/core.js';
-import type { KernelSource } from './program.js';
+import { perDtype, type KernelSource } from './program.js';
 
 /**
  * GEMMs of the capacity strategies, all instances of the shared core.
@@ -14,6 +14,10 @@ import type { KernelSource } from './program.js';
  * GShard's einsums: plain range GEMMs over [mBegin, mEnd) × [nBegin, nEnd) with K in
  * [kBegin, kEnd); every chunked operand's chunk starts at the range's beginning, so the range
  * bounds double as chunk bases. `accumulate` adds onto C (later K chunks).
+ *
+ * Every float operand (X, dO, weights, the [E,C,·] tensors, combine weights, O, dX, gradients) is
+ * stored at the layer's dtype, bound as `dt`; tiles and accumulators are f32. Sums across K chunks
+ * go through storage, so at f16 they are rounded once per chunk.
  */
 export const EXPERT_PARAMS = [
   { name: 'M', type: 'u32' },
@@ -61,18 +65,21 @@ fn tileOf(wg: vec3u) -> Tile {
   return t;
 }`;
 
-const read = (name: string, type: GemmBinding['type'] = 'f32'): GemmBinding => ({ name, type, access: 'read' });
-const write = (name: string): GemmBinding => ({ name, type: 'f32', access: 'read_write' });
+const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+/** target[i] += c through storage: widened, summed in f32, narrowed back. */
+const addTo = (target: string, i: string, c = 'c') => `${target}[${i}] = dt(f32(${target}[${i}]) + ${c});`;
 /** Row r of a chunked [E·C, ·] tensor, relative to its chunk. */
 const LOCAL = (r: string) => `(${r} - P.rowBegin)`;
 /** Offset of expert t.seg's matrix in its weight chunk. */
 const WEIGHT = '(t.seg - P.expertBase) * P.d * P.h';
 
 /** a = x·W1_e, b = x·W3_e and u = act(a)(·b) for every capacity slot; a, b, u all kept (Tutel saves them). */
-export function capacityUp(activation: Activation): KernelSource {
+export function capacityUp(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   const u = swiglu ? 'silu(c) * c2' : `${plainActivation(activation as Exclude<Activation, 'swiglu'>).fn}(c)`;
   return gemmSource({
+    dtype,
     name: `capacity-up-${activation}`,
     dual: swiglu,
     aContiguous: 'k',
@@ -81,61 +88,65 @@ export function capacityUp(activation: Activation): KernelSource {
     params: EXPERT_PARAMS,
     functions: `${ACTIVATION_WGSL}
 ${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dispatched[${LOCAL('m')} * P.d + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W1[${WEIGHT} + k * P.h + n]; }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return W3[${WEIGHT} + k * P.h + n]; }` : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('m')} * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${WEIGHT} + k * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${WEIGHT} + k * P.h + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${LOCAL('m')} * P.h + n;
-  A[l] = c;
-  ${swiglu ? 'B[l] = c2;' : ''}
-  U[l] = ${u};
+  A[l] = dt(c);
+  ${swiglu ? 'B[l] = dt(c2);' : ''}
+  U[l] = dt(${u});
 }`,
   });
 }
 
 /** y = u·W2_e, the expert output of every capacity slot. */
-export const capacityDown = gemmSource({
+export const capacityDown = perDtype((dtype) => gemmSource({
+  dtype,
   name: 'capacity-down',
   aContiguous: 'k',
   bContiguous: 'n',
   bindings: [read('U'), read('W2'), write('Y')],
   params: EXPERT_PARAMS,
   functions: `${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return U[${LOCAL('m')} * P.h + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[${WEIGHT} + k * P.d + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = c; }`,
-});
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('m')} * P.h + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + k * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c); }`,
+}));
 
 /** dW2_e += uᵀ·dy over the expert's slots in this row chunk (dy already carries the gate). */
-export const capacityWeightGradW2 = gemmSource({
+export const capacityWeightGradW2 = perDtype((dtype) => gemmSource({
+  dtype,
   name: 'capacity-dW2',
   aContiguous: 'm',
   bContiguous: 'n',
   bindings: [read('U'), read('dY'), write('dW2')],
   params: EXPERT_PARAMS,
   functions: `${EXPERT_REDUCE_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return U[${LOCAL('k')} * P.h + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dY[${LOCAL('k')} * P.d + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dW2[${WEIGHT} + m * P.d + n] += c; }`,
-});
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${addTo('dW2', 'w')} }`,
+}));
 
 /** dU = dy·W2_eᵀ. */
-export const capacityHiddenGrad = gemmSource({
+export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
+  dtype,
   name: 'capacity-dU',
   aContiguous: 'k',
   bContiguous: 'k',
   bindings: [read('dY'), read('W2'), write('dU')],
   params: EXPERT_PARAMS,
   functions: `${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dY[${LOCAL('m')} * P.d + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return W2[${WEIGHT} + n * P.d + k]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${LOCAL('m')} * P.h + n] = c; }`,
-});
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${LOCAL('m')} * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + n * P.d + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${LOCAL('m')} * P.h + n] = dt(c); }`,
+}));
 
 /** dW1_e += xᵀ·da and dW3_e += xᵀ·db over the expert's slots, x being the dispatched input. */
-export function capacityWeightGradW13(activation: Activation): KernelSource {
+export function capacityWeightGradW13(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
+    dtype,
     name: `capacity-dW13-${swiglu ? 'swiglu' : 'plain'}`,
     dual: swiglu,
     aContiguous: 'm',
@@ -143,21 +154,22 @@ export function capacityWeightGradW13(activation: Activation): KernelSource {
     bindings: [read('dispatched'), read('dA'), ...(swiglu ? [read('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: EXPERT_PARAMS,
     functions: `${EXPERT_REDUCE_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dispatched[${LOCAL('k')} * P.d + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dA[${LOCAL('k')} * P.h + n]; }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return dB[${LOCAL('k')} * P.h + n]; }` : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('k')} * P.d + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${LOCAL('k')} * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${LOCAL('k')} * P.h + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${WEIGHT} + m * P.h + n;
-  dW1[w] += c;
-  ${swiglu ? 'dW3[w] += c2;' : ''}
+  ${addTo('dW1', 'w')}
+  ${swiglu ? addTo('dW3', 'w', 'c2') : ''}
 }`,
   });
 }
 
 /** Gradient of the dispatched input: da·W1_eᵀ (+ db·W3_eᵀ, as one K = 2h product). */
-export function capacityDispatchedGrad(activation: Activation): KernelSource {
+export function capacityDispatchedGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
+    dtype,
     name: `capacity-dDispatched-${swiglu ? 'swiglu' : 'plain'}`,
     aContiguous: 'k',
     bContiguous: 'k',
@@ -166,15 +178,15 @@ export function capacityDispatchedGrad(activation: Activation): KernelSource {
     functions: `${EXPERT_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${LOCAL('m')} * P.h;
-  ${swiglu ? 'if (k >= P.h) { return dB[l + k - P.h]; }' : ''}
-  return dA[l + k];
+  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
+  return f32(dA[l + k]);
 }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 {
   let w = ${WEIGHT} + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return W3[w + k - P.h]; }' : ''}
-  return W1[w + k];
+  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
+  return f32(W1[w + k]);
 }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { dDispatched[${LOCAL('m')} * P.d + n] = c; }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dDispatched[${LOCAL('m')} * P.d + n] = dt(c); }`,
   });
 }
 
@@ -212,40 +224,41 @@ fn maskAt(row: u32, q: u32) -> f32 { return f32((mask[row * P.rowWords + q / 4u]
 function store(target: string, index: string): string {
   return `fn storeC(t: Tile, m: u32, n: u32, c: f32) {
   let i = ${index};
-  if (P.accumulate == 1u) { ${target}[i] += c; } else { ${target}[i] = c; }
+  if (P.accumulate == 1u) { ${addTo(target, 'i')} } else { ${target}[i] = dt(c); }
 }`;
 }
 
-function rangeGemm(name: string, aContiguous: 'k' | 'm', bContiguous: 'n' | 'k', bindings: GemmBinding[], functions: string): KernelSource {
-  return gemmSource({ name, aContiguous, bContiguous, bindings, params: RANGE_PARAMS, functions: `${RANGE_TILING}\n${functions}` });
+/** One einsum, built once per storage dtype. */
+function rangeGemm(name: string, aContiguous: 'k' | 'm', bContiguous: 'n' | 'k', bindings: GemmBinding[], functions: string): (dtype: DType) => KernelSource {
+  return perDtype((dtype) => gemmSource({ dtype, name, aContiguous, bContiguous, bindings, params: RANGE_PARAMS, functions: `${RANGE_TILING}\n${functions}` }));
 }
 
 /** dispatched[q, :] (+)= Σ_t mask[t, q]·X[t, :]: M = slots of a dispatched chunk, K = tokens of a mask chunk. */
 export const einsumDispatch = rangeGemm('gshard-dispatch', 'm', 'n', [read('mask', 'u32'), read('X'), write('dispatched')], `${MASK_AT}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return maskAt(k - P.kBegin, m); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return X[k * P.d + n]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(X[k * P.d + n]); }
 ${store('dispatched', '(m - P.mBegin) * P.d + n')}`);
 
 /** O[t, :] (+)= Σ_q combine[t, q]·y[q, :]: M = tokens of a combine chunk, K = slots of a y chunk. */
 export const einsumCombine = rangeGemm('gshard-combine', 'k', 'n', [read('combine'), read('Y'), write('O')], `
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return combine[(m - P.mBegin) * P.slotCount + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Y[(k - P.kBegin) * P.d + n]; }
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(combine[(m - P.mBegin) * P.slotCount + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Y[(k - P.kBegin) * P.d + n]); }
 ${store('O', 'm * P.d + n')}`);
 
 /** dy[q, :] (+)= Σ_t combine[t, q]·dO[t, :]: the combine einsum's gradient with respect to y. */
 export const einsumCombineGradY = rangeGemm('gshard-combine-dY', 'm', 'n', [read('combine'), read('dO'), write('dY')], `
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return combine[(k - P.kBegin) * P.slotCount + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dO[k * P.d + n]; }
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(combine[(k - P.kBegin) * P.slotCount + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dO[k * P.d + n]); }
 ${store('dY', '(m - P.mBegin) * P.d + n')}`);
 
 /** dcombine[t, q] = ⟨dO_t, y_q⟩ for every (token, slot): the dense [T, E·C] gradient of the combine weights. */
 export const einsumCombineGradWeights = rangeGemm('gshard-combine-dWeights', 'k', 'k', [read('dO'), read('Y'), write('dcombine')], `
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return dO[m * P.d + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return Y[(n - P.nBegin) * P.d + k]; }
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dO[m * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Y[(n - P.nBegin) * P.d + k]); }
 ${store('dcombine', '(m - P.mBegin) * P.slotCount + n')}`);
 
 /** dX[t, :] += Σ_q mask[t, q]·dDispatched[q, :]: the dispatch einsum's gradient, onto the router's share. */
 export const einsumDispatchGradX = rangeGemm('gshard-dispatch-dX', 'k', 'n', [read('mask', 'u32'), read('dDispatched'), write('dX')], `${MASK_AT}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return maskAt(m - P.mBegin, k); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return dDispatched[(k - P.kBegin) * P.d + n]; }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dDispatched[(k - P.kBegin) * P.d + n]); }
 ${store('dX', 'm * P.d + n')}`);

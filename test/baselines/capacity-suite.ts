@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { tableFigures } from '../../src/buffer-table.js';
+import { tableFigures, type BufferTable } from '../../src/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
 import { routeReference, toFloat64 } from '../../src/reference/index.js';
 import { generateInputs } from '../../src/rng.js';
+import type { StepMemory } from '../../src/memory-profiler.js';
 import type { Strategy } from '../../src/strategy.js';
 import { verifyStrategies } from '../../src/verify.js';
 import { memoryFigures } from '../helpers/memory.js';
@@ -13,7 +14,7 @@ import { testGpu } from '../helpers/gpu.js';
  * The checks both capacity strategies (tutel, gshard) must pass; each test file runs them for
  * its strategy. Shapes are tiny: lavapipe runs a GEMM at about 1 GFLOP/s.
  */
-const ZIPF = { kind: 'zipf', s: 2 } as const;
+export const ZIPF = { kind: 'zipf', s: 2 } as const;
 
 export const GRID: [string, Partial<LayerConfig>, number?][] = [
   ['one expert (E=1)', { tokens: 40, hidden: 12, ffn: 20, experts: 1, topK: 1 }],
@@ -76,38 +77,10 @@ export function capacitySuite(strategy: Strategy): void {
   });
 
   describe(`${id} memory: allocator = buffer table, to the byte`, () => {
-    const CONFIGS: [Partial<LayerConfig>, number?][] = [
-      [{ tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 2 }],
-      [{ tokens: 100, hidden: 33, ffn: 70, experts: 8, topK: 2, activation: 'gelu', checkpoint: 'full' }],
-      [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }],
-      [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }, 4000],
-      [{ tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5 }, 4096],
-      [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0.01 }],
-    ];
-    for (const [partial, chunkBytes] of CONFIGS) {
+    for (const [partial, chunkBytes] of MEMORY_CONFIGS) {
       const config = layerConfig(partial);
-      it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation} cf${config.capacityFactor}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
-        const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: id, chunkBytes });
-        layer.randomize();
-        // The realised routing (C for cf = 0); the routing is deterministic, so it is the step's too.
-        await layer.forward();
-        const routing = await layer.routingSummary();
-        const first = await layer.trainStep();
-        const second = await layer.trainStep();
-        layer.destroy();
-        const table = strategy.bufferTable(config, routing, { chunkBytes: layer.chunkBytes });
-        const predicted = tableFigures(table);
-        for (const measured of [first, second]) {
-          expect(memoryFigures(measured)).toEqual(memoryFigures(predicted));
-        }
-        // What the capacity design materialises: the padded [E,C,·] tensors, all saved.
-        const C = routing.capacity!;
-        const { experts: E, hidden: d, ffn: h } = config;
-        const saved = table.step.filter((s) => s.tag === 'activations-saved' && s.shape.length === 3 && s.shape[0] === E && s.shape[1] === C);
-        const expected = config.activation === 'swiglu' ? ['a', 'b', 'dispatched', 'u', 'y'] : ['a', 'dispatched', 'u', 'y'];
-        expect(saved.map((s) => s.name).sort()).toEqual(expected);
-        for (const s of saved) expect(s.shape[2]).toBe(['dispatched', 'y'].includes(s.name) ? d : h);
-        if (chunkBytes) expect(table.step.find((s) => s.name === 'dispatched')!.chunks).toBeGreaterThan(1);
+      it(memoryCaseName(config, chunkBytes), async () => {
+        await expectTableMatchesAllocator(strategy, config, chunkBytes);
       });
     }
   });
@@ -129,4 +102,46 @@ export function capacitySuite(strategy: Strategy): void {
       first.forEach((tensor, i) => expect(Buffer.from(second[i].buffer).equals(Buffer.from(tensor.buffer))).toBe(true));
     });
   });
+}
+
+export const MEMORY_CONFIGS: [Partial<LayerConfig>, number?][] = [
+  [{ tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 2 }],
+  [{ tokens: 100, hidden: 33, ffn: 70, experts: 8, topK: 2, activation: 'gelu', checkpoint: 'full' }],
+  [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }],
+  [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }, 4000],
+  [{ tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5 }, 4096],
+  [{ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0.01 }],
+];
+
+export function memoryCaseName(config: LayerConfig, chunkBytes?: number): string {
+  return `T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation} cf${config.capacityFactor}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`;
+}
+
+/**
+ * Two training steps measured by the allocator against the strategy's table for the realised
+ * routing (C for cf = 0), and the padded [E,C,·] tensors the capacity design saves.
+ */
+export async function expectTableMatchesAllocator(strategy: Strategy, config: LayerConfig, chunkBytes?: number): Promise<{ table: BufferTable; measured: StepMemory }> {
+  const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id, chunkBytes });
+  layer.randomize();
+  // The realised routing (C for cf = 0); the routing is deterministic, so it is the step's too.
+  await layer.forward();
+  const routing = await layer.routingSummary();
+  const first = await layer.trainStep();
+  const second = await layer.trainStep();
+  layer.destroy();
+  const table = strategy.bufferTable(config, routing, { chunkBytes: layer.chunkBytes });
+  const predicted = tableFigures(table);
+  for (const measured of [first, second]) {
+    expect(memoryFigures(measured)).toEqual(memoryFigures(predicted));
+  }
+  // What the capacity design materialises: the padded [E,C,·] tensors, all saved.
+  const C = routing.capacity!;
+  const { experts: E, hidden: d, ffn: h } = config;
+  const saved = table.step.filter((s) => s.tag === 'activations-saved' && s.shape.length === 3 && s.shape[0] === E && s.shape[1] === C);
+  const expected = config.activation === 'swiglu' ? ['a', 'b', 'dispatched', 'u', 'y'] : ['a', 'dispatched', 'u', 'y'];
+  expect(saved.map((s) => s.name).sort()).toEqual(expected);
+  for (const s of saved) expect(s.shape[2]).toBe(['dispatched', 'y'].includes(s.name) ? d : h);
+  if (chunkBytes) expect(table.step.find((s) => s.name === 'dispatched')!.chunks).toBeGreaterThan(1);
+  return { table, measured: second };
 }
