@@ -2,6 +2,8 @@ import { Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
+import { DTYPES } from '../src/config.js';
+import { requireDtype } from '../src/layer.js';
 import { writeFileAtomic } from '../src/npy.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { strategyIds } from '../src/strategies/index.js';
@@ -14,11 +16,12 @@ const float = Flags.custom<number>({ parse: async (input, _ctx, opts) => parseNo
 export default class Train extends BaseCommand {
   static override summary = 'Train a small model with one MoE layer (Adam, on the GPU) and show the loss falling.';
   static override description =
-    'Model: z = x·W_in, r = z + MoE(z), y = r·W_out, trained with Adam (GPU kernels; m and v under the allocator\'s "optimizer" tag) to regress the output of a fixed random teacher of the same family, on batches drawn from --seed. Every strategy gets the same data and initial weights. Prints a live progress line (step, loss, tokens/s, peak memory) on stderr, a summary with the expert-load histogram, and with --out writes train.json and train.html (loss curve per strategy, inline SVG).';
+    'Model: z = x·W_in, r = z + MoE(z), y = r·W_out, trained with Adam (GPU kernels; m and v under the allocator\'s "optimizer" tag) to regress the output of a fixed random teacher of the same family, on batches drawn from --seed. Every strategy gets the same data and initial weights. With --dtype f16 (mixed precision; needs the adapter\'s shader-f16) activations, weights and gradients are stored as f16 while Adam keeps f32 master weights and f32 moments, and the loss is scaled by a power of two for the f16 gradients. Prints a live progress line (step, loss, tokens/s, peak memory) on stderr, a summary with the expert-load histogram, and with --out writes train.json and train.html (loss curve per strategy, inline SVG).';
   static override examples = [
     '<%= config.bin %> train',
     '<%= config.bin %> train --impl zero-buffer --impl megablocks-grouped --steps 300 --out reports/train',
     '<%= config.bin %> train --aux-loss 0.01 --experts 8',
+    '<%= config.bin %> train --dtype f16 --impl zero-buffer',
   ];
   static override flags = {
     ...gpuFlags,
@@ -26,6 +29,7 @@ export default class Train extends BaseCommand {
     steps: int(1)({ description: `optimizer steps [default: ${DEFAULT_TRAIN.steps}]` }),
     lr: float({ description: `Adam learning rate [default: ${DEFAULT_TRAIN.lr}]` }),
     seed: Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 0, 0xffffffff) })({ description: `seed of data, teacher and initial weights [default: ${DEFAULT_TRAIN.seed}]` }),
+    dtype: Flags.option({ options: DTYPES, description: 'storage of activations, weights and gradients; f16 keeps f32 master weights and Adam state and needs the adapter\'s shader-f16 [default: f32]' })(),
     'aux-loss': float({ description: 'Switch load-balancing loss coefficient α; 0 = off [default: 0]', helpValue: '<alpha>' }),
     tokens: int(1)({ description: `T, tokens per step [default: ${DEFAULT_TRAIN.tokens}]`, helpGroup: 'MODEL' }),
     'input-dim': int(1)({ description: `input size d_in [default: ${DEFAULT_TRAIN.inputDim}]`, helpGroup: 'MODEL' }),
@@ -51,9 +55,11 @@ export default class Train extends BaseCommand {
       experts: flags.experts,
       topK: flags['top-k'],
       outputDim: flags['output-dim'],
+      dtype: flags.dtype,
     });
     const strategies = flags.impl ?? ['zero-buffer'];
     return this.withGpu(flags, async (gpu) => {
+      requireDtype(gpu, config.dtype);
       const result = await runTraining(gpu, config, strategies, trainProgressWriter());
       result.provenance = this.provenance(gpu.adapter);
       if (!this.jsonEnabled()) this.log(renderTrainSummary(result));

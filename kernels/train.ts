@@ -2,67 +2,86 @@
  * Kernels of the small training model (src/train): the dense GEMMs around the MoE layer, all
  * through the shared core (kernels/gemm/core.ts), plus elementwise residual, MSE gradient and
  * Adam. Every kernel writes each output element from one thread in a fixed order: deterministic.
+ *
+ * Activations, weights and gradients are stored at the model's dtype (bindings of type `dt`);
+ * every product, sum and the whole Adam update run in f32. At f16 the optimizer keeps f32 master
+ * weights and f32 moments, and writes the f16 copy the next forward reads (mixed precision).
  */
+import type { DType } from '../src/config.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, LARGE_TILE, tiles } from './gemm/core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, LARGE_TILE, tiles, type GemmBinding } from './gemm/core.js';
 import { encodeDenseGemm } from './gemm/dense.js';
-import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEncoder } from './program.js';
+import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from './program.js';
 
-const GEMM_BINDINGS = [
-  { name: 'A', type: 'f32', access: 'read' },
-  { name: 'B', type: 'f32', access: 'read' },
-  { name: 'C', type: 'f32', access: 'read_write' },
-] as const;
+const GEMM_BINDINGS: readonly GemmBinding[] = [
+  { name: 'A', type: 'dt', access: 'read' },
+  { name: 'B', type: 'dt', access: 'read' },
+  { name: 'C', type: 'dt', access: 'read_write' },
+];
 
 /** C[M,N] = Aᵀ·B with A [K,M], B [K,N] row-major (weight gradients: dW = Xᵀ·dY). */
-export const gemmTN = gemmSource({
-  name: 'train-gemm-tn',
-  tile: LARGE_TILE,
-  aContiguous: 'm',
-  bContiguous: 'n',
-  bindings: GEMM_BINDINGS,
-  params: DENSE_PARAMS,
-  functions: `${DENSE_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return A[k * P.M + m]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return B[k * P.N + n]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = c; }`,
-});
+export const gemmTN = perDtype((dtype) =>
+  gemmSource({
+    name: 'train-gemm-tn',
+    dtype,
+    tile: LARGE_TILE,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: GEMM_BINDINGS,
+    params: DENSE_PARAMS,
+    functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(A[k * P.M + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(B[k * P.N + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = dt(c); }`,
+  }),
+);
 
 /** C[M,N] = A·Bᵀ with A [M,K], B [N,K] row-major (input gradients: dX = dY·Wᵀ). */
-export const gemmNT = gemmSource({
-  name: 'train-gemm-nt',
-  tile: LARGE_TILE,
-  aContiguous: 'k',
-  bContiguous: 'k',
-  bindings: GEMM_BINDINGS,
-  params: DENSE_PARAMS,
-  functions: `${DENSE_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return A[m * P.K + k]; }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return B[n * P.K + k]; }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = c; }`,
-});
+export const gemmNT = perDtype((dtype) =>
+  gemmSource({
+    name: 'train-gemm-nt',
+    dtype,
+    tile: LARGE_TILE,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: GEMM_BINDINGS,
+    params: DENSE_PARAMS,
+    functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(A[m * P.K + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(B[n * P.K + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = dt(c); }`,
+  }),
+);
 
 function gemmWorkgroups(M: number, N: number): [number, number, number] {
   return [tiles(M, LARGE_TILE.m), tiles(N, LARGE_TILE.n), 1];
 }
 
 /** C[M,N] = A[M,K]·B[K,N]. */
-export async function encodeGemmNN(enc: StepEncoder, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await encodeDenseGemm(enc, a, b, c, M, N, K);
+export async function encodeGemmNN(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
+  await encodeDenseGemm(enc, a, b, c, M, N, K, dtype);
 }
 
 /** C[M,N] = A[K,M]ᵀ·B[K,N]. */
-export async function encodeGemmTN(enc: StepEncoder, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: gemmTN, params: { M, N, K }, buffers: [a, b, c], workgroups: gemmWorkgroups(M, N) });
+export async function encodeGemmTN(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
+  await enc.dispatch({ source: gemmTN(dtype), params: { M, N, K }, buffers: [a, b, c], workgroups: gemmWorkgroups(M, N) });
 }
 
 /** C[M,N] = A[M,K]·B[N,K]ᵀ. */
-export async function encodeGemmNT(enc: StepEncoder, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: gemmNT, params: { M, N, K }, buffers: [a, b, c], workgroups: gemmWorkgroups(M, N) });
+export async function encodeGemmNT(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
+  await enc.dispatch({ source: gemmNT(dtype), params: { M, N, K }, buffers: [a, b, c], workgroups: gemmWorkgroups(M, N) });
 }
 
-function elementwise(name: string, bindings: readonly ('read' | 'read_write')[], names: string[], params: KernelSource['params'], body: string): KernelSource {
-  const code = `${bindingPrelude({ bindings, params }, names, names.map(() => 'f32'))}
+interface Operand {
+  name: string;
+  access: 'read' | 'read_write';
+  /** 'dt': stored at the kernel's dtype; 'f32': f32 at any dtype. */
+  type: 'dt' | 'f32';
+}
+
+function elementwise(name: string, dtype: DType, operands: readonly Operand[], params: KernelSource['params'], body: string): KernelSource {
+  const bindings = operands.map((o) => o.access);
+  const code = `${bindingPrelude({ bindings, params }, operands.map((o) => o.name), operands.map((o) => o.type), dtype)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = (${LINEAR_WORKGROUP}) * 256u + li;
@@ -72,53 +91,98 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   return { name, code, bindings, params };
 }
 
+const COUNT = [{ name: 'count', type: 'u32' }] as const;
+
 /** out = a + b (the residual). */
-export const addKernel = elementwise('train-add', ['read', 'read', 'read_write'], ['a', 'b', 'out'], [{ name: 'count', type: 'u32' }], 'out[i] = a[i] + b[i];');
-
-/** dY = scale·(y − target): the gradient of scale/2·Σ(y − target)². */
-export const mseGradKernel = elementwise(
-  'train-mse-grad',
-  ['read', 'read', 'read_write'],
-  ['y', 'tgt', 'dY'],
-  [
-    { name: 'count', type: 'u32' },
-    { name: 'scale', type: 'f32' },
-  ],
-  'dY[i] = P.scale * (y[i] - tgt[i]);',
+export const addKernel = perDtype((dtype) =>
+  elementwise(
+    'train-add',
+    dtype,
+    [
+      { name: 'a', access: 'read', type: 'dt' },
+      { name: 'b', access: 'read', type: 'dt' },
+      { name: 'out', access: 'read_write', type: 'dt' },
+    ],
+    COUNT,
+    'out[i] = dt(f32(a[i]) + f32(b[i]));',
+  ),
 );
 
-/** Adam with bias correction (bc1 = 1 − β1^t, bc2 = 1 − β2^t, computed on the host). */
-export const adamKernel = elementwise(
-  'train-adam',
-  ['read_write', 'read', 'read_write', 'read_write'],
-  ['p', 'g', 'm', 'v'],
-  [
-    { name: 'count', type: 'u32' },
-    { name: 'lr', type: 'f32' },
-    { name: 'beta1', type: 'f32' },
-    { name: 'beta2', type: 'f32' },
-    { name: 'eps', type: 'f32' },
-    { name: 'bc1', type: 'f32' },
-    { name: 'bc2', type: 'f32' },
-  ],
-  `let gi = g[i];
-  let mi = P.beta1 * m[i] + (1.0 - P.beta1) * gi;
-  let vi = P.beta2 * v[i] + (1.0 - P.beta2) * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] = p[i] - P.lr * (mi / P.bc1) / (sqrt(vi / P.bc2) + P.eps);`,
+/**
+ * dY = scale·(y − target): the gradient of scale/2·Σ(y − target)². The target stays f32 at any
+ * dtype: it is the label the loss is computed against, not an activation of the model.
+ */
+export const mseGradKernel = perDtype((dtype) =>
+  elementwise(
+    'train-mse-grad',
+    dtype,
+    [
+      { name: 'y', access: 'read', type: 'dt' },
+      { name: 'tgt', access: 'read', type: 'f32' },
+      { name: 'dY', access: 'read_write', type: 'dt' },
+    ],
+    [...COUNT, { name: 'scale', type: 'f32' }],
+    'dY[i] = dt(P.scale * (f32(y[i]) - tgt[i]));',
+  ),
 );
+
+const ADAM_PARAMS = [
+  ...COUNT,
+  // First element of this dispatch in the weight/gradient chunk and in the optimizer-state chunk.
+  { name: 'paramOffset', type: 'u32' },
+  { name: 'stateOffset', type: 'u32' },
+  // 1/S for a loss scaled by S (a power of two, so the unscaling is exact).
+  { name: 'gradScale', type: 'f32' },
+  { name: 'lr', type: 'f32' },
+  { name: 'beta1', type: 'f32' },
+  { name: 'beta2', type: 'f32' },
+  { name: 'eps', type: 'f32' },
+  { name: 'bc1', type: 'f32' },
+  { name: 'bc2', type: 'f32' },
+] as const;
+
+/**
+ * Adam with bias correction (bc1 = 1 − β1^t, bc2 = 1 − β2^t, computed on the host). At f32 the
+ * weight is its own master; at f16 the f32 master is updated and the f16 weight rewritten from it.
+ */
+export const adamKernel = perDtype((dtype) => {
+  const master = dtype !== 'f32';
+  const operands: Operand[] = [
+    { name: 'w', access: 'read_write', type: 'dt' },
+    { name: 'g', access: 'read', type: 'dt' },
+    { name: 'm', access: 'read_write', type: 'f32' },
+    { name: 'v', access: 'read_write', type: 'f32' },
+  ];
+  if (master) operands.push({ name: 'master', access: 'read_write', type: 'f32' });
+  const p = master ? 'master[s]' : 'w[j]';
+  return elementwise(
+    'train-adam',
+    dtype,
+    operands,
+    ADAM_PARAMS,
+    `let j = P.paramOffset + i;
+  let s = P.stateOffset + i;
+  let gi = f32(g[j]) * P.gradScale;
+  let mi = P.beta1 * m[s] + (1.0 - P.beta1) * gi;
+  let vi = P.beta2 * v[s] + (1.0 - P.beta2) * gi * gi;
+  m[s] = mi;
+  v[s] = vi;
+  let pi = ${p} - P.lr * (mi / P.bc1) / (sqrt(vi / P.bc2) + P.eps);
+  ${master ? 'master[s] = pi;\n  w[j] = dt(pi);' : 'w[j] = pi;'}`,
+  );
+});
 
 function groups(count: number): [number, number] {
   return grid(Math.ceil(count / 256));
 }
 
-export async function encodeAdd(enc: StepEncoder, a: TrackedBuffer, b: TrackedBuffer, out: TrackedBuffer, count: number): Promise<void> {
-  await enc.dispatch({ source: addKernel, params: { count }, buffers: [a, b, out], workgroups: groups(count) });
+export async function encodeAdd(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, out: TrackedBuffer, count: number): Promise<void> {
+  await enc.dispatch({ source: addKernel(dtype), params: { count }, buffers: [a, b, out], workgroups: groups(count) });
 }
 
-export async function encodeMseGrad(enc: StepEncoder, y: TrackedBuffer, target: TrackedBuffer, dY: TrackedBuffer, count: number, scale: number): Promise<void> {
-  await enc.dispatch({ source: mseGradKernel, params: { count, scale }, buffers: [y, target, dY], workgroups: groups(count) });
+/** y and dY at `dtype`, target f32. */
+export async function encodeMseGrad(enc: StepEncoder, dtype: DType, y: TrackedBuffer, target: TrackedBuffer, dY: TrackedBuffer, count: number, scale: number): Promise<void> {
+  await enc.dispatch({ source: mseGradKernel(dtype), params: { count, scale }, buffers: [y, target, dY], workgroups: groups(count) });
 }
 
 export interface AdamParams {
@@ -129,8 +193,23 @@ export interface AdamParams {
   /** 1 − β1^t and 1 − β2^t for step t ≥ 1. */
   bc1: number;
   bc2: number;
+  /** 1/S when the loss was scaled by S; 1 without loss scaling. */
+  gradScale: number;
 }
 
-export async function encodeAdam(enc: StepEncoder, p: TrackedBuffer, g: TrackedBuffer, m: TrackedBuffer, v: TrackedBuffer, count: number, a: AdamParams): Promise<void> {
-  await enc.dispatch({ source: adamKernel, params: { count, ...a }, buffers: [p, g, m, v], workgroups: groups(count) });
+/** Buffers of one Adam dispatch: w and g at the dtype, m, v (and the f16 run's master) f32. */
+export interface AdamBuffers {
+  w: TrackedBuffer;
+  g: TrackedBuffer;
+  m: TrackedBuffer;
+  v: TrackedBuffer;
+  /** Required when dtype is not f32. */
+  master?: TrackedBuffer;
+}
+
+/** Updates `count` parameters: elements [paramOffset, …) of w and g, [stateOffset, …) of the state. */
+export async function encodeAdam(enc: StepEncoder, dtype: DType, b: AdamBuffers, count: number, paramOffset: number, stateOffset: number, a: AdamParams): Promise<void> {
+  if (dtype !== 'f32' && !b.master) throw new Error(`train-adam at ${dtype} needs an f32 master copy`);
+  const buffers = dtype === 'f32' ? [b.w, b.g, b.m, b.v] : [b.w, b.g, b.m, b.v, b.master!];
+  await enc.dispatch({ source: adamKernel(dtype), params: { count, paramOffset, stateOffset, ...a }, buffers, workgroups: groups(count) });
 }

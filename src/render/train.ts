@@ -28,9 +28,15 @@ export function loadHistogram(loads: readonly number[], width = 30): string[] {
   return loads.map((n, e) => `  expert ${String(e).padStart(w)} ${'█'.repeat(Math.round((n / max) * width)).padEnd(width)} ${n} (${((100 * n) / total).toFixed(1)}%)`);
 }
 
+/** Storage of the run: f32, or f16 mixed precision with its f32 optimizer copies and loss scale. */
+export function dtypeLine(r: Pick<TrainResult, 'config' | 'lossScale'>): string {
+  if (r.config.dtype === 'f32') return 'f32 storage';
+  return `${r.config.dtype} storage (f32 master weights and Adam state, loss scale ${r.lossScale})`;
+}
+
 function configLine(r: TrainResult): string {
   const c = r.config;
-  return `T=${c.tokens} d_in=${c.inputDim} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} d_out=${c.outputDim}, ${c.steps} steps, Adam lr=${c.lr}, aux α=${c.auxLoss}, seed ${c.seed}`;
+  return `T=${c.tokens} d_in=${c.inputDim} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} d_out=${c.outputDim}, ${dtypeLine(r)}, ${c.steps} steps, Adam lr=${c.lr}, aux α=${c.auxLoss}, seed ${c.seed}`;
 }
 
 export function renderTrainSummary(r: TrainResult): string {

@@ -6,7 +6,7 @@
  * teacher's MoE part is scaled up (`teacherMoeScale`) so that a linear map cannot fit it: the
  * experts are needed. Data are drawn on the fly: batch `step` is a function of (seed, step).
  */
-import { layerConfig, type LayerConfig } from '../config.js';
+import { layerConfig, type DType, type LayerConfig } from '../config.js';
 import { UsageError } from '../errors.js';
 import { referenceStep } from '../reference/layer.js';
 import { generateInputs, Xoshiro128 } from '../rng.js';
@@ -34,6 +34,11 @@ export interface TrainConfig {
   teacherMoeScale: number;
   /** The teacher's router weights Wr are multiplied by this (sharper routing). */
   teacherRouterScale: number;
+  /**
+   * Storage of the model's activations, weights and gradients. At f16 the optimizer keeps f32
+   * master weights and f32 moments (mixed precision); every sum and the loss stay f32.
+   */
+  dtype: DType;
 }
 
 export const DEFAULT_TRAIN: TrainConfig = {
@@ -53,6 +58,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   seed: 1,
   teacherMoeScale: 1.5,
   teacherRouterScale: 2,
+  dtype: 'f32',
 };
 
 export function trainConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
@@ -69,7 +75,19 @@ export function trainConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
 
 /** The MoE layer inside the model (SwiGLU, renormalised gates for k > 1, no capacity drops). */
 export function moeConfig(c: TrainConfig, seed = c.seed): LayerConfig {
-  return layerConfig({ tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, auxLossCoef: c.auxLoss, seed, capacityFactor: 0 });
+  return layerConfig({ tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, auxLossCoef: c.auxLoss, seed, capacityFactor: 0, dtype: c.dtype });
+}
+
+/**
+ * Static loss scale of a run: a power of two, 1 at f32 (mixed precision's loss scaling). The MSE
+ * gradient carries 1/(T·d_out), so at large T the per-token gradients (dY, the layer's dO, its
+ * experts' hidden gradients, dX) would sink below f16's normal range (6.1e-5), where precision
+ * is lost and some GPUs flush to zero. Scaling the loss by S ≈ T lifts them to O(error/d_out);
+ * the weight gradients, means over the tokens, grow by S too, so S stops at 2^10 to stay far
+ * below f16's largest value (65504). Adam reads g/S, exactly: S is a power of two.
+ */
+export function lossScale(c: Pick<TrainConfig, 'dtype' | 'tokens'>): number {
+  return c.dtype === 'f32' ? 1 : 2 ** Math.min(10, Math.floor(Math.log2(c.tokens)));
 }
 
 /** Parameters of the model, row-major float32: W_in [d_in,d], W_out [d,d_out], MoE weights. */

@@ -5,7 +5,7 @@
 import type { BufferTag } from '../gpu/allocator.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import type { Provenance } from '../provenance.js';
-import type { TrainConfig } from './model.js';
+import { lossScale, type TrainConfig } from './model.js';
 import { GpuTrainer, type TrainStepRecord } from './trainer.js';
 
 export interface StrategyTraining {
@@ -25,7 +25,10 @@ export interface StrategyTraining {
 }
 
 export interface TrainResult {
+  /** config.dtype is the storage of activations, weights and gradients (f16: f32 master weights and Adam state). */
   config: TrainConfig;
+  /** Static loss scale the gradients carried (1 at f32; see lossScale()). */
+  lossScale: number;
   runs: StrategyTraining[];
   provenance?: Provenance;
 }
@@ -78,5 +81,5 @@ export async function trainStrategy(gpu: GpuContext, config: TrainConfig, strate
 export async function runTraining(gpu: GpuContext, config: TrainConfig, strategies: readonly string[], onStep?: (p: TrainProgress) => void): Promise<TrainResult> {
   const runs: StrategyTraining[] = [];
   for (const strategy of strategies) runs.push(await trainStrategy(gpu, config, strategy, onStep));
-  return { config, runs };
+  return { config, lossScale: lossScale(config), runs };
 }

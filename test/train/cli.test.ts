@@ -29,6 +29,7 @@ describe('train rendering', () => {
   const step = (i: number, loss: number) => ({ step: i, loss, mse: loss, aux: 0, ms: 10, peakBytes: 4096 });
   const result: TrainResult = {
     config: trainConfig({ steps: 3 }),
+    lossScale: 1,
     runs: [
       { strategy: 'zero-buffer', steps: [step(0, 2), step(1, 1), step(2, 0.5)], firstLoss: 2, finalLoss: 0.5, reduction: 4, tokensPerSecond: 1234, peakBytes: 4096, peakByTag: { optimizer: 1024 }, expertLoads: [3, 1, 0, 4], wallSeconds: 1 },
     ],
@@ -53,6 +54,14 @@ describe('train rendering', () => {
     expect(html).toContain('<polyline');
     expect(html).not.toMatch(/<script|src="http/);
   });
+
+  it('the summary and the HTML name the dtype; at f16 the f32 optimizer copies and the loss scale', () => {
+    expect(renderTrainSummary(result)).toContain('d_out=8, f32 storage, 3 steps');
+    const half: TrainResult = { ...result, config: trainConfig({ steps: 3, dtype: 'f16' }), lossScale: 128 };
+    const line = 'f16 storage (f32 master weights and Adam state, loss scale 128)';
+    expect(renderTrainSummary(half)).toContain(line);
+    expect(renderTrainHtml(half)).toContain(line);
+  });
 });
 
 describe('moeblaze train', () => {
@@ -68,11 +77,28 @@ describe('moeblaze train', () => {
     expect(readFileSync(join(dir, 'train.html'), 'utf8')).toContain('<svg');
   });
 
+  it('--dtype f16: mixed precision; the dtype and loss scale in the JSON and train.json', async () => {
+    const out16 = join(dir, 'f16');
+    const run = await cli(['train', '--dtype', 'f16', '--steps', '3', '--tokens', '64', '--json', '--out', out16]);
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.config.dtype).toBe('f16');
+    expect(out.lossScale).toBe(64);
+    expect(out.runs[0].steps).toHaveLength(3);
+    expect(out.runs[0].peakByTag.optimizer).toBeGreaterThan(0);
+    const saved = JSON.parse(readFileSync(join(out16, 'train.json'), 'utf8'));
+    expect(saved.config.dtype).toBe('f16');
+    expect(readFileSync(join(out16, 'train.html'), 'utf8')).toContain('f16 storage (f32 master weights and Adam state, loss scale 64)');
+  });
+
   it('a bad value is a usage error (exit 2) before any GPU work', async () => {
     const run = await cli(['train', '--lr', '0']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--lr');
     const k = await cli(['train', '--top-k', '5', '--experts', '4']);
     expect(k.code).toBe(2);
+    const d = await cli(['train', '--dtype', 'f64']);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toContain('--dtype');
   });
 });
