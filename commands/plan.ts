@@ -3,6 +3,7 @@ import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
 import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
 import { ExitCode, UsageError } from '../src/errors.js';
+import { requireDtype } from '../src/layer.js';
 import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
 import { planModel, type PlanResult } from '../src/plan/model.js';
 import { validatePlan, type ValidationResult } from '../src/plan/validate.js';
@@ -34,12 +35,13 @@ function presetBase(name: string | undefined, flags: LayerFlagValues): Partial<L
 export default class Plan extends BaseCommand {
   static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
   static override description =
-    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid and checks the model against the allocator.';
+    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator.';
   static override examples = [
     '<%= config.bin %> plan --preset deepseek-v3-like-layer --memory 80 --dtype bf16',
     '<%= config.bin %> plan --preset mixtral-8x7b-layer --memory 80GiB --layers 32 --optimizer adam --expert-parallel 8',
     '<%= config.bin %> plan --preset qwen3-30b-a3b-like-layer --skew zipf:1.2 --memory 141 --json',
     '<%= config.bin %> plan --validate',
+    '<%= config.bin %> plan --validate --dtype f16 --impl zero-buffer',
   ];
   static override flags = {
     ...gpuFlags,
@@ -53,25 +55,35 @@ export default class Plan extends BaseCommand {
     'capacity-factor': layerFlags['capacity-factor'],
     checkpoint: layerFlags.checkpoint,
     skew: layerFlags.skew,
-    dtype: Flags.option({ options: PLAN_DTYPES, default: 'f32' as const, description: 'planning dtype of weights, gradients and activations (bf16 is modelled only: WGSL has no bf16 arithmetic)' })(),
+    dtype: Flags.option({
+      options: PLAN_DTYPES,
+      description:
+        'storage of weights, gradients and activations [default: f32]: f16 as the strategies store it (router state stays f32); bf16 is modelled only, with the f16 tables (WGSL has no bf16). With --validate, the one dtype to check (f32 or f16) [default there: both]',
+    })(),
     layers: integer(1, 100000)({ default: 1, description: 'L, MoE layers held at once: weights, gradients, optimizer state and saved activations scale with it' }),
     memory: sizeFlag({ description: 'memory per GPU (B, KiB, MiB, GiB; bare number = GiB): report fit and the largest micro-batch' }),
     optimizer: Flags.option({
       options: OPTIMIZERS,
       default: 'none' as const,
-      description: 'optimizer state: adam (2 f32 moments), sgd (f32 momentum), each + an f32 master copy at 16 bits; none (the step as bench measures it)',
+      description: 'optimizer state: adam (2 f32 moments), sgd (f32 momentum), each + an f32 master copy of every weight stored at 16 bits; none (the step as bench measures it)',
     })(),
     'expert-parallel': integer(1)({ default: 1, description: 'N GPUs the experts are split over (must divide E): per-GPU memory and all-to-all bytes' }),
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to model (repeatable) [default: every strategy]' }),
-    validate: Flags.boolean({ description: 'run every strategy on this adapter over a small grid and check the model against the allocator (exit 3 on a mismatch)' }),
+    validate: Flags.boolean({
+      description: 'run every strategy on this adapter over a small grid, at f32 and f16 (f16 skipped, with a note, without shader-f16), and check the model against the allocator (exit 3 on a mismatch)',
+    }),
   };
 
   async run(): Promise<(PlanResult | ValidationResult) & { provenance: Provenance }> {
     const { flags } = await this.parse(Plan);
     const strategies = STRATEGIES.filter((s) => (flags.impl ?? strategyIds()).includes(s.id));
     if (flags.validate) {
+      if (flags.dtype === 'bf16') throw new UsageError('--dtype bf16: bf16 is modelled only (WGSL has no bf16), with the f16 tables; validate those with --dtype f16');
+      const dtype = flags.dtype;
       return this.withGpu(flags, async (gpu) => {
-        const result = await validatePlan(gpu, { strategies, onProgress: (m) => this.progress(m) });
+        // Asked for by name, f16 without shader-f16 is an environment error (exit 4), as in verify.
+        if (dtype) requireDtype(gpu, dtype);
+        const result = await validatePlan(gpu, { strategies, dtypes: dtype ? [dtype] : undefined, onProgress: (m) => this.progress(m) });
         this.log(renderValidation(result));
         if (!result.pass) process.exitCode = ExitCode.checkFailed;
         return { ...result, provenance: this.provenance(gpu.adapter) };
@@ -93,7 +105,7 @@ export default class Plan extends BaseCommand {
       config,
       preset: flags.preset ?? null,
       strategies,
-      dtype: flags.dtype,
+      dtype: flags.dtype ?? 'f32',
       layers: flags.layers,
       optimizer: flags.optimizer,
       memory: flags.memory ?? null,

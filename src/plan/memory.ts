@@ -1,11 +1,11 @@
 import { tableFigures, type BufferSpec, type BufferTable } from '../buffer-table.js';
-import type { LayerConfig } from '../config.js';
+import type { DType, LayerConfig } from '../config.js';
 import type { BufferTag } from '../gpu/allocator.js';
 
 /**
  * Memory of one layer's train step as its strategy's buffer table declares it (DESIGN.md §4), at
  * a planning dtype, and the step of an L-layer model built from it. The tables are the single
- * source of truth: this file never lists a strategy's buffers, it only rescales and sums them.
+ * source of truth: this file never lists a strategy's buffers, it only sums them.
  */
 export type PlanDType = 'f32' | 'f16' | 'bf16';
 export const PLAN_DTYPES: readonly PlanDType[] = ['f32', 'f16', 'bf16'];
@@ -17,26 +17,25 @@ export function floatBytes(dtype: PlanDType): number {
   return dtype === 'f32' ? 4 : 2;
 }
 
+/**
+ * The storage dtype whose tables model a planning dtype. bf16 has f16's sizes, so its plan is
+ * the f16 tables; the tables, not a rescaling, know which tensors stay f32 at any dtype (router
+ * state, dg partial sums) and how 2-byte elements chunk.
+ */
+export function tableDtype(dtype: PlanDType): DType {
+  return dtype === 'f32' ? 'f32' : 'f16';
+}
+
+/** The layer as the tables are built for this planning dtype. */
+export function planConfig(config: LayerConfig, dtype: PlanDType): LayerConfig {
+  return { ...config, dtype: tableDtype(dtype) };
+}
+
 function elements(s: BufferSpec): number {
   return s.shape.reduce((a, b) => a * b, 1);
 }
 
-/**
- * A spec's bytes at the planning dtype. The tables are f32: floating tensors are recomputed from
- * their shape at the dtype's element size (every chunk still takes whole 4-byte words, as the
- * allocator rounds); index and mask tensors (u32, u8) keep their declared bytes.
- */
-export function specBytes(s: BufferSpec, dtype: PlanDType): number {
-  if (dtype === 'f32' || s.dtype !== 'f32') return s.bytes;
-  return Math.max(4 * s.chunks, Math.ceil((elements(s) * floatBytes(dtype)) / 4) * 4);
-}
-
-export function scaleTable(table: BufferTable, dtype: PlanDType): BufferTable {
-  const scale = (s: BufferSpec): BufferSpec => ({ ...s, bytes: specBytes(s, dtype) });
-  return { ...table, persistent: table.persistent.map(scale), step: table.step.map(scale) };
-}
-
-/** One layer's step, as the table (at the planning dtype) predicts it. */
+/** One layer's step, as the table (built at the layer's dtype) predicts it, bytes as declared. */
 export interface LayerMemory {
   /** Figures the allocator measures (DESIGN.md §4). */
   baseline: number;
@@ -56,6 +55,9 @@ export interface LayerMemory {
   inputs: number;
   routerWeightElements: number;
   expertWeightElements: number;
+  /** Of those, the elements stored at 16 bits: each needs an f32 master copy for the update. */
+  routerHalfWeightElements: number;
+  expertHalfWeightElements: number;
   /** True when no saved tensor holds token rows on the expert side (the strategy gathers from X). */
   gathersFromInput: boolean;
 }
@@ -65,18 +67,21 @@ function isExpertTensor(s: BufferSpec, experts: number): boolean {
   return s.shape.length === 3 && s.shape[0] === experts;
 }
 
-export function layerMemory(table: BufferTable, config: LayerConfig, dtype: PlanDType): LayerMemory {
-  const scaled = scaleTable(table, dtype);
-  const f = tableFigures(scaled);
+function halfElements(specs: BufferSpec[]): number {
+  return specs.filter((s) => s.dtype === 'f16').reduce((a, s) => a + elements(s), 0);
+}
+
+export function layerMemory(table: BufferTable, config: LayerConfig): LayerMemory {
+  const f = tableFigures(table);
   const sum = (specs: BufferSpec[]) => specs.reduce((a, s) => a + s.bytes, 0);
-  const persistent = scaled.persistent;
+  const persistent = table.persistent;
   const pick = (tag: BufferTag, expert: boolean) => persistent.filter((s) => s.tag === tag && isExpertTensor(s, config.experts) === expert);
-  const peakIndex = scaled.phases.indexOf(f.peakPhase);
+  const peakIndex = table.phases.indexOf(f.peakPhase);
   const peakByTag: Partial<Record<BufferTag, number>> = {};
-  const live = [...persistent, ...scaled.step.filter((s) => scaled.phases.indexOf(s.from) <= peakIndex && peakIndex <= scaled.phases.indexOf(s.to))];
+  const live = [...persistent, ...table.step.filter((s) => table.phases.indexOf(s.from) <= peakIndex && peakIndex <= table.phases.indexOf(s.to))];
   for (const s of live) peakByTag[s.tag] = (peakByTag[s.tag] ?? 0) + s.bytes;
   const weights = (expert: boolean) => pick('weights', expert);
-  const gathersFromInput = !scaled.step.some((s) => s.tag === 'activations-saved' && s.shape.at(-1) === config.hidden && s.shape[0] !== config.tokens);
+  const gathersFromInput = !table.step.some((s) => s.tag === 'activations-saved' && s.shape.at(-1) === config.hidden && s.shape[0] !== config.tokens);
   return {
     baseline: f.baseline,
     stepPeak: f.stepPeak,
@@ -92,6 +97,8 @@ export function layerMemory(table: BufferTable, config: LayerConfig, dtype: Plan
     inputs: sum(persistent.filter((s) => s.tag !== 'weights' && s.tag !== 'gradients')),
     routerWeightElements: weights(false).reduce((a, s) => a + elements(s), 0),
     expertWeightElements: weights(true).reduce((a, s) => a + elements(s), 0),
+    routerHalfWeightElements: halfElements(weights(false)),
+    expertHalfWeightElements: halfElements(weights(true)),
     gathersFromInput,
   };
 }
@@ -115,7 +122,7 @@ export function meanLayer(layers: LayerMemory[]): LayerMemory {
   };
 }
 
-/** Bytes of optimizer state per weight element. */
+/** Bytes of optimizer state per weight element, for a weight stored at `dtype`. */
 export function optimizerBytesPerElement(optimizer: Optimizer, dtype: PlanDType): number {
   // 16-bit training keeps an f32 master copy of the weights for the update.
   const master = dtype === 'f32' ? 0 : 4;
@@ -159,7 +166,10 @@ export function modelEstimate(m: LayerMemory, config: LayerConfig, o: ModelOptio
   const L = o.layers;
   const weights = L * (m.routerWeights + m.expertWeights * share);
   const gradients = L * (m.routerGradients + m.expertGradients * share);
-  const optimizer = L * (m.routerWeightElements + m.expertWeightElements * share) * optimizerBytesPerElement(o.optimizer, o.dtype);
+  // Weights a table keeps in f32 at 16 bits (zero-buffer's router) need no master copy.
+  const half = m.routerHalfWeightElements + m.expertHalfWeightElements * share;
+  const all = m.routerWeightElements + m.expertWeightElements * share;
+  const optimizer = L * ((all - half) * optimizerBytesPerElement(o.optimizer, 'f32') + half * optimizerBytesPerElement(o.optimizer, o.dtype));
   const saved = L * (m.savedForBackward + extra.savedPerLayer);
   const layerInputs = (L - 1) * Math.ceil((config.tokens * config.hidden * floatBytes(o.dtype)) / 4) * 4;
   const transient = m.transient + extra.transient;

@@ -2,7 +2,7 @@ import { formatSkew, type LayerConfig } from '../config.js';
 import { UsageError } from '../errors.js';
 import { STRATEGIES } from '../strategies/index.js';
 import type { Strategy } from '../strategy.js';
-import { layerMemory, meanLayer, modelEstimate, type LayerMemory, type ModelEstimate, type ModelOptions, type Optimizer, type PlanDType } from './memory.js';
+import { layerMemory, meanLayer, modelEstimate, planConfig, type LayerMemory, type ModelEstimate, type ModelOptions, type Optimizer, type PlanDType } from './memory.js';
 import { allToAll, parallelExtra, type AllToAll } from './parallel.js';
 import { DEFAULT_ROUTING_SEED, DEFAULT_SAMPLES, expectedRouting, routingModel, sampleRoutings, SELECTION_TOKENS, type ExpectedRouting, type RoutingModel } from './routing.js';
 import { strategyTraffic, type StrategyTraffic } from './traffic.js';
@@ -14,7 +14,7 @@ export const PLAN_SCHEMA = 'moeblaze.plan/v1';
 export const MAX_PLANNED_TOKENS = 2 ** 30;
 
 export interface PlanOptions extends ModelOptions {
-  /** The layer; its dtype field is ignored (the tables are f32; `dtype` here is the planning one). */
+  /** The layer; its dtype field is ignored: the tables are built at `dtype`'s storage dtype (planConfig). */
   config: LayerConfig;
   /** Bytes of memory per GPU; null: no fit and no search. */
   memory: number | null;
@@ -86,10 +86,10 @@ export function checkPlanOptions(o: PlanOptions): void {
 
 /** The model at T tokens: the mean of the strategy's table over the sampled routings. */
 export function evaluate(strategy: Strategy, base: LayerConfig, tokens: number, o: PlanOptions, model: RoutingModel): StrategyPoint {
-  const config = { ...base, tokens };
+  const config = { ...planConfig(base, o.dtype), tokens };
   const limits = { chunkBytes: o.chunkBytes ?? Infinity };
   const samples = sampleRoutings(config, strategy.dropless, model);
-  const layer = meanLayer(samples.map((s) => layerMemory(strategy.bufferTable(config, s, limits), config, o.dtype)));
+  const layer = meanLayer(samples.map((s) => layerMemory(strategy.bufferTable(config, s, limits), config)));
   const routing = expectedRouting(config, strategy.dropless, model, samples);
   const a2a = o.expertParallel > 1 ? allToAll(config, o.dtype, o.expertParallel, routing, model) : null;
   const extra = a2a ? parallelExtra(layer, a2a, config, o.dtype) : undefined;
@@ -119,7 +119,7 @@ export function largestFitting(fits: (tokens: number) => boolean, limit = MAX_PL
 }
 
 export function planStrategy(strategy: Strategy, o: PlanOptions, model: RoutingModel): StrategyPlan {
-  const config = o.config;
+  const config = planConfig(o.config, o.dtype);
   const point = evaluate(strategy, config, config.tokens, o, model);
   const table = strategy.bufferTable(config, sampleRoutings(config, strategy.dropless, { ...model, samples: 1 })[0], { chunkBytes: o.chunkBytes ?? Infinity });
   let largestTokens: number | null = null;
@@ -145,21 +145,29 @@ export function planStrategy(strategy: Strategy, o: PlanOptions, model: RoutingM
   };
 }
 
+/** What a 16-bit plan stands for: f16 is what this tool runs, bf16 only a model of it. */
+function dtypeNote(dtype: PlanDType): string {
+  const storage =
+    'activations, expert weights and their gradients stored at 2 bytes an element, router state (probabilities, gates, router gradient, dg partial sums) in f32, indices in u32, the rest as each table declares; every GEMM, softmax and reduction accumulates in f32';
+  if (dtype === 'f16') return `f16: the tables of f16 runs, which this tool executes where the adapter has shader-f16 (plan --validate checks them against the allocator): ${storage}`;
+  return `bf16: modelled only (WGSL has no bf16 type, so this tool cannot run it) with the f16 tables, bf16 having f16's element size: ${storage}; a strategy whose original widens bf16 but not f16 (Tutel's dispatcher upcasts to f32 unless the input is f16) is shown at its f16 sizes`;
+}
+
 function assumptions(o: PlanOptions, model: RoutingModel): string[] {
   const c = o.config;
   const list = [
-    "memory per layer comes from each strategy's own buffer table (the one the allocator is checked against to the byte), with float tensors at the planning dtype and index tensors as declared",
+    `memory per layer comes from each strategy's own buffer table (the one the allocator is checked against to the byte), built at ${o.dtype === 'bf16' ? 'f16' : o.dtype} with every buffer at its declared bytes`,
     model.method === 'exact'
       ? `routing: every expert is picked with probability k/E; loads ~ Binomial(T, k/E); figures are means of the table over ${model.samples} sampled routings (padding and cf = 0 capacity are not linear in the loads)`
       : `routing: selection probabilities from ${SELECTION_TOKENS} synthetic tokens with logits N(0,1) + β (β_e = −s·ln(e+1), seed ${model.seed}); loads ~ Binomial(T, p_e); figures are means over ${model.samples} sampled routings`,
     `model: ${o.layers} layer(s) × (weights + gradients + optimizer state + saved for backward), every layer but the first keeps its input [T,d], X/dO/kernel parameters once, and the worst layer's activation peak above its saved state once`,
     o.optimizer === 'adam'
-      ? `optimizer adam: two f32 moments per weight${o.dtype === 'f32' ? '' : ' and an f32 master copy'}`
+      ? `optimizer adam: two f32 moments per weight${o.dtype === 'f32' ? '' : ' and an f32 master copy of each weight stored at 16 bits'}`
       : o.optimizer === 'sgd'
-        ? `optimizer sgd: an f32 momentum buffer per weight${o.dtype === 'f32' ? '' : ' and an f32 master copy'}`
+        ? `optimizer sgd: an f32 momentum buffer per weight${o.dtype === 'f32' ? '' : ' and an f32 master copy of each weight stored at 16 bits'}`
         : 'optimizer none: no optimizer state (the step as bench measures it)',
   ];
-  if (o.dtype !== 'f32') list.push(`${o.dtype}: a planning dtype; weights, gradients and activations at 2 bytes an element (this tool computes in f32)`);
+  if (o.dtype !== 'f32') list.push(dtypeNote(o.dtype));
   if (o.expertParallel > 1) {
     list.push(
       `expert parallelism: ${c.experts / o.expertParallel} of ${c.experts} experts per GPU (router replicated), each GPU routing its own ${c.tokens} tokens; activations as on one GPU (under uniform routing each GPU's experts receive as many rows as it sends; the GPU with the hot experts receives more under skew, see max received)`,

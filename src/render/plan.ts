@@ -138,8 +138,9 @@ export function renderPlan(r: PlanResult, options: PlanRenderOptions = {}): stri
 
 function validationCell(row: ValidationRow, ch: ChalkInstance): string[] {
   if (row.status !== 'ok' || !row.measured || !row.realised || !row.expected) {
-    const text = `${row.status}: ${row.message ?? ''}`;
-    return ['—', '—', '—', '—', row.status === 'unsupported' ? ch.yellow(text) : ch.red(text)];
+    // An unsupported row's reason is listed once per strategy and dtype under the table.
+    if (row.status === 'unsupported') return ['—', '—', '—', '—', ch.yellow('not run (unsupported)')];
+    return ['—', '—', '—', '—', ch.red(`${row.status}: ${row.message ?? ''}`)];
   }
   const error = row.expectedError ?? 0;
   const errorText = Number.isFinite(error) ? `${(100 * error).toFixed(2)}%` : '∞';
@@ -152,19 +153,36 @@ function validationCell(row: ValidationRow, ch: ChalkInstance): string[] {
   ];
 }
 
+/** One line per strategy and dtype it could not run, with the strategy's reason. */
+function unsupportedLines(v: ValidationResult): string[] {
+  const reasons = new Map<string, { rows: number; message: string }>();
+  for (const row of v.rows.filter((r) => r.status === 'unsupported')) {
+    const key = `${row.strategy} at ${row.dtype}`;
+    const seen = reasons.get(key);
+    reasons.set(key, { rows: (seen?.rows ?? 0) + 1, message: seen?.message ?? row.message ?? '' });
+  }
+  return [...reasons].map(([key, r]) => `not run: ${key}, ${r.rows} row${r.rows === 1 ? '' : 's'} (${r.message})`);
+}
+
 /** `plan --validate`: model (realised routing) vs allocator, and model (expected routing) vs allocator. */
 export function renderValidation(v: ValidationResult, options: PlanRenderOptions = {}): string {
   const ch = reportChalk(options.color);
-  const t = table(['shape', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result']);
-  let last = '';
+  const t = table(['shape', 'dtype', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result']);
+  // Rows come shape by shape, dtype by dtype: print each shape and dtype once, at the top of its group.
+  let lastShape = '';
+  let lastGroup = '';
   for (const row of v.rows) {
-    t.push([row.shape === last ? '' : row.shape, row.strategy, ...validationCell(row, ch)]);
-    last = row.shape;
+    const group = `${row.shape} ${row.dtype}`;
+    t.push([row.shape === lastShape ? '' : row.shape, group === lastGroup ? '' : row.dtype, row.strategy, ...validationCell(row, ch)]);
+    lastShape = row.shape;
+    lastGroup = group;
   }
   const failed = v.rows.filter((r) => !r.pass);
+  const ran = v.rows.filter((r) => r.status === 'ok').length;
   const verdict = v.pass
-    ? ch.green(`PASS: the model equals the allocator to the byte on every row given the realised routing, and is within ${100 * v.tolerance}% given expected routing where claimed`)
-    : ch.red(`FAIL: ${failed.map((r) => `${r.strategy} (${r.shape})`).join('; ')}`);
-  const note = ch.dim(`adapter: ${v.adapter}; figures compared: baseline, step peak, activation peak, saved for backward (expected error: the largest relative error of the last three); claimed where routing is uniform with ≥ 64 pairs per expert, except capacity strategies at cf = 0`);
-  return [t.toString(), verdict, note].join('\n');
+    ? ch.green(`PASS: on the ${ran} rows that ran (${v.dtypes.join(' and ')}), the model equals the allocator to the byte given the realised routing, and is within ${100 * v.tolerance}% given expected routing where claimed`)
+    : ch.red(`FAIL: ${failed.map((r) => `${r.strategy} ${r.dtype} (${r.shape})`).join('; ')}`);
+  const lines = [t.toString(), verdict, ...unsupportedLines(v).map((l) => ch.yellow(l)), ...v.skipped.map((l) => ch.yellow(l))];
+  lines.push(ch.dim(`adapter: ${v.adapter}; figures compared: baseline, step peak, activation peak, saved for backward (expected error: the largest relative error of the last three); claimed where routing is uniform with ≥ 64 pairs per expert, except capacity strategies at cf = 0`));
+  return lines.join('\n');
 }

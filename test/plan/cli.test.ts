@@ -69,6 +69,7 @@ describe('moeblaze plan', () => {
       ['--experts', '4', '--top-k', '8'],
       ['--bogus'],
       ['--dtype', 'f64', '--json'],
+      ['--validate', '--dtype', 'bf16'],
     ]) {
       const r = await cli(['plan', ...args]);
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
@@ -77,16 +78,25 @@ describe('moeblaze plan', () => {
     }
   });
 
-  it('--validate checks the model against this adapter\'s allocator and prints the table', async () => {
-    const r = await cli(['plan', '--validate', '--impl', 'zero-buffer', '--impl', 'tutel', '--json']);
+  it('--validate checks the model against this adapter\'s allocator at f32 and f16 and prints the table', async () => {
+    // No --dtype: both dtypes. A strategy without f16 yet gives 'unsupported' f16 rows (passing, with its reason).
+    const r = await cli(['plan', '--validate', '--impl', 'tutel', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const v = JSON.parse(r.stdout);
     expect(v.pass).toBe(true);
     expect(v.adapter).toMatch(/llvmpipe/i);
-    expect(v.rows.every((row: { exact: boolean }) => row.exact)).toBe(true);
-    const text = await cli(['plan', '--validate', '--impl', 'zero-buffer']);
+    expect(v.dtypes).toEqual(['f32', 'f16']);
+    type Row = { strategy: string; dtype: string; status: string; exact?: boolean; message?: string };
+    expect(new Set(v.rows.map((row: Row) => row.dtype))).toEqual(new Set(['f32', 'f16']));
+    for (const row of v.rows as Row[]) {
+      if (row.status === 'ok') expect(row.exact, `${row.strategy} ${row.dtype}`).toBe(true);
+      else expect([row.dtype, row.status, row.message], row.strategy).toEqual(['f16', 'unsupported', expect.stringMatching(/f16/)]);
+    }
+    // --dtype picks one dtype: only f16 rows here, which zero-buffer runs.
+    const text = await cli(['plan', '--validate', '--impl', 'zero-buffer', '--dtype', 'f16']);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/= to the byte/);
-    expect(text.stdout).toMatch(/PASS/);
+    expect(text.stdout).not.toMatch(/not run/);
+    expect(text.stdout).toMatch(/PASS: on the \d+ rows that ran \(f16\)/);
   });
 });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { tableFigures } from '../../src/buffer-table.js';
+import { tableFigures, type BufferSpec } from '../../src/buffer-table.js';
 import { findPreset, layerConfig, type LayerConfig } from '../../src/config.js';
 import { UsageError } from '../../src/errors.js';
-import { floatBytes, layerMemory, modelEstimate, optimizerBytesPerElement, specBytes } from '../../src/plan/memory.js';
+import { floatBytes, layerMemory, modelEstimate, optimizerBytesPerElement } from '../../src/plan/memory.js';
 import { evaluate, largestFitting, planModel, type PlanOptions } from '../../src/plan/model.js';
 import { expectedRouting, routingModel, sampleRoutings, selectionProbabilities } from '../../src/plan/routing.js';
 import { strategyTraffic } from '../../src/plan/traffic.js';
@@ -25,44 +25,79 @@ function anyRouting(s: Strategy, c: LayerConfig) {
   return sampleRoutings(c, s.dropless, { ...routingModel(c), samples: 1 })[0];
 }
 
-describe('dtype scaling of the buffer tables', () => {
+describe('buffer tables at the planning dtype', () => {
   const configs = [SMALL, layerConfig({ tokens: 300, hidden: 24, ffn: 40, experts: 6, topK: 3, activation: 'gelu', checkpoint: 'full', capacityFactor: 0 })];
-  for (const s of STRATEGIES) {
-    it(`${s.id}: every f32 spec's bytes follow from its shape, so rescaling by shape is sound`, () => {
-      for (const c of configs) {
-        const table = s.bufferTable(c, anyRouting(s, c), { chunkBytes: 8192 });
-        for (const spec of [...table.persistent, ...table.step].filter((x) => x.dtype === 'f32')) {
-          const elements = spec.shape.reduce((a, b) => a * b, 1);
-          expect(spec.bytes, `${spec.name} [${spec.shape}]`).toBe(Math.max(4 * spec.chunks, elements * 4));
-        }
-      }
-    });
-  }
+  const f16Ready = STRATEGIES.filter((s) => s.unsupported({ ...SMALL, dtype: 'f16' }) === null);
 
   it('f32 leaves the table as it is: the figures are tableFigures exactly', () => {
     for (const s of STRATEGIES) {
       const table = s.bufferTable(SMALL, anyRouting(s, SMALL), { chunkBytes: Infinity });
-      const m = layerMemory(table, SMALL, 'f32');
+      const m = layerMemory(table, SMALL);
       const f = tableFigures(table);
       expect([m.baseline, m.stepPeak, m.activationPeak, m.savedForBackward]).toEqual([f.baseline, f.stepPeak, f.activationPeak, f.savedForBackward]);
       expect(m.routerWeights + m.expertWeights + m.routerGradients + m.expertGradients + m.inputs).toBe(f.baseline);
     }
   });
 
-  it('bf16 halves float tensors and keeps index tensors', () => {
-    const s = findStrategy('zero-buffer');
-    const table = s.bufferTable(SMALL, anyRouting(s, SMALL), { chunkBytes: Infinity });
-    for (const spec of table.step) {
-      const half = specBytes(spec, 'bf16');
-      if (spec.dtype === 'f32') expect(half, spec.name).toBe(Math.max(4, Math.ceil(spec.bytes / 2 / 4) * 4));
-      else expect(half, spec.name).toBe(spec.bytes);
+  it('f16 tables, spec by spec against f32: f16 tensors at 2 bytes an element, router state f32 and indices as at f32', () => {
+    expect(f16Ready.map((s) => s.id)).toContain('zero-buffer');
+    for (const s of f16Ready) {
+      for (const c of configs) {
+        const routing = anyRouting(s, c);
+        const wide = s.bufferTable(c, routing, { chunkBytes: 8192 });
+        const half = s.bufferTable({ ...c, dtype: 'f16' }, routing, { chunkBytes: 8192 });
+        // A buffer is its name and first phase (zero-buffer's recomputed a, b reuse names).
+        const key = (x: BufferSpec) => `${x.name}@${x.from}`;
+        const atF32 = new Map([...wide.persistent, ...wide.step].map((x) => [key(x), x]));
+        for (const h of [...half.persistent, ...half.step]) {
+          const w = atF32.get(key(h));
+          const what = `${s.id} ${h.name} [${h.shape}]`;
+          const elements = h.shape.reduce((a, b) => a * b, 1);
+          // Shapes may differ (scratch blocks sized in bytes); a 16-bit buffer was a float one at f32.
+          if (h.dtype === 'f16') {
+            if (w) expect(w.dtype, what).toBe('f32');
+            // Each chunk is rounded up to whole 4-byte words, as the allocator does.
+            expect(h.bytes, what).toBeGreaterThanOrEqual(elements * 2);
+            expect(h.bytes, what).toBeLessThanOrEqual(elements * 2 + 2 * h.chunks);
+          } else if (w) {
+            expect(h.dtype, what).toBe(w.dtype);
+            if (h.shape.join() === w.shape.join()) expect(h.bytes, what).toBe(w.bytes);
+          }
+        }
+        // The router's softmax state stays f32: a rescaling of every f32 spec would have halved it.
+        expect(half.step.filter((x) => x.dtype === 'f32').length, s.id).toBeGreaterThan(0);
+      }
     }
-    const f32 = layerMemory(table, SMALL, 'f32');
-    const bf16 = layerMemory(table, SMALL, 'bf16');
-    expect(bf16.expertWeights).toBe(f32.expertWeights / 2);
-    expect(bf16.expertWeightElements).toBe(f32.expertWeightElements);
-    expect(bf16.savedForBackward).toBeLessThan(f32.savedForBackward);
-    expect(bf16.savedForBackward).toBeGreaterThan(f32.savedForBackward / 2);
+  });
+
+  it('f16 halves the weights and keeps their element count; saved lies between half and all of f32\'s', () => {
+    for (const s of f16Ready) {
+      const routing = anyRouting(s, SMALL);
+      const f32 = layerMemory(s.bufferTable(SMALL, routing, { chunkBytes: Infinity }), SMALL);
+      const f16Config = { ...SMALL, dtype: 'f16' as const };
+      const f16 = layerMemory(s.bufferTable(f16Config, routing, { chunkBytes: Infinity }), f16Config);
+      expect(f16.expertWeights, s.id).toBe(f32.expertWeights / 2);
+      expect(f16.expertWeightElements, s.id).toBe(f32.expertWeightElements);
+      expect(f16.savedForBackward, s.id).toBeLessThan(f32.savedForBackward);
+      expect(f16.savedForBackward, s.id).toBeGreaterThan(f32.savedForBackward / 2);
+    }
+  });
+
+  it('plan at f16 and bf16 sums the f16 tables as declared; bf16 is f16\'s sizes', () => {
+    const model = { ...routingModel(SMALL), samples: 1 };
+    const f16 = planModel(options(SMALL, { dtype: 'f16', samples: 1 }));
+    const bf16 = planModel(options(SMALL, { dtype: 'bf16', samples: 1 }));
+    for (const [i, p] of f16.strategies.entries()) {
+      const s = findStrategy(p.strategy);
+      const c = { ...SMALL, dtype: 'f16' as const };
+      const table = s.bufferTable(c, sampleRoutings(c, s.dropless, model)[0], { chunkBytes: Infinity });
+      expect(p.layer, s.id).toEqual(layerMemory(table, c));
+      expect(p.unsupported, s.id).toBe(s.unsupported(c));
+      expect(bf16.strategies[i].estimate, s.id).toEqual(p.estimate);
+    }
+    expect(bf16.assumptions.join('\n')).toMatch(/bf16: modelled only/);
+    expect(f16.assumptions.join('\n')).toMatch(/shader-f16/);
+    expect(f16.assumptions.join('\n')).not.toMatch(/computes in f32/);
   });
 });
 
@@ -115,6 +150,17 @@ describe('model estimate', () => {
       const perLayer = modelEstimate(m, SMALL, { ...o, layers: 3 }).total - modelEstimate(m, SMALL, { ...o, layers: 2 }).total;
       const weights = m.routerWeights + m.expertWeights;
       expect(perLayer).toBe(2 * weights + 8 * (m.routerWeightElements + m.expertWeightElements) + m.savedForBackward + SMALL.tokens * SMALL.hidden * 4);
+    }
+  });
+
+  it('at 16 bits, only weights the table stores at 16 bits get an f32 master copy', () => {
+    for (const s of STRATEGIES.filter((x) => x.unsupported({ ...SMALL, dtype: 'f16' }) === null)) {
+      const o = options(SMALL, { optimizer: 'adam', dtype: 'f16', layers: 2 });
+      const m = evaluate(s, SMALL, SMALL.tokens, o, routingModel(SMALL)).layer;
+      expect(m.expertHalfWeightElements, s.id).toBe(m.expertWeightElements);
+      expect(m.routerHalfWeightElements === 0 || m.routerHalfWeightElements === m.routerWeightElements, s.id).toBe(true);
+      const all = m.routerWeightElements + m.expertWeightElements;
+      expect(modelEstimate(m, SMALL, o).optimizer, s.id).toBe(2 * (8 * all + 4 * (m.routerHalfWeightElements + m.expertHalfWeightElements)));
     }
   });
 
@@ -178,5 +224,16 @@ describe('traffic estimate', () => {
     expect(fallback.basis).toBe('buffer table (fallback)');
     expect(fallback.total).toBeGreaterThan(0);
     expect(floatBytes('bf16')).toBe(2);
+  });
+
+  it('at 16 bits, token rows move at 2 bytes and router state (probabilities, gates) at 4', () => {
+    const { tokens: T, hidden: d, experts: E, topK: k } = SMALL;
+    const zb = findStrategy('zero-buffer');
+    const routing = expectedRouting(SMALL, true, routingModel(SMALL));
+    const table = zb.bufferTable(SMALL, anyRouting(zb, SMALL), { chunkBytes: Infinity });
+    const router = (dtype: 'f32' | 'f16') => strategyTraffic('zero-buffer', SMALL, dtype, routing, table).kernels.find((kt) => kt.phase === 'router')!;
+    expect(router('f16').read).toBe((T * d + d * E) * 2);
+    expect(router('f16').written).toBe(T * E * 4 + T * k * 8);
+    expect(router('f32').written).toBe(router('f16').written);
   });
 });
