@@ -157,7 +157,7 @@ export class MegaBlocksBuffers {
   /** A per-expert reduction over the bins' rows (weight gradients), accumulated chunk by chunk. */
   protected async segmentReduce(step: StepContext, source: KernelSource, weights: Tensor, M: number, N: number, buffers: Chunks) {
     await this.perChunk(weights, (ac, wc, rows, experts) =>
-      this.dispatch(step, { source, params: { ...this.shape(rows, experts), M, N }, buffers: buffers(ac, wc), workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count] }),
+      this.dispatch(step, { source, params: { ...this.shape(rows, experts), M, N, firstChunk: ac === 0 ? 1 : 0 }, buffers: buffers(ac, wc), workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count] }),
     );
   }
 

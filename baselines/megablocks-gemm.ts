@@ -1,6 +1,6 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from '../kernels/activation.js';
-import { gemmSource, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
+import { gemmSource, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
 import { REDUCE_TILE, SEGMENT_TILE } from '../kernels/expert-gemm.js';
 import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from '../kernels/program.js';
 
@@ -81,7 +81,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + k * P.d + n])
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${local('m', 'd')} + n] = dt(c); }`,
 }));
 
-/** dW2_e += uᵀ·dY over the bin's rows in this chunk. */
+/** dW2_e (+)= uᵀ·dY over the bin's rows in this chunk (stored by the first chunk). */
 export const weightGradW2 = perDtype((dtype) => gemmSource({
   name: 'mb-dW2',
   dtype,
@@ -93,7 +93,7 @@ export const weightGradW2 = perDtype((dtype) => gemmSource({
   functions: `${segmentReduceTiling('offsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('k', 'h')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${local('k', 'd')} + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; dW2[w] = dt(f32(dW2[w]) + c); }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; ${reduceStore('dW2', 'w', 'c')} }`,
 }));
 
 /** dU = dY·W2_eᵀ (the gradient of u, materialised as torch's sdd backward does). */
@@ -111,7 +111,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + n * P.d + k])
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${local('m', 'h')} + n] = dt(c); }`,
 }));
 
-/** dW1_e += Xpᵀ·da and dW3_e += Xpᵀ·db. */
+/** dW1_e (+)= Xpᵀ·da and dW3_e (+)= Xpᵀ·db (stored by the first chunk). */
 export function weightGradW13(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
@@ -129,8 +129,8 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${local('k', 'h')} + n]
 ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${local('k', 'h')} + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${W_DH} + m * P.h + n;
-  dW1[w] = dt(f32(dW1[w]) + c);
-  ${swiglu ? 'dW3[w] = dt(f32(dW3[w]) + c2);' : ''}
+  ${reduceStore('dW1', 'w', 'c')}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2') : ''}
 }`,
   });
 }

@@ -123,7 +123,6 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.free(step, 'Y');
 
     step.phase('down-grad');
-    for (const g of [layer.dW1, layer.dW3, layer.dW2]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
     await this.segmentReduce(step, this.gemms.dW2, layer.dW2, h, d, (ac, wc) => [this.chunk('u', ac), this.chunk('dY', ac), this.offsets, layer.dW2.chunks[wc]]);
     this.alloc(step, 'workspace', L.permutedH, 'dU');
     await this.segmentRows(step, this.gemms.dU, layer.W2, h, d, (ac, wc) => [this.chunk('dY', ac), ...seg(), layer.W2.chunks[wc], this.chunk('dU', ac)]);

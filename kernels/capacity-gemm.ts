@@ -67,6 +67,13 @@ fn tileOf(wg: vec3u) -> Tile {
 
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+/**
+ * Weight gradients: the row chunk that holds an expert's first slot stores its tiles, later
+ * chunks add (through storage: widened, summed in f32, narrowed back), so nothing is cleared.
+ */
+const reduceInto = (target: string, i: string, c = 'c') =>
+  `if (t.seg * P.C >= P.rowBegin) { ${target}[${i}] = dt(${c}); } else { ${target}[${i}] = dt(f32(${target}[${i}]) + ${c}); }`;
+
 /** target[i] += c through storage: widened, summed in f32, narrowed back. */
 const addTo = (target: string, i: string, c = 'c') => `${target}[${i}] = dt(f32(${target}[${i}]) + ${c});`;
 /** Row r of a chunked [E·C, ·] tensor, relative to its chunk. */
@@ -125,7 +132,7 @@ export const capacityWeightGradW2 = perDtype((dtype) => gemmSource({
   functions: `${EXPERT_REDUCE_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${addTo('dW2', 'w')} }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceInto('dW2', 'w')} }`,
 }));
 
 /** dU = dy·W2_eᵀ. */
@@ -159,8 +166,8 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${LOCAL('k')} * P.h + n
 ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${LOCAL('k')} * P.h + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${WEIGHT} + m * P.h + n;
-  ${addTo('dW1', 'w')}
-  ${swiglu ? addTo('dW3', 'w', 'c2') : ''}
+  ${reduceInto('dW1', 'w')}
+  ${swiglu ? reduceInto('dW3', 'w', 'c2') : ''}
 }`,
   });
 }

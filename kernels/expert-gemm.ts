@@ -1,6 +1,6 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { gemmSource, LARGE_TILE, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
+import { gemmSource, LARGE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
 import type { KernelSource } from './program.js';
 
 /**
@@ -152,7 +152,7 @@ ${
   });
 }
 
-/** dW2_e += Σ_r u_rᵀ·(g_r·dO_token(r)) over the rows of this activation chunk. */
+/** dW2_e (+)= Σ_r u_rᵀ·(g_r·dO_token(r)) over the rows of this activation chunk. */
 export function weightGradW2(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
     dtype: o.dtype,
@@ -173,7 +173,7 @@ export function weightGradW2(o: ExpertKernelOptions): KernelSource {
 ${segmentReduceTiling('expertOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('k')} + m; return ${hiddenLoad(o.activation, o.keptU)}; }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return rowGates[k] * f32(dO[rowTokens[k] * P.d + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; dW2[w] = dt(f32(dW2[w]) + c); }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; ${reduceStore('dW2', 'w', 'c')} }`,
   });
 }
 
@@ -240,7 +240,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) 
   });
 }
 
-/** dW1_e += Σ_r x_rᵀ·da_r and dW3_e += Σ_r x_rᵀ·db_r (X rows gathered on load). */
+/** dW1_e (+)= Σ_r x_rᵀ·da_r and dW3_e (+)= Σ_r x_rᵀ·db_r (X rows gathered on load). */
 export function weightGradW13(o: ExpertKernelOptions): KernelSource {
   const swiglu = o.activation === 'swiglu';
   return gemmSource({
@@ -267,8 +267,8 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${ACT('k')} + n]); }
 ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${ACT('k')} + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = (t.seg - P.expertBase) * P.d * P.h + m * P.h + n;
-  dW1[w] = dt(f32(dW1[w]) + c);
-  ${swiglu ? 'dW3[w] = dt(f32(dW3[w]) + c2);' : ''}
+  ${reduceStore('dW1', 'w', 'c')}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2') : ''}
 }`,
   });
 }

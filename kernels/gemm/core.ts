@@ -299,8 +299,10 @@ fn tileOf(wg: vec3u) -> Tile {
 /**
  * Tiling of per-segment reductions C_e = Σ_{rows r of e} A(r, ·)ᵀ B(r, ·) (weight gradients):
  * wg.z = segment within [segBegin, segEnd), wg.x/wg.y = output tile; the reduction runs over
- * the segment's rows clipped to [rowBegin, rowEnd).
- * Params: M, N, segBegin, segEnd, rowBase, rowStride, rowBegin, rowEnd.
+ * the segment's rows clipped to [rowBegin, rowEnd). Row chunks are reduced one dispatch after
+ * another: the first (firstChunk = 1) stores every tile, zeros where a segment has no rows in
+ * it, so the output needs no clearing; later ones add (reduceStore) and skip empty segments.
+ * Params: M, N, segBegin, segEnd, rowBase, rowStride, rowBegin, rowEnd, firstChunk.
  */
 export function segmentReduceTiling(rowOffsets: string): string {
   return `
@@ -314,9 +316,14 @@ fn tileOf(wg: vec3u) -> Tile {
   t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = max(${rowOffsets}[P.rowBase + seg * P.rowStride], P.rowBegin);
   t.kEnd = min(${rowOffsets}[P.rowBase + seg * P.rowStride + 1u], P.rowEnd);
-  t.valid = seg < P.segEnd && t.m0 < t.mEnd && t.n0 < t.nEnd && t.kBegin < t.kEnd;
+  t.valid = seg < P.segEnd && t.m0 < t.mEnd && t.n0 < t.nEnd && (t.kBegin < t.kEnd || P.firstChunk == 1u);
   return t;
 }`;
+}
+
+/** WGSL statement for a segment reduction's output: store on the first row chunk, add after. */
+export function reduceStore(target: string, index: string, value: string): string {
+  return `if (P.firstChunk == 1u) { ${target}[${index}] = dt(${value}); } else { ${target}[${index}] = dt(f32(${target}[${index}]) + ${value}); }`;
 }
 
 export const SEGMENT_ROWS_PARAMS = [
@@ -341,6 +348,7 @@ export const SEGMENT_REDUCE_PARAMS = [
   { name: 'rowStride', type: 'u32' },
   { name: 'rowBegin', type: 'u32' },
   { name: 'rowEnd', type: 'u32' },
+  { name: 'firstChunk', type: 'u32' },
 ] as const;
 
 export const DENSE_PARAMS = [

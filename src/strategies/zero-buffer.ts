@@ -124,7 +124,7 @@ class ZeroBufferRunner implements StrategyRunner {
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
       step.enc.dispatch({
         source,
-        params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1 }),
+        params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1, firstChunk: ac === 0 ? 1 : 0 }),
         buffers: buffers(ac, wc),
         workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count],
       }),
@@ -238,7 +238,6 @@ class ZeroBufferRunner implements StrategyRunner {
     if (c.checkpoint === 'full') await this.upProject(step, layer, 'workspace');
 
     step.phase('expert-grads');
-    for (const g of [layer.dW1, layer.dW3, layer.dW2]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
     await this.reduceSegments(step, weightGradW2(this.kernels), layer.dW2, h, d, (ac, wc) => [
       ...this.hiddenChunks(ac),
       layer.dO.chunks[0],
