@@ -13,13 +13,17 @@ export default class Profile extends BaseCommand {
   static override summary = 'Per-kernel GPU time and the memory timeline of one training step.';
   static override description =
     'For one config and one or more strategies: each kernel\'s GPU time (calls, ms, share), the step\'s phases, the live-memory timeline as a sparkline, and what made up the peak, by tag and by buffer. Per-kernel times come from a step that runs each kernel in its own compute pass, which adds overhead; the step time shown is measured separately without that split. --trace writes a Chrome/Perfetto trace (ui.perfetto.dev) with a kernel track and a memory counter track.';
-  static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer'];
+  static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer --driver-check'];
   static override flags = {
     ...gpuFlags,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list); size flags override' }),
     trace: Flags.string({ description: 'write a Chrome/Perfetto trace JSON to this file' }),
+    'driver-check': Flags.boolean({
+      description:
+        'on NVIDIA, hold buffers the size of the step\'s peak and compare the driver\'s used-memory change (nvidia-smi) with the allocator\'s; reports the difference (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
+    }),
   };
 
   async run(): Promise<ProfileResult> {
@@ -33,7 +37,7 @@ export default class Profile extends BaseCommand {
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       if (!gpu.hasTimestamps) throw new EnvironmentError(`profile needs the timestamp-query feature for per-kernel times; ${gpu.adapter.description} lacks it (bench falls back to wall-clock times)`);
-      const result = await profileStrategies(gpu, config, strategies, (m) => this.progress(m));
+      const result = await profileStrategies(gpu, config, strategies, (m) => this.progress(m), { driverCheck: flags['driver-check'] });
       this.log(renderProfile(result));
       if (flags.trace) {
         await writeFileAtomic(flags.trace, JSON.stringify(chromeTrace(result)));

@@ -7,6 +7,8 @@ import { MoELayer } from './layer.js';
 import type { MemoryEvent, BufferTag } from './gpu/allocator.js';
 import type { StepMemory } from './memory-profiler.js';
 import { usefulFlops } from './config.js';
+import { DriverMemoryReader, driverDelta, drain, holdPeakBuffers, MIB, relativeDifference, type ChunkSource, type DriverGpu, type DriverRead, type DriverSnapshot } from './driver-memory.js';
+import type { RoutingSummary } from './strategy.js';
 
 export interface KernelRow {
   kernel: string;
@@ -39,14 +41,69 @@ export interface ProfileResult {
   timing: 'timestamp' | 'wall';
   note: string;
   strategies: StrategyProfile[];
+  /** Present with --driver-check. */
+  driverCheck?: DriverCheckReport;
+}
+
+export const DRIVER_TOLERANCE = 0.05;
+export const DRIVER_CHECK_NOTE =
+  'the check holds buffers of the same sizes, created the same way, as the step holds at its peak phase, and compares deltas of settled nvidia-smi readings; a poll cannot see the step\'s own millisecond peak, and deltas leave out the driver\'s context';
+/** Below this, whole-MiB readings and Dawn's pooled sub-allocation heaps swamp a 5% comparison. */
+export const DRIVER_RESOLUTION_BYTES = 256 * MIB;
+
+export interface DriverFigures {
+  allocatorDeltaBytes: number;
+  driverDeltaBytes: number;
+  /** (driver − allocator) / allocator. */
+  relativeDifference: number | null;
+  withinTolerance: boolean;
+}
+
+export type StrategyDriverCheck =
+  | (DriverFigures & {
+      strategy: string;
+      skipped: null;
+      peakPhase: string;
+      buffers: number;
+      /** Step buffers whose chunk sizes are an equal split of the table's total (neither the step's record nor the shape gave them). */
+      equalSplit: string[];
+      /** Where the held chunks' sizes came from: the step's own allocations, the shape, or an equal split. */
+      chunkSources: Record<ChunkSource, number>;
+      gpu: string;
+      /** Driver figure given back when the held buffers were freed. */
+      releasedBytes: number;
+      /** The same comparison across layer creation: weights, gradients, X, dO against their table bytes (null: a reading failed). */
+      persistent: DriverFigures | null;
+      notes: string[];
+    })
+  | { strategy: string; skipped: string };
+
+export interface DriverCheckReport {
+  /** Who answered: nvidia-smi through systeminformation, or asked directly where systeminformation had no figure. */
+  method: 'nvidia-smi via systeminformation' | 'nvidia-smi';
+  tolerance: number;
+  /** Why no strategy was checked (no NVIDIA driver, another adapter), else null. */
+  skipped: string | null;
+  note: string;
+  strategies: StrategyDriverCheck[];
+}
+
+/** Injected by tests; the default polls nvidia-smi through systeminformation, or directly where that has no figure. */
+export interface DriverProbe {
+  poll(): Promise<DriverRead>;
+}
+
+export interface ProfileOptions {
+  driverCheck?: boolean | DriverProbe;
 }
 
 export const PER_KERNEL_NOTE = 'per-kernel times come from a separate step that runs every kernel in a compute pass of its own; that split adds pass overhead, so they sum to more than the step time above';
 
 /** One config, one or more strategies: per-kernel GPU time and the memory timeline of a step. */
-export async function profileStrategies(gpu: GpuContext, config: LayerConfig, strategies: string[], onProgress?: (m: string) => void): Promise<ProfileResult> {
+export async function profileStrategies(gpu: GpuContext, config: LayerConfig, strategies: string[], onProgress?: (m: string) => void, options: ProfileOptions = {}): Promise<ProfileResult> {
   if (!gpu.hasTimestamps) throw new Error('profile needs the timestamp-query feature for per-kernel times, which this adapter lacks');
   const out: StrategyProfile[] = [];
+  const driver = options.driverCheck ? await startDriverCheck(gpu, options.driverCheck === true ? new DriverMemoryReader() : options.driverCheck) : null;
   for (const id of strategies) {
     const reason = findStrategy(id).unsupported(config);
     if (reason) {
@@ -54,10 +111,14 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       continue;
     }
     onProgress?.(`${id}: profiling`);
+    const persistentBefore = driver?.probe ? await settled(gpu, driver.probe).catch(() => null) : null;
     const layer = await MoELayer.fromConfig(gpu, config, { dispatch: id });
+    const persistentBytes = layer.allocator.live;
     const timer = new GpuTimer(layer.allocator);
     try {
       await layer.randomizeOnGpu();
+      // Read now, before any step buffer exists: randomizeOnGpu has written every persistent byte.
+      const persistentAfter = driver?.probe && persistentBefore ? await settled(gpu, driver.probe).catch(() => null) : null;
       await layer.forward();
       const routing = await layer.routingSummary();
       const kept = routing.keptPairs;
@@ -95,12 +156,78 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
         memory: split.memory,
         peakByTag: split.memory.peakByTag,
       });
+      if (driver?.probe) {
+        onProgress?.(`${id}: driver cross-check`);
+        const persistent = persistentBefore && persistentAfter ? figures(persistentBytes, driverDelta(persistentBefore, persistentAfter, gpu.adapter).bytes) : null;
+        driver.report.strategies.push(await checkAtPeak(layer, routing, driver.probe, persistent));
+      }
     } finally {
       timer.destroy();
       layer.destroy();
     }
   }
-  return { config, timing: 'timestamp', note: PER_KERNEL_NOTE, strategies: out };
+  return { config, timing: 'timestamp', note: PER_KERNEL_NOTE, strategies: out, ...(driver && { driverCheck: driver.report }) };
+}
+
+const usedMiB = (s: DriverSnapshot, gpu: DriverGpu) => s.gpus.find((g) => g.index === gpu.index && g.bus === gpu.bus)?.usedMiB ?? NaN;
+
+function figures(allocatorDeltaBytes: number, driverDeltaBytes: number): DriverFigures {
+  const rel = relativeDifference(allocatorDeltaBytes, driverDeltaBytes);
+  return { allocatorDeltaBytes, driverDeltaBytes, relativeDifference: rel, withinTolerance: rel !== null && Math.abs(rel) <= DRIVER_TOLERANCE };
+}
+
+/** A settled reading after Dawn has released what was freed; a reading that fails mid-run is an error. */
+async function settled(gpu: GpuContext, probe: DriverProbe): Promise<DriverSnapshot> {
+  await drain(gpu.device);
+  const read = await probe.poll();
+  if (!read.snapshot) throw new Error(`the driver stopped reporting memory: ${read.reason}`);
+  return read.snapshot;
+}
+
+/** Decides once whether the driver can say anything about this adapter. */
+async function startDriverCheck(gpu: GpuContext, probe: DriverProbe): Promise<{ probe: DriverProbe | null; report: DriverCheckReport }> {
+  const read = await probe.poll();
+  const a = gpu.adapter;
+  const skipped = read.reason ?? (/nvidia/i.test(`${a.vendor} ${a.device} ${a.description}`) ? null : `the adapter in use (${a.device || a.description || a.vendor}) is not an NVIDIA GPU, so the driver's figure does not describe it`);
+  const method = read.snapshot?.source === 'systeminformation' ? 'nvidia-smi via systeminformation' : 'nvidia-smi';
+  return { probe: skipped ? null : probe, report: { method, tolerance: DRIVER_TOLERANCE, skipped, note: DRIVER_CHECK_NOTE, strategies: [] } };
+}
+
+/** Holds the table's peak-phase step buffers and compares the allocator's delta with the driver's. */
+async function checkAtPeak(layer: MoELayer, routing: RoutingSummary, probe: DriverProbe, persistent: DriverFigures | null): Promise<StrategyDriverCheck> {
+  const strategy = layer.strategy.id;
+  const table = layer.strategy.bufferTable(layer.config, routing, { chunkBytes: layer.chunkBytes });
+  try {
+    const before = await settled(layer.gpu, probe);
+    const hold = await holdPeakBuffers(layer.allocator, table, layer.chunkBytes);
+    let after: DriverSnapshot;
+    try {
+      after = await settled(layer.gpu, probe);
+    } finally {
+      hold.release();
+    }
+    const freed = await settled(layer.gpu, probe);
+    const delta = driverDelta(before, after, layer.gpu.adapter);
+    const notes = [delta.note, before.stable && after.stable ? null : 'a reading did not settle within its polls'].filter((n): n is string => n !== null);
+    if (hold.allocatorBytes < DRIVER_RESOLUTION_BYTES) notes.push(`the peak's step buffers total under ${DRIVER_RESOLUTION_BYTES / MIB} MiB: whole-MiB readings and Dawn's pooled heaps for small buffers dominate; use a larger config`);
+    if (hold.equalSplit.length) notes.push(`chunk sizes of ${hold.equalSplit.join(', ')} are the table's total split equally (neither the step's record nor the shape gave them); the total is exact`);
+    return {
+      strategy,
+      skipped: null,
+      peakPhase: hold.phase,
+      buffers: hold.buffers.length,
+      equalSplit: hold.equalSplit,
+      chunkSources: hold.chunkSources,
+      gpu: `${delta.gpu.name} (index ${delta.gpu.index}${delta.gpu.bus ? `, ${delta.gpu.bus}` : ''})`,
+      ...figures(hold.allocatorBytes, delta.bytes),
+      releasedBytes: (usedMiB(after, delta.gpu) - usedMiB(freed, delta.gpu)) * MIB,
+      persistent,
+      notes,
+    };
+  } catch (error) {
+    // A measurement, not a gate: an out-of-memory or a driver that stops answering is reported.
+    return { strategy, skipped: `failed: ${(error as Error).message ?? error}` };
+  }
 }
 
 /**

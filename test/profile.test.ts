@@ -1,7 +1,13 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { tableFigures } from '../src/buffer-table.js';
 import { layerConfig } from '../src/config.js';
-import { chromeTrace, profileStrategies } from '../src/profile.js';
+import { MIB, type DriverRead } from '../src/driver-memory.js';
+import { chromeTrace, profileStrategies, type DriverProbe } from '../src/profile.js';
+import { packageRoot } from '../src/provenance.js';
 import { renderProfile, sparkline } from '../src/render/profile.js';
+import { zeroBuffer } from '../src/strategies/zero-buffer.js';
 import { testGpu } from './helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());
@@ -43,5 +49,60 @@ describe('profile', () => {
   it('draws a sparkline that spans the range', () => {
     expect(sparkline([0, 1, 2, 3, 4, 5, 6, 7])).toBe('▁▂▃▄▅▆▇█');
     expect(sparkline([])).toBe('');
+  });
+
+  it('--driver-check: holds the peak buffers and reports both deltas (a scripted driver posing as an H200)', async () => {
+    const gpu = await testGpu();
+    // Readings in call order: availability, around layer creation, before / during / after the hold.
+    const used = [1000, 1000, 1010, 1010, 1110, 1010];
+    const probe: DriverProbe = {
+      poll: async (): Promise<DriverRead> => ({ snapshot: { source: 'nvidia-smi', gpus: [{ index: 0, name: 'NVIDIA H200', bus: '00000000:00:06.0', usedMiB: used.shift()!, totalMiB: 143771 }], polls: 2, stable: true }, reason: null }),
+    };
+    const posing = { ...gpu, adapter: { ...gpu.adapter, vendor: 'nvidia', device: 'nvidia-h200', description: 'NVIDIA: 580.159.04 580.159.4.0' } };
+    const config = layerConfig({ tokens: 96, hidden: 16, ffn: 32, experts: 4, topK: 2 });
+    const result = await profileStrategies(posing, config, ['zero-buffer'], undefined, { driverCheck: probe });
+    expect(used).toEqual([]);
+    const check = result.driverCheck!;
+    expect(check.skipped).toBeNull();
+    const [zb] = check.strategies;
+    if (zb.skipped !== null) throw new Error(zb.skipped);
+    const figures = tableFigures(zeroBuffer.bufferTable(config, { expertLoads: [], keptPairs: 192, droppedPairs: 0, capacity: null }, { chunkBytes: gpu.maxBindingBytes }));
+    expect(zb.allocatorDeltaBytes).toBe(figures.activationPeak);
+    expect(zb.peakPhase).toBe(figures.peakPhase);
+    expect(zb.driverDeltaBytes).toBe(100 * MIB);
+    expect(zb.releasedBytes).toBe(100 * MIB);
+    expect(zb.relativeDifference).toBeCloseTo((100 * MIB - figures.activationPeak) / figures.activationPeak, 9);
+    expect(zb.withinTolerance).toBe(false);
+    expect(zb.persistent).toMatchObject({ allocatorDeltaBytes: figures.baseline, driverDeltaBytes: 10 * MIB, withinTolerance: false });
+    expect(zb.notes.join(' ')).toMatch(/under 256 MiB/);
+    const text = renderProfile(result);
+    expect(zb.gpu).toBe('NVIDIA H200 (index 0, 00000000:00:06.0)');
+    expect(zb.notes.join(' ')).not.toMatch(/named like/);
+    expect(text).toMatch(/driver cross-check \(nvidia-smi\)/);
+    expect(text).toMatch(/allocator \+[\d.]+ KiB, driver \+100 MiB, difference \+\d+\.\d+% \(within 5%: no\)/);
+    expect(text).toMatch(/a poll cannot see the step's own millisecond peak/);
+  });
+
+  it('--driver-check skips another adapter with the reason, even where a driver answers', async () => {
+    const probe: DriverProbe = { poll: async () => ({ snapshot: { source: 'nvidia-smi', gpus: [], polls: 2, stable: true }, reason: null }) };
+    const config = layerConfig({ tokens: 32, hidden: 16, ffn: 32, experts: 4, topK: 2 });
+    const result = await profileStrategies(await testGpu(), config, ['zero-buffer'], undefined, { driverCheck: probe });
+    expect(result.driverCheck).toMatchObject({ skipped: expect.stringMatching(/is not an NVIDIA GPU/), strategies: [] });
+    expect(renderProfile(result)).toMatch(/driver cross-check: skipped — the adapter in use/);
+  });
+
+  it('`profile --driver-check --json` on lavapipe: skipped with the reason, exit 0', async () => {
+    const root = packageRoot();
+    const args = ['profile', '--tokens', '32', '--hidden', '16', '--ffn', '32', '--experts', '4', '--top-k', '2', '--impl', 'zero-buffer', '--driver-check', '--json'];
+    const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+      );
+    });
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout);
+    expect(result.strategies).toHaveLength(1);
+    expect(result.driverCheck).toMatchObject({ tolerance: 0.05, strategies: [] });
+    expect(result.driverCheck.skipped).toMatch(/no NVIDIA driver reports memory on this machine|is not an NVIDIA GPU/);
   });
 });

@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import Table from 'cli-table3';
-import type { ProfileResult, StrategyProfile } from '../profile.js';
+import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../profile.js';
 import { formatBytes } from '../units.js';
 
 const BLOCKS = '▁▂▃▄▅▆▇█';
@@ -41,11 +41,39 @@ function strategyBlock(s: StrategyProfile): string {
   ].join('\n');
 }
 
+const signed = (bytes: number) => `${bytes >= 0 ? '+' : ''}${formatBytes(bytes)}`;
+
+function comparison(f: DriverFigures, tolerance: number): string {
+  const diff = f.relativeDifference === null ? 'n/a' : `${f.relativeDifference >= 0 ? '+' : ''}${(100 * f.relativeDifference).toFixed(2)}%`;
+  const verdict = f.withinTolerance ? chalk.green('yes') : chalk.red('no');
+  return `allocator ${signed(f.allocatorDeltaBytes)}, driver ${signed(f.driverDeltaBytes)}, difference ${diff} (within ${100 * tolerance}%: ${verdict})`;
+}
+
+/** The --driver-check block: one line per strategy, or why it was skipped. */
+export function driverCheckBlock(d: DriverCheckReport): string {
+  if (d.skipped) return `driver cross-check: skipped — ${d.skipped}`;
+  const lines = [chalk.bold(`driver cross-check (nvidia-smi), step buffers live at the peak:`)];
+  for (const s of d.strategies) {
+    if (s.skipped !== null) {
+      lines.push(`  ${s.strategy}: skipped — ${s.skipped}`);
+      continue;
+    }
+    lines.push(`  ${s.strategy} (${s.peakPhase}, ${s.buffers} buffers): ${comparison(s, d.tolerance)}`);
+    if (s.persistent) lines.push(`    persistent (layer creation): ${comparison(s.persistent, d.tolerance)}`);
+    lines.push(chalk.dim(`    on ${s.gpu}; freeing them gave back ${formatBytes(s.releasedBytes)}`));
+    for (const n of s.notes) lines.push(chalk.dim(`    note: ${n}`));
+  }
+  if (d.method === 'nvidia-smi') lines.push(chalk.dim('note: nvidia-smi was asked directly: systeminformation had no NVIDIA figure (it reads nvidia-smi only where lspci exists)'));
+  lines.push(chalk.dim(`note: ${d.note}`));
+  return lines.join('\n');
+}
+
 export function renderProfile(result: ProfileResult): string {
   const c = result.config;
   return [
     `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}`,
     chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs, GB/s a lower-bound traffic estimate (operands read once, outputs written once), both only where the strategy declares its kernels' work`),
     ...result.strategies.map(strategyBlock),
+    ...(result.driverCheck ? [driverCheckBlock(result.driverCheck)] : []),
   ].join('\n\n');
 }
