@@ -1,5 +1,5 @@
 import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from '../kernels/capacity-dispatch.js';
-import { TILE_M, TILE_N, tiles } from '../kernels/gemm/core.js';
+import { TILE_M, TILE_N, tiles, type ReduceMode } from '../kernels/gemm/core.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type KernelSource } from '../kernels/program.js';
 import { encodeRouterForward, MAX_TOP_K, routerShape } from '../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../kernels/routing-metadata.js';
@@ -285,16 +285,29 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     );
   }
 
-  /** A weight-gradient GEMM reducing over each expert's slots in the row chunk. */
-  protected async expertReduce(step: StepContext, source: KernelSource, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
-    await this.overExperts(weights, (x) =>
-      step.enc.dispatch({
-        source,
-        params: this.expertParams(x, M, N, 0),
-        buffers: buffers(x),
-        workgroups: [tiles(M, TILE_M), tiles(N, TILE_N), checkGrid(source.name, x.experts)],
-      }),
-    );
+  /**
+   * A weight-gradient GEMM reducing over each expert's slots in the row chunk. An expert's first
+   * row chunk stores its gradient, later ones add: only the chunk's first expert can continue
+   * from an earlier chunk, so it gets its own 'add' dispatch.
+   */
+  protected async expertReduce(step: StepContext, source: (mode: ReduceMode) => KernelSource, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
+    await this.overExperts(weights, async (x) => {
+      const continued = x.expertFirst * this.C < x.rowBegin ? 1 : 0;
+      const parts: [ReduceMode, ExpertChunk][] = [
+        ['add', { ...x, experts: continued }],
+        ['store', { ...x, expertFirst: x.expertFirst + continued, experts: x.experts - continued }],
+      ];
+      for (const [mode, part] of parts) {
+        if (part.experts === 0) continue;
+        const kernel = source(mode);
+        await step.enc.dispatch({
+          source: kernel,
+          params: this.expertParams(part, M, N, 0),
+          buffers: buffers(part),
+          workgroups: [tiles(M, TILE_M), tiles(N, TILE_N), checkGrid(kernel.name, part.experts)],
+        });
+      }
+    });
   }
 
   async readRouting(step: StepContext) {

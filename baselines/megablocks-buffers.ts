@@ -1,5 +1,5 @@
 import { REDUCE_TILE, SEGMENT_TILE } from '../kernels/expert-gemm.js';
-import { tiles } from '../kernels/gemm/core.js';
+import { tiles, type ReduceMode } from '../kernels/gemm/core.js';
 import { paddedGather, paddedScatter, sumTopK, sumTopKGroups } from '../kernels/permute.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type Dispatch, type KernelSource } from '../kernels/program.js';
 import type { LayerConfig } from '../src/config.js';
@@ -155,9 +155,10 @@ export class MegaBlocksBuffers {
   }
 
   /** A per-expert reduction over the bins' rows (weight gradients), accumulated chunk by chunk. */
-  protected async segmentReduce(step: StepContext, source: KernelSource, weights: Tensor, M: number, N: number, buffers: Chunks) {
+  /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */
+  protected async segmentReduce(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: Chunks) {
     await this.perChunk(weights, (ac, wc, rows, experts) =>
-      this.dispatch(step, { source, params: { ...this.shape(rows, experts), M, N, firstChunk: ac === 0 ? 1 : 0 }, buffers: buffers(ac, wc), workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count] }),
+      this.dispatch(step, { source: source[ac === 0 ? 'store' : 'add'], params: { ...this.shape(rows, experts), M, N }, buffers: buffers(ac, wc), workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count] }),
     );
   }
 

@@ -1,6 +1,6 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from '../kernels/activation.js';
-import { gemmSource, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
+import { gemmSource, reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
 import { REDUCE_TILE, SEGMENT_TILE } from '../kernels/expert-gemm.js';
 import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from '../kernels/program.js';
 
@@ -82,7 +82,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${local('m', 'd')} + n] = dt(c); 
 }));
 
 /** dW2_e (+)= uᵀ·dY over the bin's rows in this chunk (stored by the first chunk). */
-export const weightGradW2 = perDtype((dtype) => gemmSource({
+export const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   name: 'mb-dW2',
   dtype,
   tile: REDUCE_TILE,
@@ -90,11 +90,11 @@ export const weightGradW2 = perDtype((dtype) => gemmSource({
   bContiguous: 'n',
   bindings: [read('U'), read('dY'), read('offsets', 'u32'), write('dW2')],
   params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
-  functions: `${segmentReduceTiling('offsets')}
+  functions: `${segmentReduceTiling('offsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('k', 'h')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${local('k', 'd')} + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; ${reduceStore('dW2', 'w', 'c')} }`,
-}));
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
+});
 
 /** dU = dY·W2_eᵀ (the gradient of u, materialised as torch's sdd backward does). */
 export const hiddenGrad = perDtype((dtype) => gemmSource({
@@ -112,7 +112,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${local('m', 'h')} + n] = dt(c);
 }));
 
 /** dW1_e (+)= Xpᵀ·da and dW3_e (+)= Xpᵀ·db (stored by the first chunk). */
-export function weightGradW13(activation: Activation, dtype: DType): KernelSource {
+export function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     name: `mb-dW13-${swiglu ? 'swiglu' : 'plain'}`,
@@ -123,14 +123,14 @@ export function weightGradW13(activation: Activation, dtype: DType): KernelSourc
     bContiguous: 'n',
     bindings: [read('Xp'), read('dA'), ...(swiglu ? [read('dB')] : []), read('offsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
-    functions: `${segmentReduceTiling('offsets')}
+    functions: `${segmentReduceTiling('offsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('k', 'd')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${local('k', 'h')} + n]); }
 ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${local('k', 'h')} + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${W_DH} + m * P.h + n;
-  ${reduceStore('dW1', 'w', 'c')}
-  ${swiglu ? reduceStore('dW3', 'w', 'c2') : ''}
+  ${reduceStore('dW1', 'w', 'c', mode)}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
 }`,
   });
 }
@@ -199,10 +199,10 @@ export function megablocksGemms(activation: Activation, dtype: DType) {
   return {
     up: upProjection(activation, dtype),
     down: downProjection(dtype),
-    dW2: weightGradW2(dtype),
+    dW2: { store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') },
     dU: hiddenGrad(dtype),
     actGrad: activationGrad(activation, dtype),
-    dW13: weightGradW13(activation, dtype),
+    dW13: { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') },
     dXp: inputGrad(activation, dtype),
   };
 }

@@ -1,6 +1,6 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { gemmSource, TILE_M, TILE_N, type GemmBinding } from './gemm/core.js';
+import { gemmSource, reduceStore, TILE_M, TILE_N, type GemmBinding, type ReduceMode } from './gemm/core.js';
 import { perDtype, type KernelSource } from './program.js';
 
 /**
@@ -67,13 +67,6 @@ fn tileOf(wg: vec3u) -> Tile {
 
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
-/**
- * Weight gradients: the row chunk that holds an expert's first slot stores its tiles, later
- * chunks add (through storage: widened, summed in f32, narrowed back), so nothing is cleared.
- */
-const reduceInto = (target: string, i: string, c = 'c') =>
-  `if (t.seg * P.C >= P.rowBegin) { ${target}[${i}] = dt(${c}); } else { ${target}[${i}] = dt(f32(${target}[${i}]) + ${c}); }`;
-
 /** target[i] += c through storage: widened, summed in f32, narrowed back. */
 const addTo = (target: string, i: string, c = 'c') => `${target}[${i}] = dt(f32(${target}[${i}]) + ${c});`;
 /** Row r of a chunked [E·C, ·] tensor, relative to its chunk. */
@@ -121,8 +114,8 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + k * P.d + n
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c); }`,
 }));
 
-/** dW2_e += uᵀ·dy over the expert's slots in this row chunk (dy already carries the gate). */
-export const capacityWeightGradW2 = perDtype((dtype) => gemmSource({
+/** dW2_e (+)= uᵀ·dy over the expert's slots in this row chunk (dy already carries the gate). */
+export const capacityWeightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   dtype,
   name: 'capacity-dW2',
   aContiguous: 'm',
@@ -132,8 +125,8 @@ export const capacityWeightGradW2 = perDtype((dtype) => gemmSource({
   functions: `${EXPERT_REDUCE_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceInto('dW2', 'w')} }`,
-}));
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
+});
 
 /** dU = dy·W2_eᵀ. */
 export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
@@ -149,8 +142,8 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + n * P.d + k
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${LOCAL('m')} * P.h + n] = dt(c); }`,
 }));
 
-/** dW1_e += xᵀ·da and dW3_e += xᵀ·db over the expert's slots, x being the dispatched input. */
-export function capacityWeightGradW13(activation: Activation, dtype: DType): KernelSource {
+/** dW1_e (+)= xᵀ·da and dW3_e (+)= xᵀ·db over the expert's slots, x being the dispatched input. */
+export function capacityWeightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     dtype,
@@ -166,8 +159,8 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${LOCAL('k')} * P.h + n
 ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${LOCAL('k')} * P.h + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${WEIGHT} + m * P.h + n;
-  ${reduceInto('dW1', 'w')}
-  ${swiglu ? reduceInto('dW3', 'w', 'c2') : ''}
+  ${reduceStore('dW1', 'w', 'c', mode)}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
 }`,
   });
 }

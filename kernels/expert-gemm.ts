@@ -1,6 +1,6 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { gemmSource, LARGE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
+import { gemmSource, LARGE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
 import type { KernelSource } from './program.js';
 
 /**
@@ -153,7 +153,7 @@ ${
 }
 
 /** dW2_e (+)= Σ_r u_rᵀ·(g_r·dO_token(r)) over the rows of this activation chunk. */
-export function weightGradW2(o: ExpertKernelOptions): KernelSource {
+export function weightGradW2(o: ExpertKernelOptions, mode: ReduceMode = 'add'): KernelSource {
   return gemmSource({
     dtype: o.dtype,
     name: `expert-dW2-${o.activation}${o.keptU ? '-keep-u' : ''}`,
@@ -170,10 +170,10 @@ export function weightGradW2(o: ExpertKernelOptions): KernelSource {
     ],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
-${segmentReduceTiling('expertOffsets')}
+${segmentReduceTiling('expertOffsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { let l = ${ACT('k')} + m; return ${hiddenLoad(o.activation, o.keptU)}; }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return rowGates[k] * f32(dO[rowTokens[k] * P.d + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; ${reduceStore('dW2', 'w', 'c')} }`,
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
   });
 }
 
@@ -241,7 +241,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[(t.seg - P.expertBase) 
 }
 
 /** dW1_e (+)= Σ_r x_rᵀ·da_r and dW3_e (+)= Σ_r x_rᵀ·db_r (X rows gathered on load). */
-export function weightGradW13(o: ExpertKernelOptions): KernelSource {
+export function weightGradW13(o: ExpertKernelOptions, mode: ReduceMode = 'add'): KernelSource {
   const swiglu = o.activation === 'swiglu';
   return gemmSource({
     dtype: o.dtype,
@@ -261,14 +261,14 @@ export function weightGradW13(o: ExpertKernelOptions): KernelSource {
     ],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
     functions: `
-${segmentReduceTiling('expertOffsets')}
+${segmentReduceTiling('expertOffsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[rowTokens[k] * P.d + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${ACT('k')} + n]); }
 ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${ACT('k')} + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = (t.seg - P.expertBase) * P.d * P.h + m * P.h + n;
-  ${reduceStore('dW1', 'w', 'c')}
-  ${swiglu ? reduceStore('dW3', 'w', 'c2') : ''}
+  ${reduceStore('dW1', 'w', 'c', mode)}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
 }`,
   });
 }

@@ -300,11 +300,11 @@ fn tileOf(wg: vec3u) -> Tile {
  * Tiling of per-segment reductions C_e = Σ_{rows r of e} A(r, ·)ᵀ B(r, ·) (weight gradients):
  * wg.z = segment within [segBegin, segEnd), wg.x/wg.y = output tile; the reduction runs over
  * the segment's rows clipped to [rowBegin, rowEnd). Row chunks are reduced one dispatch after
- * another: the first (firstChunk = 1) stores every tile, zeros where a segment has no rows in
- * it, so the output needs no clearing; later ones add (reduceStore) and skip empty segments.
- * Params: M, N, segBegin, segEnd, rowBase, rowStride, rowBegin, rowEnd, firstChunk.
+ * another: the first ('store') writes every tile, zeros where a segment has no rows in it, so the
+ * output needs no clearing; later ones ('add', see reduceStore) skip empty segments.
+ * Params: M, N, segBegin, segEnd, rowBase, rowStride, rowBegin, rowEnd.
  */
-export function segmentReduceTiling(rowOffsets: string): string {
+export function segmentReduceTiling(rowOffsets: string, mode: ReduceMode = 'add'): string {
   return `
 fn tileOf(wg: vec3u) -> Tile {
   var t: Tile;
@@ -316,14 +316,20 @@ fn tileOf(wg: vec3u) -> Tile {
   t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = max(${rowOffsets}[P.rowBase + seg * P.rowStride], P.rowBegin);
   t.kEnd = min(${rowOffsets}[P.rowBase + seg * P.rowStride + 1u], P.rowEnd);
-  t.valid = seg < P.segEnd && t.m0 < t.mEnd && t.n0 < t.nEnd && (t.kBegin < t.kEnd || P.firstChunk == 1u);
+  t.valid = seg < P.segEnd && t.m0 < t.mEnd && t.n0 < t.nEnd${mode === 'store' ? '' : ' && t.kBegin < t.kEnd'};
   return t;
 }`;
 }
 
-/** WGSL statement for a segment reduction's output: store on the first row chunk, add after. */
-export function reduceStore(target: string, index: string, value: string): string {
-  return `if (P.firstChunk == 1u) { ${target}[${index}] = dt(${value}); } else { ${target}[${index}] = dt(f32(${target}[${index}]) + ${value}); }`;
+/** How a reduction's output tile reaches storage: written (first row chunk) or added to it. */
+export type ReduceMode = 'store' | 'add';
+
+/**
+ * WGSL statement for a reduction's output. The mode is compiled in, not a runtime branch: a
+ * branch in the dual weight-gradient epilogue made that kernel 11× slower on the H200.
+ */
+export function reduceStore(target: string, index: string, value: string, mode: ReduceMode): string {
+  return mode === 'store' ? `${target}[${index}] = dt(${value});` : `${target}[${index}] = dt(f32(${target}[${index}]) + ${value});`;
 }
 
 export const SEGMENT_ROWS_PARAMS = [
@@ -348,7 +354,6 @@ export const SEGMENT_REDUCE_PARAMS = [
   { name: 'rowStride', type: 'u32' },
   { name: 'rowBegin', type: 'u32' },
   { name: 'rowEnd', type: 'u32' },
-  { name: 'firstChunk', type: 'u32' },
 ] as const;
 
 export const DENSE_PARAMS = [

@@ -1,5 +1,5 @@
 import { downCombine, dgParts, hiddenGrad, inputGrad, REDUCE_TILE, SEGMENT_TILE, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
-import { tiles } from '../../kernels/gemm/core.js';
+import { tiles, type ReduceMode } from '../../kernels/gemm/core.js';
 import type { KernelSource } from '../../kernels/program.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
@@ -120,11 +120,12 @@ class ZeroBufferRunner implements StrategyRunner {
     step.free(scratch);
   }
 
-  private async reduceSegments(step: StepContext, source: KernelSource, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
+  /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */
+  private async reduceSegments(step: StepContext, source: (mode: ReduceMode) => KernelSource, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
       step.enc.dispatch({
-        source,
-        params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1, firstChunk: ac === 0 ? 1 : 0 }),
+        source: source(ac === 0 ? 'store' : 'add'),
+        params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1 }),
         buffers: buffers(ac, wc),
         workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count],
       }),
@@ -238,7 +239,7 @@ class ZeroBufferRunner implements StrategyRunner {
     if (c.checkpoint === 'full') await this.upProject(step, layer, 'workspace');
 
     step.phase('expert-grads');
-    await this.reduceSegments(step, weightGradW2(this.kernels), layer.dW2, h, d, (ac, wc) => [
+    await this.reduceSegments(step, (mode) => weightGradW2(this.kernels, mode), layer.dW2, h, d, (ac, wc) => [
       ...this.hiddenChunks(ac),
       layer.dO.chunks[0],
       this.chunk('expertTokenIndices', 0),
@@ -267,7 +268,7 @@ class ZeroBufferRunner implements StrategyRunner {
       { dgParts: dgParts(h) },
     );
     // a and b now hold da and db.
-    await this.reduceSegments(step, weightGradW13(this.kernels), layer.dW1, d, h, (ac, wc) => [
+    await this.reduceSegments(step, (mode) => weightGradW13(this.kernels, mode), layer.dW1, d, h, (ac, wc) => [
       layer.X.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
