@@ -1,7 +1,7 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from '../kernels/activation.js';
 import { gemmSource, reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
-import { REDUCE_TILE, SEGMENT_TILE } from '../kernels/expert-gemm.js';
+import { REDUCE_TILE, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE } from '../kernels/expert-gemm.js';
 import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from '../kernels/program.js';
 
 /**
@@ -100,7 +100,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; ${re
 export const hiddenGrad = perDtype((dtype) => gemmSource({
   name: 'mb-dU',
   dtype,
-  tile: SEGMENT_TILE,
+  tile: TRANSPOSED_SEGMENT_TILE,
   aContiguous: 'k',
   bContiguous: 'k',
   bindings: [read('dY'), ...SEGMENTS, read('W2'), write('dU')],
@@ -141,7 +141,7 @@ export function inputGrad(activation: Activation, dtype: DType): KernelSource {
   return gemmSource({
     name: `mb-dXp-${swiglu ? 'swiglu' : 'plain'}`,
     dtype,
-    tile: SEGMENT_TILE,
+    tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('dXp')],

@@ -18,6 +18,8 @@ import type { KernelSource } from './program.js';
  */
 /** Row tiles follow the routing metadata's tile offsets (TILE_M rows); columns can be wider. */
 export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128 };
+/** Segment GEMMs whose B is loaded along K (transposed weights): BK 16 beat BK 8 there on the H200. */
+export const TRANSPOSED_SEGMENT_TILE: TileShape = { ...SEGMENT_TILE, k: 16 };
 /** Weight gradients tile their [d,h] outputs, never a segment: the large tile. */
 export const REDUCE_TILE: TileShape = LARGE_TILE;
 
@@ -195,7 +197,7 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
     dtype: o.dtype,
     name: `expert-hidden-grad-${o.activation}`,
-    tile: { ...SEGMENT_TILE, k: 16 },
+    tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [
@@ -281,7 +283,7 @@ export function inputGrad(o: ExpertKernelOptions, into: RowTarget = 'tokens'): K
   return gemmSource({
     dtype: o.dtype,
     name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}${target.suffix}`,
-    tile: SEGMENT_TILE,
+    tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), read('rowTokens', 'u32'), ...target.offsets, read('W1'), ...(swiglu ? [read('W3')] : []), target.out],

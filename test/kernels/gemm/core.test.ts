@@ -9,7 +9,7 @@ afterAll(async () => (await testGpu()).destroy());
 /** C = A·B and C2 = A·B2 (dual) through one tile configuration of the core. */
 function dualGemm(tile: TileShape) {
   return gemmSource({
-    name: `core-test-${tile.m}x${tile.n}k${tile.k ?? 8}s${tile.stages ?? 1}`,
+    name: `core-test-${tile.m}x${tile.n}k${tile.k ?? 8}s${tile.stages ?? 1}p${tile.pad ?? 4}`,
     tile,
     dual: true,
     aContiguous: 'k',
@@ -31,10 +31,11 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32, c2: f32) { C[m * P.N + n] = c; C2[m *
 }
 
 const TILES: TileShape[] = [
-  { m: 64, n: 64, k: 16 },
+  { m: 64, n: 64, k: 16, pad: 0 },
   { m: 64, n: 128, k: 8, stages: 2 },
-  { m: 128, n: 64, k: 16, stages: 2 },
+  { m: 128, n: 64, k: 8, stages: 2, pad: 0 },
   { m: 64, n: 64, k: 16, stages: 2 },
+  { m: 128, n: 64, k: 8 },
 ];
 
 describe('GEMM core tile configurations (single and double-buffered workgroup tiles)', () => {
@@ -44,7 +45,7 @@ describe('GEMM core tile configurations (single and double-buffered workgroup ti
       [1, 3, 7],
       [130, 70, 8],
     ]) {
-      it(`${tile.m}×${tile.n}, K step ${tile.k}, ${tile.stages ?? 1} stage(s): ${M}×${K}·${K}×${N} matches float64`, async () => {
+      it(`${tile.m}×${tile.n}, K step ${tile.k}, ${tile.stages ?? 1} stage(s), pad ${tile.pad ?? 4}: ${M}×${K}·${K}×${N} matches float64`, async () => {
         const ctx = await testKernels();
         const tensor = (name: string, rows: number, cols: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(rows, cols, 4, Infinity));
         const a = randomArray(M * K, 3 + M);
