@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { gshard } from '../../baselines/gshard.js';
 import { tutel } from '../../baselines/tutel.js';
-import { tableFigures, type BufferTable } from '../../src/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { verifyStrategies } from '../../src/verify.js';
 import { EDGE_GRID, type GridCase } from '../helpers/grid.js';
 import { testGpu } from '../helpers/gpu.js';
+import { expectF16Halving } from '../helpers/memory.js';
 import { expectTableMatchesAllocator, MEMORY_CONFIGS, memoryCaseName, ZIPF } from './capacity-suite.js';
 
 /**
@@ -26,13 +26,6 @@ const CAPACITY_CASES: GridCase[] = [
 
 /** Step buffers whose dtype does not follow the layer's: router state (f32), metadata (u32), the mask (u8). */
 const FIXED_DTYPE = new Set(['routerProbs', 'gates', 'dgPartial', 'routerGrad']);
-
-function liveBytes(table: BufferTable, phase: string, keep: (dtype: string) => boolean): number {
-  const at = table.phases.indexOf(phase);
-  return table.step
-    .filter((s) => keep(s.dtype) && table.phases.indexOf(s.from) <= at && at <= table.phases.indexOf(s.to))
-    .reduce((a, s) => a + s.bytes, 0);
-}
 
 for (const strategy of [tutel, gshard]) {
   const id = strategy.id;
@@ -80,16 +73,7 @@ for (const strategy of [tutel, gshard]) {
     ];
     for (const [name, partial, chunkBytes] of CASES) {
       it(name, async () => {
-        const f32 = await expectTableMatchesAllocator(strategy, layerConfig({ ...partial, dtype: 'f32' }), chunkBytes);
-        const f16 = await expectTableMatchesAllocator(strategy, layerConfig({ ...partial, dtype: 'f16' }), chunkBytes);
-        const phase = tableFigures(f16.table).peakPhase;
-        expect(tableFigures(f32.table).peakPhase).toBe(phase);
-        const fixed = liveBytes(f16.table, phase, (dtype) => dtype !== 'f16');
-        expect(fixed).toBeGreaterThan(0);
-        // The fixed-dtype buffers are the same, byte for byte, at both dtypes.
-        const fixedOf = (t: BufferTable) => t.step.filter((s) => s.dtype !== 'f16' && !(t === f32.table && s.dtype === 'f32' && !FIXED_DTYPE.has(s.name))).map((s) => [s.name, s.bytes]);
-        expect(fixedOf(f16.table)).toEqual(fixedOf(f32.table));
-        expect((f16.measured.activationPeak - fixed) * 2).toBe(f32.measured.activationPeak - fixed);
+        await expectF16Halving(strategy, partial, chunkBytes);
       });
     }
   });

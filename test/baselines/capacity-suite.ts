@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tableFigures, type BufferTable } from '../../src/buffer-table.js';
+import type { BufferTable } from '../../src/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
 import { routeReference, toFloat64 } from '../../src/reference/index.js';
@@ -7,7 +7,7 @@ import { generateInputs } from '../../src/rng.js';
 import type { StepMemory } from '../../src/memory-profiler.js';
 import type { Strategy } from '../../src/strategy.js';
 import { verifyStrategies } from '../../src/verify.js';
-import { memoryFigures } from '../helpers/memory.js';
+import { stepsMatchTable } from '../helpers/memory.js';
 import { testGpu } from '../helpers/gpu.js';
 
 /**
@@ -122,19 +122,7 @@ export function memoryCaseName(config: LayerConfig, chunkBytes?: number): string
  * routing (C for cf = 0), and the padded [E,C,·] tensors the capacity design saves.
  */
 export async function expectTableMatchesAllocator(strategy: Strategy, config: LayerConfig, chunkBytes?: number): Promise<{ table: BufferTable; measured: StepMemory }> {
-  const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id, chunkBytes });
-  layer.randomize();
-  // The realised routing (C for cf = 0); the routing is deterministic, so it is the step's too.
-  await layer.forward();
-  const routing = await layer.routingSummary();
-  const first = await layer.trainStep();
-  const second = await layer.trainStep();
-  layer.destroy();
-  const table = strategy.bufferTable(config, routing, { chunkBytes: layer.chunkBytes });
-  const predicted = tableFigures(table);
-  for (const measured of [first, second]) {
-    expect(memoryFigures(measured)).toEqual(memoryFigures(predicted));
-  }
+  const { table, routing, measured } = await stepsMatchTable(strategy, config, chunkBytes);
   // What the capacity design materialises: the padded [E,C,·] tensors, all saved.
   const C = routing.capacity!;
   const { experts: E, hidden: d, ffn: h } = config;
@@ -143,5 +131,5 @@ export async function expectTableMatchesAllocator(strategy: Strategy, config: La
   expect(saved.map((s) => s.name).sort()).toEqual(expected);
   for (const s of saved) expect(s.shape[2]).toBe(['dispatched', 'y'].includes(s.name) ? d : h);
   if (chunkBytes) expect(table.step.find((s) => s.name === 'dispatched')!.chunks).toBeGreaterThan(1);
-  return { table, measured: second };
+  return { table, measured };
 }

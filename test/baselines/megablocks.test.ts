@@ -2,12 +2,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { megablocks } from '../../baselines/megablocks.js';
 import { megablocksGrouped } from '../../baselines/megablocks-grouped.js';
 import { paddedRows } from '../../baselines/megablocks-table.js';
-import { tableFigures } from '../../src/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
 import type { Strategy } from '../../src/strategy.js';
 import { verifyStrategies } from '../../src/verify.js';
-import { memoryFigures } from '../helpers/memory.js';
+import { stepsMatchTable } from '../helpers/memory.js';
 import { testGpu } from '../helpers/gpu.js';
 import { EDGE_GRID, type GridCase } from '../helpers/grid.js';
 
@@ -95,18 +94,7 @@ describe.each(STRATEGIES)('$id memory: allocator = buffer table, to the byte', (
   for (const [partial, chunkBytes] of MEMORY) {
     const config = layerConfig({ seed: 5, ...partial });
     it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
-      const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id, chunkBytes });
-      layer.randomize();
-      const first = await layer.trainStep();
-      // The bins are copied aside before backward frees them: the summary is readable after the step.
-      const summary = await layer.routingSummary();
-      const second = await layer.trainStep();
-      layer.destroy();
-      const table = strategy.bufferTable(config, summary, { chunkBytes: layer.chunkBytes });
-      const predicted = tableFigures(table);
-      for (const measured of [first, second]) {
-        expect(memoryFigures(measured)).toEqual(memoryFigures(predicted));
-      }
+      const { table, routing: summary } = await stepsMatchTable(strategy, config, chunkBytes);
       const R = config.tokens * config.topK;
       const P = strategy.id === 'megablocks' ? paddedRows(summary.expertLoads) : R;
       expect(P).toBeLessThanOrEqual(R + 127 * config.experts);

@@ -1,5 +1,10 @@
 import { expect } from 'vitest';
 import { tableFigures, type BufferTable } from '../../src/buffer-table.js';
+import { layerConfig, type LayerConfig } from '../../src/config.js';
+import { MoELayer } from '../../src/layer.js';
+import type { StepMemory } from '../../src/memory-profiler.js';
+import type { RoutingSummary, Strategy } from '../../src/strategy.js';
+import { testGpu } from './gpu.js';
 
 /** The four figures of DESIGN.md §4 that a strategy's buffer table must predict to the byte. */
 export function memoryFigures(m: { baseline: number; stepPeak: number; activationPeak: number; savedForBackward: number | null }) {
@@ -22,3 +27,34 @@ export function f16Halving(table32: BufferTable, table16: BufferTable): { maxFix
   for (const r of rows) expect(2 * r.f16 - r.fixed, `phase ${r.phase}`).toBe(r.f32);
   return { maxFixed: Math.max(...rows.map((r) => r.fixed)), rows };
 }
+
+/**
+ * Two train steps of `strategy` on seeded random inputs; both must equal its buffer table, built
+ * from the realised routing (read after a forward pass: routing is deterministic, so it is the
+ * steps' too), to the byte.
+ */
+export async function stepsMatchTable(strategy: Strategy, config: LayerConfig, chunkBytes?: number): Promise<{ table: BufferTable; routing: RoutingSummary; measured: StepMemory }> {
+  const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id, chunkBytes });
+  try {
+    layer.randomize();
+    await layer.forward();
+    const routing = await layer.routingSummary();
+    const steps = [await layer.trainStep(), await layer.trainStep()];
+    const table = strategy.bufferTable(config, routing, { chunkBytes: layer.chunkBytes });
+    for (const measured of steps) expect(memoryFigures(measured)).toEqual(memoryFigures(tableFigures(table)));
+    return { table, routing, measured: steps[1] };
+  } finally {
+    layer.destroy();
+  }
+}
+
+/** The f16 claim end to end: both dtypes held to their tables, the tables related phase by phase, the peaks bounded. */
+export async function expectF16Halving(strategy: Strategy, partial: Partial<LayerConfig>, chunkBytes?: number): Promise<{ f32: StepMemory; f16: StepMemory; maxFixed: number }> {
+  const full = await stepsMatchTable(strategy, layerConfig({ ...partial, dtype: 'f32' }), chunkBytes);
+  const half = await stepsMatchTable(strategy, layerConfig({ ...partial, dtype: 'f16' }), chunkBytes);
+  const { maxFixed } = f16Halving(full.table, half.table);
+  expect(half.measured.activationPeak).toBeGreaterThanOrEqual(full.measured.activationPeak / 2);
+  expect(half.measured.activationPeak).toBeLessThanOrEqual((full.measured.activationPeak + maxFixed) / 2);
+  return { f32: full.measured, f16: half.measured, maxFixed };
+}
+

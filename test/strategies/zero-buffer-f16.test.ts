@@ -1,12 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { tableFigures } from '../../src/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
-import { MoELayer } from '../../src/layer.js';
 import { zeroBuffer } from '../../src/strategies/zero-buffer.js';
 import { verifyStrategies } from '../../src/verify.js';
 import { testGpu } from '../helpers/gpu.js';
 import { EDGE_GRID, type GridCase } from '../helpers/grid.js';
-import { f16Halving, memoryFigures } from '../helpers/memory.js';
+import { expectF16Halving } from '../helpers/memory.js';
 
 afterAll(async () => (await testGpu()).destroy());
 
@@ -43,24 +41,8 @@ describe('zero-buffer memory at f16', () => {
   for (const [partial, chunkBytes] of MEMORY) {
     const name = Object.entries(partial).map(([k, v]) => `${k} ${v}`).join(', ');
     it(`${name}: allocator = table to the byte, activation peak halved up to the full-width routing state`, async () => {
-      const gpu = await testGpu();
-      const measure = async (dtype: 'f32' | 'f16') => {
-        const config = layerConfig({ ...partial, dtype });
-        const layer = await MoELayer.fromConfig(gpu, config, { dispatch: 'zero-buffer', chunkBytes });
-        layer.randomize();
-        const memory = await layer.trainStep();
-        layer.destroy();
-        const R = config.tokens * config.topK;
-        const table = zeroBuffer.bufferTable(config, { expertLoads: [], keptPairs: R, droppedPairs: 0, capacity: null }, { chunkBytes: layer.chunkBytes });
-        expect(memoryFigures(memory)).toEqual(memoryFigures(tableFigures(table)));
-        return { memory, table };
-      };
-      const f32 = await measure('f32');
-      const f16 = await measure('f16');
-      const { maxFixed } = f16Halving(f32.table, f16.table);
-      expect(f16.memory.activationPeak).toBeGreaterThanOrEqual(f32.memory.activationPeak / 2);
-      expect(f16.memory.activationPeak).toBeLessThanOrEqual((f32.memory.activationPeak + maxFixed) / 2);
-      expect(maxFixed / f32.memory.activationPeak).toBeLessThan(0.35);
+      const { f32, maxFixed } = await expectF16Halving(zeroBuffer, partial, chunkBytes);
+      expect(maxFixed / f32.activationPeak).toBeLessThan(0.35);
     });
   }
 });
