@@ -1,27 +1,28 @@
-import { downCombine, dgParts, hiddenGrad, inputGrad, REDUCE_TILE, SEGMENT_TILE, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
-import { tiles, type ReduceMode } from '../../kernels/gemm/core.js';
-import type { KernelSource } from '../../kernels/program.js';
+import { downCombine, dgParts, hiddenGrad, inputGrad, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
 import type { LayerConfig } from '../config.js';
 import { bufferTable, kernelWork, layouts, rowTarget } from './zero-buffer-table.js';
+import { ExpertPasses } from './zero-buffer-passes.js';
 import { encodeRowGates } from '../../kernels/row-gates.js';
-import { encodeRowReduce } from '../../kernels/row-reduce.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
-import { chunkRowRange, type Tensor } from '../gpu/tensor.js';
+import type { Tensor } from '../gpu/tensor.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy.js';
 
 /**
  * MoEBlaze-style dispatch: index lists instead of permuted or padded token buffers, gathers fused
- * into the GEMM loads, the combine and dX reduced slot by slot straight into token rows, and
- * silu(a)·b recomputed in backward from the saved a and b. No [R,d] buffer exists at any time.
+ * into the GEMM loads, the combine and dX reduced into token rows (slot by slot, or through
+ * bounded scratch-row blocks when experts get few rows), and silu(a)·b recomputed in backward
+ * from the saved a and b. No [R,d] buffer exists at any time.
  */
 class ZeroBufferRunner implements StrategyRunner {
   private t: Record<string, Tensor | null> = {};
   private readonly kernels: ExpertKernelOptions;
+  private readonly passes: ExpertPasses;
 
   constructor(private readonly c: LayerConfig) {
     this.kernels = { activation: c.activation, keptU: c.checkpoint === 'none', dtype: c.dtype };
+    this.passes = new ExpertPasses(c, () => this.get('a').layout);
   }
 
   private get(name: string): Tensor {
@@ -34,104 +35,6 @@ class ZeroBufferRunner implements StrategyRunner {
     return this.get(name).chunks[c];
   }
 
-  /** One dispatch per (activation chunk, weight chunk) pair; idle tiles exit at once. */
-  private async perChunk(step: StepContext, weights: Tensor, run: (ac: number, wc: number, rows: { start: number; count: number }, experts: { start: number; count: number }) => Promise<void>) {
-    const hidden = this.get('a').layout;
-    for (let ac = 0; ac < hidden.chunkCount; ac++) {
-      for (let wc = 0; wc < weights.chunks.length; wc++) {
-        await run(ac, wc, chunkRowRange(hidden, ac), chunkRowRange(weights.layout, wc));
-      }
-    }
-  }
-
-  private rowsParams(rows: { start: number; count: number }, experts: { start: number; count: number }, extra: Record<string, number>) {
-    const { hidden: d, ffn: h, topK: k, experts: E } = this.c;
-    return {
-      segCount: E,
-      segBegin: experts.start,
-      segEnd: experts.start + experts.count,
-      rowBegin: rows.start,
-      rowEnd: rows.start + rows.count,
-      d,
-      h,
-      k,
-      expertBase: experts.start,
-      rowChunkBase: rows.start,
-      slot: 0,
-      ...extra,
-    };
-  }
-
-  private async expertSegments(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks'], extra: Record<string, number> = {}) {
-    const R = this.c.tokens * this.c.topK;
-    const maxTiles = Math.ceil(R / SEGMENT_TILE.m) + this.c.experts;
-    await this.perChunk(step, weights, (ac, wc, rows, experts) =>
-      step.enc.dispatch({
-        source,
-        params: this.rowsParams(rows, experts, { N, K, rowBase: 0, rowStride: 1, tileBase: 0, ...extra }),
-        buffers: buffers(ac, wc),
-        workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
-      }),
-    );
-  }
-
-  /** The slot-by-slot passes: in pass s every token has at most one row, so token-row writes never collide. */
-  private async slotPasses(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
-    const { tokens: T, experts: E, topK: k } = this.c;
-    const maxTiles = Math.ceil(T / SEGMENT_TILE.m) + E;
-    for (let s = 0; s < k; s++) {
-      await this.perChunk(step, weights, (ac, wc, rows, experts) =>
-        step.enc.dispatch({
-          source,
-          params: this.rowsParams(rows, experts, { N, K, rowBase: s, rowStride: k, tileBase: s * (E + 1), slot: s }),
-          buffers: buffers(ac, wc),
-          workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
-        }),
-      );
-    }
-  }
-
-  /**
-   * The 'rows' target (zero-buffer-table.ts rowTarget): per activation chunk, blocks of at most
-   * scratchRows rows; a block's expert-major tiles write its rows for every weight chunk, then
-   * row-reduce adds them into the token rows of `out`. Bounded scratch, never an [R,d] buffer.
-   */
-  private async rowBlocks(step: StepContext, name: string, out: Tensor, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number, scratch: Tensor['chunks'][number]) => Tensor['chunks']) {
-    const { tokens: T, hidden: d, experts: E, topK: k } = this.c;
-    const scratch = step.alloc(name, 'workspace', layouts(this.c, step.chunkBytes).scratchRows);
-    const block = scratch.layout.rows;
-    const maxTiles = Math.ceil((T * k) / SEGMENT_TILE.m) + E;
-    const hidden = this.get('a').layout;
-    for (let ac = 0; ac < hidden.chunkCount; ac++) {
-      const rows = chunkRowRange(hidden, ac);
-      for (let r0 = rows.start; r0 < rows.start + rows.count; r0 += block) {
-        const r1 = Math.min(r0 + block, rows.start + rows.count);
-        for (let wc = 0; wc < weights.chunks.length; wc++) {
-          await step.enc.dispatch({
-            source,
-            params: this.rowsParams(rows, chunkRowRange(weights.layout, wc), { N, K, rowBase: 0, rowStride: 1, tileBase: 0, rowBegin: r0, rowEnd: r1 }),
-            buffers: buffers(ac, wc, scratch.chunks[0]),
-            workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
-          });
-        }
-        await encodeRowReduce(step.enc, this.c.dtype, { tokens: T, hidden: d, topK: k, rowBegin: r0, rowEnd: r1 }, { tokenSlotMap: this.chunk('tokenSlotMap', 0), rows: scratch.chunks[0], out: out.chunks[0] });
-      }
-    }
-    step.free(scratch);
-  }
-
-  /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */
-  private async reduceSegments(step: StepContext, source: (mode: ReduceMode) => KernelSource, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
-    await this.perChunk(step, weights, (ac, wc, rows, experts) =>
-      step.enc.dispatch({
-        source: source(ac === 0 ? 'store' : 'add'),
-        params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1 }),
-        buffers: buffers(ac, wc),
-        workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count],
-      }),
-    );
-  }
-
   private async upProject(step: StepContext, layer: LayerTensors, tag: 'activations-saved' | 'workspace') {
     const { hidden: d, ffn: h } = this.c;
     const L = layouts(this.c, step.chunkBytes);
@@ -139,7 +42,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.a = step.alloc('a', tag, L.hidden);
     this.t.b = swiglu ? step.alloc('b', tag, L.hidden) : null;
     if (this.kernels.keptU && tag === 'activations-saved') this.t.u = step.alloc('u', tag, L.hidden);
-    await this.expertSegments(step, upProjection(this.kernels), layer.W1, h, d, (ac, wc) => [
+    await this.passes.segments(step, upProjection(this.kernels), layer.W1, h, d, (ac, wc) => [
       layer.X.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
@@ -203,7 +106,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.O = step.alloc('O', 'output', L.tokenRows);
     if (rowTarget(c) === 'rows') {
       step.enc.clear(this.chunk('O', 0));
-      await this.rowBlocks(step, 'combineRows', this.get('O'), downCombine(this.kernels, 'rows'), layer.W2, d, h, (ac, wc, scratch) => [
+      await this.passes.rowBlocks(step, 'combineRows', this.get('O'), this.chunk('tokenSlotMap', 0), downCombine(this.kernels, 'rows'), layer.W2, d, h, (ac, wc, scratch) => [
         ...this.hiddenChunks(ac),
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertOffsets', 0),
@@ -213,7 +116,7 @@ class ZeroBufferRunner implements StrategyRunner {
         scratch,
       ]);
     } else {
-      await this.slotPasses(step, downCombine(this.kernels), layer.W2, d, h, (ac, wc) => [
+      await this.passes.slotPasses(step, downCombine(this.kernels), layer.W2, d, h, (ac, wc) => [
         ...this.hiddenChunks(ac),
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertSlotOffsets', 0),
@@ -239,7 +142,7 @@ class ZeroBufferRunner implements StrategyRunner {
     if (c.checkpoint === 'full') await this.upProject(step, layer, 'workspace');
 
     step.phase('expert-grads');
-    await this.reduceSegments(step, (mode) => weightGradW2(this.kernels, mode), layer.dW2, h, d, (ac, wc) => [
+    await this.passes.reduceSegments(step, (mode) => weightGradW2(this.kernels, mode), layer.dW2, h, d, (ac, wc) => [
       ...this.hiddenChunks(ac),
       layer.dO.chunks[0],
       this.chunk('expertTokenIndices', 0),
@@ -248,7 +151,7 @@ class ZeroBufferRunner implements StrategyRunner {
       layer.dW2.chunks[wc],
     ]);
     this.t.dgPartial = step.alloc('dgPartial', 'workspace', L.dgPartial);
-    await this.expertSegments(
+    await this.passes.segments(
       step,
       hiddenGrad(this.kernels),
       layer.W2,
@@ -268,7 +171,7 @@ class ZeroBufferRunner implements StrategyRunner {
       { dgParts: dgParts(h) },
     );
     // a and b now hold da and db.
-    await this.reduceSegments(step, (mode) => weightGradW13(this.kernels, mode), layer.dW1, d, h, (ac, wc) => [
+    await this.passes.reduceSegments(step, (mode) => weightGradW13(this.kernels, mode), layer.dW1, d, h, (ac, wc) => [
       layer.X.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
@@ -309,7 +212,7 @@ class ZeroBufferRunner implements StrategyRunner {
     const gradRows = (ac: number) => [this.chunk('a', ac), ...(swiglu ? [this.chunk('b', ac)] : []), this.chunk('expertTokenIndices', 0)];
     const gradWeights = (wc: number) => [layer.W1.chunks[wc], ...(swiglu ? [layer.W3!.chunks[wc]] : [])];
     if (rowTarget(c) === 'rows') {
-      await this.rowBlocks(step, 'inputGradRows', this.get('dX'), inputGrad(this.kernels, 'rows'), layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => [
+      await this.passes.rowBlocks(step, 'inputGradRows', this.get('dX'), this.chunk('tokenSlotMap', 0), inputGrad(this.kernels, 'rows'), layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => [
         ...gradRows(ac),
         this.chunk('expertOffsets', 0),
         this.chunk('expertTileOffsets', 0),
@@ -317,7 +220,7 @@ class ZeroBufferRunner implements StrategyRunner {
         scratch,
       ]);
     } else {
-      await this.slotPasses(step, inputGrad(this.kernels), layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
+      await this.passes.slotPasses(step, inputGrad(this.kernels), layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
         ...gradRows(ac),
         this.chunk('expertSlotOffsets', 0),
         this.chunk('slotTileOffsets', 0),
