@@ -1,5 +1,6 @@
 import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from '../kernels/capacity-dispatch.js';
-import { TILE_M, TILE_N, tiles, type ReduceMode } from '../kernels/gemm/core.js';
+import { TILE_M, TILE_N } from '../kernels/gemm/core.js';
+import { tiles, type ReduceMode } from '../kernels/gemm/tiling.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type KernelSource } from '../kernels/program.js';
 import { encodeRouterForward, MAX_TOP_K, routerShape } from '../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../kernels/routing-metadata.js';

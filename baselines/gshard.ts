@@ -1,6 +1,7 @@
 import { buildCombineWeights, buildDispatchMask, DISPATCH_WORKGROUP, gateGradFromCombine } from '../kernels/capacity-dispatch.js';
 import { einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDispatch, einsumDispatchGradX } from '../kernels/capacity-gemm.js';
-import { TILE_M, TILE_N, tiles } from '../kernels/gemm/core.js';
+import { TILE_M, TILE_N } from '../kernels/gemm/core.js';
+import { tiles } from '../kernels/gemm/tiling.js';
 import { grid, type KernelSource } from '../kernels/program.js';
 import type { DType, LayerConfig } from '../src/config.js';
 import { floatBytes } from '../src/f16.js';

@@ -1,5 +1,5 @@
 import { REDUCE_TILE, SEGMENT_TILE } from '../kernels/expert-gemm.js';
-import { tiles, type ReduceMode } from '../kernels/gemm/core.js';
+import { tiles, type ReduceMode } from '../kernels/gemm/tiling.js';
 import { paddedGather, paddedScatter, sumTopK, sumTopKGroups } from '../kernels/permute.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type Dispatch, type KernelSource } from '../kernels/program.js';
 import type { LayerConfig } from '../src/config.js';

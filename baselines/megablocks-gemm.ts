@@ -1,6 +1,7 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from '../kernels/activation.js';
-import { gemmSource, reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, type GemmBinding } from '../kernels/gemm/core.js';
+import { gemmSource, type GemmBinding } from '../kernels/gemm/core.js';
+import { reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling } from '../kernels/gemm/tiling.js';
 import { REDUCE_TILE, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE } from '../kernels/expert-gemm.js';
 import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from '../kernels/program.js';
 

@@ -1,6 +1,7 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { gemmSource, reduceStore, TILE_M, TILE_N, type GemmBinding, type ReduceMode } from './gemm/core.js';
+import { gemmSource, TILE_M, TILE_N, type GemmBinding } from './gemm/core.js';
+import { reduceStore, type ReduceMode } from './gemm/tiling.js';
 import { perDtype, type KernelSource } from './program.js';
 
 /**

@@ -1,6 +1,7 @@
 import type { Activation, DType } from '../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from './activation.js';
-import { gemmSource, LARGE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
+import { gemmSource, LARGE_TILE, TILE_M, type GemmBinding, type TileShape } from './gemm/core.js';
+import { reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling } from './gemm/tiling.js';
 import type { KernelSource } from './program.js';
 
 /**

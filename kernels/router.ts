@@ -1,7 +1,8 @@
 import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from './program.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 import type { DType, LayerConfig } from '../src/config.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, TILE_M, TILE_N, tiles } from './gemm/core.js';
+import { gemmSource, TILE_M, TILE_N } from './gemm/core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from './gemm/tiling.js';
 
 /**
  * The router: logits = X·Wr + β (β from the zipf skew), softmax, top-k by logit (ties to the

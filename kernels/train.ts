@@ -9,7 +9,8 @@
  */
 import type { DType } from '../src/config.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, LARGE_TILE, tiles, type GemmBinding } from './gemm/core.js';
+import { gemmSource, LARGE_TILE, type GemmBinding } from './gemm/core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from './gemm/tiling.js';
 import { encodeDenseGemm } from './gemm/dense.js';
 import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from './program.js';
 

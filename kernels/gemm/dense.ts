@@ -1,7 +1,8 @@
 import type { DType } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { perDtype, type StepEncoder } from '../program.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, LARGE_TILE, tiles } from './core.js';
+import { gemmSource, LARGE_TILE } from './core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from './tiling.js';
 
 /**
  * Plain row-major C[M,N] = A[M,K]·B[K,N] through the shared core: the GEMM ceiling (always f32)

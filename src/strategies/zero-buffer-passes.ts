@@ -1,5 +1,5 @@
 import { REDUCE_TILE, SEGMENT_TILE } from '../../kernels/expert-gemm.js';
-import { tiles, type ReduceMode } from '../../kernels/gemm/core.js';
+import { tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
 import { encodeRowReduce } from '../../kernels/row-reduce.js';
 import type { LayerConfig } from '../config.js';

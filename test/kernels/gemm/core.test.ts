@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, gemmSource, tiles, type TileShape } from '../../../kernels/gemm/core.js';
+import { gemmSource, type TileShape } from '../../../kernels/gemm/core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../../../kernels/gemm/tiling.js';
 import { readTensor } from '../../../src/gpu/readback.js';
 import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
 import { randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
