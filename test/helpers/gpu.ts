@@ -30,3 +30,18 @@ export function randomArray(n: number, seed: number): Float32Array {
   }
   return out;
 }
+
+/** Relative L2 error of got [M,N] against the float64 product a [M,K] · b [K,N]; Infinity on NaN. */
+export function productError(got: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number): number {
+  let err = 0;
+  let norm = 0;
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let ref = 0;
+      for (let k = 0; k < K; k++) ref += a[m * K + k] * b[k * N + n];
+      if (!Number.isFinite(got[m * N + n])) return Infinity;
+      err += (got[m * N + n] - ref) ** 2;
+      norm += ref ** 2;
+    }
+  return Math.sqrt(err / Math.max(norm, 1e-300));
+}

@@ -3,7 +3,7 @@ import { gemmSource, type TileShape } from '../../../kernels/gemm/core.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../../../kernels/gemm/tiling.js';
 import { readTensor } from '../../../src/gpu/readback.js';
 import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
-import { randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
+import { productError, randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());
 
@@ -63,18 +63,7 @@ describe('GEMM core tile configurations (single and double-buffered workgroup ti
           [C, b],
           [C2, b2],
         ] as const) {
-          const got = await readTensor(ctx.allocator, out);
-          let err = 0;
-          let norm = 0;
-          for (let m = 0; m < M; m++)
-            for (let n = 0; n < N; n++) {
-              let ref = 0;
-              for (let k = 0; k < K; k++) ref += a[m * K + k] * right[k * N + n];
-              expect(Number.isFinite(got[m * N + n])).toBe(true);
-              err += (got[m * N + n] - ref) ** 2;
-              norm += ref ** 2;
-            }
-          expect(Math.sqrt(err / norm)).toBeLessThan(1e-5);
+          expect(productError(await readTensor(ctx.allocator, out), a, right, M, N, K)).toBeLessThan(1e-5);
         }
         ctx.allocator.freeAll();
       });

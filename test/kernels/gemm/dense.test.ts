@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { encodeDenseGemm } from '../../../kernels/gemm/dense.js';
 import { readTensor } from '../../../src/gpu/readback.js';
 import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
-import { randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
+import { productError, randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());
 
@@ -25,17 +25,7 @@ describe('shared GEMM core, dense instance', () => {
       const enc = ctx.encoder();
       await encodeDenseGemm(enc, A.chunks[0], B.chunks[0], C.chunks[0], M, N, K);
       enc.flush();
-      const got = await readTensor(ctx.allocator, C);
-      let err = 0;
-      let norm = 0;
-      for (let m = 0; m < M; m++)
-        for (let n = 0; n < N; n++) {
-          let ref = 0;
-          for (let k = 0; k < K; k++) ref += a[m * K + k] * b[k * N + n];
-          err += (got[m * N + n] - ref) ** 2;
-          norm += ref ** 2;
-        }
-      expect(Math.sqrt(err / norm)).toBeLessThan(1e-5);
+      expect(productError(await readTensor(ctx.allocator, C), a, b, M, N, K)).toBeLessThan(1e-5);
       ctx.allocator.freeAll();
     });
   }
