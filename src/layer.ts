@@ -41,9 +41,13 @@ export function requireDtype(gpu: Pick<GpuContext, 'hasF16' | 'adapter'>, dtype:
   if (dtype === 'f16' && !gpu.hasF16) throw new EnvironmentError(`--dtype f16 needs the shader-f16 feature, which ${gpu.adapter.description} lacks; use --dtype f32`);
 }
 
-/** Inputs as a layer of this dtype stores them (f16: each value rounded to the nearest half; Wr stays f32). */
-export function storedInputs(inputs: LayerInputs, dtype: DType): LayerInputs {
-  if (dtype === 'f32') return inputs;
+/**
+ * The documented seeded inputs (src/rng.ts) as a layer of this config stores them: at f16 each
+ * value rounded to the nearest half (Wr stays f32). The reference must start from these.
+ */
+export function seededInputs(config: LayerConfig): LayerInputs {
+  const inputs = generateInputs(config);
+  if (config.dtype === 'f32') return inputs;
   const r = (a: Float32Array | null) => (a ? roundToHalf(a) : null);
   return { ...inputs, X: roundToHalf(inputs.X), dO: roundToHalf(inputs.dO), W1: roundToHalf(inputs.W1), W2: roundToHalf(inputs.W2), W3: r(inputs.W3) };
 }
@@ -164,7 +168,7 @@ export class MoELayer {
    * returned are the f16-rounded ones the layer holds: the reference must start from those.
    */
   randomize(): LayerInputs {
-    const inputs = storedInputs(generateInputs(this.config), this.config.dtype);
+    const inputs = seededInputs(this.config);
     this.setInputs(inputs);
     return inputs;
   }

@@ -3,9 +3,9 @@ import { summaryFromLoads } from '../plan/routing.js';
 import { OutOfMemoryError } from '../errors.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import { GpuTimer } from '../gpu/timer.js';
-import { MoELayer } from '../layer.js';
-import { F32_TOLERANCE, toFloat64 } from '../reference/index.js';
-import { generateInputs } from '../rng.js';
+import { MoELayer, seededInputs } from '../layer.js';
+import { toFloat64, toleranceFor } from '../reference/index.js';
+import type { LayerInputs } from '../rng.js';
 import { sampleUntilStable, summarize, type SamplingPolicy } from '../stats.js';
 import { findStrategy } from '../strategies/index.js';
 import { tableFigures } from '../buffer-table.js';
@@ -75,7 +75,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   try {
     layer = await MoELayer.fromConfig(gpu, c, { dispatch: planned.strategy, memoryLimit: options.memoryLimit ?? undefined });
     const small = c.tokens * c.topK * c.hidden * c.ffn <= REFERENCE_LIMIT;
-    const inputs = small ? generateInputs(c) : null;
+    const inputs = small ? seededInputs(c) : null;
     if (inputs) layer.setInputs(inputs);
     else await layer.randomizeOnGpu();
 
@@ -154,12 +154,12 @@ interface CheckOutcome {
  * outputs of zero-buffer for dropless strategies, and of tutel for capacity strategies that
  * dropped pairs (their results differ from a dropless layer by design).
  */
-function checkCase(c: LayerConfig, dropless: boolean, run: GpuRun, inputs: ReturnType<typeof generateInputs> | null, options: CaseOptions): CheckOutcome {
+function checkCase(c: LayerConfig, dropless: boolean, run: GpuRun, inputs: LayerInputs | null, options: CaseOptions): CheckOutcome {
   let tensors;
   let against: CheckOutcome['against'];
   if (inputs) {
     const { ref } = referenceFor(c, toFloat64(inputs), !dropless, run.experts);
-    tensors = compareRun(run, ref, F32_TOLERANCE);
+    tensors = compareRun(run, ref, toleranceFor(c.dtype));
     against = 'reference';
   } else {
     const anchorStrategy = dropless || run.droppedPairs === 0 ? 'zero-buffer' : 'tutel';
@@ -168,7 +168,7 @@ function checkCase(c: LayerConfig, dropless: boolean, run: GpuRun, inputs: Retur
       const nan = [run.O, run.grads.dX].some((t) => t !== null && t.some((v) => !Number.isFinite(v)));
       return { pass: !nan, against: 'none', message: nan ? 'NaN in the outputs' : undefined, record: { against: 'none', maxRelError: null, note: nan ? 'NaN in the outputs' : `no ${anchorStrategy} case ran first at this shape` } };
     }
-    tensors = compareRun(run, { O: anchor.run.O, dX: anchor.run.grads.dX, dWr: null, dW1: null, dW2: null, dW3: null }, F32_TOLERANCE);
+    tensors = compareRun(run, { O: anchor.run.O, dX: anchor.run.grads.dX, dWr: null, dW1: null, dW2: null, dW3: null }, toleranceFor(c.dtype));
     against = anchorStrategy;
   }
   const worst = Math.max(...tensors.map((t) => t.relError));

@@ -67,6 +67,21 @@ describe('moeblaze bench', () => {
     expect(existsSync(join(file, 'results'))).toBe(false);
   });
 
+  it('checks f16 cases against the reference from the f16-rounded inputs, at the f16 tolerance', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'moeblaze-bench-')), 'f16');
+    const r = await cli(['bench', '--impl', 'zero-buffer', '--impl', 'tutel', '--experts', '4', ...TINY, '--dtype', 'f16', '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const results = JSON.parse(r.stdout) as BenchResults;
+    for (const c of results.cases) {
+      expect(c.status, c.message).toBe('ok');
+      expect(c.config.dtype).toBe('f16');
+      expect(c.check?.against).toBe('reference');
+      // f16 storage really rounds (an f32-precision result would mean the f16 path never ran).
+      expect(c.check!.maxRelError!).toBeGreaterThan(1e-5);
+      expect(c.check!.maxRelError!).toBeLessThanOrEqual(1e-2);
+    }
+  });
+
   it('skips impossible combinations with a note', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'moeblaze-bench-')), 'run');
     const r = await cli(['bench', '--impl', 'zero-buffer', '--experts', '1,2', '--top-k', '2', ...TINY, '--out', out, '--json']);
