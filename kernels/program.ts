@@ -29,7 +29,7 @@ const FLUSHES_IN_FLIGHT = 4;
  * those bindings with the element type `dt` and convert at the boundary (`f32(x[i])` on load,
  * `dt(v)` on store), so that every sum runs in f32 whatever the storage (DESIGN.md §2).
  */
-export function storageHeader(dtype: DType): string {
+function storageHeader(dtype: DType): string {
   return `${dtype === 'f16' ? 'enable f16;\n' : ''}alias dt = ${dtype};`;
 }
 

@@ -57,10 +57,6 @@ function halfTable(): Float32Array {
   return table;
 }
 
-export function halfValue(bits: number): number {
-  return halfTable()[bits & 0xffff];
-}
-
 export function toHalf(values: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = halfBits(values[i]);
@@ -82,7 +78,7 @@ export function roundToHalf(values: Float32Array): Float32Array {
   return out;
 }
 
-/** Bytes of one stored element of a floating tensor. */
-export function floatBytes(dtype: DType): 2 | 4 {
-  return dtype === 'f16' ? 2 : 4;
+/** Bytes of one stored element of a floating tensor (bf16 only as a planning dtype: WGSL has no bf16). */
+export function floatBytes(dtype: DType | 'bf16'): 2 | 4 {
+  return dtype === 'f32' ? 4 : 2;
 }

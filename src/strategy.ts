@@ -104,11 +104,6 @@ export class StepContext {
     if (!this.enc.passPerKernel) this.enc.beginPass(name);
   }
 
-  /** Bytes of one element of a float tensor at the layer's dtype. */
-  get floatBytes(): 2 | 4 {
-    return floatBytes(this.config.dtype);
-  }
-
   layout(rows: number, cols: number, rowGranularity = 1, elementBytes = 4): ChunkLayout {
     return chunkLayout(rows, cols, elementBytes, this.chunkBytes, rowGranularity);
   }

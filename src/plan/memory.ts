@@ -1,4 +1,5 @@
 import { tableFigures, type BufferSpec, type BufferTable } from '../buffer-table.js';
+import { floatBytes } from '../f16.js';
 import type { DType, LayerConfig } from '../config.js';
 import type { BufferTag } from '../gpu/allocator.js';
 
@@ -11,11 +12,6 @@ export type PlanDType = 'f32' | 'f16' | 'bf16';
 export const PLAN_DTYPES: readonly PlanDType[] = ['f32', 'f16', 'bf16'];
 export type Optimizer = 'adam' | 'sgd' | 'none';
 export const OPTIMIZERS: readonly Optimizer[] = ['adam', 'sgd', 'none'];
-
-/** Bytes of one floating-point element; bf16 is a planning dtype only (WGSL has no bf16 arithmetic). */
-export function floatBytes(dtype: PlanDType): number {
-  return dtype === 'f32' ? 4 : 2;
-}
 
 /**
  * The storage dtype whose tables model a planning dtype. bf16 has f16's sizes, so its plan is

@@ -1,5 +1,6 @@
 import type { LayerConfig } from '../config.js';
-import { floatBytes, type LayerMemory, type ParallelExtra, type PlanDType } from './memory.js';
+import { floatBytes } from '../f16.js';
+import type { LayerMemory, ParallelExtra, PlanDType } from './memory.js';
 import type { ExpectedRouting, RoutingModel } from './routing.js';
 
 /**

@@ -1,7 +1,8 @@
 import { dgParts } from '../../kernels/expert-gemm.js';
 import type { BufferTable } from '../buffer-table.js';
 import type { LayerConfig } from '../config.js';
-import { floatBytes, type PlanDType } from './memory.js';
+import { floatBytes } from '../f16.js';
+import type { PlanDType } from './memory.js';
 import type { ExpectedRouting } from './routing.js';
 
 /**
