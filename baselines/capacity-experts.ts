@@ -109,7 +109,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     this.enter(step, 'down-grad');
     // With C > 0 every expert's first row chunk stores its weight gradient; with C = 0 no row does.
     if (this.C === 0) for (const chunk of layer.dW2.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, (mode) => capacityWeightGradW2(c.dtype, mode), layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
+    await this.expertReduce(step, capacityWeightGradW2(c.dtype), layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
     this.alloc(step, 'dU');
     await this.expertRows(step, capacityHiddenGrad(c.dtype), layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
 
@@ -126,7 +126,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'up-grad');
     if (this.C === 0) for (const g of [layer.dW1, layer.dW3]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, (mode) => capacityWeightGradW13(c.activation, c.dtype, mode), layer.dW1, d, h, (x) => [
+    await this.expertReduce(step, capacityWeightGradW13(c.activation, c.dtype), layer.dW1, d, h, (x) => [
       this.chunk('dispatched', x.ac),
       this.chunk('da', x.ac),
       ...(swiglu ? [this.chunk('db', x.ac)] : []),

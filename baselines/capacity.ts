@@ -291,7 +291,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
    * row chunk stores its gradient, later ones add: only the chunk's first expert can continue
    * from an earlier chunk, so it gets its own 'add' dispatch.
    */
-  protected async expertReduce(step: StepContext, source: (mode: ReduceMode) => KernelSource, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
+  protected async expertReduce(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
     await this.overExperts(weights, async (x) => {
       const continued = x.expertFirst * this.C < x.rowBegin ? 1 : 0;
       const parts: [ReduceMode, ExpertChunk][] = [
@@ -300,7 +300,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
       ];
       for (const [mode, part] of parts) {
         if (part.experts === 0) continue;
-        const kernel = source(mode);
+        const kernel = source[mode];
         await step.enc.dispatch({
           source: kernel,
           params: this.expertParams(part, M, N, 0),

@@ -116,7 +116,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c);
 }));
 
 /** dW2_e (+)= uᵀ·dy over the expert's slots in this row chunk (dy already carries the gate). */
-export const capacityWeightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
+const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   dtype,
   name: 'capacity-dW2',
   aContiguous: 'm',
@@ -128,6 +128,9 @@ fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
 });
+
+/** dW2 in both reduction modes (an expert's first row chunk stores, later ones add), built once per dtype. */
+export const capacityWeightGradW2 = perDtype((dtype) => ({ store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') }));
 
 /** dU = dy·W2_eᵀ. */
 export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
@@ -144,7 +147,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${LOCAL('m')} * P.h + n] = dt(c)
 }));
 
 /** dW1_e (+)= xᵀ·da and dW3_e (+)= xᵀ·db over the expert's slots, x being the dispatched input. */
-export function capacityWeightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
+function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     dtype,
@@ -164,6 +167,16 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
 }`,
   });
+}
+
+const dW13Built = new Map<string, Record<ReduceMode, KernelSource>>();
+
+/** dW1 (and dW3) in both reduction modes, built once per activation and dtype. */
+export function capacityWeightGradW13(activation: Activation, dtype: DType): Record<ReduceMode, KernelSource> {
+  const key = `${activation}|${dtype}`;
+  let built = dW13Built.get(key);
+  if (!built) dW13Built.set(key, (built = { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') }));
+  return built;
 }
 
 /** Gradient of the dispatched input: da·W1_eᵀ (+ db·W3_eᵀ, as one K = 2h product). */

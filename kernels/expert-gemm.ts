@@ -305,6 +305,18 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { ${store} }`,
   });
 }
 
+/** Every zero-buffer expert kernel for one layer, built once (a runner dispatches them each step). */
+export function expertKernels(o: ExpertKernelOptions) {
+  return {
+    up: upProjection(o),
+    combine: { tokens: downCombine(o, 'tokens'), rows: downCombine(o, 'rows') },
+    dW2: { store: weightGradW2(o, 'store'), add: weightGradW2(o, 'add') },
+    hiddenGrad: hiddenGrad(o),
+    dW13: { store: weightGradW13(o, 'store'), add: weightGradW13(o, 'add') },
+    dX: { tokens: inputGrad(o, 'tokens'), rows: inputGrad(o, 'rows') },
+  };
+}
+
 /** Column tiles of a hidden-size output: the number of dg partial sums per routed row. */
 export function dgParts(ffn: number): number {
   return Math.ceil(ffn / SEGMENT_TILE.n);

@@ -96,29 +96,25 @@ export function reduceStore(target: string, index: string, value: string, mode: 
   return mode === 'store' ? `${target}[${index}] = dt(${value});` : `${target}[${index}] = dt(f32(${target}[${index}]) + ${value});`;
 }
 
-export const SEGMENT_ROWS_PARAMS = [
-  { name: 'N', type: 'u32' },
-  { name: 'K', type: 'u32' },
-  { name: 'segCount', type: 'u32' },
-  { name: 'rowBase', type: 'u32' },
-  { name: 'rowStride', type: 'u32' },
-  { name: 'tileBase', type: 'u32' },
+/** The experts and rows one dispatch covers: one weight chunk, one activation chunk (both tilings). */
+const SEGMENT_RANGE_PARAMS = [
   { name: 'segBegin', type: 'u32' },
   { name: 'segEnd', type: 'u32' },
+  { name: 'rowBase', type: 'u32' },
+  { name: 'rowStride', type: 'u32' },
   { name: 'rowBegin', type: 'u32' },
   { name: 'rowEnd', type: 'u32' },
 ] as const;
 
-export const SEGMENT_REDUCE_PARAMS = [
-  { name: 'M', type: 'u32' },
+export const SEGMENT_ROWS_PARAMS = [
   { name: 'N', type: 'u32' },
-  { name: 'segBegin', type: 'u32' },
-  { name: 'segEnd', type: 'u32' },
-  { name: 'rowBase', type: 'u32' },
-  { name: 'rowStride', type: 'u32' },
-  { name: 'rowBegin', type: 'u32' },
-  { name: 'rowEnd', type: 'u32' },
+  { name: 'K', type: 'u32' },
+  { name: 'segCount', type: 'u32' },
+  { name: 'tileBase', type: 'u32' },
+  ...SEGMENT_RANGE_PARAMS,
 ] as const;
+
+export const SEGMENT_REDUCE_PARAMS = [{ name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, ...SEGMENT_RANGE_PARAMS] as const;
 
 export const DENSE_PARAMS = [
   { name: 'M', type: 'u32' },

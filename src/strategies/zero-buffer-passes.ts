@@ -108,10 +108,10 @@ export class ExpertPasses {
   }
 
   /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */
-  async reduceSegments(step: StepContext, source: (mode: ReduceMode) => KernelSource, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
+  async reduceSegments(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
       step.enc.dispatch({
-        source: source(ac === 0 ? 'store' : 'add'),
+        source: source[ac === 0 ? 'store' : 'add'],
         params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1 }),
         buffers: buffers(ac, wc),
         workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count],

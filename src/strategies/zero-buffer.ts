@@ -1,4 +1,4 @@
-import { downCombine, dgParts, hiddenGrad, inputGrad, upProjection, weightGradW13, weightGradW2, type ExpertKernelOptions } from '../../kernels/expert-gemm.js';
+import { dgParts, expertKernels } from '../../kernels/expert-gemm.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing-metadata.js';
 import type { LayerConfig } from '../config.js';
@@ -17,11 +17,13 @@ import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy
  */
 class ZeroBufferRunner implements StrategyRunner {
   private t: Record<string, Tensor | null> = {};
-  private readonly kernels: ExpertKernelOptions;
+  private readonly kernels: ReturnType<typeof expertKernels>;
+  private readonly keptU: boolean;
   private readonly passes: ExpertPasses;
 
   constructor(private readonly c: LayerConfig) {
-    this.kernels = { activation: c.activation, keptU: c.checkpoint === 'none', dtype: c.dtype };
+    this.keptU = c.checkpoint === 'none';
+    this.kernels = expertKernels({ activation: c.activation, keptU: this.keptU, dtype: c.dtype });
     this.passes = new ExpertPasses(c, () => this.get('a').layout);
   }
 
@@ -41,8 +43,8 @@ class ZeroBufferRunner implements StrategyRunner {
     const swiglu = this.c.activation === 'swiglu';
     this.t.a = step.alloc('a', tag, L.hidden);
     this.t.b = swiglu ? step.alloc('b', tag, L.hidden) : null;
-    if (this.kernels.keptU && tag === 'activations-saved') this.t.u = step.alloc('u', tag, L.hidden);
-    await this.passes.segments(step, upProjection(this.kernels), layer.W1, h, d, (ac, wc) => [
+    if (this.keptU && tag === 'activations-saved') this.t.u = step.alloc('u', tag, L.hidden);
+    await this.passes.segments(step, this.kernels.up, layer.W1, h, d, (ac, wc) => [
       layer.X.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
@@ -106,7 +108,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.O = step.alloc('O', 'output', L.tokenRows);
     if (rowTarget(c) === 'rows') {
       step.enc.clear(this.chunk('O', 0));
-      await this.passes.rowBlocks(step, 'combineRows', this.get('O'), this.chunk('tokenSlotMap', 0), downCombine(this.kernels, 'rows'), layer.W2, d, h, (ac, wc, scratch) => [
+      await this.passes.rowBlocks(step, 'combineRows', this.get('O'), this.chunk('tokenSlotMap', 0), this.kernels.combine.rows, layer.W2, d, h, (ac, wc, scratch) => [
         ...this.hiddenChunks(ac),
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertOffsets', 0),
@@ -116,7 +118,7 @@ class ZeroBufferRunner implements StrategyRunner {
         scratch,
       ]);
     } else {
-      await this.passes.slotPasses(step, downCombine(this.kernels), layer.W2, d, h, (ac, wc) => [
+      await this.passes.slotPasses(step, this.kernels.combine.tokens, layer.W2, d, h, (ac, wc) => [
         ...this.hiddenChunks(ac),
         this.chunk('expertTokenIndices', 0),
         this.chunk('expertSlotOffsets', 0),
@@ -142,7 +144,7 @@ class ZeroBufferRunner implements StrategyRunner {
     if (c.checkpoint === 'full') await this.upProject(step, layer, 'workspace');
 
     step.phase('expert-grads');
-    await this.passes.reduceSegments(step, (mode) => weightGradW2(this.kernels, mode), layer.dW2, h, d, (ac, wc) => [
+    await this.passes.reduceSegments(step, this.kernels.dW2, layer.dW2, h, d, (ac, wc) => [
       ...this.hiddenChunks(ac),
       layer.dO.chunks[0],
       this.chunk('expertTokenIndices', 0),
@@ -153,7 +155,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.dgPartial = step.alloc('dgPartial', 'workspace', L.dgPartial);
     await this.passes.segments(
       step,
-      hiddenGrad(this.kernels),
+      this.kernels.hiddenGrad,
       layer.W2,
       h,
       d,
@@ -171,7 +173,7 @@ class ZeroBufferRunner implements StrategyRunner {
       { dgParts: dgParts(h) },
     );
     // a and b now hold da and db.
-    await this.passes.reduceSegments(step, (mode) => weightGradW13(this.kernels, mode), layer.dW1, d, h, (ac, wc) => [
+    await this.passes.reduceSegments(step, this.kernels.dW13, layer.dW1, d, h, (ac, wc) => [
       layer.X.chunks[0],
       this.chunk('expertTokenIndices', 0),
       this.chunk('expertOffsets', 0),
@@ -212,7 +214,7 @@ class ZeroBufferRunner implements StrategyRunner {
     const gradRows = (ac: number) => [this.chunk('a', ac), ...(swiglu ? [this.chunk('b', ac)] : []), this.chunk('expertTokenIndices', 0)];
     const gradWeights = (wc: number) => [layer.W1.chunks[wc], ...(swiglu ? [layer.W3!.chunks[wc]] : [])];
     if (rowTarget(c) === 'rows') {
-      await this.passes.rowBlocks(step, 'inputGradRows', this.get('dX'), this.chunk('tokenSlotMap', 0), inputGrad(this.kernels, 'rows'), layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => [
+      await this.passes.rowBlocks(step, 'inputGradRows', this.get('dX'), this.chunk('tokenSlotMap', 0), this.kernels.dX.rows, layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => [
         ...gradRows(ac),
         this.chunk('expertOffsets', 0),
         this.chunk('expertTileOffsets', 0),
@@ -220,7 +222,7 @@ class ZeroBufferRunner implements StrategyRunner {
         scratch,
       ]);
     } else {
-      await this.passes.slotPasses(step, inputGrad(this.kernels), layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
+      await this.passes.slotPasses(step, this.kernels.dX.tokens, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
         ...gradRows(ac),
         this.chunk('expertSlotOffsets', 0),
         this.chunk('slotTileOffsets', 0),
