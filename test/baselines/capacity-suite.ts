@@ -6,9 +6,9 @@ import { routeReference, toFloat64 } from '../../src/reference/index.js';
 import { generateInputs } from '../../src/rng.js';
 import type { StepMemory } from '../../src/memory-profiler.js';
 import type { Strategy } from '../../src/strategy.js';
-import { verifyStrategies } from '../../src/verify.js';
 import { stepsMatchTable } from '../helpers/memory.js';
 import { testGpu } from '../helpers/gpu.js';
+import { expectDeterministic, expectVerified } from '../helpers/checks.js';
 
 /**
  * The checks both capacity strategies (tutel, gshard) must pass; each test file runs them for
@@ -43,12 +43,8 @@ export function capacitySuite(strategy: Strategy): void {
     for (const [name, partial, chunkBytes] of GRID) {
       it(name, async () => {
         const config = layerConfig({ seed: 7, ...partial });
-        const result = await verifyStrategies(await testGpu(), config, { strategies: [id], chunkBytes });
-        const run = result.strategies[0];
+        const run = await expectVerified(id, config, chunkBytes);
         expect(run.reference).toBe('ref-capacity');
-        for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(1e-4);
-        expect(run.status, run.message).toBe('pass');
-        expect(run.tensors.map((t) => t.tensor)).toEqual(config.activation === 'swiglu' ? ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] : ['O', 'dX', 'dWr', 'dW1', 'dW2']);
       });
     }
 
@@ -87,19 +83,7 @@ export function capacitySuite(strategy: Strategy): void {
 
   describe(`${id} determinism`, () => {
     it('two runs give bitwise-identical outputs and gradients (chunked, with drops)', async () => {
-      const gpu = await testGpu();
-      const run = async () => {
-        const layer = await MoELayer.create(gpu, { tokens: 150, hidden: 24, ffn: 40, numExperts: 8, topK: 2, skew: { kind: 'zipf', s: 1 }, seed: 11, chunkBytes: 8192, dispatch: id });
-        layer.randomize();
-        await layer.trainStep();
-        const O = await layer.readOutput();
-        const g = await layer.readGradients();
-        layer.destroy();
-        return [O, g.dX, g.dWr, g.dW1, g.dW2, g.dW3!];
-      };
-      const first = await run();
-      const second = await run();
-      first.forEach((tensor, i) => expect(Buffer.from(second[i].buffer).equals(Buffer.from(tensor.buffer))).toBe(true));
+      await expectDeterministic({ tokens: 150, hidden: 24, ffn: 40, numExperts: 8, topK: 2, skew: { kind: 'zipf', s: 1 }, seed: 11, chunkBytes: 8192, dispatch: id });
     });
   });
 }

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { zeroBuffer } from '../../src/strategies/zero-buffer.js';
-import { verifyStrategies } from '../../src/verify.js';
 import { testGpu } from '../helpers/gpu.js';
+import { expectVerified } from '../helpers/checks.js';
 import { EDGE_GRID, type GridCase } from '../helpers/grid.js';
 import { expectF16Halving } from '../helpers/memory.js';
 
@@ -20,11 +20,7 @@ describe('zero-buffer at f16 against the float64 reference on f16-rounded inputs
   for (const [name, partial, chunkBytes] of GRID) {
     it(name, async () => {
       const config = layerConfig({ seed: 5, ...partial, dtype: 'f16' });
-      const result = await verifyStrategies(await testGpu(), config, { strategies: ['zero-buffer'], chunkBytes });
-      const run = result.strategies[0];
-      expect(result.tolerance).toBe(1e-2);
-      for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(1e-2);
-      expect(run.status, run.message).toBe('pass');
+      const run = await expectVerified('zero-buffer', config, chunkBytes);
       // f16 storage really rounds: a result at f32 precision would mean the f16 path never ran.
       expect(Math.max(...run.tensors.filter((t) => t.tensor !== 'dWr').map((t) => t.relError))).toBeGreaterThan(1e-5);
     });

@@ -4,6 +4,7 @@ import { MoELayer } from '../../src/layer.js';
 import { rowTarget, scratchRows } from '../../src/strategies/zero-buffer-table.js';
 import { verifyStrategies } from '../../src/verify.js';
 import { testGpu } from '../helpers/gpu.js';
+import { expectDeterministic, expectVerified } from '../helpers/checks.js';
 import { EDGE_GRID, type GridCase } from '../helpers/grid.js';
 
 afterAll(async () => (await testGpu()).destroy());
@@ -39,11 +40,7 @@ describe('zero-buffer against the float64 reference', () => {
   for (const [name, partial, chunkBytes] of GRID) {
     it(name, async () => {
       const config = layerConfig({ seed: 7, ...partial });
-      const result = await verifyStrategies(await testGpu(), config, { strategies: ['zero-buffer'], chunkBytes });
-      const run = result.strategies[0];
-      for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(1e-4);
-      expect(run.status, run.message).toBe('pass');
-      expect(run.tensors.map((t) => t.tensor)).toEqual(config.activation === 'swiglu' ? ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] : ['O', 'dX', 'dWr', 'dW1', 'dW2']);
+      await expectVerified('zero-buffer', config, chunkBytes);
     });
   }
 
@@ -68,18 +65,6 @@ describe('zero-buffer against the float64 reference', () => {
 
 describe('zero-buffer determinism', () => {
   it('two runs give bitwise-identical outputs and gradients', async () => {
-    const gpu = await testGpu();
-    const run = async () => {
-      const layer = await MoELayer.create(gpu, { tokens: 200, hidden: 24, ffn: 40, numExperts: 8, topK: 2, seed: 11, chunkBytes: 8192 });
-      layer.randomize();
-      await layer.trainStep();
-      const O = await layer.readOutput();
-      const g = await layer.readGradients();
-      layer.destroy();
-      return [O, g.dX, g.dWr, g.dW1, g.dW2, g.dW3!];
-    };
-    const first = await run();
-    const second = await run();
-    first.forEach((tensor, i) => expect(Buffer.from(second[i].buffer).equals(Buffer.from(tensor.buffer))).toBe(true));
+    await expectDeterministic({ tokens: 200, hidden: 24, ffn: 40, numExperts: 8, topK: 2, seed: 11, chunkBytes: 8192 });
   });
 });

@@ -1,0 +1,36 @@
+import { expect } from 'vitest';
+import type { LayerConfig } from '../../src/config.js';
+import { MoELayer, type MoELayerOptions } from '../../src/layer.js';
+import { verifyStrategies, type StrategyVerification } from '../../src/verify.js';
+import { testGpu } from './gpu.js';
+
+/**
+ * verify of one strategy on one config: the tolerance of the config's dtype (1e-4 at f32, 1e-2
+ * at f16), every tensor within it, all of them checked, a pass. Returns the run for extra checks.
+ */
+export async function expectVerified(strategy: string, config: LayerConfig, chunkBytes?: number): Promise<StrategyVerification> {
+  const result = await verifyStrategies(await testGpu(), config, { strategies: [strategy], chunkBytes });
+  const run = result.strategies[0];
+  expect(result.tolerance).toBe(config.dtype === 'f16' ? 1e-2 : 1e-4);
+  for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(result.tolerance);
+  expect(run.status, run.message).toBe('pass');
+  expect(run.tensors.map((t) => t.tensor)).toEqual(config.activation === 'swiglu' ? ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] : ['O', 'dX', 'dWr', 'dW1', 'dW2']);
+  return run;
+}
+
+/** Two train steps from the same seed give bitwise-identical outputs and gradients. */
+export async function expectDeterministic(options: MoELayerOptions): Promise<void> {
+  const gpu = await testGpu();
+  const run = async () => {
+    const layer = await MoELayer.create(gpu, options);
+    layer.randomize();
+    await layer.trainStep();
+    const O = await layer.readOutput();
+    const g = await layer.readGradients();
+    layer.destroy();
+    return [O, g.dX, g.dWr, g.dW1, g.dW2, g.dW3!];
+  };
+  const first = await run();
+  const second = await run();
+  first.forEach((tensor, i) => expect(Buffer.from(second[i].buffer).equals(Buffer.from(tensor.buffer))).toBe(true));
+}
