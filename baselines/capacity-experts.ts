@@ -1,13 +1,5 @@
-import { activationGrad, DISPATCH_WORKGROUP } from '../kernels/capacity-dispatch.js';
-import {
-  capacityDispatchedGrad,
-  capacityDown,
-  capacityHiddenGrad,
-  capacityUp,
-  capacityWeightGradW13,
-  capacityWeightGradW2,
-} from '../kernels/capacity-gemm.js';
-import { grid } from '../kernels/program.js';
+import { activationGradGrid } from '../kernels/activation.js';
+import { capacityGemms } from '../kernels/capacity-gemm.js';
 import { encodeRouterBackward, routerShape } from '../kernels/router.js';
 import { chunkRowRange, type Tensor } from '../src/gpu/tensor.js';
 import type { LayerTensors, StepContext } from '../src/strategy.js';
@@ -21,6 +13,8 @@ import { CapacityRunnerBase } from './capacity.js';
  * at the layer's dtype, as autograd keeps activations and gradients in the input's dtype.
  */
 export abstract class CapacityRunner extends CapacityRunnerBase {
+  private readonly gemms = capacityGemms(this.c.activation, this.c.dtype);
+
   /** Enters the dispatch phase(s); allocates and fills `dispatched` [E,C,d]. */
   protected abstract dispatchForward(step: StepContext, layer: LayerTensors): Promise<void>;
   /** Enters the combine phase; allocates and fills `O` [T,d] from `y`. */
@@ -60,7 +54,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'up');
     for (const name of swiglu ? ['a', 'b', 'u'] : ['a', 'u']) this.alloc(step, name);
-    await this.expertRows(step, capacityUp(this.c.activation, this.c.dtype), layer.W1, h, d, (x) => [
+    await this.expertRows(step, this.gemms.up, layer.W1, h, d, (x) => [
       this.chunk('dispatched', x.ac),
       layer.W1.chunks[x.wc],
       ...(swiglu ? [layer.W3!.chunks[x.wc]] : []),
@@ -71,7 +65,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'down');
     this.alloc(step, 'y');
-    await this.expertRows(step, capacityDown(this.c.dtype), layer.W2, d, h, (x) => [this.chunk('u', x.ac), layer.W2.chunks[x.wc], this.chunk('y', x.ac)]);
+    await this.expertRows(step, this.gemms.down, layer.W2, d, h, (x) => [this.chunk('u', x.ac), layer.W2.chunks[x.wc], this.chunk('y', x.ac)]);
 
     await this.combineForward(step, layer);
     this.endPhase(step);
@@ -109,24 +103,24 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     this.enter(step, 'down-grad');
     // With C > 0 every expert's first row chunk stores its weight gradient; with C = 0 no row does.
     if (this.C === 0) for (const chunk of layer.dW2.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, capacityWeightGradW2(c.dtype), layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
+    await this.expertReduce(step, this.gemms.dW2, layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
     this.alloc(step, 'dU');
-    await this.expertRows(step, capacityHiddenGrad(c.dtype), layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
+    await this.expertRows(step, this.gemms.dU, layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
 
     this.enter(step, 'act-grad');
     for (const name of swiglu ? ['da', 'db'] : ['da']) this.alloc(step, name);
     const hidden = this.get('dU').layout;
-    const source = activationGrad(c.activation, c.dtype);
+    const source = this.gemms.actGrad;
     for (let i = 0; i < hidden.chunkCount; i++) {
       const count = chunkRowRange(hidden, i).count * h;
       if (count === 0) continue;
       const names = swiglu ? ['dU', 'a', 'b', 'da', 'db'] : ['dU', 'a', 'da'];
-      await step.enc.dispatch({ source, params: { count }, buffers: names.map((n) => this.chunk(n, i)), workgroups: grid(Math.ceil(count / DISPATCH_WORKGROUP)) });
+      await step.enc.dispatch({ source, params: { count }, buffers: names.map((n) => this.chunk(n, i)), workgroups: activationGradGrid(count) });
     }
 
     this.enter(step, 'up-grad');
     if (this.C === 0) for (const g of [layer.dW1, layer.dW3]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, capacityWeightGradW13(c.activation, c.dtype), layer.dW1, d, h, (x) => [
+    await this.expertReduce(step, this.gemms.dW13, layer.dW1, d, h, (x) => [
       this.chunk('dispatched', x.ac),
       this.chunk('da', x.ac),
       ...(swiglu ? [this.chunk('db', x.ac)] : []),
@@ -134,7 +128,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
       ...(swiglu ? [layer.dW3!.chunks[x.wc]] : []),
     ]);
     this.alloc(step, 'dDispatched');
-    await this.expertRows(step, capacityDispatchedGrad(c.activation, c.dtype), layer.W1, d, swiglu ? 2 * h : h, (x) => [
+    await this.expertRows(step, this.gemms.dDispatched, layer.W1, d, swiglu ? 2 * h : h, (x) => [
       this.chunk('da', x.ac),
       ...(swiglu ? [this.chunk('db', x.ac)] : []),
       layer.W1.chunks[x.wc],

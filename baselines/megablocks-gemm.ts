@@ -1,9 +1,9 @@
 import type { Activation, DType } from '../src/config.js';
-import { ACTIVATION_WGSL, plainActivation } from '../kernels/activation.js';
+import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../kernels/gemm/core.js';
 import { reduceStore, SEGMENT_REDUCE_PARAMS, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling } from '../kernels/gemm/tiling.js';
 import { REDUCE_TILE, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE } from '../kernels/expert-gemm.js';
-import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from '../kernels/program.js';
+import { perDtype, type KernelSource } from '../kernels/program.js';
 
 /**
  * MegaBlocks' expert MLP as instances of the shared GEMM core: every operand is a dense,
@@ -162,38 +162,6 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { dXp[${local('m', 'd')} + n] = dt(c)
   });
 }
 
-const ACT_WG = 64;
-
-/**
- * The activation's backward on one row chunk, elementwise: from dU and the saved a (and b),
- * da = dU·b·silu'(a), db = dU·silu(a) for SwiGLU, or da = dU·act'(a). torch runs the product's
- * and the activation's backward as two ops; fused here, the peak holds the same number of
- * [P,h] buffers (see megablocks-table.ts). Params: count (elements in the chunk).
- */
-export function activationGrad(activation: Activation, dtype: DType): KernelSource {
-  const swiglu = activation === 'swiglu';
-  const names = swiglu ? ['dU', 'A', 'B', 'dA', 'dB'] : ['dU', 'A', 'dA'];
-  const access = swiglu ? (['read', 'read', 'read', 'read_write', 'read_write'] as const) : (['read', 'read', 'read_write'] as const);
-  const params = [{ name: 'count', type: 'u32' }] as const;
-  const body = swiglu
-    ? `let a = f32(A[i]); let g = f32(dU[i]);
-  dA[i] = dt(g * f32(B[i]) * siluGrad(a));
-  dB[i] = dt(g * silu(a));`
-    : `dA[i] = dt(f32(dU[i]) * ${plainActivation(activation).grad}(f32(A[i])));`;
-  const code = `${bindingPrelude({ bindings: access, params }, names, names.map(() => 'dt'), dtype)}
-${ACTIVATION_WGSL}
-@compute @workgroup_size(${ACT_WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (${LINEAR_WORKGROUP}) * ${ACT_WG}u + li;
-  if (i >= P.count) { return; }
-  ${body}
-}`;
-  return { name: `mb-activation-grad-${activation}`, code, bindings: access, params };
-}
-
-export function activationGradGroups(count: number): number {
-  return Math.ceil(count / ACT_WG);
-}
 
 /** The layer's expert kernels for its activation and storage dtype, built once per runner. */
 export function megablocksGemms(activation: Activation, dtype: DType) {

@@ -8,7 +8,8 @@ import { readTensor, readTensorU32 } from '../src/gpu/readback.js';
 import { chunkRowRange, uploadTensor, type Tensor } from '../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../src/strategy.js';
 import { MegaBlocksBuffers, readU32 } from './megablocks-buffers.js';
-import { activationGradGroups, megablocksGemms } from './megablocks-gemm.js';
+import { megablocksGemms } from './megablocks-gemm.js';
+import { activationGradGrid } from '../kernels/activation.js';
 import { BLOCKING, megablocksLayouts } from './megablocks-table.js';
 
 /**
@@ -137,7 +138,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
         source: this.gemms.actGrad,
         params: { count },
         buffers: ['dU', 'a', 'b', 'dA', 'dB'].flatMap((n) => hidden(n, c)),
-        workgroups: grid(activationGradGroups(count)),
+        workgroups: activationGradGrid(count),
       });
     }
     this.free(step, 'dU', 'a', 'b');

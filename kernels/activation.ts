@@ -1,4 +1,5 @@
-import type { Activation } from '../src/config.js';
+import type { Activation, DType } from '../src/config.js';
+import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource } from './program.js';
 
 /**
  * WGSL of the expert activations and their derivatives, in f32. WGSL has no erf: this one is
@@ -26,4 +27,46 @@ fn geluGrad(x: f32) -> f32 {
 /** Name of the WGSL function for u = act(a) of a plain MLP, and of its derivative. */
 export function plainActivation(activation: Exclude<Activation, 'swiglu'>): { fn: string; grad: string } {
   return activation === 'gelu' ? { fn: 'gelu', grad: 'geluGrad' } : { fn: 'silu', grad: 'siluGrad' };
+}
+
+const GRAD_WORKGROUP = 256;
+
+function buildActivationGrad(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  const names = swiglu ? ['dU', 'A', 'B', 'dA', 'dB'] : ['dU', 'A', 'dA'];
+  const access = swiglu ? (['read', 'read', 'read', 'read_write', 'read_write'] as const) : (['read', 'read', 'read_write'] as const);
+  const params = [{ name: 'count', type: 'u32' }] as const;
+  const body = swiglu
+    ? `let a = f32(A[i]); let g = f32(dU[i]);
+  dA[i] = dt(g * f32(B[i]) * siluGrad(a));
+  dB[i] = dt(g * silu(a));`
+    : `dA[i] = dt(f32(dU[i]) * ${plainActivation(activation).grad}(f32(A[i])));`;
+  const code = `${bindingPrelude({ bindings: access, params }, names, names.map(() => 'dt'), dtype)}
+${ACTIVATION_WGSL}
+@compute @workgroup_size(${GRAD_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (${LINEAR_WORKGROUP}) * ${GRAD_WORKGROUP}u + li;
+  if (i >= P.count) { return; }
+  ${body}
+}`;
+  return { name: `activation-grad-${activation}`, code, bindings: access, params };
+}
+
+const activationGradByDtype = perDtype((dtype) => ({
+  swiglu: buildActivationGrad('swiglu', dtype),
+  silu: buildActivationGrad('silu', dtype),
+  gelu: buildActivationGrad('gelu', dtype),
+}));
+
+/**
+ * The activation's backward as its own elementwise pass, da (and db) from dU and the saved a (and
+ * b): what the autograd frameworks the baselines follow run (zero-buffer fuses it into a GEMM
+ * epilogue instead). Bindings: dU, a, [b,] da[, db]; param count.
+ */
+export function activationGrad(activation: Activation, dtype: DType): KernelSource {
+  return activationGradByDtype(dtype)[activation];
+}
+
+export function activationGradGrid(count: number): [number, number] {
+  return grid(Math.ceil(count / GRAD_WORKGROUP));
 }

@@ -1,5 +1,4 @@
-import type { Activation, DType } from '../src/config.js';
-import { ACTIVATION_WGSL, plainActivation } from './activation.js';
+import type { DType } from '../src/config.js';
 import { bindingPrelude, LINEAR_WORKGROUP, perDtype, type KernelSource } from './program.js';
 
 /**
@@ -145,39 +144,6 @@ export const gateGradFromOutput = perDtype((dtype) => kernel(
   `var<workgroup> part: array<f32, ${WG}>;`,
   dtype,
 ));
-
-/** The activation's backward on one chunk of [E·C, h]: da (and db) from dU and the saved a (and b). */
-export function activationGrad(activation: Activation, dtype: DType): KernelSource {
-  const swiglu = activation === 'swiglu';
-  const body = swiglu
-    ? `let g = f32(dU[i]); let x = f32(a[i]);
-  da[i] = dt(g * f32(b[i]) * siluGrad(x));
-  db[i] = dt(g * silu(x));`
-    : `da[i] = dt(f32(dU[i]) * ${plainActivation(activation as Exclude<Activation, 'swiglu'>).grad}(f32(a[i])));`;
-  const bindings: Binding[] = swiglu
-    ? [
-        ['dU', 'dt', 'read'],
-        ['a', 'dt', 'read'],
-        ['b', 'dt', 'read'],
-        ['da', 'dt', 'read_write'],
-        ['db', 'dt', 'read_write'],
-      ]
-    : [
-        ['dU', 'dt', 'read'],
-        ['a', 'dt', 'read'],
-        ['da', 'dt', 'read_write'],
-      ];
-  return kernel(
-    `capacity-activation-grad-${activation}`,
-    bindings,
-    ['count'],
-    `  let i = linear * ${WG}u + li;
-  if (i >= P.count) { return; }
-  ${body}`,
-    ACTIVATION_WGSL,
-    dtype,
-  );
-}
 
 /**
  * GShard's dispatch mask [T, E·C], one byte an element, four to a u32; each token row is padded

@@ -1,5 +1,5 @@
 import type { Activation, DType } from '../src/config.js';
-import { ACTIVATION_WGSL, plainActivation } from './activation.js';
+import { ACTIVATION_WGSL, activationGrad, plainActivation } from './activation.js';
 import { gemmSource, TILE_M, TILE_N, type GemmBinding } from './gemm/core.js';
 import { reduceStore, type ReduceMode } from './gemm/tiling.js';
 import { perDtype, type KernelSource } from './program.js';
@@ -129,9 +129,6 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
 });
 
-/** dW2 in both reduction modes (an expert's first row chunk stores, later ones add), built once per dtype. */
-export const capacityWeightGradW2 = perDtype((dtype) => ({ store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') }));
-
 /** dU = dy·W2_eᵀ. */
 export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
   dtype,
@@ -169,14 +166,21 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   });
 }
 
-const dW13Built = new Map<string, Record<ReduceMode, KernelSource>>();
-
-/** dW1 (and dW3) in both reduction modes, built once per activation and dtype. */
-export function capacityWeightGradW13(activation: Activation, dtype: DType): Record<ReduceMode, KernelSource> {
-  const key = `${activation}|${dtype}`;
-  let built = dW13Built.get(key);
-  if (!built) dW13Built.set(key, (built = { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') }));
-  return built;
+/**
+ * The expert kernels of a capacity layer for its activation and storage dtype, built once per
+ * runner. Weight gradients come in both reduction modes: an expert's first row chunk stores, later
+ * ones add.
+ */
+export function capacityGemms(activation: Activation, dtype: DType) {
+  return {
+    up: capacityUp(activation, dtype),
+    down: capacityDown(dtype),
+    dW2: { store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') },
+    dU: capacityHiddenGrad(dtype),
+    actGrad: activationGrad(activation, dtype),
+    dW13: { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') },
+    dDispatched: capacityDispatchedGrad(activation, dtype),
+  };
 }
 
 /** Gradient of the dispatched input: da·W1_eᵀ (+ db·W3_eᵀ, as one K = 2h product). */
