@@ -1,23 +1,24 @@
-import { Flags } from '@oclif/core';
+import { Flags, type Interfaces } from '@oclif/core';
 import { join } from 'node:path';
-import { planSweep } from '../src/bench/plan.js';
 import { writeBenchReports } from '../src/bench/output.js';
-import { loadResults, prepareOutDir, runBench } from '../src/bench/run.js';
+import { prepareBench, resumeCommand, saveSweep, type PreparedBench } from '../src/bench/prepare.js';
+import { runBench } from '../src/bench/run.js';
+import { onInterrupt } from '../src/cli/interrupt.js';
+import { checkOutputPath } from '../src/fs.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
-import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS } from '../src/config.js';
+import { PRESETS } from '../src/config.js';
 import { UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
 import { renderBenchTable } from '../src/render/bench-table.js';
 import { renderGate } from '../src/render/gate.js';
-import { BASELINE_DESCRIPTION, DEFAULT_RETRIES, gateFlags, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
-import { gateAgainstBaseline, loadBaselineForRun, replaceCases } from '../src/gate/run.js';
+import { BASELINE_DESCRIPTION, benchGateFlags, DEFAULT_RETRIES, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
+import { gateAgainstBaseline, loadBaselineForRun, replaceCases, requireSharedCases } from '../src/gate/run.js';
 import { runCase } from '../src/bench/case.js';
-import { writeFileAtomic } from '../src/npy.js';
-import { DEFAULT_SAMPLING } from '../src/stats.js';
+import { writeFileAtomic } from '../src/fs.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
 /** "2%" or "0.02" → 0.02. */
@@ -49,7 +50,7 @@ export default class Bench extends BaseCommand {
     experts: integerList({ description: 'E values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
     'top-k': integerList({ description: 'k values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
     'capacity-factor': floatList({ description: 'capacity factors for capacity strategies (0 = busiest expert) [default: 1]', helpGroup: 'SWEEP' }),
-    pass: Flags.option({ options: ['forward', 'train'] as const, default: 'train' as const, description: 'time the forward pass only, or forward + backward' })(),
+    pass: Flags.option({ options: ['forward', 'train'] as const, description: 'time the forward pass only, or forward + backward [default: train]' })(),
     'noise-target': Flags.custom<number>({ parse: async (t, _c, o) => parseFraction(t, o.name), description: 'stop sampling a case once IQR/median is under this [default: 2%]', helpGroup: 'STATISTICS' })(),
     'max-time': Flags.custom<number>({ parse: async (t, _c, o) => parseNonNegativeFloat(t, o.name), description: 'seconds of sampling per case at most [default: 5]', helpGroup: 'STATISTICS' })(),
     'min-samples': Flags.custom<number>({ parse: async (t, _c, o) => parseIntegerFlag(t, o.name, 1, 100000), description: 'samples per case at least [default: 5]', helpGroup: 'STATISTICS' })(),
@@ -57,61 +58,91 @@ export default class Bench extends BaseCommand {
     layers: Flags.custom<number>({ parse: async (t, _c, o) => parseIntegerFlag(t, o.name, 1, 100000), description: 'L for the model estimate L × saved-for-backward + backward transient [default: 32]' })(),
     'memory-limit': sizeFlag({ description: 'treat a case that would exceed this many live bytes as out of memory (B, KiB, MiB, GiB; bare number = GiB)' }),
     out: Flags.string({ description: 'folder for results.json, results.md, report.html, benchmark-action.json [default: ./moeblaze-results/<timestamp>]' }),
-    resume: Flags.directory({ description: 'continue an interrupted sweep from this folder, keeping its finished cases', exists: true }),
+    resume: Flags.string({
+      description: 'continue the interrupted sweep saved in this folder, with its settings, keeping its finished cases; sweep flags that contradict it are refused; with --out, writes the finished sweep there and leaves this folder as it is',
+      helpValue: '<dir>',
+    }),
     baseline: Flags.string({ description: BASELINE_DESCRIPTION, helpGroup: 'GATE' }),
-    retries: retriesFlag({ description: `re-measure noisy or ambiguous cases this many times before a verdict [default: ${DEFAULT_RETRIES}]`, helpGroup: 'GATE' }),
-    ...gateFlags,
+    retries: retriesFlag({ dependsOn: ['baseline'], description: `re-measure noisy or ambiguous cases this many times before a verdict [default: ${DEFAULT_RETRIES}]`, helpGroup: 'GATE' }),
+    ...benchGateFlags,
   };
 
   async run(): Promise<BenchResults> {
     const { flags } = await this.parse(Bench);
     // Everything is validated here, before any GPU work.
-    const preset = flags.preset ? findPreset(flags.preset) : null;
-    const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
-    const plan = planSweep({
-      strategies,
-      preset: preset?.name ?? null,
-      tokens: flags.tokens,
-      hidden: flags.hidden,
-      ffn: flags.ffn,
-      experts: flags.experts,
-      topK: flags['top-k'],
-      capacityFactor: flags['capacity-factor'] ?? [DEFAULT_LAYER.capacityFactor],
-      activation: flags.activation ?? ACTIVATIONS[0],
-      checkpoint: flags.checkpoint ?? CHECKPOINTS[0],
-      dtype: flags.dtype ?? DTYPES[0],
-      skew: flags.skew ?? DEFAULT_LAYER.skew,
-      normalizeGates: flags['normalize-gates'],
-      auxLoss: flags['aux-loss'] ?? 0,
-      seed: flags.seed ?? DEFAULT_LAYER.seed,
-      pass: flags.pass,
-    });
-    if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
-    const resume = flags.resume ? await loadResults(join(flags.resume, 'results.json')) : undefined;
     const baseline = flags.baseline ? await loadBaselineForRun(flags.baseline, flags['update-baseline'] ?? false) : undefined;
-    if (flags['update-baseline'] && !flags.baseline) throw new UsageError('--update-baseline needs --baseline FILE: the file to write');
-    const outDir = flags.resume ?? flags.out ?? join('moeblaze-results', new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19));
-    await prepareOutDir(outDir);
-    const sampling = {
-      warmup: flags.warmup ?? DEFAULT_SAMPLING.warmup,
-      minSamples: flags['min-samples'] ?? DEFAULT_SAMPLING.minSamples,
-      maxSamples: DEFAULT_SAMPLING.maxSamples,
-      noiseTarget: flags['noise-target'] ?? DEFAULT_SAMPLING.noiseTarget,
-      maxTimeMs: (flags['max-time'] ?? 5) * 1000,
-    };
+    if (flags.baseline && flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
+    const prepared = await prepareBench({
+      given: {
+        strategies: flags.impl,
+        preset: flags.preset,
+        tokens: flags.tokens,
+        hidden: flags.hidden,
+        ffn: flags.ffn,
+        experts: flags.experts,
+        topK: flags['top-k'],
+        capacityFactor: flags['capacity-factor'],
+        activation: flags.activation,
+        checkpoint: flags.checkpoint,
+        dtype: flags.dtype,
+        skew: flags.skew,
+        normalizeGates: flags['normalize-gates'],
+        auxLoss: flags['aux-loss'],
+        seed: flags.seed,
+        pass: flags.pass,
+      },
+      layers: flags.layers,
+      memoryLimit: flags['memory-limit'],
+      sampling: { warmup: flags.warmup, minSamples: flags['min-samples'], noiseTarget: flags['noise-target'], maxTimeS: flags['max-time'] },
+      out: flags.out,
+      resume: flags.resume,
+    });
+    const { plan, outDir, lock } = prepared;
+    if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
+    const stopOnInterrupt = onInterrupt(() => {
+      lock.release();
+      return `interrupted; the finished cases are saved in ${join(outDir, 'results.json')}. Continue the sweep with: ${resumeCommand(this.config.bin, outDir, this.runFlags(flags))}`;
+    });
+    try {
+      return await this.sweep(flags, prepared, baseline);
+    } finally {
+      stopOnInterrupt();
+      lock.release();
+    }
+  }
+
+  /** The flags that are not part of the saved sweep, for the resume command (the sweep itself comes from the folder). */
+  private runFlags(flags: Record<string, unknown>): string[] {
+    const out: string[] = [];
+    for (const name of ['adapter', 'backend', 'baseline', 'retries', 'threshold']) if (flags[name] !== undefined) out.push(`--${name}`, String(flags[name]));
+    if (flags['memory-tolerance'] !== undefined) out.push('--memory-tolerance', `${flags['memory-tolerance'] as number}B`);
+    for (const name of ['strict', 'advisory-speed', 'update-baseline', 'json']) if (flags[name]) out.push(`--${name}`);
+    return out;
+  }
+
+  private async sweep(
+    flags: Interfaces.InferredFlags<typeof Bench.flags>,
+    prepared: PreparedBench,
+    baseline: BenchResults | null | undefined,
+  ): Promise<BenchResults> {
+    const { plan, resume, spec, outDir } = prepared;
+    const { sampling, layers, memoryLimit } = prepared.run;
+    const kept = resume ? plan.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
     return this.withGpu(flags, async (gpu) => {
       for (const c of plan.cases) requireDtype(gpu, c.layer.dtype);
       for (const note of plan.notes) this.progress(`note: ${note}`);
-      const progress = createProgress(plan.cases.length);
+      if (resume) this.progress(`resuming: ${kept} of ${plan.cases.length} case(s) already finished in ${flags.resume}; running the other ${plan.cases.length - kept}`);
+      const progress = createProgress(plan.cases.length - kept);
       const reopened: GpuContext[] = [];
       try {
         const results = await runBench(gpu, plan, {
-          preset: preset?.name ?? null,
-          pass: flags.pass,
-          layers: flags.layers ?? 32,
+          preset: spec.preset,
+          pass: spec.pass,
+          layers,
           sampling,
-          memoryLimit: flags['memory-limit'] ?? null,
+          memoryLimit,
           outDir,
+          sweep: saveSweep(spec),
           provenance: this.provenance(gpu.adapter),
           resume,
           onCaseStart: (_i, _n, label) => progress.tick(label),
@@ -140,7 +171,7 @@ export default class Bench extends BaseCommand {
               const fresh = [];
               for (const key of keys) {
                 const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, { sampling, layers: flags.layers ?? 32, memoryLimit: flags['memory-limit'] ?? null, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, anchors: new Map(), anchorKey: key }));
+                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, anchors: new Map(), anchorKey: key }));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../src/cli/base.js';
+import { checkOutputPath } from '../src/fs.js';
 import { loadResultsFile } from '../src/gate/baseline.js';
 import type { GateReport } from '../src/gate/compare.js';
 import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/gate/flags.js';
@@ -24,6 +25,7 @@ export default class Gate extends BaseCommand {
 
   async run(): Promise<GateReport | { baselineCreated: string }> {
     const { flags } = await this.parse(Gate);
+    if (flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
     const current = await loadResultsFile(flags.current, 'current');
     const baseline = await loadBaselineForRun(flags.baseline, flags['update-baseline']);
     const { report, baselineMessage } = await gateAgainstBaseline(baseline, current, {

@@ -70,6 +70,8 @@ export default class Plan extends BaseCommand {
     'expert-parallel': integer(1)({ default: 1, description: 'N GPUs the experts are split over (must divide E): per-GPU memory and all-to-all bytes' }),
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to model (repeatable) [default: every strategy]' }),
     validate: Flags.boolean({
+      // --validate checks the tables on a fixed grid: a shape or budget given with it would be ignored.
+      exclusive: ['preset', 'tokens', 'hidden', 'ffn', 'experts', 'top-k', 'activation', 'capacity-factor', 'checkpoint', 'skew', 'layers', 'memory', 'optimizer', 'expert-parallel'],
       description: 'run every strategy on this adapter over a small grid, at f32 and f16 (f16 skipped, with a note, without shader-f16), and check the model against the allocator (exit 3 on a mismatch)',
     }),
   };

@@ -4,7 +4,7 @@ import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js'
 import { findPreset, PRESETS } from '../src/config.js';
 import { EnvironmentError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
-import { writeFileAtomic } from '../src/npy.js';
+import { writeFileAtomic } from '../src/fs.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
 import { renderProfile } from '../src/render/profile.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';

@@ -4,7 +4,7 @@ import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
 import { DTYPES } from '../src/config.js';
 import { requireDtype } from '../src/layer.js';
-import { writeFileAtomic } from '../src/npy.js';
+import { writeFileAtomic } from '../src/fs.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { strategyIds } from '../src/strategies/index.js';
 import { trainConfig, DEFAULT_TRAIN } from '../src/train/model.js';

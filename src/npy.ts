@@ -1,5 +1,7 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { writeFileAtomic } from './fs.js';
+
+// Kept here too for callers that imported it from npy before it moved to src/fs.ts.
+export { writeFileAtomic };
 
 export type NpyData = Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array;
 
@@ -30,14 +32,6 @@ export function npyBytes(data: NpyData, shape: number[]): Uint8Array {
   out.set(new TextEncoder().encode(header), 10);
   out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
   return out;
-}
-
-/** Writes through a temporary name so that an interrupted run never leaves a torn file. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, bytes);
-  await rename(tmp, path);
 }
 
 export async function writeNpy(path: string, data: NpyData, shape: number[]): Promise<void> {

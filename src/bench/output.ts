@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { writeFileAtomic } from '../npy.js';
+import { writeFileAtomic } from '../fs.js';
 import { renderBenchmarkAction } from '../render/bench-action.js';
 import { renderBenchHtml } from '../render/bench-html.js';
 import { renderBenchMarkdown } from '../render/bench-markdown.js';

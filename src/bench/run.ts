@@ -1,16 +1,15 @@
-import { access, constants, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { measureCeilings } from '../ceilings.js';
 import { UsageError } from '../errors.js';
 import { GpuAllocator } from '../gpu/allocator.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import { KernelContext } from '../../kernels/context.js';
-import { writeFileAtomic } from '../npy.js';
+import { writeFileAtomic } from '../fs.js';
 import type { Provenance } from '../provenance.js';
 import type { SamplingPolicy } from '../stats.js';
 import { runCase, type CaseOptions } from './case.js';
 import { configKey, type SweepPlan } from './plan.js';
-import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type Testbed } from './schema.js';
+import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type SavedSweep, type Testbed } from './schema.js';
 
 export interface BenchOptions {
   preset: string | null;
@@ -20,8 +19,11 @@ export interface BenchOptions {
   memoryLimit: number | null;
   outDir: string;
   provenance: Provenance;
-  /** Results of an interrupted run: finished cases are kept, not redone. */
+  /** The sweep the plan came from, saved in the settings so that --resume continues exactly it. */
+  sweep?: SavedSweep;
+  /** Results of an interrupted run of the same sweep: finished cases are kept byte for byte, not redone. */
   resume?: BenchResults;
+  /** A case starts running (kept cases of a resumed run do not start). */
   onCaseStart?: (index: number, total: number, label: string) => void;
   onCaseDone?: (result: BenchCase) => void;
   /** Writes the report files (results.json is always written here). */
@@ -55,27 +57,6 @@ export function testbedOf(gpu: GpuContext, provenance: Provenance): Testbed {
     dawnVersion,
     fingerprint: [a.vendor, a.architecture, a.device, a.backend, a.description, dawnVersion].join('|'),
   };
-}
-
-/** Fails before the sweep when the output folder cannot be written (nothing half-done after). */
-export async function prepareOutDir(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-    await access(dir, constants.W_OK);
-  } catch (error) {
-    throw new UsageError(`--out: cannot write to "${dir}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); choose a writable folder`);
-  }
-}
-
-export async function loadResults(path: string): Promise<BenchResults> {
-  let parsed: BenchResults;
-  try {
-    parsed = JSON.parse(await readFile(path, 'utf8')) as BenchResults;
-  } catch (error) {
-    throw new UsageError(`cannot read results from "${path}": ${(error as Error).message}`);
-  }
-  if (parsed?.schema !== BENCH_SCHEMA) throw new UsageError(`"${path}" is not a ${BENCH_SCHEMA} results file (schema: ${String(parsed?.schema)})`);
-  return parsed;
 }
 
 /** Memory and speed of every case against zero-buffer's case of the same config. */
@@ -114,18 +95,25 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     memoryLimit: options.memoryLimit,
     timing: gpu.hasTimestamps ? 'timestamp' : 'wall',
     axes: plan.axes,
+    ...(options.sweep && { sweep: options.sweep }),
   };
+  const resume = options.resume;
+  const testbed = testbedOf(gpu, options.provenance);
+  if (resume?.cases.length && resume.testbed.fingerprint !== testbed.fingerprint) {
+    throw new UsageError(`--resume: the saved cases ran on ${resume.testbed.fingerprint}, this adapter is ${testbed.fingerprint}; resume on the same adapter, or start a new sweep`);
+  }
   const results: BenchResults = {
     schema: BENCH_SCHEMA,
-    provenance: options.provenance,
-    testbed: testbedOf(gpu, options.provenance),
-    settings,
-    ceilings: options.resume?.ceilings ?? null,
+    // A resumed sweep keeps the provenance of the command line that defined it.
+    provenance: resume?.provenance ?? options.provenance,
+    testbed,
+    settings: resume ? { ...resume.settings, timing: settings.timing } : settings,
+    ceilings: resume?.ceilings ?? null,
     cases: [],
     complete: false,
-    notes: [...plan.notes],
+    notes: resume ? resume.notes.filter((n) => !n.startsWith('resumed')) : [...plan.notes],
   };
-  if (!gpu.hasTimestamps) results.notes.push('the adapter has no timestamp queries: times are wall clock around onSubmittedWorkDone()');
+  if (!gpu.hasTimestamps && !results.notes.some((n) => n.startsWith('the adapter has no timestamp'))) results.notes.push('the adapter has no timestamp queries: times are wall clock around onSubmittedWorkDone()');
   const resultsPath = join(options.outDir, 'results.json');
   const save = () => writeFileAtomic(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 
@@ -138,13 +126,15 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
       kernels.destroy();
     }
   }
-  const previous = new Map((options.resume?.cases ?? []).map((c) => [c.key, c]));
+  const previous = new Map((resume?.cases ?? []).map((c) => [c.key, c]));
+  const toRun = plan.cases.filter((c) => !previous.has(c.key)).length;
   const anchors: CaseOptions['anchors'] = new Map();
   let device = gpu;
   let lastPeak = 0;
-  for (const [index, planned] of plan.cases.entries()) {
-    options.onCaseStart?.(index, plan.cases.length, caseLabel(planned));
+  let started = 0;
+  for (const planned of plan.cases) {
     const done = previous.get(planned.key);
+    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(planned));
     if (!done && options.reopenDevice && lastPeak > LARGE_CASE_BYTES) device = await options.reopenDevice(device);
     const result =
       done ??
@@ -159,11 +149,12 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
       }));
     results.cases.push(result);
     lastPeak = result.memory?.stepPeak ?? 0;
-    options.onCaseDone?.(result);
+    // Zero-buffer runs first within a config, so each case is final when saved: a resumed run keeps it as it is.
+    if (!done) addRelativeFigures([...results.cases.filter((c) => c.config.strategy === 'zero-buffer'), result]);
+    if (!done) options.onCaseDone?.(result);
     await save();
   }
-  if (previous.size) results.notes.push(`resumed: ${plan.cases.filter((c) => previous.has(c.key)).length} case(s) kept from ${options.resume?.provenance.time}`);
-  addRelativeFigures(results.cases);
+  if (previous.size) results.notes.push(`resumed: ${plan.cases.length - toRun} case(s) kept from ${resume?.provenance.time}, ${toRun} run ${options.provenance.time}`);
   results.complete = true;
   await save();
   await options.writeReports?.(options.outDir, results);

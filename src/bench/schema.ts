@@ -96,6 +96,29 @@ export interface Testbed {
   fingerprint: string;
 }
 
+/** The sweep as `bench` planned it (the flags over the defaults), so that --resume continues exactly it. */
+export interface SavedSweep {
+  strategies: string[];
+  preset: string | null;
+  /** Absent: the preset's values. */
+  tokens?: number[];
+  hidden?: number[];
+  ffn?: number[];
+  experts?: number[];
+  topK?: number[];
+  capacityFactor: number[];
+  activation: string;
+  checkpoint: string;
+  dtype: string;
+  /** As the --skew flag writes it: uniform or zipf:<s>. */
+  skew: string;
+  /** null: the default (only when k > 1). */
+  normalizeGates: boolean | null;
+  auxLoss: number;
+  seed: number;
+  pass: 'forward' | 'train';
+}
+
 export interface BenchSettings {
   preset: string | null;
   pass: 'forward' | 'train';
@@ -105,6 +128,8 @@ export interface BenchSettings {
   timing: 'timestamp' | 'wall';
   /** The swept values, for charts: each key maps to the list given (or the preset's). */
   axes: Record<string, (number | string)[]>;
+  /** Absent in files written before --resume continued the saved sweep. */
+  sweep?: SavedSweep;
 }
 
 export interface BenchResults {

@@ -207,12 +207,30 @@ function settings(ch: Checker, v: unknown, path: string): void {
   if (sampling) for (const key of ['warmup', 'minSamples', 'maxSamples', 'noiseTarget', 'maxTimeMs']) ch.number(sampling, key, `${path}.sampling`, { min: 0 });
   ch.number(s, 'memoryLimit', path, { nullable: true, min: 1 });
   ch.oneOf(s, 'timing', path, ['timestamp', 'wall']);
+  if (s.sweep !== undefined) savedSweep(ch, s.sweep, `${path}.sweep`);
   const axes = ch.object(s.axes, `${path}.axes`);
   if (axes) {
     for (const [axis, values] of Object.entries(axes)) {
       if (!Array.isArray(values) || values.length === 0 || values.some((x) => typeof x !== 'number' && typeof x !== 'string')) ch.fail(`${path}.axes.${axis}`, 'expected a non-empty list of numbers or strings');
     }
   }
+}
+
+function savedSweep(ch: Checker, v: unknown, path: string): void {
+  const s = ch.object(v, path);
+  if (!s) return;
+  if (!Array.isArray(s.strategies) || s.strategies.length === 0 || s.strategies.some((x) => typeof x !== 'string')) ch.fail(`${path}.strategies`, 'expected a non-empty list of strategy names');
+  ch.string(s, 'preset', path, true);
+  for (const key of ['tokens', 'hidden', 'ffn', 'experts', 'topK', 'capacityFactor']) {
+    if (s[key] === undefined && key !== 'capacityFactor') continue;
+    const list = ch.numberArray(s[key], `${path}.${key}`);
+    if (list && (list.length === 0 || list.some((x) => x < 0))) ch.fail(`${path}.${key}`, 'expected a non-empty list of numbers ≥ 0');
+  }
+  for (const key of ['activation', 'checkpoint', 'dtype', 'skew']) ch.string(s, key, path);
+  if (s.normalizeGates !== null) ch.boolean(s, 'normalizeGates', path);
+  ch.number(s, 'auxLoss', path, { min: 0 });
+  ch.number(s, 'seed', path, { min: 0, integer: true });
+  ch.oneOf(s, 'pass', path, ['forward', 'train']);
 }
 
 function ceilings(ch: Checker, v: unknown, path: string): void {

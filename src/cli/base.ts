@@ -40,6 +40,9 @@ const debug = (): boolean => Boolean(process.env.MOEBLAZE_DEBUG);
 function cleanParseMessage(message: string): string {
   return message
     .replace(/^Parsing --\S+\s*\n\t/, '')
+    .replace(/^\s*The following errors? occurred:\s*/, '')
+    // oclif prints the parsed value (bytes for a size): the flag's name is what the user typed.
+    .replace(/--([\w-]+)=\S+ cannot also be provided when using --([\w-]+)/g, '--$1 cannot be combined with --$2 (it would be ignored)')
     .replace(/\s*See more help with --help\s*$/, '')
     .replace(/\s*\n\s*/g, '; ')
     .trim();
@@ -66,6 +69,36 @@ export function describeFailure(error: unknown): Failure {
 }
 
 /**
+ * What oclif accepts silently but a user cannot mean: `--x --no-x` (the last one won), the same
+ * value twice in a repeatable flag (`--impl a --impl a` ran a twice), a single-valued flag given
+ * twice with different values (the last one won). Each is a UsageError naming the flags.
+ */
+export function rejectContradictions(
+  definitions: Record<string, { type?: string; allowNo?: boolean; multiple?: boolean }>,
+  raw: readonly { type: string; flag?: string; input: string }[],
+  values: FlagOutput,
+): void {
+  const given = new Map<string, string[]>();
+  for (const token of raw) if (token.type === 'flag' && token.flag) given.set(token.flag, [...(given.get(token.flag) ?? []), token.input]);
+  for (const [name, inputs] of given) {
+    const definition = definitions[name];
+    if (!definition) continue;
+    if (definition.type === 'boolean') {
+      const negated = inputs.some((i) => i.startsWith(`--no-${name}`));
+      if (definition.allowNo && negated && inputs.some((i) => !i.startsWith(`--no-${name}`))) throw new UsageError(`--${name} and --no-${name} contradict each other; give one`);
+      continue;
+    }
+    if (definition.multiple) {
+      const list = (values[name] ?? []) as unknown[];
+      const twice = list.find((v, i) => list.indexOf(v) !== i);
+      if (twice !== undefined) throw new UsageError(`--${name} ${String(twice)} is given twice; give each value once`);
+    } else if (new Set(inputs).size > 1) {
+      throw new UsageError(`--${name} is given ${inputs.length} times (${inputs.join(', ')}); give it once`);
+    }
+  }
+}
+
+/**
  * Base of every moeblaze command. It owns the error contract: typed errors print one line
  * `moeblaze: <message>` on stderr and exit with their code, flag errors exit 2, anything else 1;
  * under --json stdout carries only JSON (the result, or {error}).
@@ -78,8 +111,9 @@ export abstract class BaseCommand extends Command {
     options?: Interfaces.Input<F, B, A>,
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    let parsed: Interfaces.ParserOutput<F, B, A>;
     try {
-      return await super.parse(options, argv);
+      parsed = await super.parse(options, argv);
     } catch (error) {
       // Parsing was attempted; without this oclif warns "did not parse its arguments" outside production.
       this.parsed = true;
@@ -87,6 +121,8 @@ export abstract class BaseCommand extends Command {
       const text = cleanParseMessage(error instanceof Error ? error.message : String(error));
       throw new UsageError(`${text}; see \`${this.config.bin} ${this.commandName()} --help\``);
     }
+    rejectContradictions(options?.flags ?? {}, parsed.raw, parsed.flags);
+    return parsed;
   }
 
   /**

@@ -64,3 +64,15 @@ export function gateOptionsFromFlags(flags: GateFlagValues, noiseTarget: number 
 }
 
 export const DEFAULT_RETRIES = 2;
+
+/**
+ * The verdict's flags as `bench` takes them: each needs --baseline there (without one there is no
+ * verdict, and a --strict that changes nothing would be accepted silently).
+ */
+export const benchGateFlags: typeof gateFlags = {
+  threshold: { ...gateFlags.threshold, dependsOn: ['baseline'] },
+  'memory-tolerance': { ...gateFlags['memory-tolerance'], dependsOn: ['baseline'] },
+  strict: { ...gateFlags.strict, dependsOn: ['baseline'] },
+  'advisory-speed': { ...gateFlags['advisory-speed'], dependsOn: ['baseline'] },
+  'update-baseline': { ...gateFlags['update-baseline'], dependsOn: ['baseline'] },
+};

@@ -1,4 +1,6 @@
 import { stat } from 'node:fs/promises';
+import { caseKey } from '../bench/plan.js';
+import { UsageError } from '../errors.js';
 import { addRelativeFigures } from '../bench/run.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import { loadBaseline, updateBaseline } from './baseline.js';
@@ -44,12 +46,26 @@ export async function loadBaselineForRun(path: string, update: boolean): Promise
 }
 
 /**
+ * A gate that compared nothing would pass anything: when the current run (or the cases a bench
+ * is about to run) shares no case with the baseline, that is a usage error (exit 2), found before
+ * any GPU work where the keys are known in advance.
+ */
+export function requireSharedCases(baseline: BenchResults, currentKeys: readonly string[], baselinePath: string): void {
+  const keys = new Set(baseline.cases.map((c) => caseKey(c.config)));
+  if (currentKeys.some((k) => keys.has(k))) return;
+  throw new UsageError(
+    `--baseline: "${baselinePath}" shares no case with the current run (${baseline.cases.length} baseline case(s), ${currentKeys.length} current), so there is nothing to compare; run the baseline's sweep, or start a new baseline with --update-baseline after removing the old file`,
+  );
+}
+
+/**
  * The gate as `bench --baseline` runs it, after the sweep: compare, re-measure ambiguous or noisy
  * cases, compare again, then update the baseline if asked. The caller renders the report and
  * sets process.exitCode from report.exitCode.
  */
 export async function gateAgainstBaseline(baseline: BenchResults | null, current: BenchResults, run: GateRunOptions): Promise<GateRunResult> {
   if (baseline === null) return { report: null, baselineMessage: await updateBaseline(run.baselinePath, current) };
+  requireSharedCases(baseline, current.cases.map((c) => caseKey(c.config)), run.baselinePath);
   const compare = () => compareResults(baseline, current, run.options);
   const report = run.remeasure ? await gateWithRetries(compare, run.remeasure, run.retries, run) : compare();
   const baselineMessage = run.update ? await updateBaseline(run.baselinePath, current) : null;

@@ -30,7 +30,10 @@ describe('baseline files', () => {
       ['missing.json', null, /^--baseline: cannot read ".*missing\.json" \(ENOENT\); create one with/],
       ['broken.json', '{"schema": ', /^--baseline: ".*" is not valid JSON/],
       ['other.json', '{"schema": "other/v9"}', /is not a moeblaze\.bench\/v1 results file \(schema: other\/v9\)/],
-      ['nocases.json', '{"schema": "moeblaze.bench/v1", "testbed": {"fingerprint": "x"}}', /lacks cases/],
+      ['nocases.json', '{"schema": "moeblaze.bench/v1", "testbed": {"fingerprint": "x"}}', /results\.provenance: expected an object, got nothing \(missing\).*\(and \d+ more\)/],
+      // Hand-edited files are validated on read (issue 16): a status the tool never writes, cases that are not a list.
+      ['status42.json', JSON.stringify({ ...results({ cases: SWEEP }), cases: [{ ...results({ cases: SWEEP }).cases[0], status: 42 }] }), /results\.cases\[0\]\.status: expected one of ok, oom/],
+      ['casesx.json', JSON.stringify({ ...results({ cases: SWEEP }), cases: 'x' }), /results\.cases: expected an array, got "x"/],
     ];
     for (const [name, text, message] of cases) {
       if (text !== null) await writeFile(join(dir, name), text);

@@ -1,0 +1,76 @@
+import { join } from 'node:path';
+import { UsageError } from '../errors.js';
+import { checkOutputPath } from '../fs.js';
+import type { SamplingPolicy } from '../stats.js';
+import { findStrategy } from '../strategies/index.js';
+import { lockFolder, type FolderLock } from './lock.js';
+import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
+import { readBenchResults } from './read.js';
+import type { BenchResults } from './schema.js';
+import { completeRunSettings, completeSweep, resumeSweep, saveSweep, type GivenSweep, type RunSettings } from './sweep.js';
+
+export interface BenchRequest {
+  /** The sweep flags given on the command line (undefined: not given). */
+  given: GivenSweep;
+  layers?: number;
+  memoryLimit?: number;
+  sampling: { warmup?: number; minSamples?: number; noiseTarget?: number; maxTimeS?: number };
+  out?: string;
+  resume?: string;
+}
+
+export interface PreparedBench {
+  spec: SweepSpec;
+  plan: SweepPlan;
+  run: RunSettings;
+  outDir: string;
+  resume?: BenchResults;
+  /** Held until the command ends (released on exit too). */
+  lock: FolderLock;
+}
+
+export function defaultOutDir(now = new Date()): string {
+  return join('moeblaze-results', now.toISOString().replace(/[:.]/g, '-').slice(0, 19));
+}
+
+/**
+ * Everything bench decides before the GPU opens: the sweep (the saved one with --resume, checked
+ * against the flags), its plan, the output folder (checked, created and locked). Every failure
+ * is a UsageError (exit 2) and nothing is written before the folder is locked.
+ */
+export async function prepareBench(request: BenchRequest): Promise<PreparedBench> {
+  let spec: SweepSpec;
+  let run: RunSettings;
+  let resume: BenchResults | undefined;
+  if (request.resume !== undefined) {
+    checkOutputPath(request.resume, 'folder', 'resume');
+    const path = join(request.resume, 'results.json');
+    resume = await readBenchResults(path, 'resume');
+    const sampling: Partial<SamplingPolicy> = {
+      warmup: request.sampling.warmup,
+      minSamples: request.sampling.minSamples,
+      noiseTarget: request.sampling.noiseTarget,
+      maxTimeMs: request.sampling.maxTimeS === undefined ? undefined : request.sampling.maxTimeS * 1000,
+    };
+    ({ spec, run } = resumeSweep(resume, path, request.given, { layers: request.layers, memoryLimit: request.memoryLimit, sampling }));
+  } else {
+    spec = completeSweep(request.given);
+    run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling });
+  }
+  const plan = planSweep(spec);
+  if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
+  const reasons = plan.cases.map((c) => findStrategy(c.strategy).unsupported(c.layer));
+  if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
+  const outDir = request.out ?? request.resume ?? defaultOutDir();
+  checkOutputPath(outDir, 'folder', 'out');
+  const lock = lockFolder(outDir, request.out === undefined && request.resume !== undefined ? 'resume' : 'out');
+  return { spec, plan, run, outDir, resume, lock };
+}
+
+export { saveSweep };
+
+/** The command that continues an interrupted sweep, for the Ctrl-C message. */
+export function resumeCommand(bin: string, outDir: string, extra: string[] = []): string {
+  const quote = (s: string) => (/^[\w./=:@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+  return [bin, 'bench', '--resume', quote(outDir), ...extra.map(quote)].join(' ');
+}

@@ -1,0 +1,33 @@
+import { readFile } from 'node:fs/promises';
+import { UsageError } from '../errors.js';
+import { BENCH_SCHEMA, type BenchResults } from './schema.js';
+import { validateBenchResults } from './validate.js';
+
+/**
+ * Reads a results.json (moeblaze.bench/v1) for the gate or --resume, validated before any work:
+ * a hand-edited or corrupt file is a UsageError (exit 2) naming the flag and the first problems,
+ * never a TypeError deep inside a renderer or a gate that silently compares against nothing.
+ */
+export async function readBenchResults(path: string, flag: string, hint = ''): Promise<BenchResults> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`--${flag}: cannot read "${path}" (${code ?? (error as Error).message})${code === 'ENOENT' ? hint : ''}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--${flag}: "${path}" is not valid JSON (${(error as Error).message})`);
+  }
+  const schema = (parsed as { schema?: unknown } | null)?.schema;
+  if (schema !== BENCH_SCHEMA) throw new UsageError(`--${flag}: "${path}" is not a ${BENCH_SCHEMA} results file (schema: ${String(schema)})`);
+  const problems = validateBenchResults(parsed);
+  if (problems.length > 0) {
+    const more = problems.length > 3 ? ` (and ${problems.length - 3} more)` : '';
+    throw new UsageError(`--${flag}: "${path}" is not a valid moeblaze.bench/v1 results file: ${problems.slice(0, 3).join('; ')}${more}`);
+  }
+  return parsed as BenchResults;
+}

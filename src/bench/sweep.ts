@@ -1,0 +1,136 @@
+import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, formatSkew, parseSkew, type Activation, type Checkpoint, type DType } from '../config.js';
+import { UsageError } from '../errors.js';
+import { DEFAULT_SAMPLING, type SamplingPolicy } from '../stats.js';
+import { STRATEGIES } from '../strategies/index.js';
+import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
+import type { BenchResults, BenchSettings, SavedSweep } from './schema.js';
+
+/*
+ * What defines a sweep, from the flags or from a results.json: `bench --resume DIR` continues
+ * the sweep saved in DIR, whatever the new command line's defaults are, and refuses flags that
+ * would change it (a resumed file mixing two sweeps would lose cases or compare unlike runs).
+ */
+
+/** The sweep flags as given: undefined for every flag not on the command line. */
+export type GivenSweep = Partial<SweepSpec>;
+
+/** Run settings that are not part of the case keys but that a resumed run must keep. */
+export interface RunSettings {
+  layers: number;
+  memoryLimit: number | null;
+  sampling: SamplingPolicy;
+}
+
+export const DEFAULT_MAX_TIME_S = 5;
+export const DEFAULT_LAYERS = 32;
+
+const FLAG_OF: Record<keyof SweepSpec, string> = {
+  strategies: 'impl',
+  preset: 'preset',
+  tokens: 'tokens',
+  hidden: 'hidden',
+  ffn: 'ffn',
+  experts: 'experts',
+  topK: 'top-k',
+  capacityFactor: 'capacity-factor',
+  activation: 'activation',
+  checkpoint: 'checkpoint',
+  dtype: 'dtype',
+  skew: 'skew',
+  normalizeGates: 'normalize-gates',
+  auxLoss: 'aux-loss',
+  seed: 'seed',
+  pass: 'pass',
+};
+
+/** The strategies in the tool's own order (zero-buffer first: large cases are checked against it). */
+export function orderStrategies(ids: readonly string[] | undefined): string[] {
+  return STRATEGIES.map((s) => s.id).filter((id) => (ids ?? STRATEGIES.map((x) => x.id)).includes(id));
+}
+
+/** A new sweep: the given flags over the defaults. */
+export function completeSweep(given: GivenSweep): SweepSpec {
+  return {
+    strategies: orderStrategies(given.strategies),
+    preset: given.preset ?? null,
+    tokens: given.tokens,
+    hidden: given.hidden,
+    ffn: given.ffn,
+    experts: given.experts,
+    topK: given.topK,
+    capacityFactor: given.capacityFactor ?? [DEFAULT_LAYER.capacityFactor],
+    activation: given.activation ?? ACTIVATIONS[0],
+    checkpoint: given.checkpoint ?? CHECKPOINTS[0],
+    dtype: given.dtype ?? DTYPES[0],
+    skew: given.skew ?? DEFAULT_LAYER.skew,
+    normalizeGates: given.normalizeGates,
+    auxLoss: given.auxLoss ?? 0,
+    seed: given.seed ?? DEFAULT_LAYER.seed,
+    pass: given.pass ?? 'train',
+  };
+}
+
+export function saveSweep(spec: SweepSpec): SavedSweep {
+  return { ...spec, skew: formatSkew(spec.skew), normalizeGates: spec.normalizeGates ?? null };
+}
+
+export function sweepFromSaved(saved: SavedSweep): SweepSpec {
+  return {
+    ...saved,
+    activation: saved.activation as Activation,
+    checkpoint: saved.checkpoint as Checkpoint,
+    dtype: saved.dtype as DType,
+    skew: parseSkew(saved.skew),
+    normalizeGates: saved.normalizeGates ?? undefined,
+  };
+}
+
+export function completeRunSettings(given: Partial<RunSettings> & { maxTimeS?: number; warmup?: number; minSamples?: number; noiseTarget?: number }): RunSettings {
+  return {
+    layers: given.layers ?? DEFAULT_LAYERS,
+    memoryLimit: given.memoryLimit ?? null,
+    sampling: {
+      warmup: given.warmup ?? DEFAULT_SAMPLING.warmup,
+      minSamples: given.minSamples ?? DEFAULT_SAMPLING.minSamples,
+      maxSamples: DEFAULT_SAMPLING.maxSamples,
+      noiseTarget: given.noiseTarget ?? DEFAULT_SAMPLING.noiseTarget,
+      maxTimeMs: (given.maxTimeS ?? DEFAULT_MAX_TIME_S) * 1000,
+    },
+  };
+}
+
+const planKeys = (plan: SweepPlan) => plan.cases.map((c) => c.key).join('\n');
+const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : v === undefined || v === null ? 'its default' : typeof v === 'object' ? formatSkew(v as never) : String(v));
+
+/**
+ * The saved sweep of a results file, with every given flag checked against it: a flag that
+ * changes the planned cases, or a run setting that differs, is a UsageError naming both values.
+ */
+export function resumeSweep(
+  saved: BenchResults,
+  path: string,
+  given: GivenSweep,
+  givenRun: { layers?: number; memoryLimit?: number; sampling: Partial<SamplingPolicy> },
+): { spec: SweepSpec; run: RunSettings } {
+  const settings: BenchSettings = saved.settings;
+  if (!settings.sweep) throw new UsageError(`--resume: "${path}" does not record its sweep (written by an older moeblaze); rerun the sweep instead`);
+  const spec = sweepFromSaved(settings.sweep);
+  const base = planKeys(planSweep(spec));
+  const conflicts: string[] = [];
+  for (const [key, value] of Object.entries(given) as [keyof SweepSpec, unknown][]) {
+    if (value === undefined) continue;
+    const changed = key === 'strategies' ? orderStrategies(value as string[]) : value;
+    if (planKeys(planSweep({ ...spec, [key]: changed })) !== base) conflicts.push(`--${FLAG_OF[key]} ${show(value)} (the saved sweep has ${show(spec[key])})`);
+  }
+  const differs = (flag: string, now: number | undefined, before: number | null) => {
+    if (now !== undefined && now !== before) conflicts.push(`--${flag} ${now} (the saved sweep has ${before ?? 'none'})`);
+  };
+  differs('layers', givenRun.layers, settings.layers);
+  differs('memory-limit', givenRun.memoryLimit, settings.memoryLimit);
+  differs('warmup', givenRun.sampling.warmup, settings.sampling.warmup);
+  differs('min-samples', givenRun.sampling.minSamples, settings.sampling.minSamples);
+  differs('noise-target', givenRun.sampling.noiseTarget, settings.sampling.noiseTarget);
+  differs('max-time', givenRun.sampling.maxTimeMs === undefined ? undefined : givenRun.sampling.maxTimeMs / 1000, settings.sampling.maxTimeMs / 1000);
+  if (conflicts.length) throw new UsageError(`--resume: these flags contradict the sweep saved in "${path}": ${conflicts.join('; ')}; resume with --resume alone`);
+  return { spec, run: { layers: settings.layers, memoryLimit: settings.memoryLimit, sampling: settings.sampling } };
+}

@@ -1,0 +1,139 @@
+import { accessSync, constants, lstatSync, realpathSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { UsageError } from './errors.js';
+
+/*
+ * Everything the commands write goes through here: output paths are checked before any GPU
+ * work (a run must not end with "cannot write"), and files are written atomically, leaving
+ * nothing half-written behind.
+ */
+
+/** Temporary files of writes in flight, so that an interrupted command (Ctrl-C) can remove them. */
+const pendingTemps = new Set<string>();
+let tempCounter = 0;
+
+/** Writes through a temporary name so that an interrupted run never leaves a torn file; removes the temporary file when the write or rename fails. */
+export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
+  pendingTemps.add(tmp);
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  } catch (error) {
+    await unlink(tmp).catch(() => {});
+    throw error;
+  } finally {
+    pendingTemps.delete(tmp);
+  }
+}
+
+/** Synchronous, for exit and signal handlers: removes the temporary files of writes still in flight. */
+export function removePendingTemps(): void {
+  for (const tmp of pendingTemps) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Not created yet, or already renamed.
+    }
+  }
+  pendingTemps.clear();
+}
+
+/*
+ * statfs magic numbers of kernel pseudo filesystems: writing there does not store a file, and
+ * Node's recursive mkdir loops forever on procfs.
+ */
+const PSEUDO_FILESYSTEMS: Record<number, string> = {
+  0x9fa0: 'procfs',
+  0x62656572: 'sysfs',
+  0x27e0eb: 'cgroup',
+  0x63677270: 'cgroup2',
+  0x64626720: 'debugfs',
+  0x74726163: 'tracefs',
+  0x73636673: 'securityfs',
+  0x6165676c: 'pstore',
+  0xcafe4a11: 'bpf',
+  0x62656570: 'configfs',
+  0x1cd1: 'devpts',
+  0x65735543: 'fusectl',
+  0x42494e4d: 'binfmt_misc',
+};
+
+const PSEUDO_ROOTS = ['/proc', '/sys', '/dev'];
+
+export type OutputKind = 'file' | 'folder';
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function under(path: string, root: string): boolean {
+  return path === root || path.startsWith(`${root}/`);
+}
+
+/** The reason `path` sits on a pseudo filesystem, or null. */
+function pseudoFilesystem(path: string, real: string): string | null {
+  const root = PSEUDO_ROOTS.find((r) => under(resolve(path), r) || under(real, r));
+  if (root) return `${root} is not a place for files`;
+  try {
+    const type = PSEUDO_FILESYSTEMS[Number(statfsSync(real).type)];
+    if (type) return `it is on ${type}, a kernel pseudo filesystem`;
+  } catch {
+    // statfs is unavailable on some platforms; the prefix check above still applies.
+  }
+  return null;
+}
+
+function writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks, before any work, that `path` can receive a file or a folder of files: not on a pseudo
+ * filesystem (/proc, /sys, /dev), not a folder where a file goes or a file where a folder goes
+ * (itself or any existing parent), and in a writable place. Throws a UsageError (exit 2) naming
+ * the flag and the reason; creates nothing.
+ */
+export function checkOutputPath(path: string, kind: OutputKind, flag: string): void {
+  const fail = (why: string): never => {
+    throw new UsageError(`--${flag}: cannot write to "${path}": ${why}`);
+  };
+  if (path.trim() === '') fail('the path is empty');
+  if (path.includes('\0')) fail('the path contains a NUL character');
+  const full = resolve(path);
+  // The nearest part of the path that exists decides the rest.
+  let existing = full;
+  while (!exists(existing)) existing = dirname(existing);
+  let real: string;
+  try {
+    real = realpathSync(existing);
+  } catch (error) {
+    return fail(`${existing} cannot be resolved (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const pseudo = pseudoFilesystem(full, real);
+  if (pseudo) fail(pseudo);
+  const stats = statSync(real);
+  if (existing === full) {
+    if (kind === 'folder' && !stats.isDirectory()) fail('it is a file, and this needs a folder');
+    if (kind === 'file' && stats.isDirectory()) fail('it is a folder, and this needs a file name');
+    if (kind === 'file' && !stats.isFile()) fail('it is not a regular file');
+    // An atomic write renames a temporary file in the parent folder, so the parent must be writable too.
+    const folder = kind === 'folder' ? real : dirname(real);
+    if (!writable(folder)) fail(`${folder} is not writable`);
+    return;
+  }
+  if (!stats.isDirectory()) fail(`${existing} is a file, not a folder`);
+  if (!writable(real)) fail(`${existing} is not writable`);
+}
