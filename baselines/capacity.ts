@@ -10,6 +10,7 @@ import { floatBytes } from '../src/f16.js';
 import { readTensor, readTensorU32 } from '../src/gpu/readback.js';
 import { chunkLayout, chunkRowRange, type ChunkLayout, type Tensor } from '../src/gpu/tensor.js';
 import { persistentSpecs, type LayerTensors, type RoutingSummary, type StepContext, type StrategyRunner, type TableLimits } from '../src/strategy.js';
+import { maxOf } from '../src/arrays.js';
 
 /**
  * What the capacity strategies (Tutel, GShard) share: the capacity rule, the padded [E, C, ·]
@@ -43,7 +44,7 @@ export type PlanFor = (c: LayerConfig, capacity: number, chunkBytes: number) => 
 export function capacityOf(c: LayerConfig, routing: RoutingSummary | null | undefined): number {
   if (c.capacityFactor > 0) return expertCapacity(c);
   if (routing?.capacity !== null && routing?.capacity !== undefined) return routing.capacity;
-  if (routing?.expertLoads?.length) return Math.max(...routing.expertLoads);
+  if (routing?.expertLoads?.length) return maxOf(routing.expertLoads);
   return Math.ceil((c.tokens * c.topK) / c.experts);
 }
 
@@ -242,7 +243,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
       // The host needs C to size [E,C,·]: a mid-step readback, inside the timed step.
       step.enc.flush();
       const offsets = await readTensorU32(step.kernels.allocator, this.get('expertOffsets'));
-      this.C = Math.max(0, ...Array.from({ length: E }, (_, e) => offsets[e + 1] - offsets[e]));
+      this.C = maxOf(Array.from({ length: E }, (_, e) => offsets[e + 1] - offsets[e]), 0);
       this.plan = this.planFor(c, this.C, step.chunkBytes);
     }
     await step.enc.dispatch({

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../src/cli/base.js';
-import { gpuFlags, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
+import { gpuFlags, LAYER_DIMENSION_MAX, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
 import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
 import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
@@ -67,7 +67,7 @@ export default class Plan extends BaseCommand {
       default: 'none' as const,
       description: 'optimizer state: adam (2 f32 moments), sgd (f32 momentum), each + an f32 master copy of every weight stored at 16 bits; none (the step as bench measures it)',
     })(),
-    'expert-parallel': integer(1)({ default: 1, description: 'N GPUs the experts are split over (must divide E): per-GPU memory and all-to-all bytes' }),
+    'expert-parallel': integer(1, LAYER_DIMENSION_MAX)({ default: 1, description: 'N GPUs the experts are split over (must divide E): per-GPU memory and all-to-all bytes' }),
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to model (repeatable) [default: every strategy]' }),
     validate: Flags.boolean({
       // --validate checks the tables on a fixed grid: a shape or budget given with it would be ignored.

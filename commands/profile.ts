@@ -4,7 +4,8 @@ import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js'
 import { findPreset, PRESETS } from '../src/config.js';
 import { EnvironmentError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
-import { writeFileAtomic } from '../src/fs.js';
+import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { requireRunnable } from '../src/layer-limits.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
 import { renderProfile } from '../src/render/profile.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
@@ -19,7 +20,7 @@ export default class Profile extends BaseCommand {
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list); size flags override' }),
-    trace: Flags.string({ description: 'write a Chrome/Perfetto trace JSON to this file' }),
+    trace: Flags.string({ helpValue: '<file>', description: 'write a Chrome/Perfetto trace JSON to this file' }),
     'driver-check': Flags.boolean({
       description:
         'on NVIDIA, hold buffers the size of the step\'s peak and compare the driver\'s used-memory change (nvidia-smi) with the allocator\'s; reports the difference (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
@@ -34,6 +35,8 @@ export default class Profile extends BaseCommand {
       : {};
     const config = layerConfigFromFlags(flags, base);
     const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
+    requireRunnable(strategies, config);
+    if (flags.trace !== undefined) checkOutputPath(flags.trace, 'file', 'trace');
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       if (!gpu.hasTimestamps) throw new EnvironmentError(`profile needs the timestamp-query feature for per-kernel times; ${gpu.adapter.description} lacks it (bench falls back to wall-clock times)`);

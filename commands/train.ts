@@ -1,16 +1,17 @@
 import { Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { BaseCommand } from '../src/cli/base.js';
-import { gpuFlags, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
+import { gpuFlags, LAYER_DIMENSION_MAX, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
 import { DTYPES } from '../src/config.js';
 import { requireDtype } from '../src/layer.js';
-import { writeFileAtomic } from '../src/fs.js';
+import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { strategyIds } from '../src/strategies/index.js';
-import { trainConfig, DEFAULT_TRAIN } from '../src/train/model.js';
+import { moeConfig, trainConfig, DEFAULT_TRAIN } from '../src/train/model.js';
 import { runTraining, type TrainResult } from '../src/train/run.js';
 
-const int = (min: number) => Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min) });
+const int = (min: number, max = LAYER_DIMENSION_MAX) => Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
 const float = Flags.custom<number>({ parse: async (input, _ctx, opts) => parseNonNegativeFloat(input, opts.name) });
 
 export default class Train extends BaseCommand {
@@ -26,7 +27,7 @@ export default class Train extends BaseCommand {
   static override flags = {
     ...gpuFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy of the MoE layer (repeatable) [default: zero-buffer]' }),
-    steps: int(1)({ description: `optimizer steps [default: ${DEFAULT_TRAIN.steps}]` }),
+    steps: int(1, 10_000_000)({ description: `optimizer steps [default: ${DEFAULT_TRAIN.steps}]` }),
     lr: float({ description: `Adam learning rate [default: ${DEFAULT_TRAIN.lr}]` }),
     seed: Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 0, 0xffffffff) })({ description: `seed of data, teacher and initial weights [default: ${DEFAULT_TRAIN.seed}]` }),
     dtype: Flags.option({ options: DTYPES, description: 'storage of activations, weights and gradients; f16 keeps f32 master weights and Adam state and needs the adapter\'s shader-f16 [default: f32]' })(),
@@ -58,6 +59,8 @@ export default class Train extends BaseCommand {
       dtype: flags.dtype,
     });
     const strategies = flags.impl ?? ['zero-buffer'];
+    requireRunnable(strategies, moeConfig(config));
+    if (flags.out !== undefined) checkOutputPath(flags.out, 'folder', 'out');
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await runTraining(gpu, config, strategies, trainProgressWriter());

@@ -4,7 +4,9 @@ import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli
 import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { renderVerify } from '../src/render/verify.js';
-import { findStrategy, strategyIds } from '../src/strategies/index.js';
+import { strategyIds } from '../src/strategies/index.js';
+import { prepareDumpFolder } from '../src/dump-folder.js';
+import { requireRunnable, requireVerifiable } from '../src/layer-limits.js';
 import { verifyStrategies, type VerifyResult } from '../src/verify.js';
 import type { Provenance } from '../src/provenance.js';
 
@@ -34,7 +36,7 @@ export default class Verify extends BaseCommand {
       },
       description: 'largest relative error that passes [default: 1e-4 for f32]',
     })(),
-    dump: Flags.directory({ description: 'write inputs, routing and results as .npy files with manifest.json into this folder' }),
+    dump: Flags.string({ helpValue: '<dir>', description: 'write inputs, routing and results as .npy files with manifest.json into this folder' }),
     'chunk-limit': sizeFlag({
       description: 'split every chunkable tensor into buffers of at most this size (exercises chunking on small shapes) [default: the adapter\'s binding limit]',
     }),
@@ -44,7 +46,9 @@ export default class Verify extends BaseCommand {
     const { flags } = await this.parse(Verify);
     const config = layerConfigFromFlags(flags);
     const strategies = flags.impl ?? strategyIds();
-    strategies.forEach(findStrategy);
+    requireRunnable(strategies, config);
+    requireVerifiable(config);
+    if (flags.dump !== undefined) prepareDumpFolder(flags.dump);
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await verifyStrategies(gpu, config, {

@@ -12,7 +12,7 @@ import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
 import { findStrategy } from './strategies/index.js';
 import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy.js';
-import { formatBytes } from './units.js';
+import { requireBindingFits } from './layer-limits.js';
 
 export interface MoELayerOptions {
   numExperts: number;
@@ -93,15 +93,9 @@ export class MoELayer {
     this.chunkBytes = Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
     this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
     this.kernels = new KernelContext(this.allocator);
+    requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
     const { tokens: T, hidden: d, ffn: h, experts: E } = config;
     const f = floatBytes(config.dtype);
-    const tokenBytes = T * d * f;
-    if (tokenBytes > gpu.maxBindingBytes) {
-      throw new EnvironmentError(`X [${T}×${d}] needs ${formatBytes(tokenBytes)}, more than one storage binding holds on this adapter (${formatBytes(gpu.maxBindingBytes)}); use fewer --tokens`);
-    }
-    if (d * h * f > this.chunkBytes) {
-      throw new EnvironmentError(`one expert's weight matrix [${d}×${h}] needs ${formatBytes(d * h * f)}, more than one storage binding holds (${formatBytes(this.chunkBytes)})`);
-    }
     const a = this.allocator;
     const whole = (rows: number, cols: number) => chunkLayout(rows, cols, f, Infinity);
     const perExpert = (cols: number) => chunkLayout(E, cols, f, this.chunkBytes);

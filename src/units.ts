@@ -8,6 +8,9 @@ const UNITS: Record<string, number> = {
   tib: 2 ** 40,
 };
 
+/** Sizes are counted in doubles: above 2^53 bytes (8 PiB, far beyond any GPU) they are no longer exact. */
+export const MAX_SIZE_BYTES = 2 ** 53;
+
 /**
  * Parses a byte size as DESIGN.md §4 defines it: B, KiB, MiB, GiB (and TiB) suffixes;
  * a bare number means GiB, because memory budgets are almost always given in GiB.
@@ -21,18 +24,24 @@ export function parseBytes(text: string, flag = 'size'): number {
   }
   const bytes = Math.round(Number(match[1]) * scale);
   if (!(bytes > 0)) throw new UsageError(`--${flag}: "${text}" must be larger than zero`);
+  if (bytes > MAX_SIZE_BYTES) throw new UsageError(`--${flag}: "${text}" is too large; at most ${formatBytes(MAX_SIZE_BYTES)}`);
   return bytes;
 }
 
-/** Human-readable bytes in binary units, e.g. "1.50 GiB". */
+const DISPLAY_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+
+/** Human-readable bytes in binary units, e.g. "1.50 GiB"; up to EiB, so that a huge plan reads "14.2 EiB", not "1.5e+10 GiB". */
 export function formatBytes(bytes: number): string {
   const sign = bytes < 0 ? '-' : '';
   let value = Math.abs(bytes);
-  for (const unit of ['B', 'KiB', 'MiB', 'GiB']) {
-    if (value < 1024 || unit === 'GiB') {
-      return unit === 'B' ? `${sign}${value} B` : `${sign}${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ${unit}`;
+  for (const unit of DISPLAY_UNITS) {
+    if (value < 1024 || unit === DISPLAY_UNITS[DISPLAY_UNITS.length - 1]) {
+      if (unit === 'B') return `${sign}${value} B`;
+      const digits = value < 10 ? 2 : value < 100 ? 1 : 0;
+      // Beyond 1024 EiB the number itself grows: group its digits rather than switch to e-notation.
+      return `${sign}${value < 1e6 ? value.toFixed(digits) : Math.round(value).toLocaleString('en-US')} ${unit}`;
     }
     value /= 1024;
   }
-  return `${sign}${value} TiB`;
+  return `${sign}${value} B`;
 }

@@ -3,7 +3,9 @@ import { formatSkew, type LayerConfig } from './config.js';
 import type { GpuContext } from './gpu/runtime.js';
 import { toHalf } from './f16.js';
 import { MoELayer, seededInputs } from './layer.js';
-import { writeFileAtomic, writeNpy } from './npy.js';
+import { requireBindingFits, requireVerifiable } from './layer-limits.js';
+import { writeFileAtomic } from './fs.js';
+import { writeNpy } from './npy.js';
 import { compareTensors, referenceStep, toFloat64, toleranceFor, type ReferenceResult } from './reference/index.js';
 import type { LayerInputs } from './rng.js';
 import { findStrategy } from './strategies/index.js';
@@ -105,6 +107,9 @@ function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | n
 
 export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, options: VerifyOptions): Promise<VerifyResult> {
   const tolerance = options.tolerance ?? toleranceFor(config.dtype);
+  // Before any input is generated: a shape that cannot fit fails here with its size and the limit.
+  requireVerifiable(config);
+  if (options.strategies.some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
   const inputs = seededInputs(config);
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
@@ -201,6 +206,12 @@ async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, resu
     for (const t of r.tensors) files[`${r.strategy}/${t.tensor}.npy`] = { shape: s[t.tensor], dtype: f, layout: 'C order, little-endian' };
   }
   for (const folder of refs.keys()) for (const t of VERIFIED_TENSORS) if (t !== 'dW3' || c.activation === 'swiglu') files[`${folder}/${t}.npy`] = { shape: s[t], dtype: '<f8', layout: 'C order, little-endian' };
+  // dumpReference writes each reference's routing beside its tensors: listed too, so that the manifest names every file.
+  for (const folder of refs.keys()) {
+    files[`${folder}/experts.npy`] = { shape: [T, k], dtype: '<i4', layout: 'C order, little-endian' };
+    files[`${folder}/gates.npy`] = { shape: [T, k], dtype: '<f8', layout: 'C order, little-endian' };
+    files[`${folder}/kept.npy`] = { shape: [T, k], dtype: '|u1', layout: 'C order, little-endian' };
+  }
   const manifest = {
     format: 'moeblaze.verify-dump/v1',
     config: {

@@ -12,22 +12,31 @@ import { parseBytes } from '../units.js';
 
 export function parseIntegerFlag(text: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
+  // Digits beyond the safe range are still "an integer": say what the limit is, not what an integer is.
+  if (!Number.isNaN(value) && value > max) throw new UsageError(`--${flag}: "${text.trim()}" is too large; at most ${max}`);
+  if (!Number.isSafeInteger(value) || value < min) {
     const range = max === Number.MAX_SAFE_INTEGER ? (min === 1 ? 'a positive integer' : `an integer ≥ ${min}`) : `an integer ${min}..${max}`;
     throw new UsageError(`--${flag}: "${text}" is not allowed; use ${range}`);
   }
   return value;
 }
 
+/**
+ * The largest tokens, hidden, ffn, experts and top-k the tool takes: the kernels index elements
+ * and rows with 32-bit integers, and an array of one row per token or expert must fit in memory.
+ */
+export const LAYER_DIMENSION_MAX = 2 ** 31 - 1;
+
 /** Floats ≥ 0 (oclif has no float flag); exponents are accepted, NaN and Infinity are not. */
 export function parseNonNegativeFloat(text: string, flag: string): number {
   const value = /^\s*\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (value === Infinity) throw new UsageError(`--${flag}: "${text}" is too large; at most ${Number.MAX_VALUE}`);
   if (!Number.isFinite(value) || value < 0) throw new UsageError(`--${flag}: "${text}" is not allowed; use a number ≥ 0`);
   return value;
 }
 
 const positiveInteger = Flags.custom<number>({
-  parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 1),
+  parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 1, LAYER_DIMENSION_MAX),
 });
 
 const nonNegativeFloat = Flags.custom<number>({
@@ -134,7 +143,7 @@ export function parseList<T>(text: string, flag: string, item: (text: string, fl
 }
 
 export const integerList = Flags.custom<number[]>({
-  parse: async (input, _ctx, opts) => parseList(input, opts.name, (t, f) => parseIntegerFlag(t, f, 1)),
+  parse: async (input, _ctx, opts) => parseList(input, opts.name, (t, f) => parseIntegerFlag(t, f, 1, LAYER_DIMENSION_MAX)),
   helpValue: '<n,n,…>',
 });
 

@@ -1,3 +1,4 @@
+import { formatBytes, MAX_SIZE_BYTES } from '../units.js';
 import { formatSkew, type LayerConfig } from '../config.js';
 import { UsageError } from '../errors.js';
 import { STRATEGIES } from '../strategies/index.js';
@@ -82,6 +83,12 @@ export function checkPlanOptions(o: PlanOptions): void {
     throw new UsageError(`--expert-parallel: ${N} GPUs cannot split ${o.config.experts} experts evenly; use one of ${divisors.join(', ')}`);
   }
   if (!Number.isInteger(o.layers) || o.layers < 1) throw new UsageError(`--layers: ${o.layers} is not allowed; use a positive integer`);
+  // Byte counts are doubles: past 2^53 they stop being exact, and no machine holds such a model anyway.
+  const { hidden: d, ffn: h, experts: E } = o.config;
+  const weightBytes = ((o.config.activation === 'swiglu' ? 3 : 2) * E * d * h + d * E) * 2 * o.layers;
+  if (weightBytes > MAX_SIZE_BYTES) {
+    throw new UsageError(`this shape's weights alone need ${formatBytes(weightBytes)} at 16 bits, more than plan models (at most ${formatBytes(MAX_SIZE_BYTES)}); use smaller --experts, --hidden, --ffn or --layers`);
+  }
 }
 
 /** The model at T tokens: the mean of the strategy's table over the sampled routings. */

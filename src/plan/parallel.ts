@@ -2,6 +2,7 @@ import type { LayerConfig } from '../config.js';
 import { floatBytes } from '../f16.js';
 import type { LayerMemory, ParallelExtra, PlanDType } from './memory.js';
 import type { ExpectedRouting, RoutingModel } from './routing.js';
+import { maxOf } from '../arrays.js';
 
 /**
  * Expert parallelism over N GPUs, modelled (never executed): experts split evenly, E/N a GPU
@@ -46,7 +47,7 @@ export function allToAll(c: LayerConfig, dtype: PlanDType, gpus: number, routing
     rowsPerGpu: rows,
     remoteFraction: remote,
     bytes: { dispatchForward: bytes, combineForward: bytes, dispatchBackward: bytes, combineBackward: bytes, total: 4 * bytes },
-    maxReceivedRows: Math.max(...received),
+    maxReceivedRows: maxOf(received),
     meanReceivedRows: received.reduce((a, b) => a + b, 0) / gpus,
   };
 }

@@ -2,6 +2,7 @@ import { paddedRows } from '../../baselines/megablocks-table.js';
 import { expertCapacity, skewBias, type LayerConfig, type Skew } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { RoutingSummary } from '../strategy.js';
+import { maxOf } from '../arrays.js';
 
 /**
  * The routing model behind `plan` (DESIGN.md §4: "plan uses the same tables with expected
@@ -91,7 +92,7 @@ function binomial(rng: Xoshiro128, n: number, p: number): number {
 export function summaryFromLoads(c: LayerConfig, dropless: boolean, loads: number[]): RoutingSummary {
   const R = c.tokens * c.topK;
   if (dropless) return { expertLoads: loads, keptPairs: R, droppedPairs: 0, capacity: null };
-  const capacity = c.capacityFactor > 0 ? expertCapacity(c) : Math.max(0, ...loads);
+  const capacity = c.capacityFactor > 0 ? expertCapacity(c) : maxOf(loads, 0);
   const dropped = Math.min(R, loads.reduce((a, n) => a + Math.max(0, n - capacity), 0));
   return { expertLoads: loads, keptPairs: R - dropped, droppedPairs: dropped, capacity };
 }
@@ -140,7 +141,7 @@ export function expectedRouting(c: LayerConfig, dropless: boolean, model: Routin
     method: model.method,
     samples: samples.length,
     expertLoads: model.selection.map((p) => c.tokens * p),
-    maxLoad: mean(samples.map((s) => Math.max(0, ...s.expertLoads))),
+    maxLoad: mean(samples.map((s) => maxOf(s.expertLoads, 0))),
     capacity: dropless ? null : mean(samples.map((s) => s.capacity ?? 0)),
     droppedPairs: dropped,
     droppedFraction: R ? dropped / R : 0,

@@ -21,7 +21,9 @@ function count(n: number): string {
 }
 
 function percent(fraction: number): string {
-  return `${(100 * fraction).toFixed(1)}%`;
+  const text = (100 * fraction).toFixed(1);
+  // A tiny negative share rounds to "-0.0"; zero has no sign.
+  return `${/^-0\.0$/.test(text) ? '0.0' : text}%`;
 }
 
 function settingsLine(r: PlanResult): string {

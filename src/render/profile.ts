@@ -2,6 +2,7 @@ import chalk from 'chalk';
 import Table from 'cli-table3';
 import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../profile.js';
 import { formatBytes } from '../units.js';
+import { maxOf, minOf } from '../arrays.js';
 
 const BLOCKS = '▁▂▃▄▅▆▇█';
 
@@ -10,9 +11,9 @@ export function sparkline(values: number[], width = 60): string {
   if (values.length === 0) return '';
   const step = Math.max(1, values.length / width);
   const samples: number[] = [];
-  for (let i = 0; i < values.length; i += step) samples.push(Math.max(...values.slice(Math.floor(i), Math.floor(i + step)) || [0]));
-  const lo = Math.min(...samples);
-  const hi = Math.max(...samples);
+  for (let i = 0; i < values.length; i += step) samples.push(maxOf(values.slice(Math.floor(i), Math.floor(i + step)), 0));
+  const lo = minOf(samples);
+  const hi = maxOf(samples);
   return samples.map((v) => BLOCKS[hi === lo ? BLOCKS.length - 1 : Math.round(((v - lo) / (hi - lo)) * (BLOCKS.length - 1))]).join('');
 }
 

@@ -3,6 +3,7 @@ import type { TrainProgress, TrainResult } from '../train/run.js';
 import { formatBytes } from '../units.js';
 import { strategyColor } from './bench-format.js';
 import { escapeXml as esc, renderLineChart } from './svg-chart.js';
+import { maxOf } from '../arrays.js';
 
 function formatLoss(v: number): string {
   return Math.abs(v) >= 0.01 ? v.toFixed(4) : v.toExponential(3);
@@ -23,7 +24,7 @@ export function progressLine(p: TrainProgress): string {
 /** Text bars, one row per expert. */
 export function loadHistogram(loads: readonly number[], width = 30): string[] {
   const total = loads.reduce((a, b) => a + b, 0) || 1;
-  const max = Math.max(...loads, 1);
+  const max = Math.max(maxOf(loads), 1);
   const w = String(loads.length - 1).length;
   return loads.map((n, e) => `  expert ${String(e).padStart(w)} ${'█'.repeat(Math.round((n / max) * width)).padEnd(width)} ${n} (${((100 * n) / total).toFixed(1)}%)`);
 }
@@ -46,7 +47,7 @@ export function renderTrainSummary(r: TrainResult): string {
     lines.push(`${run.strategy}: loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.finalLoss)} (÷${run.reduction.toFixed(1)}, mean of the last ${Math.min(10, run.steps.length)} steps)`);
     lines.push(`  ${formatRate(run.tokensPerSecond)} tokens/s, ${run.wallSeconds.toFixed(1)} s, peak ${formatBytes(run.peakBytes)} (${Object.entries(run.peakByTag).map(([t, b]) => `${t} ${formatBytes(b ?? 0)}`).join(', ')})`);
     lines.push('  expert load (pairs per expert, trained model, fresh batch):');
-    lines.push(...loadHistogram(run.expertLoads));
+    for (const line of loadHistogram(run.expertLoads)) lines.push(line);
   }
   return lines.join('\n');
 }
@@ -85,7 +86,7 @@ export function renderTrainHtml(r: TrainResult): string {
     .join('\n');
   const hist = r.runs
     .map((run) => {
-      const max = Math.max(...run.expertLoads, 1);
+      const max = Math.max(maxOf(run.expertLoads), 1);
       const bars = run.expertLoads.map((n, e) => `<tr><td>expert ${e}</td><td style="text-align:left"><span class="bar" style="width:${((240 * n) / max).toFixed(0)}px"></span></td><td>${n}</td></tr>`).join('');
       return `<h3>${esc(run.strategy)}</h3><table>${bars}</table>`;
     })
