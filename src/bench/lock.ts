@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 
@@ -36,12 +36,13 @@ function ownerOf(path: string): number | null {
 
 /** Creates `dir` if needed and locks it for this process; a UsageError (exit 2) when another live process holds it. */
 export function lockFolder(dir: string, flag = 'out'): FolderLock {
-  mkdirSync(dir, { recursive: true });
+  // The first folder mkdir creates, if any: released with the lock when the run wrote nothing into it.
+  const created = mkdirSync(dir, { recursive: true });
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
-      return lockAt(path);
+      return lockAt(path, created === undefined ? null : dir);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new UsageError(`--${flag}: cannot lock "${dir}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
     }
@@ -59,7 +60,7 @@ export function lockFolder(dir: string, flag = 'out'): FolderLock {
   throw new UsageError(`--${flag}: cannot lock "${dir}": other processes keep taking it`);
 }
 
-function lockAt(path: string): FolderLock {
+function lockAt(path: string, createdDir: string | null): FolderLock {
   let held = true;
   const release = () => {
     if (!held) return;
@@ -69,6 +70,14 @@ function lockAt(path: string): FolderLock {
       if (ownerOf(path) === process.pid) unlinkSync(path);
     } catch {
       // Already gone.
+    }
+    // A run that failed before its first result (no adapter, say) leaves no empty folder behind.
+    if (createdDir !== null) {
+      try {
+        rmdirSync(createdDir);
+      } catch {
+        // Not empty: results were written.
+      }
     }
   };
   process.on('exit', release);

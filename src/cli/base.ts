@@ -69,7 +69,7 @@ export function describeFailure(error: unknown): Failure {
 }
 
 /**
- * What oclif accepts silently but a user cannot mean: `--x --no-x` (the last one won), the same
+ * What oclif accepts silently but a user cannot mean: an empty value, `--x --no-x` (the last one won), the same
  * value twice in a repeatable flag (`--impl a --impl a` ran a twice), a single-valued flag given
  * twice with different values (the last one won). Each is a UsageError naming the flags.
  */
@@ -83,6 +83,8 @@ export function rejectContradictions(
   for (const [name, inputs] of given) {
     const definition = definitions[name];
     if (!definition) continue;
+    // An empty value is never meant: `--baseline ""` would otherwise read as "no baseline" and skip the gate.
+    if (definition.type !== 'boolean' && inputs.some((i) => i.trim() === '')) throw new UsageError(`--${name}: the value is empty; give one`);
     if (definition.type === 'boolean') {
       const negated = inputs.some((i) => i.startsWith(`--no-${name}`));
       if (definition.allowNo && negated && inputs.some((i) => !i.startsWith(`--no-${name}`))) throw new UsageError(`--${name} and --no-${name} contradict each other; give one`);

@@ -15,7 +15,8 @@ export function parseIntegerFlag(text: string, flag: string, min: number, max = 
   // Digits beyond the safe range are still "an integer": say what the limit is, not what an integer is.
   if (!Number.isNaN(value) && value > max) throw new UsageError(`--${flag}: "${text.trim()}" is too large; at most ${max}`);
   if (!Number.isSafeInteger(value) || value < min) {
-    const range = max === Number.MAX_SAFE_INTEGER ? (min === 1 ? 'a positive integer' : `an integer ≥ ${min}`) : `an integer ${min}..${max}`;
+    const atMost = max === Number.MAX_SAFE_INTEGER ? '' : ` (at most ${max})`;
+    const range = min === 1 ? `a positive integer${atMost}` : max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer ${min}..${max}`;
     throw new UsageError(`--${flag}: "${text}" is not allowed; use ${range}`);
   }
   return value;
