@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 
@@ -50,7 +50,8 @@ export function lockFolder(dir: string, flag = 'out'): FolderLock {
     if (owner !== null && owner !== process.pid && alive(owner)) {
       throw new UsageError(`--${flag}: another moeblaze bench (process ${owner}) is writing to "${dir}"; wait for it to end or choose another folder`);
     }
-    // The owner is gone (or the file is unreadable): take the folder over.
+    // The owner is gone (or the file is unreadable): take the folder over, with the temporary files its writes left.
+    if (owner !== null && owner !== process.pid) removeTempsOf(dir, owner);
     try {
       unlinkSync(path);
     } catch {
@@ -58,6 +59,19 @@ export function lockFolder(dir: string, flag = 'out'): FolderLock {
     }
   }
   throw new UsageError(`--${flag}: cannot lock "${dir}": other processes keep taking it`);
+}
+
+/** writeFileAtomic names its temporary files <name>.tmp-<pid>-<n>: a killed run's are garbage. */
+function removeTempsOf(dir: string, pid: number): void {
+  for (const name of readdirSync(dir)) {
+    if (name.includes(`.tmp-${pid}-`)) {
+      try {
+        unlinkSync(join(dir, name));
+      } catch {
+        // Gone already.
+      }
+    }
+  }
 }
 
 function lockAt(path: string, createdDir: string | null): FolderLock {

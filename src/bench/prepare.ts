@@ -45,7 +45,7 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
   if (request.resume !== undefined) {
     checkOutputPath(request.resume, 'folder', 'resume');
     const path = join(request.resume, 'results.json');
-    resume = await readBenchResults(path, 'resume');
+    resume = await readBenchResults(path, 'resume', '; the run stopped before it started measuring (or this is not a bench folder): start the sweep again');
     const sampling: Partial<SamplingPolicy> = {
       warmup: request.sampling.warmup,
       minSamples: request.sampling.minSamples,

@@ -116,6 +116,8 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   if (!gpu.hasTimestamps && !results.notes.some((n) => n.startsWith('the adapter has no timestamp'))) results.notes.push('the adapter has no timestamp queries: times are wall clock around onSubmittedWorkDone()');
   const resultsPath = join(options.outDir, 'results.json');
   const save = () => writeFileAtomic(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
+  // At once, so that a run killed from here on can be resumed: the file records the sweep.
+  await save();
 
   if (!results.ceilings && options.ceilings !== false) {
     const kernels = new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }));
