@@ -20,7 +20,7 @@ function count(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-function percent(fraction: number): string {
+export function formatPercent(fraction: number): string {
   const text = (100 * fraction).toFixed(1);
   // A tiny negative share rounds to "-0.0"; zero has no sign.
   return `${/^-0\.0$/.test(text) ? '0.0' : text}%`;
@@ -77,8 +77,8 @@ function layerTable(r: PlanResult): string {
       formatBytes(m.activationPeak),
       formatBytes(m.savedForBackward),
       m.peakPhase,
-      p.dropless ? '—' : percent(p.routing.droppedFraction),
-      p.strategy === 'megablocks' ? percent(p.routing.paddingFraction) : '—',
+      p.dropless ? '—' : formatPercent(p.routing.droppedFraction),
+      p.strategy === 'megablocks' ? formatPercent(p.routing.paddingFraction) : '—',
       p.routing.capacity === null ? '—' : count(p.routing.capacity),
       p.unsupported ? `this tool cannot run it: ${p.unsupported}` : p.unsupportedAtLargest ? `this tool cannot run the largest T: ${p.unsupportedAtLargest}` : '',
     ]);
@@ -94,7 +94,7 @@ function parallelTable(r: PlanResult): string {
     t.push([
       p.strategy,
       count(a.rowsPerGpu),
-      percent(a.remoteFraction),
+      formatPercent(a.remoteFraction),
       formatBytes(a.bytes.dispatchForward),
       formatBytes(a.bytes.combineForward),
       formatBytes(a.bytes.dispatchBackward + a.bytes.combineBackward),
