@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { checkOutputPath } from '../fs.js';
 import type { SamplingPolicy } from '../stats.js';
@@ -63,11 +64,36 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
   if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
   const outDir = request.out ?? request.resume ?? defaultOutDir();
   checkOutputPath(outDir, 'folder', 'out');
+  // The lock first: a folder another live bench is writing is reported as such.
   const lock = lockFolder(outDir, request.out === undefined && request.resume !== undefined ? 'resume' : 'out');
+  try {
+    if (request.out !== undefined && !sameFolder(request.out, request.resume)) refuseOtherResults(request.out);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   return { spec, plan, run, outDir, resume, lock };
 }
 
 export { saveSweep };
+
+function sameFolder(a: string, b: string | undefined): boolean {
+  return b !== undefined && resolve(a) === resolve(b);
+}
+
+/** A new sweep into a folder that holds another one's results.json would overwrite them: refused, with the ways out. */
+function refuseOtherResults(dir: string): void {
+  const path = join(dir, 'results.json');
+  if (!existsSync(path)) return;
+  let what = 'a results.json';
+  try {
+    const old = JSON.parse(readFileSync(path, 'utf8')) as Partial<BenchResults>;
+    what = `the results of another sweep (${Array.isArray(old.cases) ? old.cases.length : '?'} case(s), ${old.complete ? 'complete' : 'unfinished'}, from ${old.provenance?.time ?? 'an unknown time'})`;
+  } catch {
+    // Unreadable: still not ours to overwrite.
+  }
+  throw new UsageError(`--out: "${dir}" already holds ${what}; continue that sweep with --resume ${dir}, or choose another folder`);
+}
 
 /** The command that continues an interrupted sweep, for the Ctrl-C message. */
 export function resumeCommand(bin: string, outDir: string, extra: string[] = []): string {

@@ -81,6 +81,14 @@ describe('bench --resume continues the saved sweep', () => {
       prepared.lock.release();
     }
   });
+
+  it('a new sweep into a folder with another sweep\'s results is refused: they would be lost', async () => {
+    const dir = fresh();
+    writeFileSync(join(dir, 'results.json'), JSON.stringify(saved()));
+    await expect(prepareBench({ given: {}, sampling: {}, out: dir })).rejects.toThrow(/^--out: ".*" already holds the results of another sweep \(1 case\(s\), unfinished, from 2026-01-01.*\); continue that sweep with --resume/);
+    const same = await prepareBench({ given: {}, sampling: {}, out: dir, resume: dir });
+    same.lock.release();
+  });
 });
 
 describe('the output folder lock', () => {
