@@ -2,14 +2,14 @@ import { Flags, type Interfaces } from '@oclif/core';
 import { join } from 'node:path';
 import { writeBenchReports } from '../src/bench/output.js';
 import { prepareBench, resumeCommand, saveSweep, type PreparedBench } from '../src/bench/prepare.js';
-import { runBench } from '../src/bench/run.js';
+import { runBench, sweepFailure } from '../src/bench/run.js';
 import { onInterrupt } from '../src/cli/interrupt.js';
 import { checkOutputPath } from '../src/fs.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
 import { PRESETS } from '../src/config.js';
-import { UsageError } from '../src/errors.js';
+import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
@@ -182,6 +182,12 @@ export default class Bench extends BaseCommand {
             process.exitCode = report.exitCode;
           }
           if (baselineMessage) this.progress(baselineMessage);
+        }
+        const failure = sweepFailure(results);
+        if (failure) {
+          // Per-case errors here are the adapter's limits (usage errors were refused before the GPU opened).
+          this.progress(`moeblaze: ${failure}`);
+          process.exitCode = ExitCode.environment;
         }
         return results;
       } finally {

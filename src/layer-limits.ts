@@ -34,6 +34,9 @@ export function requireBindingFits(config: LayerConfig, maxBindingBytes: number,
   if (tokenBytes > maxBindingBytes) {
     throw new EnvironmentError(`X [${T}×${d}] needs ${formatBytes(tokenBytes)}, more than one storage binding holds on this adapter (${formatBytes(maxBindingBytes)}); use fewer --tokens`);
   }
+  if (d * h * f > chunkBytes && d * h * f <= maxBindingBytes) {
+    throw new UsageError(`--chunk-limit: ${formatBytes(chunkBytes)} is smaller than one expert's weight matrix [${d}×${h}] (${formatBytes(d * h * f)}); use at least that`);
+  }
   if (d * h * f > chunkBytes) {
     throw new EnvironmentError(`one expert's weight matrix [${d}×${h}] needs ${formatBytes(d * h * f)}, more than one storage binding holds (${formatBytes(chunkBytes)})`);
   }

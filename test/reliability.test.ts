@@ -8,6 +8,7 @@ import { parseIntegerFlag } from '../src/cli/flags.js';
 import { layerConfig } from '../src/config.js';
 import { prepareDumpFolder } from '../src/dump-folder.js';
 import { EnvironmentError, UsageError } from '../src/errors.js';
+import { sweepFailure } from '../src/bench/run.js';
 import { gateAgainstBaseline } from '../src/gate/run.js';
 import { requireBindingFits, requireRunnable, requireVerifiable } from '../src/layer-limits.js';
 import { planModel } from '../src/plan/model.js';
@@ -76,6 +77,16 @@ describe('size checks before any input is generated', () => {
     const wide = layerConfig({ tokens: 16, hidden: 8192, ffn: 8192, experts: 2, topK: 1 });
     expect(() => requireBindingFits(wide, 128 * 2 ** 20)).toThrow(EnvironmentError);
     expect(() => requireBindingFits(layerConfig({ tokens: 2 ** 22, hidden: 64 }), 128 * 2 ** 20)).toThrow(/X \[4194304×64\] needs 1\.00 GiB, more than one storage binding holds on this adapter \(128 MiB\)/);
+    // Below the adapter's limit, a too-small --chunk-limit is the user's choice: exit 2 naming the flag.
+    expect(() => requireBindingFits(layerConfig({}), 128 * 2 ** 20, 1)).toThrow(/^--chunk-limit: 1 B is smaller than one expert's weight matrix \[64×128\] \(32\.0 KiB\)/);
+  });
+
+  it('a bench where no case produced a result does not pass', () => {
+    const r = results({ cases: SWEEP.map((c) => ({ ...c, status: 'error' as const })) });
+    r.cases.forEach((c) => (c.message = 'X needs 477 GiB, more than one storage binding holds'));
+    expect(sweepFailure(r)).toMatch(/^no case of the sweep produced a result \(3 error, 0 unsupported\), e\.g\. zero-buffer: X needs 477 GiB/);
+    r.cases[1].status = 'oom';
+    expect(sweepFailure(r)).toBeNull();
   });
 });
 

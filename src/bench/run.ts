@@ -59,6 +59,17 @@ export function testbedOf(gpu: GpuContext, provenance: Provenance): Testbed {
   };
 }
 
+/**
+ * A sweep where no case produced a result (every one an error or unsupported) measured nothing,
+ * and must not exit 0: the sentence to print, or null. Out-of-memory rows are results.
+ */
+export function sweepFailure(results: BenchResults): string | null {
+  if (results.cases.some((c) => c.status === 'ok' || c.status === 'oom' || c.status === 'mismatch')) return null;
+  const errors = results.cases.filter((c) => c.status === 'error');
+  const first = errors[0] ?? results.cases[0];
+  return `no case of the sweep produced a result (${errors.length} error, ${results.cases.length - errors.length} unsupported), e.g. ${first?.config.strategy}: ${first?.message ?? 'no message'}`;
+}
+
 /** Memory and speed of every case against zero-buffer's case of the same config. */
 export function addRelativeFigures(cases: BenchCase[]): void {
   const zero = new Map<string, BenchCase>();
