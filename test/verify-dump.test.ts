@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerConfig } from '../src/config.js';
 import { npyBytes } from '../src/npy.js';
+import { prepareDumpFolder } from '../src/dump-folder.js';
 import { verifyStrategies } from '../src/verify.js';
 import { testGpu } from './helpers/gpu.js';
 
@@ -18,6 +19,14 @@ function npyHeader(bytes: Buffer): { descr: string; shape: number[]; dataOffset:
   const descr = /'descr': '([^']+)'/.exec(header)![1];
   const shape = /'shape': \(([^)]*)\)/.exec(header)![1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   return { descr, shape, dataOffset: 10 + length };
+}
+
+/** Every file below `dir` but the manifest, as relative paths. */
+function filesIn(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Dirent[])
+    .filter((e) => e.isFile() && e.name !== 'manifest.json')
+    .map((e) => relative(dir, join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
+    .sort();
 }
 
 describe('verify --dump', () => {
@@ -59,6 +68,17 @@ describe('verify --dump', () => {
     expect(values.length).toBe(120);
     expect(values.some((v) => v !== 0)).toBe(true);
     expect(existsSync(join(dir, 'manifest.json.tmp-' + process.pid))).toBe(false);
+    // The manifest names every file of the folder, and nothing else.
+    const listed = (m: { files: Record<string, unknown> }) => Object.keys(m.files).sort();
+    expect(filesIn(dir)).toEqual(listed(manifest));
+
+    // A second dump into the same folder (what `verify --dump` does first: prepareDumpFolder) keeps nothing of the first.
+    prepareDumpFolder(dir);
+    const again = await verifyStrategies(await testGpu(), { ...config, activation: 'gelu' }, { strategies: ['zero-buffer'], dumpDir: dir });
+    expect(again.pass).toBe(true);
+    const second = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+    expect(filesIn(dir)).toEqual(listed(second));
+    expect(filesIn(dir).some((f) => f.startsWith('tutel/') || f.endsWith('W3.npy'))).toBe(false);
   });
 
   it('writes valid npy headers for 1-D data', () => {
