@@ -1,10 +1,10 @@
 import { Flags, type Interfaces } from '@oclif/core';
 import { join } from 'node:path';
 import { writeBenchReports } from '../src/bench/output.js';
-import { prepareBench, resumeCommand, saveSweep, type PreparedBench } from '../src/bench/prepare.js';
+import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
+import { saveSweep } from '../src/bench/sweep.js';
 import { runBench, sweepFailure } from '../src/bench/run.js';
 import { onInterrupt } from '../src/cli/interrupt.js';
-import { checkOutputPath } from '../src/fs.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
@@ -18,8 +18,8 @@ import { renderGate } from '../src/render/gate.js';
 import { BASELINE_DESCRIPTION, benchGateFlags, DEFAULT_RETRIES, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases, requireSharedCases } from '../src/gate/run.js';
 import { runCase } from '../src/bench/case.js';
-import { writeFileAtomic } from '../src/fs.js';
-import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
+import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { strategyIds } from '../src/strategies/index.js';
 
 /** "2%" or "0.02" → 0.02. */
 function parseFraction(text: string, flag: string): number {

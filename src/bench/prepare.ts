@@ -8,7 +8,7 @@ import { lockFolder, type FolderLock } from './lock.js';
 import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults } from './schema.js';
-import { completeRunSettings, completeSweep, resumeSweep, saveSweep, type GivenSweep, type RunSettings } from './sweep.js';
+import { completeRunSettings, completeSweep, resumeSweep, type GivenSweep, type RunSettings } from './sweep.js';
 
 export interface BenchRequest {
   /** The sweep flags given on the command line (undefined: not given). */
@@ -74,8 +74,6 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
   }
   return { spec, plan, run, outDir, resume, lock };
 }
-
-export { saveSweep };
 
 function sameFolder(a: string, b: string | undefined): boolean {
   return b !== undefined && resolve(a) === resolve(b);
