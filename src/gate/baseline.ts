@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { readBenchResults } from '../bench/read.js';
 import type { BenchResults } from '../bench/schema.js';
+import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { describeTestbed } from './compare.js';
 
@@ -9,9 +10,14 @@ import { describeTestbed } from './compare.js';
  * unusable is a UsageError (exit 2) naming the flag: a gate that silently compared against
  * nothing would pass every submission.
  */
-export function loadResultsFile(path: string, flag = 'baseline'): Promise<BenchResults> {
+export async function loadResultsFile(path: string, flag = 'baseline'): Promise<BenchResults> {
   const hint = flag === 'baseline' ? '; create one with `moeblaze gate --baseline FILE --current results.json --update-baseline`' : '';
-  return readBenchResults(path, flag, hint);
+  const results = await readBenchResults(path, flag, hint);
+  // An interrupted sweep lacks cases: gating it (or against it) would pass on what never ran.
+  if (!results.complete) {
+    throw new UsageError(`--${flag}: "${path}" is an unfinished sweep (${results.cases.length} case(s) so far); finish it with \`moeblaze bench --resume <its folder>\` first`);
+  }
+  return results;
 }
 
 export function loadBaseline(path: string): Promise<BenchResults> {

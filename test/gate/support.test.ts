@@ -33,6 +33,7 @@ describe('baseline files', () => {
       ['nocases.json', '{"schema": "moeblaze.bench/v1", "testbed": {"fingerprint": "x"}}', /results\.provenance: expected an object, got nothing \(missing\).*\(and \d+ more\)/],
       // Hand-edited files are validated on read (issue 16): a status the tool never writes, cases that are not a list.
       ['status42.json', JSON.stringify({ ...results({ cases: SWEEP }), cases: [{ ...results({ cases: SWEEP }).cases[0], status: 42 }] }), /results\.cases\[0\]\.status: expected one of ok, oom/],
+      ['unfinished.json', JSON.stringify({ ...results({ cases: SWEEP }), complete: false }), /is an unfinished sweep \(3 case\(s\) so far\); finish it with `moeblaze bench --resume/],
       ['casesx.json', JSON.stringify({ ...results({ cases: SWEEP }), cases: 'x' }), /results\.cases: expected an array, got "x"/],
     ];
     for (const [name, text, message] of cases) {
