@@ -4,6 +4,7 @@ import { diagnoseNoAdapter } from '../gpu/diagnose.js';
 import { NO_ADAPTER_HELP, openGpu, type AdapterReport, type GpuContext } from '../gpu/runtime.js';
 import { collectProvenance, type Provenance } from '../provenance.js';
 import { gpuSelection, type GpuFlagValues } from './flags.js';
+import { installInterruptHandler } from './interrupt.js';
 
 /**
  * Opens the device the flags select, runs `work`, and always destroys the device: dawn.node
@@ -107,6 +108,12 @@ export function rejectContradictions(
  */
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true;
+
+  /** Every command removes its half-written files on Ctrl-C (src/cli/interrupt.ts). */
+  override async init(): Promise<void> {
+    installInterruptHandler();
+    await super.init();
+  }
 
   /** Every parse failure is a usage error (exit 2); oclif exits 1 for some of them (a custom flag's plain Error). */
   protected override async parse<F extends FlagOutput, B extends FlagOutput, A extends FlagOutput>(
