@@ -59,6 +59,12 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling });
   }
   const plan = planSweep(spec);
+  if (resume) {
+    // A finished case the sweep no longer plans would be dropped from the rewritten file.
+    const planned = new Set(plan.cases.map((c) => c.key));
+    const stray = resume.cases.filter((c) => !planned.has(c.key));
+    if (stray.length) throw new UsageError(`--resume: "${request.resume}" holds ${stray.length} case(s) its saved sweep does not plan (e.g. ${stray[0].key}); resuming would drop them`);
+  }
   if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
   const reasons = plan.cases.map((c) => findStrategy(c.strategy).unsupported(c.layer));
   if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);

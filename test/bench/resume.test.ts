@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lockFolder } from '../../src/bench/lock.js';
-import { planSweep } from '../../src/bench/plan.js';
+import { caseKey, planSweep } from '../../src/bench/plan.js';
+import { parseSkew } from '../../src/config.js';
 import { prepareBench } from '../../src/bench/prepare.js';
 import type { BenchResults } from '../../src/bench/schema.js';
 import { completeRunSettings, completeSweep, resumeSweep, saveSweep, sweepFromSaved } from '../../src/bench/sweep.js';
@@ -14,7 +15,8 @@ const fresh = () => mkdtempSync(join(tmpdir(), 'moeblaze-resume-'));
 
 /** A results file of an interrupted sweep over E = 4, 8 (one case finished). */
 function saved(): BenchResults {
-  const spec = completeSweep({ strategies: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [64] });
+  // The synthetic case's shape (T=256, d=32, h=64, k=2, zipf:3), at E = 4 and 8.
+  const spec = completeSweep({ strategies: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: parseSkew('zipf:3') });
   const r = results({ cases: SWEEP.slice(0, 1) });
   const run = completeRunSettings({ maxTimeS: 0.5 });
   r.settings = { ...r.settings, ...run, sweep: saveSweep(spec) };
@@ -65,6 +67,15 @@ describe('bench --resume continues the saved sweep', () => {
     writeFileSync(join(dir, 'results.json'), JSON.stringify({ ...saved(), cases: [{ ...saved().cases[0], status: 42 }] }));
     await expect(prepareBench({ given: {}, sampling: {}, resume: dir })).rejects.toThrow(/status: expected one of/);
     expect(readdirSync(dir)).toEqual(['results.json']);
+  });
+
+  it('a finished case the saved sweep does not plan is never dropped: exit 2', async () => {
+    const dir = fresh();
+    const r = saved();
+    const config = { ...r.cases[0].config, tokens: 999 };
+    r.cases.push({ ...r.cases[0], config, key: caseKey(config) });
+    writeFileSync(join(dir, 'results.json'), JSON.stringify(r));
+    await expect(prepareBench({ given: {}, sampling: {}, resume: dir })).rejects.toThrow(/^--resume: ".*" holds 1 case\(s\) its saved sweep does not plan \(e\.g\. zero-buffer\|T999/);
   });
 
   it('--resume D --out E reads D and locks E', async () => {
