@@ -31,7 +31,8 @@ export const LAYER_DIMENSION_MAX = 2 ** 31 - 1;
 /** Floats ≥ 0 (oclif has no float flag); exponents are accepted, NaN and Infinity are not. */
 export function parseNonNegativeFloat(text: string, flag: string): number {
   const value = /^\s*\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
-  if (value === Infinity) throw new UsageError(`--${flag}: "${text}" is too large; at most ${Number.MAX_VALUE}`);
+  // "1e400" overflows to Infinity: too large, and said so rather than "not a number".
+  if (value === Infinity) throw new UsageError(`--${flag}: "${text.trim()}" is too large; use a finite number ≥ 0`);
   if (!Number.isFinite(value) || value < 0) throw new UsageError(`--${flag}: "${text}" is not allowed; use a number ≥ 0`);
   return value;
 }
