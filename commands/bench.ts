@@ -98,12 +98,12 @@ export default class Bench extends BaseCommand {
       resume: flags.resume,
     });
     const { plan, outDir, lock } = prepared;
-    if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
     const stopOnInterrupt = onInterrupt(() => {
       lock.release();
       return `interrupted; the finished cases are saved in ${join(outDir, 'results.json')}. Continue the sweep with: ${resumeCommand(this.config.bin, outDir, this.runFlags(flags))}`;
     });
     try {
+      if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
       return await this.sweep(flags, prepared, baseline);
     } finally {
       stopOnInterrupt();
