@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 
 /**
@@ -42,7 +42,7 @@ export function lockFolder(dir: string, flag = 'out'): FolderLock {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
-      return lockAt(path, created === undefined ? null : dir);
+      return lockAt(path, created === undefined ? [] : createdFolders(resolve(dir), resolve(created)));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new UsageError(`--${flag}: cannot lock "${dir}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
     }
@@ -74,7 +74,14 @@ function removeTempsOf(dir: string, pid: number): void {
   }
 }
 
-function lockAt(path: string, createdDir: string | null): FolderLock {
+/** The folders mkdir created, deepest first: from `dir` up to `first`. */
+function createdFolders(dir: string, first: string): string[] {
+  const folders = [dir];
+  while (folders.at(-1) !== first && dirname(folders.at(-1)!) !== folders.at(-1)) folders.push(dirname(folders.at(-1)!));
+  return folders;
+}
+
+function lockAt(path: string, createdFolders: string[]): FolderLock {
   let held = true;
   const release = () => {
     if (!held) return;
@@ -86,11 +93,11 @@ function lockAt(path: string, createdDir: string | null): FolderLock {
       // Already gone.
     }
     // A run that failed before its first result (no adapter, say) leaves no empty folder behind.
-    if (createdDir !== null) {
+    for (const folder of createdFolders) {
       try {
-        rmdirSync(createdDir);
+        rmdirSync(folder);
       } catch {
-        // Not empty: results were written.
+        break; // Not empty: results were written.
       }
     }
   };

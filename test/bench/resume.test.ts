@@ -117,7 +117,7 @@ describe('the output folder lock', () => {
 
   it('removes the folder it created when nothing was written into it', () => {
     const dir = join(fresh(), 'new');
-    lockFolder(dir).release();
+    lockFolder(join(dir, 'deeper')).release();
     expect(readdirSync(join(dir, '..'))).toEqual([]);
     mkdirSync(dir);
     lockFolder(dir).release();

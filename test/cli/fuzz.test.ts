@@ -137,6 +137,8 @@ const PAIRS: [typeof Command, string[]][] = [
   [Verify, ['--tokens', '16', '--hidden', '65536', '--ffn', '65536', '--experts', '64']],
   [Plan, ['--tokens', '2000000000', '--hidden', '2000000000', '--ffn', '2000000000', '--experts', '2000000']],
   [Bench, ['--resume', work, '--out', join(work, 'elsewhere')]],
+  // A gate that would compare nothing: refused before the sweep runs.
+  [Bench, ['--baseline', baseline, '--experts', '3', '--top-k', '1']],
   [Gate, ['--baseline', baseline, '--current', baseline, '--strict', '--strict', '--threshold', '5%', '--threshold', '6%']],
 ];
 
