@@ -25,7 +25,8 @@ interface Run {
 }
 
 function start(args: string[]): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(process.execPath, [join(root, 'bin/run.js'), 'bench', ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1' } });
+  // MOEBLAZE_DAWN_STDERR=1: no stderr-filtering parent process, so that the signals reach bench itself.
+  const child = spawn(process.execPath, [join(root, 'bin/run.js'), 'bench', ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1', MOEBLAZE_DAWN_STDERR: '1' } });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));

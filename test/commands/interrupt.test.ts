@@ -10,7 +10,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('Ctrl-C in any command', () => {
   it('verify --dump: exit 130, one line, no temporary file left', async () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'moeblaze-int-verify-')), 'dump');
-    const child = spawn(process.execPath, [join(root, 'bin/run.js'), 'verify', '--dump', dir, '--tokens', '256'], { cwd: root });
+    const child = spawn(process.execPath, [join(root, 'bin/run.js'), 'verify', '--dump', dir, '--tokens', '256'], { cwd: root, env: { ...process.env, MOEBLAZE_DAWN_STDERR: '1' } });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
