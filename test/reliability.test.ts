@@ -9,6 +9,7 @@ import { layerConfig } from '../src/config.js';
 import { prepareDumpFolder } from '../src/dump-folder.js';
 import { EnvironmentError, UsageError } from '../src/errors.js';
 import { sweepFailure } from '../src/bench/run.js';
+import { compareResults } from '../src/gate/compare.js';
 import { gateAgainstBaseline } from '../src/gate/run.js';
 import { requireBindingFits, requireRunnable, requireVerifiable } from '../src/layer-limits.js';
 import { planModel } from '../src/plan/model.js';
@@ -126,6 +127,14 @@ describe('the gate compares something or exits 2', () => {
 
   it('gateAgainstBaseline: no shared case is a usage error', async () => {
     await expect(gateAgainstBaseline(results({ cases: SWEEP }), disjoint(), { baselinePath: 'b.json', options: { strict: true }, retries: 0, update: false })).rejects.toThrow(/^--baseline: "b\.json" shares no case with the current run/);
+  });
+
+  it('a case that now fails its correctness check is a regression, --strict or not', () => {
+    const now = results({ cases: SWEEP.map((c, i) => (i === 1 ? { ...c, status: 'mismatch' as const } : c)) });
+    now.cases[1].message = 'dX differs';
+    const report = compareResults(results({ cases: SWEEP }), now, { strict: false });
+    expect(report.exitCode).toBe(3);
+    expect(report.rows.find((r) => r.metric === 'status')).toMatchObject({ regression: true, note: 'now fails its correctness check: dX differs' });
   });
 
   it('gate --strict with files that share no config: exit 2, one line', async () => {

@@ -93,6 +93,8 @@ function statusRow(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
   const why = c.message ? `: ${c.message}` : '';
   if (b.status === 'ok' && c.status === 'oom') return { ...row, verdict: 'MEM+', regression: true, note: `ran before, now out of memory${why}` };
   if (b.status === 'oom' && c.status === 'ok') return { ...row, verdict: 'MEM-', regression: false, note: 'was out of memory, now fits' };
+  // Wrong results are never a pass, strict or not: a case that now fails its correctness check regressed.
+  if (c.status === 'mismatch') return { ...row, verdict: 'INCOMPARABLE', regression: true, note: `now fails its correctness check${why}` };
   return { ...row, verdict: 'INCOMPARABLE', regression: ctx.opts.strict, note: `status ${b.status} → ${c.status}${why}` };
 }
 
