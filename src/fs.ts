@@ -80,7 +80,8 @@ function under(path: string, root: string): boolean {
 
 /** The reason `path` sits on a pseudo filesystem, or null. */
 function pseudoFilesystem(path: string, real: string): string | null {
-  const root = PSEUDO_ROOTS.find((r) => under(resolve(path), r) || under(real, r));
+  // /dev/shm is an ordinary tmpfs; the rest of /dev is device nodes.
+  const root = PSEUDO_ROOTS.find((r) => (under(resolve(path), r) || under(real, r)) && !under(resolve(path), '/dev/shm'));
   if (root) return `${root} is not a place for files`;
   try {
     const type = PSEUDO_FILESYSTEMS[Number(statfsSync(real).type)];
