@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { formatSkew, type LayerConfig } from './config.js';
-import type { GpuContext } from './gpu/runtime.js';
+import { formatSkew, type GemmEngine, type LayerConfig } from './config.js';
+import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
 import { toHalf } from './f16.js';
 import { MoELayer, seededInputs } from './layer.js';
 import { requireBindingFits, requireVerifiable } from './layer-limits.js';
@@ -31,10 +31,14 @@ export interface StrategyVerification {
   droppedPairs: number;
   /** Reference folder of a --dump this strategy was compared with. */
   reference: 'ref' | 'ref-capacity';
+  /** GEMMs that could not be built on the requested engine and ran on simt. */
+  gemmFallbacks?: string[];
 }
 
 export interface VerifyResult {
   config: LayerConfig;
+  /** The engine the layer's f16 GEMMs ran on (the router and f32 GEMMs always run simt). */
+  gemmEngine: GemmEngine;
   tolerance: number;
   strategies: StrategyVerification[];
   pass: boolean;
@@ -53,6 +57,7 @@ export interface GpuRun {
   grads: Record<Exclude<VerifiedTensor, 'O'>, Float32Array | null>;
   experts: Uint32Array;
   droppedPairs: number;
+  gemmFallbacks: string[];
 }
 
 async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
@@ -65,7 +70,7 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
     await layer.backward();
     const O = await layer.readOutput();
     const g = await layer.readGradients();
-    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs };
+    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks] };
   } finally {
     layer.destroy();
   }
@@ -110,6 +115,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
   // Before any input is generated: a shape that cannot fit fails here with its size and the limit.
   requireVerifiable(config);
   if (options.strategies.some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
+  const gemmEngine = gemmEngineFor(gpu, config.dtype);
   const inputs = seededInputs(config);
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
@@ -136,7 +142,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
     const tensors = compareRun(run, ref, tolerance);
     const pass = tensors.every((t) => t.pass) && run.droppedPairs === ref.routing.dropped;
     const message = run.droppedPairs !== ref.routing.dropped ? `dropped ${run.droppedPairs} pairs, the reference ${ref.routing.dropped}` : undefined;
-    results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }) });
+    results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }), ...(run.gemmFallbacks.length && { gemmFallbacks: run.gemmFallbacks }) });
     if (options.dumpDir) {
       await dumpStrategy(options.dumpDir, id, config, run);
       if (!dumped.has(reference)) {
@@ -146,7 +152,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
     }
   }
   if (options.dumpDir) await dumpInputs(options.dumpDir, config, inputs, results, dumped);
-  return { config, tolerance, strategies: results, pass: results.every((r) => r.status === 'pass' || r.status === 'unsupported') };
+  return { config, gemmEngine, tolerance, strategies: results, pass: results.every((r) => r.status === 'pass' || r.status === 'unsupported') };
 }
 
 function shapes(c: LayerConfig) {

@@ -42,7 +42,7 @@ const KINDS: Record<string, Kind> = {
   'capacity-factor': 'float', 'aux-loss': 'float', 'max-time': 'float', lr: 'float',
   'memory-limit': 'size', memory: 'size', 'chunk-limit': 'size', 'memory-tolerance': 'tolerance',
   'noise-target': 'fraction', threshold: 'fraction', tolerance: 'fraction',
-  activation: 'option', checkpoint: 'option', dtype: 'option', backend: 'option', pass: 'option', preset: 'option', impl: 'option', optimizer: 'option', check: 'option',
+  activation: 'option', checkpoint: 'option', dtype: 'option', backend: 'option', pass: 'option', preset: 'option', impl: 'option', optimizer: 'option', check: 'option', gemm: 'option',
   skew: 'skew',
   out: 'folderOut', dump: 'folderOut', trace: 'fileOut',
   resume: 'folderIn', baseline: 'fileIn', current: 'fileIn',
