@@ -1,0 +1,225 @@
+/**
+ * The float64 math of DESIGN.md §2 at its smallest units, shared by the full reference
+ * (layer.ts) and the sampled one (sampled.ts) so that the two cannot drift apart: one
+ * (token, expert) pair, one hidden unit, one token's router backward, the load-balancing
+ * gradient. Each sum also accumulates its Σ|terms| scale (see compare.ts for why).
+ */
+import type { LayerConfig } from '../config.js';
+import { gelu, geluGrad, silu, siluGrad } from './erf.js';
+import type { ReferenceRouting } from './routing.js';
+
+/** One expert's weights as views: W1, W3 [d,h], W2 [h,d] (W3 null without SwiGLU). */
+export interface ExpertWeights {
+  W1: Float64Array;
+  W3: Float64Array | null;
+  W2: Float64Array;
+}
+
+/** A value and its Σ|terms| scale, side by side (same length). */
+export interface Scaled {
+  v: Float64Array;
+  s: Float64Array;
+}
+
+export function scaled(n: number): Scaled {
+  return { v: new Float64Array(n), s: new Float64Array(n) };
+}
+
+/** u, da, db of one hidden unit given a, b, G = ⟨dO_t, W2_e[j]⟩ and the gate g. */
+export interface Unit {
+  u: number;
+  da: number;
+  db: number;
+}
+
+export function unitStep(c: LayerConfig, a: number, b: number, G: number, g: number, out: Unit): Unit {
+  const dU = g * G;
+  if (c.activation === 'swiglu') {
+    out.u = silu(a) * b;
+    out.da = dU * b * siluGrad(a);
+    out.db = dU * silu(a);
+  } else {
+    const gel = c.activation === 'gelu';
+    out.u = gel ? gelu(a) : silu(a);
+    out.da = dU * (gel ? geluGrad(a) : siluGrad(a));
+    out.db = 0;
+  }
+  return out;
+}
+
+/** Scratch rows of length h for pairStep. */
+export function pairScratch(h: number) {
+  return { a: new Float64Array(h), b: new Float64Array(h), u: new Float64Array(h), da: new Float64Array(h), db: new Float64Array(h), unit: { u: 0, da: 0, db: 0 } };
+}
+
+/** Optional weight-gradient accumulators of one expert (views, like ExpertWeights). */
+export interface ExpertGrads {
+  dW1: Scaled;
+  dW3: Scaled | null;
+  dW2: Scaled;
+}
+
+/**
+ * One kept pair (token t, expert e, gate g): adds g·y to the output row o, the expert part of
+ * dx, and (given grads) the pair's share of dW1/dW3/dW2. x, dO, o, dx are the token's rows.
+ * Returns dg = ⟨G, u⟩ (= ⟨dO_t, y⟩).
+ */
+export function pairStep(
+  c: LayerConfig,
+  x: Float64Array,
+  dO: Float64Array,
+  g: number,
+  w: ExpertWeights,
+  o: Scaled,
+  dx: Scaled,
+  grads: ExpertGrads | null,
+  scratch: ReturnType<typeof pairScratch>,
+): number {
+  const { hidden: d, ffn: h } = c;
+  const { a, b, u, da, db, unit } = scratch;
+  a.fill(0);
+  b.fill(0);
+  for (let i = 0; i < d; i++) {
+    const row = i * h;
+    for (let j = 0; j < h; j++) a[j] += x[i] * w.W1[row + j];
+    if (w.W3) for (let j = 0; j < h; j++) b[j] += x[i] * w.W3[row + j];
+  }
+  let dg = 0;
+  for (let j = 0; j < h; j++) {
+    const row = j * d;
+    let G = 0;
+    for (let i = 0; i < d; i++) G += dO[i] * w.W2[row + i];
+    unitStep(c, a[j], b[j], G, g, unit);
+    u[j] = unit.u;
+    da[j] = unit.da;
+    db[j] = unit.db;
+    dg += G * unit.u;
+    const gu = g * unit.u;
+    for (let i = 0; i < d; i++) {
+      const term = gu * w.W2[row + i];
+      o.v[i] += term;
+      o.s[i] += Math.abs(term);
+    }
+    if (grads) {
+      for (let i = 0; i < d; i++) {
+        const term = gu * dO[i];
+        grads.dW2.v[row + i] += term;
+        grads.dW2.s[row + i] += Math.abs(term);
+      }
+    }
+  }
+  for (let i = 0; i < d; i++) {
+    const row = i * h;
+    let acc = 0;
+    let mag = 0;
+    for (let j = 0; j < h; j++) {
+      const term = da[j] * w.W1[row + j];
+      acc += term;
+      mag += Math.abs(term);
+    }
+    if (w.W3) {
+      for (let j = 0; j < h; j++) {
+        const term = db[j] * w.W3[row + j];
+        acc += term;
+        mag += Math.abs(term);
+      }
+    }
+    dx.v[i] += acc;
+    dx.s[i] += mag;
+    if (grads) {
+      for (let j = 0; j < h; j++) {
+        grads.dW1.v[row + j] += x[i] * da[j];
+        grads.dW1.s[row + j] += Math.abs(x[i] * da[j]);
+      }
+      if (grads.dW3) {
+        for (let j = 0; j < h; j++) {
+          grads.dW3.v[row + j] += x[i] * db[j];
+          grads.dW3.s[row + j] += Math.abs(x[i] * db[j]);
+        }
+      }
+    }
+  }
+  return dg;
+}
+
+/**
+ * ∂L_aux/∂p_{t,e} = q_e = α·E·f_e/T (f_e counts pairs before drops and is held constant, so the
+ * loss reaches z only through P̄_e), and the loss itself; null when the loss is off.
+ */
+export function auxGradient(c: LayerConfig, routing: ReferenceRouting): { q: Float64Array; loss: number } | null {
+  const { tokens: T, experts: E, topK: k } = c;
+  const alpha = c.auxLossCoef;
+  if (!(alpha > 0)) return null;
+  const q = new Float64Array(E);
+  let loss = 0;
+  for (let e = 0; e < E; e++) {
+    const f = routing.expertLoad[e] / (T * k);
+    let pMean = 0;
+    for (let t = 0; t < T; t++) pMean += routing.probs[t * E + e];
+    loss += (alpha * E * f * pMean) / T;
+    q[e] = (alpha * E * f) / T;
+  }
+  return { q, loss };
+}
+
+/**
+ * One token's router backward: dz (and its scale) from the gate gradients dg [k] of its pairs
+ * (0 for dropped pairs) and the aux gradient q. The scale follows the cancellations inside:
+ * dp − ⟨dp,p⟩ and, renormalised, dg − ⟨g,dg⟩ (dz ≈ 0 on a saturated router, its terms not).
+ */
+export function routerBackward(c: LayerConfig, routing: ReferenceRouting, t: number, dg: ArrayLike<number>, q: Float64Array | null, dz: Scaled): void {
+  const { experts: E, topK: k } = c;
+  const p = routing.probs.subarray(t * E, t * E + E);
+  const dp = new Float64Array(E);
+  const dpMag = new Float64Array(E);
+  let chosen = 0;
+  let gdg = 0;
+  let gdgMag = 0;
+  for (let s = 0; s < k; s++) {
+    chosen += p[routing.experts[t * k + s]];
+    gdg += routing.gates[t * k + s] * dg[s];
+    gdgMag += Math.abs(routing.gates[t * k + s] * dg[s]);
+  }
+  for (let s = 0; s < k; s++) {
+    const e = routing.experts[t * k + s];
+    // g = p/s over S_t (dropped pairs included, with dg = 0): dp = (dg − ⟨g, dg⟩)/s.
+    dp[e] = c.normalizeGates ? (dg[s] - gdg) / chosen : dg[s];
+    dpMag[e] = c.normalizeGates ? (Math.abs(dg[s]) + gdgMag) / chosen : Math.abs(dg[s]);
+  }
+  let dpDot = 0;
+  let dpDotMag = 0;
+  let qDot = 0;
+  let qDotMag = 0;
+  for (let e = 0; e < E; e++) {
+    dpDot += dp[e] * p[e];
+    dpDotMag += dpMag[e] * p[e];
+    if (q) {
+      qDot += q[e] * p[e];
+      qDotMag += Math.abs(q[e]) * p[e];
+    }
+  }
+  for (let e = 0; e < E; e++) {
+    dz.v[e] = p[e] * (dp[e] - dpDot) + (q ? p[e] * (q[e] - qDot) : 0);
+    dz.s[e] = p[e] * (dpMag[e] + dpDotMag) + (q ? p[e] * (Math.abs(q[e]) + qDotMag) : 0);
+  }
+}
+
+/** dx += dz·Wrᵀ and dWr += x ⊗ dz for one token (dWr null: dx only). */
+export function routerInputGrads(c: LayerConfig, x: Float64Array, Wr: Float64Array, dz: Scaled, dx: Scaled, dWr: Scaled | null): void {
+  const { hidden: d, experts: E } = c;
+  for (let i = 0; i < d; i++) {
+    const row = i * E;
+    let acc = 0;
+    let mag = 0;
+    for (let e = 0; e < E; e++) {
+      acc += dz.v[e] * Wr[row + e];
+      mag += dz.s[e] * Math.abs(Wr[row + e]);
+      if (dWr) {
+        dWr.v[row + e] += x[i] * dz.v[e];
+        dWr.s[row + e] += Math.abs(x[i]) * dz.s[e];
+      }
+    }
+    dx.v[i] += acc;
+    dx.s[i] += mag;
+  }
+}
