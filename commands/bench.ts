@@ -7,7 +7,8 @@ import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
 import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS } from '../src/config.js';
-import { ExitCode, UsageError } from '../src/errors.js';
+import { UsageError } from '../src/errors.js';
+import { benchExitCode } from '../src/bench/verdict.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
@@ -133,12 +134,9 @@ export default class Bench extends BaseCommand {
         progress.done();
         this.log(renderBenchTable(results));
         this.progress(`wrote ${join(outDir, 'results.json')}, results.md, report.html, benchmark-action.json`);
-        // A case whose results disagree with float64 fails the command, as in verify (exit 3).
         const mismatches = results.cases.filter((c) => c.status === 'mismatch');
-        if (mismatches.length) {
-          this.progress(`${mismatches.length} case(s) disagree with the float64 reference: ${mismatches.map((c) => c.key).join('; ')}`);
-          process.exitCode = ExitCode.checkFailed;
-        }
+        if (mismatches.length) this.progress(`${mismatches.length} case(s) disagree with the float64 reference (exit 3): ${mismatches.map((c) => c.key).join('; ')}`);
+        process.exitCode = benchExitCode(results.cases, null);
         if (flags.baseline && baseline !== undefined) {
           const device = reopened.at(-1) ?? gpu;
           const byKey = new Map(plan.cases.map((c) => [c.key, c]));
@@ -160,7 +158,7 @@ export default class Bench extends BaseCommand {
           });
           if (report) {
             this.log(renderGate(report));
-            if (!mismatches.length) process.exitCode = report.exitCode;
+            process.exitCode = benchExitCode(results.cases, report.exitCode);
           }
           if (baselineMessage) this.progress(baselineMessage);
         }
