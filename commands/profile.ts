@@ -22,7 +22,7 @@ export default class Profile extends BaseCommand {
     trace: Flags.string({ description: 'write a Chrome/Perfetto trace JSON to this file' }),
     'driver-check': Flags.boolean({
       description:
-        'on NVIDIA, hold buffers the size of the step\'s peak and compare the driver\'s used-memory change (nvidia-smi) with the allocator\'s; reports the difference (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
+        'on NVIDIA, pause a real step on the host at the allocator\'s peak (its own buffers alive) and compare the driver\'s used-memory change since the step\'s start (nvidia-smi) with the allocator\'s; then the same for buffers of the table\'s peak sizes held after the step; reports the differences (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
     }),
   };
 

@@ -16,7 +16,7 @@ export class KernelContext {
   }
 
   encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null, passPerKernel = false): StepEncoder {
-    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps, passPerKernel);
+    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps, passPerKernel, this.allocator);
   }
 
   destroy(): void {

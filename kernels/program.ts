@@ -129,6 +129,8 @@ export class StepEncoder {
     readonly timestamps: { querySet: GPUQuerySet; capacity: number } | null = null,
     /** Profiling: every dispatch in a pass of its own, so each kernel gets its own timestamps. */
     readonly passPerKernel = false,
+    /** The allocator's host pause (GpuAllocator.pauseWhenLive): dispatches are the step's await points. */
+    private readonly pause: { readonly pauseDue: boolean; pausePoint(): Promise<void> } | null = null,
   ) {
     this.encoder = device.createCommandEncoder();
   }
@@ -159,6 +161,7 @@ export class StepEncoder {
   }
 
   async dispatch(d: Dispatch): Promise<void> {
+    if (this.pause?.pauseDue) await this.pause.pausePoint();
     const { pipeline, layout } = await this.cache.get(d.source);
     if (this.slot === PARAM_SLOTS) {
       this.flush();
