@@ -1,14 +1,13 @@
 /**
  * The float64 CPU reference of DESIGN.md §2: one forward and backward of the MoE layer, the
  * yardstick every GPU strategy is verified against. Plain loops over typed arrays, token by
- * token and slot by slot (the per-pair math is in terms.ts, shared with the sampled reference),
- * with one set of length-h scratch rows: it runs on the "quick" shapes (T=512, d=64, h=128,
+ * expert by expert (the per-pair math is in terms.ts, shared with the sampled reference): it runs on the "quick" shapes (T=512, d=64, h=128,
  * E=16) inside the test suite.
  */
 import type { LayerConfig } from '../config.js';
 import type { LayerInputs } from '../rng.js';
 import { routeReference, type ReferenceRouting, type RouteOptions } from './routing.js';
-import { auxGradient, pairScratch, pairStep, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
+import { auxGradient, expertPairs, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
 
 /** LayerInputs widened to float64 (same shapes, row-major). */
 export interface ReferenceInputs {
@@ -85,27 +84,29 @@ export function referenceStep(config: LayerConfig, inputs: ReferenceInputs, opti
   const dW1 = scaled(E * d * h);
   const dW2 = scaled(E * h * d);
   const dW3 = swiglu ? scaled(E * d * h) : null;
-  const scratch = pairScratch(h);
   const view = (m: Scaled, e: number, n: number): Scaled => ({ v: m.v.subarray(e * n, (e + 1) * n), s: m.s.subarray(e * n, (e + 1) * n) });
   const row = (m: Scaled, t: number) => view(m, t, d);
-  const experts = Array.from({ length: E }, (_, e) => ({
-    w: expertWeights(config, inputs, e),
-    grads: { dW1: view(dW1, e, d * h), dW3: dW3 && view(dW3, e, d * h), dW2: view(dW2, e, h * d) },
-  }));
+  const x = (t: number) => X.subarray(t * d, t * d + d);
+  // Expert by expert, every kept pair of it at once (terms.ts reads each weight row once a batch).
+  const dg = new Float64Array(T * k); // stays 0 for dropped pairs
+  for (let e = 0; e < E; e++) {
+    const pairs: number[] = [];
+    for (let p = 0; p < T * k; p++) if (routing.kept[p] && routing.experts[p] === e) pairs.push(p);
+    if (!pairs.length) continue;
+    const jobs = pairs.map((p) => {
+      const t = Math.floor(p / k);
+      return { x: x(t), dO: dO.subarray(t * d, t * d + d), g: routing.gates[p], o: row(O, t), dx: row(dX, t) };
+    });
+    const grads = { dW1: view(dW1, e, d * h), dW3: dW3 && view(dW3, e, d * h), dW2: view(dW2, e, h * d) };
+    const out = new Float64Array(pairs.length);
+    expertPairs(config, expertWeights(config, inputs, e), jobs, grads, out);
+    pairs.forEach((p, i) => (dg[p] = out[i]));
+  }
   const aux = auxGradient(config, routing);
-  const dg = new Float64Array(k); // stays 0 for dropped pairs
   const dz = scaled(E);
   for (let t = 0; t < T; t++) {
-    const x = X.subarray(t * d, t * d + d);
-    const dOt = dO.subarray(t * d, t * d + d);
-    dg.fill(0);
-    for (let s = 0; s < k; s++) {
-      if (!routing.kept[t * k + s]) continue;
-      const { w, grads } = experts[routing.experts[t * k + s]];
-      dg[s] = pairStep(config, x, dOt, routing.gates[t * k + s], w, row(O, t), row(dX, t), grads, scratch);
-    }
-    routerBackward(config, routing, t, dg, aux?.q ?? null, dz);
-    routerInputGrads(config, x, Wr, dz, row(dX, t), dWr);
+    routerBackward(config, routing, t, dg.subarray(t * k, t * k + k), aux?.q ?? null, dz);
+    routerInputGrads(config, x(t), Wr, dz, row(dX, t), dWr);
   }
   return {
     O: O.v,

@@ -10,7 +10,7 @@
 import type { LayerConfig } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { ReferenceRouting } from './routing.js';
-import { auxGradient, pairScratch, pairStep, routerBackward, routerInputGrads, scaled, unitStep, type ExpertWeights, type Scaled } from './terms.js';
+import { auxGradient, expertPairs, routerBackward, routerInputGrads, scaled, unitStep, type ExpertWeights, type Scaled } from './terms.js';
 
 /** At least this many sampled tokens (all of them when T is smaller). */
 export const MIN_SAMPLE_TOKENS = 64;
@@ -105,17 +105,18 @@ export async function sampledReference(c: LayerConfig, data: SampledInputs, rout
     for (let s = 0; s < k; s++) if (routing.kept[t * k + s]) sampledPairs[routing.experts[t * k + s]].push(r * k + s);
   });
   const dg = new Float64Array(S * k);
-  const scratch = pairScratch(c.ffn);
   for (let e = 0; e < E; e++) {
     const units = sample.units.map((u, i) => ({ ...u, i })).filter((u) => u.expert === e);
     if (!sampledPairs[e].length && !units.length) continue;
     const w = await data.weights(e);
-    for (const rs of sampledPairs[e]) {
+    const jobs = sampledPairs[e].map((rs) => {
       const r = Math.floor(rs / k);
       const t = sample.tokens[r];
-      const p = t * k + (rs % k);
-      dg[rs] = pairStep(c, xRow(t), dORow(t), routing.gates[p], w, sub(out.O, r), sub(out.dX, r), null, scratch);
-    }
+      return { x: xRow(t), dO: dORow(t), g: routing.gates[t * k + (rs % k)], o: sub(out.O, r), dx: sub(out.dX, r) };
+    });
+    const pairDg = new Float64Array(jobs.length);
+    expertPairs(c, w, jobs, null, pairDg);
+    sampledPairs[e].forEach((rs, i) => (dg[rs] = pairDg[i]));
     for (const u of units) unitColumns(c, data, routing, pairsOf[e], w, u.unit, sub(out.dW1, u.i), out.dW3 && sub(out.dW3, u.i), sub(out.dW2, u.i));
   }
   const aux = auxGradient(c, routing);

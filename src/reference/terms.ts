@@ -47,11 +47,6 @@ export function unitStep(c: LayerConfig, a: number, b: number, G: number, g: num
   return out;
 }
 
-/** Scratch rows of length h for pairStep. */
-export function pairScratch(h: number) {
-  return { a: new Float64Array(h), b: new Float64Array(h), u: new Float64Array(h), da: new Float64Array(h), db: new Float64Array(h), unit: { u: 0, da: 0, db: 0 } };
-}
-
 /** Optional weight-gradient accumulators of one expert (views, like ExpertWeights). */
 export interface ExpertGrads {
   dW1: Scaled;
@@ -59,87 +54,109 @@ export interface ExpertGrads {
   dW2: Scaled;
 }
 
+/** One kept (token, expert) pair: the token's rows x, dO, its gate g, and where its o and dx go. */
+export interface PairJob {
+  x: Float64Array;
+  dO: Float64Array;
+  g: number;
+  o: Scaled;
+  dx: Scaled;
+}
+
+/** Pairs of one expert computed together: each weight row is read once for the batch, not once a pair. */
+const BATCH = 32;
+
 /**
- * One kept pair (token t, expert e, gate g): adds g·y to the output row o, the expert part of
- * dx, and (given grads) the pair's share of dW1/dW3/dW2. x, dO, o, dx are the token's rows.
- * Returns dg = ⟨G, u⟩ (= ⟨dO_t, y⟩).
+ * The pairs of one expert e: adds g·y to each output row o, the expert part of dx, and (given
+ * grads) the pairs' share of dW1/dW3/dW2. Writes dg = ⟨G, u⟩ (= ⟨dO_t, y⟩) of pair p to dg[p].
  */
-export function pairStep(
-  c: LayerConfig,
-  x: Float64Array,
-  dO: Float64Array,
-  g: number,
-  w: ExpertWeights,
-  o: Scaled,
-  dx: Scaled,
-  grads: ExpertGrads | null,
-  scratch: ReturnType<typeof pairScratch>,
-): number {
+export function expertPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: ExpertGrads | null, dg: Float64Array): void {
+  for (let from = 0; from < jobs.length; from += BATCH) batchPairs(c, w, jobs.slice(from, from + BATCH), grads, dg.subarray(from, from + BATCH));
+}
+
+function batchPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: ExpertGrads | null, dg: Float64Array): void {
   const { hidden: d, ffn: h } = c;
-  const { a, b, u, da, db, unit } = scratch;
-  a.fill(0);
-  b.fill(0);
+  const n = jobs.length;
+  const { W1, W3, W2 } = w;
+  const a = new Float64Array(n * h);
+  const b = new Float64Array(n * h);
+  const da = new Float64Array(n * h);
+  const db = new Float64Array(n * h);
+  const unit: Unit = { u: 0, da: 0, db: 0 };
   for (let i = 0; i < d; i++) {
     const row = i * h;
-    for (let j = 0; j < h; j++) a[j] += x[i] * w.W1[row + j];
-    if (w.W3) for (let j = 0; j < h; j++) b[j] += x[i] * w.W3[row + j];
+    for (let p = 0; p < n; p++) {
+      const xi = jobs[p].x[i];
+      const at = p * h;
+      for (let j = 0; j < h; j++) a[at + j] += xi * W1[row + j];
+      if (W3) for (let j = 0; j < h; j++) b[at + j] += xi * W3[row + j];
+    }
   }
-  let dg = 0;
   for (let j = 0; j < h; j++) {
     const row = j * d;
-    let G = 0;
-    for (let i = 0; i < d; i++) G += dO[i] * w.W2[row + i];
-    unitStep(c, a[j], b[j], G, g, unit);
-    u[j] = unit.u;
-    da[j] = unit.da;
-    db[j] = unit.db;
-    dg += G * unit.u;
-    const gu = g * unit.u;
-    for (let i = 0; i < d; i++) {
-      const term = gu * w.W2[row + i];
-      o.v[i] += term;
-      o.s[i] += Math.abs(term);
-    }
-    if (grads) {
+    for (let p = 0; p < n; p++) {
+      const { dO, g, o } = jobs[p];
+      let G = 0;
+      for (let i = 0; i < d; i++) G += dO[i] * W2[row + i];
+      unitStep(c, a[p * h + j], b[p * h + j], G, g, unit);
+      da[p * h + j] = unit.da;
+      db[p * h + j] = unit.db;
+      dg[p] += G * unit.u;
+      const gu = g * unit.u;
+      const ov = o.v;
+      const os = o.s;
       for (let i = 0; i < d; i++) {
-        const term = gu * dO[i];
-        grads.dW2.v[row + i] += term;
-        grads.dW2.s[row + i] += Math.abs(term);
+        const term = gu * W2[row + i];
+        ov[i] += term;
+        os[i] += Math.abs(term);
       }
-    }
-  }
-  for (let i = 0; i < d; i++) {
-    const row = i * h;
-    let acc = 0;
-    let mag = 0;
-    for (let j = 0; j < h; j++) {
-      const term = da[j] * w.W1[row + j];
-      acc += term;
-      mag += Math.abs(term);
-    }
-    if (w.W3) {
-      for (let j = 0; j < h; j++) {
-        const term = db[j] * w.W3[row + j];
-        acc += term;
-        mag += Math.abs(term);
-      }
-    }
-    dx.v[i] += acc;
-    dx.s[i] += mag;
-    if (grads) {
-      for (let j = 0; j < h; j++) {
-        grads.dW1.v[row + j] += x[i] * da[j];
-        grads.dW1.s[row + j] += Math.abs(x[i] * da[j]);
-      }
-      if (grads.dW3) {
-        for (let j = 0; j < h; j++) {
-          grads.dW3.v[row + j] += x[i] * db[j];
-          grads.dW3.s[row + j] += Math.abs(x[i] * db[j]);
+      if (grads) {
+        const gv = grads.dW2.v;
+        const gs = grads.dW2.s;
+        for (let i = 0; i < d; i++) {
+          const term = gu * dO[i];
+          gv[row + i] += term;
+          gs[row + i] += Math.abs(term);
         }
       }
     }
   }
-  return dg;
+  for (let i = 0; i < d; i++) {
+    const row = i * h;
+    for (let p = 0; p < n; p++) {
+      const { x, dx } = jobs[p];
+      const at = p * h;
+      let acc = 0;
+      let mag = 0;
+      for (let j = 0; j < h; j++) {
+        const term = da[at + j] * W1[row + j];
+        acc += term;
+        mag += Math.abs(term);
+      }
+      if (W3) {
+        for (let j = 0; j < h; j++) {
+          const term = db[at + j] * W3[row + j];
+          acc += term;
+          mag += Math.abs(term);
+        }
+      }
+      dx.v[i] += acc;
+      dx.s[i] += mag;
+      if (grads) {
+        const xi = x[i];
+        for (let j = 0; j < h; j++) {
+          grads.dW1.v[row + j] += xi * da[at + j];
+          grads.dW1.s[row + j] += Math.abs(xi * da[at + j]);
+        }
+        if (grads.dW3) {
+          for (let j = 0; j < h; j++) {
+            grads.dW3.v[row + j] += xi * db[at + j];
+            grads.dW3.s[row + j] += Math.abs(xi * db[at + j]);
+          }
+        }
+      }
+    }
+  }
 }
 
 /**
