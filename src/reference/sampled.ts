@@ -10,7 +10,8 @@
 import type { LayerConfig } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { ReferenceRouting } from './routing.js';
-import { auxGradient, expertPairs, routerBackward, routerInputGrads, scaled, unitStep, type ExpertWeights, type Scaled } from './terms.js';
+import { runExpertTasks, type PairRows } from './expert-task.js';
+import { auxGradient, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
 
 /** At least this many sampled tokens (all of them when T is smaller). */
 export const MIN_SAMPLE_TOKENS = 64;
@@ -90,7 +91,8 @@ export interface SampledReference {
   dWrMasked: Scaled;
 }
 
-export async function sampledReference(c: LayerConfig, data: SampledInputs, routing: ReferenceRouting, sample: SampleChoice): Promise<SampledReference> {
+/** `threads`: worker threads for the experts (default: the cores but one, up to 8; below 2, inline). */
+export async function sampledReference(c: LayerConfig, data: SampledInputs, routing: ReferenceRouting, sample: SampleChoice, threads?: number): Promise<SampledReference> {
   const { tokens: T, hidden: d, experts: E, topK: k } = c;
   const S = sample.tokens.length;
   const U = sample.units.length;
@@ -105,20 +107,58 @@ export async function sampledReference(c: LayerConfig, data: SampledInputs, rout
     for (let s = 0; s < k; s++) if (routing.kept[t * k + s]) sampledPairs[routing.experts[t * k + s]].push(r * k + s);
   });
   const dg = new Float64Array(S * k);
-  for (let e = 0; e < E; e++) {
-    const units = sample.units.map((u, i) => ({ ...u, i })).filter((u) => u.expert === e);
-    if (!sampledPairs[e].length && !units.length) continue;
-    const w = await data.weights(e);
-    const jobs = sampledPairs[e].map((rs) => {
-      const r = Math.floor(rs / k);
-      const t = sample.tokens[r];
-      return { x: xRow(t), dO: dORow(t), g: routing.gates[t * k + (rs % k)], o: sub(out.O, r), dx: sub(out.dX, r) };
+  const gather = (pairs: number[], token: (p: number) => number): PairRows => {
+    const x = new Float64Array(pairs.length * d);
+    const dO = new Float64Array(pairs.length * d);
+    pairs.forEach((p, i) => {
+      x.set(xRow(token(p)), i * d);
+      dO.set(dORow(token(p)), i * d);
     });
-    const pairDg = new Float64Array(jobs.length);
-    expertPairs(c, w, jobs, null, pairDg);
-    sampledPairs[e].forEach((rs, i) => (dg[rs] = pairDg[i]));
-    for (const u of units) unitColumns(c, data, routing, pairsOf[e], w, u.unit, sub(out.dW1, u.i), out.dW3 && sub(out.dW3, u.i), sub(out.dW2, u.i));
-  }
+    return { x, dO, g: Float64Array.from(pairs, (p) => routing.gates[p]) };
+  };
+  // Pair ids of the sampled rows: (row r, slot s) → routing pair t·k + s.
+  const routed = (rs: number) => sample.tokens[Math.floor(rs / k)] * k + (rs % k);
+  await runExpertTasks(
+    E,
+    async (e) => {
+      const units = sample.units.filter((u) => u.expert === e).map((u) => u.unit);
+      if (!sampledPairs[e].length && !units.length) return null;
+      const w = await data.weights(e);
+      const own = (a: Float64Array) => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice());
+      return {
+        config: c,
+        weights: { W1: own(w.W1), W3: w.W3 && own(w.W3), W2: own(w.W2) },
+        sampled: gather(sampledPairs[e].map(routed), (p) => Math.floor(p / k)),
+        all: gather(pairsOf[e], (p) => Math.floor(p / k)),
+        units,
+      };
+    },
+    (e, result) => {
+      const d2 = (from: Scaled, at: number, to: Scaled, r: number) => {
+        to.v.set(from.v.subarray(at * d, at * d + d), r * d);
+        to.s.set(from.s.subarray(at * d, at * d + d), r * d);
+      };
+      sampledPairs[e].forEach((rs, i) => {
+        const r = Math.floor(rs / k);
+        // A token's rows sum over its experts: add, do not overwrite.
+        for (let j = 0; j < d; j++) {
+          out.O.v[r * d + j] += result.o.v[i * d + j];
+          out.O.s[r * d + j] += result.o.s[i * d + j];
+          out.dX.v[r * d + j] += result.dx.v[i * d + j];
+          out.dX.s[r * d + j] += result.dx.s[i * d + j];
+        }
+        dg[rs] = result.dg[i];
+      });
+      sample.units.forEach((u, i) => {
+        if (u.expert !== e) return;
+        const at = sample.units.slice(0, i).filter((v) => v.expert === e).length;
+        d2(result.dW1, at, out.dW1, i);
+        d2(result.dW2, at, out.dW2, i);
+        if (out.dW3 && result.dW3) d2(result.dW3, at, out.dW3, i);
+      });
+    },
+    threads,
+  );
   const aux = auxGradient(c, routing);
   const dz = scaled(E);
   const zero = new Float64Array(k);
@@ -133,38 +173,4 @@ export async function sampledReference(c: LayerConfig, data: SampledInputs, rout
     if (inSample) r++;
   }
   return out;
-}
-
-/** dW1[e][:,j], dW3[e][:,j], dW2[e][j,:] over every kept pair of expert e. */
-function unitColumns(c: LayerConfig, data: SampledInputs, routing: ReferenceRouting, pairs: number[], w: ExpertWeights, j: number, dW1: Scaled, dW3: Scaled | null, dW2: Scaled): void {
-  const { hidden: d, ffn: h, topK: k } = c;
-  const w1 = Float64Array.from({ length: d }, (_, i) => w.W1[i * h + j]);
-  const w3 = w.W3 ? Float64Array.from({ length: d }, (_, i) => w.W3![i * h + j]) : null;
-  const w2 = w.W2.subarray(j * d, j * d + d);
-  const unit = { u: 0, da: 0, db: 0 };
-  for (const p of pairs) {
-    const t = Math.floor(p / k);
-    const x = data.X.subarray(t * d, t * d + d);
-    const dO = data.dO.subarray(t * d, t * d + d);
-    let a = 0;
-    let b = 0;
-    let G = 0;
-    for (let i = 0; i < d; i++) {
-      a += x[i] * w1[i];
-      if (w3) b += x[i] * w3[i];
-      G += dO[i] * w2[i];
-    }
-    const g = routing.gates[p];
-    unitStep(c, a, b, G, g, unit);
-    for (let i = 0; i < d; i++) {
-      dW1.v[i] += x[i] * unit.da;
-      dW1.s[i] += Math.abs(x[i] * unit.da);
-      if (dW3) {
-        dW3.v[i] += x[i] * unit.db;
-        dW3.s[i] += Math.abs(x[i] * unit.db);
-      }
-      dW2.v[i] += g * unit.u * dO[i];
-      dW2.s[i] += Math.abs(g * unit.u * dO[i]);
-    }
-  }
 }

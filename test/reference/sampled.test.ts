@@ -1,3 +1,5 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { expertWeights, referenceStep, toFloat64 } from '../../src/reference/layer.js';
@@ -6,13 +8,13 @@ import { chooseSample, MIN_SAMPLE_TOKENS, sampledReference, UNITS_PER_EXPERT } f
 import { generateInputs } from '../../src/rng.js';
 
 /** The sampled reference's elements are the full reference's, where both exist (to rounding). */
-async function expectAgrees(partial: Partial<LayerConfig>, capacity = false) {
+async function expectAgrees(partial: Partial<LayerConfig>, capacity = false, impl: { sampledReference: typeof sampledReference; threads?: number } = { sampledReference }) {
   const c = layerConfig({ tokens: 96, hidden: 12, ffn: 10, experts: 6, topK: 2, ...partial });
   const inputs = toFloat64(generateInputs(c));
   const routing = routeReference(c, inputs.X, inputs.Wr, { capacity });
   const full = referenceStep(c, inputs, { capacity, routing });
   const sample = chooseSample(c, routing, 7);
-  const s = await sampledReference(c, { X: inputs.X, dO: inputs.dO, Wr: inputs.Wr, weights: async (e) => expertWeights(c, inputs, e) }, routing, sample);
+  const s = await impl.sampledReference(c, { X: inputs.X, dO: inputs.dO, Wr: inputs.Wr, weights: async (e) => expertWeights(c, inputs, e) }, routing, sample, impl.threads);
   const { hidden: d, ffn: h, experts: E } = c;
   const close = (a: number, b: number) => expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(b)));
   sample.tokens.forEach((t, r) => {
@@ -48,6 +50,12 @@ describe('sampled float64 reference', () => {
 
   it('agrees with capacity drops, gelu, the aux loss and no renormalisation', async () => {
     await expectAgrees({ capacityFactor: 0.5, activation: 'gelu', auxLossCoef: 0.01, normalizeGates: false }, true);
+  });
+
+  it('worker threads (the built module, as the CLI runs it) give the same elements as inline', async () => {
+    const built = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/reference/sampled.js')).href;
+    const { sampledReference: threaded } = (await import(built)) as typeof import('../../src/reference/sampled.js');
+    await expectAgrees({ capacityFactor: 0.75, auxLossCoef: 0.01 }, true, { sampledReference: threaded, threads: 3 });
   });
 
   it('reaches every expert that received tokens, beyond 64 tokens if needed', async () => {
