@@ -54,6 +54,13 @@ describe('sampled float64 check on the GPU', () => {
     }
   });
 
+  it('f16 storage with odd sizes: half elements read back from the middle of 4-byte words', async () => {
+    const c = layerConfig({ tokens: 150, hidden: 13, ffn: 21, experts: 3, topK: 2, dtype: 'f16' });
+    const s = await check('megablocks-grouped', c);
+    expect(s.pass, JSON.stringify(s.tensors)).toBe(true);
+    expect(s.tensors).toHaveLength(6);
+  });
+
   it('catches an error planted in one row of O', async () => {
     const s = await check('zero-buffer', CONFIG, async (l, sample) => {
       const O = l.gpuTensors().output!;
