@@ -54,6 +54,14 @@ describe('sampled float64 check on the GPU', () => {
     }
   });
 
+  it('inputs generated on the GPU (as at large shapes) are read back for the reference', async () => {
+    layer = await MoELayer.fromConfig(await testGpu(), CONFIG, { dispatch: 'tutel' });
+    await layer.randomizeOnGpu();
+    const s = await sampledCheck(layer, { inputs: null, tolerance: toleranceFor('f32'), capacity: true });
+    expect(s.pass, JSON.stringify(s.tensors)).toBe(true);
+    expect(s.tensors).toHaveLength(6);
+  });
+
   it('f16 storage with odd sizes: half elements read back from the middle of 4-byte words', async () => {
     const c = layerConfig({ tokens: 150, hidden: 13, ffn: 21, experts: 3, topK: 2, dtype: 'f16' });
     const s = await check('megablocks-grouped', c);
