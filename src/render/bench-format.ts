@@ -179,7 +179,8 @@ export function checksLine(r: BenchResults): string {
   const parts = [`${full} full float64`];
   if (sampled.length) {
     const tokens = sampled.map((k) => k.sample?.tokens ?? 0);
-    parts.push(`${sampled.length} sampled float64 (${Math.min(...tokens)}–${Math.max(...tokens)} tokens' rows, every expert's columns)`);
+    const [low, high] = [Math.min(...tokens), Math.max(...tokens)];
+    parts.push(`${sampled.length} sampled float64 (${low === high ? low : `${low}–${high}`} tokens' rows, every expert's columns)`);
   }
   if (gpuOnly) parts.push(`${gpuOnly} only against another GPU run or a NaN scan (a file from before float64 checks of large shapes)`);
   return parts.join(', ');
