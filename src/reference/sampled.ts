@@ -17,6 +17,11 @@ import { auxGradient, routerBackward, routerInputGrads, scaled, type ExpertWeigh
 export const MIN_SAMPLE_TOKENS = 64;
 /** Sampled tokens stop here even if some expert is still unreached: its columns still check it. */
 export const MAX_SAMPLE_TOKENS = 256;
+/**
+ * Tokens beyond the first 64 are added only within this many multiply-adds of their pairs
+ * (6·d·h each): at moeblaze-conf4 64 tokens already cost 1.3e10, at deepseek-v3-like 4.5e10.
+ */
+export const SAMPLE_PAIR_BUDGET = 2e10;
 /** Hidden units sampled per expert that received tokens. */
 export const UNITS_PER_EXPERT = 2;
 
@@ -29,7 +34,8 @@ export interface SampleChoice {
 
 /**
  * Seeded: MIN_SAMPLE_TOKENS tokens in a shuffled order, then more from that order until every
- * expert with a kept pair is reached by some sampled token (up to MAX_SAMPLE_TOKENS), and
+ * expert with a kept pair is reached by some sampled token (up to MAX_SAMPLE_TOKENS tokens and
+ * SAMPLE_PAIR_BUDGET multiply-adds; an expert left out is still checked by its columns), and
  * UNITS_PER_EXPERT distinct hidden units of every expert with a kept pair.
  */
 export function chooseSample(c: LayerConfig, routing: ReferenceRouting, seed: number): SampleChoice {
@@ -54,6 +60,7 @@ export function chooseSample(c: LayerConfig, routing: ReferenceRouting, seed: nu
   for (const t of order) {
     const needed = chosen.length < MIN_SAMPLE_TOKENS || Array.from({ length: k }, (_, s) => t * k + s).some((p) => routing.kept[p] && !reached[routing.experts[p]]);
     if (!needed) continue;
+    if (chosen.length >= MIN_SAMPLE_TOKENS && (chosen.length + 1) * k * 6 * c.hidden * h > SAMPLE_PAIR_BUDGET) break;
     chosen.push(t);
     reach(t);
     if (chosen.length >= MAX_SAMPLE_TOKENS || (chosen.length >= MIN_SAMPLE_TOKENS && hasPairs.every((v, e) => !v || reached[e]))) break;

@@ -70,4 +70,12 @@ describe('sampled float64 reference', () => {
     expect(chooseSample(c, routing, 1)).toEqual(sample);
     expect(chooseSample(c, routing, 2)).not.toEqual(sample);
   });
+
+  it('adds no token beyond 64 past the cost bound (d 7168, h 8192)', () => {
+    const c = layerConfig({ tokens: 400, hidden: 4, ffn: 4, experts: 64, topK: 1, skew: { kind: 'zipf', s: 1.2 } });
+    const inputs = toFloat64(generateInputs(c));
+    const routing = routeReference(c, inputs.X, inputs.Wr);
+    const big = { ...c, hidden: 7168, ffn: 8192 };
+    expect(chooseSample(big, routing, 1).tokens).toHaveLength(MIN_SAMPLE_TOKENS);
+  });
 });
