@@ -36,7 +36,7 @@ export interface StrategyVerification {
 
 export interface VerifyResult {
   config: LayerConfig;
-  /** Relative tolerance (rtol); the floor is atol·‖Σ|terms|‖ (reference/compare.ts). */
+  /** Relative tolerance (rtol); the floor is atol·‖√Σ terms²‖ (reference/compare.ts). */
   tolerance: number;
   atol: number;
   strategies: StrategyVerification[];

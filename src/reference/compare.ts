@@ -5,13 +5,14 @@
  * A tensor passes when, over the elements compared (all of them, or a sample):
  *   ‖got − ref‖₂ ≤ rtol·‖ref‖₂ + atol·‖scale‖₂                      (L2 gate)
  *   max|got − ref| ≤ MAX_FACTOR·(rtol·rms(ref) + atol·rms(scale))   (largest-element gate)
- * and nothing is NaN or infinite. `scale` is the same sums the reference computes with every
- * term taken in absolute value (Σ|terms|, the classical bound on a float sum's rounding error),
- * computed by the reference alongside each tensor. So a tensor whose terms cancel to almost
- * nothing (dWr on a saturated router: ref ~1e-14, terms ~1) is judged against rounding of its
- * terms, while a tensor whose terms do not cancel keeps the plain relative test: atol is one
- * rounding unit of the storage dtype, far below rtol. An exactly-zero reference everywhere (dWr
- * when E = 1, where the GPU's softmax is exactly 1) must be matched exactly.
+ * and nothing is NaN or infinite. `scale` is, element by element, √(Σ terms²) of the sum the
+ * reference computes for it: if each term is known only to the storage dtype's relative
+ * precision (its operands are stored rounded), independent errors add up to atol·√(Σ terms²).
+ * For a sum without cancellation that is about atol·|ref|, far below rtol·|ref|: the plain
+ * relative test. Where terms cancel to almost nothing (dWr on a saturated router: ref ~1e-14,
+ * terms ~1; dz's own cancellations are followed term by term, terms.ts) the floor takes over, as
+ * numpy's allclose has atol. atol is one rounding unit of the dtype. An exactly-zero reference
+ * everywhere (dWr when E = 1, where the GPU's softmax is exactly 1) must be matched exactly.
  */
 
 /** Relative L2 tolerance for f32 storage and accumulation. */
@@ -27,7 +28,7 @@ export const MAX_FACTOR = 16;
 
 export interface Tolerance {
   rtol: number;
-  /** Floor per unit of the Σ|terms| scale: the storage dtype's machine epsilon. */
+  /** Floor per unit of the √(Σ terms²) scale: the storage dtype's machine epsilon. */
   atol: number;
 }
 

@@ -77,13 +77,13 @@ function unitColumns(c: LayerConfig, task: ExpertTask, j: number, dW1: Scaled, d
     for (let i = 0; i < d; i++) {
       const xi = X[at + i];
       dW1.v[i] += xi * unit.da;
-      dW1.s[i] += Math.abs(xi * unit.da);
+      dW1.s[i] += (xi * unit.da) ** 2;
       if (dW3) {
         dW3.v[i] += xi * unit.db;
-        dW3.s[i] += Math.abs(xi * unit.db);
+        dW3.s[i] += (xi * unit.db) ** 2;
       }
       dW2.v[i] += gu * DO[at + i];
-      dW2.s[i] += Math.abs(gu * DO[at + i]);
+      dW2.s[i] += (gu * DO[at + i]) ** 2;
     }
   }
 }

@@ -7,7 +7,7 @@
 import type { LayerConfig } from '../config.js';
 import type { LayerInputs } from '../rng.js';
 import { routeReference, type ReferenceRouting, type RouteOptions } from './routing.js';
-import { auxGradient, expertPairs, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
+import { auxGradient, expertPairs, finishScale, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
 
 /** LayerInputs widened to float64 (same shapes, row-major). */
 export interface ReferenceInputs {
@@ -35,7 +35,7 @@ export interface ReferenceResult {
   routing: ReferenceRouting;
   /** α·E·Σ_e f_e·P̄_e when config.auxLossCoef > 0, else null */
   auxLoss: number | null;
-  /** Each tensor's Σ|terms| scale, element by element: the comparison's floor (compare.ts). */
+  /** Each tensor's scale, element by element: √(Σ terms²) of its sum, the comparison's floor (compare.ts). */
   scale: { O: Float64Array; dX: Float64Array; dWr: Float64Array; dW1: Float64Array; dW2: Float64Array; dW3: Float64Array | null };
 }
 
@@ -117,7 +117,7 @@ export function referenceStep(config: LayerConfig, inputs: ReferenceInputs, opti
     dW3: dW3?.v ?? null,
     routing,
     auxLoss: aux?.loss ?? null,
-    scale: { O: O.s, dX: dX.s, dWr: dWr.s, dW1: dW1.s, dW2: dW2.s, dW3: dW3?.s ?? null },
+    scale: { O: finishScale(O)!, dX: finishScale(dX)!, dWr: finishScale(dWr)!, dW1: finishScale(dW1)!, dW2: finishScale(dW2)!, dW3: finishScale(dW3) },
   };
 }
 

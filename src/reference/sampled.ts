@@ -11,7 +11,7 @@ import type { LayerConfig } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { ReferenceRouting } from './routing.js';
 import { runExpertTasks, type PairRows } from './expert-task.js';
-import { auxGradient, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
+import { auxGradient, finishScale, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
 
 /** At least this many sampled tokens (all of them when T is smaller). */
 export const MIN_SAMPLE_TOKENS = 64;
@@ -179,5 +179,6 @@ export async function sampledReference(c: LayerConfig, data: SampledInputs, rout
     routerInputGrads(c, xRow(t), data.Wr, dz, inSample ? sub(out.dX, r) : sink, out.dWrMasked);
     if (inSample) r++;
   }
+  for (const m of [out.O, out.dX, out.dW1, out.dW3, out.dW2, out.dWrMasked]) finishScale(m);
   return out;
 }

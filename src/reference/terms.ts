@@ -2,7 +2,8 @@
  * The float64 math of DESIGN.md §2 at its smallest units, shared by the full reference
  * (layer.ts) and the sampled one (sampled.ts) so that the two cannot drift apart: one
  * (token, expert) pair, one hidden unit, one token's router backward, the load-balancing
- * gradient. Each sum also accumulates its Σ|terms| scale (see compare.ts for why).
+ * gradient. Each sum also accumulates Σ terms² beside it (finishScale takes the root): the scale
+ * of compare.ts.
  */
 import type { LayerConfig } from '../config.js';
 import { gelu, geluGrad, silu, siluGrad } from './erf.js';
@@ -15,7 +16,7 @@ export interface ExpertWeights {
   W2: Float64Array;
 }
 
-/** A value and its Σ|terms| scale, side by side (same length). */
+/** A value and its scale side by side (same length): Σ terms² while summing, √ after finishScale. */
 export interface Scaled {
   v: Float64Array;
   s: Float64Array;
@@ -23,6 +24,13 @@ export interface Scaled {
 
 export function scaled(n: number): Scaled {
   return { v: new Float64Array(n), s: new Float64Array(n) };
+}
+
+/** Σ terms² → √(Σ terms²), in place, once every term is in. */
+export function finishScale(m: Scaled | null): Float64Array | null {
+  if (!m) return null;
+  for (let i = 0; i < m.s.length; i++) m.s[i] = Math.sqrt(m.s[i]);
+  return m.s;
 }
 
 /** u, da, db of one hidden unit given a, b, G = ⟨dO_t, W2_e[j]⟩ and the gate g. */
@@ -108,7 +116,7 @@ function batchPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: Ex
       for (let i = 0; i < d; i++) {
         const term = gu * W2[row + i];
         ov[i] += term;
-        os[i] += Math.abs(term);
+        os[i] += term * term;
       }
       if (grads) {
         const gv = grads.dW2.v;
@@ -116,7 +124,7 @@ function batchPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: Ex
         for (let i = 0; i < d; i++) {
           const term = gu * dO[i];
           gv[row + i] += term;
-          gs[row + i] += Math.abs(term);
+          gs[row + i] += term * term;
         }
       }
     }
@@ -131,13 +139,13 @@ function batchPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: Ex
       for (let j = 0; j < h; j++) {
         const term = da[at + j] * W1[row + j];
         acc += term;
-        mag += Math.abs(term);
+        mag += term * term;
       }
       if (W3) {
         for (let j = 0; j < h; j++) {
           const term = db[at + j] * W3[row + j];
           acc += term;
-          mag += Math.abs(term);
+          mag += term * term;
         }
       }
       dx.v[i] += acc;
@@ -146,12 +154,12 @@ function batchPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: Ex
         const xi = x[i];
         for (let j = 0; j < h; j++) {
           grads.dW1.v[row + j] += xi * da[at + j];
-          grads.dW1.s[row + j] += Math.abs(xi * da[at + j]);
+          grads.dW1.s[row + j] += (xi * da[at + j]) ** 2;
         }
         if (grads.dW3) {
           for (let j = 0; j < h; j++) {
             grads.dW3.v[row + j] += xi * db[at + j];
-            grads.dW3.s[row + j] += Math.abs(xi * db[at + j]);
+            grads.dW3.s[row + j] += (xi * db[at + j]) ** 2;
           }
         }
       }
@@ -180,9 +188,10 @@ export function auxGradient(c: LayerConfig, routing: ReferenceRouting): { q: Flo
 }
 
 /**
- * One token's router backward: dz (and its scale) from the gate gradients dg [k] of its pairs
- * (0 for dropped pairs) and the aux gradient q. The scale follows the cancellations inside:
- * dp − ⟨dp,p⟩ and, renormalised, dg − ⟨g,dg⟩ (dz ≈ 0 on a saturated router, its terms not).
+ * One token's router backward: dz from the gate gradients dg [k] of its pairs (0 for dropped
+ * pairs) and the aux gradient q; dz.s is the size of each dz before its cancellations,
+ * dp − ⟨dp,p⟩ and, renormalised, dg − ⟨g,dg⟩ (dz ≈ 0 on a saturated router, its parts not):
+ * the magnitude of dz as a term of dX and dWr.
  */
 export function routerBackward(c: LayerConfig, routing: ReferenceRouting, t: number, dg: ArrayLike<number>, q: Float64Array | null, dz: Scaled): void {
   const { experts: E, topK: k } = c;
@@ -230,10 +239,10 @@ export function routerInputGrads(c: LayerConfig, x: Float64Array, Wr: Float64Arr
     let mag = 0;
     for (let e = 0; e < E; e++) {
       acc += dz.v[e] * Wr[row + e];
-      mag += dz.s[e] * Math.abs(Wr[row + e]);
+      mag += (dz.s[e] * Wr[row + e]) ** 2;
       if (dWr) {
         dWr.v[row + e] += x[i] * dz.v[e];
-        dWr.s[row + e] += Math.abs(x[i]) * dz.s[e];
+        dWr.s[row + e] += (x[i] * dz.s[e]) ** 2;
       }
     }
     dx.v[i] += acc;

@@ -39,7 +39,7 @@ export function renderVerify(result: VerifyResult): string {
     table.push([{ colSpan: 6, content: chalk.dim(notes.join('; ')) }]);
   }
   // The bound of reference/compare.ts, as the README's verify section states it.
-  const bound = `‖error‖ ≤ ${result.tolerance.toExponential(0)}·‖ref‖ + ${result.atol.toExponential(1)}·‖Σ|terms|‖, largest element ≤ ${MAX_FACTOR}× its share`;
+  const bound = `‖error‖ ≤ ${result.tolerance.toExponential(0)}·‖ref‖ + ${result.atol.toExponential(1)}·‖√Σ terms²‖, largest element ≤ ${MAX_FACTOR}× its share`;
   const verdict = result.pass
     ? chalk.green(`PASS: every tensor within its bound (${bound})`)
     : chalk.red(`FAIL: ${result.strategies.filter((s) => s.status === 'fail' || s.status === 'error').map((s) => s.strategy).join(', ')} outside the bound (${bound})`);
