@@ -5,7 +5,7 @@
  * tokens for dWr. Judged by the same compareRun as the full check.
  */
 import type { LayerConfig } from './config.js';
-import { readRuns, readTensor, type ElementRun } from './gpu/readback.js';
+import { readElements, readRuns, readTensor } from './gpu/readback.js';
 import type { Tensor } from './gpu/tensor.js';
 import type { MoELayer } from './layer.js';
 import { chooseSample, sampledReference, type SampleChoice } from './reference/sampled.js';
@@ -61,13 +61,13 @@ export async function sampledCheck(layer: MoELayer, options: SampledCheckOptions
   const { output, inputGrad } = layer.gpuTensors();
   if (!output || !inputGrad) throw new Error('sampledCheck: the step left no output');
   const rows = sample.tokens.map((tok) => ({ start: tok * d, length: d }));
-  const columns = sample.units.flatMap(({ expert: e, unit: j }) => Array.from({ length: d }, (_, i): ElementRun => ({ start: e * d * h + i * h + j, length: 1 })));
+  const columns = sample.units.flatMap(({ expert: e, unit: j }) => Array.from({ length: d }, (_, i) => e * d * h + i * h + j));
   const unitRows = sample.units.map(({ expert: e, unit: j }) => ({ start: e * h * d + j * d, length: d }));
   const got: { [K in VerifiedTensor]: Float32Array | null } = {
     O: await readRuns(a, output, rows),
     dX: await readRuns(a, inputGrad, rows),
-    dW1: await readRuns(a, t.dW1, columns),
-    dW3: t.dW3 && (await readRuns(a, t.dW3, columns)),
+    dW1: await readElements(layer.kernels, t.dW1, columns),
+    dW3: t.dW3 && (await readElements(layer.kernels, t.dW3, columns)),
     dW2: await readRuns(a, t.dW2, unitRows),
     dWr: null,
   };
