@@ -116,10 +116,10 @@ async function expertSlice(layer: MoELayer, host: Float32Array | null | undefine
   return Float64Array.from(await readRuns(layer.allocator, tensor, [{ start: e * n, length: n }]));
 }
 
-/** A layer's config needs host inputs for the full reference below this many multiply-adds. */
+/** The full float64 reference is cheap enough for this config (bench then also makes its inputs on the host). */
 export function fullReferenceFits(c: LayerConfig): boolean {
   return c.tokens * c.topK * c.hidden * c.ffn <= FULL_REFERENCE_LIMIT;
 }
 
-/** The full float64 reference costs ~5·T·k·d·h multiply-adds on the CPU: beyond this, the sampled check. */
+/** The full float64 reference costs ~6·T·k·d·h multiply-adds on the CPU: beyond this bound on T·k·d·h, the sampled check. */
 export const FULL_REFERENCE_LIMIT = 2e8;
