@@ -49,7 +49,7 @@ async function runOnce(layer: MoELayer): Promise<GpuRun & { summary: RoutingSumm
   await layer.backward();
   const O = await layer.readOutput();
   const g = await layer.readGradients();
-  return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, summary };
+  return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks], summary };
 }
 
 export async function runCase(gpu: GpuContext, planned: PlannedCase, options: CaseOptions): Promise<BenchCase> {
@@ -76,7 +76,8 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     const check = await checkCase(layer, strategy.dropless, inputs, hostInputs && options.check !== 'sampled');
     const R = c.tokens * c.topK;
     const routing = { keptPairs: check.summary.keptPairs, droppedPairs: check.summary.droppedPairs, droppedPercent: (100 * check.summary.droppedPairs) / R, capacity: check.summary.capacity, expertLoads: check.summary.expertLoads };
-    if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing };
+    const gemm = { engine: layer.kernels.gemmEngine, fallbacks: [...layer.kernels.engineFallbacks] };
+    if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing, gemm };
 
     const timer = options.makeTimer ? options.makeTimer(layer) : gpu.hasTimestamps ? new GpuTimer(layer.allocator) : null;
     const forward: number[] = [];
@@ -123,6 +124,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
         peakByName: m.peakByName,
       },
       routing,
+      gemm,
     };
   } catch (error) {
     if (error instanceof OutOfMemoryError) return { ...base, status: 'oom', message: error.message };

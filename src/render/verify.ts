@@ -17,7 +17,7 @@ function exp(value: number): string {
 /** The verify report: one row per strategy and tensor, then a verdict line. */
 export function renderVerify(result: VerifyResult): string {
   const c = result.config;
-  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed}`;
+  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed} dtype=${c.dtype} gemm=${result.gemmEngine}`;
   const table = new Table({
     head: ['strategy', 'tensor', 'rel. error', 'max |error|', 'error / bound', 'result'],
     style: { head: [], border: [] },
@@ -36,6 +36,7 @@ export function renderVerify(result: VerifyResult): string {
     const notes = [`near-tie tokens given the GPU's routing: ${s.nearTieTokens}`];
     if (s.droppedPairs) notes.push(`dropped pairs: ${s.droppedPairs}`);
     if (s.message) notes.push(chalk.red(s.message));
+    if (s.gemmFallbacks?.length) notes.push(chalk.yellow(`${s.gemmFallbacks.length} GEMM(s) fell back to simt`));
     table.push([{ colSpan: 6, content: chalk.dim(notes.join('; ')) }]);
   }
   // The bound of reference/compare.ts, as the README's verify section states it.
