@@ -22,8 +22,8 @@ import type { GemmSpec } from './core.js';
  * loops, a "subgroup" being 32 consecutive invocations. Only the three intrinsics differ.
  */
 
+/** 8 subgroups of 32 (the engine runs only where subgroups are exactly 32 wide). */
 const THREADS = 256;
-const SUBGROUPS = THREADS / 32;
 /** Halves of padding after each staged row: rows then start 16 bytes apart in bank order. */
 const STAGE_PAD = 8;
 /** Workgroup bytes every adapter offers (lavapipe 32 KiB; NVIDIA 48 KiB). */
@@ -59,8 +59,10 @@ function subgroupGrid(m: number, n: number): [number, number] {
 
 /**
  * Staging of one operand: registers → workgroup, 4 contiguous elements per thread per chunk,
- * zero outside the tile's range. (An unguarded path for interior steps measured slower on the
- * H100, 77 against 89 TFLOP/s: docs/performance.md.)
+ * zero outside the tile's range. The range test is a select, as in the SIMT engine, not a
+ * branch: with a branch around each load the loads of a step were not issued together, and
+ * zero-buffer's conf4 step took 629 ms instead of 362 on the H100 (docs/performance.md).
+ * The hook is then called out of range too; Dawn's robustness clamps such reads.
  */
 function staging(name: string, reg: string, lay: Layout, K: number, load: string, outerVar: string, outerEnd: string) {
   const inner = lay.kInner ? K : lay.outer;
@@ -74,7 +76,7 @@ function staging(name: string, reg: string, lay: Layout, K: number, load: string
     for (let v = 0; v < 4; v++) {
       const [kIdx, oIdx] = lay.kInner ? [`${i0} + ${v}u`, o] : [o, `${i0} + ${v}u`];
       const r = `${reg}[${c * 4 + v}]`;
-      loads.push(`{ let ${outerVar} = ${outerVar}0 + ${oIdx}; let k = k0 + ${kIdx}; ${r} = 0.0h; if (${outerVar} < ${outerEnd} && k < t.kEnd) { ${r} = f16(${load}); } }`);
+      loads.push(`{ let ${outerVar} = ${outerVar}0 + ${oIdx}; let k = k0 + ${kIdx}; ${r} = f16(select(0.0, ${load}, ${outerVar} < ${outerEnd} && k < t.kEnd)); }`);
     }
     stores.push(`{ let s = buf * ${lay.halves}u + (${o}) * ${lay.stride}u + ${i0}; ${[0, 1, 2, 3].map((v) => `${name}[s + ${v}u] = ${reg}[${c * 4 + v}];`).join(' ')} }`);
   }
@@ -97,8 +99,8 @@ export function workgroupBytesOf(wgsl: string): number {
 export function subgroupMatrixMain(spec: GemmSpec, emulated: boolean): { enables: string; moduleScope: string; main: string } {
   const tile = spec.tile ?? { m: 64, n: 64 };
   const opts = spec.subgroupMatrix ?? {};
-  // One staging buffer, K step 32: on the H100 the best of {1, 2} × {16, 32} for the dense
-  // product and for zero-buffer's kernels at moeblaze-conf4 (docs/performance.md).
+  // One staging buffer, K step 32: on the H100 the best of {1, 2} × {16, 32} for zero-buffer's
+  // kernels at moeblaze-conf4 (docs/performance.md; measured with branch-guarded loads).
   const stages = opts.stages ?? 1;
   const dual = spec.dual ?? false;
   const budget = (opts.workgroupBytes ?? WORKGROUP_BUDGET) - workgroupBytesOf(spec.moduleScope ?? '');
@@ -269,7 +271,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let mEnd = t.mEnd;
   let n0 = t.n0;
   let nEnd = t.nEnd;
-  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.filter(Boolean).join('\n  ')}
+  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
   var ra: array<f16, ${sa.count}>;
   var rb: array<f16, ${sb.count}>;
   ${dual ? `var rc: array<f16, ${sc!.count}>;` : ''}
@@ -293,4 +295,3 @@ ${emulation}`;
   return { enables, moduleScope, main };
 }
 
-export const SUBGROUP_MATRIX_SUBGROUPS = SUBGROUPS;
