@@ -7,6 +7,7 @@ import { requireDtype } from '../src/layer.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
+import type { Provenance } from '../src/provenance.js';
 import { renderProfile } from '../src/render/profile.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
@@ -23,11 +24,11 @@ export default class Profile extends BaseCommand {
     trace: Flags.string({ helpValue: '<file>', description: 'write a Chrome/Perfetto trace JSON to this file' }),
     'driver-check': Flags.boolean({
       description:
-        'on NVIDIA, hold buffers the size of the step\'s peak and compare the driver\'s used-memory change (nvidia-smi) with the allocator\'s; reports the difference (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
+        'on NVIDIA, pause a real step on the host at the allocator\'s peak (its own buffers alive) and compare the driver\'s used-memory change since the step\'s start (nvidia-smi) with the allocator\'s; then the same for buffers of the table\'s peak sizes held after the step; reports the differences (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
     }),
   };
 
-  async run(): Promise<ProfileResult> {
+  async run(): Promise<ProfileResult & { provenance: Provenance }> {
     const { flags } = await this.parse(Profile);
     const preset = flags.preset ? findPreset(flags.preset) : null;
     const base = preset
@@ -46,7 +47,8 @@ export default class Profile extends BaseCommand {
         await writeFileAtomic(flags.trace, JSON.stringify(chromeTrace(result)));
         this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
       }
-      return result;
+      // Provenance (commit, adapter, Dawn) makes a committed --driver-check output say where it ran.
+      return { ...result, provenance: this.provenance(gpu.adapter) };
     });
   }
 }

@@ -30,6 +30,8 @@ export interface BenchOptions {
   /** Writes the report files (results.json is always written here). */
   writeReports?: (dir: string, results: BenchResults) => Promise<void>;
   makeTimer?: CaseOptions['makeTimer'];
+  /** Which float64 check each case gets (CaseOptions.check). */
+  check?: CaseOptions['check'];
   /**
    * A fresh device for the next case. Dawn does not always hand back the memory of a
    * destroyed 80 GiB layer to the next one on the same device; a new device starts clean.
@@ -103,8 +105,8 @@ function caseLabel(c: SweepPlan['cases'][number]): string {
 }
 
 /**
- * The sweep: ceilings once, then every case in plan order (zero-buffer first within a config, so
- * that large shapes can be checked against it). results.json is rewritten atomically after each
+ * The sweep: ceilings once, then every case in plan order, each checked against float64 before
+ * it is timed. results.json is rewritten atomically after each
  * case, so an interrupted run leaves a valid file that --resume continues.
  */
 export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchOptions): Promise<BenchResults> {
@@ -156,7 +158,6 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   }
   const previous = new Map((resume?.cases ?? []).map((c) => [c.key, c]));
   const toRun = plan.cases.filter((c) => !previous.has(c.key)).length;
-  const anchors: CaseOptions['anchors'] = new Map();
   let device = gpu;
   let lastPeak = 0;
   let started = 0;
@@ -171,8 +172,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
         layers: options.layers,
         memoryLimit: options.memoryLimit,
         gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? results.ceilings?.gemmSubgroupMatrix?.tflops : results.ceilings?.gemm.tflops) ?? null,
-        anchors,
-        anchorKey: configKey(planned.config),
+        check: options.check,
         makeTimer: options.makeTimer,
       }));
     results.cases.push(result);
