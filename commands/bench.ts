@@ -12,6 +12,7 @@ import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
 import { renderBenchTable } from '../src/render/bench-table.js';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
 import { BASELINE_DESCRIPTION, DEFAULT_RETRIES, gateFlags, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases } from '../src/gate/run.js';
@@ -61,6 +62,7 @@ export default class Bench extends BaseCommand {
     baseline: Flags.string({ description: BASELINE_DESCRIPTION, helpGroup: 'GATE' }),
     retries: retriesFlag({ description: `re-measure noisy or ambiguous cases this many times before a verdict [default: ${DEFAULT_RETRIES}]`, helpGroup: 'GATE' }),
     ...gateFlags,
+    verbose: verboseFlag,
   };
 
   async run(): Promise<BenchResults> {
@@ -147,7 +149,7 @@ export default class Bench extends BaseCommand {
             },
           });
           if (report) {
-            this.log(renderGate(report));
+            this.log(renderGate(report, { verbose: flags.verbose }));
             process.exitCode = report.exitCode;
           }
           if (baselineMessage) this.progress(baselineMessage);

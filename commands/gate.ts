@@ -4,6 +4,7 @@ import { loadResultsFile } from '../src/gate/baseline.js';
 import type { GateReport } from '../src/gate/compare.js';
 import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun } from '../src/gate/run.js';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
 
 export default class Gate extends BaseCommand {
@@ -20,6 +21,7 @@ export default class Gate extends BaseCommand {
     baseline: Flags.string({ description: BASELINE_DESCRIPTION, required: true, helpValue: '<file>' }),
     current: Flags.string({ description: 'moeblaze.bench/v1 results file of the run to check (results.json from `moeblaze bench`)', required: true, helpValue: '<file>' }),
     ...gateFlags,
+    verbose: verboseFlag,
   };
 
   async run(): Promise<GateReport | { baselineCreated: string }> {
@@ -37,7 +39,7 @@ export default class Gate extends BaseCommand {
       this.progress(baselineMessage!);
       return { baselineCreated: baselineMessage! };
     }
-    this.log(renderGate(report));
+    this.log(renderGate(report, { verbose: flags.verbose }));
     process.exitCode = report.exitCode;
     if (baselineMessage) this.progress(`${baselineMessage} (the verdict above, exit ${report.exitCode}, was against the old one)`);
     return report;
