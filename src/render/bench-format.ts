@@ -155,6 +155,27 @@ export function samplingLine(r: BenchResults): string {
   return `warm-up ${s.warmup}, ${s.minSamples}–${s.maxSamples} samples until IQR/median ≤ ${formatPercent(s.noiseTarget)} or ${(s.maxTimeMs / 1000).toFixed(1)} s`;
 }
 
+/** A case's median is less settled than asked for: its IQR/median stayed above --noise-target. */
+export function missedNoiseTarget(c: BenchCase, r: BenchResults): boolean {
+  return c.status === 'ok' && c.time != null && c.time.step.noise > r.settings.sampling.noiseTarget;
+}
+
+/**
+ * One sentence for the end of a report when cases missed the noise target (as hyperfine warns of
+ * outliers), or null when every timed case met it.
+ */
+export function noiseWarning(r: BenchResults): string | null {
+  const timed = r.cases.filter((c) => c.status === 'ok' && c.time);
+  const missed = timed.filter((c) => missedNoiseTarget(c, r));
+  if (!missed.length) return null;
+  const worst = missed.reduce((a, b) => (b.time!.step.noise > a.time!.step.noise ? b : a));
+  return (
+    `${missed.length} of ${timed.length} timed case(s) missed the ${formatPercent(r.settings.sampling.noiseTarget)} noise target ` +
+    `(IQR/median up to ${formatPercent(worst.time!.step.noise)}, ${caseLabel(worst.config)}) before the time budget ran out: ` +
+    `compare their medians with care; a longer --max-time, an idle machine, or a looser --noise-target helps.`
+  );
+}
+
 /** Fixed colours per strategy, so a strategy keeps its colour across charts and reports. */
 const STRATEGY_COLORS: Record<string, string> = {
   'zero-buffer': '#1b9e77',

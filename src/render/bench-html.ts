@@ -12,6 +12,7 @@ import {
   formatTflops,
   groupCases,
   memoryVsZeroBuffer,
+  noiseWarning,
   samplingLine,
   statusTone,
   strategyLabel,
@@ -123,6 +124,8 @@ export function renderBenchHtml(results: BenchResults): string {
     ...(results.complete ? [] : [`Incomplete sweep: ${results.cases.length} case(s) so far; continue with --resume.`]),
     ...results.notes.map((n) => `Note: ${n}`),
   ];
+  const noise = noiseWarning(results);
+  if (noise) notes.push(`Warning: ${noise}`);
   return `<!doctype html>
 <html lang="en">
 <head>

@@ -11,6 +11,7 @@ import {
   formatRatio,
   formatTflops,
   groupCases,
+  noiseWarning,
   samplingLine,
   strategyLabel,
   testbedLine,
@@ -108,6 +109,8 @@ export function renderBenchMarkdown(results: BenchResults): string {
   out.push(`Median of n samples after warm-up, [p10, p90] across them, noise = IQR/median; relative to the fastest case of the config.`, '');
   const groups = groupCases(results.cases);
   if (groups.length > 1 && groups.common) out.push(`Every case: ${groups.common}.`, '');
+  const noise = noiseWarning(results);
+  if (noise) out.push(`> **Warning**: ${noise}`, '');
   for (const group of groups) out.push(`### ${group.short}`, '', timeTable(group.cases), '');
   out.push('## Memory', '');
   out.push(

@@ -12,6 +12,8 @@ import {
   formatTflops,
   groupCases,
   memoryVsZeroBuffer,
+  missedNoiseTarget,
+  noiseWarning,
   samplingLine,
   statusTone,
   strategyLabel,
@@ -53,13 +55,13 @@ function statusCell(c: BenchCase, ch: ChalkInstance): string {
   return tone === 'good' ? ch.green(c.status) : tone === 'warn' ? ch.yellow(c.status) : ch.red(c.status);
 }
 
-function okRow(c: BenchCase, ch: ChalkInstance): string[] {
+function okRow(c: BenchCase, ch: ChalkInstance, noisy: boolean): string[] {
   const t = c.time?.step;
   const tp = c.throughput;
   const m = c.memory;
   const tflops = tp ? `${formatTflops(tp.usefulTflops)}${tp.gemmFraction == null ? '' : ` (${formatPercent(tp.gemmFraction, 0)})`}` : DASH;
   return [
-    t ? `${formatMs(t.median)} ms ${ch.dim(`±${formatPercent(t.noise)}`)}` : DASH,
+    t ? `${formatMs(t.median)} ms ${noisy ? ch.yellow(`±${formatPercent(t.noise)}!`) : ch.dim(`±${formatPercent(t.noise)}`)}` : DASH,
     tp ? formatCount(tp.tokensPerS) : DASH,
     tflops,
     bytesOrDash(m?.stepPeak),
@@ -99,7 +101,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     if (groups.length > 1) rows.push([ch.bold.cyan(group.short), ...HEAD.slice(1).map(() => '')]);
     for (const c of group.cases) {
       if (c.status !== 'ok') reasons.push(`${strategyLabel(c.config)}${groups.length > 1 ? ` (${group.short})` : ''}: ${c.status}: ${firstLine(c.message) || 'no message'}`);
-      const rest = c.status === 'ok' ? okRow(c, ch) : [statusCell(c, ch), ...HEAD.slice(2).map(() => ch.dim(DASH))];
+      const rest = c.status === 'ok' ? okRow(c, ch, missedNoiseTarget(c, results)) : [statusCell(c, ch), ...HEAD.slice(2).map(() => ch.dim(DASH))];
       rows.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}`, ...rest]);
     }
   }
@@ -111,6 +113,8 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     out.push(ch.dim('no cases yet'));
   }
   for (const reason of reasons) out.push(ch.dim(wrap(reason, width, '  ')));
-  out.push(ch.dim(wrap('mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer\'s (>1: zero-buffer is faster); ± is IQR/median.', width)));
+  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target.", width)));
+  const noise = noiseWarning(results);
+  if (noise) out.push(ch.yellow(wrap(`warning: ${noise}`, width, '  ')));
   return out.join('\n');
 }

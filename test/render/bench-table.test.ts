@@ -97,4 +97,14 @@ describe('renderBenchTable', () => {
     const r = { ...fixture(), cases: [] };
     expect(renderBenchTable(r, { color: false })).toContain('no cases yet');
   });
+
+  it('marks medians noisier than the target and warns once below the table, as hyperfine does', () => {
+    const r = fixture();
+    r.settings.sampling.noiseTarget = 0.012;
+    const out = renderBenchTable(r, { color: false, width: 200 });
+    expect(out).toContain('2.91 ms ±1.3%!');
+    expect(out).toContain('3.89 ms ±1.0% ');
+    expect(out).toMatch(/warning: \d+ of 7 timed case\(s\) missed the 1\.2% noise target \(IQR\/median up to \d\.\d%, /);
+    expect(text).not.toMatch(/warning: .*noise target/);
+  });
 });
