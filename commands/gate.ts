@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../src/cli/base.js';
 import { loadResultsFile } from '../src/gate/baseline.js';
 import type { GateReport } from '../src/gate/compare.js';
+import type { Provenance } from '../src/provenance.js';
 import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun } from '../src/gate/run.js';
 import { verboseFlag } from '../src/cli/verbose.js';
@@ -24,7 +25,7 @@ export default class Gate extends BaseCommand {
     verbose: verboseFlag,
   };
 
-  async run(): Promise<GateReport | { baselineCreated: string }> {
+  async run(): Promise<(GateReport | { baselineCreated: string }) & { provenance: Provenance }> {
     const { flags } = await this.parse(Gate);
     const current = await loadResultsFile(flags.current, 'current');
     const baseline = await loadBaselineForRun(flags.baseline, flags['update-baseline']);
@@ -37,11 +38,11 @@ export default class Gate extends BaseCommand {
     if (report === null) {
       // Nothing to compare with yet: the first baseline is written, and said so.
       this.progress(baselineMessage!);
-      return { baselineCreated: baselineMessage! };
+      return { baselineCreated: baselineMessage!, provenance: this.provenance() };
     }
     this.log(renderGate(report, { verbose: flags.verbose }));
     process.exitCode = report.exitCode;
     if (baselineMessage) this.progress(`${baselineMessage} (the verdict above, exit ${report.exitCode}, was against the old one)`);
-    return report;
+    return { ...report, provenance: this.provenance() };
   }
 }

@@ -6,6 +6,7 @@ import { EnvironmentError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { writeFileAtomic } from '../src/npy.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
+import type { Provenance } from '../src/provenance.js';
 import { renderProfile } from '../src/render/profile.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
@@ -26,7 +27,7 @@ export default class Profile extends BaseCommand {
     }),
   };
 
-  async run(): Promise<ProfileResult> {
+  async run(): Promise<ProfileResult & { provenance: Provenance }> {
     const { flags } = await this.parse(Profile);
     const preset = flags.preset ? findPreset(flags.preset) : null;
     const base = preset
@@ -43,7 +44,7 @@ export default class Profile extends BaseCommand {
         await writeFileAtomic(flags.trace, JSON.stringify(chromeTrace(result)));
         this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
       }
-      return result;
+      return { ...result, provenance: this.provenance(gpu.adapter) };
     });
   }
 }

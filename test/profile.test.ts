@@ -6,7 +6,7 @@ import { layerConfig } from '../src/config.js';
 import { MIB, type DriverRead } from '../src/driver-memory.js';
 import { chromeTrace, profileStrategies, type DriverProbe } from '../src/profile.js';
 import { packageRoot } from '../src/provenance.js';
-import { renderProfile, sparkline } from '../src/render/profile.js';
+import { phaseSummary, renderProfile, sparkline } from '../src/render/profile.js';
 import { zeroBuffer } from '../src/strategies/zero-buffer.js';
 import { testGpu } from './helpers/gpu.js';
 
@@ -29,6 +29,13 @@ describe('profile', () => {
     expect(up.gbPerS).toBeGreaterThan(0);
     expect(zb.kernels.find((k) => k.kernel === 'routing-scan')!.tflops).toBeNull();
     expect(renderProfile(result)).toMatch(/own compute pass|pass overhead/);
+    // Phases by direction, each name once per direction (forward and backward share names).
+    const summary = phaseSummary(zb);
+    expect(summary).toMatch(/^forward [\d.]+: .+; backward [\d.]+: .+$/);
+    for (const half of summary.split('; backward')) {
+      const names = half.replace(/^(forward|backward)? ?[\d.]+: /, '').split(', ').map((p) => p.replace(/ [\d.]+( \(\d+ passes\))?$/, ''));
+      expect(new Set(names).size, half).toBe(names.length);
+    }
 
     const trace = JSON.parse(JSON.stringify(chromeTrace(result))) as { traceEvents: Record<string, unknown>[] };
     expect(Array.isArray(trace.traceEvents)).toBe(true);
@@ -102,6 +109,8 @@ describe('profile', () => {
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout);
     expect(result.strategies).toHaveLength(1);
+    expect(result.provenance).toMatchObject({ commandLine: `node bin/run.js ${args.join(' ')}`, tool: { name: 'moeblaze' } });
+    expect(result.note).not.toMatch(/above/);
     expect(result.driverCheck).toMatchObject({ tolerance: 0.05, strategies: [] });
     expect(result.driverCheck.skipped).toMatch(/no NVIDIA driver reports memory on this machine|is not an NVIDIA GPU/);
   });

@@ -64,6 +64,7 @@ describe('moeblaze gate', () => {
     expect(json.code).toBe(3);
     const report = JSON.parse(json.stdout);
     expect(report).toMatchObject({ exitCode: 3, regressions: 1 });
+    expect(report.provenance.commandLine).toMatch(/^node bin\/run\.js gate --baseline \S+smaller-peak\.json --current \S+run\.json --json$/);
     expect(report.rows.filter((row: { verdict: string }) => row.verdict === 'MEM+')).toHaveLength(1);
   });
 
