@@ -53,6 +53,19 @@ describe('profile', () => {
     expect(trace.traceEvents.some((e) => e.ph === 'M' && e.name === 'process_name')).toBe(true);
   });
 
+  it('every strategy declares its expert GEMMs\' work, so their kernels compare across strategies', async () => {
+    const config = layerConfig({ tokens: 64, hidden: 16, ffn: 32, experts: 4, topK: 2, capacityFactor: 1 });
+    const result = await profileStrategies(await testGpu(), config, ['megablocks', 'megablocks-grouped', 'tutel', 'gshard']);
+    for (const s of result.strategies) {
+      const gemms = s.kernels.filter((k) => /^(mb-(up|down|dW2|dU|dW13|dXp)|capacity-(up|down|dW2|dU|dW13|dDispatched))/.test(k.kernel));
+      expect(gemms.length, s.strategy).toBe(6);
+      for (const k of gemms) expect(k.tflops, `${s.strategy} ${k.kernel}`).toBeGreaterThan(0);
+    }
+    const gshard = result.strategies.find((s) => s.strategy === 'gshard')!;
+    // The einsums move rows: bytes, no useful FLOPs.
+    expect(gshard.kernels.find((k) => k.kernel === 'gshard-dispatch')).toMatchObject({ tflops: null, gbPerS: expect.any(Number) });
+  });
+
   it('draws a sparkline that spans the range', () => {
     expect(sparkline([0, 1, 2, 3, 4, 5, 6, 7])).toBe('▁▂▃▄▅▆▇█');
     expect(sparkline([])).toBe('');
