@@ -6,7 +6,7 @@ import { loadResults, prepareOutDir, runBench } from '../src/bench/run.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
-import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS } from '../src/config.js';
+import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS, type Preset } from '../src/config.js';
 import { UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
@@ -14,6 +14,8 @@ import { createProgress } from '../src/render/progress.js';
 import { renderBenchTable } from '../src/render/bench-table.js';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
+import { renderPresets } from '../src/render/presets.js';
+import type { Provenance } from '../src/provenance.js';
 import { BASELINE_DESCRIPTION, DEFAULT_RETRIES, gateFlags, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases } from '../src/gate/run.js';
 import { runCase } from '../src/bench/case.js';
@@ -43,7 +45,8 @@ export default class Bench extends BaseCommand {
     ...gpuFlags,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to run (repeatable) [default: every strategy]' }),
-    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes from DESIGN.md §4; --tokens overrides T [default: quick]' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes (their d, h, E, k, T: --list-presets, or docs/design.md#presets); --tokens overrides T [default: quick]' }),
+    'list-presets': Flags.boolean({ description: 'print every preset with its d, h, E, k and T, then exit (no GPU work)' }),
     tokens: integerList({ description: 'T values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
     hidden: integerList({ description: 'd values [default: the preset\'s]', helpGroup: 'SWEEP' }),
     ffn: integerList({ description: 'h values [default: the preset\'s]', helpGroup: 'SWEEP' }),
@@ -65,8 +68,12 @@ export default class Bench extends BaseCommand {
     verbose: verboseFlag,
   };
 
-  async run(): Promise<BenchResults> {
+  async run(): Promise<BenchResults | { presets: readonly Preset[]; provenance: Provenance }> {
     const { flags } = await this.parse(Bench);
+    if (flags['list-presets']) {
+      this.log(renderPresets(PRESETS));
+      return { presets: PRESETS, provenance: this.provenance() };
+    }
     // Everything is validated here, before any GPU work.
     const preset = flags.preset ? findPreset(flags.preset) : null;
     const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));

@@ -19,7 +19,7 @@ export default class Profile extends BaseCommand {
     ...gpuFlags,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
-    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list); size flags override' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list; see `bench --list-presets`); size flags override' }),
     trace: Flags.string({ description: 'write a Chrome/Perfetto trace JSON to this file' }),
     'driver-check': Flags.boolean({
       description:
