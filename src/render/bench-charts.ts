@@ -1,6 +1,6 @@
 import type { BenchCase, BenchResults, CaseConfig } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
-import { formatMs, formatTflops, strategyColor } from './bench-format.js';
+import { formatMs, formatTflops, strategyColor, strategyMarker } from './bench-format.js';
 import { renderLineChart, type ChartPoint, type ChartSeries } from './svg-chart.js';
 
 const AXIS_LABELS: Record<string, string> = {
@@ -107,6 +107,13 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
     const strategies = [...new Set(cases.map((c) => c.config.strategy))];
     const svgs = METRICS.map((metric) => {
       const series: ChartSeries[] = strategies.map((strategy, si) => {
+        const style = { color: strategyColor(strategy, si), marker: strategyMarker(strategy, si) };
+        // A dropless strategy has no capacity factor: one measured value, drawn as a level.
+        const dropless = cases.find((x) => x.config.strategy === strategy && x.config.capacityFactor === null);
+        if (axis === 'capacityFactor' && dropless) {
+          const y = dropless.status === 'ok' ? metric.value(dropless) : null;
+          return { name: `${strategy} (no capacity factor)`, ...style, level: true, points: [{ x: xOf(0), y }] };
+        }
         const points: ChartPoint[] = [];
         values.forEach((value, i) => {
           const c = cases.find((x) => x.config.strategy === strategy && matches(x.config, axis, value));
@@ -114,7 +121,7 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
           const band = c.status === 'ok' ? (metric.band?.(c) ?? null) : null;
           points.push({ x: xOf(i), y: c.status === 'ok' ? metric.value(c) : null, lo: band?.[0] ?? null, hi: band?.[1] ?? null, oom: c.status === 'oom' });
         });
-        return { name: strategy, color: strategyColor(strategy, si), points };
+        return { name: strategy, ...style, points };
       });
       const ys = series.flatMap((s) => s.points.flatMap((p) => (p.y != null && p.y > 0 ? [p.y] : [])));
       // A log y axis only when values span more than a decade and a half: else it flattens differences.

@@ -1,5 +1,6 @@
 import type { BenchCase, BenchResults, CaseConfig, CaseStatus } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
+import type { MarkerShape } from './svg-chart.js';
 
 /**
  * Formatting and grouping shared by the bench renderers (terminal, markdown, HTML, action), so
@@ -176,16 +177,25 @@ export function noiseWarning(r: BenchResults): string | null {
   );
 }
 
-/** Fixed colours per strategy, so a strategy keeps its colour across charts and reports. */
-const STRATEGY_COLORS: Record<string, string> = {
-  'zero-buffer': '#1b9e77',
-  tutel: '#377eb8',
-  gshard: '#e6ab02',
-  megablocks: '#7570b3',
-  'megablocks-grouped': '#a6761d',
+/**
+ * Fixed colours and point shapes per strategy, so a strategy looks the same in every chart. The
+ * colours are the Okabe–Ito palette, told apart with any common colour-vision deficiency; the
+ * shapes tell them apart in greyscale too.
+ */
+const STRATEGY_STYLES: Record<string, { color: string; marker: MarkerShape }> = {
+  'zero-buffer': { color: '#0072B2', marker: 'circle' },
+  tutel: { color: '#E69F00', marker: 'square' },
+  gshard: { color: '#CC79A7', marker: 'triangle' },
+  megablocks: { color: '#009E73', marker: 'diamond' },
+  'megablocks-grouped': { color: '#D55E00', marker: 'triangle-down' },
 };
-const SPARE_COLORS = ['#e7298a', '#66a61e', '#666666', '#17becf', '#bcbd22'];
+const SPARE_COLORS = ['#56B4E9', '#000000', '#F0E442'];
+const SPARE_MARKERS: MarkerShape[] = ['circle', 'square', 'triangle', 'diamond', 'triangle-down'];
 
 export function strategyColor(label: string, index: number): string {
-  return STRATEGY_COLORS[label] ?? SPARE_COLORS[index % SPARE_COLORS.length];
+  return STRATEGY_STYLES[label]?.color ?? SPARE_COLORS[index % SPARE_COLORS.length];
+}
+
+export function strategyMarker(label: string, index: number): MarkerShape {
+  return STRATEGY_STYLES[label]?.marker ?? SPARE_MARKERS[index % SPARE_MARKERS.length];
 }

@@ -62,9 +62,11 @@ describe('renderBenchHtml', () => {
     expect(sets[1].fixed).toEqual({ experts: 64 });
     const out = renderBenchHtml(r);
     expect(count(out, '<svg')).toBe(6);
-    // Dropless strategies have no factor: the same case is drawn at every factor.
+    // Dropless strategies have no factor: one measured value, drawn as a dashed level, not a line through factors.
     const cfTime = sets[1].svgs[0];
-    expect(count(cfTime, /<circle [^>]*fill="#1b9e77"/g)).toBe(2);
+    expect(count(cfTime, /<line class="level" [^>]*stroke="#0072B2"/g)).toBe(1);
+    expect(count(cfTime, /<circle [^>]*fill="#0072B2" [^>]*class="marker /g)).toBe(1); // the level's one mark
+    expect(cfTime).toContain('zero-buffer (no capacity factor)');
   });
 
   it('has the case table with every case and provenance', () => {
