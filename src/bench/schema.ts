@@ -74,6 +74,8 @@ export interface BenchCase {
     gemmFraction: number | null;
   };
   memory?: CaseMemory;
+  /** A case refused before it ran (oom above --memory-limit): its buffer table's figures under expected routing. */
+  planned?: { stepPeak: number; activationPeak: number };
   routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
   /** Against the zero-buffer case with the same config (null when there is none or it did not run). */
   relative?: {

@@ -130,9 +130,14 @@ export function memoryVsZeroBuffer(c: BenchCase): number | null {
   return c.relative?.activationPeakVsZeroBuffer ?? c.relative?.stepPeakVsZeroBuffer ?? null;
 }
 
+/** Dawn derives some device names from the driver's by replacing punctuation with "-", leaving one at the end. */
+export function deviceName(device: string): string {
+  return device.replace(/^-+|-+$/g, '');
+}
+
 export function testbedLine(r: BenchResults): string {
   const t = r.testbed;
-  const main = t.device || t.description || t.vendor;
+  const main = deviceName(t.device) || t.description || t.vendor;
   // On Vulkan the description is the driver string: worth keeping, but not as the name.
   const details = [[t.vendor, t.architecture].filter(Boolean).join(' '), t.backend, t.description !== main ? t.description : ''].filter(Boolean);
   return `${main} (${details.join(', ')}); Dawn (webgpu) ${t.dawnVersion}`;

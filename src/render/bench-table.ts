@@ -1,5 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
+import { formatBytes } from '../units.js';
 import {
   bytesOrDash,
   ceilingsLine,
@@ -40,8 +41,8 @@ const COLUMNS: FitColumn[] = [
   { head: 'step (median)' },
   { head: 'tokens/s', dropOrder: 1 },
   { head: 'TFLOP/s (GEMM %)' },
-  { head: 'step peak', dropOrder: 5 },
-  { head: 'act. peak' },
+  { head: 'step peak', dropOrder: 5, wrap: true, minWidth: 8 },
+  { head: 'act. peak', wrap: true, minWidth: 8 },
   { head: 'saved', dropOrder: 4 },
   { head: 'L-layer est.', dropOrder: 2 },
   { head: 'mem ×ZB' },
@@ -53,6 +54,16 @@ const HEAD = COLUMNS.map((c) => c.head);
 function statusCell(c: BenchCase, ch: ChalkInstance): string {
   const tone = statusTone(c.status);
   return tone === 'good' ? ch.green(c.status) : tone === 'warn' ? ch.yellow(c.status) : ch.red(c.status);
+}
+
+/** A case that did not run: its status where the time would be; the planned peaks when they are known. */
+function notRunRow(c: BenchCase, ch: ChalkInstance): string[] {
+  const cells = HEAD.slice(2).map(() => ch.dim(DASH));
+  if (c.planned) {
+    cells[HEAD.indexOf('step peak') - 2] = ch.dim(`${formatBytes(c.planned.stepPeak)} (plan)`);
+    cells[HEAD.indexOf('act. peak') - 2] = ch.dim(`${formatBytes(c.planned.activationPeak)} (plan)`);
+  }
+  return [statusCell(c, ch), ...cells];
 }
 
 function okRow(c: BenchCase, ch: ChalkInstance, noisy: boolean): string[] {
@@ -101,7 +112,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     if (groups.length > 1) rows.push([ch.bold.cyan(group.short), ...HEAD.slice(1).map(() => '')]);
     for (const c of group.cases) {
       if (c.status !== 'ok') reasons.push(`${strategyLabel(c.config)}${groups.length > 1 ? ` (${group.short})` : ''}: ${c.status}: ${firstLine(c.message) || 'no message'}`);
-      const rest = c.status === 'ok' ? okRow(c, ch, missedNoiseTarget(c, results)) : [statusCell(c, ch), ...HEAD.slice(2).map(() => ch.dim(DASH))];
+      const rest = c.status === 'ok' ? okRow(c, ch, missedNoiseTarget(c, results)) : notRunRow(c, ch);
       rows.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}`, ...rest]);
     }
   }
@@ -113,7 +124,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     out.push(ch.dim('no cases yet'));
   }
   for (const reason of reasons) out.push(ch.dim(wrap(reason, width, '  ')));
-  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target.", width)));
+  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target; (plan): the buffer table's figure for a case refused before it ran.", width)));
   const noise = noiseWarning(results);
   if (noise) out.push(ch.yellow(wrap(`warning: ${noise}`, width, '  ')));
   return out.join('\n');

@@ -1,7 +1,7 @@
 import chalk from 'chalk';
-import Table from 'cli-table3';
 import { formatSkew } from '../config.js';
 import type { VerifyResult } from '../verify.js';
+import { fitTable, terminalWidth } from './fit-table.js';
 
 function exp(value: number): string {
   if (!Number.isFinite(value)) return 'NaN/Inf';
@@ -9,31 +9,29 @@ function exp(value: number): string {
 }
 
 /** The verify report: one row per strategy and tensor, then a verdict line. */
-export function renderVerify(result: VerifyResult): string {
+export function renderVerify(result: VerifyResult, width = terminalWidth()): string {
   const c = result.config;
   const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed}`;
-  const table = new Table({
-    head: ['strategy', 'tensor', 'rel. error', 'max |error|', 'result'],
-    style: { head: [], border: [] },
-    // One line per tensor: row separators would double the table's height.
-    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-  });
+  // Per-strategy notes sit in their own column on the strategy's first row: a spanning row
+  // would break the compact borders (cli-table3 draws stray ┬┴ there).
+  const rows: string[][] = [];
   for (const s of result.strategies) {
     if (s.status === 'unsupported' || s.status === 'error') {
       const firstLine = (s.message ?? '').split('\n')[0];
-      table.push([s.strategy, '—', '—', '—', s.status === 'error' ? chalk.red(`error: ${firstLine}`) : chalk.yellow(`unsupported: ${firstLine}`)]);
+      rows.push([s.strategy, '—', '—', '—', s.status === 'error' ? chalk.red('error') : chalk.yellow('unsupported'), firstLine]);
       continue;
     }
-    s.tensors.forEach((t, i) => {
-      table.push([i === 0 ? s.strategy : '', t.tensor, exp(t.relError), exp(t.maxAbsError), t.pass ? chalk.green('pass') : chalk.red(t.hasNaN ? 'FAIL (NaN)' : 'FAIL')]);
-    });
-    const notes = [`near-tie tokens given the GPU's routing: ${s.nearTieTokens}`];
+    const notes = [`near-tie tokens: ${s.nearTieTokens}`];
     if (s.droppedPairs) notes.push(`dropped pairs: ${s.droppedPairs}`);
     if (s.message) notes.push(chalk.red(s.message));
-    table.push([{ colSpan: 5, content: chalk.dim(notes.join('; ')) }]);
+    s.tensors.forEach((t, i) => {
+      rows.push([i === 0 ? s.strategy : '', t.tensor, exp(t.relError), exp(t.maxAbsError), t.pass ? chalk.green('pass') : chalk.red(t.hasNaN ? 'FAIL (NaN)' : 'FAIL'), i === 0 ? chalk.dim(notes.join('; ')) : '']);
+    });
   }
+  const columns = [{ head: 'strategy' }, { head: 'tensor' }, { head: 'rel. error' }, { head: 'max |error|' }, { head: 'result' }, { head: 'note', wrap: true, minWidth: 16 }];
+  const table = fitTable(columns, rows, width);
   const verdict = result.pass
     ? chalk.green(`PASS: every tensor within relative error ${result.tolerance.toExponential(0)}`)
     : chalk.red(`FAIL: ${result.strategies.filter((s) => s.status === 'fail' || s.status === 'error').map((s) => s.strategy).join(', ')} outside relative error ${result.tolerance.toExponential(0)}`);
-  return [head, table.toString(), verdict].join('\n');
+  return [head, table.text, verdict].join('\n');
 }

@@ -107,4 +107,14 @@ describe('renderBenchTable', () => {
     expect(out).toMatch(/warning: \d+ of 7 timed case\(s\) missed the 1\.2% noise target \(IQR\/median up to \d\.\d%, /);
     expect(text).not.toMatch(/warning: .*noise target/);
   });
+
+  it('names the device without the dash Dawn leaves at the end of a derived name', () => {
+    const r = fixture();
+    r.testbed.device = 'llvmpipe-llvm-15-0-6-256-bits-';
+    expect(renderBenchTable(r, { color: false, width: 200 })).toMatch(/^testbed: llvmpipe-llvm-15-0-6-256-bits \(/);
+  });
+
+  it('shows the planned peaks of a case refused above --memory-limit', () => {
+    expect(text).toMatch(/tutel cf=1\.25\s*│ oom\s*│ .*│ 3\.30 GiB \(plan\)\s*│ 391 MiB \(plan\)/);
+  });
 });
