@@ -31,7 +31,11 @@ describe('plan model = allocator on the validation grid', () => {
     const gpu = await testGpu();
     expect(gpu.hasF16).toBe(true);
     f32 = await validatePlan(gpu, { dtypes: ['f32'] });
-    f16 = await validatePlan(gpu, { dtypes: ['f16'], grid: F16_GRID });
+    const progress: string[] = [];
+    f16 = await validatePlan(gpu, { dtypes: ['f16'], grid: F16_GRID, onProgress: (m) => progress.push(m) });
+    // Each row its own count: [1/n] … [n/n], never one number repeated for every strategy.
+    const total = F16_GRID.length * STRATEGIES.length;
+    expect(progress.map((m) => /^\[(\d+)\/(\d+)\]/.exec(m)!.slice(1).map(Number))).toEqual(Array.from({ length: total }, (_, i) => [i + 1, total]));
     rows = [...f32.rows, ...f16.rows];
     expect([f32.dtypes, f16.dtypes, f16.skipped]).toEqual([['f32'], ['f16'], []]);
     expect(f32.rows).toHaveLength(VALIDATION_GRID.length * STRATEGIES.length);
