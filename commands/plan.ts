@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
 import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
@@ -45,6 +46,7 @@ export default class Plan extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
+    verbose: verboseFlag,
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a shape from DESIGN.md §4; size flags override it' }),
     tokens: layerFlags.tokens,
     hidden: layerFlags.hidden,

@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js';
 import { findPreset, PRESETS } from '../src/config.js';
@@ -17,6 +18,7 @@ export default class Profile extends BaseCommand {
   static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer --driver-check'];
   static override flags = {
     ...gpuFlags,
+    verbose: verboseFlag,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list; see `bench --list-presets`); size flags override' }),

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { join } from 'node:path';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
 import { DTYPES } from '../src/config.js';
@@ -25,6 +26,7 @@ export default class Train extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
+    verbose: verboseFlag,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy of the MoE layer (repeatable) [default: zero-buffer]' }),
     steps: int(1)({ description: `optimizer steps [default: ${DEFAULT_TRAIN.steps}]` }),
     lr: float({ description: `Adam learning rate [default: ${DEFAULT_TRAIN.lr}]` }),

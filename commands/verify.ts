@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli/flags.js';
 import { ExitCode, UsageError } from '../src/errors.js';
@@ -20,6 +21,7 @@ export default class Verify extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
+    verbose: verboseFlag,
     ...layerFlags,
     impl: Flags.string({
       multiple: true,
