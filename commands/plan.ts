@@ -9,6 +9,7 @@ import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
 import { planModel, type PlanResult } from '../src/plan/model.js';
 import { validatePlan, type ValidationResult } from '../src/plan/validate.js';
 import type { Provenance } from '../src/provenance.js';
+import { adviseFits, type FitAdvice } from '../src/plan/advice.js';
 import { renderPlan, renderValidation } from '../src/render/plan.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
@@ -76,7 +77,7 @@ export default class Plan extends BaseCommand {
     }),
   };
 
-  async run(): Promise<(PlanResult | ValidationResult) & { provenance: Provenance }> {
+  async run(): Promise<((PlanResult & { advice: FitAdvice[] }) | ValidationResult) & { provenance: Provenance }> {
     const { flags } = await this.parse(Plan);
     const strategies = STRATEGIES.filter((s) => (flags.impl ?? strategyIds()).includes(s.id));
     if (flags.validate) {
@@ -103,7 +104,7 @@ export default class Plan extends BaseCommand {
       skew: flags.skew,
     };
     const config = layerConfigFromFlags(layer, presetBase(flags.preset, layer));
-    const result = planModel({
+    const options = {
       config,
       preset: flags.preset ?? null,
       strategies,
@@ -112,8 +113,10 @@ export default class Plan extends BaseCommand {
       optimizer: flags.optimizer,
       memory: flags.memory ?? null,
       expertParallel: flags['expert-parallel'],
-    });
-    this.log(renderPlan(result));
-    return { ...result, provenance: this.provenance() };
+    };
+    const result = planModel(options);
+    const advice = adviseFits(options, strategies.filter((s) => result.strategies.find((p) => p.strategy === s.id)?.fits === false));
+    this.log(renderPlan(result, {}, advice));
+    return { ...result, advice, provenance: this.provenance() };
   }
 }
