@@ -42,7 +42,7 @@ export interface BenchChartSet {
   axis: string;
   /** The other swept axes, held at their first value. */
   fixed: Record<string, number | string>;
-  /** One <svg> per metric: step time, useful TFLOP/s, step peak. */
+  /** One <svg> per metric: step time, useful TFLOP/s, step peak, activation peak, saved for backward, L-layer estimate. */
   svgs: string[];
 }
 
@@ -72,6 +72,10 @@ const METRICS: Metric[] = [
     ref: (r) => (r.ceilings ? { y: r.ceilings.gemm.tflops, label: `GEMM ceiling ${formatTflops(r.ceilings.gemm.tflops)}` } : null),
   },
   { title: 'Step peak memory', yLabel: 'step peak', value: (c) => c.memory?.stepPeak ?? null, formatY: formatBytes, bytes: true },
+  // The figure the dispatcher changes, the one that each of L layers holds, and the L-layer estimate.
+  { title: 'Activation peak', yLabel: 'activation peak', value: (c) => c.memory?.activationPeak ?? null, formatY: formatBytes, bytes: true },
+  { title: 'Saved for backward', yLabel: 'saved for backward', value: (c) => c.memory?.savedForBackward ?? null, formatY: formatBytes, bytes: true },
+  { title: 'L-layer estimate', yLabel: 'L × saved + transient', value: (c) => c.memory?.modelEstimate ?? null, formatY: formatBytes, bytes: true },
 ];
 
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -139,6 +143,8 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
         formatYTick: metric.bytes ? byteTick : undefined,
         yUnit: metric.bytes && !logY ? byteUnit(Math.max(1, ...ys)) : undefined,
         bandLabel: metric.band ? 'p10–p90' : undefined,
+        width: 640,
+        height: 360,
         refLines: [metric.ref?.(results)].filter((r): r is { y: number; label: string } => Boolean(r)),
       });
     });
