@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { join } from 'node:path';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js';
@@ -9,12 +10,13 @@ import { writeFileAtomic } from '../src/npy.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
 import type { Provenance } from '../src/provenance.js';
 import { renderProfile } from '../src/render/profile.js';
+import { renderProfileHtml } from '../src/render/profile-html.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
 export default class Profile extends BaseCommand {
   static override summary = 'Per-kernel GPU time and the memory timeline of one training step.';
   static override description =
-    'For one config and one or more strategies: each kernel\'s GPU time (calls, ms, share), the step\'s phases, the live-memory timeline as a sparkline, and what made up the peak, by tag and by buffer. Per-kernel times come from a step that runs each kernel in its own compute pass, which adds overhead; the step time shown is measured separately without that split. --trace writes a Chrome/Perfetto trace (ui.perfetto.dev) with a kernel track and a memory counter track.';
+    'For one config and one or more strategies: each kernel\'s GPU time (calls, ms, share), the step\'s phases, the live-memory timeline as a sparkline, and what made up the peak, by tag and by buffer. Per-kernel times come from a step that runs each kernel in its own compute pass, which adds overhead; the step time shown is measured separately without that split. --trace writes a Chrome/Perfetto trace (ui.perfetto.dev) with a kernel track and a memory counter track; --out DIR writes index.html with the same in charts.';
   static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer --driver-check'];
   static override flags = {
     ...gpuFlags,
@@ -23,6 +25,7 @@ export default class Profile extends BaseCommand {
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list; see `bench --list-presets`); size flags override' }),
     trace: Flags.string({ description: 'write a Chrome/Perfetto trace JSON to this file' }),
+    out: Flags.string({ description: 'write index.html into this folder: live memory by tag over the step (peak marked) and a bar chart of kernel times, per strategy', helpValue: '<dir>' }),
     'driver-check': Flags.boolean({
       description:
         'on NVIDIA, hold buffers the size of the step\'s peak and compare the driver\'s used-memory change (nvidia-smi) with the allocator\'s; reports the difference (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
@@ -46,7 +49,12 @@ export default class Profile extends BaseCommand {
         await writeFileAtomic(flags.trace, JSON.stringify(chromeTrace(result)));
         this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
       }
-      return { ...result, provenance: this.provenance(gpu.adapter) };
+      const provenance = this.provenance(gpu.adapter);
+      if (flags.out) {
+        await writeFileAtomic(join(flags.out, 'index.html'), renderProfileHtml(result, provenance));
+        this.progress(`wrote ${join(flags.out, 'index.html')}`);
+      }
+      return { ...result, provenance };
     });
   }
 }

@@ -7,7 +7,9 @@ import { MIB, type DriverRead } from '../src/driver-memory.js';
 import { chromeTrace, profileStrategies, type DriverProbe } from '../src/profile.js';
 import { packageRoot } from '../src/provenance.js';
 import { phaseSummary, renderProfile, sparkline } from '../src/render/profile.js';
+import { liveByTag, renderProfileHtml } from '../src/render/profile-html.js';
 import { zeroBuffer } from '../src/strategies/zero-buffer.js';
+import { formatBytes } from '../src/units.js';
 import { testGpu } from './helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());
@@ -36,6 +38,16 @@ describe('profile', () => {
       const names = half.replace(/^(forward|backward)? ?[\d.]+: /, '').split(', ').map((p) => p.replace(/ [\d.]+( \(\d+ passes\))?$/, ''));
       expect(new Set(names).size, half).toBe(names.length);
     }
+
+    // profile --out: live bytes by tag add up to the allocator's live bytes at every event; the
+    // page is self-contained, with the peak marked and a bar per kernel.
+    for (const p of liveByTag(zb.memory.timeline)) expect(Object.values(p.byTag).reduce((a, b) => a + (b ?? 0), 0)).toBe(p.live);
+    const page = renderProfileHtml(result);
+    expect(page).not.toMatch(/<script|https?:\/\//);
+    expect(page).toContain('<circle class="peak"');
+    expect(page.match(/<polygon class="area"/g)!.length).toBeGreaterThanOrEqual(4);
+    expect(page.match(/<rect x="\d+" y="[\d.]+" width="[\d.]+" height="15" fill="#0072B2">/g)).toHaveLength(zb.kernels.length);
+    expect(page).toContain(`peak ${formatBytes(zb.memory.stepPeak)}`);
 
     const trace = JSON.parse(JSON.stringify(chromeTrace(result))) as { traceEvents: Record<string, unknown>[] };
     expect(Array.isArray(trace.traceEvents)).toBe(true);
