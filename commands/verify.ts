@@ -50,7 +50,7 @@ export default class Verify extends BaseCommand {
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await verifyStrategies(gpu, config, {
-        strategies,
+        impl: strategies,
         tolerance: flags.tolerance,
         chunkBytes: flags['chunk-limit'],
         dumpDir: flags.dump,

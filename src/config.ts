@@ -46,9 +46,14 @@ export const DEFAULT_LAYER: LayerConfig = {
 };
 
 /** Builds a full config from a partial one; normalizeGates defaults to k > 1 (Tutel's rule). */
-export function layerConfig(partial: Partial<LayerConfig>): LayerConfig {
+/**
+ * A validated config from any subset of fields. `auxLoss` is accepted for the CLI's name
+ * (`--aux-loss`); the config stores it as `auxLossCoef`.
+ */
+export function layerConfig(partial: Partial<LayerConfig> & { auxLoss?: number }): LayerConfig {
   const topK = partial.topK ?? DEFAULT_LAYER.topK;
-  const config: LayerConfig = { ...DEFAULT_LAYER, normalizeGates: topK > 1, ...partial, topK };
+  const { auxLoss, ...fields } = partial;
+  const config: LayerConfig = { ...DEFAULT_LAYER, normalizeGates: topK > 1, ...fields, ...(auxLoss !== undefined && { auxLossCoef: auxLoss }), topK };
   validateLayerConfig(config);
   return config;
 }

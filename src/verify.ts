@@ -39,7 +39,10 @@ export interface VerifyResult {
 }
 
 export interface VerifyOptions {
-  strategies: string[];
+  /** Strategies to check (`--impl`); required unless the deprecated `strategies` is given. */
+  impl?: string[];
+  /** @deprecated since 0.2: use `impl`. */
+  strategies?: string[];
   tolerance?: number;
   chunkBytes?: number;
   dumpDir?: string;
@@ -109,7 +112,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
   const dumped = new Map<string, ReferenceResult>();
-  for (const id of options.strategies) {
+  for (const id of options.impl ?? options.strategies ?? []) {
     const strategy = findStrategy(id);
     const reference = strategy.dropless ? 'ref' : 'ref-capacity';
     const base = { strategy: id, tensors: [], nearTieTokens: 0, droppedPairs: 0, reference } as const;

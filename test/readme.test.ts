@@ -50,3 +50,15 @@ describe('README facts', () => {
     for (const line of invocations) expect(line).toMatch(/npx moeblaze (bench|gate|plan|train|verify|profile|devices)/);
   });
 });
+
+describe('library option names', () => {
+  it('accepts the CLI vocabulary and the deprecated 0.1 names alike', async () => {
+    const { layerConfig } = await import('../src/config.js');
+    expect(layerConfig({ auxLoss: 0.01 }).auxLossCoef).toBe(0.01);
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const example = /<!-- readme-example[^>]*-->\s*```js\n([\s\S]*?)```/.exec(readme)![1];
+    // The example uses the new names only; the deprecated ones are named in the prose.
+    expect(example).not.toMatch(/numExperts|dispatch:|strategies:|auxLossCoef/);
+    expect(readme).toMatch(/`numExperts` and `dispatch` \(`MoELayer\.create`\), `auxLossCoef` and `strategies`\s+\(`verifyStrategies`\) still work as deprecated aliases/);
+  });
+});
