@@ -30,11 +30,11 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--rule); padding-bottom: .2rem; } h3 { font-size: 1rem; margin: 1.4rem 0 .4rem; }
 .sub, .muted, figcaption { color: var(--muted); }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: .4rem 0 1rem; }
-th, td { padding: .25rem .5rem; border-bottom: 1px solid var(--rule); text-align: right; white-space: nowrap; }
+th, td { padding: .25rem .45rem; border-bottom: 1px solid var(--rule); text-align: right; white-space: nowrap; }
 /* Heads wrap at their spaces so that 13 columns fit a 1000 px window; a wider table scrolls in its box, never the page. */
 th { white-space: normal; vertical-align: bottom; min-width: 3.5rem; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
-table.cases { font-size: 13px; }
+table.cases { font-size: 12.5px; } td.wrap { white-space: normal; }
 th { background: var(--head); font-weight: 600; } td:first-child, th:first-child, td.msg { text-align: left; }
 td.msg { white-space: normal; max-width: 60rem; }
 table.kv td { text-align: left; white-space: normal; } table.kv td:first-child { font-weight: 600; }
@@ -53,12 +53,13 @@ function row(cells: string[], tag: 'td' | 'th' = 'td'): string {
 }
 
 /** Column heads; the cells of caseRow follow this order. */
-const HEAD = ['strategy', 'status', 'median (ms)', 'p10–p90 (ms)', 'noise', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
+const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
 
 function caseRow(c: BenchCase, noisy: boolean): string {
   const status = `<span class="${TONE_CLASS[statusTone(c.status)]}">${esc(c.status)}</span>`;
   const name = esc(strategyLabel(c.config));
-  if (c.status !== 'ok') return `<tr><td>${name}</td><td>${status}</td><td class="msg" colspan="${HEAD.length - 2}">${esc(firstLine(c.message) || DASH)}</td></tr>`;
+  // No status column: a case that ran shows its time; one that did not, its status and why.
+  if (c.status !== 'ok') return `<tr><td>${name}</td><td class="msg" colspan="${HEAD.length - 1}">${status}: ${esc(firstLine(c.message) || DASH)}</td></tr>`;
   const s = c.time?.step;
   const tp = c.throughput;
   const m = c.memory;
@@ -76,7 +77,8 @@ function caseRow(c: BenchCase, noisy: boolean): string {
     formatRatio(c.relative?.zeroBufferSpeedup),
     c.routing ? formatPercent(c.routing.droppedPercent / 100) : DASH,
   ];
-  return `<tr><td>${name}</td><td>${status}</td>${cells.map((x) => `<td>${esc(x)}</td>`).join('')}</tr>`;
+  // A figure with its qualifier in parentheses may wrap before it, to keep the table in a 1000 px window.
+  return `<tr><td>${name}</td>${cells.map((x) => `<td${x.includes(' (') ? ' class="wrap"' : ''}>${esc(x)}</td>`).join('')}</tr>`;
 }
 
 function caseTables(results: BenchResults): string {

@@ -91,7 +91,8 @@ export function kernelBarsSvg(s: StrategyProfile, width = 900): string {
   const label = 230;
   const height = 40 + rows.length * rowH + 30;
   const max = Math.max(1e-9, ...rows.map((k) => k.ms));
-  const scale = (ms: number) => (ms / max) * (width - label - 190);
+  // Room to the right of the longest bar for its label ("1.23 ms · 4.56 TFLOP/s, 7.89 GB/s").
+  const scale = (ms: number) => (ms / max) * (width - label - 300);
   const out = [`<svg class="chart" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="kernel times">`];
   out.push(`<text x="${width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="600">${esc(`${s.strategy}: GPU time per kernel (one pass per kernel)`)}</text>`);
   rows.forEach((k, i) => {
