@@ -42,10 +42,11 @@ export function liveByTag(timeline: readonly MemoryEvent[]): TimelinePoint[] {
 const n1 = (v: number) => v.toFixed(1);
 
 /** A stacked area of live bytes by tag over the step's events, with the peak marked. */
-export function memoryAreaSvg(s: StrategyProfile, width = 900, height = 340): string {
+export function memoryAreaSvg(s: StrategyProfile, width = 900, height = 380): string {
   const points = liveByTag(s.memory.timeline);
   const tags = BUFFER_TAGS.filter((t) => points.some((p) => (p.byTag[t] ?? 0) > 0));
-  const m = { left: 70, right: 16, top: 34, bottom: 46 + Math.ceil(tags.length / 5) * 16 };
+  // Below the plot: slanted phase names, the axis caption, then the legend rows.
+  const m = { left: 70, right: 16, top: 34, bottom: 78 + Math.ceil(tags.length / 5) * 16 };
   const [x0, x1, y0, y1] = [m.left, width - m.right, height - m.bottom, m.top];
   const top = Math.max(1, ...points.map((p) => p.live));
   const sx = (i: number) => x0 + (points.length > 1 ? (i / (points.length - 1)) * (x1 - x0) : 0);
@@ -75,9 +76,9 @@ export function memoryAreaSvg(s: StrategyProfile, width = 900, height = 340): st
   out.push(`<text x="${n1(Math.min(sx(peak.index) + 8, x1 - 150))}" y="${n1(sy(peak.live) - 8)}" font-size="11" fill="#d62728">${esc(`peak ${formatBytes(s.memory.stepPeak)}`)}</text>`);
   out.push(`<path d="M${x0},${y1}V${y0}H${x1}" fill="none" stroke="#444"/>`);
   out.push(`<text x="8" y="${y1 - 10}" font-size="12">live bytes</text>`);
-  out.push(`<text x="${(x0 + x1) / 2}" y="${y0 + 34}" text-anchor="middle" font-size="12">allocation events of the step, in order (dashed: phase starts)</text>`);
+  out.push(`<text x="${(x0 + x1) / 2}" y="${y0 + 56}" text-anchor="middle" font-size="12">allocation events of the step, in order (dashed: phase starts)</text>`);
   tags.forEach((tag, i) => {
-    const [lx, ly] = [x0 + (i % 5) * 160, y0 + 50 + Math.floor(i / 5) * 16];
+    const [lx, ly] = [x0 + (i % 5) * 160, y0 + 76 + Math.floor(i / 5) * 16];
     out.push(`<rect x="${lx}" y="${ly - 6}" width="14" height="10" fill="${TAG_COLORS[tag]}"/><text x="${lx + 20}" y="${ly}" dy="0.2em" font-size="11">${esc(tag)}</text>`);
   });
   out.push('</svg>');
