@@ -56,13 +56,16 @@ function share(widths: number[], natural: readonly number[], shown: readonly num
 /**
  * Lays out a table within `width` characters. In order, until it fits: heads wrap at their
  * spaces, `wrap` columns wrap down to their minimum, then `dropOrder` columns are left out.
- * Nothing is truncated: a cell is shown whole or its column is named in `dropped`.
+ * Nothing is truncated: a cell is shown whole (words are never cut) or its column is named in
+ * `dropped`; a table that cannot fit even so comes out wider than `width`.
  */
 export function fitTable(columns: readonly FitColumn[], rows: readonly (readonly string[])[], width: number): FittedTable {
   const cellWidth = (i: number) => Math.max(0, ...rows.map((r) => visibleWidth(r[i] ?? '')));
   const natural = columns.map((c, i) => Math.max(visibleWidth(c.head), cellWidth(i)) + 2);
+  // A wrapping column narrows to its minimum, but never below its longest word: words are not cut.
+  const longestCellWord = (i: number) => Math.max(1, ...rows.map((r) => longestWord(r[i] ?? '')));
   const narrow = columns.map((c, i) => {
-    const cells = c.wrap ? Math.min(cellWidth(i), c.minWidth ?? 12) : cellWidth(i);
+    const cells = c.wrap ? Math.max(Math.min(cellWidth(i), c.minWidth ?? 12), longestCellWord(i)) : cellWidth(i);
     return Math.max(longestWord(c.head), cells, 1) + 2;
   });
   let shown = columns.map((_, i) => i);

@@ -1,9 +1,9 @@
-import Table from 'cli-table3';
 import type { ChalkInstance } from 'chalk';
 import type { FitAdvice } from '../plan/advice.js';
 import type { PlanResult, StrategyPlan } from '../plan/model.js';
 import type { ValidationResult, ValidationRow } from '../plan/validate.js';
 import { formatBytes } from '../units.js';
+import { fitTable, terminalWidth, type FitColumn } from './fit-table.js';
 import { reportChalk } from './style.js';
 
 export interface PlanRenderOptions {
@@ -11,10 +11,14 @@ export interface PlanRenderOptions {
   color?: boolean;
 }
 
-const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
-
-function table(head: string[]): Table.Table {
-  return new Table({ head, style: { head: [], border: [] }, chars: COMPACT });
+/**
+ * A table laid out for the terminal when printed: heads and long cells (phases, notes) wrap at
+ * their spaces to fit the width; the first column (the strategy or shape) never wraps.
+ */
+function table(head: string[], width = terminalWidth()): { push(row: string[]): void; toString(): string } {
+  const rows: string[][] = [];
+  const columns: FitColumn[] = head.map((h, i) => (i === 0 ? { head: h } : { head: h, wrap: true, minWidth: 8 }));
+  return { push: (row) => rows.push(row), toString: () => fitTable(columns, rows, width).text };
 }
 
 function count(n: number): string {

@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import Table from 'cli-table3';
+import { fitTable, terminalWidth } from './fit-table.js';
 import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../profile.js';
 import { formatBytes } from '../units.js';
 
@@ -39,9 +39,9 @@ export function phaseSummary(s: Pick<StrategyProfile, 'phases' | 'forwardMs' | '
 }
 
 function strategyBlock(s: StrategyProfile): string {
-  const kernels = new Table({ head: ['kernel', 'calls', 'ms', '% of kernel time', 'TFLOP/s', 'GB/s (est.)'], style: { head: [], border: [] }, chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } });
   const num = (v: number | null, digits: number) => (v === null ? '—' : v.toPrecision(digits));
-  for (const k of s.kernels) kernels.push([k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`, num(k.tflops, 3), num(k.gbPerS, 3)]);
+  const rows = s.kernels.map((k) => [k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`, num(k.tflops, 3), num(k.gbPerS, 3)]);
+  const kernels = fitTable(['kernel', 'calls', 'ms', '% of kernel time', 'TFLOP/s', 'GB/s (est.)'].map((head) => ({ head })), rows, terminalWidth());
   const phases = phaseSummary(s);
   const tags = Object.entries(s.peakByTag)
     .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
@@ -56,7 +56,7 @@ function strategyBlock(s: StrategyProfile): string {
   return [
     chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${s.usefulTflops.toFixed(3)} useful TFLOP/s)`),
     `phases (ms): ${phases}`,
-    kernels.toString(),
+    kernels.text,
     `memory over the step  ${sparkline(live)}  peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}` +
       (s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`),
     `peak by tag: ${tags}`,
