@@ -1,4 +1,5 @@
 import chalk from 'chalk';
+import { formatTflops } from './bench-format.js';
 import { fitTable, terminalWidth } from './fit-table.js';
 import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../profile.js';
 import { formatBytes } from '../units.js';
@@ -54,7 +55,7 @@ function strategyBlock(s: StrategyProfile): string {
     .join(', ');
   const live = s.memory.timeline.filter((e) => e.kind !== 'mark').map((e) => e.live);
   return [
-    chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${s.usefulTflops.toFixed(3)} useful TFLOP/s)`),
+    chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${formatTflops(s.usefulTflops)} useful TFLOP/s)`),
     `phases (ms): ${phases}`,
     kernels.text,
     `memory over the step  ${sparkline(live)}  peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}` +
