@@ -15,9 +15,9 @@ export interface PlanRenderOptions {
  * A table laid out for the terminal when printed: heads and long cells (phases, notes) wrap at
  * their spaces to fit the width; the first column (the strategy or shape) never wraps.
  */
-function table(head: string[], width = terminalWidth()): { push(row: string[]): void; toString(): string } {
+function table(head: string[], wraps: (column: number) => boolean = (i) => i > 0, width = terminalWidth()): { push(row: string[]): void; toString(): string } {
   const rows: string[][] = [];
-  const columns: FitColumn[] = head.map((h, i) => (i === 0 ? { head: h } : { head: h, wrap: true, minWidth: 8 }));
+  const columns: FitColumn[] = head.map((h, i) => (wraps(i) ? { head: h, wrap: true, minWidth: 8 } : { head: h }));
   return { push: (row) => rows.push(row), toString: () => fitTable(columns, rows, width).text };
 }
 
@@ -199,7 +199,8 @@ function unsupportedLines(v: ValidationResult): string[] {
 /** `plan --validate`: model (realised routing) vs allocator, and model (expected routing) vs allocator. */
 export function renderValidation(v: ValidationResult, options: PlanRenderOptions = {}): string {
   const ch = reportChalk(options.color);
-  const t = table(['shape', 'dtype', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result']);
+  // Only the shape wraps: verdict cells ("= to the byte") stay on one line, as scripts grep them.
+  const t = table(['shape', 'dtype', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result'], (i) => i === 0);
   // Rows come shape by shape, dtype by dtype: print each shape and dtype once, at the top of its group.
   let lastShape = '';
   let lastGroup = '';
