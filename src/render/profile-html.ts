@@ -3,7 +3,7 @@ import type { ProfileResult, StrategyProfile } from '../profile.js';
 import type { Provenance } from '../provenance.js';
 import { formatBytes } from '../units.js';
 import { phaseSummary } from './profile.js';
-import { escapeXml as esc } from './svg-chart.js';
+import { escapeXml as esc, niceTicks } from './svg-chart.js';
 
 /** Okabe–Ito colours again, one per buffer tag, in the allocator's tag order. */
 const TAG_COLORS: Record<BufferTag, string> = {
@@ -48,14 +48,18 @@ export function memoryAreaSvg(s: StrategyProfile, width = 900, height = 380): st
   // Below the plot: slanted phase names, the axis caption, then the legend rows.
   const m = { left: 70, right: 16, top: 34, bottom: 78 + Math.ceil(tags.length / 5) * 16 };
   const [x0, x1, y0, y1] = [m.left, width - m.right, height - m.bottom, m.top];
-  const top = Math.max(1, ...points.map((p) => p.live));
+  const peakLive = Math.max(1, ...points.map((p) => p.live));
+  // Round ticks in the binary unit of the peak (0, 200 KiB, 400 KiB …), the top one above the peak.
+  const unit = 1024 ** Math.max(0, Math.min(4, Math.floor(Math.log(peakLive) / Math.log(1024))));
+  const ticks = niceTicks(0, peakLive / unit).map((t) => t * unit);
+  const top = Math.max(peakLive, ticks[ticks.length - 1]);
   const sx = (i: number) => x0 + (points.length > 1 ? (i / (points.length - 1)) * (x1 - x0) : 0);
   const sy = (b: number) => y0 - (b / top) * (y0 - y1);
   const out: string[] = [`<svg class="chart" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="live memory by tag">`];
   out.push(`<text x="${width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="600">${esc(`${s.strategy}: live memory by tag over the step`)}</text>`);
-  for (const f of [0, 0.25, 0.5, 0.75, 1]) {
-    const y = n1(sy(top * f));
-    out.push(`<line x1="${x0}" x2="${x1}" y1="${y}" y2="${y}" stroke="#e4e4e4"/><text x="${x0 - 6}" y="${y}" dy="0.32em" text-anchor="end" font-size="11">${esc(formatBytes(top * f))}</text>`);
+  for (const t of ticks) {
+    const y = n1(sy(t));
+    out.push(`<line x1="${x0}" x2="${x1}" y1="${y}" y2="${y}" stroke="#e4e4e4"/><text x="${x0 - 6}" y="${y}" dy="0.32em" text-anchor="end" font-size="11">${esc(t === 0 ? '0' : formatBytes(t))}</text>`);
   }
   // Layers from the bottom in tag order: persistent tags first, so the step's buffers ride on top.
   const below = points.map(() => 0);
