@@ -13,12 +13,28 @@ export interface PlanRenderOptions {
 
 /**
  * A table laid out for the terminal when printed: heads and long cells (phases, notes) wrap at
- * their spaces to fit the width; the first column (the strategy or shape) never wraps.
+ * their spaces to fit the width; the first column (the strategy or shape) never wraps. Columns
+ * named in `dropOrder` go, in that order, when wrapping is not enough, and a line says which.
  */
-function table(head: string[], wraps: (column: number) => boolean = (i) => i > 0, width = terminalWidth()): { push(row: string[]): void; toString(): string } {
+function table(
+  head: string[],
+  wraps: (column: number) => boolean = (i) => i > 0,
+  dropOrder: readonly string[] = [],
+  width = terminalWidth(),
+): { push(row: string[]): void; toString(): string } {
   const rows: string[][] = [];
-  const columns: FitColumn[] = head.map((h, i) => (wraps(i) ? { head: h, wrap: true, minWidth: 8 } : { head: h }));
-  return { push: (row) => rows.push(row), toString: () => fitTable(columns, rows, width).text };
+  const columns: FitColumn[] = head.map((h, i) => ({
+    head: h,
+    ...(wraps(i) && { wrap: true, minWidth: 8 }),
+    ...(dropOrder.includes(h) && { dropOrder: dropOrder.indexOf(h) }),
+  }));
+  return {
+    push: (row) => rows.push(row),
+    toString: () => {
+      const fitted = fitTable(columns, rows, width);
+      return fitted.dropped.length ? `${fitted.text}\n(left out to fit ${width} columns: ${fitted.dropped.join(', ')}; --json has them)` : fitted.text;
+    },
+  };
 }
 
 function count(n: number): string {
@@ -51,7 +67,8 @@ function largestCell(p: StrategyPlan, ch: ChalkInstance): string {
 function memoryTable(r: PlanResult, ch: ChalkInstance): string {
   const L = r.settings.layers;
   const fit = r.settings.memory !== null;
-  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])]);
+  // Gradients mirror the weights, layer inputs are 0 for one layer, the peak at the largest T is ≈ --memory: they go first.
+  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])], undefined, ['peak at largest', 'layer inputs', 'gradients']);
   for (const p of r.strategies) {
     const e = p.estimate;
     const fitCells = [fitCell(p, ch), largestCell(p, ch), p.atLargest ? formatBytes(p.atLargest.estimate.total) : '—'];

@@ -32,5 +32,8 @@ describe('plan advice', () => {
     expect(text).toMatch(/T=4096 /);
     expect(text).not.toMatch(/4,096/);
     expect(text).not.toMatch(/│ note/);
+    // Not a terminal: every table fits 100 columns, saying which columns it left out.
+    const tableLines = text.split('\n').filter((l) => /^[┌│└]/.test(l));
+    expect(Math.max(...tableLines.map((l) => [...l].length))).toBeLessThanOrEqual(100);
   });
 });
