@@ -78,6 +78,8 @@ describe('plan model = allocator on the validation grid', () => {
     const text = renderValidation(f16, { color: false });
     expect(text).toMatch(/PASS: on the \d+ rows that ran \(f16\)/);
     if (f16.rows.some((r) => r.status === 'unsupported')) expect(text).toMatch(/not run: \S+ at f16, \d+ rows? \(.*f16/);
+    // Not a terminal: the table fits 100 columns (only the shape label wraps).
+    expect(Math.max(...text.split('\n').filter((l) => /^[┌│└]/.test(l)).map((l) => [...l].length))).toBeLessThanOrEqual(100);
   });
 
   it('without shader-f16, runs the f32 rows and says why the f16 ones were skipped', async () => {
