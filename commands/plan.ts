@@ -37,7 +37,7 @@ function presetBase(name: string | undefined, flags: LayerFlagValues): Partial<L
 export default class Plan extends BaseCommand {
   static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
   static override description =
-    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator.';
+    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator. The figures are those of docs/design.md#memory.';
   static override examples = [
     '<%= config.bin %> plan --preset deepseek-v3-like-layer --memory 80 --dtype bf16',
     '<%= config.bin %> plan --preset mixtral-8x7b-layer --memory 80GiB --layers 32 --optimizer adam --expert-parallel 8',
@@ -48,7 +48,7 @@ export default class Plan extends BaseCommand {
   static override flags = {
     ...gpuFlags,
     verbose: verboseFlag,
-    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a shape from DESIGN.md §4; size flags override it' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a preset shape (`bench --list-presets`, docs/design.md#presets); size flags override it' }),
     tokens: layerFlags.tokens,
     hidden: layerFlags.hidden,
     ffn: layerFlags.ffn,

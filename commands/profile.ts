@@ -16,7 +16,7 @@ import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 export default class Profile extends BaseCommand {
   static override summary = 'Per-kernel GPU time and the memory timeline of one training step.';
   static override description =
-    'For one config and one or more strategies: each kernel\'s GPU time (calls, ms, share), the step\'s phases, the live-memory timeline as a sparkline, and what made up the peak, by tag and by buffer. Per-kernel times come from a step that runs each kernel in its own compute pass, which adds overhead; the step time shown is measured separately without that split. --trace writes a Chrome/Perfetto trace (ui.perfetto.dev) with a kernel track and a memory counter track; --out DIR writes index.html with the same in charts.';
+    'For one config and one or more strategies: each kernel\'s GPU time (calls, ms, share), the step\'s phases, the live-memory timeline as a sparkline, and what made up the peak, by tag and by buffer. Per-kernel times come from a step that runs each kernel in its own compute pass, which adds overhead; the step time shown is measured separately without that split. --trace writes a Chrome/Perfetto trace (ui.perfetto.dev) with a kernel track and a memory counter track; --out DIR writes index.html with the same in charts. Definitions: docs/design.md#per-kernel-profile and #driver-cross-check.';
   static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer --driver-check'];
   static override flags = {
     ...gpuFlags,

@@ -26,7 +26,7 @@ async function timeKernel(kernels: KernelContext, timer: GpuTimer | null, encode
   return timer ? (await timer.read(enc.passes)).totalMs : wall;
 }
 
-/** Measures both ceilings in the same run as the benchmark (DESIGN.md §4). */
+/** Measures both ceilings in the same run as the benchmark (docs/design.md#ceilings). */
 export async function measureCeilings(kernels: KernelContext, options: { software: boolean; timestamps: boolean; sampling: SamplingPolicy }): Promise<Ceilings> {
   const a = kernels.allocator;
   const sizes = ceilingSizes(options.software);

@@ -9,7 +9,7 @@ export const ACTIVATIONS: readonly Activation[] = ['swiglu', 'silu', 'gelu'];
 export const CHECKPOINTS: readonly Checkpoint[] = ['activations', 'none', 'full'];
 export const DTYPES: readonly DType[] = ['f32', 'f16'];
 
-/** One MoE layer and its routing policy: everything DESIGN.md §2 needs to define the math. */
+/** One MoE layer and its routing policy: everything docs/design.md#the-layer needs to define the math. */
 export interface LayerConfig {
   tokens: number; // T
   hidden: number; // d
@@ -95,7 +95,7 @@ export function formatSkew(skew: Skew): string {
   return skew.kind === 'uniform' ? 'uniform' : `zipf:${skew.s}`;
 }
 
-/** β_e = −s·ln(e+1) under zipf:s: a fixed router bias, part of the layer (DESIGN.md §2). */
+/** β_e = −s·ln(e+1) under zipf:s: a fixed router bias, part of the layer (docs/design.md#the-layer). */
 export function skewBias(skew: Skew, experts: number): Float64Array {
   const bias = new Float64Array(experts);
   if (skew.kind === 'zipf') for (let e = 0; e < experts; e++) bias[e] = -skew.s * Math.log(e + 1);
@@ -112,7 +112,7 @@ export function expertMatrices(activation: Activation): number {
   return activation === 'swiglu' ? 3 : 2;
 }
 
-/** Useful FLOPs of DESIGN.md §2 for `keptPairs` routed rows; train = 3× forward. */
+/** Useful FLOPs of docs/design.md#useful-flops for `keptPairs` routed rows; train = 3× forward. */
 export function usefulFlops(c: LayerConfig, keptPairs: number, pass: 'forward' | 'train'): number {
   const forward = 2 * keptPairs * c.hidden * c.ffn * expertMatrices(c.activation) + 2 * c.tokens * c.hidden * c.experts;
   return pass === 'train' ? 3 * forward : forward;

@@ -266,8 +266,8 @@ export class MoELayer {
   }
 
   /**
-   * One measured step (forward, or forward and backward) with the memory figures of DESIGN.md
-   * §4 and, given a timer, GPU timestamps of every phase (or every kernel).
+   * One measured step (forward, or forward and backward) with the memory figures of docs/design.md
+   * (section Memory) and, given a timer, GPU timestamps of every phase (or every kernel).
    */
   async step(options: StepTimingOptions & { pass?: 'forward' | 'train' } = {}): Promise<{ memory: StepMemory; timing: StepTiming | null; wallMs: number }> {
     this.releaseOutputs();
@@ -286,7 +286,7 @@ export class MoELayer {
     return { memory: this.lastStep, timing, wallMs };
   }
 
-  /** Forward and backward with the memory figures of DESIGN.md §4. */
+  /** Forward and backward with the memory figures of docs/design.md#memory. */
   async trainStep(): Promise<StepMemory> {
     return (await this.step()).memory;
   }

@@ -5,7 +5,7 @@ import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterReport } from './gpu/runtime.js';
 
-/** Where a result came from (DESIGN.md §4): enough to rerun it and to tell two runs apart. */
+/** Where a result came from (docs/design.md#provenance): enough to rerun it and to tell two runs apart. */
 export interface Provenance {
   tool: { name: string; version: string };
   /** HEAD of the checkout the tool runs from; null for an installed package or without git. */

@@ -73,7 +73,7 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
 }
 
 /**
- * Near ties (DESIGN.md §2): where f32 and f64 may legitimately pick different experts, the
+ * Near ties (docs/design.md#numerics-and-the-reference): where f32 and f64 may legitimately pick different experts, the
  * reference is recomputed with the GPU's choice for those tokens; any other difference stays.
  */
 export function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number } {

@@ -49,7 +49,7 @@ export interface CaseMemory {
   savedForBackward: number | null;
   /** activationPeak − savedForBackward: what one layer holds at its peak beyond what it saved. */
   backwardTransient: number | null;
-  /** --layers × savedForBackward + backwardTransient (DESIGN.md §4). */
+  /** --layers × savedForBackward + backwardTransient (docs/design.md#memory). */
   modelEstimate: number | null;
   peakByTag: Partial<Record<BufferTag, number>>;
   peakByName: Record<string, number>;

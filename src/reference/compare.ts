@@ -1,5 +1,5 @@
 /**
- * How a GPU tensor is judged against the float64 reference (DESIGN.md §2 "Numerics"): one
+ * How a GPU tensor is judged against the float64 reference (docs/design.md#numerics-and-the-reference): one
  * relative L2 error per tensor, with the two cases a plain ratio gets wrong made explicit:
  * NaN/Infinity never pass, and an exactly-zero reference (dWr when E = 1) must be matched
  * exactly.

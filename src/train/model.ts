@@ -1,5 +1,5 @@
 /**
- * The small training model and its task (DESIGN.md §2 layer inside a real model):
+ * The small training model and its task (the layer of docs/design.md#the-layer inside a real model):
  *   z = x·W_in (d_in → d), r = z + MoE(z), y = r·W_out (d → d_out),
  *   loss = mean over T·d_out of (y − y*)² (+ the layer's load-balancing loss when α > 0),
  * where y* comes from a fixed random teacher of the same architecture (other weights). The

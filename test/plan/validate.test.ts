@@ -16,7 +16,7 @@ const F16_GRID = [VALIDATION_GRID[1], VALIDATION_GRID[2], VALIDATION_GRID[5], VA
 const label = (row: ValidationRow) => `${row.strategy} ${row.dtype} ${row.shape}`;
 
 /**
- * The model against the allocator, every strategy on the lavapipe grid (DESIGN.md §4), at f32
+ * The model against the allocator, every strategy on the lavapipe grid (docs/design.md#memory), at f32
  * and at f16 (lavapipe has shader-f16): with the realised routing read back mid-step it must be
  * exact; with expected routing within 2% where the claim is made (uniform, ≥ 64 pairs per
  * expert, not a cf = 0 capacity strategy). A strategy not converted to f16 yet gives
