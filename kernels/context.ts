@@ -1,12 +1,19 @@
 import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
-import { allocateParamArena, PipelineCache, StepEncoder } from './program.js';
+import { withEngine, type GemmEngine, type GemmKernelSource } from './gemm/core.js';
+import { allocateParamArena, PipelineCache, StepEncoder, type KernelSource } from './program.js';
 
-/** What kernels need from the device: one allocator, one pipeline cache, one param arena. */
+/** What kernels need from the device: one allocator, one pipeline cache, one param arena, one GEMM engine. */
 export class KernelContext {
   readonly cache: PipelineCache;
   readonly paramArena: TrackedBuffer;
+  /** One line per GEMM that could not be built on the requested engine and ran on SIMT instead. */
+  readonly engineFallbacks: string[] = [];
 
-  constructor(readonly allocator: GpuAllocator) {
+  constructor(
+    readonly allocator: GpuAllocator,
+    /** The engine every f16 GEMM of the core runs on (f32 GEMMs and the router stay SIMT). */
+    readonly gemmEngine: GemmEngine = 'simt',
+  ) {
     this.cache = new PipelineCache(allocator.device);
     this.paramArena = allocateParamArena(allocator);
   }
@@ -16,7 +23,21 @@ export class KernelContext {
   }
 
   encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null, passPerKernel = false): StepEncoder {
-    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps, passPerKernel);
+    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps, passPerKernel, {
+      resolve: (source) => withEngine(source, this.gemmEngine, this.device.limits.maxComputeWorkgroupStorageSize),
+      fallback: (source, error) => this.fallBack(source, error),
+    });
+  }
+
+  /** A subgroup-matrix pipeline that fails to build (an experimental Dawn feature) runs on SIMT. */
+  private fallBack(source: KernelSource, error: Error): KernelSource | null {
+    if (!('gemm' in source) || (source as GemmKernelSource).engine === 'simt') return null;
+    const line = `GEMM "${source.name}" could not be built on ${(source as GemmKernelSource).engine} (${error.message.split('\n')[0]}); it runs on simt`;
+    if (!this.engineFallbacks.includes(line)) {
+      this.engineFallbacks.push(line);
+      process.stderr.write(`warning: ${line}\n`);
+    }
+    return withEngine(source, 'simt');
   }
 
   destroy(): void {

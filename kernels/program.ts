@@ -101,6 +101,12 @@ export interface Dispatch {
   workgroups: number | [number, number] | [number, number, number];
 }
 
+export interface KernelSourcePolicy {
+  resolve(source: KernelSource): KernelSource;
+  /** A source to build instead when `source` fails to build, or null to fail. */
+  fallback(source: KernelSource, error: Error): KernelSource | null;
+}
+
 /** One timed span of a step (a compute pass), as the GPU's timestamps saw it. */
 export interface PassTiming {
   label: string;
@@ -129,6 +135,8 @@ export class StepEncoder {
     readonly timestamps: { querySet: GPUQuerySet; capacity: number } | null = null,
     /** Profiling: every dispatch in a pass of its own, so each kernel gets its own timestamps. */
     readonly passPerKernel = false,
+    /** Which build of a kernel runs (the GEMM engine), and its replacement if that build fails. */
+    readonly sources: KernelSourcePolicy | null = null,
   ) {
     this.encoder = device.createCommandEncoder();
   }
@@ -158,8 +166,19 @@ export class StepEncoder {
     this.pass = null;
   }
 
+  private async pipelineFor(source: KernelSource): Promise<{ source: KernelSource; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }> {
+    const chosen = this.sources ? this.sources.resolve(source) : source;
+    try {
+      return { source: chosen, ...(await this.cache.get(chosen)) };
+    } catch (error) {
+      const fallback = this.sources?.fallback(chosen, error as Error);
+      if (!fallback) throw error;
+      return { source: fallback, ...(await this.cache.get(fallback)) };
+    }
+  }
+
   async dispatch(d: Dispatch): Promise<void> {
-    const { pipeline, layout } = await this.cache.get(d.source);
+    const { pipeline, layout } = await this.pipelineFor(d.source);
     if (this.slot === PARAM_SLOTS) {
       this.flush();
       // Bound the work in flight: tens of thousands of queued dispatches (tiny forced chunks)

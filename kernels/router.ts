@@ -17,6 +17,8 @@ export const routerLogits = perDtype((dtype) =>
   gemmSource({
     name: 'router-logits',
     dtype,
+    // The router stays full width at any dtype (Wr, dz are f32): never staged as f16.
+    tensorCores: false,
     aContiguous: 'k',
     bContiguous: 'n',
     bindings: [
@@ -180,6 +182,8 @@ export const routerWeightGrad = perDtype((dtype) =>
   gemmSource({
     name: 'router-dWr',
     dtype,
+    // The router stays full width at any dtype (Wr, dz are f32): never staged as f16.
+    tensorCores: false,
     aContiguous: 'm',
     bContiguous: 'n',
     bindings: [
@@ -200,6 +204,8 @@ export const routerInputGrad = perDtype((dtype) =>
   gemmSource({
     name: 'router-dX',
     dtype,
+    // The router stays full width at any dtype (Wr, dz are f32): never staged as f16.
+    tensorCores: false,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [

@@ -9,6 +9,17 @@ export const ACTIVATIONS: readonly Activation[] = ['swiglu', 'silu', 'gelu'];
 export const CHECKPOINTS: readonly Checkpoint[] = ['activations', 'none', 'full'];
 export const DTYPES: readonly DType[] = ['f32', 'f16'];
 
+/**
+ * How the GEMM core's K loop multiplies (kernels/gemm/core.ts): 'simt' (f32 FMAs, any adapter),
+ * 'subgroup-matrix' (f16 fragments on the matrix units with f32 accumulators: tensor cores on
+ * NVIDIA) or 'subgroup-matrix-emulated' (the same engine with its three intrinsics done by
+ * plain loops: how CI checks it on adapters without subgroup matrices).
+ */
+export type GemmEngine = 'simt' | 'subgroup-matrix' | 'subgroup-matrix-emulated';
+export const GEMM_ENGINES: readonly GemmEngine[] = ['simt', 'subgroup-matrix', 'subgroup-matrix-emulated'];
+/** What --gemm takes: an engine, or 'auto' (subgroup-matrix at f16 where the adapter has it). */
+export type GemmRequest = 'auto' | GemmEngine;
+
 /** One MoE layer and its routing policy: everything docs/design.md#the-layer needs to define the math. */
 export interface LayerConfig {
   tokens: number; // T

@@ -4,7 +4,7 @@ import { floatBytes, roundToHalf } from './f16.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { readTensor } from './gpu/readback.js';
-import type { GpuContext } from './gpu/runtime.js';
+import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
 import { allocateTensor, chunkLayout, chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
 import { encodeFillNormal } from '../kernels/init.js';
 import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './memory-profiler.js';
@@ -106,7 +106,7 @@ export class MoELayer {
     requireDtype(gpu, config.dtype);
     this.chunkBytes = Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
     this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
-    this.kernels = new KernelContext(this.allocator);
+    this.kernels = new KernelContext(this.allocator, gemmEngineFor(gpu, config.dtype));
     const { tokens: T, hidden: d, ffn: h, experts: E } = config;
     const f = floatBytes(config.dtype);
     const tokenBytes = T * d * f;

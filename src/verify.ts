@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { formatSkew, type LayerConfig } from './config.js';
-import type { GpuContext } from './gpu/runtime.js';
+import { formatSkew, type GemmEngine, type LayerConfig } from './config.js';
+import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
 import { toHalf } from './f16.js';
 import { MoELayer, seededInputs } from './layer.js';
 import { writeFileAtomic, writeNpy } from './npy.js';
@@ -29,10 +29,14 @@ export interface StrategyVerification {
   droppedPairs: number;
   /** Reference folder of a --dump this strategy was compared with. */
   reference: 'ref' | 'ref-capacity';
+  /** GEMMs that could not be built on the requested engine and ran on simt. */
+  gemmFallbacks?: string[];
 }
 
 export interface VerifyResult {
   config: LayerConfig;
+  /** The engine the layer's f16 GEMMs ran on (the router and f32 GEMMs always run simt). */
+  gemmEngine: GemmEngine;
   tolerance: number;
   strategies: StrategyVerification[];
   pass: boolean;
@@ -54,6 +58,7 @@ export interface GpuRun {
   grads: Record<Exclude<VerifiedTensor, 'O'>, Float32Array | null>;
   experts: Uint32Array;
   droppedPairs: number;
+  gemmFallbacks: string[];
 }
 
 async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
@@ -66,7 +71,7 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
     await layer.backward();
     const O = await layer.readOutput();
     const g = await layer.readGradients();
-    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs };
+    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks] };
   } finally {
     layer.destroy();
   }
@@ -108,6 +113,7 @@ function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | n
 
 export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, options: VerifyOptions): Promise<VerifyResult> {
   const tolerance = options.tolerance ?? toleranceFor(config.dtype);
+  const gemmEngine = gemmEngineFor(gpu, config.dtype);
   const inputs = seededInputs(config);
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
@@ -134,7 +140,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
     const tensors = compareRun(run, ref, tolerance);
     const pass = tensors.every((t) => t.pass) && run.droppedPairs === ref.routing.dropped;
     const message = run.droppedPairs !== ref.routing.dropped ? `dropped ${run.droppedPairs} pairs, the reference ${ref.routing.dropped}` : undefined;
-    results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }) });
+    results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }), ...(run.gemmFallbacks.length && { gemmFallbacks: run.gemmFallbacks }) });
     if (options.dumpDir) {
       await dumpStrategy(options.dumpDir, id, config, run);
       if (!dumped.has(reference)) {
@@ -144,7 +150,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
     }
   }
   if (options.dumpDir) await dumpInputs(options.dumpDir, config, inputs, results, dumped);
-  return { config, tolerance, strategies: results, pass: results.every((r) => r.status === 'pass' || r.status === 'unsupported') };
+  return { config, gemmEngine, tolerance, strategies: results, pass: results.every((r) => r.status === 'pass' || r.status === 'unsupported') };
 }
 
 function shapes(c: LayerConfig) {

@@ -56,7 +56,7 @@ async function runOnce(layer: MoELayer, everything: boolean): Promise<GpuRun & {
   await layer.backward();
   const O = await layer.readOutput();
   const g = everything ? await layer.readGradients() : { dX: await layer.readInputGradient(), dWr: null, dW1: null, dW2: null, dW3: null };
-  return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, summary };
+  return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks], summary };
 }
 
 export async function runCase(gpu: GpuContext, planned: PlannedCase, options: CaseOptions): Promise<BenchCase> {
@@ -90,7 +90,8 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     if (check.pass && !small && ANCHORS.includes(planned.strategy)) options.anchors.set(`${planned.strategy}|${options.anchorKey}`, { strategy: planned.strategy, run, droppedPairs: run.droppedPairs });
     const R = c.tokens * c.topK;
     const routing = { keptPairs: run.summary.keptPairs, droppedPairs: run.summary.droppedPairs, droppedPercent: (100 * run.summary.droppedPairs) / R, capacity: run.summary.capacity, expertLoads: run.summary.expertLoads };
-    if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing };
+    const gemm = { engine: layer.kernels.gemmEngine, fallbacks: [...layer.kernels.engineFallbacks] };
+    if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing, gemm };
 
     const timer = options.makeTimer ? options.makeTimer(layer) : gpu.hasTimestamps ? new GpuTimer(layer.allocator) : null;
     const forward: number[] = [];
@@ -137,6 +138,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
         peakByName: m.peakByName,
       },
       routing,
+      gemm,
     };
   } catch (error) {
     if (error instanceof OutOfMemoryError) return { ...base, status: 'oom', message: error.message };

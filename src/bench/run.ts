@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { measureCeilings } from '../ceilings.js';
 import { UsageError } from '../errors.js';
 import { GpuAllocator } from '../gpu/allocator.js';
-import type { GpuContext } from '../gpu/runtime.js';
+import type { DType, GemmEngine } from '../config.js';
+import { gemmEngineFor, type GpuContext } from '../gpu/runtime.js';
 import { KernelContext } from '../../kernels/context.js';
 import { writeFileAtomic } from '../npy.js';
 import type { Provenance } from '../provenance.js';
@@ -58,6 +59,15 @@ export function testbedOf(gpu: GpuContext, provenance: Provenance): Testbed {
 }
 
 /** Fails before the sweep when the output folder cannot be written (nothing half-done after). */
+/** The GEMM engine a case's layer will run, or null where its flags make it fail (the case reports that). */
+function caseEngine(gpu: GpuContext, dtype: DType): GemmEngine | null {
+  try {
+    return gemmEngineFor(gpu, dtype);
+  } catch {
+    return null;
+  }
+}
+
 export async function prepareOutDir(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
@@ -130,12 +140,17 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   const save = () => writeFileAtomic(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 
   if (!results.ceilings && options.ceilings !== false) {
-    const kernels = new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }));
+    const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes });
+    const kernels = new KernelContext(allocator);
+    // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
+    const usesMatrixUnits = plan.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
+    const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix') : null;
     try {
       const software = isSoftwareAdapter(gpu);
-      results.ceilings = await measureCeilings(kernels, { software, timestamps: gpu.hasTimestamps, sampling: { ...options.sampling, maxTimeMs: Math.min(options.sampling.maxTimeMs, 3000) } });
+      results.ceilings = await measureCeilings(kernels, { software, timestamps: gpu.hasTimestamps, sampling: { ...options.sampling, maxTimeMs: Math.min(options.sampling.maxTimeMs, 3000) }, subgroupMatrix: matrixKernels });
     } finally {
       kernels.destroy();
+      matrixKernels?.destroy();
     }
   }
   const previous = new Map((options.resume?.cases ?? []).map((c) => [c.key, c]));
@@ -152,7 +167,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
         sampling: options.sampling,
         layers: options.layers,
         memoryLimit: options.memoryLimit,
-        gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null,
+        gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? results.ceilings?.gemmSubgroupMatrix?.tflops : results.ceilings?.gemm.tflops) ?? null,
         anchors,
         anchorKey: configKey(planned.config),
         makeTimer: options.makeTimer,

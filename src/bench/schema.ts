@@ -1,3 +1,4 @@
+import type { GemmEngine } from '../config.js';
 import type { Ceilings } from '../ceilings.js';
 import type { BufferTag } from '../gpu/allocator.js';
 import type { Provenance } from '../provenance.js';
@@ -77,6 +78,8 @@ export interface BenchCase {
   /** A case refused before it ran (oom above --memory-limit): its buffer table's figures under expected routing. */
   planned?: { stepPeak: number; activationPeak: number };
   routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
+  /** The GEMM engine the case's f16 GEMMs ran on, and the kernels that fell back to simt (kernels/gemm/core.ts). */
+  gemm?: { engine: GemmEngine; fallbacks: string[] };
   /** Against the zero-buffer case with the same config (null when there is none or it did not run). */
   relative?: {
     stepPeakVsZeroBuffer: number | null;

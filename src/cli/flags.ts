@@ -1,5 +1,5 @@
 import { Flags, type Interfaces } from '@oclif/core';
-import { ACTIVATIONS, CHECKPOINTS, DTYPES, layerConfig, parseSkew, type LayerConfig, type Skew } from '../config.js';
+import { ACTIVATIONS, CHECKPOINTS, DTYPES, GEMM_ENGINES, layerConfig, parseSkew, type LayerConfig, type Skew } from '../config.js';
 import { UsageError } from '../errors.js';
 import { BACKENDS, type AdapterSelection } from '../gpu/runtime.js';
 import { parseBytes } from '../units.js';
@@ -52,12 +52,36 @@ export const gpuFlags = {
     description: "Dawn backend to use (default: Dawn's choice for the platform)",
     helpGroup: 'GPU',
   })(),
+  gemm: Flags.option({
+    options: ['auto', ...GEMM_ENGINES] as const,
+    description:
+      'GEMM engine: subgroup-matrix runs f16 operands on the matrix units (tensor cores) with f32 accumulation; simt runs f32 FMAs; auto takes subgroup-matrix at --dtype f16 where the adapter offers it, simt otherwise; subgroup-matrix-emulated is the same engine without the intrinsics (a check, slow) [default: auto]',
+    helpGroup: 'GPU',
+  })(),
+  'nvidia-f16': Flags.boolean({
+    allowNo: true,
+    description:
+      "Dawn's vulkan_enable_f16_on_nvidia toggle, which gives NVIDIA adapters shader-f16 and f16 subgroup matrices. Dawn keeps it off by default because of conformance failures in some f16 cases (crbug 42251215); --no-nvidia-f16 turns it off [default: on]",
+    helpGroup: 'GPU',
+  }),
+  'unsafe-disable-robustness': Flags.boolean({
+    description:
+      "Dawn's disable_robustness toggle: storage accesses are no longer bounds-clamped, so an out-of-bounds access can read or corrupt other memory, fault or lose the device. Faster GEMMs; recorded in provenance. Off unless given",
+    helpGroup: 'GPU',
+  }),
 };
 
 export type GpuFlagValues = Partial<Interfaces.InferredFlags<typeof gpuFlags>>;
 
 export function gpuSelection(flags: GpuFlagValues): AdapterSelection {
-  return { adapter: flags.adapter, backend: flags.backend, powerPreference: 'high-performance' };
+  return {
+    adapter: flags.adapter,
+    backend: flags.backend,
+    powerPreference: 'high-performance',
+    gemm: flags.gemm ?? 'auto',
+    nvidiaF16: flags['nvidia-f16'] !== false,
+    robustness: !flags['unsafe-disable-robustness'],
+  };
 }
 
 /** The layer of docs/design.md#the-layer. No flag has a default here, so that a preset or the command can supply one. */

@@ -1,7 +1,8 @@
-import { EnvironmentError, GpuError } from '../errors.js';
+import type { DType, GemmEngine, GemmRequest } from '../config.js';
+import { EnvironmentError, GpuError, UsageError } from '../errors.js';
 
 /** The features the layer uses when the adapter offers them. */
-export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups'];
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix' as GPUFeatureName];
 export const BACKENDS = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
@@ -10,6 +11,29 @@ export interface AdapterSelection {
   adapter?: string;
   backend?: Backend;
   powerPreference?: GPUPowerPreference;
+  /**
+   * Dawn's `vulkan_enable_f16_on_nvidia` [default: on]. Dawn keeps shader-f16 off on NVIDIA's
+   * Vulkan driver because of conformance failures in some f16 cases (crbug 42251215); without
+   * it NVIDIA adapters have no f16 storage and no f16 subgroup matrices.
+   */
+  nvidiaF16?: boolean;
+  /**
+   * Dawn's bounds clamping of every storage access [default: on]. Off (`disable_robustness`) is
+   * an explicit opt-in: an out-of-bounds access is then no longer clamped and can read or write
+   * other memory, fault, or lose the device.
+   */
+  robustness?: boolean;
+  /** The GEMM engine asked for [default 'auto']; each layer resolves it with gemmEngineFor(). */
+  gemm?: GemmRequest;
+}
+
+/** One subgroup-matrix shape the adapter offers (Dawn's adapter.info.subgroupMatrixConfigs). */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
 }
 
 export interface AdapterReport {
@@ -23,6 +47,9 @@ export interface AdapterReport {
   isFallbackAdapter: boolean;
   features: string[];
   limits: Record<string, number>;
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
+  /** The Dawn toggles the adapter was opened with: they change what it offers (provenance). */
+  toggles?: { enabled: string[]; disabled: string[] };
 }
 
 interface DawnModule {
@@ -54,9 +81,21 @@ export const NO_ADAPTER_HELP = [
   'Check with `moeblaze devices`.',
 ].join('\n');
 
-function dawnFlags(selection: AdapterSelection): string[] {
+/**
+ * The Dawn toggles a selection asks for. allow_unsafe_apis exposes subgroup matrices (an
+ * experimental feature); only features the adapter offers and the layer uses are requested.
+ */
+export function dawnToggles(selection: AdapterSelection): { enabled: string[]; disabled: string[] } {
+  const enabled = ['allow_unsafe_apis'];
+  if (selection.nvidiaF16 !== false) enabled.push('vulkan_enable_f16_on_nvidia');
+  if (selection.robustness === false) enabled.push('disable_robustness');
   // Unquantised timestamps: otherwise Dawn snaps them to 65.5 µs and short kernels read as 0.
-  const flags = ['disable-dawn-features=timestamp_quantization'];
+  return { enabled, disabled: ['timestamp_quantization'] };
+}
+
+function dawnFlags(selection: AdapterSelection): string[] {
+  const toggles = dawnToggles(selection);
+  const flags = [`enable-dawn-features=${toggles.enabled.join(',')}`, `disable-dawn-features=${toggles.disabled.join(',')}`];
   if (selection.backend) flags.push(`backend=${selection.backend}`);
   if (selection.powerPreference) flags.push(`power-preference=${selection.powerPreference}`);
   return flags;
@@ -80,7 +119,9 @@ function matches(report: Pick<AdapterReport, 'vendor' | 'architecture' | 'device
 }
 
 export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterReport {
-  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean };
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean; subgroupMatrixConfigs?: SubgroupMatrixConfig[] };
+  // Dawn's config objects expose their fields as getters: copy them out field by field.
+  const subgroupMatrixConfigs = [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: String(c.componentType), resultComponentType: String(c.resultComponentType), M: Number(c.M), N: Number(c.N), K: Number(c.K) }));
   const limits: Record<string, number> = {};
   for (const key in adapter.limits) limits[key] = Number((adapter.limits as unknown as Record<string, number>)[key]);
   return {
@@ -94,6 +135,7 @@ export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterRe
     isFallbackAdapter: info.isFallbackAdapter ?? false,
     features: [...adapter.features].map(String).sort(),
     limits,
+    subgroupMatrixConfigs,
   };
 }
 
@@ -105,7 +147,7 @@ export async function enumerateAdapters(): Promise<AdapterReport[]> {
     if (backend === 'null') continue;
     const gpu = create([...dawnFlags({}), `backend=${backend}`, `adapter=${name}`]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (adapter) reports.push(describeAdapter(adapter, backend));
+    if (adapter) reports.push({ ...describeAdapter(adapter, backend), toggles: dawnToggles({}) });
   }
   return reports;
 }
@@ -117,6 +159,12 @@ export interface GpuContext {
   hasTimestamps: boolean;
   hasF16: boolean;
   hasSubgroups: boolean;
+  /** chromium-experimental-subgroup-matrix is enabled on the device. */
+  hasSubgroupMatrix: boolean;
+  /** --gemm as asked; gemmEngineFor() turns it into the engine a layer of some dtype runs. */
+  gemmRequest: GemmRequest;
+  /** The Dawn toggles the instance was created with (provenance records them). */
+  toggles: { enabled: string[]; disabled: string[] };
   /** The most bytes one storage binding may hold; tensors above it are chunked. */
   maxBindingBytes: number;
   maxBufferBytes: number;
@@ -162,7 +210,7 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
     const what = selection.backend ? `no adapter on the ${selection.backend} backend` : 'no adapter';
     throw new EnvironmentError(`${what}. ${NO_ADAPTER_HELP}`);
   }
-  const report = describeAdapter(adapter, backend);
+  const report = { ...describeAdapter(adapter, backend), toggles: dawnToggles(selection) };
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter!.features.has(f));
   const requiredLimits: Record<string, number> = {};
   for (const key in adapter.limits) requiredLimits[key] = (adapter.limits as unknown as Record<string, number>)[key];
@@ -176,6 +224,9 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
     hasTimestamps: device.features.has('timestamp-query'),
     hasF16: device.features.has('shader-f16'),
     hasSubgroups: device.features.has('subgroups'),
+    hasSubgroupMatrix: device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName),
+    toggles: dawnToggles(selection),
+    gemmRequest: selection.gemm ?? 'auto',
     maxBindingBytes: device.limits.maxStorageBufferBindingSize,
     maxBufferBytes: device.limits.maxBufferSize,
     lost,
@@ -204,4 +255,37 @@ export async function withGpuErrors<T>(device: GPUDevice, kernel: string, work: 
     if (error) throw new GpuError(`GPU error in kernel "${kernel}": ${error.message}`, kernel);
   }
   return result;
+}
+
+/**
+ * Why this device cannot run the subgroup-matrix engine, or null if it can: the engine multiplies
+ * f16 16×16×16 fragments into f32 and lays 8 subgroups of exactly 32 over a 256-thread workgroup.
+ */
+export function subgroupMatrixUnavailable(gpu: Pick<GpuContext, 'hasSubgroupMatrix' | 'hasF16' | 'hasSubgroups' | 'adapter' | 'toggles'>): string | null {
+  const a = gpu.adapter;
+  if (!gpu.hasSubgroupMatrix) {
+    const f16Off = a.vendor.toLowerCase().includes('nvidia') && !gpu.toggles?.enabled.includes('vulkan_enable_f16_on_nvidia');
+    return `${a.description} offers no subgroup matrices (chromium-experimental-subgroup-matrix)${f16Off ? '; on NVIDIA, --no-nvidia-f16 turns off the f16 ones' : ''}`;
+  }
+  if (!gpu.hasF16 || !gpu.hasSubgroups) return `${a.description} lacks shader-f16 or subgroups`;
+  if (!a.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
+    return `${a.description} has no f16→f32 16×16×16 subgroup-matrix configuration`;
+  }
+  if (a.subgroupMinSize !== 32 || a.subgroupMaxSize !== 32) return `the engine needs subgroups of exactly 32; ${a.description} has ${a.subgroupMinSize}..${a.subgroupMaxSize}`;
+  return null;
+}
+
+/**
+ * The engine a layer of `dtype` runs its GEMMs on: 'auto' takes subgroup matrices at f16 where
+ * the adapter has them (f32 stays SIMT: the engine rounds operands to f16); an explicit
+ * 'subgroup-matrix' the device cannot run is an environment error (exit 4), at f32 a usage error.
+ */
+export function gemmEngineFor(gpu: Pick<GpuContext, 'gemmRequest' | 'hasSubgroupMatrix' | 'hasF16' | 'hasSubgroups' | 'adapter' | 'toggles'>, dtype: DType): GemmEngine {
+  const request = gpu.gemmRequest ?? 'auto';
+  if (request === 'simt') return 'simt';
+  if (request !== 'auto' && dtype !== 'f16') throw new UsageError(`--gemm ${request} multiplies f16 operands; use it with --dtype f16 (f32 runs on simt)`);
+  if (request === 'subgroup-matrix-emulated') return request;
+  const reason = subgroupMatrixUnavailable(gpu);
+  if (request === 'subgroup-matrix' && reason) throw new EnvironmentError(`--gemm subgroup-matrix: ${reason}; use --gemm simt or auto`);
+  return dtype === 'f16' && !reason ? 'subgroup-matrix' : 'simt';
 }

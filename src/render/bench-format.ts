@@ -146,7 +146,8 @@ export function testbedLine(r: BenchResults): string {
 export function ceilingsLine(r: BenchResults): string {
   const c = r.ceilings;
   if (!c) return 'not measured';
-  return `GEMM ${formatTflops(c.gemm.tflops)} TFLOP/s (f32, n=${c.gemm.n}), bandwidth ${c.bandwidth.gbPerS >= 100 ? c.bandwidth.gbPerS.toFixed(0) : Number(c.bandwidth.gbPerS.toPrecision(3))} GB/s (${formatBytes(c.bandwidth.bytes)} copy)`;
+  const matrix = c.gemmSubgroupMatrix ? `, subgroup-matrix GEMM ${formatTflops(c.gemmSubgroupMatrix.tflops)} TFLOP/s (f16 operands, f32 sums, n=${c.gemmSubgroupMatrix.n})` : '';
+  return `GEMM ${formatTflops(c.gemm.tflops)} TFLOP/s (f32, n=${c.gemm.n})${matrix}, bandwidth ${c.bandwidth.gbPerS >= 100 ? c.bandwidth.gbPerS.toFixed(0) : Number(c.bandwidth.gbPerS.toPrecision(3))} GB/s (${formatBytes(c.bandwidth.bytes)} copy)`;
 }
 
 export function timingLine(r: BenchResults): string {

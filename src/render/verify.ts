@@ -1,7 +1,7 @@
 import chalk from 'chalk';
 import { formatSkew } from '../config.js';
 import type { VerifyResult } from '../verify.js';
-import { fitTable, terminalWidth } from './fit-table.js';
+import { fitTable, terminalWidth, wrapText } from './fit-table.js';
 
 function exp(value: number): string {
   if (!Number.isFinite(value)) return 'NaN/Inf';
@@ -11,7 +11,7 @@ function exp(value: number): string {
 /** The verify report: one row per strategy and tensor, then a verdict line. */
 export function renderVerify(result: VerifyResult, width = terminalWidth()): string {
   const c = result.config;
-  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed}`;
+  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed} dtype=${c.dtype} gemm=${result.gemmEngine}`;
   // Per-strategy notes sit in their own column on the strategy's first row: a spanning row
   // would break the compact borders (cli-table3 draws stray ┬┴ there).
   const rows: string[][] = [];
@@ -24,6 +24,7 @@ export function renderVerify(result: VerifyResult, width = terminalWidth()): str
     const notes = [`near-tie tokens: ${s.nearTieTokens}`];
     if (s.droppedPairs) notes.push(`dropped pairs: ${s.droppedPairs}`);
     if (s.message) notes.push(chalk.red(s.message));
+    if (s.gemmFallbacks?.length) notes.push(chalk.yellow(`${s.gemmFallbacks.length} GEMM(s) fell back to simt`));
     s.tensors.forEach((t, i) => {
       rows.push([i === 0 ? s.strategy : '', t.tensor, exp(t.relError), exp(t.maxAbsError), t.pass ? chalk.green('pass') : chalk.red(t.hasNaN ? 'FAIL (NaN)' : 'FAIL'), i === 0 ? chalk.dim(notes.join('; ')) : '']);
     });
@@ -33,5 +34,5 @@ export function renderVerify(result: VerifyResult, width = terminalWidth()): str
   const verdict = result.pass
     ? chalk.green(`PASS: every tensor within relative error ${result.tolerance.toExponential(0)}`)
     : chalk.red(`FAIL: ${result.strategies.filter((s) => s.status === 'fail' || s.status === 'error').map((s) => s.strategy).join(', ')} outside relative error ${result.tolerance.toExponential(0)}`);
-  return [head, table.text, verdict].join('\n');
+  return [wrapText(head, width, '  '), table.text, verdict].join('\n');
 }

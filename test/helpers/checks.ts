@@ -2,14 +2,15 @@ import { expect } from 'vitest';
 import type { LayerConfig } from '../../src/config.js';
 import { MoELayer, type MoELayerOptions } from '../../src/layer.js';
 import { verifyStrategies, type StrategyVerification } from '../../src/verify.js';
+import type { GpuContext } from '../../src/gpu/runtime.js';
 import { testGpu } from './gpu.js';
 
 /**
  * verify of one strategy on one config: the tolerance of the config's dtype (1e-4 at f32, 1e-2
  * at f16), every tensor within it, all of them checked, a pass. Returns the run for extra checks.
  */
-export async function expectVerified(strategy: string, config: LayerConfig, chunkBytes?: number): Promise<StrategyVerification> {
-  const result = await verifyStrategies(await testGpu(), config, { strategies: [strategy], chunkBytes });
+export async function expectVerified(strategy: string, config: LayerConfig, chunkBytes?: number, gpu?: GpuContext): Promise<StrategyVerification> {
+  const result = await verifyStrategies(gpu ?? (await testGpu()), config, { strategies: [strategy], chunkBytes });
   const run = result.strategies[0];
   expect(result.tolerance).toBe(config.dtype === 'f16' ? 1e-2 : 1e-4);
   for (const t of run.tensors) expect.soft(t.relError, `${t.tensor} relative error`).toBeLessThanOrEqual(result.tolerance);

@@ -1,0 +1,115 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { gemmSource, withEngine, type GemmSpec, type TileShape } from '../../../kernels/gemm/core.js';
+import type { SubgroupMatrixOptions } from '../../../kernels/gemm/subgroup-matrix.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../../../kernels/gemm/tiling.js';
+import { roundToHalf } from '../../../src/f16.js';
+import { readTensor } from '../../../src/gpu/readback.js';
+import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
+import { randomArray, testGpu, testKernels } from '../../helpers/gpu.js';
+
+afterAll(async () => (await testGpu()).destroy());
+
+type Contiguity = { a: 'k' | 'm'; b: 'n' | 'k' };
+
+/**
+ * C = A·B (and C2 = A·B2 when dual) at f16 operands with f32 outputs, A and B stored with the
+ * given contiguous index ([M,K] or [K,M]; [K,N] or [N,K]), through the emulated subgroup-matrix
+ * engine: the staging, fragment offsets, column-major flags and band hand-off of the real one.
+ */
+function spec(tile: TileShape, c: Contiguity, dual: boolean, sm: SubgroupMatrixOptions): GemmSpec {
+  const aIdx = c.a === 'k' ? 'm * P.K + k' : 'k * P.M + m';
+  const bIdx = c.b === 'n' ? 'k * P.N + n' : 'n * P.K + k';
+  return {
+    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}`,
+    dtype: 'f16',
+    tile,
+    dual,
+    aContiguous: c.a,
+    bContiguous: c.b,
+    subgroupMatrix: sm,
+    bindings: [
+      { name: 'A', type: 'dt', access: 'read' },
+      { name: 'B', type: 'dt', access: 'read' },
+      { name: 'B2', type: 'dt', access: 'read' },
+      { name: 'C', type: 'f32', access: 'read_write' },
+      { name: 'C2', type: 'f32', access: 'read_write' },
+    ],
+    params: DENSE_PARAMS,
+    functions: `${DENSE_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(A[${aIdx}]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(B[${bIdx}]); }
+fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(B2[${bIdx}]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32${dual ? ', c2: f32' : ''}) { C[m * P.N + n] = c;${dual ? ' C2[m * P.N + n] = c2;' : ''} }`,
+  };
+}
+
+/** Largest |got − ref| over Σ|terms| of the float64 product (f16-exact inputs: only f32 sums differ). */
+function productError(got: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number, c: Contiguity): number {
+  let worst = 0;
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let ref = 0;
+      let scale = 1e-30;
+      for (let k = 0; k < K; k++) {
+        const p = a[c.a === 'k' ? m * K + k : k * M + m] * b[c.b === 'n' ? k * N + n : n * K + k];
+        ref += p;
+        scale += Math.abs(p);
+      }
+      const g = got[m * N + n];
+      if (!Number.isFinite(g)) return Infinity;
+      worst = Math.max(worst, Math.abs(g - ref) / scale);
+    }
+  return worst;
+}
+
+const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrixOptions }[] = [
+  { tile: { m: 64, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 32, stages: 1 } },
+  { tile: { m: 64, n: 128 }, c: { a: 'k', b: 'n' }, dual: true, sm: { k: 32, stages: 1 } },
+  { tile: { m: 64, n: 128 }, c: { a: 'k', b: 'k' }, dual: false, sm: { k: 16, stages: 2 } },
+  { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'n' }, dual: false, sm: { k: 32, stages: 1 } },
+  { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'k' }, dual: false, sm: { k: 16, stages: 2 } },
+  { tile: { m: 128, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1 } },
+];
+
+describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-off checked against float64)', () => {
+  for (const { tile, c, dual, sm } of CASES) {
+    for (const [M, N, K] of [
+      [67, 131, 45],
+      [1, 3, 7],
+      [130, 70, 16],
+    ]) {
+      it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s): ${M}×${K}·${K}×${N}`, async () => {
+        const ctx = await testKernels();
+        if (!(await testGpu()).hasF16) return; // lavapipe has shader-f16; an adapter without it cannot stage f16
+        const tensor = (name: string, n: number, bytes: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(1, n, bytes, Infinity));
+        const a = roundToHalf(randomArray(M * K, 3 + M));
+        const b = roundToHalf(randomArray(K * N, 5 + N));
+        const b2 = roundToHalf(randomArray(K * N, 11 + K));
+        const [A, B, B2] = [tensor('A', M * K, 2), tensor('B', K * N, 2), tensor('B2', K * N, 2)];
+        const [C, C2] = [tensor('C', M * N, 4), tensor('C2', M * N, 4)];
+        uploadTensor(ctx.device, A, a);
+        uploadTensor(ctx.device, B, b);
+        uploadTensor(ctx.device, B2, b2);
+        const source = withEngine(gemmSource(spec(tile, c, dual, sm)), 'subgroup-matrix-emulated');
+        expect(source.code).toContain('emulatedMma');
+        const enc = ctx.encoder();
+        await enc.dispatch({ source, params: { M, N, K }, buffers: [A, B, B2, C, C2].map((t) => t.chunks[0]), workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
+        enc.flush();
+        expect(productError(await readTensor(ctx.allocator, C), a, b, M, N, K, c)).toBeLessThan(1e-5);
+        if (dual) expect(productError(await readTensor(ctx.allocator, C2), a, b2, M, N, K, c)).toBeLessThan(1e-5);
+        ctx.allocator.freeAll();
+      });
+    }
+  }
+
+  it('keeps f32 GEMMs and kernels that opt out (the router) on SIMT', () => {
+    const base = spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, {});
+    const f32 = gemmSource({ ...base, dtype: 'f32' });
+    expect(withEngine(f32, 'subgroup-matrix')).toBe(f32);
+    const router = gemmSource({ ...base, tensorCores: false });
+    expect(withEngine(router, 'subgroup-matrix')).toBe(router);
+    const real = withEngine(gemmSource(base), 'subgroup-matrix');
+    expect(real.code).toContain('subgroupMatrixMultiplyAccumulate');
+    expect(real.code).toContain('enable chromium_experimental_subgroup_matrix;');
+  });
+});
