@@ -14,7 +14,16 @@ export interface RenderOptions {
 }
 
 /** The features the layer's kernels use; highlighted so a reader sees at once what this adapter enables. */
-const USED_FEATURES = new Set(['timestamp-query', 'shader-f16', 'subgroups']);
+const USED_FEATURES = new Set(['timestamp-query', 'shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']);
+
+/** Subgroup-matrix shapes as "f16→f32 16×16×16"; the engine uses the f16→f32 16×16×16 one. */
+function matrixConfigs(a: AdapterReport, width: number): string {
+  if (!a.subgroupMatrixConfigs?.length) return 'none';
+  return wrapList(
+    a.subgroupMatrixConfigs.map((m) => `${m.componentType}→${m.resultComponentType} ${m.M}×${m.N}×${m.K}`),
+    width,
+  );
+}
 
 /** No rule between rows: the tables are key/value lists. */
 const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
@@ -61,6 +70,8 @@ function adapterTable(a: AdapterReport, index: number, options: Required<RenderO
     { backend: a.backend + (a.isFallbackAdapter ? c.yellow(' (fallback adapter: software)') : '') },
     { 'subgroup sizes': subgroups(a) },
     { [`features (${a.features.length})`]: features || '—' },
+    { 'subgroup matrices': matrixConfigs(a, Math.max(30, options.width - 40)) },
+    { 'Dawn toggles': a.toggles ? [...a.toggles.enabled, ...a.toggles.disabled.map((t) => `no ${t}`)].join(', ') : '—' },
   );
   for (const name of KEY_LIMITS) table.push({ [name]: limitValue(name, a.limits[name]) });
   return `${c.bold(`Adapter ${index + 1}: ${adapterLabel(a)}`)}\n${table.toString()}`;
