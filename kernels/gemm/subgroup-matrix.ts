@@ -59,8 +59,10 @@ function subgroupGrid(m: number, n: number): [number, number] {
 
 /**
  * Staging of one operand: registers → workgroup, 4 contiguous elements per thread per chunk,
- * zero outside the tile's range. (An unguarded path for interior steps measured slower on the
- * H100, 77 against 89 TFLOP/s: docs/performance.md.)
+ * zero outside the tile's range. The range test is a select, as in the SIMT engine, not a
+ * branch: with a branch around each load the loads of a step were not issued together, and
+ * zero-buffer's conf4 step took 629 ms instead of 362 on the H100 (docs/performance.md).
+ * The hook is then called out of range too; Dawn's robustness clamps such reads.
  */
 function staging(name: string, reg: string, lay: Layout, K: number, load: string, outerVar: string, outerEnd: string) {
   const inner = lay.kInner ? K : lay.outer;
@@ -74,7 +76,7 @@ function staging(name: string, reg: string, lay: Layout, K: number, load: string
     for (let v = 0; v < 4; v++) {
       const [kIdx, oIdx] = lay.kInner ? [`${i0} + ${v}u`, o] : [o, `${i0} + ${v}u`];
       const r = `${reg}[${c * 4 + v}]`;
-      loads.push(`{ let ${outerVar} = ${outerVar}0 + ${oIdx}; let k = k0 + ${kIdx}; ${r} = 0.0h; if (${outerVar} < ${outerEnd} && k < t.kEnd) { ${r} = f16(${load}); } }`);
+      loads.push(`{ let ${outerVar} = ${outerVar}0 + ${oIdx}; let k = k0 + ${kIdx}; ${r} = f16(select(0.0, ${load}, ${outerVar} < ${outerEnd} && k < t.kEnd)); }`);
     }
     stores.push(`{ let s = buf * ${lay.halves}u + (${o}) * ${lay.stride}u + ${i0}; ${[0, 1, 2, 3].map((v) => `${name}[s + ${v}u] = ${reg}[${c * 4 + v}];`).join(' ')} }`);
   }

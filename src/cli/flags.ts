@@ -73,7 +73,14 @@ export const gpuFlags = {
 
 export type GpuFlagValues = Partial<Interfaces.InferredFlags<typeof gpuFlags>>;
 
-export function gpuSelection(flags: GpuFlagValues): AdapterSelection {
+/**
+ * The adapter, toggles and GEMM engine the flags ask for. A forced subgroup-matrix engine needs
+ * f16 operands: with --dtype f32 (the default) that is a usage error here, before any GPU work.
+ */
+export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): AdapterSelection {
+  if (flags.gemm && flags.gemm !== 'auto' && flags.gemm !== 'simt' && (flags.dtype ?? 'f32') !== 'f16') {
+    throw new UsageError(`--gemm ${flags.gemm} multiplies f16 operands; add --dtype f16 (f32 layers run on simt; --gemm auto picks per dtype)`);
+  }
   return {
     adapter: flags.adapter,
     backend: flags.backend,
