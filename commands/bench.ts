@@ -8,6 +8,7 @@ import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
 import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, findPreset, PRESETS, type Preset } from '../src/config.js';
 import { UsageError } from '../src/errors.js';
+import { benchExitCode } from '../src/bench/verdict.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
@@ -34,7 +35,7 @@ function parseFraction(text: string, flag: string): number {
 export default class Bench extends BaseCommand {
   static override summary = 'Sweep strategies and shapes: time, throughput and peak memory per case, checked before timed.';
   static override description =
-    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked (float64 reference on small shapes, zero-buffer on large ones), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v1), results.md, report.html and benchmark-action.json into --out. Every figure (step time, useful TFLOP/s, step and activation peaks, saved for backward, the L-layer estimate) is defined in docs/design.md, section Measured figures.';
+    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked against float64 (the full reference on small shapes, sampled rows and columns on large ones; a mismatch exits 3), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v1), results.md, report.html and benchmark-action.json into --out. Every figure (step time, useful TFLOP/s, step and activation peaks, saved for backward, the L-layer estimate) is defined in docs/design.md, section Measured figures.';
   static override examples = [
     '<%= config.bin %> bench',
     '<%= config.bin %> bench --preset moeblaze-conf4 --impl zero-buffer --impl megablocks',
@@ -54,6 +55,11 @@ export default class Bench extends BaseCommand {
     'top-k': integerList({ description: 'k values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
     'capacity-factor': floatList({ description: 'capacity factors for capacity strategies (0 = busiest expert) [default: 1]', helpGroup: 'SWEEP' }),
     pass: Flags.option({ options: ['forward', 'train'] as const, default: 'train' as const, description: 'time the forward pass only, or forward + backward' })(),
+    check: Flags.option({
+      options: ['auto', 'sampled'] as const,
+      default: 'auto' as const,
+      description: 'float64 check before timing: auto = full reference on small shapes, sampled rows and columns on large ones; sampled = always sampled (README "Verification")',
+    })(),
     'noise-target': Flags.custom<number>({ parse: async (t, _c, o) => parseFraction(t, o.name), description: 'stop sampling a case once IQR/median is under this [default: 2%]', helpGroup: 'STATISTICS' })(),
     'max-time': Flags.custom<number>({ parse: async (t, _c, o) => parseNonNegativeFloat(t, o.name), description: 'seconds of sampling per case at most [default: 5]', helpGroup: 'STATISTICS' })(),
     'min-samples': Flags.custom<number>({ parse: async (t, _c, o) => parseIntegerFlag(t, o.name, 1, 100000), description: 'samples per case at least [default: 5]', helpGroup: 'STATISTICS' })(),
@@ -118,6 +124,7 @@ export default class Bench extends BaseCommand {
           preset: preset?.name ?? null,
           pass: flags.pass,
           layers: flags.layers ?? 32,
+          check: flags.check,
           sampling,
           memoryLimit: flags['memory-limit'] ?? null,
           outDir,
@@ -136,6 +143,9 @@ export default class Bench extends BaseCommand {
         progress.done();
         this.log(renderBenchTable(results));
         this.progress(`wrote ${join(outDir, 'results.json')}, results.md, report.html, benchmark-action.json`);
+        const mismatches = results.cases.filter((c) => c.status === 'mismatch');
+        if (mismatches.length) this.progress(`${mismatches.length} case(s) disagree with the float64 reference (exit 3): ${mismatches.map((c) => c.key).join('; ')}`);
+        process.exitCode = benchExitCode(results.cases, null);
         if (flags.baseline && baseline !== undefined) {
           const device = reopened.at(-1) ?? gpu;
           const byKey = new Map(plan.cases.map((c) => [c.key, c]));
@@ -149,7 +159,7 @@ export default class Bench extends BaseCommand {
               const fresh = [];
               for (const key of keys) {
                 const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, { sampling, layers: flags.layers ?? 32, memoryLimit: flags['memory-limit'] ?? null, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, anchors: new Map(), anchorKey: key }));
+                if (planned) fresh.push(await runCase(device, planned, { sampling, layers: flags.layers ?? 32, memoryLimit: flags['memory-limit'] ?? null, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check: flags.check }));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -157,7 +167,7 @@ export default class Bench extends BaseCommand {
           });
           if (report) {
             this.log(renderGate(report, { verbose: flags.verbose }));
-            process.exitCode = report.exitCode;
+            process.exitCode = benchExitCode(results.cases, report.exitCode);
           }
           if (baselineMessage) this.progress(baselineMessage);
         }

@@ -28,7 +28,7 @@ export default class Profile extends BaseCommand {
     out: Flags.string({ description: 'write index.html into this folder: live memory by tag over the step (peak marked) and a bar chart of kernel times, per strategy', helpValue: '<dir>' }),
     'driver-check': Flags.boolean({
       description:
-        'on NVIDIA, hold buffers the size of the step\'s peak and compare the driver\'s used-memory change (nvidia-smi) with the allocator\'s; reports the difference (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
+        'on NVIDIA, pause a real step on the host at the allocator\'s peak (its own buffers alive) and compare the driver\'s used-memory change since the step\'s start (nvidia-smi) with the allocator\'s; then the same for buffers of the table\'s peak sizes held after the step; reports the differences (5% tolerance) and never fails the command; skipped, with the reason, elsewhere',
     }),
   };
 
@@ -49,6 +49,7 @@ export default class Profile extends BaseCommand {
         await writeFileAtomic(flags.trace, JSON.stringify(chromeTrace(result)));
         this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
       }
+      // Provenance (commit, adapter, Dawn) makes a committed --driver-check output say where it ran.
       const provenance = this.provenance(gpu.adapter);
       if (flags.out) {
         await writeFileAtomic(join(flags.out, 'index.html'), renderProfileHtml(result, provenance));

@@ -12,7 +12,7 @@ import type { Provenance } from '../src/provenance.js';
 export default class Verify extends BaseCommand {
   static override summary = 'Check strategies against the float64 reference: forward output and every gradient.';
   static override description =
-    'Runs one training step of the layer on the GPU with each strategy and compares O, dX, dWr, dW1, dW2 and dW3 with a float64 CPU reference computed from the same seeded inputs (capacity strategies against the reference with the same capacity and drops). Passes when every tensor is within the relative error tolerance and nothing is NaN; exits 3 otherwise. Near-tie tokens (k-th and (k+1)-th logits within 1e-5·max|z|) that the GPU routed differently are given the GPU\'s routing in the reference and counted. --dump writes inputs, routing and every result as .npy files with a manifest. The layer and the error measure: docs/design.md#the-layer and #numerics-and-the-reference.';
+    'Runs one training step of the layer on the GPU with each strategy and compares O, dX, dWr, dW1, dW2 and dW3 with a float64 CPU reference computed from the same seeded inputs (capacity strategies against the reference with the same capacity and drops). Passes when every tensor is within its bound (‖error‖ ≤ rtol·‖ref‖ + atol·‖√Σ terms²‖, largest element ≤ 16× its share; README "Verification") and nothing is NaN; exits 3 otherwise, as bench does for a mismatch. Near-tie tokens (k-th and (k+1)-th logits within 1e-5·max|z|) that the GPU routed differently are given the GPU\'s routing in the reference and counted. --dump writes inputs, routing and every result as .npy files with a manifest. The layer and the error measure: docs/design.md#the-layer and #numerics-and-the-reference.';
   static override examples = [
     '<%= config.bin %> verify',
     '<%= config.bin %> verify --impl zero-buffer --tokens 131 --hidden 67 --ffn 69 --experts 7 --top-k 3',
@@ -34,7 +34,7 @@ export default class Verify extends BaseCommand {
         if (!(value > 0 && value < 1)) throw new UsageError(`--tolerance: "${input}" is not allowed; use a relative error between 0 and 1, e.g. 1e-4`);
         return value;
       },
-      description: 'largest relative error that passes [default: 1e-4 for f32]',
+      description: 'relative tolerance rtol of the bound (README "Verification") [default: 1e-4 for f32, 1e-2 for f16]',
     })(),
     dump: Flags.directory({ description: 'write inputs, routing and results as .npy files with manifest.json into this folder' }),
     'chunk-limit': sizeFlag({

@@ -23,10 +23,18 @@ export class KernelContext {
   }
 
   encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null, passPerKernel = false): StepEncoder {
-    return new StepEncoder(this.device, this.cache, this.paramArena.buffer, timestamps, passPerKernel, {
-      resolve: (source) => withEngine(source, this.gemmEngine, this.device.limits.maxComputeWorkgroupStorageSize),
-      fallback: (source, error) => this.fallBack(source, error),
-    });
+    return new StepEncoder(
+      this.device,
+      this.cache,
+      this.paramArena.buffer,
+      timestamps,
+      passPerKernel,
+      {
+        resolve: (source) => withEngine(source, this.gemmEngine, this.device.limits.maxComputeWorkgroupStorageSize),
+        fallback: (source, error) => this.fallBack(source, error),
+      },
+      this.allocator,
+    );
   }
 
   /** A subgroup-matrix pipeline that fails to build (an experimental Dawn feature) runs on SIMT. */

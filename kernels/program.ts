@@ -137,6 +137,8 @@ export class StepEncoder {
     readonly passPerKernel = false,
     /** Which build of a kernel runs (the GEMM engine), and its replacement if that build fails. */
     readonly sources: KernelSourcePolicy | null = null,
+    /** The allocator's host pause (GpuAllocator.pauseWhenLive): dispatches are the step's await points. */
+    private readonly pause: { readonly pauseDue: boolean; pausePoint(): Promise<void> } | null = null,
   ) {
     this.encoder = device.createCommandEncoder();
   }
@@ -178,6 +180,7 @@ export class StepEncoder {
   }
 
   async dispatch(d: Dispatch): Promise<void> {
+    if (this.pause?.pauseDue) await this.pause.pausePoint();
     const { pipeline, layout } = await this.pipelineFor(d.source);
     if (this.slot === PARAM_SLOTS) {
       this.flush();

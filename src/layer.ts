@@ -243,6 +243,7 @@ export class MoELayer {
 
   private async runForward(step: StepContext): Promise<void> {
     this.output = await this.runner.forward(step, this.tensors);
+    await this.allocator.pausePoint(); // a peak at the pass's last allocation
     step.enc.flush();
     this.allocator.mark(FORWARD_END_MARK);
     await this.allocator.settle();
@@ -250,6 +251,7 @@ export class MoELayer {
 
   private async runBackward(step: StepContext): Promise<void> {
     this.inputGrad = await this.runner.backward(step, this.tensors);
+    await this.allocator.pausePoint();
     step.enc.flush();
     await this.allocator.settle();
   }
@@ -269,8 +271,10 @@ export class MoELayer {
    * One measured step (forward, or forward and backward) with the memory figures of docs/design.md
    * (section Memory) and, given a timer, GPU timestamps of every phase (or every kernel).
    */
-  async step(options: StepTimingOptions & { pass?: 'forward' | 'train' } = {}): Promise<{ memory: StepMemory; timing: StepTiming | null; wallMs: number }> {
+  async step(options: StepTimingOptions & { pass?: 'forward' | 'train'; atStart?: () => Promise<void> } = {}): Promise<{ memory: StepMemory; timing: StepTiming | null; wallMs: number }> {
     this.releaseOutputs();
+    // The driver check reads its "before" here: the last step's outputs are gone, nothing new yet.
+    await options.atStart?.();
     const profiler = new MemoryProfiler(this.allocator);
     const step = this.stepContext(options);
     const started = performance.now();

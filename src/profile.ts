@@ -7,7 +7,10 @@ import { MoELayer } from './layer.js';
 import type { MemoryEvent, BufferTag } from './gpu/allocator.js';
 import type { StepMemory } from './memory-profiler.js';
 import { usefulFlops } from './config.js';
-import { DriverMemoryReader, driverDelta, drain, holdPeakBuffers, MIB, relativeDifference, type ChunkSource, type DriverGpu, type DriverRead, type DriverSnapshot } from './driver-memory.js';
+import { DriverMemoryReader, driverDelta, holdPeakBuffers, MIB, type ChunkSource, type DriverGpu, type DriverSnapshot } from './driver-memory.js';
+import { DRIVER_TOLERANCE, figures, settled as settledOn, stepPeakCheck, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
+
+export { DRIVER_TOLERANCE, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
 import type { RoutingSummary } from './strategy.js';
 
 export interface KernelRow {
@@ -49,24 +52,17 @@ export interface ProfileResult {
   driverCheck?: DriverCheckReport;
 }
 
-export const DRIVER_TOLERANCE = 0.05;
 export const DRIVER_CHECK_NOTE =
-  'the check holds buffers of the same sizes, created the same way, as the step holds at its peak phase, and compares deltas of settled nvidia-smi readings; a poll cannot see the step\'s own millisecond peak, and deltas leave out the driver\'s context';
+  'first line: a real step paused on the host at the allocator\'s peak, its own buffers alive, nvidia-smi read there and at the step\'s start; second line: buffers of the table\'s peak-phase sizes held after the step; deltas of settled readings leave out the driver\'s context';
 /** Below this, whole-MiB readings and Dawn's pooled sub-allocation heaps swamp a 5% comparison. */
 export const DRIVER_RESOLUTION_BYTES = 256 * MIB;
-
-export interface DriverFigures {
-  allocatorDeltaBytes: number;
-  driverDeltaBytes: number;
-  /** (driver − allocator) / allocator. */
-  relativeDifference: number | null;
-  withinTolerance: boolean;
-}
 
 export type StrategyDriverCheck =
   | (DriverFigures & {
       strategy: string;
       skipped: null;
+      /** The step's own buffers, paused at the allocator's peak (null: that measurement failed, see notes). */
+      step: StepPeakCheck | null;
       peakPhase: string;
       buffers: number;
       /** Step buffers whose chunk sizes are an equal split of the table's total (neither the step's record nor the shape gave them). */
@@ -90,11 +86,6 @@ export interface DriverCheckReport {
   skipped: string | null;
   note: string;
   strategies: StrategyDriverCheck[];
-}
-
-/** Injected by tests; the default polls nvidia-smi through systeminformation, or directly where that has no figure. */
-export interface DriverProbe {
-  poll(): Promise<DriverRead>;
 }
 
 export interface ProfileOptions {
@@ -182,17 +173,9 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
 
 const usedMiB = (s: DriverSnapshot, gpu: DriverGpu) => s.gpus.find((g) => g.index === gpu.index && g.bus === gpu.bus)?.usedMiB ?? NaN;
 
-function figures(allocatorDeltaBytes: number, driverDeltaBytes: number): DriverFigures {
-  const rel = relativeDifference(allocatorDeltaBytes, driverDeltaBytes);
-  return { allocatorDeltaBytes, driverDeltaBytes, relativeDifference: rel, withinTolerance: rel !== null && Math.abs(rel) <= DRIVER_TOLERANCE };
-}
-
-/** A settled reading after Dawn has released what was freed; a reading that fails mid-run is an error. */
-async function settled(gpu: GpuContext, probe: DriverProbe): Promise<DriverSnapshot> {
-  await drain(gpu.device);
-  const read = await probe.poll();
-  if (!read.snapshot) throw new Error(`the driver stopped reporting memory: ${read.reason}`);
-  return read.snapshot;
+/** A settled reading on this context's device. */
+function settled(gpu: GpuContext, probe: DriverProbe): Promise<DriverSnapshot> {
+  return settledOn(gpu.device, probe);
 }
 
 /** Decides once whether the driver can say anything about this adapter. */
@@ -209,6 +192,14 @@ async function checkAtPeak(layer: MoELayer, routing: RoutingSummary, probe: Driv
   const strategy = layer.strategy.id;
   const table = layer.strategy.bufferTable(layer.config, routing, { chunkBytes: layer.chunkBytes });
   try {
+    // First the step's own buffers at its peak, then the table-sized hold as a second opinion.
+    let step: StepPeakCheck | null = null;
+    let stepFailure: string | null = null;
+    try {
+      step = await stepPeakCheck(layer, probe);
+    } catch (error) {
+      stepFailure = `the paused step failed: ${(error as Error).message ?? error}`;
+    }
     const before = await settled(layer.gpu, probe);
     const hold = await holdPeakBuffers(layer.allocator, table, layer.chunkBytes);
     let after: DriverSnapshot;
@@ -219,12 +210,13 @@ async function checkAtPeak(layer: MoELayer, routing: RoutingSummary, probe: Driv
     }
     const freed = await settled(layer.gpu, probe);
     const delta = driverDelta(before, after, layer.gpu.adapter);
-    const notes = [delta.note, before.stable && after.stable ? null : 'a reading did not settle within its polls'].filter((n): n is string => n !== null);
+    const notes = [stepFailure, delta.note, before.stable && after.stable ? null : 'a reading did not settle within its polls'].filter((n): n is string => n !== null);
     if (hold.allocatorBytes < DRIVER_RESOLUTION_BYTES) notes.push(`the peak's step buffers total under ${DRIVER_RESOLUTION_BYTES / MIB} MiB: whole-MiB readings and Dawn's pooled heaps for small buffers dominate; use a larger config`);
     if (hold.equalSplit.length) notes.push(`chunk sizes of ${hold.equalSplit.join(', ')} are the table's total split equally (neither the step's record nor the shape gave them); the total is exact`);
     return {
       strategy,
       skipped: null,
+      step,
       peakPhase: hold.phase,
       buffers: hold.buffers.length,
       equalSplit: hold.equalSplit,

@@ -73,15 +73,28 @@ let commit: string | null | undefined;
 
 export function gitCommit(): string | null {
   if (commit !== undefined) return commit;
+  commit = commitOfCheckout() ?? commitFromEnv(process.env);
+  return commit;
+}
+
+/**
+ * The bundle that pack.sh ships to a GPU machine has no .git: there MOEBLAZE_GIT_COMMIT names
+ * the commit it was made from, so committed GPU results say which code they measured.
+ */
+export function commitFromEnv(env: NodeJS.ProcessEnv): string | null {
+  const value = env.MOEBLAZE_GIT_COMMIT?.trim().toLowerCase();
+  return value && /^[0-9a-f]{40,64}$/.test(value) ? value : null;
+}
+
+function commitOfCheckout(): string | null {
   try {
     const out = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: packageRoot(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
     // Only trust it when the git work tree is this package, not a folder that happens to contain it.
     const top = execFileSync('git', ['rev-parse', '--show-toplevel'], { cwd: packageRoot(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
-    commit = /^[0-9a-f]{40,64}$/.test(out) && realpathSync(top) === realpathSync(packageRoot()) ? out : null;
+    return /^[0-9a-f]{40,64}$/.test(out) && realpathSync(top) === realpathSync(packageRoot()) ? out : null;
   } catch {
-    commit = null;
+    return null;
   }
-  return commit;
 }
 
 /** Quotes an argument only where a POSIX shell would need it, so the line can be pasted back. */

@@ -85,8 +85,9 @@ describe('profile', () => {
 
   it('--driver-check: holds the peak buffers and reports both deltas (a scripted driver posing as an H200)', async () => {
     const gpu = await testGpu();
-    // Readings in call order: availability, around layer creation, before / during / after the hold.
-    const used = [1000, 1000, 1010, 1010, 1110, 1010];
+    // Readings in call order: availability, around layer creation, the paused step's start and
+    // pause, before / during / after the table-sized hold.
+    const used = [1000, 1000, 1010, 1010, 1060, 1010, 1110, 1010];
     const probe: DriverProbe = {
       poll: async (): Promise<DriverRead> => ({ snapshot: { source: 'nvidia-smi', gpus: [{ index: 0, name: 'NVIDIA H200', bus: '00000000:00:06.0', usedMiB: used.shift()!, totalMiB: 143771 }], polls: 2, stable: true }, reason: null }),
     };
@@ -107,12 +108,15 @@ describe('profile', () => {
     expect(zb.withinTolerance).toBe(false);
     expect(zb.persistent).toMatchObject({ allocatorDeltaBytes: figures.baseline, driverDeltaBytes: 10 * MIB, withinTolerance: false });
     expect(zb.notes.join(' ')).toMatch(/under 256 MiB/);
+    expect(zb.step).toMatchObject({ allocatorDeltaBytes: figures.activationPeak, driverDeltaBytes: 50 * MIB, atPeak: true, withinTolerance: false });
     const text = renderProfile(result);
     expect(zb.gpu).toBe('NVIDIA H200 (index 0, 00000000:00:06.0)');
     expect(zb.notes.join(' ')).not.toMatch(/named like/);
     expect(text).toMatch(/driver cross-check \(nvidia-smi\)/);
     expect(text).toMatch(/allocator \+[\d.]+ KiB, driver \+100 MiB, difference \+\d+\.\d+% \(within 5%: no\)/);
-    expect(text).toMatch(/a poll cannot see the step's own millisecond peak/);
+    expect(text).toMatch(/zero-buffer, the step paused at its peak: allocator \+[\d.]+ KiB, driver \+50(\.0)? MiB/);
+    expect(text).toMatch(/table-sized hold \(/);
+    expect(text).toMatch(/a real step paused on the host at the allocator's peak/);
   });
 
   it('--driver-check skips another adapter with the reason, even where a driver answers', async () => {

@@ -22,8 +22,8 @@ import type { GemmSpec } from './core.js';
  * loops, a "subgroup" being 32 consecutive invocations. Only the three intrinsics differ.
  */
 
+/** 8 subgroups of 32 (the engine runs only where subgroups are exactly 32 wide). */
 const THREADS = 256;
-const SUBGROUPS = THREADS / 32;
 /** Halves of padding after each staged row: rows then start 16 bytes apart in bank order. */
 const STAGE_PAD = 8;
 /** Workgroup bytes every adapter offers (lavapipe 32 KiB; NVIDIA 48 KiB). */
@@ -99,8 +99,8 @@ export function workgroupBytesOf(wgsl: string): number {
 export function subgroupMatrixMain(spec: GemmSpec, emulated: boolean): { enables: string; moduleScope: string; main: string } {
   const tile = spec.tile ?? { m: 64, n: 64 };
   const opts = spec.subgroupMatrix ?? {};
-  // One staging buffer, K step 32: on the H100 the best of {1, 2} × {16, 32} for the dense
-  // product and for zero-buffer's kernels at moeblaze-conf4 (docs/performance.md).
+  // One staging buffer, K step 32: on the H100 the best of {1, 2} × {16, 32} for zero-buffer's
+  // kernels at moeblaze-conf4 (docs/performance.md; measured with branch-guarded loads).
   const stages = opts.stages ?? 1;
   const dual = spec.dual ?? false;
   const budget = (opts.workgroupBytes ?? WORKGROUP_BUDGET) - workgroupBytesOf(spec.moduleScope ?? '');
@@ -271,7 +271,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let mEnd = t.mEnd;
   let n0 = t.n0;
   let nEnd = t.nEnd;
-  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.filter(Boolean).join('\n  ')}
+  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
   var ra: array<f16, ${sa.count}>;
   var rb: array<f16, ${sb.count}>;
   ${dual ? `var rc: array<f16, ${sc!.count}>;` : ''}
@@ -295,4 +295,3 @@ ${emulation}`;
   return { enables, moduleScope, main };
 }
 
-export const SUBGROUP_MATRIX_SUBGROUPS = SUBGROUPS;

@@ -5,30 +5,23 @@ import type { GpuContext } from '../gpu/runtime.js';
 import { GpuTimer } from '../gpu/timer.js';
 import { MoELayer, seededInputs } from '../layer.js';
 import { toFloat64, toleranceFor } from '../reference/index.js';
-import type { LayerInputs } from '../rng.js';
 import { sampleUntilStable, summarize, type SamplingPolicy } from '../stats.js';
 import { findStrategy } from '../strategies/index.js';
 import { tableFigures } from '../buffer-table.js';
 import type { RoutingSummary } from '../strategy.js';
-import { compareRun, referenceFor, type GpuRun } from '../verify.js';
+import { compareRun, expectedFrom, referenceFor, runTensors, type GpuRun, type TensorCheck } from '../verify.js';
+import { fullReferenceFits, sampledCheck } from '../verify-sampled.js';
 import type { PlannedCase } from './plan.js';
 import type { BenchCase, TimeStats } from './schema.js';
 import { formatBytes } from '../units.js';
-
-/** Strategies whose checked results anchor the checks of others at large shapes (they run first). */
-const ANCHORS = ['zero-buffer', 'tutel'];
-
-/** Reference checks cost O(T·k·d·h) on the CPU: beyond this, cases are checked against zero-buffer. */
-const REFERENCE_LIMIT = 2e8;
 
 export interface CaseOptions {
   sampling: SamplingPolicy;
   layers: number;
   memoryLimit: number | null;
   gemmCeilingTflops: number | null;
-  /** Outputs of earlier cases with the same config, for checks of large shapes. */
-  anchors: Map<string, { strategy: string; run: GpuRun; droppedPairs: number }>;
-  anchorKey: string;
+  /** 'auto': the full float64 reference where it fits (fullReferenceFits), else the sampled one; 'sampled': always sampled. */
+  check?: 'auto' | 'sampled';
   /** Creates the step timer; tests substitute a double (a slower clock, say). */
   makeTimer?: (layer: MoELayer) => StepTimer | null;
 }
@@ -48,14 +41,14 @@ export function uniformRouting(c: LayerConfig, dropless: boolean): RoutingSummar
   return summaryFromLoads(c, dropless, loads);
 }
 
-/** One step whose results are read back: all of them on small shapes, O and dX on large ones (dW1 can be 15 GB). */
-async function runOnce(layer: MoELayer, everything: boolean): Promise<GpuRun & { summary: RoutingSummary }> {
+/** One step with every result read back, for the full check. */
+async function runOnce(layer: MoELayer): Promise<GpuRun & { summary: RoutingSummary }> {
   await layer.forward();
   const routing = await layer.readRouting();
   const summary = await layer.routingSummary();
   await layer.backward();
   const O = await layer.readOutput();
-  const g = everything ? await layer.readGradients() : { dX: await layer.readInputGradient(), dWr: null, dW1: null, dW2: null, dW3: null };
+  const g = await layer.readGradients();
   return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks], summary };
 }
 
@@ -79,17 +72,15 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   let layer: MoELayer | null = null;
   try {
     layer = await MoELayer.fromConfig(gpu, c, { dispatch: planned.strategy, memoryLimit: options.memoryLimit ?? undefined });
-    const small = c.tokens * c.topK * c.hidden * c.ffn <= REFERENCE_LIMIT;
-    const inputs = small ? seededInputs(c) : null;
+    const hostInputs = fullReferenceFits(c);
+    const inputs = hostInputs ? seededInputs(c) : null;
     if (inputs) layer.setInputs(inputs);
     else await layer.randomizeOnGpu();
 
     // Correctness before speed: a case whose results are wrong gets no speed figure.
-    const run = await runOnce(layer, small);
-    const check = checkCase(c, strategy.dropless, run, inputs, options);
-    if (check.pass && !small && ANCHORS.includes(planned.strategy)) options.anchors.set(`${planned.strategy}|${options.anchorKey}`, { strategy: planned.strategy, run, droppedPairs: run.droppedPairs });
+    const check = await checkCase(layer, strategy.dropless, inputs, hostInputs && options.check !== 'sampled');
     const R = c.tokens * c.topK;
-    const routing = { keptPairs: run.summary.keptPairs, droppedPairs: run.summary.droppedPairs, droppedPercent: (100 * run.summary.droppedPairs) / R, capacity: run.summary.capacity, expertLoads: run.summary.expertLoads };
+    const routing = { keptPairs: check.summary.keptPairs, droppedPairs: check.summary.droppedPairs, droppedPercent: (100 * check.summary.droppedPairs) / R, capacity: check.summary.capacity, expertLoads: check.summary.expertLoads };
     const gemm = { engine: layer.kernels.gemmEngine, fallbacks: [...layer.kernels.engineFallbacks] };
     if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing, gemm };
 
@@ -108,7 +99,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     // The sampler's warm-up steps are timed too; keep only the sampled ones.
     const keep = (list: number[]) => (list.length >= samples.length ? list.slice(list.length - samples.length) : list);
     const step = stats(samples);
-    const flops = usefulFlops(c, run.summary.keptPairs, planned.config.pass);
+    const flops = usefulFlops(c, check.summary.keptPairs, planned.config.pass);
     const tflops = flops / (step.median * 1e-3) / 1e12;
     const m = memory!;
     // Everything at the peak beyond what forward saved: the same definition `plan` uses.
@@ -151,39 +142,49 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
 
 interface CheckOutcome {
   pass: boolean;
-  against: 'reference' | 'zero-buffer' | 'tutel' | 'none';
   message?: string;
   record: NonNullable<BenchCase['check']>;
+  summary: RoutingSummary;
 }
 
 /**
- * Small shapes: the float64 reference (with the strategy's capacity rule). Large shapes: the
- * outputs of zero-buffer for dropless strategies, and of tutel for capacity strategies that
- * dropped pairs (their results differ from a dropless layer by design).
+ * Every case is checked against float64 before it is timed (issue 18): the full reference on
+ * small shapes, the sampled one (verify-sampled.ts) on large ones, judged by the same compareRun.
  */
-function checkCase(c: LayerConfig, dropless: boolean, run: GpuRun, inputs: LayerInputs | null, options: CaseOptions): CheckOutcome {
-  let tensors;
-  let against: CheckOutcome['against'];
-  if (inputs) {
+async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<typeof seededInputs> | null, full: boolean): Promise<CheckOutcome> {
+  const c = layer.config;
+  const tolerance = toleranceFor(c.dtype);
+  let tensors: TensorCheck[];
+  let summary: RoutingSummary;
+  let dropped: { gpu: number; reference: number };
+  let sample: { tokens: number; units: number } | null = null;
+  if (full && inputs) {
+    const run = await runOnce(layer);
     const { ref } = referenceFor(c, toFloat64(inputs), !dropless, run.experts);
-    tensors = compareRun(run, ref, toleranceFor(c.dtype));
-    against = 'reference';
+    tensors = compareRun(runTensors(run), expectedFrom(ref), tolerance);
+    summary = run.summary;
+    dropped = { gpu: run.droppedPairs, reference: ref.routing.dropped };
   } else {
-    const anchorStrategy = dropless || run.droppedPairs === 0 ? 'zero-buffer' : 'tutel';
-    const anchor = options.anchors.get(`${anchorStrategy}|${options.anchorKey}`);
-    if (!anchor) {
-      const nan = [run.O, run.grads.dX].some((t) => t !== null && t.some((v) => !Number.isFinite(v)));
-      return { pass: !nan, against: 'none', message: nan ? 'NaN in the outputs' : undefined, record: { against: 'none', maxRelError: null, note: nan ? 'NaN in the outputs' : `no ${anchorStrategy} case ran first at this shape` } };
-    }
-    tensors = compareRun(run, { O: anchor.run.O, dX: anchor.run.grads.dX, dWr: null, dW1: null, dW2: null, dW3: null }, toleranceFor(c.dtype));
-    against = anchorStrategy;
+    const s = await sampledCheck(layer, { inputs, tolerance, capacity: !dropless });
+    tensors = s.tensors;
+    summary = s.summary;
+    sample = s.sample;
+    dropped = s.droppedPairs;
   }
-  const worst = Math.max(...tensors.map((t) => t.relError));
   const failed = tensors.filter((t) => !t.pass);
+  const problems = failed.map((t) => `${t.tensor} ${t.hasNaN ? 'NaN' : `rel. error ${t.relError.toExponential(2)}, ${Math.max(t.errorRatio, t.maxErrorRatio).toFixed(2)}× its bound`}`);
+  if (dropped.gpu !== dropped.reference) problems.push(`dropped ${dropped.gpu} pairs, the reference ${dropped.reference}`);
+  const kind = sample ? 'sampled' : 'full';
   return {
-    pass: failed.length === 0,
-    against,
-    message: failed.length ? `${failed.map((t) => `${t.tensor} rel. error ${t.hasNaN ? 'NaN' : t.relError.toExponential(2)}`).join(', ')} against ${against}` : undefined,
-    record: { against, maxRelError: worst },
+    pass: problems.length === 0,
+    message: problems.length ? `${problems.join(', ')} against the ${kind} float64 reference` : undefined,
+    record: {
+      against: 'reference',
+      kind,
+      sample,
+      maxRelError: Math.max(0, ...tensors.map((t) => t.relError)),
+      maxErrorRatio: Math.max(0, ...tensors.map((t) => Math.max(t.errorRatio, t.maxErrorRatio))),
+    },
+    summary,
   };
 }

@@ -28,6 +28,8 @@ export interface BenchOptions {
   /** Writes the report files (results.json is always written here). */
   writeReports?: (dir: string, results: BenchResults) => Promise<void>;
   makeTimer?: CaseOptions['makeTimer'];
+  /** Which float64 check each case gets (CaseOptions.check). */
+  check?: CaseOptions['check'];
   /**
    * A fresh device for the next case. Dawn does not always hand back the memory of a
    * destroyed 80 GiB layer to the next one on the same device; a new device starts clean.
@@ -111,8 +113,8 @@ function caseLabel(c: SweepPlan['cases'][number]): string {
 }
 
 /**
- * The sweep: ceilings once, then every case in plan order (zero-buffer first within a config, so
- * that large shapes can be checked against it). results.json is rewritten atomically after each
+ * The sweep: ceilings once, then every case in plan order, each checked against float64 before
+ * it is timed. results.json is rewritten atomically after each
  * case, so an interrupted run leaves a valid file that --resume continues.
  */
 export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchOptions): Promise<BenchResults> {
@@ -154,7 +156,6 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     }
   }
   const previous = new Map((options.resume?.cases ?? []).map((c) => [c.key, c]));
-  const anchors: CaseOptions['anchors'] = new Map();
   let device = gpu;
   let lastPeak = 0;
   for (const [index, planned] of plan.cases.entries()) {
@@ -168,8 +169,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
         layers: options.layers,
         memoryLimit: options.memoryLimit,
         gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? results.ceilings?.gemmSubgroupMatrix?.tflops : results.ceilings?.gemm.tflops) ?? null,
-        anchors,
-        anchorKey: configKey(planned.config),
+        check: options.check,
         makeTimer: options.makeTimer,
       }));
     results.cases.push(result);

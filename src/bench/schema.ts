@@ -56,12 +56,26 @@ export interface CaseMemory {
   peakByName: Record<string, number>;
 }
 
+/** The float64 check a case passed (or failed) before it was timed. */
+export interface CaseCheck {
+  /** 'reference' (float64) for every case since issue 18; files written before may hold the GPU-anchor kinds. */
+  against: 'reference' | 'zero-buffer' | 'tutel' | 'none';
+  /** full: every element of every tensor; sampled: the rows and columns of reference/sampled.ts. */
+  kind?: 'full' | 'sampled';
+  /** Sampled tokens (rows of O, dX) and hidden units (slices of dW1, dW3, dW2); null for a full check. */
+  sample?: { tokens: number; units: number } | null;
+  maxRelError: number | null;
+  /** The worst tensor's error over its bound (reference/compare.ts): ≤ 1 passes. */
+  maxErrorRatio?: number;
+  note?: string;
+}
+
 export interface BenchCase {
   key: string;
   config: CaseConfig;
   status: CaseStatus;
   message?: string;
-  check?: { against: 'reference' | 'zero-buffer' | 'tutel' | 'none'; maxRelError: number | null; note?: string };
+  check?: CaseCheck;
   time?: {
     source: 'timestamp' | 'wall';
     step: TimeStats;

@@ -125,6 +125,7 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
     if (k) {
       ch.oneOf(k, 'against', `${path}.check`, CHECK_AGAINST);
       ch.number(k, 'maxRelError', `${path}.check`, { nullable: true, min: 0 });
+      checkRecord(ch, k, `${path}.check`);
     }
   }
   const ok = c.status === 'ok';
@@ -247,4 +248,15 @@ export function validateBenchResults(json: unknown): string[] {
   ch.boolean(r, 'complete', 'results');
   if (!Array.isArray(r.notes) || r.notes.some((n) => typeof n !== 'string')) ch.fail('results.notes', 'expected a list of strings');
   return ch.problems;
+}
+
+/** The fields issue 18 added to a case's check: which float64 check ran and on how much. */
+function checkRecord(ch: Checker, k: Obj, path: string): void {
+  if (k.kind !== undefined) ch.oneOf(k, 'kind', path, ['full', 'sampled']);
+  if (k.maxErrorRatio !== undefined) ch.number(k, 'maxErrorRatio', path, { min: 0 });
+  if (k.sample !== undefined && k.sample !== null) {
+    const s = ch.object(k.sample, `${path}.sample`);
+    if (s) for (const key of ['tokens', 'units']) ch.number(s, key, `${path}.sample`, { integer: true, min: 1 });
+  }
+  if (k.kind === 'sampled' && !k.sample) ch.fail(`${path}.sample`, 'a sampled check needs its sample size');
 }

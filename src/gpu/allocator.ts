@@ -78,6 +78,7 @@ export class GpuAllocator {
   private readonly events: MemoryEvent[] = [];
   private pendingScopes: Promise<void>[] = [];
   private seq = 0;
+  private pause: { bytes: number; hold: (live: number) => Promise<void>; due: boolean } | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -152,7 +153,36 @@ export class GpuAllocator {
     this.liveBytes += counted(tag) ? size : 0;
     this.events.push({ seq: this.seq++, kind: 'alloc', name, tag, bytes: size, live: this.liveBytes });
     if (this.liveBytes > this.peak.bytes) this.peak = this.snapshot();
+    if (this.pause && this.liveBytes >= this.pause.bytes) this.pause.due = true;
     return tracked;
+  }
+
+  /**
+   * Pauses the step on the host once live bytes first reach `bytes` (the peak of an earlier step
+   * of the same layer: steps are deterministic): the buffers the step holds there stay alive
+   * while `hold` runs (the driver check reads nvidia-smi; Dawn backs a buffer with device memory
+   * when it is created). create() is synchronous, so the pause happens at the step's next await
+   * point: the next kernel dispatch (StepEncoder) or the end of the pass (MoELayer).
+   */
+  pauseWhenLive(bytes: number, hold: (live: number) => Promise<void>): void {
+    this.pause = { bytes, hold, due: false };
+  }
+
+  /** Runs a due pause (see pauseWhenLive); free when none is due. */
+  async pausePoint(): Promise<void> {
+    const p = this.pause;
+    if (!p?.due) return;
+    this.pause = null;
+    await p.hold(this.liveBytes);
+  }
+
+  /** Disarms a pause that never came due (a step that failed before its peak). */
+  clearPause(): void {
+    this.pause = null;
+  }
+
+  get pauseDue(): boolean {
+    return this.pause?.due ?? false;
   }
 
   /** Throws the first out-of-memory error that the driver reported since the last call. */

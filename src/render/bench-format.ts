@@ -205,3 +205,20 @@ export function strategyColor(label: string, index: number): string {
 export function strategyMarker(label: string, index: number): MarkerShape {
   return STRATEGY_STYLES[label]?.marker ?? SPARE_MARKERS[index % SPARE_MARKERS.length];
 }
+
+/** Which float64 check each case got (issue 18): the reader of a table must see what was verified. */
+export function checksLine(r: BenchResults): string {
+  const checks = r.cases.map((c) => c.check).filter((k) => k !== undefined);
+  if (!checks.length) return 'no case checked yet';
+  const full = checks.filter((k) => k.against === 'reference' && k.kind !== 'sampled').length;
+  const sampled = checks.filter((k) => k.kind === 'sampled');
+  const gpuOnly = checks.length - full - sampled.length;
+  const parts = [`${full} full float64`];
+  if (sampled.length) {
+    const tokens = sampled.map((k) => k.sample?.tokens ?? 0);
+    const [low, high] = [Math.min(...tokens), Math.max(...tokens)];
+    parts.push(`${sampled.length} sampled float64 (${low === high ? low : `${low}–${high}`} tokens' rows, every expert's columns)`);
+  }
+  if (gpuOnly) parts.push(`${gpuOnly} only against another GPU run or a NaN scan (a file from before float64 checks of large shapes)`);
+  return parts.join(', ');
+}

@@ -3,6 +3,7 @@ import {
   bytesOrDash,
   caseLabel,
   ceilingsLine,
+  checksLine,
   DASH,
   firstLine,
   formatCount,
@@ -45,6 +46,7 @@ function provenance(r: BenchResults): string {
     ['command', code(p.commandLine)],
     ['ceilings', ceilingsLine(r)],
     ['timing', `${timingLine(r)}; ${samplingLine(r)}`],
+    ['checks', checksLine(r)],
     ['pass, layers', `${r.settings.pass}, L = ${r.settings.layers}${r.settings.memoryLimit ? `, --memory-limit ${bytesOrDash(r.settings.memoryLimit)}` : ''}`],
   ];
   return table(['', ''], rows);

@@ -4,6 +4,7 @@ import { formatBytes } from '../units.js';
 import {
   bytesOrDash,
   ceilingsLine,
+  checksLine,
   DASH,
   firstLine,
   formatCount,
@@ -98,6 +99,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
   line('testbed:', testbedLine(results));
   line('ceilings:', ceilingsLine(results));
   line('timing:', `${timingLine(results)}; ${samplingLine(results)}`);
+  line('checks:', checksLine(results));
   line('memory:', `L-layer est. = ${results.settings.layers} × saved + backward transient${results.settings.memoryLimit ? `; --memory-limit ${bytesOrDash(results.settings.memoryLimit)}` : ''}`);
   for (const note of results.notes) out.push(ch.yellow(wrap(`note: ${note}`, width, '  ')));
   if (!results.complete) out.push(ch.yellow(`incomplete: ${results.cases.length} case(s) so far; continue with --resume`));

@@ -76,13 +76,15 @@ function comparison(f: DriverFigures, tolerance: number): string {
 /** The --driver-check block: one line per strategy, or why it was skipped. */
 export function driverCheckBlock(d: DriverCheckReport): string {
   if (d.skipped) return `driver cross-check: skipped — ${d.skipped}`;
-  const lines = [chalk.bold(`driver cross-check (nvidia-smi), step buffers live at the peak:`)];
+  const lines = [chalk.bold(`driver cross-check (nvidia-smi):`)];
   for (const s of d.strategies) {
     if (s.skipped !== null) {
       lines.push(`  ${s.strategy}: skipped — ${s.skipped}`);
       continue;
     }
-    lines.push(`  ${s.strategy} (${s.peakPhase}, ${s.buffers} buffers): ${comparison(s, d.tolerance)}`);
+    lines.push(`  ${s.strategy}, the step paused at its peak: ${s.step ? `${comparison(s.step, d.tolerance)}${s.step.atPeak ? '' : ' (after a free that followed the peak)'}` : 'not measured (see notes)'}`);
+    if (s.step) for (const n of s.step.notes) lines.push(chalk.dim(`    note: ${n}`));
+    lines.push(`    table-sized hold (${s.peakPhase}, ${s.buffers} buffers): ${comparison(s, d.tolerance)}`);
     if (s.persistent) lines.push(`    persistent (layer creation): ${comparison(s.persistent, d.tolerance)}`);
     lines.push(chalk.dim(`    on ${s.gpu}; freeing them gave back ${formatBytes(s.releasedBytes)}`));
     for (const n of s.notes) lines.push(chalk.dim(`    note: ${n}`));

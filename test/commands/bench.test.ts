@@ -108,3 +108,22 @@ describe('moeblaze bench --baseline', () => {
     expect(second.stdout).toMatch(/^PASS: no regression/m);
   });
 });
+
+describe('moeblaze bench --preset moeblaze-conf4 (issue 18)', () => {
+  it('records a float64 check for every case of every strategy: sampled rows and columns, ≥ 64 tokens', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'moeblaze-conf4-')), 'run');
+    // conf4's E = 16, k = 2 at a size lavapipe runs in seconds; --check sampled is the path large shapes take.
+    const r = await cli(['bench', '--preset', 'moeblaze-conf4', ...TINY, '--check', 'sampled', '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
+    expect(validateBenchResults(results)).toEqual([]);
+    expect(results.cases.map((c) => c.config.strategy).sort()).toEqual(['gshard', 'megablocks', 'megablocks-grouped', 'tutel', 'zero-buffer']);
+    for (const c of results.cases) {
+      expect(c.config).toMatchObject({ experts: 16, topK: 2 });
+      expect(c.status, c.message).toBe('ok');
+      expect(c.check).toMatchObject({ against: 'reference', kind: 'sampled' });
+      expect(c.check!.sample!.tokens).toBeGreaterThanOrEqual(64);
+      expect(c.check!.maxErrorRatio).toBeLessThanOrEqual(1);
+    }
+  });
+});

@@ -20,6 +20,31 @@ function allocator(limits: { memoryLimit?: number; maxBindingBytes?: number } = 
 const storage = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 describe('GpuAllocator', () => {
+  it('pauses once, at the next pause point after live bytes first reach the target, with those buffers alive', async () => {
+    const a = allocator();
+    const seen: number[] = [];
+    a.pauseWhenLive(48 * KiB, async (live) => {
+      seen.push(live);
+    });
+    const x = a.create('x', 'workspace', 32 * KiB, storage());
+    await a.pausePoint(); // below the target: nothing
+    expect(a.pauseDue).toBe(false);
+    const y = a.create('y', 'workspace', 16 * KiB, storage());
+    expect(a.pauseDue).toBe(true);
+    expect(seen).toEqual([]); // create() is synchronous: the hold waits for the step's next await point
+    await a.pausePoint();
+    expect(seen).toEqual([48 * KiB]);
+    const z = a.create('z', 'workspace', 16 * KiB, storage());
+    await a.pausePoint(); // once only
+    expect(seen).toEqual([48 * KiB]);
+    a.pauseWhenLive(1, async () => seen.push(-1));
+    a.clearPause();
+    a.free(a.create('w', 'workspace', 4, storage()));
+    await a.pausePoint();
+    expect(seen).toEqual([48 * KiB]);
+    for (const b of [x, y, z]) a.free(b);
+  });
+
   it('tracks live bytes and the peak across create/free sequences', async () => {
     const a = allocator();
     const w = a.create('W1', 'weights', 64 * KiB, storage());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareTensors, F32_TOLERANCE } from '../../src/reference/compare.js';
+import { compareTensors, F32_TOLERANCE, toleranceFor } from '../../src/reference/compare.js';
 
 describe('compareTensors', () => {
   it('is the relative L2 error with the max absolute error alongside', () => {
@@ -32,5 +32,44 @@ describe('compareTensors', () => {
 
   it('rejects tensors of different lengths', () => {
     expect(() => compareTensors([1, 2], [1])).toThrow(/2 elements/);
+  });
+});
+
+describe('compareTensors: the Σ|terms| floor and the largest-element gate', () => {
+  const tol = toleranceFor('f32');
+  it('a reference that cancels to almost nothing is judged against the rounding of its terms', () => {
+    // dWr on a saturated router: ref ~1e-14, relative error 3e-2, terms of size ~1.
+    const ref = [1e-14, -2e-14, 3e-14];
+    const got = [1.03e-14, -2e-14, 3e-14];
+    expect(compareTensors(got, ref, { tolerance: tol }).pass).toBe(false);
+    expect(compareTensors(got, ref, { tolerance: tol, scale: [1, 1, 1] }).pass).toBe(true);
+    // A real error stands far above the rounding of the terms: it still fails.
+    expect(compareTensors([1e-6, -2e-14, 3e-14], ref, { tolerance: tol, scale: [1, 1, 1] }).pass).toBe(false);
+  });
+
+  it('one wrong element fails even where the L2 error passes', () => {
+    const n = 1_000_000;
+    const ref = Float64Array.from({ length: n }, (_, i) => Math.sin(i) + 1.5);
+    const got = Float64Array.from(ref);
+    got[123] += 0.05; // L2: 0.05/‖ref‖ ≈ 3e-5 ≤ 1e-4; but 16× the per-element share is ~2.5e-3
+    const c = compareTensors(got, ref, { tolerance: tol, scale: ref });
+    expect(c.errorRatio).toBeLessThan(1);
+    expect(c.maxErrorRatio).toBeGreaterThan(1);
+    expect(c.pass).toBe(false);
+  });
+
+  it('NaN never passes, whatever the floor', () => {
+    expect(compareTensors([NaN, 1], [0, 1], { tolerance: tol, scale: [1e30, 1e30] }).pass).toBe(false);
+    expect(compareTensors([1, 1], [NaN, 1], { tolerance: tol, scale: [1, 1] }).pass).toBe(false);
+  });
+
+  it('an exactly-zero reference must be matched exactly, floor or not (dWr when E = 1)', () => {
+    expect(compareTensors([0, 1e-20], [0, 0], { tolerance: tol, scale: [1, 1] }).pass).toBe(false);
+    expect(compareTensors([0, -0], [0, 0], { tolerance: tol, scale: [1, 1] }).pass).toBe(true);
+  });
+
+  it('f16 tolerances: rtol 1e-2, atol one f16 epsilon', () => {
+    expect(toleranceFor('f16')).toEqual({ rtol: 1e-2, atol: 2 ** -10 });
+    expect(toleranceFor('f32', 3e-4)).toEqual({ rtol: 3e-4, atol: 2 ** -23 });
   });
 });

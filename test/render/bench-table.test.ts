@@ -118,3 +118,19 @@ describe('renderBenchTable', () => {
     expect(text).toMatch(/tutel cf=1\.25\s*│ oom\s*│ .*│ 3\.30 GiB \(plan\)\s*│ 391 MiB \(plan\)/);
   });
 });
+
+describe('the checks line (issue 18)', () => {
+  it('says how many cases got the full and the sampled float64 check, and flags older GPU-only checks', async () => {
+    const { checksLine } = await import('../../src/render/bench-format.js');
+    const base = { key: 'k', config: {} as never, status: 'ok' as const };
+    const results = {
+      cases: [
+        { ...base, check: { against: 'reference' as const, kind: 'full' as const, sample: null, maxRelError: 1e-7 } },
+        { ...base, check: { against: 'reference' as const, kind: 'sampled' as const, sample: { tokens: 64, units: 32 }, maxRelError: 1e-7 } },
+        { ...base, check: { against: 'reference' as const, kind: 'sampled' as const, sample: { tokens: 70, units: 32 }, maxRelError: 1e-7 } },
+        { ...base, check: { against: 'none' as const, maxRelError: null } },
+      ],
+    };
+    expect(checksLine(results as never)).toBe("1 full float64, 2 sampled float64 (64–70 tokens' rows, every expert's columns), 1 only against another GPU run or a NaN scan (a file from before float64 checks of large shapes)");
+  });
+});

@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu.js';
-import { lossScale, trainConfig, type TrainConfig } from '../../src/train/model.js';
+import { lossScale, referenceTraining, trainConfig, type TrainConfig } from '../../src/train/model.js';
 import { finalLoss } from '../../src/train/run.js';
 import { GpuTrainer, type ParamName, type TrainStepRecord } from '../../src/train/trainer.js';
 import type { GpuContext } from '../../src/gpu/runtime.js';
+import { F16_TOLERANCE } from '../../src/reference/compare.js';
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 type Weights = Record<ParamName, Float32Array>;
@@ -75,6 +76,13 @@ describe('train --dtype f16: mixed precision on the tiny shape', () => {
     console.log(`train f16: max rel diff to f32 over 20 steps ${Math.max(...diffs).toExponential(2)}; loss ${half.losses[0].loss} → ${finalLoss(half.losses)} in 100 steps`);
     for (const [s, d] of diffs.entries()) expect(d, `step ${s}`).toBeLessThan(2e-2);
     expect(half.losses[0].loss / finalLoss(half.losses)).toBeGreaterThan(5);
+  });
+
+  it('the first 5 f16 losses match the float64 training loop within the f16 tolerance (1e-2)', () => {
+    const ref = referenceTraining(trainConfig({ ...f32, steps: 5 }), 5);
+    const diffs = ref.map((r, s) => rel(half.losses[s].loss, r.loss));
+    console.log(`train f16: rel diff to the float64 loop over 5 steps ${diffs.map((d) => d.toExponential(1)).join(' ')}`);
+    for (const [s, d] of diffs.entries()) expect(d, `step ${s}`).toBeLessThan(F16_TOLERANCE);
   });
 
   it('optimizer state is exactly (8 B moments + 4 B master) × f16 parameters, 8 B × the f32 router weight', () => {

@@ -4,6 +4,7 @@ import { linearBaselineMse, referenceTraining, trainConfig, type TrainConfig } f
 import { finalLoss, trainStrategy, type StrategyTraining } from '../../src/train/run.js';
 import { GpuTrainer } from '../../src/train/trainer.js';
 import type { GpuContext } from '../../src/gpu/runtime.js';
+import { STRATEGIES } from '../../src/strategies/index.js';
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
@@ -35,6 +36,15 @@ describe('train: a small MoE model with Adam on the GPU', () => {
     const ref = referenceTraining(config, 5);
     console.log('train: f64 vs GPU', ref.map((r, s) => rel(zero.steps[s].loss, r.loss)));
     for (let s = 0; s < ref.length; s++) expect(rel(zero.steps[s].loss, ref[s].loss), `step ${s}`).toBeLessThan(1e-4);
+  });
+
+  it('every strategy\'s first losses match the float64 loop within 1e-4 (capacity strategies at cf = 0 drop nothing)', async () => {
+    const ref = referenceTraining(config, 5);
+    const short = trainConfig({ ...config, steps: 5 });
+    for (const strategy of STRATEGIES.map((s) => s.id)) {
+      const run = strategy === 'zero-buffer' ? zero : strategy === 'megablocks-grouped' ? grouped : await trainStrategy(gpu, short, strategy);
+      for (let s = 0; s < ref.length; s++) expect(rel(run.steps[s].loss, ref[s].loss), `${strategy} step ${s}`).toBeLessThan(1e-4);
+    }
   });
 
   it('zero-buffer and megablocks-grouped agree: first 20 steps within 1e-4, final loss within 5%', () => {

@@ -1,0 +1,24 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { validateBenchResults } from '../../src/bench/validate.js';
+
+/** The fixture with the first case's check replaced. */
+function withCheck(check: unknown): unknown {
+  const r = JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8'));
+  r.cases[0].check = check;
+  return r;
+}
+
+describe('results.json: the check record of issue 18', () => {
+  it('accepts a full and a sampled float64 check with its size', () => {
+    expect(validateBenchResults(withCheck({ against: 'reference', kind: 'full', sample: null, maxRelError: 1e-7, maxErrorRatio: 0.01 }))).toEqual([]);
+    expect(validateBenchResults(withCheck({ against: 'reference', kind: 'sampled', sample: { tokens: 64, units: 32 }, maxRelError: 1e-7, maxErrorRatio: 0.2 }))).toEqual([]);
+  });
+
+  it('rejects an unknown kind, a sampled check without its size, and a bad size', () => {
+    expect(validateBenchResults(withCheck({ against: 'reference', kind: 'partial', maxRelError: 0 }))).toEqual([expect.stringMatching(/check\.kind: expected one of full, sampled/)]);
+    expect(validateBenchResults(withCheck({ against: 'reference', kind: 'sampled', maxRelError: 0 }))).toEqual([expect.stringMatching(/check\.sample: a sampled check needs its sample size/)]);
+    expect(validateBenchResults(withCheck({ against: 'reference', kind: 'sampled', sample: { tokens: 0, units: 1.5 }, maxRelError: 0 }))).toHaveLength(2);
+    expect(validateBenchResults(withCheck({ against: 'reference', kind: 'full', maxRelError: 0, maxErrorRatio: -1 }))).toHaveLength(1);
+  });
+});

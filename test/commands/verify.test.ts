@@ -1,0 +1,25 @@
+import { execFile } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import type { VerifyResult } from '../../src/verify.js';
+
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, '../..');
+const cli = (args: string[]) =>
+  run(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, timeout: 120_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+
+describe('moeblaze verify', () => {
+  it('passes correct results on a saturated router, where dWr is ~1e-15 and its relative error large (issue 16 item 3)', async () => {
+    const r = await cli(['verify', '--tokens', '64', '--experts', '16', '--top-k', '1', '--hidden', '8', '--ffn', '16', '--skew', 'zipf:50', '--impl', 'zero-buffer', '--impl', 'tutel', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as VerifyResult;
+    const dWr = result.strategies[0].tensors.find((t) => t.tensor === 'dWr')!;
+    expect(dWr.relError).toBeGreaterThan(1e-4); // the plain relative test would fail it
+    expect(dWr.errorRatio).toBeLessThanOrEqual(1);
+    expect(result.pass).toBe(true);
+  });
+});

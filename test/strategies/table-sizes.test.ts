@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { layerConfig, type LayerConfig } from '../../src/config.js';
+import { summaryFromLoads } from '../../src/plan/routing.js';
+import { findStrategy } from '../../src/strategies/index.js';
+import { BLOCK_TOKENS } from '../../kernels/routing-metadata.js';
+import { dgParts } from '../../kernels/expert-gemm.js';
+
+/**
+ * Issue 18 item 3: each strategy's step buffers, derived here from docs/design.md (#the-layer, #strategies) and the README's
+ * dtype rules by hand (a = R·h·f bytes, GShard's mask T·E·C bytes, ...), independently of the
+ * table code, then compared with the table name by name. Two sizes come from kernel tilings, not
+ * from the design, and are taken from the kernels: the routing scan's token blocks and the
+ * partial sums of dg per row.
+ */
+const LOADS = [70, 60, 40, 30];
+const ceil4 = (bytes: number) => Math.max(4, Math.ceil(bytes / 4) * 4);
+
+function sizes(strategy: string, c: LayerConfig): Record<string, number> {
+  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+  const R = T * k;
+  const f = c.dtype === 'f16' ? 2 : 4; // activations, X/O/dX and their gradients
+  const F = 4; // router state (probabilities, gates, dz) stays f32
+  const U = 4; // index lists are u32
+  const swiglu = c.activation === 'swiglu';
+  const C = k * Math.floor(c.capacityFactor * Math.ceil(T / E)); // DESIGN §2 capacity
+  const blocks = Math.ceil(T / BLOCK_TOKENS) * E * k;
+  const router = { routerProbs: T * E * F, gates: R * F, routerGrad: T * E * F, O: T * d * f, dX: T * d * f };
+  const scanOffsets = { blockCounts: blocks * U, expertSlotOffsets: (E * k + 1) * U, expertTileOffsets: (E + 1) * U, slotTileOffsets: k * (E + 1) * U };
+  if (strategy === 'zero-buffer') {
+    return {
+      ...router,
+      ...scanOffsets,
+      tokenExpertIndices: R * U,
+      expertTokenIndices: R * U,
+      tokenSlotMap: R * U,
+      rowGates: R * F,
+      expertOffsets: (E + 1) * U,
+      a: R * h * f,
+      ...(swiglu && { b: R * h * f }),
+      combineRows: T * d * f,
+      inputGradRows: T * d * f,
+      dgPartial: R * dgParts(h) * F,
+    };
+  }
+  if (strategy.startsWith('megablocks')) {
+    const padded = strategy === 'megablocks';
+    // Bins padded to 128 rows each (MegaBlocks' blocked layout), or exactly R rows grouped.
+    const P = padded ? LOADS.reduce((n, l) => n + Math.ceil(l / 128) * 128, 0) : R;
+    return {
+      ...router,
+      topExperts: R * U,
+      sortHist: E * U,
+      binIds: R * U,
+      indices: R * U,
+      bins: (E + 1) * U,
+      ...(padded && { paddedBins: (E + 1) * U }),
+      tileOffsets: (E + 1) * U,
+      Xperm: P * d * f,
+      a: P * h * f,
+      ...(swiglu && { b: P * h * f }),
+      u: P * h * f,
+      Y: P * d * f,
+      scattered: T * k * d * f,
+      dY: P * d * f,
+      dg: R * F,
+      pairRows: R * U,
+      dU: P * h * f,
+      dA: P * h * f,
+      ...(swiglu && { dB: P * h * f }),
+      dXperm: P * d * f,
+      scatteredGrad: T * k * d * f,
+    };
+  }
+  const capacity = {
+    ...router,
+    ...scanOffsets,
+    tokenExperts: R * U,
+    expertTokenIndices: R * U,
+    slots: R * U,
+    expertOffsets: (E + 1) * U,
+    dispatched: E * C * d * f,
+    a: E * C * h * f,
+    ...(swiglu && { b: E * C * h * f }),
+    u: E * C * h * f,
+    y: E * C * d * f,
+    dY: E * C * d * f,
+    dgPartial: E * C * F, // one gate gradient per capacity slot
+    dU: E * C * h * f,
+    da: E * C * h * f,
+    ...(swiglu && { db: E * C * h * f }),
+    dDispatched: E * C * d * f,
+  };
+  if (strategy === 'tutel') return capacity;
+  // GShard: dense [T,E,C] combine weights (input dtype) and dispatch mask (1 byte an element).
+  return { ...capacity, dispatchMask: T * E * C, combineWeights: T * E * C * f, dcombine: T * E * C * f };
+}
+
+function expectTable(strategy: string, c: LayerConfig) {
+  const s = findStrategy(strategy);
+  const table = s.bufferTable(c, summaryFromLoads(c, s.dropless, LOADS), { chunkBytes: 2 ** 30 });
+  const want = sizes(strategy, c);
+  const got = Object.fromEntries(table.step.map((b) => [b.name, b.bytes]));
+  expect(Object.keys(got).sort(), `${strategy}: the table's buffers`).toEqual(Object.keys(want).sort());
+  for (const [name, bytes] of Object.entries(want)) expect(got[name], `${strategy} ${name}`).toBe(ceil4(bytes));
+  return got;
+}
+
+describe('step buffer sizes from first principles (docs/design.md#the-layer and #strategies), per strategy', () => {
+  const base = { tokens: 100, hidden: 12, ffn: 20, experts: 4, topK: 2, capacityFactor: 1 };
+  for (const strategy of ['zero-buffer', 'megablocks', 'megablocks-grouped', 'tutel', 'gshard']) {
+    for (const variant of [{}, { dtype: 'f16' as const }, { activation: 'gelu' as const, capacityFactor: 1.5 }]) {
+      it(`${strategy} ${JSON.stringify(variant)}`, () => {
+        const got = expectTable(strategy, layerConfig({ ...base, ...variant }));
+        if (strategy === 'zero-buffer') {
+          // DESIGN §3's own figure: indices and gates 16·R + 4·(E+1) bytes, no [R,d] buffer.
+          const R = base.tokens * base.topK;
+          expect(got.tokenExpertIndices + got.expertTokenIndices + got.tokenSlotMap + got.rowGates + got.expertOffsets).toBe(16 * R + 4 * (base.experts + 1));
+        }
+      });
+    }
+  }
+});
