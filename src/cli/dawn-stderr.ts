@@ -47,6 +47,36 @@ export function createLineFilter(write: (text: string) => void, noise: RegExp = 
   };
 }
 
+/**
+ * Dawn prints a WGSL compilation log with warnings (the subgroup-matrix builtins are reported as
+ * deprecated) to file descriptor 1, where it would corrupt `--json` output. This filter drops
+ * those blocks: a bare "warning:" line, "Compilation log for [ShaderModule …]:" and what follows it
+ * (blank, indented, ":line:col warning: …" and "N warning(s) generated …" lines), and Dawn's "Reached
+ * the WGSL compilation log warning limit" notice. Everything else passes, whole lines at a time.
+ */
+export function createCompilationLogFilter(write: (text: string) => void): { push(chunk: string): void; end(): void } {
+  let held = '';
+  let inBlock = false;
+  const keep = (line: string): boolean => {
+    if (line === 'warning:' || line.startsWith('Reached the WGSL compilation log warning limit')) return false;
+    if (line.startsWith('Compilation log for [ShaderModule')) return !(inBlock = true);
+    if (inBlock && (line === '' || /^\s/.test(line) || /^\d+ warning\(s\) generated/.test(line) || /^:\d+:\d+ (warning|note|info)/.test(line))) return false;
+    inBlock = false;
+    return true;
+  };
+  return {
+    push(chunk: string) {
+      const lines = (held + chunk).split('\n');
+      held = lines.pop()!;
+      for (const line of lines) if (keep(line)) write(`${line}\n`);
+    },
+    end() {
+      if (held && keep(held)) write(held);
+      held = '';
+    },
+  };
+}
+
 /** The environment variable that marks the child, so that it does not spawn itself again. */
 const CHILD = 'MOEBLAZE_STDERR_FILTERED';
 
@@ -60,11 +90,18 @@ export function wantsFilter(argv: readonly string[], env: NodeJS.ProcessEnv): bo
  */
 export function runFiltered(script: string): void {
   const stderr = process.stderr;
+  // A terminal keeps stdout (colours, widths); a pipe or file (--json) gets Dawn's logs filtered out.
+  const pipeStdout = !process.stdout.isTTY;
   const child = spawn(process.execPath, [...process.execArgv, script, ...process.argv.slice(2)], {
-    stdio: ['inherit', 'inherit', 'pipe'],
+    stdio: ['inherit', pipeStdout ? 'pipe' : 'inherit', 'pipe'],
     env: { ...process.env, [CHILD]: '1', ...(stderr.isTTY ? { MOEBLAZE_STDERR_TTY: String(stderr.columns || 80) } : {}) },
   });
   const filter = createLineFilter((text) => stderr.write(text));
+  const out = pipeStdout ? createCompilationLogFilter((text) => process.stdout.write(text)) : null;
+  if (out) {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => out.push(chunk));
+  }
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => filter.push(chunk));
   // Ctrl-C reaches both processes (one process group): the child handles it, this one waits.
@@ -74,6 +111,7 @@ export function runFiltered(script: string): void {
   process.on('SIGHUP', forward('SIGHUP'));
   child.on('close', (code, signal) => {
     filter.end();
+    out?.end();
     if (signal) {
       process.removeAllListeners(signal);
       process.kill(process.pid, signal);
