@@ -11,6 +11,7 @@ import type { LayerTensors, StepContext, Strategy } from '../src/strategy.js';
 import { formatBytes } from '../src/units.js';
 import { capacityOf, checkGrid, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './capacity.js';
 import { CapacityRunner } from './capacity-experts.js';
+import { capacityGemmNames, einsumWork, expertGemmWork } from './expert-work.js';
 
 /**
  * GShard / DeepSpeed's einsum dispatch: the same capacity, locations and drops as Tutel, but the
@@ -177,5 +178,6 @@ export const gshard: Strategy = {
   dropless: false,
   unsupported: unsupportedCapacity,
   bufferTable: (c, routing, limits) => planTable(gshardPlan(c, capacityOf(c, routing), limits.chunkBytes), c, limits),
+  kernelWork: (c, routing) => ({ ...expertGemmWork(c, capacityGemmNames(c), c.experts * capacityOf(c, routing), routing.keptPairs), ...einsumWork(c, capacityOf(c, routing)) }),
   create: (c) => new GShardRunner(c),
 };

@@ -1,7 +1,8 @@
 import type { Strategy } from '../src/strategy.js';
 import { megablocksUnsupported } from './megablocks.js';
 import { MegaBlocksRunner } from './megablocks-runner.js';
-import { megablocksTable } from './megablocks-table.js';
+import { megablocksTable, permutedRows } from './megablocks-table.js';
+import { expertGemmWork, megablocksGemmNames } from './expert-work.js';
 
 /**
  * MegaBlocks dMoE with grouped GEMMs (`mlp_impl="grouped"`, MegaBlocks' default): the same sort
@@ -17,5 +18,6 @@ export const megablocksGrouped: Strategy = {
   dropless: true,
   unsupported: (c) => megablocksUnsupported(c, 'grouped'),
   bufferTable: (c, routing, limits) => megablocksTable(c, 'grouped', routing, limits),
+  kernelWork: (c, routing) => expertGemmWork(c, megablocksGemmNames(c), permutedRows(c, 'grouped', null), routing.keptPairs),
   create: (c) => new MegaBlocksRunner(c, 'grouped'),
 };

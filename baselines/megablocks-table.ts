@@ -6,7 +6,7 @@ import { chunkLayout, type ChunkLayout } from '../src/gpu/tensor.js';
 import { persistentSpecs, type RoutingSummary, type TableLimits } from '../src/strategy.js';
 
 /**
- * MegaBlocks dMoE's memory, phase by phase (DESIGN.md §4). Buffers are allocated when their
+ * MegaBlocks dMoE's memory, phase by phase (docs/design.md#memory). Buffers are allocated when their
  * first phase begins and freed when their last phase ends; the runner follows this table.
  *
  * Forward, as dMoE's autograd graph keeps things: the router's probs, top-k ids and gates;

@@ -6,6 +6,7 @@ import type { LayerConfig } from '../src/config.js';
 import type { Strategy } from '../src/strategy.js';
 import { MegaBlocksRunner } from './megablocks-runner.js';
 import { megablocksTable, permutedRows, type MegaBlocksMode } from './megablocks-table.js';
+import { expertGemmWork, megablocksGemmNames } from './expert-work.js';
 
 /**
  * MegaBlocks dMoE (databricks/megablocks `layers/dmoe.py`, `mlp_impl="sparse"`): the flattened
@@ -36,5 +37,6 @@ export const megablocks: Strategy = {
   dropless: true,
   unsupported: (c) => megablocksUnsupported(c, 'sparse'),
   bufferTable: (c, routing, limits) => megablocksTable(c, 'sparse', routing, limits),
+  kernelWork: (c, routing) => expertGemmWork(c, megablocksGemmNames(c), permutedRows(c, 'sparse', routing.expertLoads), routing.keptPairs),
   create: (c) => new MegaBlocksRunner(c, 'sparse'),
 };

@@ -5,6 +5,7 @@ import { chunkRowRange } from '../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../src/strategy.js';
 import { capacityOf, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './capacity.js';
 import { CapacityRunner } from './capacity-experts.js';
+import { capacityGemmNames, expertGemmWork } from './expert-work.js';
 
 /**
  * Tutel's fast dispatcher (tutel/impls/fast_dispatch.py): capacity C = k·⌊cf·⌈T/E⌉⌋ (cf = 0:
@@ -110,5 +111,6 @@ export const tutel: Strategy = {
   dropless: false,
   unsupported: unsupportedCapacity,
   bufferTable: (c, routing, limits) => planTable(tutelPlan(c, capacityOf(c, routing), limits.chunkBytes), c, limits),
+  kernelWork: (c, routing) => expertGemmWork(c, capacityGemmNames(c), c.experts * capacityOf(c, routing), routing.keptPairs),
   create: (c) => new TutelRunner(c),
 };

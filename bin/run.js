@@ -1,4 +1,13 @@
 #!/usr/bin/env node
-import { execute } from '@oclif/core';
+import { restoreStderrTty, runFiltered, wantsFilter } from '../dist/src/cli/dawn-stderr.js';
 
-await execute({ dir: import.meta.url });
+// Dawn's harmless limit warnings are written by native code to stderr: filter them in a parent
+// process unless --verbose asks for everything (src/cli/dawn-stderr.ts says why).
+if (wantsFilter(process.argv.slice(2), process.env)) {
+  // argv[1] as given (a bin link under npx), so the child records the command as the user typed it.
+  runFiltered(process.argv[1]);
+} else {
+  restoreStderrTty(process.env);
+  const { execute } = await import('@oclif/core');
+  await execute({ dir: import.meta.url });
+}

@@ -8,14 +8,17 @@ import { onInterrupt } from '../src/cli/interrupt.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
-import { PRESETS } from '../src/config.js';
+import { PRESETS, type Preset } from '../src/config.js';
 import { ExitCode, UsageError } from '../src/errors.js';
 import { benchExitCode } from '../src/bench/verdict.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
 import { createProgress } from '../src/render/progress.js';
 import { renderBenchTable } from '../src/render/bench-table.js';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
+import { renderPresets } from '../src/render/presets.js';
+import type { Provenance } from '../src/provenance.js';
 import { BASELINE_DESCRIPTION, benchGateFlags, DEFAULT_RETRIES, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases, requireSharedCases } from '../src/gate/run.js';
 import { runCase } from '../src/bench/case.js';
@@ -33,7 +36,7 @@ function parseFraction(text: string, flag: string): number {
 export default class Bench extends BaseCommand {
   static override summary = 'Sweep strategies and shapes: time, throughput and peak memory per case, checked before timed.';
   static override description =
-    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked against float64 (the full reference on small shapes, sampled rows and columns on large ones; a mismatch exits 3), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v1), results.md, report.html and benchmark-action.json into --out.';
+    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked against float64 (the full reference on small shapes, sampled rows and columns on large ones; a mismatch exits 3), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v1), results.md, report.html and benchmark-action.json into --out. Every figure (step time, useful TFLOP/s, step and activation peaks, saved for backward, the L-layer estimate) is defined in docs/design.md, section Measured figures.';
   static override examples = [
     '<%= config.bin %> bench',
     '<%= config.bin %> bench --preset moeblaze-conf4 --impl zero-buffer --impl megablocks',
@@ -44,7 +47,8 @@ export default class Bench extends BaseCommand {
     ...gpuFlags,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to run (repeatable) [default: every strategy]' }),
-    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes from DESIGN.md §4; --tokens overrides T [default: quick]' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes (their d, h, E, k, T: --list-presets, or docs/design.md#presets); --tokens overrides T [default: quick]' }),
+    'list-presets': Flags.boolean({ description: 'print every preset with its d, h, E, k and T, then exit (no GPU work)' }),
     tokens: integerList({ description: 'T values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
     hidden: integerList({ description: 'd values [default: the preset\'s]', helpGroup: 'SWEEP' }),
     ffn: integerList({ description: 'h values [default: the preset\'s]', helpGroup: 'SWEEP' }),
@@ -71,10 +75,15 @@ export default class Bench extends BaseCommand {
     baseline: Flags.string({ description: BASELINE_DESCRIPTION, helpGroup: 'GATE' }),
     retries: retriesFlag({ dependsOn: ['baseline'], description: `re-measure noisy or ambiguous cases this many times before a verdict [default: ${DEFAULT_RETRIES}]`, helpGroup: 'GATE' }),
     ...benchGateFlags,
+    verbose: verboseFlag,
   };
 
-  async run(): Promise<BenchResults> {
+  async run(): Promise<BenchResults | { presets: readonly Preset[]; provenance: Provenance }> {
     const { flags } = await this.parse(Bench);
+    if (flags['list-presets']) {
+      this.log(renderPresets(PRESETS));
+      return { presets: PRESETS, provenance: this.provenance() };
+    }
     // Everything is validated here, before any GPU work.
     const baseline = flags.baseline ? await loadBaselineForRun(flags.baseline, flags['update-baseline'] ?? false) : undefined;
     if (flags.baseline && flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
@@ -188,7 +197,7 @@ export default class Bench extends BaseCommand {
             },
           });
           if (report) {
-            this.log(renderGate(report));
+            this.log(renderGate(report, { verbose: flags.verbose }));
             process.exitCode = benchExitCode(results.cases, report.exitCode);
           }
           if (baselineMessage) this.progress(baselineMessage);

@@ -3,14 +3,16 @@ import { BaseCommand } from '../src/cli/base.js';
 import { checkOutputPath } from '../src/fs.js';
 import { loadResultsFile } from '../src/gate/baseline.js';
 import type { GateReport } from '../src/gate/compare.js';
+import type { Provenance } from '../src/provenance.js';
 import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun } from '../src/gate/run.js';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
 
 export default class Gate extends BaseCommand {
   static override summary = 'Compare a benchmark run with a committed baseline: exit 3 on a memory or speed regression.';
   static override description =
-    'Matches the cases of two moeblaze.bench/v1 results files by strategy and every config field (cases on one side only are listed, not failed). Memory is deterministic: a step or activation peak that grows beyond --memory-tolerance (default 0 bytes) is MEM+, a regression. Speed first through same-run ratios, which cancel machine drift (each case over zero-buffer of the same config, each case\'s fraction of the run\'s GEMM ceiling), then absolute median step times, only when the testbed fingerprint (adapter, backend, driver, Dawn version) is the same; otherwise they are INCOMPARABLE (a warning; a failure with --strict). A case is SLOWER only when its median is worse by more than --threshold and the runs separate: current p10 above baseline p90, or a seeded 95% bootstrap interval of the ratio entirely above 1 + threshold; a change without separation is AMBG, never a failure. Exit codes: 0 pass, 3 regression, 2 usage error, 1 crash, also under --json.';
+    'Matches the cases of two moeblaze.bench/v1 results files by strategy and every config field (cases on one side only are listed, not failed). Memory is deterministic: a step or activation peak that grows beyond --memory-tolerance (default 0 bytes) is MEM+, a regression. Speed first through same-run ratios, which cancel machine drift (each case over zero-buffer of the same config, each case\'s fraction of the run\'s GEMM ceiling), then absolute median step times, only when the testbed fingerprint (adapter, backend, driver, Dawn version) is the same; otherwise they are INCOMPARABLE (a warning; a failure with --strict). A case is SLOWER only when its median is worse by more than --threshold and the runs separate: current p10 above baseline p90, or a seeded 95% bootstrap interval of the ratio entirely above 1 + threshold; a change without separation is AMBG, never a failure. Exit codes: 0 pass, 3 regression, 2 usage error, 1 crash, also under --json. The GEMM fraction carries the ceiling\'s own spread and is shown but not gated when the two runs\' ceilings differ by more than --threshold. The table lists the failing rows and a summary; --verbose lists every row. Details: docs/design.md#gate-verdicts.';
   static override examples = [
     '<%= config.bin %> gate --baseline reports/baselines/lavapipe-quick.json --current moeblaze-results/ci/results.json',
     '<%= config.bin %> gate --baseline base.json --current results.json --threshold 5% --memory-tolerance 4KiB --strict',
@@ -21,9 +23,10 @@ export default class Gate extends BaseCommand {
     baseline: Flags.string({ description: BASELINE_DESCRIPTION, required: true, helpValue: '<file>' }),
     current: Flags.string({ description: 'moeblaze.bench/v1 results file of the run to check (results.json from `moeblaze bench`)', required: true, helpValue: '<file>' }),
     ...gateFlags,
+    verbose: verboseFlag,
   };
 
-  async run(): Promise<GateReport | { baselineCreated: string }> {
+  async run(): Promise<(GateReport | { baselineCreated: string }) & { provenance: Provenance }> {
     const { flags } = await this.parse(Gate);
     if (flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
     const current = await loadResultsFile(flags.current, 'current');
@@ -37,11 +40,11 @@ export default class Gate extends BaseCommand {
     if (report === null) {
       // Nothing to compare with yet: the first baseline is written, and said so.
       this.progress(baselineMessage!);
-      return { baselineCreated: baselineMessage! };
+      return { baselineCreated: baselineMessage!, provenance: this.provenance() };
     }
-    this.log(renderGate(report));
+    this.log(renderGate(report, { verbose: flags.verbose }));
     process.exitCode = report.exitCode;
     if (baselineMessage) this.progress(`${baselineMessage} (the verdict above, exit ${report.exitCode}, was against the old one)`);
-    return report;
+    return { ...report, provenance: this.provenance() };
   }
 }

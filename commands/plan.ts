@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, LAYER_DIMENSION_MAX, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
 import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
@@ -8,6 +9,7 @@ import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
 import { planModel, type PlanResult } from '../src/plan/model.js';
 import { validatePlan, type ValidationResult } from '../src/plan/validate.js';
 import type { Provenance } from '../src/provenance.js';
+import { adviseFits, type FitAdvice } from '../src/plan/advice.js';
 import { renderPlan, renderValidation } from '../src/render/plan.js';
 import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
 
@@ -35,7 +37,7 @@ function presetBase(name: string | undefined, flags: LayerFlagValues): Partial<L
 export default class Plan extends BaseCommand {
   static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
   static override description =
-    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator.';
+    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator. The figures are those of docs/design.md#memory.';
   static override examples = [
     '<%= config.bin %> plan --preset deepseek-v3-like-layer --memory 80 --dtype bf16',
     '<%= config.bin %> plan --preset mixtral-8x7b-layer --memory 80GiB --layers 32 --optimizer adam --expert-parallel 8',
@@ -45,7 +47,8 @@ export default class Plan extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
-    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a shape from DESIGN.md §4; size flags override it' }),
+    verbose: verboseFlag,
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a preset shape (`bench --list-presets`, docs/design.md#presets); size flags override it' }),
     tokens: layerFlags.tokens,
     hidden: layerFlags.hidden,
     ffn: layerFlags.ffn,
@@ -76,7 +79,7 @@ export default class Plan extends BaseCommand {
     }),
   };
 
-  async run(): Promise<(PlanResult | ValidationResult) & { provenance: Provenance }> {
+  async run(): Promise<((PlanResult & { advice: FitAdvice[] }) | ValidationResult) & { provenance: Provenance }> {
     const { flags } = await this.parse(Plan);
     const strategies = STRATEGIES.filter((s) => (flags.impl ?? strategyIds()).includes(s.id));
     if (flags.validate) {
@@ -103,7 +106,7 @@ export default class Plan extends BaseCommand {
       skew: flags.skew,
     };
     const config = layerConfigFromFlags(layer, presetBase(flags.preset, layer));
-    const result = planModel({
+    const options = {
       config,
       preset: flags.preset ?? null,
       strategies,
@@ -112,8 +115,10 @@ export default class Plan extends BaseCommand {
       optimizer: flags.optimizer,
       memory: flags.memory ?? null,
       expertParallel: flags['expert-parallel'],
-    });
-    this.log(renderPlan(result));
-    return { ...result, provenance: this.provenance() };
+    };
+    const result = planModel(options);
+    const advice = adviseFits(options, strategies.filter((s) => result.strategies.find((p) => p.strategy === s.id)?.fits === false));
+    this.log(renderPlan(result, {}, advice));
+    return { ...result, advice, provenance: this.provenance() };
   }
 }

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { join } from 'node:path';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, LAYER_DIMENSION_MAX, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
 import { DTYPES } from '../src/config.js';
@@ -17,7 +18,7 @@ const float = Flags.custom<number>({ parse: async (input, _ctx, opts) => parseNo
 export default class Train extends BaseCommand {
   static override summary = 'Train a small model with one MoE layer (Adam, on the GPU) and show the loss falling.';
   static override description =
-    'Model: z = x·W_in, r = z + MoE(z), y = r·W_out, trained with Adam (GPU kernels; m and v under the allocator\'s "optimizer" tag) to regress the output of a fixed random teacher of the same family, on batches drawn from --seed. Every strategy gets the same data and initial weights. With --dtype f16 (mixed precision; needs the adapter\'s shader-f16) activations, weights and gradients are stored as f16 while Adam keeps f32 master weights and f32 moments, and the loss is scaled by a power of two for the f16 gradients. Prints a live progress line (step, loss, tokens/s, peak memory) on stderr, a summary with the expert-load histogram, and with --out writes train.json and train.html (loss curve per strategy, inline SVG).';
+    'Model: z = x·W_in, r = z + MoE(z), y = r·W_out, trained with Adam (GPU kernels; m and v under the allocator\'s "optimizer" tag) to regress the output of a fixed random teacher of the same family, on batches drawn from --seed. Every strategy gets the same data and initial weights. With --dtype f16 (mixed precision; needs the adapter\'s shader-f16) activations, weights and gradients are stored as f16 while Adam keeps f32 master weights and f32 moments, and the loss is scaled by a power of two for the f16 gradients. Prints a live progress line (step, loss, tokens/s, peak memory) on stderr, a summary with the expert-load histogram, and with --out writes train.json and train.html (loss curve per strategy, inline SVG). The MoE layer is the one of docs/design.md#the-layer.';
   static override examples = [
     '<%= config.bin %> train',
     '<%= config.bin %> train --impl zero-buffer --impl megablocks-grouped --steps 300 --out reports/train',
@@ -26,11 +27,13 @@ export default class Train extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
+    verbose: verboseFlag,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy of the MoE layer (repeatable) [default: zero-buffer]' }),
     steps: int(1, 10_000_000)({ description: `optimizer steps [default: ${DEFAULT_TRAIN.steps}]` }),
     lr: float({ description: `Adam learning rate [default: ${DEFAULT_TRAIN.lr}]` }),
     seed: Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 0, 0xffffffff) })({ description: `seed of data, teacher and initial weights [default: ${DEFAULT_TRAIN.seed}]` }),
     dtype: Flags.option({ options: DTYPES, description: 'storage of activations, weights and gradients; f16 keeps f32 master weights and Adam state and needs the adapter\'s shader-f16 [default: f32]' })(),
+    'capacity-factor': float({ description: 'capacity factor of Tutel and GShard (C = k·⌊cf·⌈T/E⌉⌋; drops cost loss); dropless strategies ignore it [default: 0 = no drops]', helpValue: '<cf>' }),
     'aux-loss': float({ description: 'Switch load-balancing loss coefficient α; 0 = off [default: 0]', helpValue: '<alpha>' }),
     tokens: int(1)({ description: `T, tokens per step [default: ${DEFAULT_TRAIN.tokens}]`, helpGroup: 'MODEL' }),
     'input-dim': int(1)({ description: `input size d_in [default: ${DEFAULT_TRAIN.inputDim}]`, helpGroup: 'MODEL' }),
@@ -49,6 +52,7 @@ export default class Train extends BaseCommand {
       lr: flags.lr,
       seed: flags.seed,
       auxLoss: flags['aux-loss'],
+      capacityFactor: flags['capacity-factor'],
       tokens: flags.tokens,
       inputDim: flags['input-dim'],
       hidden: flags.hidden,

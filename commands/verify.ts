@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli/flags.js';
 import { ExitCode, UsageError } from '../src/errors.js';
@@ -13,7 +14,7 @@ import type { Provenance } from '../src/provenance.js';
 export default class Verify extends BaseCommand {
   static override summary = 'Check strategies against the float64 reference: forward output and every gradient.';
   static override description =
-    'Runs one training step of the layer on the GPU with each strategy and compares O, dX, dWr, dW1, dW2 and dW3 with a float64 CPU reference computed from the same seeded inputs (capacity strategies against the reference with the same capacity and drops). Passes when every tensor is within its bound (‖error‖ ≤ rtol·‖ref‖ + atol·‖√Σ terms²‖, largest element ≤ 16× its share; README "Verification") and nothing is NaN; exits 3 otherwise, as bench does for a mismatch. Near-tie tokens (k-th and (k+1)-th logits within 1e-5·max|z|) that the GPU routed differently are given the GPU\'s routing in the reference and counted. --dump writes inputs, routing and every result as .npy files with a manifest.';
+    'Runs one training step of the layer on the GPU with each strategy and compares O, dX, dWr, dW1, dW2 and dW3 with a float64 CPU reference computed from the same seeded inputs (capacity strategies against the reference with the same capacity and drops). Passes when every tensor is within its bound (‖error‖ ≤ rtol·‖ref‖ + atol·‖√Σ terms²‖, largest element ≤ 16× its share; README "Verification") and nothing is NaN; exits 3 otherwise, as bench does for a mismatch. Near-tie tokens (k-th and (k+1)-th logits within 1e-5·max|z|) that the GPU routed differently are given the GPU\'s routing in the reference and counted. --dump writes inputs, routing and every result as .npy files with a manifest. The layer and the error measure: docs/design.md#the-layer and #numerics-and-the-reference.';
   static override examples = [
     '<%= config.bin %> verify',
     '<%= config.bin %> verify --impl zero-buffer --tokens 131 --hidden 67 --ffn 69 --experts 7 --top-k 3',
@@ -22,6 +23,7 @@ export default class Verify extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
+    verbose: verboseFlag,
     ...layerFlags,
     impl: Flags.string({
       multiple: true,
@@ -52,7 +54,7 @@ export default class Verify extends BaseCommand {
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await verifyStrategies(gpu, config, {
-        strategies,
+        impl: strategies,
         tolerance: flags.tolerance,
         chunkBytes: flags['chunk-limit'],
         dumpDir: flags.dump,

@@ -27,7 +27,7 @@ const FLUSHES_IN_FLIGHT = 4;
 /**
  * WGSL that opens a kernel module whose float tensors are stored as `dtype`: kernels declare
  * those bindings with the element type `dt` and convert at the boundary (`f32(x[i])` on load,
- * `dt(v)` on store), so that every sum runs in f32 whatever the storage (DESIGN.md §2).
+ * `dt(v)` on store), so that every sum runs in f32 whatever the storage (docs/design.md#the-layer).
  */
 function storageHeader(dtype: DType): string {
   return `${dtype === 'f16' ? 'enable f16;\n' : ''}alias dt = ${dtype};`;

@@ -3,7 +3,7 @@ import { chunkBytes, type ChunkLayout } from './gpu/tensor.js';
 
 /**
  * A strategy's declared memory: every buffer it allocates in a step, with its tag, shape and
- * lifetime over the strategy's ordered phases (DESIGN.md §4). Buffers are allocated when their
+ * lifetime over the strategy's ordered phases (docs/design.md#memory). Buffers are allocated when their
  * first phase begins and freed when their last phase ends, so the bytes live during phase p are
  * exactly those whose lifetime covers p; the allocator's record must agree to the byte.
  */
@@ -56,7 +56,7 @@ export function validateTable(table: BufferTable): void {
   }
 }
 
-/** The figures of DESIGN.md §4 as the table predicts them. */
+/** The figures of docs/design.md#memory as the table predicts them. */
 export function tableFigures(table: BufferTable): TableFigures {
   validateTable(table);
   const baseline = table.persistent.reduce((a, s) => a + s.bytes, 0);

@@ -65,7 +65,7 @@ async function measureSubgroupMatrix(kernels: KernelContext, n: number, timer: G
 }
 
 /**
- * Measures the ceilings in the same run as the benchmark (docs/design.md "Measurement"); with
+ * Measures the ceilings in the same run as the benchmark (docs/design.md#ceilings); with
  * `subgroupMatrix` (a context whose engine is subgroup-matrix) that engine's too.
  */
 export async function measureCeilings(kernels: KernelContext, options: { software: boolean; timestamps: boolean; sampling: SamplingPolicy; subgroupMatrix?: KernelContext | null }): Promise<Ceilings> {

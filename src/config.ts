@@ -20,7 +20,7 @@ export const GEMM_ENGINES: readonly GemmEngine[] = ['simt', 'subgroup-matrix', '
 /** What --gemm takes: an engine, or 'auto' (subgroup-matrix at f16 where the adapter has it). */
 export type GemmRequest = 'auto' | GemmEngine;
 
-/** One MoE layer and its routing policy: everything DESIGN.md §2 needs to define the math. */
+/** One MoE layer and its routing policy: everything docs/design.md#the-layer needs to define the math. */
 export interface LayerConfig {
   tokens: number; // T
   hidden: number; // d
@@ -57,9 +57,14 @@ export const DEFAULT_LAYER: LayerConfig = {
 };
 
 /** Builds a full config from a partial one; normalizeGates defaults to k > 1 (Tutel's rule). */
-export function layerConfig(partial: Partial<LayerConfig>): LayerConfig {
+/**
+ * A validated config from any subset of fields. `auxLoss` is accepted for the CLI's name
+ * (`--aux-loss`); the config stores it as `auxLossCoef`.
+ */
+export function layerConfig(partial: Partial<LayerConfig> & { auxLoss?: number }): LayerConfig {
   const topK = partial.topK ?? DEFAULT_LAYER.topK;
-  const config: LayerConfig = { ...DEFAULT_LAYER, normalizeGates: topK > 1, ...partial, topK };
+  const { auxLoss, ...fields } = partial;
+  const config: LayerConfig = { ...DEFAULT_LAYER, normalizeGates: topK > 1, ...fields, ...(auxLoss !== undefined && { auxLossCoef: auxLoss }), topK };
   validateLayerConfig(config);
   return config;
 }
@@ -101,7 +106,7 @@ export function formatSkew(skew: Skew): string {
   return skew.kind === 'uniform' ? 'uniform' : `zipf:${skew.s}`;
 }
 
-/** β_e = −s·ln(e+1) under zipf:s: a fixed router bias, part of the layer (DESIGN.md §2). */
+/** β_e = −s·ln(e+1) under zipf:s: a fixed router bias, part of the layer (docs/design.md#the-layer). */
 export function skewBias(skew: Skew, experts: number): Float64Array {
   const bias = new Float64Array(experts);
   if (skew.kind === 'zipf') for (let e = 0; e < experts; e++) bias[e] = -skew.s * Math.log(e + 1);
@@ -118,7 +123,7 @@ export function expertMatrices(activation: Activation): number {
   return activation === 'swiglu' ? 3 : 2;
 }
 
-/** Useful FLOPs of DESIGN.md §2 for `keptPairs` routed rows; train = 3× forward. */
+/** Useful FLOPs of docs/design.md#useful-flops for `keptPairs` routed rows; train = 3× forward. */
 export function usefulFlops(c: LayerConfig, keptPairs: number, pass: 'forward' | 'train'): number {
   const forward = 2 * keptPairs * c.hidden * c.ffn * expertMatrices(c.activation) + 2 * c.tokens * c.hidden * c.experts;
   return pass === 'train' ? 3 * forward : forward;

@@ -5,7 +5,7 @@ import { allocationBytes, chunkBaseName, type GpuAllocator, type TrackedBuffer }
 import { chunkBytes, chunkLayout, storageUsage } from './gpu/tensor.js';
 
 /**
- * The driver's view of GPU memory (DESIGN.md §4): nvidia-smi's used memory per GPU, to cross-check
+ * The driver's view of GPU memory (docs/design.md#driver-cross-check): nvidia-smi's used memory per GPU, to cross-check
  * the allocator. nvidia-smi counts whole MiB, the whole device (every process, the driver's own
  * context), and settles lazily after frees, so only deltas of settled readings mean anything.
  */

@@ -1,5 +1,5 @@
 /**
- * Exit codes are part of the CLI contract (DESIGN.md §4): scripts and CI branch on them,
+ * Exit codes are part of the CLI contract (docs/design.md#exit-codes): scripts and CI branch on them,
  * so every failure the tool can foresee is one of these typed errors.
  */
 export const ExitCode = {

@@ -14,18 +14,32 @@ import { findStrategy } from './strategies/index.js';
 import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy.js';
 import { requireBindingFits } from './layer-limits.js';
 
+/**
+ * Named as the CLI's flags are (camelCase): tokens, hidden, ffn, experts, topK, impl, auxLoss…
+ * (docs/design.md#sizes). numExperts, dispatch and auxLossCoef are the 0.1 names, kept as
+ * deprecated aliases for one version.
+ */
 export interface MoELayerOptions {
-  numExperts: number;
+  /** E (`--experts`); required unless the deprecated `numExperts` is given. */
+  experts?: number;
+  /** @deprecated since 0.2: use `experts`. */
+  numExperts?: number;
   topK: number;
   hidden: number;
   ffn: number;
   tokens: number;
   activation?: Activation;
+  /** The dispatch strategy (`--impl`) [default: zero-buffer]. */
+  impl?: string;
+  /** @deprecated since 0.2: use `impl`. */
   dispatch?: string;
   checkpoint?: Checkpoint;
   capacityFactor?: number;
   normalizeGates?: boolean;
   skew?: Skew;
+  /** Load-balancing loss coefficient α (`--aux-loss`) [default: 0]. */
+  auxLoss?: number;
+  /** @deprecated since 0.2: use `auxLoss`. */
   auxLossCoef?: number;
   seed?: number;
   /** Storage of activations, weights and gradients [default: f32]; f16 needs the adapter's shader-f16. */
@@ -86,7 +100,7 @@ export class MoELayer {
     readonly config: LayerConfig,
     options: MoELayerOptions,
   ) {
-    this.strategy = findStrategy(options.dispatch ?? 'zero-buffer');
+    this.strategy = findStrategy(options.impl ?? options.dispatch ?? 'zero-buffer');
     const reason = this.strategy.unsupported(config);
     if (reason) throw new UsageError(`${this.strategy.id} cannot run this config: ${reason}`);
     requireDtype(gpu, config.dtype);
@@ -117,18 +131,21 @@ export class MoELayer {
   }
 
   static async create(gpu: GpuContext, options: MoELayerOptions): Promise<MoELayer> {
+    const experts = options.experts ?? options.numExperts;
+    if (experts === undefined) throw new UsageError('MoELayer.create: `experts` is required (the number of experts, E)');
+    const auxLoss = options.auxLoss ?? options.auxLossCoef;
     const config = layerConfig({
       tokens: options.tokens,
       hidden: options.hidden,
       ffn: options.ffn,
-      experts: options.numExperts,
+      experts,
       topK: options.topK,
       ...(options.activation && { activation: options.activation }),
       ...(options.checkpoint && { checkpoint: options.checkpoint }),
       ...(options.capacityFactor !== undefined && { capacityFactor: options.capacityFactor }),
       ...(options.normalizeGates !== undefined && { normalizeGates: options.normalizeGates }),
       ...(options.skew && { skew: options.skew }),
-      ...(options.auxLossCoef !== undefined && { auxLossCoef: options.auxLossCoef }),
+      ...(auxLoss !== undefined && { auxLossCoef: auxLoss }),
       ...(options.seed !== undefined && { seed: options.seed }),
       ...(options.dtype && { dtype: options.dtype }),
     });
@@ -245,8 +262,8 @@ export class MoELayer {
   }
 
   /**
-   * One measured step (forward, or forward and backward) with the memory figures of DESIGN.md
-   * §4 and, given a timer, GPU timestamps of every phase (or every kernel).
+   * One measured step (forward, or forward and backward) with the memory figures of docs/design.md
+   * (section Memory) and, given a timer, GPU timestamps of every phase (or every kernel).
    */
   async step(options: StepTimingOptions & { pass?: 'forward' | 'train'; atStart?: () => Promise<void> } = {}): Promise<{ memory: StepMemory; timing: StepTiming | null; wallMs: number }> {
     this.releaseOutputs();
@@ -267,7 +284,7 @@ export class MoELayer {
     return { memory: this.lastStep, timing, wallMs };
   }
 
-  /** Forward and backward with the memory figures of DESIGN.md §4. */
+  /** Forward and backward with the memory figures of docs/design.md#memory. */
   async trainStep(): Promise<StepMemory> {
     return (await this.step()).memory;
   }

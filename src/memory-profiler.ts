@@ -1,7 +1,7 @@
 import type { BufferTag, GpuAllocator, MemoryEvent } from './gpu/allocator.js';
 import { formatBytes } from './units.js';
 
-/** The step figures of DESIGN.md §4, measured by the allocator. */
+/** The step figures of docs/design.md#memory, measured by the allocator. */
 export interface StepMemory {
   /** Bytes live when the step started (weights, gradient buffers, X, dO, kernel params). */
   baseline: number;

@@ -28,9 +28,13 @@ export interface StrategyProfile {
   strategy: string;
   /** The step timed normally (one pass per phase): what bench reports. */
   stepMs: number;
+  /** The same step's forward and backward spans. */
+  forwardMs: number | null;
+  backwardMs: number | null;
   /** The step with a pass per kernel; the split adds some overhead. */
   perKernelStepMs: number;
-  phases: PassTime[];
+  /** One entry per pass of the phased step, in order; `direction` tells a forward phase from its backward namesake. */
+  phases: (PassTime & { direction: 'forward' | 'backward' })[];
   kernels: KernelRow[];
   /** Kernel slices of the per-kernel step, for traces. */
   slices: PassTime[];
@@ -88,7 +92,12 @@ export interface ProfileOptions {
   driverCheck?: boolean | DriverProbe;
 }
 
-export const PER_KERNEL_NOTE = 'per-kernel times come from a separate step that runs every kernel in a compute pass of its own; that split adds pass overhead, so they sum to more than the step time above';
+export const PER_KERNEL_NOTE = 'per-kernel times come from a separate step that runs every kernel in a compute pass of its own; that split adds pass overhead, so they sum to more than stepMs, the step timed with one pass per phase as bench times it';
+
+/** Passes that start before the forward span ends are forward ones (the timer's split point). */
+function withDirection(passes: readonly PassTime[], forwardMs: number | null): StrategyProfile['phases'] {
+  return passes.map((p) => ({ ...p, direction: forwardMs !== null && p.startMs < forwardMs - 1e-9 ? 'forward' : 'backward' }));
+}
 
 /** One config, one or more strategies: per-kernel GPU time and the memory timeline of a step. */
 export async function profileStrategies(gpu: GpuContext, config: LayerConfig, strategies: string[], onProgress?: (m: string) => void, options: ProfileOptions = {}): Promise<ProfileResult> {
@@ -139,8 +148,10 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       out.push({
         strategy: id,
         stepMs,
+        forwardMs: phased.timing!.forwardMs,
+        backwardMs: phased.timing!.backwardMs,
         perKernelStepMs: split.timing!.totalMs,
-        phases: phased.timing!.passes,
+        phases: withDirection(phased.timing!.passes, phased.timing!.forwardMs),
         kernels: [...byKernel.values()].sort((a, b) => b.ms - a.ms),
         slices: split.timing!.passes,
         usefulTflops: usefulFlops(config, kept, 'train') / (stepMs * 1e-3) / 1e12,

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterReport } from './gpu/runtime.js';
 
-/** Where a result came from (DESIGN.md §4): enough to rerun it and to tell two runs apart. */
+/** Where a result came from (docs/design.md#provenance): enough to rerun it and to tell two runs apart. */
 export interface Provenance {
   tool: { name: string; version: string };
   /** HEAD of the checkout the tool runs from; null for an installed package or without git. */
@@ -102,12 +102,27 @@ export function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * How the user started the tool, as they would type it again: `node bin/run.js` for a script
+ * run from a clone (the path as seen from the working folder), `npx moeblaze` under npx,
+ * `moeblaze` for a linked or installed binary, and `moeblaze` when the tool runs inside another
+ * program (a library user, a test runner), where no command line was typed.
+ */
+export function typedProgram(script: string | undefined = process.argv[1], env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  if (!script) return 'moeblaze';
+  if (basename(script) === 'moeblaze') return env.npm_command === 'exec' ? 'npx moeblaze' : 'moeblaze';
+  if (!/(^|[\\/])bin[\\/]run\.js$/.test(script)) return 'moeblaze';
+  const rel = isAbsolute(script) ? relative(cwd, script) : script;
+  // Outside the working folder an absolute path is clearer than a chain of "../".
+  return `node ${rel.startsWith('..') ? script : rel}`.split(' ').map(shellQuote).join(' ');
+}
+
 /** `argv`: the arguments after the program name, command id first (e.g. ["devices", "--json"]). */
 export function collectProvenance(argv: readonly string[], adapter?: AdapterReport | null): Provenance {
   return {
     tool: toolInfo(),
     gitCommit: gitCommit(),
-    commandLine: ['moeblaze', ...argv].map(shellQuote).join(' '),
+    commandLine: [typedProgram(), ...argv.map(shellQuote)].join(' '),
     dawnVersion: dawnVersion(),
     node: process.version,
     platform: `${process.platform}-${process.arch}`,

@@ -1,5 +1,5 @@
 /**
- * The documented seeded generator behind every input the tool uses (DESIGN.md §4), so that a
+ * The documented seeded generator behind every input the tool uses (docs/design.md#inputs), so that a
  * verify dump, a GPU run and the float64 reference all see the same numbers for one --seed,
  * on any machine and Node version.
  *

@@ -12,7 +12,7 @@ const UNITS: Record<string, number> = {
 export const MAX_SIZE_BYTES = 2 ** 53;
 
 /**
- * Parses a byte size as DESIGN.md §4 defines it: B, KiB, MiB, GiB (and TiB) suffixes;
+ * Parses a byte size as docs/design.md#sizes defines it: B, KiB, MiB, GiB (and TiB) suffixes;
  * a bare number means GiB, because memory budgets are almost always given in GiB.
  */
 export function parseBytes(text: string, flag = 'size'): number {

@@ -50,7 +50,10 @@ export interface VerifyResult {
 }
 
 export interface VerifyOptions {
-  strategies: string[];
+  /** Strategies to check (`--impl`); required unless the deprecated `strategies` is given. */
+  impl?: string[];
+  /** @deprecated since 0.2: use `impl`. */
+  strategies?: string[];
   tolerance?: number;
   chunkBytes?: number;
   dumpDir?: string;
@@ -82,7 +85,7 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
 }
 
 /**
- * Near ties (DESIGN.md §2): where f32 and f64 may legitimately pick different experts, the
+ * Near ties (docs/design.md#numerics-and-the-reference): where f32 and f64 may legitimately pick different experts, the
  * reference routing takes the GPU's choice for those tokens; any other difference stays.
  */
 export function routingFor(config: LayerConfig, X: Float64Array, Wr: Float64Array, capacity: boolean, gpuExperts: Uint32Array): { routing: ReferenceRouting; forced: number } {
@@ -140,13 +143,13 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, opt
   const tolerance = toleranceFor(config.dtype, options.tolerance);
   // Before any input is generated: a shape that cannot fit fails here with its size and the limit.
   requireVerifiable(config);
-  if (options.strategies.some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
+  if ((options.impl ?? options.strategies ?? []).some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
   const gemmEngine = gemmEngineFor(gpu, config.dtype);
   const inputs = seededInputs(config);
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
   const dumped = new Map<string, ReferenceResult>();
-  for (const id of options.strategies) {
+  for (const id of options.impl ?? options.strategies ?? []) {
     const strategy = findStrategy(id);
     const reference = strategy.dropless ? 'ref' : 'ref-capacity';
     const base = { strategy: id, tensors: [], nearTieTokens: 0, droppedPairs: 0, reference } as const;

@@ -6,8 +6,10 @@ import { layerConfig } from '../src/config.js';
 import { MIB, type DriverRead } from '../src/driver-memory.js';
 import { chromeTrace, profileStrategies, type DriverProbe } from '../src/profile.js';
 import { packageRoot } from '../src/provenance.js';
-import { renderProfile, sparkline } from '../src/render/profile.js';
+import { phaseSummary, renderProfile, sparkline } from '../src/render/profile.js';
+import { liveByTag, renderProfileHtml } from '../src/render/profile-html.js';
 import { zeroBuffer } from '../src/strategies/zero-buffer.js';
+import { formatBytes } from '../src/units.js';
 import { testGpu } from './helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());
@@ -29,6 +31,23 @@ describe('profile', () => {
     expect(up.gbPerS).toBeGreaterThan(0);
     expect(zb.kernels.find((k) => k.kernel === 'routing-scan')!.tflops).toBeNull();
     expect(renderProfile(result)).toMatch(/own compute pass|pass overhead/);
+    // Phases by direction, each name once per direction (forward and backward share names).
+    const summary = phaseSummary(zb);
+    expect(summary).toMatch(/^forward [\d.]+: .+; backward [\d.]+: .+$/);
+    for (const half of summary.split('; backward')) {
+      const names = half.replace(/^(forward|backward)? ?[\d.]+: /, '').split(', ').map((p) => p.replace(/ [\d.]+( \(\d+ passes\))?$/, ''));
+      expect(new Set(names).size, half).toBe(names.length);
+    }
+
+    // profile --out: live bytes by tag add up to the allocator's live bytes at every event; the
+    // page is self-contained, with the peak marked and a bar per kernel.
+    for (const p of liveByTag(zb.memory.timeline)) expect(Object.values(p.byTag).reduce((a, b) => a + (b ?? 0), 0)).toBe(p.live);
+    const page = renderProfileHtml(result);
+    expect(page).not.toMatch(/<script|https?:\/\//);
+    expect(page).toContain('<circle class="peak"');
+    expect(page.match(/<polygon class="area"/g)!.length).toBeGreaterThanOrEqual(4);
+    expect(page.match(/<rect x="\d+" y="[\d.]+" width="[\d.]+" height="15" fill="#0072B2">/g)).toHaveLength(zb.kernels.length);
+    expect(page).toContain(`peak ${formatBytes(zb.memory.stepPeak)}`);
 
     const trace = JSON.parse(JSON.stringify(chromeTrace(result))) as { traceEvents: Record<string, unknown>[] };
     expect(Array.isArray(trace.traceEvents)).toBe(true);
@@ -44,6 +63,19 @@ describe('profile', () => {
     expect(counters.length).toBeGreaterThan(0);
     expect(Math.max(...counters.map((e) => (e.args as { bytes: number }).bytes))).toBe(zb.memory.stepPeak);
     expect(trace.traceEvents.some((e) => e.ph === 'M' && e.name === 'process_name')).toBe(true);
+  });
+
+  it('every strategy declares its expert GEMMs\' work, so their kernels compare across strategies', async () => {
+    const config = layerConfig({ tokens: 64, hidden: 16, ffn: 32, experts: 4, topK: 2, capacityFactor: 1 });
+    const result = await profileStrategies(await testGpu(), config, ['megablocks', 'megablocks-grouped', 'tutel', 'gshard']);
+    for (const s of result.strategies) {
+      const gemms = s.kernels.filter((k) => /^(mb-(up|down|dW2|dU|dW13|dXp)|capacity-(up|down|dW2|dU|dW13|dDispatched))/.test(k.kernel));
+      expect(gemms.length, s.strategy).toBe(6);
+      for (const k of gemms) expect(k.tflops, `${s.strategy} ${k.kernel}`).toBeGreaterThan(0);
+    }
+    const gshard = result.strategies.find((s) => s.strategy === 'gshard')!;
+    // The einsums move rows: bytes, no useful FLOPs.
+    expect(gshard.kernels.find((k) => k.kernel === 'gshard-dispatch')).toMatchObject({ tflops: null, gbPerS: expect.any(Number) });
   });
 
   it('draws a sparkline that spans the range', () => {
@@ -106,6 +138,8 @@ describe('profile', () => {
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout);
     expect(result.strategies).toHaveLength(1);
+    expect(result.provenance).toMatchObject({ commandLine: `node bin/run.js ${args.join(' ')}`, tool: { name: 'moeblaze' } });
+    expect(result.note).not.toMatch(/above/);
     expect(result.driverCheck).toMatchObject({ tolerance: 0.05, strategies: [] });
     expect(result.driverCheck.skipped).toMatch(/no NVIDIA driver reports memory on this machine|is not an NVIDIA GPU/);
   });

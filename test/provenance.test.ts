@@ -3,7 +3,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { collectProvenance, packageRoot, shellQuote } from '../src/provenance.js';
+import { collectProvenance, packageRoot, shellQuote, typedProgram } from '../src/provenance.js';
 
 const root = packageRoot();
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -37,6 +37,15 @@ describe('provenance', () => {
     const mod = (await import(pathToFileURL(built).href)) as typeof import('../src/provenance.js');
     expect(mod.packageRoot()).toBe(root);
     expect(mod.collectProvenance(['devices']).tool.version).toBe(pkg.version);
+  });
+
+  it('records the program as the user typed it', () => {
+    expect(typedProgram('/home/u/moeblaze/bin/run.js', {}, '/home/u/moeblaze')).toBe('node bin/run.js');
+    expect(typedProgram('/home/u/moeblaze/bin/run.js', {}, '/tmp')).toBe('node /home/u/moeblaze/bin/run.js');
+    expect(typedProgram('/home/u/p/node_modules/.bin/moeblaze', { npm_command: 'exec' }, '/home/u/p')).toBe('npx moeblaze');
+    expect(typedProgram('/usr/local/bin/moeblaze', {}, '/')).toBe('moeblaze');
+    // Inside a test runner or a library user's program nothing was typed: the tool's name.
+    expect(typedProgram('/x/node_modules/vitest/vitest.mjs', {}, '/x')).toBe('moeblaze');
   });
 
   it('quotes only what a shell would need', () => {

@@ -22,3 +22,43 @@ describe('README', () => {
     expect(out).toMatch(/matches the float64 reference/);
   });
 });
+
+describe('README facts', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+
+  it('lists every preset with the sizes src/config.ts gives it', async () => {
+    const { PRESETS } = await import('../src/config.js');
+    const { presetSizes } = await import('../src/render/presets.js');
+    const rows = new Map([...readme.matchAll(/^\| `([\w.-]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \| (\d+) \|/gm)].map((m) => [m[1], m.slice(2, 7).map((x) => x.trim())]));
+    for (const p of PRESETS) {
+      const s = presetSizes(p);
+      expect(rows.get(p.name), p.name).toEqual([s.d, s.h, s.E, s.k, s.T]);
+    }
+  });
+
+  it("states train's defaults as the code has them", async () => {
+    const { DEFAULT_TRAIN } = await import('../src/train/model.js');
+    const stated = /the defaults: seed (\d+), (\d+) steps/.exec(readme);
+    expect(stated, 'README states the train defaults').not.toBeNull();
+    expect([Number(stated![1]), Number(stated![2])]).toEqual([DEFAULT_TRAIN.seed, DEFAULT_TRAIN.steps]);
+  });
+
+  it('runs the CLI as `npx moeblaze` in every command example', () => {
+    const blocks = [...readme.matchAll(/```(?:sh|yaml)\n([\s\S]*?)```/g)].map((m) => m[1]);
+    const invocations = blocks.flatMap((b) => b.split('\n')).filter((l) => /\b(moeblaze|bin\/run\.js) (bench|gate|plan|train|verify|profile|devices)\b/.test(l));
+    expect(invocations.length).toBeGreaterThan(3);
+    for (const line of invocations) expect(line).toMatch(/npx moeblaze (bench|gate|plan|train|verify|profile|devices)/);
+  });
+});
+
+describe('library option names', () => {
+  it('accepts the CLI vocabulary and the deprecated 0.1 names alike', async () => {
+    const { layerConfig } = await import('../src/config.js');
+    expect(layerConfig({ auxLoss: 0.01 }).auxLossCoef).toBe(0.01);
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const example = /<!-- readme-example[^>]*-->\s*```js\n([\s\S]*?)```/.exec(readme)![1];
+    // The example uses the new names only; the deprecated ones are named in the prose.
+    expect(example).not.toMatch(/numExperts|dispatch:|strategies:|auxLossCoef/);
+    expect(readme).toMatch(/`numExperts` and `dispatch` \(`MoELayer\.create`\), `auxLossCoef` and `strategies`\s+\(`verifyStrategies`\) still work as deprecated aliases/);
+  });
+});

@@ -2,7 +2,7 @@ import type { GemmSpec } from './core.js';
 
 /**
  * The GEMM core's second engine: the K loop on subgroup matrices (tensor cores on NVIDIA,
- * WGSL `chromium_experimental_subgroup_matrix`, docs/design.md "Tensor cores"). It keeps the
+ * WGSL `chromium_experimental_subgroup_matrix`, docs/design.md#tensor-cores). It keeps the
  * core's contract whole: the same tileOf / loadA / loadB hooks stage each K step of the tile
  * into workgroup memory, rounded to f16 (gathers through index lists and operands computed on
  * load happen there, as in the SIMT engine); 8 subgroups of 32 multiply 16×16×16 fragments

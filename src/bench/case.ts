@@ -61,7 +61,12 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   if (options.memoryLimit !== null) {
     const planned = tableFigures(strategy.bufferTable(c, uniformRouting(c, strategy.dropless), { chunkBytes: gpu.maxBindingBytes }));
     if (planned.stepPeak > options.memoryLimit) {
-      return { ...base, status: 'oom', message: `planned step peak ${formatBytes(planned.stepPeak)} exceeds --memory-limit ${formatBytes(options.memoryLimit)}` };
+      return {
+        ...base,
+        status: 'oom',
+        message: `planned step peak ${formatBytes(planned.stepPeak)} exceeds --memory-limit ${formatBytes(options.memoryLimit)}`,
+        planned: { stepPeak: planned.stepPeak, activationPeak: planned.activationPeak },
+      };
     }
   }
   let layer: MoELayer | null = null;

@@ -50,7 +50,7 @@ export interface CaseMemory {
   savedForBackward: number | null;
   /** activationPeak − savedForBackward: what one layer holds at its peak beyond what it saved. */
   backwardTransient: number | null;
-  /** --layers × savedForBackward + backwardTransient (DESIGN.md §4). */
+  /** --layers × savedForBackward + backwardTransient (docs/design.md#memory). */
   modelEstimate: number | null;
   peakByTag: Partial<Record<BufferTag, number>>;
   peakByName: Record<string, number>;
@@ -89,6 +89,8 @@ export interface BenchCase {
     gemmFraction: number | null;
   };
   memory?: CaseMemory;
+  /** A case refused before it ran (oom above --memory-limit): its buffer table's figures under expected routing. */
+  planned?: { stepPeak: number; activationPeak: number };
   routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
   /** The GEMM engine the case's f16 GEMMs ran on, and the kernels that fell back to simt (kernels/gemm/core.ts). */
   gemm?: { engine: GemmEngine; fallbacks: string[] };

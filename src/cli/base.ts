@@ -49,7 +49,7 @@ function cleanParseMessage(message: string): string {
     .trim();
 }
 
-/** Maps anything a command can throw to an exit code and one line of text (DESIGN.md §4). */
+/** Maps anything a command can throw to an exit code and one line of text (docs/design.md#exit-codes). */
 export function describeFailure(error: unknown): Failure {
   if (error instanceof MoeblazeError) {
     // The no-adapter help is a recipe, with what this machine lacks; every other message fits on one line.
@@ -136,7 +136,7 @@ export abstract class BaseCommand extends Command {
 
   /**
    * Sets process.exitCode and returns instead of rethrowing: oclif would drop the code under
-   * --json (DESIGN.md §6) and print a stack-laden box otherwise.
+   * --json (seen with @oclif/core 4: `this.error(msg, {exit: 3})` exits 1 there) and print a stack-laden box otherwise.
    */
   protected override async catch(error: Interfaces.CommandError): Promise<void> {
     const failure = describeFailure(error);

@@ -6,7 +6,7 @@ import { parseBytes } from '../units.js';
 
 /*
  * Flag parsers throw UsageError with a one-line message that names the flag: oclif would
- * otherwise print a generic multi-line message, and exit 1 for a plain Error (DESIGN.md §4
+ * otherwise print a generic multi-line message, and exit 1 for a plain Error (docs/design.md#exit-codes
  * wants 2 for every bad value).
  */
 
@@ -102,7 +102,7 @@ export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): Adapter
   };
 }
 
-/** The layer of DESIGN.md §2. No flag has a default here, so that a preset or the command can supply one. */
+/** The layer of docs/design.md#the-layer. No flag has a default here, so that a preset or the command can supply one. */
 export const layerFlags = {
   tokens: positiveInteger({ description: 'T, tokens in the batch [default: 512]', helpGroup: 'LAYER' }),
   hidden: positiveInteger({ description: 'd, hidden size [default: 64]', helpGroup: 'LAYER' }),

@@ -1,7 +1,7 @@
 import { caseKey, configKey } from '../bench/plan.js';
 import type { BenchCase, BenchResults, Testbed } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
-import { judgeSpeed, speedSide, type BootstrapOptions, type SpeedSide } from './speed.js';
+import { ceilingShift, judgeSpeed, speedSide, type BootstrapOptions, type SpeedSide } from './speed.js';
 
 export type Verdict = 'SAME' | 'FASTER' | 'SLOWER' | 'MEM+' | 'MEM-' | 'AMBG' | 'INCOMPARABLE';
 
@@ -85,6 +85,9 @@ interface Context {
   ambiguous: Set<string>;
 }
 
+/** GFLOP/s below 1 TFLOP/s (software GPUs), TFLOP/s above. */
+const formatRate = (tflops: number) => (tflops < 1 ? `${(tflops * 1e3).toPrecision(3)} GFLOP/s` : `${tflops.toPrecision(3)} TFLOP/s`);
+
 const pct = (b: number, c: number) => (b !== 0 ? ((c - b) / b) * 100 : c === 0 ? 0 : null);
 
 function statusRow(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateRow | null {
@@ -111,8 +114,10 @@ function memoryRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): Gate
   });
 }
 
-function speedRow(key: string, metric: GateMetric, unit: GateUnit, shown: [number, number], base: SpeedSide, cur: SpeedSide, ctx: Context): GateRow {
-  const j = judgeSpeed(base, cur, ctx.opts.threshold, ctx.opts.bootstrap, `${key}#${metric}`);
+/** `ungated`: why this row's verdict is shown but never fails (null: it is gated). */
+function speedRow(key: string, metric: GateMetric, unit: GateUnit, shown: [number, number], base: SpeedSide, cur: SpeedSide, ctx: Context, ungated: string | null = null): GateRow {
+  // The ceiling is one measurement of the run: its fraction separates by raw intervals only.
+  const j = judgeSpeed(base, cur, ctx.opts.threshold, metric === 'gemmFraction' ? null : ctx.opts.bootstrap, `${key}#${metric}`);
   const row: GateRow = {
     key,
     metric,
@@ -121,14 +126,16 @@ function speedRow(key: string, metric: GateMetric, unit: GateUnit, shown: [numbe
     current: shown[1],
     changePct: pct(shown[0], shown[1]),
     verdict: j.verdict,
-    regression: j.verdict === 'SLOWER' && !ctx.opts.advisorySpeed,
+    regression: j.verdict === 'SLOWER' && !ctx.opts.advisorySpeed && ungated === null,
   };
-  const ci = j.ci ? `95% CI of the time ratio ${j.ci[0].toFixed(3)}–${j.ci[1].toFixed(3)}` : '';
-  if (j.separatedBy === 'intervals') row.note = j.verdict === 'SLOWER' ? 'current p10 above baseline p90' : 'current p90 below baseline p10';
+  const ci = j.ci ? `bootstrap 95% CI ×${j.ci[0].toFixed(3)}–${j.ci[1].toFixed(3)}` : '';
+  const intervals = metric === 'gemmFraction' ? ' (ceiling spread included)' : '';
+  if (j.separatedBy === 'intervals') row.note = (j.verdict === 'SLOWER' ? 'current p10 above baseline p90' : 'current p90 below baseline p10') + intervals;
   else if (j.separatedBy === 'bootstrap') row.note = ci;
-  else if (j.verdict === 'AMBG') row.note = `beyond ±${(ctx.opts.threshold * 100).toFixed(0)}% but the runs overlap (${ci})`;
-  if (j.verdict === 'SLOWER' && ctx.opts.advisorySpeed) row.note = `advisory; ${row.note}`;
-  if (j.verdict === 'AMBG') ctx.ambiguous.add(key);
+  else if (j.verdict === 'AMBG') row.note = `beyond ±${(ctx.opts.threshold * 100).toFixed(0)}% but the runs overlap${ci ? ` (${ci})` : intervals}`;
+  if (ungated !== null && j.verdict !== 'SAME') row.note = ungated;
+  else if (j.verdict === 'SLOWER' && ctx.opts.advisorySpeed) row.note = `advisory; ${row.note}`;
+  if (j.verdict === 'AMBG' && ungated === null) ctx.ambiguous.add(key);
   return row;
 }
 
@@ -153,7 +160,9 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
     // Time over the GEMM's time is the fraction's reciprocal up to the (fixed) useful FLOPs.
     const before = speedSide(b.time.step, { median: gb.medianMs, samples: gb.samples });
     const after = speedSide(c.time.step, { median: gc.medianMs, samples: gc.samples });
-    rows.push(speedRow(key, 'gemmFraction', 'fraction', [fb, fc], before, after, ctx));
+    const shift = ceilingShift(gb, gc, ctx.opts.threshold);
+    const ungated = shift.stable ? null : `not gated: GEMM ceiling ${formatRate(gb.tflops)} → ${formatRate(gc.tflops)} (${shift.change > 0 ? '+' : ''}${(shift.change * 100).toFixed(1)}%)`;
+    rows.push(speedRow(key, 'gemmFraction', 'fraction', [fb, fc], before, after, ctx, ungated));
   }
   const sameSource = b.time.source === c.time.source;
   if (ctx.comparable && sameSource) {

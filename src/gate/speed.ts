@@ -8,7 +8,11 @@ import { quantile } from '../stats.js';
  */
 export interface SpeedSide {
   point: number;
-  /** Spread of one sample of the numerator over the reference's median (a raw-sample interval). */
+  /**
+   * The raw-sample interval of the statistic. With a reference it spans both spreads
+   * (num p10 / den p90 to num p90 / den p10): a case and its reference run at different moments
+   * of the run, so the reference's own spread is part of what one ratio can vary by.
+   */
   p10: number;
   p90: number;
   num: readonly number[];
@@ -36,13 +40,15 @@ export function speedSide(
   num: { median: number; p10: number; p90: number; samples?: readonly number[] },
   den: { median: number; samples?: readonly number[] } | null,
 ): SpeedSide {
-  const d = den ? den.median : 1;
   // Older or hand-made files may lack raw samples: the median then stands for the sample.
   const samples = (s: readonly number[] | undefined, median: number) => (s && s.length ? s : [median]);
+  const denSamples = den ? [...samples(den.samples, den.median)].sort((a, b) => a - b) : null;
+  const denLow = denSamples ? quantile(denSamples, 0.1) : 1;
+  const denHigh = denSamples ? quantile(denSamples, 0.9) : 1;
   return {
-    point: num.median / d,
-    p10: num.p10 / d,
-    p90: num.p90 / d,
+    point: num.median / (den ? den.median : 1),
+    p10: num.p10 / denHigh,
+    p90: num.p90 / denLow,
     num: samples(num.samples, num.median),
     den: den ? samples(den.samples, den.median) : null,
   };
@@ -82,16 +88,37 @@ export function bootstrapRatioCI(base: SpeedSide, cur: SpeedSide, options: Boots
  * SLOWER needs both a change beyond the threshold and separation: the current p10 above the
  * baseline p90, or the bootstrap interval of the ratio entirely above 1 + threshold. A change
  * without separation is AMBG (worth re-measuring, never a failure); FASTER is the mirror image.
+ * `bootstrap` null: separation by the raw intervals only, for a statistic whose reference is
+ * one measurement of the run (the GEMM ceiling), where resampled medians would claim a precision
+ * that the reference's moment-to-moment drift does not have.
  */
-export function judgeSpeed(base: SpeedSide, cur: SpeedSide, threshold: number, bootstrap: BootstrapOptions, label: string): SpeedJudgement {
+export function judgeSpeed(base: SpeedSide, cur: SpeedSide, threshold: number, bootstrap: BootstrapOptions | null, label: string): SpeedJudgement {
   const ratio = cur.point / base.point;
   if (!Number.isFinite(ratio) || !(base.point > 0)) return { ratio, verdict: 'SAME', separatedBy: null, ci: null };
   const slower = ratio - 1 > threshold;
   const faster = ratio - 1 < -threshold;
   if (!slower && !faster) return { ratio, verdict: 'SAME', separatedBy: null, ci: null };
   if (slower ? cur.p10 > base.p90 : cur.p90 < base.p10) return { ratio, verdict: slower ? 'SLOWER' : 'FASTER', separatedBy: 'intervals', ci: null };
+  if (!bootstrap) return { ratio, verdict: 'AMBG', separatedBy: null, ci: null };
   const ci = bootstrapRatioCI(base, cur, bootstrap, label);
   const separated = slower ? ci[0] > 1 + threshold : ci[1] < 1 - threshold;
   if (separated) return { ratio, verdict: slower ? 'SLOWER' : 'FASTER', separatedBy: 'bootstrap', ci };
   return { ratio, verdict: 'AMBG', separatedBy: null, ci };
+}
+
+export interface CeilingSide {
+  medianMs: number;
+  samples: readonly number[];
+}
+
+/**
+ * Whether the GEMM ceiling itself held still between the two runs. It is measured once per run,
+ * before the cases, so a fraction of it can only be compared across runs when the ceilings agree
+ * within the threshold; when they do not, a changed fraction says more about the ceiling's
+ * measurement than about the case, and the gate reports it without failing on it.
+ */
+export function ceilingShift(base: CeilingSide, cur: CeilingSide, threshold: number): { change: number; stable: boolean } {
+  // Times: a faster ceiling (smaller ms) is a higher GFLOP/s; `change` is of the throughput.
+  const change = base.medianMs / cur.medianMs - 1;
+  return { change, stable: Math.abs(change) <= threshold };
 }

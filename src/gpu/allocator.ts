@@ -68,7 +68,7 @@ export interface AllocatorLimits {
 
 /**
  * The one place GPU buffers come from. Every buffer carries a tag and a name so that peaks can
- * be explained, not just reported; the figures of DESIGN.md §4 are derived from this record.
+ * be explained, not just reported; the figures of docs/design.md#memory are derived from this record.
  */
 export class GpuAllocator {
   private nextId = 1;

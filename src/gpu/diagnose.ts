@@ -2,13 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Dawn rejects older lavapipe ("shaderUniform*ArrayDynamicIndexing required"), DESIGN.md §5. */
+/** Dawn rejects older lavapipe ("shaderUniform*ArrayDynamicIndexing required"), README.md#no-gpu. */
 export const MIN_MESA_MAJOR = 25;
 
 const LOADER_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/lib64'];
 const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
 
-/** The Debian 12 fix as one pasteable command (what .ci/run does, and DESIGN.md §5 describes). */
+/** The Debian 12 fix as one pasteable command (what .ci/run does, and README.md#no-gpu describes). */
 export function debian12LavapipeFix(root = process.getuid?.() === 0): string {
   const sudo = root ? '' : 'sudo ';
   const source = 'Types: deb\\nURIs: http://deb.debian.org/debian\\nSuites: bookworm-backports\\nComponents: main\\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n';

@@ -9,7 +9,7 @@ export function storageUsage(): number {
 
 /**
  * How a [rows, cols] tensor is split into buffers that each fit one storage binding
- * (DESIGN.md §3, "Large tensors"). Chunks hold whole groups of `rowGranularity` rows, so
+ * (docs/design.md#large-tensors-are-chunked). Chunks hold whole groups of `rowGranularity` rows, so
  * that e.g. an expert's weight matrix never straddles two buffers.
  */
 export interface ChunkLayout {

@@ -4,7 +4,7 @@ import type { DType, LayerConfig } from '../config.js';
 import type { BufferTag } from '../gpu/allocator.js';
 
 /**
- * Memory of one layer's train step as its strategy's buffer table declares it (DESIGN.md §4), at
+ * Memory of one layer's train step as its strategy's buffer table declares it (docs/design.md#memory), at
  * a planning dtype, and the step of an L-layer model built from it. The tables are the single
  * source of truth: this file never lists a strategy's buffers, it only sums them.
  */
@@ -33,7 +33,7 @@ function elements(s: BufferSpec): number {
 
 /** One layer's step, as the table (built at the layer's dtype) predicts it, bytes as declared. */
 export interface LayerMemory {
-  /** Figures the allocator measures (DESIGN.md §4). */
+  /** Figures the allocator measures (docs/design.md#memory). */
   baseline: number;
   stepPeak: number;
   activationPeak: number;
@@ -141,7 +141,7 @@ export interface ParallelExtra {
   transient: number;
 }
 
-/** The step of an L-layer model on one GPU (DESIGN.md §4's model estimate, with weights and optimizer). */
+/** The step of an L-layer model on one GPU (docs/design.md#memory's L-layer estimate, with weights and optimizer). */
 export interface ModelEstimate {
   weights: number;
   gradients: number;

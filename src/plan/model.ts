@@ -8,7 +8,7 @@ import { allToAll, parallelExtra, type AllToAll } from './parallel.js';
 import { DEFAULT_ROUTING_SEED, DEFAULT_SAMPLES, expectedRouting, routingModel, sampleRoutings, SELECTION_TOKENS, type ExpectedRouting, type RoutingModel } from './routing.js';
 import { strategyTraffic, type StrategyTraffic } from './traffic.js';
 
-/** `moeblaze plan`: the analytic memory and traffic model of every strategy (DESIGN.md §4). */
+/** `moeblaze plan`: the analytic memory and traffic model of every strategy (docs/design.md#memory). */
 export const PLAN_SCHEMA = 'moeblaze.plan/v1';
 
 /** Beyond this, a token count is not a micro-batch anyone plans for; the search stops there. */

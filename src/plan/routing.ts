@@ -5,7 +5,7 @@ import type { RoutingSummary } from '../strategy.js';
 import { maxOf } from '../arrays.js';
 
 /**
- * The routing model behind `plan` (DESIGN.md §4: "plan uses the same tables with expected
+ * The routing model behind `plan` (docs/design.md#memory: plan evaluates the same tables with expected
  * routing"). A token picks expert e with probability p_e (its top-k selection frequency); loads
  * are then n_e ~ Binomial(T, p_e). Memory is not linear in the loads (bins are padded to 128
  * rows, cf = 0 sizes every expert to the busiest one), so a strategy's table at the mean loads
@@ -88,7 +88,7 @@ function binomial(rng: Xoshiro128, n: number, p: number): number {
   return x;
 }
 
-/** What a strategy's routing summary would say for these loads (the capacity rule of DESIGN.md §2). */
+/** What a strategy's routing summary would say for these loads (the capacity rule of docs/design.md#capacity-and-drops). */
 export function summaryFromLoads(c: LayerConfig, dropless: boolean, loads: number[]): RoutingSummary {
   const R = c.tokens * c.topK;
   if (dropless) return { expertLoads: loads, keptPairs: R, droppedPairs: 0, capacity: null };

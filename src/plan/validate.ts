@@ -151,11 +151,13 @@ export async function validatePlan(
   const requested = options.dtypes ?? ['f32', 'f16'];
   const dtypes = requested.filter((d) => d !== 'f16' || gpu.hasF16);
   const skipped = requested.includes('f16') && !gpu.hasF16 ? [`f16 rows skipped: ${gpu.adapter.description} lacks the shader-f16 feature that f16 storage needs`] : [];
-  const steps = grid.length * dtypes.length;
-  for (const [i, test] of grid.entries()) {
-    for (const [j, dtype] of dtypes.entries()) {
+  // One count per row run (strategy × shape × dtype), so no two progress lines share a number.
+  const steps = grid.length * dtypes.length * strategies.length;
+  let done = 0;
+  for (const test of grid) {
+    for (const dtype of dtypes) {
       for (const strategy of strategies) {
-        options.onProgress?.(`[${i * dtypes.length + j + 1}/${steps}] ${strategy.id} ${dtype} ${shapeLabel(layerConfig(test.config), test.chunkBytes)}`);
+        options.onProgress?.(`[${++done}/${steps}] ${strategy.id} ${dtype} ${shapeLabel(layerConfig(test.config), test.chunkBytes)}`);
         rows.push(await validateRow(gpu, strategy, test, dtype));
       }
     }

@@ -1,5 +1,5 @@
 /**
- * How a GPU tensor is judged against the float64 reference (DESIGN.md §2 "Numerics"). One
+ * How a GPU tensor is judged against the float64 reference (docs/design.md#numerics-and-the-reference). One
  * function for verify, bench and the sampled check, so that they cannot disagree.
  *
  * A tensor passes when, over the elements compared (all of them, or a sample):

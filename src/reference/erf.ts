@@ -1,5 +1,5 @@
 /**
- * erf, erfc and the activations of DESIGN.md §2 in float64. JavaScript has no erf, and the
+ * erf, erfc and the activations of docs/design.md#the-layer in float64. JavaScript has no erf, and the
  * reference's finite-difference tests need one good to ~1e-15, so it is built here from two
  * expansions that each converge fast where they are used:
  * - |x| < 2: erf(x) = (2/√π)·x·e^{-x²}·Σ_n (2x²)^n / (1·3·…·(2n+1)). Every term is positive,

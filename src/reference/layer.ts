@@ -1,5 +1,5 @@
 /**
- * The float64 CPU reference of DESIGN.md §2: one forward and backward of the MoE layer, the
+ * The float64 CPU reference of docs/design.md#the-layer: one forward and backward of the MoE layer, the
  * yardstick every GPU strategy is verified against. Plain loops over typed arrays, token by
  * expert by expert (the per-pair math is in terms.ts, shared with the sampled reference): it runs on the "quick" shapes (T=512, d=64, h=128,
  * E=16) inside the test suite.

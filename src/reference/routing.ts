@@ -1,5 +1,5 @@
 /**
- * Float64 router of DESIGN.md §2: logits, softmax, top-k, gates and the capacity rule. Kept
+ * Float64 router of docs/design.md#the-layer: logits, softmax, top-k, gates and the capacity rule. Kept
  * apart from the experts because verify also needs it alone (near ties, drops, dumps).
  */
 import { expertCapacity, skewBias, type LayerConfig } from '../config.js';

@@ -1,5 +1,5 @@
 /**
- * The float64 math of DESIGN.md §2 at its smallest units, shared by the full reference
+ * The float64 math of docs/design.md#the-layer at its smallest units, shared by the full reference
  * (layer.ts) and the sampled one (sampled.ts) so that the two cannot drift apart: one
  * (token, expert) pair, one hidden unit, one token's router backward, the load-balancing
  * gradient. Each sum also accumulates Σ terms² beside it (finishScale takes the root): the scale

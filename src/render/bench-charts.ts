@@ -1,6 +1,6 @@
 import type { BenchCase, BenchResults, CaseConfig } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
-import { formatMs, formatTflops, strategyColor } from './bench-format.js';
+import { formatMs, formatTflops, strategyColor, strategyMarker } from './bench-format.js';
 import { renderLineChart, type ChartPoint, type ChartSeries } from './svg-chart.js';
 
 const AXIS_LABELS: Record<string, string> = {
@@ -42,7 +42,7 @@ export interface BenchChartSet {
   axis: string;
   /** The other swept axes, held at their first value. */
   fixed: Record<string, number | string>;
-  /** One <svg> per metric: step time, useful TFLOP/s, step peak. */
+  /** One <svg> per metric: step time, useful TFLOP/s, step peak, activation peak, saved for backward, L-layer estimate. */
   svgs: string[];
 }
 
@@ -72,6 +72,10 @@ const METRICS: Metric[] = [
     ref: (r) => (r.ceilings ? { y: r.ceilings.gemm.tflops, label: `GEMM ceiling ${formatTflops(r.ceilings.gemm.tflops)}` } : null),
   },
   { title: 'Step peak memory', yLabel: 'step peak', value: (c) => c.memory?.stepPeak ?? null, formatY: formatBytes, bytes: true },
+  // The figure the dispatcher changes, the one that each of L layers holds, and the L-layer estimate.
+  { title: 'Activation peak', yLabel: 'activation peak', value: (c) => c.memory?.activationPeak ?? null, formatY: formatBytes, bytes: true },
+  { title: 'Saved for backward', yLabel: 'saved for backward', value: (c) => c.memory?.savedForBackward ?? null, formatY: formatBytes, bytes: true },
+  { title: 'L-layer estimate', yLabel: 'L × saved + transient', value: (c) => c.memory?.modelEstimate ?? null, formatY: formatBytes, bytes: true },
 ];
 
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -107,6 +111,13 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
     const strategies = [...new Set(cases.map((c) => c.config.strategy))];
     const svgs = METRICS.map((metric) => {
       const series: ChartSeries[] = strategies.map((strategy, si) => {
+        const style = { color: strategyColor(strategy, si), marker: strategyMarker(strategy, si) };
+        // A dropless strategy has no capacity factor: one measured value, drawn as a level.
+        const dropless = cases.find((x) => x.config.strategy === strategy && x.config.capacityFactor === null);
+        if (axis === 'capacityFactor' && dropless) {
+          const y = dropless.status === 'ok' ? metric.value(dropless) : null;
+          return { name: `${strategy} (no capacity factor)`, ...style, level: true, points: [{ x: xOf(0), y }] };
+        }
         const points: ChartPoint[] = [];
         values.forEach((value, i) => {
           const c = cases.find((x) => x.config.strategy === strategy && matches(x.config, axis, value));
@@ -114,7 +125,7 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
           const band = c.status === 'ok' ? (metric.band?.(c) ?? null) : null;
           points.push({ x: xOf(i), y: c.status === 'ok' ? metric.value(c) : null, lo: band?.[0] ?? null, hi: band?.[1] ?? null, oom: c.status === 'oom' });
         });
-        return { name: strategy, color: strategyColor(strategy, si), points };
+        return { name: strategy, ...style, points };
       });
       const ys = series.flatMap((s) => s.points.flatMap((p) => (p.y != null && p.y > 0 ? [p.y] : [])));
       // A log y axis only when values span more than a decade and a half: else it flattens differences.
@@ -132,6 +143,8 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
         formatYTick: metric.bytes ? byteTick : undefined,
         yUnit: metric.bytes && !logY ? byteUnit(Math.max(1, ...ys)) : undefined,
         bandLabel: metric.band ? 'p10–p90' : undefined,
+        width: 640,
+        height: 360,
         refLines: [metric.ref?.(results)].filter((r): r is { y: number; label: string } => Boolean(r)),
       });
     });

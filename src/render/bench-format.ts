@@ -1,5 +1,6 @@
 import type { BenchCase, BenchResults, CaseConfig, CaseStatus } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
+import type { MarkerShape } from './svg-chart.js';
 
 /**
  * Formatting and grouping shared by the bench renderers (terminal, markdown, HTML, action), so
@@ -129,9 +130,14 @@ export function memoryVsZeroBuffer(c: BenchCase): number | null {
   return c.relative?.activationPeakVsZeroBuffer ?? c.relative?.stepPeakVsZeroBuffer ?? null;
 }
 
+/** Dawn derives some device names from the driver's by replacing punctuation with "-", leaving one at the end. */
+export function deviceName(device: string): string {
+  return device.replace(/^-+|-+$/g, '');
+}
+
 export function testbedLine(r: BenchResults): string {
   const t = r.testbed;
-  const main = t.device || t.description || t.vendor;
+  const main = deviceName(t.device) || t.description || t.vendor;
   // On Vulkan the description is the driver string: worth keeping, but not as the name.
   const details = [[t.vendor, t.architecture].filter(Boolean).join(' '), t.backend, t.description !== main ? t.description : ''].filter(Boolean);
   return `${main} (${details.join(', ')}); Dawn (webgpu) ${t.dawnVersion}`;
@@ -156,18 +162,48 @@ export function samplingLine(r: BenchResults): string {
   return `warm-up ${s.warmup}, ${s.minSamples}–${s.maxSamples} samples until IQR/median ≤ ${formatPercent(s.noiseTarget)} or ${(s.maxTimeMs / 1000).toFixed(1)} s`;
 }
 
-/** Fixed colours per strategy, so a strategy keeps its colour across charts and reports. */
-const STRATEGY_COLORS: Record<string, string> = {
-  'zero-buffer': '#1b9e77',
-  tutel: '#377eb8',
-  gshard: '#e6ab02',
-  megablocks: '#7570b3',
-  'megablocks-grouped': '#a6761d',
+/** A case's median is less settled than asked for: its IQR/median stayed above --noise-target. */
+export function missedNoiseTarget(c: BenchCase, r: BenchResults): boolean {
+  return c.status === 'ok' && c.time != null && c.time.step.noise > r.settings.sampling.noiseTarget;
+}
+
+/**
+ * One sentence for the end of a report when cases missed the noise target (as hyperfine warns of
+ * outliers), or null when every timed case met it.
+ */
+export function noiseWarning(r: BenchResults): string | null {
+  const timed = r.cases.filter((c) => c.status === 'ok' && c.time);
+  const missed = timed.filter((c) => missedNoiseTarget(c, r));
+  if (!missed.length) return null;
+  const worst = missed.reduce((a, b) => (b.time!.step.noise > a.time!.step.noise ? b : a));
+  return (
+    `${missed.length} of ${timed.length} timed case(s) missed the ${formatPercent(r.settings.sampling.noiseTarget)} noise target ` +
+    `(IQR/median up to ${formatPercent(worst.time!.step.noise)}, ${caseLabel(worst.config)}) before the time budget ran out: ` +
+    `compare their medians with care; a longer --max-time, an idle machine, or a looser --noise-target helps.`
+  );
+}
+
+/**
+ * Fixed colours and point shapes per strategy, so a strategy looks the same in every chart. The
+ * colours are the Okabe–Ito palette, told apart with any common colour-vision deficiency; the
+ * shapes tell them apart in greyscale too.
+ */
+const STRATEGY_STYLES: Record<string, { color: string; marker: MarkerShape }> = {
+  'zero-buffer': { color: '#0072B2', marker: 'circle' },
+  tutel: { color: '#E69F00', marker: 'square' },
+  gshard: { color: '#CC79A7', marker: 'triangle' },
+  megablocks: { color: '#009E73', marker: 'diamond' },
+  'megablocks-grouped': { color: '#D55E00', marker: 'triangle-down' },
 };
-const SPARE_COLORS = ['#e7298a', '#66a61e', '#666666', '#17becf', '#bcbd22'];
+const SPARE_COLORS = ['#56B4E9', '#000000', '#F0E442'];
+const SPARE_MARKERS: MarkerShape[] = ['circle', 'square', 'triangle', 'diamond', 'triangle-down'];
 
 export function strategyColor(label: string, index: number): string {
-  return STRATEGY_COLORS[label] ?? SPARE_COLORS[index % SPARE_COLORS.length];
+  return STRATEGY_STYLES[label]?.color ?? SPARE_COLORS[index % SPARE_COLORS.length];
+}
+
+export function strategyMarker(label: string, index: number): MarkerShape {
+  return STRATEGY_STYLES[label]?.marker ?? SPARE_MARKERS[index % SPARE_MARKERS.length];
 }
 
 /** Which float64 check each case got (issue 18): the reader of a table must see what was verified. */

@@ -12,6 +12,8 @@ import {
   formatTflops,
   groupCases,
   memoryVsZeroBuffer,
+  missedNoiseTarget,
+  noiseWarning,
   samplingLine,
   statusTone,
   strategyLabel,
@@ -28,12 +30,17 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--rule); padding-bottom: .2rem; } h3 { font-size: 1rem; margin: 1.4rem 0 .4rem; }
 .sub, .muted, figcaption { color: var(--muted); }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: .4rem 0 1rem; }
-th, td { padding: .25rem .6rem; border-bottom: 1px solid var(--rule); text-align: right; white-space: nowrap; }
+th, td { padding: .25rem .45rem; border-bottom: 1px solid var(--rule); text-align: right; white-space: nowrap; }
+/* Heads wrap at their spaces so that 13 columns fit a 1000 px window; a wider table scrolls in its box, never the page. */
+th { white-space: normal; vertical-align: bottom; min-width: 3.5rem; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+table.cases { font-size: 12.5px; } td.wrap { white-space: normal; }
 th { background: var(--head); font-weight: 600; } td:first-child, th:first-child, td.msg { text-align: left; }
 td.msg { white-space: normal; max-width: 60rem; }
 table.kv td { text-align: left; white-space: normal; } table.kv td:first-child { font-weight: 600; }
 .ok { color: #1a7f37; font-weight: 600; } .bad { color: #cf222e; font-weight: 600; } .warn { color: #9a6700; font-weight: 600; }
-.charts { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 600px), 1fr)); gap: 1rem 1.5rem; } figure { margin: 0; min-width: 0; }
+svg.chart { width: 100%; height: auto; }
 svg.chart { font-family: system-ui, sans-serif; fill: currentColor; } svg.chart text { fill: currentColor; stroke: none; }
 code { font-size: .92em; }
 .note { border-left: 3px solid #d4a72c; padding: .2rem .7rem; margin: .4rem 0; }
@@ -45,20 +52,23 @@ function row(cells: string[], tag: 'td' | 'th' = 'td'): string {
   return `<tr>${cells.map((c) => `<${tag}>${c}</${tag}>`).join('')}</tr>`;
 }
 
-function caseRow(c: BenchCase): string {
+/** Column heads; the cells of caseRow follow this order. */
+const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
+
+function caseRow(c: BenchCase, noisy: boolean): string {
   const status = `<span class="${TONE_CLASS[statusTone(c.status)]}">${esc(c.status)}</span>`;
   const name = esc(strategyLabel(c.config));
-  if (c.status !== 'ok') return `<tr><td>${name}</td><td>${status}</td><td class="msg" colspan="13">${esc(firstLine(c.message) || DASH)}</td></tr>`;
+  // No status column: a case that ran shows its time; one that did not, its status and why.
+  if (c.status !== 'ok') return `<tr><td>${name}</td><td class="msg" colspan="${HEAD.length - 1}">${status}: ${esc(firstLine(c.message) || DASH)}</td></tr>`;
   const s = c.time?.step;
   const tp = c.throughput;
   const m = c.memory;
   const cells = [
     s ? `${formatMs(s.median)}` : DASH,
-    s ? `${formatMs(s.p10)} – ${formatMs(s.p90)}` : DASH,
-    s ? `${formatPercent(s.noise)} (n=${s.n})` : DASH,
+    s ? `${formatMs(s.p10)}–${formatMs(s.p90)}` : DASH,
+    s ? `${formatPercent(s.noise)}${noisy ? '!' : ''} (n=${s.n})` : DASH,
     tp ? formatCount(tp.tokensPerS) : DASH,
-    tp ? formatTflops(tp.usefulTflops) : DASH,
-    formatPercent(tp?.gemmFraction, 0),
+    tp ? `${formatTflops(tp.usefulTflops)} (${formatPercent(tp.gemmFraction, 0)})` : DASH,
     bytesOrDash(m?.stepPeak),
     bytesOrDash(m?.activationPeak),
     bytesOrDash(m?.savedForBackward),
@@ -67,17 +77,15 @@ function caseRow(c: BenchCase): string {
     formatRatio(c.relative?.zeroBufferSpeedup),
     c.routing ? formatPercent(c.routing.droppedPercent / 100) : DASH,
   ];
-  return `<tr><td>${name}</td><td>${status}</td>${cells.map((x) => `<td>${esc(x)}</td>`).join('')}</tr>`;
+  // A figure with its qualifier in parentheses may wrap before it, to keep the table in a 1000 px window.
+  return `<tr><td>${name}</td>${cells.map((x) => `<td${x.includes(' (') ? ' class="wrap"' : ''}>${esc(x)}</td>`).join('')}</tr>`;
 }
 
 function caseTables(results: BenchResults): string {
-  const head = row(
-    ['strategy', 'status', 'median (ms)', 'p10 – p90 (ms)', 'noise', 'tokens/s', 'TFLOP/s', 'GEMM %', 'step peak', 'act. peak', 'saved', `L=${results.settings.layers} est.`, 'mem ×ZB', 'ZB speedup', 'dropped'].map(esc),
-    'th',
-  );
+  const head = row(HEAD.map((h) => esc(h === 'L-layer est.' ? `L=${results.settings.layers} est.` : h)), 'th');
   const all = groupCases(results.cases);
   const common = all.length > 1 && all.common ? `<p class="muted">${esc(`Every case: ${all.common}.`)}</p>\n` : '';
-  const groups = all.map((g) => `<h3>${esc(g.short)}</h3>\n<table>\n<thead>${head}</thead>\n<tbody>\n${g.cases.map(caseRow).join('\n')}\n</tbody>\n</table>`);
+  const groups = all.map((g) => `<h3>${esc(g.short)}</h3>\n<div class="table-wrap"><table class="cases">\n<thead>${head}</thead>\n<tbody>\n${g.cases.map((c) => caseRow(c, missedNoiseTarget(c, results))).join('\n')}\n</tbody>\n</table></div>`);
   return groups.length ? common + groups.join('\n') : '<p class="muted">No cases.</p>';
 }
 
@@ -105,7 +113,7 @@ function chartsSection(results: BenchResults): string {
   return sets
     .map((set) => {
       const fixed = Object.entries(set.fixed).map(([a, v]) => `${axisLabel(a)} = ${v}`);
-      const caption = `One line per strategy${fixed.length ? `; ${fixed.join(', ')}` : ''}. Shaded: p10–p90 of the step time; ×: out of memory.`;
+      const caption = `One line per strategy${fixed.length ? `; ${fixed.join(', ')}` : ''}. Shaded: p10–p90 of the step time; ×: out of memory; dashed level: a dropless strategy, which has no capacity factor. L-layer estimate: L = ${results.settings.layers}.`;
       const figures = set.svgs.map((svg) => `<figure>\n${svg}\n</figure>`).join('\n');
       return `<h3>Against ${esc(axisLabel(set.axis))}</h3>\n<p class="muted">${esc(caption)}</p>\n<div class="charts">\n${figures}\n</div>`;
     })
@@ -123,6 +131,8 @@ export function renderBenchHtml(results: BenchResults): string {
     ...(results.complete ? [] : [`Incomplete sweep: ${results.cases.length} case(s) so far; continue with --resume.`]),
     ...results.notes.map((n) => `Note: ${n}`),
   ];
+  const noise = noiseWarning(results);
+  if (noise) notes.push(`Warning: ${noise}`);
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -138,7 +148,7 @@ ${notes.map((n) => `<p class="note">${esc(n)}</p>`).join('\n')}
 <h2>Charts</h2>
 ${chartsSection(results)}
 <h2>Cases</h2>
-<p class="muted">${esc('mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer\'s (>1: zero-buffer is faster); noise: IQR/median; est.: L × saved for backward + backward transient.')}</p>
+<p class="muted">${esc('mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer\'s (>1: zero-buffer is faster); noise: IQR/median, ! above the noise target; est.: L × saved for backward + backward transient. Definitions: docs/design.md, section Measured figures.')}</p>
 ${caseTables(results)}
 <h2>Provenance</h2>
 ${provenanceTable(results)}

@@ -12,6 +12,7 @@ import {
   formatRatio,
   formatTflops,
   groupCases,
+  noiseWarning,
   samplingLine,
   strategyLabel,
   testbedLine,
@@ -55,7 +56,7 @@ function provenance(r: BenchResults): string {
  * hyperfine's table (Command | Mean ± σ | Min | Max | Relative) adapted to what the sampler
  * reports: the median with its p10–p90 spread and IQR/median, relative to the group's fastest.
  */
-function timeTable(cases: BenchCase[]): string {
+function timeTable(cases: BenchCase[], noiseTarget: number): string {
   const ok = cases.filter((c) => c.status === 'ok' && c.time);
   const fastest = Math.min(...ok.map((c) => c.time!.step.median));
   const rows = cases.map((c) => {
@@ -68,7 +69,8 @@ function timeTable(cases: BenchCase[]): string {
     return [
       name,
       `${formatMs(s.median)} [${formatMs(s.p10)}, ${formatMs(s.p90)}]`,
-      formatPercent(s.noise),
+      // Above the noise target: bold with a mark, as in the terminal and report.html.
+      s.noise > noiseTarget ? `**${formatPercent(s.noise)}!**` : formatPercent(s.noise),
       String(s.n),
       c.time.forward && c.time.backward ? `${formatMs(c.time.forward.median)} / ${formatMs(c.time.backward.median)}` : DASH,
       tp ? formatCount(tp.tokensPerS) : DASH,
@@ -110,7 +112,9 @@ export function renderBenchMarkdown(results: BenchResults): string {
   out.push(`Median of n samples after warm-up, [p10, p90] across them, noise = IQR/median; relative to the fastest case of the config.`, '');
   const groups = groupCases(results.cases);
   if (groups.length > 1 && groups.common) out.push(`Every case: ${groups.common}.`, '');
-  for (const group of groups) out.push(`### ${group.short}`, '', timeTable(group.cases), '');
+  const noise = noiseWarning(results);
+  if (noise) out.push(`> **Warning**: ${noise}`, '');
+  for (const group of groups) out.push(`### ${group.short}`, '', timeTable(group.cases, results.settings.sampling.noiseTarget), '');
   out.push('## Memory', '');
   out.push(
     `Step peak: most bytes live during the step; activation peak: step peak minus what is live when it starts; saved for backward: what each of L layers holds at once; estimate: L × saved + the backward transient.`,

@@ -1,6 +1,6 @@
-import Table from 'cli-table3';
 import type { ChalkInstance } from 'chalk';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
+import { formatBytes } from '../units.js';
 import {
   bytesOrDash,
   ceilingsLine,
@@ -14,12 +14,15 @@ import {
   formatTflops,
   groupCases,
   memoryVsZeroBuffer,
+  missedNoiseTarget,
+  noiseWarning,
   samplingLine,
   statusTone,
   strategyLabel,
   testbedLine,
   timingLine,
 } from './bench-format.js';
+import { fitTable, terminalWidth, wrapText as wrap, type FitColumn } from './fit-table.js';
 import { reportChalk } from './style.js';
 
 export interface BenchTableOptions {
@@ -29,23 +32,48 @@ export interface BenchTableOptions {
   width?: number;
 }
 
-const HEAD = ['strategy', 'status', 'step (median)', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
-
-/** No rule between rows: group headings already separate the configs. */
-const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
+/**
+ * Heads wrap at their spaces on a narrow terminal; tokens/s, the L-layer estimate,
+ * the drop rate, saved and step peak go, in that order (the activation peak stays: it is the point).
+ * No status column: a case that did not run shows its status where its step time would be.
+ */
+const COLUMNS: FitColumn[] = [
+  { head: 'strategy' },
+  { head: 'step (median)' },
+  { head: 'tokens/s', dropOrder: 1 },
+  { head: 'TFLOP/s (GEMM %)' },
+  { head: 'step peak', dropOrder: 5, wrap: true, minWidth: 8 },
+  { head: 'act. peak', wrap: true, minWidth: 8 },
+  { head: 'saved', dropOrder: 4 },
+  { head: 'L-layer est.', dropOrder: 2 },
+  { head: 'mem ×ZB' },
+  { head: 'ZB speedup' },
+  { head: 'dropped', dropOrder: 3 },
+];
+const HEAD = COLUMNS.map((c) => c.head);
 
 function statusCell(c: BenchCase, ch: ChalkInstance): string {
   const tone = statusTone(c.status);
   return tone === 'good' ? ch.green(c.status) : tone === 'warn' ? ch.yellow(c.status) : ch.red(c.status);
 }
 
-function okRow(c: BenchCase, ch: ChalkInstance): string[] {
+/** A case that did not run: its status where the time would be; the planned peaks when they are known. */
+function notRunRow(c: BenchCase, ch: ChalkInstance): string[] {
+  const cells = HEAD.slice(2).map(() => ch.dim(DASH));
+  if (c.planned) {
+    cells[HEAD.indexOf('step peak') - 2] = ch.dim(`${formatBytes(c.planned.stepPeak)} (plan)`);
+    cells[HEAD.indexOf('act. peak') - 2] = ch.dim(`${formatBytes(c.planned.activationPeak)} (plan)`);
+  }
+  return [statusCell(c, ch), ...cells];
+}
+
+function okRow(c: BenchCase, ch: ChalkInstance, noisy: boolean): string[] {
   const t = c.time?.step;
   const tp = c.throughput;
   const m = c.memory;
   const tflops = tp ? `${formatTflops(tp.usefulTflops)}${tp.gemmFraction == null ? '' : ` (${formatPercent(tp.gemmFraction, 0)})`}` : DASH;
   return [
-    t ? `${formatMs(t.median)} ms ${ch.dim(`±${formatPercent(t.noise)}`)}` : DASH,
+    t ? `${formatMs(t.median)} ms ${noisy ? ch.yellow(`±${formatPercent(t.noise)}!`) : ch.dim(`±${formatPercent(t.noise)}`)}` : DASH,
     tp ? formatCount(tp.tokensPerS) : DASH,
     tflops,
     bytesOrDash(m?.stepPeak),
@@ -58,23 +86,6 @@ function okRow(c: BenchCase, ch: ChalkInstance): string[] {
   ];
 }
 
-/** Greedy word wrap; cli-table3's own wrapping needs fixed column widths. */
-function wrap(text: string, width: number, indent = ''): string {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(/\s+/).filter(Boolean)) {
-    const next = line ? `${line} ${word}` : word;
-    if (line && next.length > width) {
-      lines.push(line);
-      line = indent + word;
-    } else {
-      line = next;
-    }
-  }
-  if (line) lines.push(line);
-  return lines.join('\n');
-}
-
 /**
  * The `bench` summary for a terminal: context lines (testbed, ceilings, timing, notes), then one
  * table with a heading row per config and one row per case. Everything needed to judge a figure
@@ -82,7 +93,7 @@ function wrap(text: string, width: number, indent = ''): string {
  */
 export function renderBenchTable(results: BenchResults, options: BenchTableOptions = {}): string {
   const ch = reportChalk(options.color);
-  const width = options.width ?? (process.stdout.columns || 120);
+  const width = options.width ?? terminalWidth();
   const out: string[] = [];
   const line = (label: string, text: string) => out.push(wrap(`${ch.bold(label)} ${text}`, width, '  '));
   line('testbed:', testbedLine(results));
@@ -96,19 +107,27 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
   const groups = groupCases(results.cases);
   if (groups.common) line('config:', groups.common);
 
-  const table = new Table({ head: HEAD.map((h) => ch.bold(h)), style: { head: [], border: [] }, chars: COMPACT });
+  const rows: string[][] = [];
   // Why a case did not run goes below the table: a spanning cell would break the compact borders.
   const reasons: string[] = [];
   for (const group of groups) {
-    if (groups.length > 1) table.push([ch.bold.cyan(group.short), ...HEAD.slice(1).map(() => '')]);
+    if (groups.length > 1) rows.push([ch.bold.cyan(group.short), ...HEAD.slice(1).map(() => '')]);
     for (const c of group.cases) {
       if (c.status !== 'ok') reasons.push(`${strategyLabel(c.config)}${groups.length > 1 ? ` (${group.short})` : ''}: ${c.status}: ${firstLine(c.message) || 'no message'}`);
-      const rest = c.status === 'ok' ? okRow(c, ch) : HEAD.slice(2).map(() => ch.dim(DASH));
-      table.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}`, statusCell(c, ch), ...rest]);
+      const rest = c.status === 'ok' ? okRow(c, ch, missedNoiseTarget(c, results)) : notRunRow(c, ch);
+      rows.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}`, ...rest]);
     }
   }
-  out.push(results.cases.length ? table.toString() : ch.dim('no cases yet'));
+  if (results.cases.length) {
+    const fitted = fitTable(COLUMNS.map((c) => ({ ...c, head: ch.bold(c.head) })), rows, width);
+    out.push(fitted.text);
+    if (fitted.dropped.length) out.push(ch.dim(wrap(`left out to fit ${width} columns: ${fitted.dropped.map((h) => HEAD.find((x) => h.includes(x))).join(', ')} (results.md and report.html have every column)`, width)));
+  } else {
+    out.push(ch.dim('no cases yet'));
+  }
   for (const reason of reasons) out.push(ch.dim(wrap(reason, width, '  ')));
-  out.push(ch.dim(wrap('mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer\'s (>1: zero-buffer is faster); ± is IQR/median.', width)));
+  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target; (plan): the buffer table's figure for a case refused before it ran.", width)));
+  const noise = noiseWarning(results);
+  if (noise) out.push(ch.yellow(wrap(`warning: ${noise}`, width, '  ')));
   return out.join('\n');
 }

@@ -3,6 +3,7 @@ import { adapterLabel, BYTE_LIMITS, KEY_LIMITS, type DevicesReport } from '../de
 import type { AdapterReport } from '../gpu/runtime.js';
 import type { HostReport } from '../host.js';
 import { formatBytes } from '../units.js';
+import { deviceName } from './bench-format.js';
 import { reportChalk } from './style.js';
 
 export interface RenderOptions {
@@ -64,7 +65,7 @@ function adapterTable(a: AdapterReport, index: number, options: Required<RenderO
   table.push(
     { vendor: a.vendor || '—' },
     { architecture: a.architecture || '—' },
-    { device: a.device || '—' },
+    { device: deviceName(a.device) || '—' },
     { description: a.description || '—' },
     { backend: a.backend + (a.isFallbackAdapter ? c.yellow(' (fallback adapter: software)') : '') },
     { 'subgroup sizes': subgroups(a) },

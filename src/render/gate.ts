@@ -1,12 +1,31 @@
-import Table from 'cli-table3';
 import type { ChalkInstance } from 'chalk';
 import type { GateReport, GateRow, GateUnit, Verdict } from '../gate/compare.js';
 import { formatBytes } from '../units.js';
+import { fitTable, terminalWidth, visibleWidth, wrapText, type FitColumn } from './fit-table.js';
 import { reportChalk } from './style.js';
 
 export interface GateRenderOptions {
   /** Colour on/off; default: on unless NO_COLOR (chalk already drops it for a non-TTY). */
   color?: boolean;
+  /** Every row; otherwise only the rows that fail (or would, without --advisory-speed). */
+  verbose?: boolean;
+  /** Characters the table may use; default: the terminal's width, 100 when not a terminal. */
+  width?: number;
+}
+
+const COLUMNS: FitColumn[] = [
+  { head: 'case', wrap: true, minWidth: 11 },
+  { head: 'metric' },
+  { head: 'baseline' },
+  { head: 'current' },
+  { head: 'change', dropOrder: 1 },
+  { head: 'verdict' },
+  { head: 'note', wrap: true, minWidth: 10 },
+];
+
+/** A row worth showing without --verbose: it fails the gate, or would without --advisory-speed. */
+export function isFailureRow(row: GateRow): boolean {
+  return row.regression || row.verdict === 'SLOWER';
 }
 
 /**
@@ -59,6 +78,12 @@ function paintVerdict(row: GateRow, c: ChalkInstance): string {
   return row.regression ? c.red.bold(text) : colours[row.verdict](text);
 }
 
+function hiddenKinds(rows: readonly GateRow[]): string {
+  const counts = new Map<string, number>();
+  for (const r of rows) counts.set(r.verdict, (counts.get(r.verdict) ?? 0) + 1);
+  return [...counts].map(([v, n]) => `${n} ${v}`).join(', ');
+}
+
 export function renderGateSummary(report: GateReport, options: GateRenderOptions = {}): string {
   const c = reportChalk(options.color);
   return report.exitCode === 0 ? c.green(report.summary) : c.red.bold(report.summary);
@@ -67,21 +92,19 @@ export function renderGateSummary(report: GateReport, options: GateRenderOptions
 /** The verdict table (a row per case and metric), the one-sided cases, then the summary line. */
 export function renderGate(report: GateReport, options: GateRenderOptions = {}): string {
   const c = reportChalk(options.color);
+  const width = options.width ?? terminalWidth();
   const keys = [...new Set(report.rows.map((r) => r.key))];
   const { labels, common } = compactLabels(keys);
   const lines = [
-    c.bold(`baseline: ${report.testbed.baseline}`),
-    c.bold(`current:  ${report.testbed.current}${report.testbed.comparable ? ' (same testbed: absolute times compared)' : ' (different testbed: absolute times INCOMPARABLE)'}`),
+    c.bold(wrapText(`baseline: ${report.testbed.baseline}`, width, '  ')),
+    c.bold(wrapText(`current:  ${report.testbed.current}${report.testbed.comparable ? ' (same testbed: absolute times compared)' : ' (different testbed: absolute times INCOMPARABLE)'}`, width, '  ')),
   ];
-  if (common) lines.push(c.dim(`every case: ${common}`));
-  const table = new Table({
-    head: ['case', 'metric', 'baseline', 'current', 'change', 'verdict', 'note'],
-    style: { head: [], border: [] },
-    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-  });
+  if (common) lines.push(c.dim(wrapText(`every case: ${common}`, width, '  ')));
+  const shown = options.verbose ? report.rows : report.rows.filter(isFailureRow);
+  const cells: string[][] = [];
   let previous = '';
-  for (const row of report.rows) {
-    table.push([
+  for (const row of shown) {
+    cells.push([
       row.key === previous ? '' : (labels.get(row.key) ?? row.key),
       row.metric,
       formatGateValue(row.baseline, row.unit),
@@ -92,12 +115,21 @@ export function renderGate(report: GateReport, options: GateRenderOptions = {}):
     ]);
     previous = row.key;
   }
-  lines.push(report.rows.length ? table.toString() : c.dim('(no case present in both files)'));
+  if (cells.length) {
+    const fitted = fitTable(COLUMNS, cells, width);
+    lines.push(fitted.text);
+    if (fitted.dropped.length) lines.push(c.dim(`left out to fit the terminal: ${fitted.dropped.join(', ')} (--json has every field)`));
+  }
+  else if (!report.rows.length) lines.push(c.dim('(no case present in both files)'));
+  const hidden = report.rows.length - shown.length;
+  if (hidden) lines.push(c.dim(`${hidden} of ${report.rows.length} row(s) not shown (${hiddenKinds(report.rows.filter((r) => !shown.includes(r)))}); --verbose shows every row`));
   const oneSided = (title: string, list: string[]) => {
     if (list.length) lines.push(c.dim(`${title} (listed, not failed): ${list.join(', ')}`));
   };
   oneSided('only in the baseline', report.onlyInBaseline);
   oneSided('only in the current run', report.onlyInCurrent);
-  lines.push(renderGateSummary(report, options));
+  // The summary is `; `-separated clauses: break between clauses, never inside one.
+  const summary = report.summary.split('; ').reduce((text, part) => (visibleWidth(`${text.split('\n').at(-1)}; ${part}`) > width ? `${text};\n  ${part}` : `${text}; ${part}`));
+  lines.push(report.exitCode === 0 ? c.green(summary) : c.red.bold(summary));
   return lines.join('\n');
 }

@@ -1,8 +1,9 @@
-import Table from 'cli-table3';
 import type { ChalkInstance } from 'chalk';
+import type { FitAdvice } from '../plan/advice.js';
 import type { PlanResult, StrategyPlan } from '../plan/model.js';
 import type { ValidationResult, ValidationRow } from '../plan/validate.js';
 import { formatBytes } from '../units.js';
+import { fitTable, terminalWidth, type FitColumn } from './fit-table.js';
 import { reportChalk } from './style.js';
 
 export interface PlanRenderOptions {
@@ -10,10 +11,30 @@ export interface PlanRenderOptions {
   color?: boolean;
 }
 
-const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
-
-function table(head: string[]): Table.Table {
-  return new Table({ head, style: { head: [], border: [] }, chars: COMPACT });
+/**
+ * A table laid out for the terminal when printed: heads and long cells (phases, notes) wrap at
+ * their spaces to fit the width; the first column (the strategy or shape) never wraps. Columns
+ * named in `dropOrder` go, in that order, when wrapping is not enough, and a line says which.
+ */
+function table(
+  head: string[],
+  wraps: (column: number) => boolean = (i) => i > 0,
+  dropOrder: readonly string[] = [],
+  width = terminalWidth(),
+): { push(row: string[]): void; toString(): string } {
+  const rows: string[][] = [];
+  const columns: FitColumn[] = head.map((h, i) => ({
+    head: h,
+    ...(wraps(i) && { wrap: true, minWidth: 8 }),
+    ...(dropOrder.includes(h) && { dropOrder: dropOrder.indexOf(h) }),
+  }));
+  return {
+    push: (row) => rows.push(row),
+    toString: () => {
+      const fitted = fitTable(columns, rows, width);
+      return fitted.dropped.length ? `${fitted.text}\n(left out to fit ${width} columns: ${fitted.dropped.join(', ')}; --json has them)` : fitted.text;
+    },
+  };
 }
 
 function count(n: number): string {
@@ -28,7 +49,7 @@ export function formatPercent(fraction: number): string {
 
 function settingsLine(r: PlanResult): string {
   const s = r.settings;
-  const shape = `T=${count(s.tokens)} d=${s.hidden} h=${s.ffn} E=${s.experts} k=${s.topK} ${s.activation} checkpoint=${s.checkpoint} cf=${s.capacityFactor} skew=${s.skew}`;
+  const shape = `T=${s.tokens} d=${s.hidden} h=${s.ffn} E=${s.experts} k=${s.topK} ${s.activation} checkpoint=${s.checkpoint} cf=${s.capacityFactor} skew=${s.skew}`;
   const run = [s.dtype, `${s.layers} layer${s.layers === 1 ? '' : 's'}`, `optimizer ${s.optimizer}`, s.memory === null ? 'no --memory' : `${formatBytes(s.memory)} per GPU`];
   if (s.expertParallel > 1) run.push(`expert parallel ×${s.expertParallel}`);
   return `${s.preset ? `${s.preset}: ` : ''}${shape} · ${run.join(' · ')}`;
@@ -42,13 +63,14 @@ function fitCell(p: StrategyPlan, ch: ChalkInstance): string {
 function largestCell(p: StrategyPlan, ch: ChalkInstance): string {
   if (p.largestTokens === null) return '—';
   if (p.largestTokens === 0) return ch.red('none');
-  return ch.bold(count(p.largestTokens));
+  return ch.bold(String(p.largestTokens)); // T as everywhere else: no thousands separator
 }
 
 function memoryTable(r: PlanResult, ch: ChalkInstance): string {
   const L = r.settings.layers;
   const fit = r.settings.memory !== null;
-  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])]);
+  // Gradients mirror the weights, layer inputs are 0 for one layer, the peak at the largest T is ≈ --memory: they go first.
+  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])], undefined, ['peak at largest', 'layer inputs', 'gradients']);
   for (const p of r.strategies) {
     const e = p.estimate;
     const fitCells = [fitCell(p, ch), largestCell(p, ch), p.atLargest ? formatBytes(p.atLargest.estimate.total) : '—'];
@@ -68,7 +90,10 @@ function memoryTable(r: PlanResult, ch: ChalkInstance): string {
 }
 
 function layerTable(r: PlanResult): string {
-  const t = table(['strategy', 'step peak', 'act. peak', 'saved', 'peak phase', 'dropped', 'padding', 'capacity C', 'note']);
+  const note = (p: StrategyPlan) => (p.unsupported ? `this tool cannot run it: ${p.unsupported}` : p.unsupportedAtLargest ? `this tool cannot run the largest T: ${p.unsupportedAtLargest}` : '');
+  // The note column only when a strategy has something to say.
+  const notes = r.strategies.some((p) => note(p) !== '');
+  const t = table(['strategy', 'step peak', 'act. peak', 'saved', 'peak phase', 'dropped', 'padding', 'capacity C', ...(notes ? ['note'] : [])]);
   for (const p of r.strategies) {
     const m = p.layer;
     t.push([
@@ -80,7 +105,7 @@ function layerTable(r: PlanResult): string {
       p.dropless ? '—' : formatPercent(p.routing.droppedFraction),
       p.strategy === 'megablocks' ? formatPercent(p.routing.paddingFraction) : '—',
       p.routing.capacity === null ? '—' : count(p.routing.capacity),
-      p.unsupported ? `this tool cannot run it: ${p.unsupported}` : p.unsupportedAtLargest ? `this tool cannot run the largest T: ${p.unsupportedAtLargest}` : '',
+      ...(notes ? [note(p)] : []),
     ]);
   }
   return t.toString();
@@ -115,25 +140,49 @@ function trafficTable(r: PlanResult): string {
   return t.toString();
 }
 
-export function renderPlan(r: PlanResult, options: PlanRenderOptions = {}): string {
+/**
+ * "to fit T=4096 in 80.0 GiB, megablocks, tutel: --dtype bf16 (peak 41.0–42.5 GiB) or …":
+ * strategies that the same changes fit are listed together, with the range of their peaks.
+ */
+export function adviceLines(advice: readonly FitAdvice[], r: PlanResult): string[] {
+  const groups = new Map<string, FitAdvice[]>();
+  for (const a of advice) {
+    const key = a.changes.map((c) => c.flag).join('|');
+    groups.set(key, [...(groups.get(key) ?? []), a]);
+  }
+  const range = (peaks: number[]) => {
+    const [lo, hi] = [Math.min(...peaks), Math.max(...peaks)];
+    return lo === hi ? formatBytes(lo) : `${formatBytes(lo).replace(/ \S+$/, (u) => (formatBytes(hi).endsWith(u) ? '' : u))}–${formatBytes(hi)}`;
+  };
+  const where = `T=${r.settings.tokens} in ${formatBytes(r.settings.memory ?? 0)}`;
+  return [...groups.values()].map((list) => {
+    const names = list.map((a) => a.strategy).join(', ');
+    const changes = list[0].changes.map((c, i) => `${c.flag} (peak ${range(list.map((a) => a.changes[i].peak))})`);
+    const text = changes.length ? changes.join(' or ') : 'no single change of --dtype, --optimizer, --layers or --expert-parallel is enough; see "largest T" for the micro-batch that fits';
+    return `to fit ${where}, ${names}: ${text}`;
+  });
+}
+
+export function renderPlan(r: PlanResult, options: PlanRenderOptions = {}, advice: readonly FitAdvice[] = []): string {
   const ch = reportChalk(options.color);
   const s = r.settings;
   const perGpu = s.expertParallel > 1 ? ', per GPU' : '';
   const out = [
     settingsLine(r),
     '',
-    ch.bold(`Memory of a ${s.layers}-layer step at T=${count(s.tokens)}${perGpu} (estimate)`),
+    ch.bold(`Memory of a ${s.layers}-layer step at T=${s.tokens}${perGpu} (estimate)`),
     memoryTable(r, ch),
-    ch.bold(`One layer at T=${count(s.tokens)}, as bench measures it (expected routing)`),
+    ch.bold(`One layer at T=${s.tokens}, as bench measures it (expected routing)`),
     layerTable(r),
   ];
   if (s.expertParallel > 1) out.push(ch.bold(`All-to-all per GPU per layer and step, ${s.expertParallel} GPUs (model)`), parallelTable(r));
-  out.push(ch.bold(`Bytes moved by the kernels of one layer step at T=${count(s.tokens)}, one GPU with every expert (estimate: compulsory traffic)`), trafficTable(r));
+  out.push(ch.bold(`Bytes moved by the kernels of one layer step at T=${s.tokens}, one GPU with every expert (estimate: compulsory traffic)`), trafficTable(r));
   const none = r.strategies.filter((p) => p.largestTokens === 0);
   if (none.length) {
     const fixed = none[0].estimate.weights + none[0].estimate.gradients + none[0].estimate.optimizer;
-    out.push(ch.yellow(`no micro-batch fits for ${none.map((p) => p.strategy).join(', ')}: weights, gradients and optimizer state alone need about ${formatBytes(fixed)}; try fewer --layers, --optimizer none or --expert-parallel N`));
+    out.push(ch.yellow(`no micro-batch fits for ${none.map((p) => p.strategy).join(', ')}: weights, gradients and optimizer state alone need about ${formatBytes(fixed)}`));
   }
+  out.push(...adviceLines(advice, r).map((l) => ch.yellow(l)));
   out.push(ch.dim(['assumptions:', ...r.assumptions.map((a) => `  - ${a}`)].join('\n')));
   return out.join('\n');
 }
@@ -169,14 +218,14 @@ function unsupportedLines(v: ValidationResult): string[] {
 /** `plan --validate`: model (realised routing) vs allocator, and model (expected routing) vs allocator. */
 export function renderValidation(v: ValidationResult, options: PlanRenderOptions = {}): string {
   const ch = reportChalk(options.color);
-  const t = table(['shape', 'dtype', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result']);
-  // Rows come shape by shape, dtype by dtype: print each shape and dtype once, at the top of its group.
-  let lastShape = '';
+  // Only the shape and the error ("0.31% (not claimed)") wrap: verdict cells ("= to the byte") stay on one line, as scripts grep them.
+  // The dtype ends the shape's label, so it takes no column of its own.
+  const t = table(['shape, dtype', 'strategy', 'allocator peak', 'model, realised routing', 'model, expected', 'expected error', 'result'], (i) => i === 0 || i === 5);
+  // Rows come shape by shape, dtype by dtype: label each group once, at its top.
   let lastGroup = '';
   for (const row of v.rows) {
     const group = `${row.shape} ${row.dtype}`;
-    t.push([row.shape === lastShape ? '' : row.shape, group === lastGroup ? '' : row.dtype, row.strategy, ...validationCell(row, ch)]);
-    lastShape = row.shape;
+    t.push([group === lastGroup ? '' : group, row.strategy, ...validationCell(row, ch)]);
     lastGroup = group;
   }
   const failed = v.rows.filter((r) => !r.pass);

@@ -1,5 +1,6 @@
 import chalk from 'chalk';
-import Table from 'cli-table3';
+import { formatTflops } from './bench-format.js';
+import { fitTable, terminalWidth } from './fit-table.js';
 import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../profile.js';
 import { formatBytes } from '../units.js';
 import { maxOf, minOf } from '../arrays.js';
@@ -17,11 +18,33 @@ export function sparkline(values: number[], width = 60): string {
   return samples.map((v) => BLOCKS[hi === lo ? BLOCKS.length - 1 : Math.round(((v - lo) / (hi - lo)) * (BLOCKS.length - 1))]).join('');
 }
 
+/**
+ * "forward 3.10: routing 0.41, metadata 1.20, experts 1.49; backward …": phases grouped by
+ * direction (forward and backward reuse names), a phase that runs in several passes summed once.
+ */
+export function phaseSummary(s: Pick<StrategyProfile, 'phases' | 'forwardMs' | 'backwardMs'>): string {
+  const parts: string[] = [];
+  for (const direction of ['forward', 'backward'] as const) {
+    const totals = new Map<string, { ms: number; passes: number }>();
+    for (const p of s.phases.filter((x) => x.direction === direction)) {
+      const t = totals.get(p.label) ?? { ms: 0, passes: 0 };
+      t.ms += p.ms;
+      t.passes++;
+      totals.set(p.label, t);
+    }
+    if (!totals.size) continue;
+    const span = direction === 'forward' ? s.forwardMs : s.backwardMs;
+    const list = [...totals].map(([label, t]) => `${label} ${t.ms.toFixed(2)}${t.passes > 1 ? ` (${t.passes} passes)` : ''}`).join(', ');
+    parts.push(`${direction}${span === null ? '' : ` ${span.toFixed(2)}`}: ${list}`);
+  }
+  return parts.join('; ');
+}
+
 function strategyBlock(s: StrategyProfile): string {
-  const kernels = new Table({ head: ['kernel', 'calls', 'ms', '% of kernel time', 'TFLOP/s', 'GB/s (est.)'], style: { head: [], border: [] }, chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } });
   const num = (v: number | null, digits: number) => (v === null ? '—' : v.toPrecision(digits));
-  for (const k of s.kernels) kernels.push([k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`, num(k.tflops, 3), num(k.gbPerS, 3)]);
-  const phases = s.phases.map((p) => `${p.label} ${p.ms.toFixed(2)}`).join(', ');
+  const rows = s.kernels.map((k) => [k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`, num(k.tflops, 3), num(k.gbPerS, 3)]);
+  const kernels = fitTable(['kernel', 'calls', 'ms', '% of kernel time', 'TFLOP/s', 'GB/s (est.)'].map((head) => ({ head })), rows, terminalWidth());
+  const phases = phaseSummary(s);
   const tags = Object.entries(s.peakByTag)
     .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
     .map(([tag, bytes]) => `${tag} ${formatBytes(bytes ?? 0)}`)
@@ -33,8 +56,9 @@ function strategyBlock(s: StrategyProfile): string {
     .join(', ');
   const live = s.memory.timeline.filter((e) => e.kind !== 'mark').map((e) => e.live);
   return [
-    chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${s.usefulTflops.toFixed(3)} useful TFLOP/s); phases (ms): ${phases}`),
-    kernels.toString(),
+    chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${formatTflops(s.usefulTflops)} useful TFLOP/s)`),
+    `phases (ms): ${phases}`,
+    kernels.text,
     `memory over the step  ${sparkline(live)}  peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}` +
       (s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`),
     `peak by tag: ${tags}`,

@@ -16,10 +16,27 @@ export interface ChartPoint {
   title?: string;
 }
 
+/** Point shapes: with the colours, a second cue that survives colour-blindness and greyscale. */
+export type MarkerShape = 'circle' | 'square' | 'triangle' | 'diamond' | 'triangle-down';
+
 export interface ChartSeries {
   name: string;
   color: string;
   points: ChartPoint[];
+  /** Default circle. */
+  marker?: MarkerShape;
+  /** Default true; false for dense series (hundreds of steps) where marks would be a smear. */
+  showMarkers?: boolean;
+  /** SVG stroke-dasharray of the line (e.g. "6 4"); solid when absent. */
+  dash?: string;
+  /** Line width; default 2. Coinciding series are drawn wide-to-narrow so each stays visible. */
+  lineWidth?: number;
+  /**
+   * A value that does not depend on x (a dropless strategy on a capacity-factor axis): drawn as
+   * a dashed level across the plot from its first point, instead of a line through x values it
+   * was never measured at.
+   */
+  level?: boolean;
 }
 
 export interface LineChartSpec {
@@ -94,6 +111,24 @@ function makeScale(kind: 'linear' | 'log', domain: [number, number], range: [num
 
 const n1 = (v: number) => v.toFixed(1);
 
+/** A point mark of about the same area in every shape, centred on (x, y). */
+export function markerSvg(shape: MarkerShape, x: number, y: number, color: string, inner: string, role: 'marker' | 'legend-marker' = 'marker'): string {
+  const attrs = `fill="${color}" stroke="#fff" stroke-width="0.8" class="${role} marker-${shape}"`;
+  const poly = (pts: [number, number][]) => `<polygon points="${pts.map(([dx, dy]) => `${n1(x + dx)},${n1(y + dy)}`).join(' ')}" ${attrs}>${inner}</polygon>`;
+  switch (shape) {
+    case 'square':
+      return `<rect x="${n1(x - 3.6)}" y="${n1(y - 3.6)}" width="7.2" height="7.2" ${attrs}>${inner}</rect>`;
+    case 'triangle':
+      return poly([[0, -4.8], [4.4, 3.4], [-4.4, 3.4]]);
+    case 'triangle-down':
+      return poly([[0, 4.8], [4.4, -3.4], [-4.4, -3.4]]);
+    case 'diamond':
+      return poly([[0, -5], [4.2, 0], [0, 5], [-4.2, 0]]);
+    default:
+      return `<circle cx="${n1(x)}" cy="${n1(y)}" r="4" ${attrs}>${inner}</circle>`;
+  }
+}
+
 /** One <svg> with title, axes, ticks, grid, optional bands, lines, points, OOM marks and a legend. */
 export function renderLineChart(spec: LineChartSpec): string {
   const W = spec.width ?? 460;
@@ -111,7 +146,7 @@ export function renderLineChart(spec: LineChartSpec): string {
   const hasBand = all.some((p) => p.lo != null && p.hi != null);
   const hasOom = all.some((p) => p.oom);
   const legend = [
-    ...spec.series.map((s) => ({ kind: 'line' as const, label: s.name, color: s.color })),
+    ...spec.series.map((s) => ({ kind: 'line' as const, label: s.name, color: s.color, series: s })),
     ...(hasBand ? [{ kind: 'band' as const, label: spec.bandLabel ?? 'band', color: '#888' }] : []),
     ...(hasOom ? [{ kind: 'oom' as const, label: 'out of memory', color: '#d62728' }] : []),
   ];
@@ -180,6 +215,16 @@ export function renderLineChart(spec: LineChartSpec): string {
   const oomAt = new Map<number, string[]>();
   for (const s of spec.series) for (const p of s.points) if (p.oom && p.y == null) oomAt.set(p.x, [...(oomAt.get(p.x) ?? []), s.name]);
   for (const s of spec.series) {
+    if (s.level) {
+      const p = s.points.find((q) => q.y != null && Number.isFinite(q.y) && (yKind === 'linear' || q.y > 0));
+      if (p) {
+        const y = n1(sy(p.y!));
+        const tip = p.title ?? `${s.name}: ${fy(p.y!)} at every ${spec.xLabel}`;
+        out.push(`<line class="level" x1="${plot.x0}" x2="${plot.x1}" y1="${y}" y2="${y}" stroke="${s.color}" stroke-width="2" stroke-dasharray="${s.dash ?? '7 4'}"><title>${escapeXml(tip)}</title></line>`);
+        if (s.showMarkers !== false) out.push(markerSvg(s.marker ?? 'circle', plot.x1 - 6, sy(p.y!), s.color, `<title>${escapeXml(tip)}</title>`));
+      }
+      continue;
+    }
     const pts = [...s.points].sort((a, b) => a.x - b.x);
     const usable = (v: number | null | undefined): v is number => v != null && Number.isFinite(v) && (yKind === 'linear' || v > 0);
     // Bands and lines break where a case has no value, rather than bridging an OOM gap.
@@ -197,12 +242,13 @@ export function renderLineChart(spec: LineChartSpec): string {
       } else {
         for (const p of banded) out.push(`<line class="band" x1="${n1(sx(p.x))}" x2="${n1(sx(p.x))}" y1="${n1(sy(p.lo!))}" y2="${n1(sy(p.hi!))}" stroke="${s.color}" stroke-opacity="0.4" stroke-width="6"/>`);
       }
-      if (run.length >= 2) out.push(`<polyline points="${run.map((p) => `${n1(sx(p.x))},${n1(sy(p.y!))}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+      if (run.length >= 2) out.push(`<polyline points="${run.map((p) => `${n1(sx(p.x))},${n1(sy(p.y!))}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="${s.lineWidth ?? 2}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
     }
     for (const p of pts) {
       if (usable(p.y)) {
+        if (s.showMarkers === false) continue;
         const tip = p.title ?? `${s.name}: ${fx(p.x)}, ${fy(p.y)}`;
-        out.push(`<circle cx="${n1(sx(p.x))}" cy="${n1(sy(p.y))}" r="3.5" fill="${s.color}"><title>${escapeXml(tip)}</title></circle>`);
+        out.push(markerSvg(s.marker ?? 'circle', sx(p.x), sy(p.y), s.color, `<title>${escapeXml(tip)}</title>`));
       } else if (p.oom) {
         const names = oomAt.get(p.x) ?? [s.name];
         const x = sx(p.x) + (names.indexOf(s.name) - (names.length - 1) / 2) * 12;
@@ -218,7 +264,12 @@ export function renderLineChart(spec: LineChartSpec): string {
   const legendTop = plot.y0 + 48;
   for (const { item, x, row: r } of placed) {
     const y = legendTop + r * 16;
-    if (item.kind === 'line') out.push(`<line x1="${x}" x2="${x + 20}" y1="${y}" y2="${y}" stroke="${item.color}" stroke-width="2.5"/>`);
+    if (item.kind === 'line') {
+      const s = (item as { series?: ChartSeries }).series;
+      const dash = s?.dash ?? (s?.level ? '7 4' : undefined);
+      out.push(`<line x1="${x}" x2="${x + 20}" y1="${y}" y2="${y}" stroke="${item.color}" stroke-width="2.5"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`);
+      if (s && s.showMarkers !== false) out.push(markerSvg(s.marker ?? 'circle', x + 10, y, item.color, '', 'legend-marker'));
+    }
     else if (item.kind === 'band') out.push(`<rect x="${x}" y="${y - 5}" width="20" height="10" fill="${item.color}" fill-opacity="0.3"/>`);
     else out.push(`<path d="M${x + 5},${y - 5}L${x + 15},${y + 5}M${x + 5},${y + 5}L${x + 15},${y - 5}" stroke="${item.color}" stroke-width="2.5"/>`);
     out.push(`<text x="${x + 26}" y="${y}" dy="0.32em" font-size="11">${escapeXml(item.label)}</text>`);

@@ -1,12 +1,38 @@
 /** Rendering of `moeblaze train`: the live progress line, the terminal summary, train.html. */
 import type { TrainProgress, TrainResult } from '../train/run.js';
 import { formatBytes } from '../units.js';
-import { strategyColor } from './bench-format.js';
+import { strategyColor, strategyMarker } from './bench-format.js';
 import { escapeXml as esc, renderLineChart } from './svg-chart.js';
 import { maxOf } from '../arrays.js';
 
-function formatLoss(v: number): string {
-  return Math.abs(v) >= 0.01 ? v.toFixed(4) : v.toExponential(3);
+/** Four significant figures in one notation from 1e-4 up, so a value near 0.01 keeps its form. */
+export function formatLoss(v: number): string {
+  if (v === 0) return '0';
+  return Math.abs(v) >= 1e-4 && Math.abs(v) < 1e5 ? v.toPrecision(4) : v.toExponential(3);
+}
+
+/**
+ * Groups of runs whose loss curves coincide: every step's loss within a relative 1e-6 of the
+ * group's first run. Dropless strategies compute the same function, so theirs do (up to the
+ * order of float sums); a capacity strategy joins them only when nothing was dropped.
+ */
+export function coincidingRuns(r: Pick<TrainResult, 'runs'>, relative = 1e-6): string[][] {
+  const groups: { lead: TrainResult['runs'][number]; names: string[] }[] = [];
+  for (const run of r.runs) {
+    const same = (a: typeof run, b: typeof run) =>
+      a.steps.length === b.steps.length && a.steps.every((s, i) => Math.abs(s.loss - b.steps[i].loss) <= relative * Math.max(Math.abs(s.loss), Math.abs(b.steps[i].loss)));
+    const group = groups.find((g) => same(g.lead, run));
+    if (group) group.names.push(run.strategy);
+    else groups.push({ lead: run, names: [run.strategy] });
+  }
+  return groups.map((g) => g.names).filter((names) => names.length > 1);
+}
+
+function coincidenceNote(r: TrainResult): string | null {
+  const groups = coincidingRuns(r);
+  if (!groups.length) return null;
+  const list = (names: string[]) => (names.length === 2 ? names.join(' and ') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`);
+  return `${groups.map(list).join('; ')}: the same loss at every step (within 1e-6), as expected of strategies that compute the same function (no drops); the chart draws them dashed on top of each other`;
 }
 
 function formatRate(v: number): string {
@@ -37,7 +63,10 @@ export function dtypeLine(r: Pick<TrainResult, 'config' | 'lossScale'>): string 
 
 function configLine(r: TrainResult): string {
   const c = r.config;
-  return `T=${c.tokens} d_in=${c.inputDim} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} d_out=${c.outputDim}, ${dtypeLine(r)}, ${c.steps} steps, Adam lr=${c.lr}, aux α=${c.auxLoss}, seed ${c.seed}`;
+  // Older train.json files predate the flag: they ran without drops.
+  const cf = c.capacityFactor ?? 0;
+  const capacity = cf === 0 ? 'capacity factor 0 (no drops)' : `capacity factor ${cf} (Tutel and GShard drop overflow)`;
+  return `T=${c.tokens} d_in=${c.inputDim} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} d_out=${c.outputDim}, ${dtypeLine(r)}, ${c.steps} steps, Adam lr=${c.lr}, aux α=${c.auxLoss}, ${capacity}, seed ${c.seed}`;
 }
 
 export function renderTrainSummary(r: TrainResult): string {
@@ -49,23 +78,38 @@ export function renderTrainSummary(r: TrainResult): string {
     lines.push('  expert load (pairs per expert, trained model, fresh batch):');
     for (const line of loadHistogram(run.expertLoads)) lines.push(line);
   }
+  const note = coincidenceNote(r);
+  if (note) lines.push('', `note: ${note}`);
   return lines.join('\n');
 }
 
+const DASHES = ['9 5', '3 4', '12 4 3 4'];
+
 export function trainChartSvg(r: TrainResult): string {
+  const groups = coincidingRuns(r);
   return renderLineChart({
     title: 'Training loss per step',
     xLabel: 'step',
-    yLabel: 'loss (MSE + aux)',
+    yLabel: 'loss (MSE + aux), log scale',
     yScale: 'log',
-    width: 720,
-    height: 380,
+    width: 960,
+    height: 420,
     formatY: formatLoss,
-    series: r.runs.map((run, i) => ({
-      name: run.strategy,
-      color: strategyColor(run.strategy, i),
-      points: run.steps.map((s) => ({ x: s.step + 1, y: s.loss })),
-    })),
+    series: r.runs.map((run, i) => {
+      // Within a group of coinciding curves, each later one is narrower and dashed, so that all
+      // of them show instead of only the last drawn.
+      const group = groups.find((g) => g.includes(run.strategy));
+      const rank = group ? group.indexOf(run.strategy) : 0;
+      return {
+        name: run.strategy,
+        color: strategyColor(run.strategy, i),
+        marker: strategyMarker(run.strategy, i),
+        showMarkers: false,
+        lineWidth: group ? Math.max(1.2, 5 - 1.6 * rank) : 2,
+        dash: rank > 0 ? DASHES[(rank - 1) % DASHES.length] : undefined,
+        points: run.steps.map((s) => ({ x: s.step + 1, y: s.loss })),
+      };
+    }),
   });
 }
 
@@ -75,6 +119,8 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: .
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #ddd; text-align: right; } th:first-child, td:first-child { text-align: left; }
 .bar { display: inline-block; height: .8em; background: #4a78c2; }
 .muted { color: #666; }
+.note { border-left: 3px solid #d4a72c; padding: .2rem .7rem; }
+svg.chart { max-width: 100%; height: auto; }
 `;
 
 export function renderTrainHtml(r: TrainResult): string {
@@ -99,6 +145,7 @@ export function renderTrainHtml(r: TrainResult): string {
 <p class="muted">${esc(configLine(r))}. Model: z = x·W_in, r = z + MoE(z), y = r·W_out; MSE against a fixed random teacher of the same family.</p>
 ${prov}
 <figure>${trainChartSvg(r)}</figure>
+${coincidenceNote(r) ? `<p class="note">${esc(`Note: ${coincidenceNote(r)}.`)}</p>` : ''}
 <table><tr><th>strategy</th><th>first loss</th><th>final loss</th><th>reduction</th><th>tokens/s</th><th>peak memory</th><th>optimizer state</th></tr>
 ${rows}
 </table>

@@ -1,8 +1,8 @@
 import chalk from 'chalk';
-import Table from 'cli-table3';
 import { formatSkew } from '../config.js';
 import { MAX_FACTOR } from '../reference/compare.js';
 import type { VerifyResult } from '../verify.js';
+import { fitTable, terminalWidth, wrapText } from './fit-table.js';
 
 /** error / bound: ≤ 1 passes. */
 function ratio(value: number): string {
@@ -15,34 +15,40 @@ function exp(value: number): string {
 }
 
 /** The verify report: one row per strategy and tensor, then a verdict line. */
-export function renderVerify(result: VerifyResult): string {
+export function renderVerify(result: VerifyResult, width = terminalWidth()): string {
   const c = result.config;
   const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed} dtype=${c.dtype} gemm=${result.gemmEngine}`;
-  const table = new Table({
-    head: ['strategy', 'tensor', 'rel. error', 'max |error|', 'error / bound', 'result'],
-    style: { head: [], border: [] },
-    // One line per tensor: row separators would double the table's height.
-    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-  });
+  // Per-strategy notes sit in their own column on the strategy's first row: a spanning row
+  // would break the compact borders (cli-table3 draws stray ┬┴ there).
+  const rows: string[][] = [];
   for (const s of result.strategies) {
     if (s.status === 'unsupported' || s.status === 'error') {
       const firstLine = (s.message ?? '').split('\n')[0];
-      table.push([s.strategy, '—', '—', '—', '—', s.status === 'error' ? chalk.red(`error: ${firstLine}`) : chalk.yellow(`unsupported: ${firstLine}`)]);
+      rows.push([s.strategy, '—', '—', '—', '—', s.status === 'error' ? chalk.red('error') : chalk.yellow('unsupported'), firstLine]);
       continue;
     }
-    s.tensors.forEach((t, i) => {
-      table.push([i === 0 ? s.strategy : '', t.tensor, exp(t.relError), exp(t.maxAbsError), ratio(Math.max(t.errorRatio, t.maxErrorRatio)), t.pass ? chalk.green('pass') : chalk.red(t.hasNaN ? 'FAIL (NaN)' : 'FAIL')]);
-    });
-    const notes = [`near-tie tokens given the GPU's routing: ${s.nearTieTokens}`];
+    const notes = [`near-tie tokens: ${s.nearTieTokens}`];
     if (s.droppedPairs) notes.push(`dropped pairs: ${s.droppedPairs}`);
     if (s.message) notes.push(chalk.red(s.message));
     if (s.gemmFallbacks?.length) notes.push(chalk.yellow(`${s.gemmFallbacks.length} GEMM(s) fell back to simt`));
-    table.push([{ colSpan: 6, content: chalk.dim(notes.join('; ')) }]);
+    s.tensors.forEach((t, i) => {
+      rows.push([
+        i === 0 ? s.strategy : '',
+        t.tensor,
+        exp(t.relError),
+        exp(t.maxAbsError),
+        ratio(Math.max(t.errorRatio, t.maxErrorRatio)),
+        t.pass ? chalk.green('pass') : chalk.red(t.hasNaN ? 'FAIL (NaN)' : 'FAIL'),
+        i === 0 ? chalk.dim(notes.join('; ')) : '',
+      ]);
+    });
   }
+  const columns = [{ head: 'strategy' }, { head: 'tensor' }, { head: 'rel. error' }, { head: 'max |error|' }, { head: 'error / bound' }, { head: 'result' }, { head: 'note', wrap: true, minWidth: 16 }];
+  const table = fitTable(columns, rows, width);
   // The bound of reference/compare.ts, as the README's verify section states it.
   const bound = `‖error‖ ≤ ${result.tolerance.toExponential(0)}·‖ref‖ + ${result.atol.toExponential(1)}·‖√Σ terms²‖, largest element ≤ ${MAX_FACTOR}× its share`;
   const verdict = result.pass
     ? chalk.green(`PASS: every tensor within its bound (${bound})`)
     : chalk.red(`FAIL: ${result.strategies.filter((s) => s.status === 'fail' || s.status === 'error').map((s) => s.strategy).join(', ')} outside the bound (${bound})`);
-  return [head, table.toString(), verdict].join('\n');
+  return [wrapText(head, width, '  '), table.text, wrapText(verdict, width, '  ')].join('\n');
 }

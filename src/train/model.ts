@@ -1,5 +1,5 @@
 /**
- * The small training model and its task (DESIGN.md §2 layer inside a real model):
+ * The small training model and its task (the layer of docs/design.md#the-layer inside a real model):
  *   z = x·W_in (d_in → d), r = z + MoE(z), y = r·W_out (d → d_out),
  *   loss = mean over T·d_out of (y − y*)² (+ the layer's load-balancing loss when α > 0),
  * where y* comes from a fixed random teacher of the same architecture (other weights). The
@@ -29,6 +29,12 @@ export interface TrainConfig {
   eps: number;
   /** Switch load-balancing coefficient α; 0 = off. */
   auxLoss: number;
+  /**
+   * The student layer's capacity factor, for capacity strategies (Tutel, GShard): 0 = no drops
+   * (every expert padded to the busiest). Dropless strategies compute the same function at any
+   * value, so their curves coincide. The teacher is always dropless.
+   */
+  capacityFactor: number;
   seed: number;
   /** The teacher's MoE weights W2 are multiplied by this, so its experts matter. */
   teacherMoeScale: number;
@@ -50,6 +56,7 @@ export const DEFAULT_TRAIN: TrainConfig = {
   topK: 2,
   outputDim: 8,
   steps: 200,
+  capacityFactor: 0,
   lr: 0.01,
   beta1: 0.9,
   beta2: 0.999,
@@ -67,15 +74,16 @@ export function trainConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
   for (const key of ['tokens', 'inputDim', 'hidden', 'ffn', 'experts', 'topK', 'outputDim', 'steps'] as const) {
     if (!Number.isSafeInteger(c[key]) || c[key] < 1) throw new UsageError(`${key}: ${c[key]} is not allowed; use a positive integer`);
   }
+  if (!(c.capacityFactor >= 0 && Number.isFinite(c.capacityFactor))) throw new UsageError(`--capacity-factor: ${c.capacityFactor} is not allowed; use a number ≥ 0`);
   if (!(c.lr > 0 && Number.isFinite(c.lr))) throw new UsageError(`--lr: ${c.lr} is not allowed; use a number > 0`);
   if (c.topK > c.experts) throw new UsageError(`--top-k ${c.topK} exceeds --experts ${c.experts}`);
   moeConfig(c); // validates the layer part
   return c;
 }
 
-/** The MoE layer inside the model (SwiGLU, renormalised gates for k > 1, no capacity drops). */
+/** The MoE layer inside the model (SwiGLU, renormalised gates for k > 1, the run's capacity factor). */
 export function moeConfig(c: TrainConfig, seed = c.seed): LayerConfig {
-  return layerConfig({ tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, auxLossCoef: c.auxLoss, seed, capacityFactor: 0, dtype: c.dtype });
+  return layerConfig({ tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, auxLossCoef: c.auxLoss, seed, capacityFactor: c.capacityFactor, dtype: c.dtype });
 }
 
 /**
@@ -236,7 +244,8 @@ export class TeacherData {
   batch(step: number): Batch {
     const c = this.config;
     const x = new Xoshiro128(subSeed(c.seed, 1000 + step)).normalArray(c.tokens * c.inputDim);
-    const { y } = modelPass(c, this.teacher, f64(x), null);
+    // The target function must not depend on the student's capacity: the teacher never drops.
+    const { y } = modelPass({ ...c, capacityFactor: 0 }, this.teacher, f64(x), null);
     return { x, target: Float32Array.from(y) };
   }
 }

@@ -42,7 +42,7 @@ describe('moeblaze devices', () => {
     expect(report.host.memoryBytes).toBeGreaterThan(0);
     expect(report.host.os.kernel).not.toBe('');
     expect(Array.isArray(report.host.gpus)).toBe(true);
-    expect(report.provenance).toMatchObject({ tool: { name: 'moeblaze' }, commandLine: 'moeblaze devices --json', dawnVersion: expect.stringMatching(/^\d+\.\d+\.\d+/), node: process.version });
+    expect(report.provenance).toMatchObject({ tool: { name: 'moeblaze' }, commandLine: 'node bin/run.js devices --json', dawnVersion: expect.stringMatching(/^\d+\.\d+\.\d+/), node: process.version });
     expect(Date.parse(report.provenance.time)).not.toBeNaN();
     // The process must end on its own, promptly (dawn.node can keep Node alive).
     expect(run.ms).toBeLessThan(20_000);

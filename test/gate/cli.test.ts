@@ -42,12 +42,17 @@ beforeAll(async () => {
 });
 
 describe('moeblaze gate', () => {
-  it('the same run against itself: exit 0, the table and a PASS line', async () => {
+  it('the same run against itself: exit 0, no table, a PASS line; --verbose shows every row', async () => {
     const r = await gate(['--baseline', file('run.json'), '--current', file('run.json')]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/│ case\s+│ metric\s+│ baseline\s+│ current\s+│ change\s+│ verdict/);
+    expect(r.stdout).not.toMatch(/│ case/);
+    expect(r.stdout).toMatch(/^14 of 14 row\(s\) not shown \(14 SAME\); --verbose shows every row$/m);
     expect(r.stdout.trim().split('\n').at(-1)).toBe('PASS: no regression; 3 case(s) compared');
     expect(r.stdout).not.toMatch(/\u001b\[/);
+    const verbose = await gate(['--baseline', file('run.json'), '--current', file('run.json'), '--verbose']);
+    expect(verbose.stdout).toMatch(/│ case\s+│ metric\s+│ baseline\s+│ current\s+│ change\s+│ verdict/);
+    // Not a terminal: the table fits the default 100 columns.
+    expect(Math.max(...verbose.stdout.split('\n').map((l) => [...l].length))).toBeLessThanOrEqual(100);
   });
 
   it('a baseline with a smaller peak: exit 3 with MEM+, also under --json', async () => {
@@ -59,6 +64,7 @@ describe('moeblaze gate', () => {
     expect(json.code).toBe(3);
     const report = JSON.parse(json.stdout);
     expect(report).toMatchObject({ exitCode: 3, regressions: 1 });
+    expect(report.provenance.commandLine).toMatch(/^node bin\/run\.js gate --baseline \S+smaller-peak\.json --current \S+run\.json --json$/);
     expect(report.rows.filter((row: { verdict: string }) => row.verdict === 'MEM+')).toHaveLength(1);
   });
 

@@ -3,7 +3,7 @@ import type { LayerConfig } from '../../src/config.js';
 /** A named config and, optionally, a forced chunk limit in bytes. */
 export type GridCase = [string, Partial<LayerConfig>, number?];
 
-/** The edge shapes every strategy is verified on (issue grid: DESIGN.md §2 edge cases). */
+/** The edge shapes every strategy is verified on (issue grid: docs/design.md#the-layer edge cases). */
 export const EDGE_GRID: GridCase[] = [
   ['one expert (E=1)', { tokens: 40, hidden: 12, ffn: 20, experts: 1, topK: 1 }],
   ['k=1 with E>1', { tokens: 50, hidden: 16, ffn: 24, experts: 6, topK: 1 }],

@@ -6,7 +6,7 @@ import type { StepMemory } from '../../src/memory-profiler.js';
 import type { RoutingSummary, Strategy } from '../../src/strategy.js';
 import { testGpu } from './gpu.js';
 
-/** The four figures of DESIGN.md §4 that a strategy's buffer table must predict to the byte. */
+/** The four figures of docs/design.md#memory that a strategy's buffer table must predict to the byte. */
 export function memoryFigures(m: { baseline: number; stepPeak: number; activationPeak: number; savedForBackward: number | null }) {
   return { baseline: m.baseline, stepPeak: m.stepPeak, activationPeak: m.activationPeak, savedForBackward: m.savedForBackward };
 }

@@ -16,7 +16,7 @@ const F16_GRID = [VALIDATION_GRID[1], VALIDATION_GRID[2], VALIDATION_GRID[5], VA
 const label = (row: ValidationRow) => `${row.strategy} ${row.dtype} ${row.shape}`;
 
 /**
- * The model against the allocator, every strategy on the lavapipe grid (DESIGN.md §4), at f32
+ * The model against the allocator, every strategy on the lavapipe grid (docs/design.md#memory), at f32
  * and at f16 (lavapipe has shader-f16): with the realised routing read back mid-step it must be
  * exact; with expected routing within 2% where the claim is made (uniform, ≥ 64 pairs per
  * expert, not a cf = 0 capacity strategy). A strategy not converted to f16 yet gives
@@ -31,7 +31,11 @@ describe('plan model = allocator on the validation grid', () => {
     const gpu = await testGpu();
     expect(gpu.hasF16).toBe(true);
     f32 = await validatePlan(gpu, { dtypes: ['f32'] });
-    f16 = await validatePlan(gpu, { dtypes: ['f16'], grid: F16_GRID });
+    const progress: string[] = [];
+    f16 = await validatePlan(gpu, { dtypes: ['f16'], grid: F16_GRID, onProgress: (m) => progress.push(m) });
+    // Each row its own count: [1/n] … [n/n], never one number repeated for every strategy.
+    const total = F16_GRID.length * STRATEGIES.length;
+    expect(progress.map((m) => /^\[(\d+)\/(\d+)\]/.exec(m)!.slice(1).map(Number))).toEqual(Array.from({ length: total }, (_, i) => [i + 1, total]));
     rows = [...f32.rows, ...f16.rows];
     expect([f32.dtypes, f16.dtypes, f16.skipped]).toEqual([['f32'], ['f16'], []]);
     expect(f32.rows).toHaveLength(VALIDATION_GRID.length * STRATEGIES.length);
@@ -74,6 +78,8 @@ describe('plan model = allocator on the validation grid', () => {
     const text = renderValidation(f16, { color: false });
     expect(text).toMatch(/PASS: on the \d+ rows that ran \(f16\)/);
     if (f16.rows.some((r) => r.status === 'unsupported')) expect(text).toMatch(/not run: \S+ at f16, \d+ rows? \(.*f16/);
+    // Not a terminal: the table fits 100 columns (only the shape label wraps).
+    expect(Math.max(...text.split('\n').filter((l) => /^[┌│└]/.test(l)).map((l) => [...l].length))).toBeLessThanOrEqual(100);
   });
 
   it('without shader-f16, runs the f32 rows and says why the f16 ones were skipped', async () => {

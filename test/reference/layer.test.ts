@@ -96,7 +96,7 @@ describe('float64 reference layer: gradients against central differences', () =>
   });
 });
 
-/** Independent forward: one token at a time, straight from the formulas of DESIGN.md §2. */
+/** Independent forward: one token at a time, straight from the formulas of docs/design.md#the-layer. */
 function naiveOutput(config: LayerConfig, x: ReferenceInputs, r: ReferenceResult): Float64Array {
   const { tokens: T, hidden: d, ffn: h, topK: k } = config;
   const O = new Float64Array(T * d);

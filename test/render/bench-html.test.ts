@@ -37,18 +37,22 @@ describe('renderBenchHtml', () => {
     expect(html).toContain('<style>');
   });
 
-  it('draws one <svg> per chart: time, TFLOP/s and step peak against the swept axis', () => {
+  it('draws one <svg> per chart: time, TFLOP/s, step and activation peaks, saved and the L-layer estimate against the swept axis', () => {
     expect(sweptAxes(fixture())).toEqual(['experts']);
-    expect(count(html, '<svg')).toBe(3);
-    expect(count(html, '</svg>')).toBe(3);
-    for (const title of ['Median step time vs experts (E)', 'Useful TFLOP/s vs experts (E)', 'Step peak memory vs experts (E)']) expect(html).toContain(`<title>${title}</title>`);
+    expect(count(html, '<svg')).toBe(6);
+    expect(count(html, '</svg>')).toBe(6);
+    const titles = ['Median step time', 'Useful TFLOP/s', 'Step peak memory', 'Activation peak', 'Saved for backward', 'L-layer estimate'];
+    for (const title of titles) expect(html).toContain(`<title>${title} vs experts (E)</title>`);
+    // Every chart has a legend entry per strategy, each with its own colour and marker shape.
+    expect(count(html, 'class="legend-marker marker-circle"')).toBe(6);
+    expect(count(html, 'class="legend-marker marker-square"')).toBe(6);
     for (const strategy of ['zero-buffer', 'tutel', 'megablocks']) expect(html).toContain(`>${strategy}</text>`);
     // Swept values are the ticks.
     for (const e of ['64', '256', '1024']) expect(html).toContain(`>${e}</text>`);
   });
 
   it('marks the OOM case with a red × in each chart and shades p10–p90 of the time', () => {
-    expect(count(html, '<g class="oom"')).toBe(3);
+    expect(count(html, '<g class="oom"')).toBe(6);
     expect(html).toContain('<title>tutel at 1024: out of memory</title>');
     expect(count(html, '<polygon class="band"')).toBeGreaterThanOrEqual(3);
     expect(html).toContain('GEMM ceiling 18.5');
@@ -61,17 +65,21 @@ describe('renderBenchHtml', () => {
     expect(sets[0].fixed).toEqual({ capacityFactor: 1.25 });
     expect(sets[1].fixed).toEqual({ experts: 64 });
     const out = renderBenchHtml(r);
-    expect(count(out, '<svg')).toBe(6);
-    // Dropless strategies have no factor: the same case is drawn at every factor.
+    expect(count(out, '<svg')).toBe(12);
+    // Dropless strategies have no factor: one measured value, drawn as a dashed level, not a line through factors.
     const cfTime = sets[1].svgs[0];
-    expect(count(cfTime, /<circle [^>]*fill="#1b9e77"/g)).toBe(2);
+    expect(count(cfTime, /<line class="level" [^>]*stroke="#0072B2"/g)).toBe(1);
+    expect(count(cfTime, /<circle [^>]*fill="#0072B2" [^>]*class="marker /g)).toBe(1); // the level's one mark
+    expect(cfTime).toContain('zero-buffer (no capacity factor)');
   });
 
   it('has the case table with every case and provenance', () => {
-    expect(count(html, '<table>')).toBe(3);
+    expect(count(html, '<table class="cases">')).toBe(3);
     expect(html).toContain('<span class="bad">oom</span>');
     expect(html).toContain('<span class="warn">unsupported</span>');
-    expect(count(html, '<span class="ok">ok</span>')).toBe(7);
+    // Cases that ran show their time, not an "ok" status: 7 rows of figures.
+    expect(count(html, '<span class="ok">ok</span>')).toBe(0);
+    expect(count(html, /<tr><td>[^<]+<\/td><td>[\d.]+<\/td><td>[\d.]+–[\d.]+<\/td>/g)).toBe(7);
     expect(html).toContain('planned step peak 3.30 GiB exceeds --memory-limit 3.20 GiB');
     expect(html).toContain('<code>moeblaze bench --experts 64,256,1024');
     expect(html).toContain('12dfb53c4a1e9f0b7d2a6c3e8f5b1d9a0c7e4f21');

@@ -12,7 +12,18 @@ afterEach(() => {
 });
 
 describe('renderBenchTable', () => {
-  const text = renderBenchTable(fixture(), { color: false, width: 120 });
+  const text = renderBenchTable(fixture(), { color: false, width: 200 });
+
+  for (const width of [80, 100, 120]) {
+    it(`fits ${width} columns (heads wrap, then columns are left out and named)`, () => {
+      const narrow = renderBenchTable(fixture(), { color: true, width });
+      // eslint-disable-next-line no-control-regex
+      const widest = Math.max(...narrow.replace(/\x1b\[[0-9;]*m/g, '').split('\n').map((l) => [...l].length));
+      expect(widest).toBeLessThanOrEqual(width);
+      expect(narrow).toMatch(/zero-buffer/);
+      if (width < 120) expect(narrow).toMatch(/left out to fit \d+ columns: tokens\/s/);
+    });
+  }
 
   it('has a row for every case, labelled by strategy, with the failed ones and why', () => {
     for (const s of ['zero-buffer', 'tutel cf=1.25', 'megablocks']) expect(text).toContain(s);
@@ -31,7 +42,7 @@ describe('renderBenchTable', () => {
   });
 
   it('shows time with noise, throughput against the ceiling, memory and the zero-buffer ratios', () => {
-    const row = text.split('\n').find((l) => l.includes('tutel cf=1.25') && l.includes(' ok '))!;
+    const row = text.split('\n').find((l) => l.includes('tutel cf=1.25') && l.includes(' ms '))!;
     expect(row).toContain('3.89 ms ±1.0%');
     expect(row).toContain('2.10M');
     expect(row).toContain('10.3 (56%)');
@@ -68,7 +79,7 @@ describe('renderBenchTable', () => {
     expect(renderBenchTable(fixture())).not.toContain(ESC);
   });
 
-  it('colours statuses when colour is on', () => {
+  it('colours the status of cases that did not run when colour is on', () => {
     // Under a test runner stdout is no TTY, so chalk starts at level 0; colour on means the terminal's level.
     const level = chalk.level;
     chalk.level = 1;
@@ -76,7 +87,7 @@ describe('renderBenchTable', () => {
       const out = renderBenchTable(fixture(), { color: true });
       expect(out).toContain(chalk.red('oom'));
       expect(out).toContain(chalk.yellow('unsupported'));
-      expect(out).toContain(chalk.green('ok'));
+      expect(out).not.toContain(chalk.green('ok')); // a case that ran shows its time instead
     } finally {
       chalk.level = level;
     }
@@ -85,6 +96,26 @@ describe('renderBenchTable', () => {
   it('renders an empty sweep', () => {
     const r = { ...fixture(), cases: [] };
     expect(renderBenchTable(r, { color: false })).toContain('no cases yet');
+  });
+
+  it('marks medians noisier than the target and warns once below the table, as hyperfine does', () => {
+    const r = fixture();
+    r.settings.sampling.noiseTarget = 0.012;
+    const out = renderBenchTable(r, { color: false, width: 200 });
+    expect(out).toContain('2.91 ms ±1.3%!');
+    expect(out).toContain('3.89 ms ±1.0% ');
+    expect(out).toMatch(/warning: \d+ of 7 timed case\(s\) missed the 1\.2% noise target \(IQR\/median up to \d\.\d%, /);
+    expect(text).not.toMatch(/warning: .*noise target/);
+  });
+
+  it('names the device without the dash Dawn leaves at the end of a derived name', () => {
+    const r = fixture();
+    r.testbed.device = 'llvmpipe-llvm-15-0-6-256-bits-';
+    expect(renderBenchTable(r, { color: false, width: 200 })).toMatch(/^testbed: llvmpipe-llvm-15-0-6-256-bits \(/);
+  });
+
+  it('shows the planned peaks of a case refused above --memory-limit', () => {
+    expect(text).toMatch(/tutel cf=1\.25\s*│ oom\s*│ .*│ 3\.30 GiB \(plan\)\s*│ 391 MiB \(plan\)/);
   });
 });
 

@@ -64,7 +64,8 @@ describe('renderLineChart', () => {
     expect(count(svg, '<line class="band"')).toBe(1);
     expect(count(svg, '<g class="oom"')).toBe(1);
     expect(svg).toContain('<title>a at 16: out of memory</title>');
-    expect(count(svg, 'r="3.5"')).toBe(6);
+    expect(count(svg, 'class="marker marker-circle"')).toBe(6);
+    expect(count(svg, 'class="legend-marker marker-circle"')).toBe(2);
   });
 
   it('sets several out-of-memory marks at one x side by side', () => {
@@ -88,7 +89,7 @@ describe('renderLineChart', () => {
   });
 
   it('places larger values higher and keeps every coordinate finite', () => {
-    const cy = [...svg.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="3.5" fill="#222222"/g)].map((m) => Number(m[2]));
+    const cy = [...svg.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="4" fill="#222222"[^>]*class="marker /g)].map((m) => Number(m[2]));
     expect(cy).toHaveLength(3);
     expect(cy[0]).toBeGreaterThan(cy[1]);
     expect(cy[1]).toBeGreaterThan(cy[2]);

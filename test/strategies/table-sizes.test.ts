@@ -6,7 +6,7 @@ import { BLOCK_TOKENS } from '../../kernels/routing-metadata.js';
 import { dgParts } from '../../kernels/expert-gemm.js';
 
 /**
- * Issue 18 item 3: each strategy's step buffers, derived here from DESIGN.md §2–3 and the README's
+ * Issue 18 item 3: each strategy's step buffers, derived here from docs/design.md (#the-layer, #strategies) and the README's
  * dtype rules by hand (a = R·h·f bytes, GShard's mask T·E·C bytes, ...), independently of the
  * table code, then compared with the table name by name. Two sizes come from kernel tilings, not
  * from the design, and are taken from the kernels: the routing scan's token blocks and the
@@ -105,7 +105,7 @@ function expectTable(strategy: string, c: LayerConfig) {
   return got;
 }
 
-describe('step buffer sizes from first principles (DESIGN.md §2–3), per strategy', () => {
+describe('step buffer sizes from first principles (docs/design.md#the-layer and #strategies), per strategy', () => {
   const base = { tokens: 100, hidden: 12, ffn: 20, experts: 4, topK: 2, capacityFactor: 1 };
   for (const strategy of ['zero-buffer', 'megablocks', 'megablocks-grouped', 'tutel', 'gshard']) {
     for (const variant of [{}, { dtype: 'f16' as const }, { activation: 'gelu' as const, capacityFactor: 1.5 }]) {

@@ -48,7 +48,7 @@ describe('train rendering', () => {
   });
 
   it('summary and self-contained HTML with an inline SVG loss curve', () => {
-    expect(renderTrainSummary(result)).toContain('zero-buffer: loss 2.0000 → 0.5000 (÷4.0');
+    expect(renderTrainSummary(result)).toContain('zero-buffer: loss 2.000 → 0.5000 (÷4.0');
     const html = renderTrainHtml(result);
     expect(html).toContain('<svg');
     expect(html).toContain('<polyline');
