@@ -27,6 +27,9 @@ export interface DevicesReport {
 export interface DeviceFilter {
   adapter?: string;
   backend?: Backend;
+  /** The toggles change what an adapter offers (f16 and its subgroup matrices on NVIDIA). */
+  'nvidia-f16'?: boolean;
+  'unsafe-disable-robustness'?: boolean;
 }
 
 export function adapterLabel(a: AdapterReport): string {
@@ -43,7 +46,8 @@ export function adapterMatches(a: AdapterReport, needle: string): boolean {
  * error with the fix when there is none, or none that matches the filter.
  */
 export async function collectDevices(filter: DeviceFilter, argv: readonly string[]): Promise<DevicesReport> {
-  const [all, host] = await Promise.all([enumerateAdapters(), collectHost()]);
+  const toggles = { nvidiaF16: filter['nvidia-f16'] !== false, robustness: !filter['unsafe-disable-robustness'] };
+  const [all, host] = await Promise.all([enumerateAdapters(toggles), collectHost()]);
   if (all.length === 0) throw new EnvironmentError(NO_ADAPTER_HELP);
   const found = all.map(adapterLabel).join(', ');
   let adapters = all;

@@ -140,14 +140,14 @@ export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterRe
 }
 
 /** Every adapter Dawn finds, described; the null backend (a stub without a GPU) is left out. */
-export async function enumerateAdapters(): Promise<AdapterReport[]> {
+export async function enumerateAdapters(toggles: Pick<AdapterSelection, 'nvidiaF16' | 'robustness'> = {}): Promise<AdapterReport[]> {
   const { create } = await loadDawn();
   const reports: AdapterReport[] = [];
   for (const { backend, name } of await listAdapterNames()) {
     if (backend === 'null') continue;
-    const gpu = create([...dawnFlags({}), `backend=${backend}`, `adapter=${name}`]);
+    const gpu = create([...dawnFlags(toggles), `backend=${backend}`, `adapter=${name}`]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (adapter) reports.push({ ...describeAdapter(adapter, backend), toggles: dawnToggles({}) });
+    if (adapter) reports.push({ ...describeAdapter(adapter, backend), toggles: dawnToggles(toggles) });
   }
   return reports;
 }

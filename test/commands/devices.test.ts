@@ -48,6 +48,14 @@ describe('moeblaze devices', () => {
     expect(run.ms).toBeLessThan(20_000);
   });
 
+  it('lists the Dawn toggles each adapter was opened with and the subgroup-matrix configurations; --no-nvidia-f16 drops that toggle', async () => {
+    const on = JSON.parse((await cli(['devices', '--json'])).stdout).adapters[0];
+    expect(on.toggles.enabled).toEqual(['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia']);
+    expect(Array.isArray(on.subgroupMatrixConfigs)).toBe(true);
+    const off = JSON.parse((await cli(['devices', '--json', '--no-nvidia-f16', '--unsafe-disable-robustness'])).stdout).adapters[0];
+    expect(off.toggles.enabled).toEqual(['allow_unsafe_apis', 'disable_robustness']);
+  });
+
   it('renders a table without colour codes when NO_COLOR is set', async () => {
     const run = await cli(['devices', '--adapter', 'llvmpipe']);
     expect(run.code, run.stderr).toBe(0);
