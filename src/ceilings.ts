@@ -1,6 +1,8 @@
 import type { KernelContext } from '../kernels/context.js';
 import { encodeDenseGemm } from '../kernels/gemm/dense.js';
 import { encodeStreamCopy } from '../kernels/stream-copy.js';
+import type { DType } from './config.js';
+import { floatBytes, toHalf } from './f16.js';
 import { GpuTimer } from './gpu/timer.js';
 import { sampleUntilStable, summarize, type SamplingPolicy } from './stats.js';
 
@@ -38,24 +40,29 @@ async function timeKernel(kernels: KernelContext, timer: GpuTimer | null, encode
   return timer ? (await timer.read(enc.passes)).totalMs : wall;
 }
 
+/**
+ * The H100 ran the f16 8192³ product at 38 → 27 → 12 ms over its first 20 calls (clocks rising
+ * from idle): on real GPUs each GEMM ceiling keeps the card busy this long before sampling, or it
+ * reads up to 2× low. Software adapters have no clocks to raise.
+ */
 const WARM_MS = 1000;
 
 /**
- * The subgroup-matrix engine on a dense f16 N³ product through a context that runs it. Operands
- * are f16 bit patterns of values in ±[0.5, 1) (never zeros; some GPUs run faster on zeros).
+ * One GEMM ceiling: a dense N³ product at `dtype` through `kernels` (whose engine is the one
+ * measured), on non-zero operands (some GPUs run faster on zeros).
  */
-async function measureSubgroupMatrix(kernels: KernelContext, n: number, timer: GpuTimer | null, sampling: SamplingPolicy): Promise<GemmCeiling> {
+async function measureGemm(kernels: KernelContext, n: number, dtype: DType, timer: GpuTimer | null, sampling: SamplingPolicy, warmMs: number): Promise<GemmCeiling> {
   const a = kernels.allocator;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-  const buffers = ['A', 'B', 'C'].map((name) => a.create(`ceiling:f16${name}`, 'workspace', n * n * 2, usage));
+  const prefix = dtype === 'f32' ? 'ceiling:' : `ceiling:${dtype}`;
+  const buffers = ['A', 'B', 'C'].map((name) => a.create(`${prefix}${name}`, 'workspace', n * n * floatBytes(dtype), usage));
   try {
-    const halves = new Uint16Array(n * n).map((_, i) => ((i * 2654435761) % 1024) | (14 << 10) | ((i & 1) << 15));
-    kernels.device.queue.writeBuffer(buffers[0].buffer, 0, halves);
-    kernels.device.queue.writeBuffer(buffers[1].buffer, 0, halves);
-    const run = () => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, buffers[0], buffers[1], buffers[2], n, n, n, 'f16'));
-    // The H100 ran this product at 38 → 27 → 12 ms over its first 20 calls (clocks rising from
-    // idle): keep it busy for a second before sampling, or the ceiling reads 2× low.
-    for (const end = performance.now() + WARM_MS; performance.now() < end; ) await run();
+    const values = new Float32Array(n * n).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
+    const data: ArrayBufferView<ArrayBuffer> = dtype === 'f16' ? (toHalf(values) as Uint16Array<ArrayBuffer>) : values;
+    kernels.device.queue.writeBuffer(buffers[0].buffer, 0, data);
+    kernels.device.queue.writeBuffer(buffers[1].buffer, 0, data);
+    const run = () => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, buffers[0], buffers[1], buffers[2], n, n, n, dtype));
+    for (const end = performance.now() + warmMs; performance.now() < end; ) await run();
     const samples = await sampleUntilStable(run, sampling);
     const medianMs = summarize(samples).median;
     return { n, tflops: (2 * n ** 3) / (medianMs * 1e-3) / 1e12, medianMs, samples };
@@ -65,37 +72,27 @@ async function measureSubgroupMatrix(kernels: KernelContext, n: number, timer: G
 }
 
 /**
- * Measures the ceilings in the same run as the benchmark (docs/design.md#ceilings); with
- * `subgroupMatrix` (a context whose engine is subgroup-matrix) that engine's too.
+ * Measures the ceilings in the same run as the benchmark (docs/design.md#ceilings): the SIMT
+ * core at f32, the copy bandwidth, and with `subgroupMatrix` (a context whose engine is
+ * subgroup-matrix) that engine at f16.
  */
 export async function measureCeilings(kernels: KernelContext, options: { software: boolean; timestamps: boolean; sampling: SamplingPolicy; subgroupMatrix?: KernelContext | null }): Promise<Ceilings> {
   const a = kernels.allocator;
   const sizes = ceilingSizes(options.software);
-  const n = sizes.gemmN;
+  const warmMs = options.software ? 0 : WARM_MS;
   const copyBytes = Math.min(sizes.copyBytes, Math.floor(a.limits.maxBindingBytes / 16) * 16);
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
   const timer = options.timestamps ? new GpuTimer(a, 8) : null;
-  const A = a.create('ceiling:A', 'workspace', n * n * 4, usage);
-  const B = a.create('ceiling:B', 'workspace', n * n * 4, usage);
-  const C = a.create('ceiling:C', 'workspace', n * n * 4, usage);
   try {
-    // Non-zero operands: some GPUs run faster on zeros.
-    const fill = new Float32Array(n * n).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
-    kernels.device.queue.writeBuffer(A.buffer, 0, fill);
-    kernels.device.queue.writeBuffer(B.buffer, 0, fill);
-    const gemmSamples = await sampleUntilStable(() => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, A, B, C, n, n, n)), options.sampling);
-    const gemmMs = summarize(gemmSamples).median;
-    a.free(A);
-    a.free(B);
-    a.free(C);
+    const gemm = await measureGemm(kernels, sizes.gemmN, 'f32', timer, options.sampling, warmMs);
     const src = a.create('ceiling:src', 'workspace', copyBytes, usage);
     const dst = a.create('ceiling:dst', 'workspace', copyBytes, usage);
     try {
       const copySamples = await sampleUntilStable(() => timeKernel(kernels, timer, (enc) => encodeStreamCopy(enc, src, dst, copyBytes / 16)), options.sampling);
       const copyMs = summarize(copySamples).median;
-      const gemmSubgroupMatrix = options.subgroupMatrix ? await measureSubgroupMatrix(options.subgroupMatrix, sizes.subgroupMatrixN, timer, options.sampling) : null;
+      const gemmSubgroupMatrix = options.subgroupMatrix ? await measureGemm(options.subgroupMatrix, sizes.subgroupMatrixN, 'f16', timer, options.sampling, warmMs) : null;
       return {
-        gemm: { n, tflops: (2 * n ** 3) / (gemmMs * 1e-3) / 1e12, medianMs: gemmMs, samples: gemmSamples },
+        gemm,
         gemmSubgroupMatrix,
         bandwidth: { bytes: copyBytes, gbPerS: (2 * copyBytes) / (copyMs * 1e-3) / 1e9, medianMs: copyMs, samples: copySamples },
       };
@@ -104,9 +101,6 @@ export async function measureCeilings(kernels: KernelContext, options: { softwar
       a.free(dst);
     }
   } finally {
-    a.free(A);
-    a.free(B);
-    a.free(C);
     timer?.destroy();
   }
 }
