@@ -3,6 +3,7 @@ import type { Ceilings } from '../ceilings.js';
 import type { BufferTag } from '../gpu/allocator.js';
 import type { Provenance } from '../provenance.js';
 import type { SamplingPolicy } from '../stats.js';
+import type { SweepSpec } from './plan.js';
 
 /**
  * The results file of `moeblaze bench` (results.json), versioned: readers (the CI gate, other
@@ -115,28 +116,12 @@ export interface Testbed {
   fingerprint: string;
 }
 
-/** The sweep as `bench` planned it (the flags over the defaults), so that --resume continues exactly it. */
-export interface SavedSweep {
-  strategies: string[];
-  preset: string | null;
-  /** Absent: the preset's values. */
-  tokens?: number[];
-  hidden?: number[];
-  ffn?: number[];
-  experts?: number[];
-  topK?: number[];
-  capacityFactor: number[];
-  activation: string;
-  checkpoint: string;
-  dtype: string;
-  /** As the --skew flag writes it: uniform or zipf:<s>. */
-  skew: string;
-  /** null: the default (only when k > 1). */
-  normalizeGates: boolean | null;
-  auxLoss: number;
-  seed: number;
-  pass: 'forward' | 'train';
-}
+/**
+ * The sweep as `bench` planned it (the flags over the defaults), so that --resume continues
+ * exactly it: the SweepSpec in JSON form, the skew as the --skew flag writes it (uniform or
+ * zipf:<s>) and normalizeGates null for the default (only when k > 1).
+ */
+export type SavedSweep = Omit<SweepSpec, 'skew' | 'normalizeGates'> & { skew: string; normalizeGates: boolean | null };
 
 export interface BenchSettings {
   preset: string | null;

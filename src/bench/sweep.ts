@@ -1,4 +1,4 @@
-import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, formatSkew, parseSkew, type Activation, type Checkpoint, type DType } from '../config.js';
+import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, formatSkew, parseSkew } from '../config.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_SAMPLING, type SamplingPolicy } from '../stats.js';
 import { STRATEGIES } from '../strategies/index.js';
@@ -77,9 +77,6 @@ export function saveSweep(spec: SweepSpec): SavedSweep {
 export function sweepFromSaved(saved: SavedSweep): SweepSpec {
   return {
     ...saved,
-    activation: saved.activation as Activation,
-    checkpoint: saved.checkpoint as Checkpoint,
-    dtype: saved.dtype as DType,
     skew: parseSkew(saved.skew),
     normalizeGates: saved.normalizeGates ?? undefined,
   };
