@@ -105,9 +105,11 @@ export class MoELayer {
     if (reason) throw new UsageError(`${this.strategy.id} cannot run this config: ${reason}`);
     requireDtype(gpu, config.dtype);
     this.chunkBytes = Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
-    this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
-    this.kernels = new KernelContext(this.allocator, gemmEngineFor(gpu, config.dtype));
+    // Every refusal before the first buffer exists: a throw after it would leave the buffer behind.
     requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
+    const gemmEngine = gemmEngineFor(gpu, config.dtype);
+    this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
+    this.kernels = new KernelContext(this.allocator, gemmEngine);
     const { tokens: T, hidden: d, ffn: h, experts: E } = config;
     const f = floatBytes(config.dtype);
     const a = this.allocator;
