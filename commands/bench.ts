@@ -18,12 +18,12 @@ import { renderBenchTable } from '../src/render/bench-table.js';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
 import { renderPresets } from '../src/render/presets.js';
-import type { Provenance } from '../src/provenance.js';
+import type { Provenance } from '../src/measure/provenance.js';
 import { BASELINE_DESCRIPTION, benchGateFlags, DEFAULT_RETRIES, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases, requireSharedCases } from '../src/gate/run.js';
 import { runCase } from '../src/bench/case.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
-import { strategyIds } from '../src/strategies/index.js';
+import { strategyIds } from '../src/registry.js';
 
 /** "2%" or "0.02" → 0.02. */
 function parseFraction(text: string, flag: string): number {

@@ -1,7 +1,7 @@
 import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags } from '../src/cli/flags.js';
-import { collectDevices, type DevicesReport } from '../src/devices.js';
+import { collectDevices, type DevicesReport } from '../src/measure/devices.js';
 import { renderDevices } from '../src/render/devices.js';
 
 export default class Devices extends BaseCommand {

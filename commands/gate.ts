@@ -3,7 +3,7 @@ import { BaseCommand } from '../src/cli/base.js';
 import { checkOutputPath } from '../src/fs.js';
 import { loadResultsFile } from '../src/gate/baseline.js';
 import type { GateReport } from '../src/gate/compare.js';
-import type { Provenance } from '../src/provenance.js';
+import type { Provenance } from '../src/measure/provenance.js';
 import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/gate/flags.js';
 import { gateAgainstBaseline, loadBaselineForRun } from '../src/gate/run.js';
 import { verboseFlag } from '../src/cli/verbose.js';

@@ -8,10 +8,10 @@ import { requireDtype } from '../src/layer.js';
 import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
 import { planModel, type PlanResult } from '../src/plan/model.js';
 import { validatePlan, type ValidationResult } from '../src/plan/validate.js';
-import type { Provenance } from '../src/provenance.js';
+import type { Provenance } from '../src/measure/provenance.js';
 import { adviseFits, type FitAdvice } from '../src/plan/advice.js';
 import { renderPlan, renderValidation } from '../src/render/plan.js';
-import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
+import { strategyIds, STRATEGIES } from '../src/registry.js';
 
 const integer = (min: number, max?: number) =>
   Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });

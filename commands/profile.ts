@@ -8,11 +8,11 @@ import { EnvironmentError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
-import { chromeTrace, profileStrategies, type ProfileResult } from '../src/profile.js';
-import type { Provenance } from '../src/provenance.js';
+import { chromeTrace, profileStrategies, type ProfileResult } from '../src/measure/profile.js';
+import type { Provenance } from '../src/measure/provenance.js';
 import { renderProfile } from '../src/render/profile.js';
 import { renderProfileHtml } from '../src/render/profile-html.js';
-import { strategyIds, STRATEGIES } from '../src/strategies/index.js';
+import { strategyIds, STRATEGIES } from '../src/registry.js';
 
 export default class Profile extends BaseCommand {
   static override summary = 'Per-kernel GPU time and the memory timeline of one training step.';

@@ -8,7 +8,7 @@ import { requireDtype } from '../src/layer.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
-import { strategyIds } from '../src/strategies/index.js';
+import { strategyIds } from '../src/registry.js';
 import { moeConfig, trainConfig, DEFAULT_TRAIN } from '../src/train/model.js';
 import { runTraining, type TrainResult } from '../src/train/run.js';
 

@@ -5,11 +5,11 @@ import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli
 import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { renderVerify } from '../src/render/verify.js';
-import { strategyIds } from '../src/strategies/index.js';
-import { prepareDumpFolder } from '../src/dump-folder.js';
+import { strategyIds } from '../src/registry.js';
+import { prepareDumpFolder } from '../src/verify/dump-folder.js';
 import { requireRunnable, requireVerifiable } from '../src/layer-limits.js';
-import { verifyStrategies, type VerifyResult } from '../src/verify.js';
-import type { Provenance } from '../src/provenance.js';
+import { verifyStrategies, type VerifyResult } from '../src/verify/verify.js';
+import type { Provenance } from '../src/measure/provenance.js';
 
 export default class Verify extends BaseCommand {
   static override summary = 'Check strategies against the float64 reference: forward output and every gradient.';

@@ -1,6 +1,7 @@
 import { withGpuErrors } from '../src/gpu/runtime.js';
 import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
 import type { DType } from '../src/config.js';
+import type { PassTiming } from '../src/gpu/timer.js';
 
 /**
  * A compute kernel: WGSL generated from typed parameters, with a uniform block of u32/f32 fields
@@ -107,11 +108,6 @@ export interface KernelSourcePolicy {
   fallback(source: KernelSource, error: Error): KernelSource | null;
 }
 
-/** One timed span of a step (a compute pass), as the GPU's timestamps saw it. */
-export interface PassTiming {
-  label: string;
-  kernels: string[];
-}
 
 /**
  * Records the dispatches of one step. Dispatches go into the current compute pass; a pass is a

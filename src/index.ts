@@ -3,15 +3,15 @@
  * strategy, train it a step, and read its memory figures, timings and results.
  */
 export { MoELayer, type MoELayerOptions, type LayerGradients } from './layer.js';
-export { MemoryProfiler, summarizeMemory, type StepMemory } from './memory-profiler.js';
+export { MemoryProfiler, summarizeMemory, type StepMemory } from './measure/memory-profiler.js';
 export { openGpu, enumerateAdapters, type GpuContext, type AdapterReport, type AdapterSelection } from './gpu/runtime.js';
 export { GpuAllocator, BUFFER_TAGS, type BufferTag } from './gpu/allocator.js';
 export { GpuTimer } from './gpu/timer.js';
-export { STRATEGIES, findStrategy, registerStrategy, strategyIds } from './strategies/index.js';
-export type { Strategy, StrategyRunner, StepContext, RoutingSummary, LayerTensors } from './strategy.js';
-export { tableFigures, type BufferTable, type BufferSpec } from './buffer-table.js';
+export { STRATEGIES, findStrategy, registerStrategy, strategyIds } from './registry.js';
+export type { Strategy, StrategyRunner, StepContext, RoutingSummary, LayerTensors } from './strategy/contract.js';
+export { tableFigures, type BufferTable, type BufferSpec } from './strategy/buffer-table.js';
 export { layerConfig, PRESETS, findPreset, usefulFlops, type LayerConfig } from './config.js';
-export { verifyStrategies, type VerifyResult } from './verify.js';
+export { verifyStrategies, type VerifyResult } from './verify/verify.js';
 export { referenceStep, routeReference, compareTensors } from './reference/index.js';
 export { generateInputs, type LayerInputs } from './rng.js';
 export { ExitCode, MoeblazeError, UsageError, EnvironmentError, CheckFailedError, OutOfMemoryError, GpuError } from './errors.js';

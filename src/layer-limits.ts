@@ -1,7 +1,7 @@
 import type { LayerConfig } from './config.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { floatBytes } from './f16.js';
-import { findStrategy } from './strategies/index.js';
+import { findStrategy } from './registry.js';
 import { formatBytes } from './units.js';
 
 /*

@@ -7,11 +7,11 @@ import { readTensor } from './gpu/readback.js';
 import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
 import { allocateTensor, chunkLayout, chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
 import { encodeFillNormal } from '../kernels/init.js';
-import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './memory-profiler.js';
+import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './measure/memory-profiler.js';
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
-import { findStrategy } from './strategies/index.js';
-import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy.js';
+import { findStrategy } from './registry.js';
+import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy/contract.js';
 import { requireBindingFits } from './layer-limits.js';
 
 /**

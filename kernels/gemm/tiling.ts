@@ -4,6 +4,19 @@
  * and how a reduction's output reaches storage. Dense rows for plain products, expert segments
  * for the routed-row GEMMs, per-segment reductions for the weight gradients.
  */
+import { LARGE_TILE, TILE_M, type TileShape } from './core.js';
+
+/**
+ * Tile shapes of the routed-row GEMMs, shared by every strategy whose expert GEMMs walk segments
+ * (zero-buffer and MegaBlocks), so that the two differ in dispatch, not in tiling. Row tiles
+ * follow the routing metadata's tile offsets (TILE_M rows); columns can be wider.
+ */
+export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128 };
+/** Segment GEMMs whose B is loaded along K (transposed weights): BK 16 beat BK 8 there on the H200. */
+export const TRANSPOSED_SEGMENT_TILE: TileShape = { ...SEGMENT_TILE, k: 16 };
+/** Weight gradients tile their [d,h] outputs, never a segment: the large tile. */
+export const REDUCE_TILE: TileShape = LARGE_TILE;
+
 /**
  * Tiling over rows of a dense [M, N] output: wg.x = row tile, wg.y = column tile.
  * Params: M, N, K.

@@ -1,5 +1,5 @@
 import { findPreset, formatSkew, layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Skew } from '../config.js';
-import { findStrategy } from '../strategies/index.js';
+import { findStrategy } from '../registry.js';
 import type { CaseConfig } from './schema.js';
 
 /** What a sweep varies (comma lists) and what it holds fixed. */

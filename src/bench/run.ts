@@ -1,13 +1,13 @@
 import { join } from 'node:path';
-import { measureCeilings } from '../ceilings.js';
+import { measureCeilings } from '../measure/ceilings.js';
 import { UsageError } from '../errors.js';
 import { GpuAllocator } from '../gpu/allocator.js';
 import type { DType, GemmEngine } from '../config.js';
 import { gemmEngineFor, type GpuContext } from '../gpu/runtime.js';
 import { KernelContext } from '../../kernels/context.js';
 import { writeFileAtomic } from '../fs.js';
-import type { Provenance } from '../provenance.js';
-import type { SamplingPolicy } from '../stats.js';
+import type { Provenance } from '../measure/provenance.js';
+import type { SamplingPolicy } from '../measure/stats.js';
 import { runCase, type CaseOptions } from './case.js';
 import { configKey, type SweepPlan } from './plan.js';
 import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type SavedSweep, type Testbed } from './schema.js';

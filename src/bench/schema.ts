@@ -1,8 +1,8 @@
 import type { GemmEngine } from '../config.js';
-import type { Ceilings } from '../ceilings.js';
+import type { Ceilings } from '../measure/ceilings.js';
 import type { BufferTag } from '../gpu/allocator.js';
-import type { Provenance } from '../provenance.js';
-import type { SamplingPolicy } from '../stats.js';
+import type { Provenance } from '../measure/provenance.js';
+import type { SamplingPolicy } from '../measure/stats.js';
 import type { SweepSpec } from './plan.js';
 
 /**

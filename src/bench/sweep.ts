@@ -1,7 +1,7 @@
 import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, formatSkew, parseSkew } from '../config.js';
 import { UsageError } from '../errors.js';
-import { DEFAULT_SAMPLING, type SamplingPolicy } from '../stats.js';
-import { STRATEGIES } from '../strategies/index.js';
+import { DEFAULT_SAMPLING, type SamplingPolicy } from '../measure/stats.js';
+import { STRATEGIES } from '../registry.js';
 import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
 import type { BenchResults, BenchSettings, SavedSweep } from './schema.js';
 

@@ -2,7 +2,7 @@ import { Command, Errors, type Interfaces } from '@oclif/core';
 import { ExitCode, GpuError, MoeblazeError, UsageError } from '../errors.js';
 import { diagnoseNoAdapter } from '../gpu/diagnose.js';
 import { NO_ADAPTER_HELP, openGpu, type AdapterReport, type GpuContext } from '../gpu/runtime.js';
-import { collectProvenance, type Provenance } from '../provenance.js';
+import { collectProvenance, type Provenance } from '../measure/provenance.js';
 import { gpuSelection, type GpuFlagValues } from './flags.js';
 import { installInterruptHandler } from './interrupt.js';
 

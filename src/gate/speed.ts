@@ -1,5 +1,5 @@
 import { Xoshiro128 } from '../rng.js';
-import { quantile } from '../stats.js';
+import { quantile } from '../measure/stats.js';
 
 /**
  * One side (baseline or current) of a speed metric, expressed as a time: larger is slower.

@@ -1,5 +1,10 @@
-import type { PassTiming } from '../../kernels/program.js';
 import type { GpuAllocator, TrackedBuffer } from './allocator.js';
+
+/** One timed span of a step (a compute pass), as the GPU's timestamps saw it. */
+export interface PassTiming {
+  label: string;
+  kernels: string[];
+}
 
 export interface PassTime {
   label: string;

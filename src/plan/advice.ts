@@ -1,4 +1,4 @@
-import type { Strategy } from '../strategy.js';
+import type { Strategy } from '../strategy/contract.js';
 import { planModel, type PlanOptions } from './model.js';
 
 /** One flag change that makes a strategy fit at the planned T, with the peak it would have. */

@@ -1,4 +1,4 @@
-import { tableFigures, type BufferSpec, type BufferTable } from '../buffer-table.js';
+import { tableFigures, type BufferSpec, type BufferTable } from '../strategy/buffer-table.js';
 import { floatBytes } from '../f16.js';
 import type { DType, LayerConfig } from '../config.js';
 import type { BufferTag } from '../gpu/allocator.js';

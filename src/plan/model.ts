@@ -1,8 +1,8 @@
 import { formatBytes, MAX_SIZE_BYTES } from '../units.js';
 import { formatSkew, type LayerConfig } from '../config.js';
 import { UsageError } from '../errors.js';
-import { STRATEGIES } from '../strategies/index.js';
-import type { Strategy } from '../strategy.js';
+import { STRATEGIES } from '../registry.js';
+import type { Strategy } from '../strategy/contract.js';
 import { layerMemory, meanLayer, modelEstimate, planConfig, type LayerMemory, type ModelEstimate, type ModelOptions, type Optimizer, type PlanDType } from './memory.js';
 import { allToAll, parallelExtra, type AllToAll } from './parallel.js';
 import { DEFAULT_ROUTING_SEED, DEFAULT_SAMPLES, expectedRouting, routingModel, sampleRoutings, SELECTION_TOKENS, type ExpectedRouting, type RoutingModel } from './routing.js';

@@ -1,7 +1,7 @@
-import { paddedRows } from '../../baselines/megablocks-table.js';
+import { paddedRows } from '../../baselines/megablocks/table.js';
 import { expertCapacity, skewBias, type LayerConfig, type Skew } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
-import type { RoutingSummary } from '../strategy.js';
+import type { RoutingSummary } from '../strategy/contract.js';
 import { maxOf } from '../arrays.js';
 
 /**

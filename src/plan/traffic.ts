@@ -1,5 +1,5 @@
-import { dgParts } from '../../kernels/expert-gemm.js';
-import type { BufferTable } from '../buffer-table.js';
+import { dgParts } from '../zero-buffer/expert-gemm.js';
+import type { BufferTable } from '../strategy/buffer-table.js';
 import type { LayerConfig } from '../config.js';
 import { floatBytes } from '../f16.js';
 import type { PlanDType } from './memory.js';

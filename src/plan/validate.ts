@@ -1,9 +1,9 @@
 import { formatSkew, layerConfig, type DType, type LayerConfig } from '../config.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import { MoELayer } from '../layer.js';
-import type { StepMemory } from '../memory-profiler.js';
-import { STRATEGIES } from '../strategies/index.js';
-import type { RoutingSummary, Strategy } from '../strategy.js';
+import type { StepMemory } from '../measure/memory-profiler.js';
+import { STRATEGIES } from '../registry.js';
+import type { RoutingSummary, Strategy } from '../strategy/contract.js';
 import { layerMemory, type LayerMemory } from './memory.js';
 import { evaluate } from './model.js';
 import { routingModel } from './routing.js';

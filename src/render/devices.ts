@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
-import { adapterLabel, BYTE_LIMITS, KEY_LIMITS, type DevicesReport } from '../devices.js';
+import { adapterLabel, BYTE_LIMITS, KEY_LIMITS, type DevicesReport } from '../measure/devices.js';
 import type { AdapterReport } from '../gpu/runtime.js';
-import type { HostReport } from '../host.js';
+import type { HostReport } from '../measure/host.js';
 import { formatBytes } from '../units.js';
 import { deviceName } from './bench-format.js';
 import { reportChalk } from './style.js';

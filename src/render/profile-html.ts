@@ -1,6 +1,6 @@
 import { BUFFER_TAGS, type BufferTag, type MemoryEvent } from '../gpu/allocator.js';
-import type { ProfileResult, StrategyProfile } from '../profile.js';
-import type { Provenance } from '../provenance.js';
+import type { ProfileResult, StrategyProfile } from '../measure/profile.js';
+import type { Provenance } from '../measure/provenance.js';
 import { formatBytes } from '../units.js';
 import { phaseSummary } from './profile.js';
 import { escapeXml as esc, niceTicks } from './svg-chart.js';

@@ -1,7 +1,7 @@
 import chalk from 'chalk';
 import { formatTflops } from './bench-format.js';
 import { fitTable, terminalWidth } from './fit-table.js';
-import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../profile.js';
+import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../measure/profile.js';
 import { formatBytes } from '../units.js';
 import { maxOf, minOf } from '../arrays.js';
 

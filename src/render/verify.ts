@@ -1,7 +1,7 @@
 import chalk from 'chalk';
 import { formatSkew } from '../config.js';
 import { MAX_FACTOR } from '../reference/compare.js';
-import type { VerifyResult } from '../verify.js';
+import type { VerifyResult } from '../verify/verify.js';
 import { fitTable, terminalWidth, wrapText } from './fit-table.js';
 
 /** error / bound: ≤ 1 passes. */

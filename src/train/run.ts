@@ -4,7 +4,7 @@
  */
 import type { BufferTag } from '../gpu/allocator.js';
 import type { GpuContext } from '../gpu/runtime.js';
-import type { Provenance } from '../provenance.js';
+import type { Provenance } from '../measure/provenance.js';
 import { lossScale, type TrainConfig } from './model.js';
 import { GpuTrainer, type TrainStepRecord } from './trainer.js';
 

@@ -4,7 +4,7 @@ import { BaseCommand, describeFailure, withGpu } from '../../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../../src/cli/flags.js';
 import { EnvironmentError, GpuError, UsageError } from '../../src/errors.js';
 import { NO_ADAPTER_HELP } from '../../src/gpu/runtime.js';
-import { packageRoot } from '../../src/provenance.js';
+import { packageRoot } from '../../src/measure/provenance.js';
 
 /** A command with every shared flag, to exercise parsing and the error contract in-process. */
 class Probe extends BaseCommand {

@@ -10,7 +10,7 @@ import Plan from '../../commands/plan.js';
 import Profile from '../../commands/profile.js';
 import Train from '../../commands/train.js';
 import Verify from '../../commands/verify.js';
-import { packageRoot } from '../../src/provenance.js';
+import { packageRoot } from '../../src/measure/provenance.js';
 import { Xoshiro128 } from '../../src/rng.js';
 
 /*

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/provenance.js';
+import { packageRoot } from '../../src/measure/provenance.js';
 
 const root = packageRoot();
 const LAYER = ['--tokens', '32', '--hidden', '16', '--ffn', '32', '--experts', '4', '--top-k', '2'];

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import type { VerifyResult } from '../../src/verify.js';
+import type { VerifyResult } from '../../src/verify/verify.js';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '../..');

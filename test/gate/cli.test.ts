@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BenchResults } from '../../src/bench/schema.js';
-import { packageRoot } from '../../src/provenance.js';
+import { packageRoot } from '../../src/measure/provenance.js';
 import { OTHER_GPU, results, scaled, SWEEP } from '../fixtures/gate/synthetic.js';
 
 const root = packageRoot();

@@ -10,8 +10,8 @@ import { compareResults } from '../../src/gate/compare.js';
 import { gateWithRetries } from '../../src/gate/remeasure.js';
 import { GpuTimer } from '../../src/gpu/timer.js';
 import type { MoELayer } from '../../src/layer.js';
-import { collectProvenance } from '../../src/provenance.js';
-import { summarize } from '../../src/stats.js';
+import { collectProvenance } from '../../src/measure/provenance.js';
+import { summarize } from '../../src/measure/stats.js';
 import { testGpu } from '../helpers/gpu.js';
 
 const plan = planSweep({

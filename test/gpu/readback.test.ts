@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { readElements, readRuns, readTensor } from '../../src/gpu/readback.js';
+import { readRuns, readTensor } from '../../src/gpu/readback.js';
+import { readElements } from '../../kernels/gather-words.js';
 import { allocateTensor, chunkLayout, freeTensor, uploadTensor } from '../../src/gpu/tensor.js';
 import { randomArray, testGpu, testKernels } from '../helpers/gpu.js';
 

@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import type { LayerConfig } from '../../src/config.js';
 import { MoELayer, type MoELayerOptions } from '../../src/layer.js';
-import { verifyStrategies, type StrategyVerification } from '../../src/verify.js';
+import { verifyStrategies, type StrategyVerification } from '../../src/verify/verify.js';
 import type { GpuContext } from '../../src/gpu/runtime.js';
 import { testGpu } from './gpu.js';
 

@@ -1,9 +1,9 @@
 import { expect } from 'vitest';
-import { tableFigures, type BufferTable } from '../../src/buffer-table.js';
+import { tableFigures, type BufferTable } from '../../src/strategy/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
-import type { StepMemory } from '../../src/memory-profiler.js';
-import type { RoutingSummary, Strategy } from '../../src/strategy.js';
+import type { StepMemory } from '../../src/measure/memory-profiler.js';
+import type { RoutingSummary, Strategy } from '../../src/strategy/contract.js';
 import { testGpu } from './gpu.js';
 
 /** The four figures of docs/design.md#memory that a strategy's buffer table must predict to the byte. */

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerConfig } from '../../src/config.js';
-import { verifyStrategies } from '../../src/verify.js';
+import { verifyStrategies } from '../../src/verify/verify.js';
 import { testGpu } from '../helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());

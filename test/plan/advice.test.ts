@@ -3,7 +3,7 @@ import { findPreset, layerConfig } from '../../src/config.js';
 import { adviseFits } from '../../src/plan/advice.js';
 import { planModel, type PlanOptions } from '../../src/plan/model.js';
 import { adviceLines, renderPlan } from '../../src/render/plan.js';
-import { findStrategy } from '../../src/strategies/index.js';
+import { findStrategy } from '../../src/registry.js';
 
 const GiB = 2 ** 30;
 const deepseek = findPreset('deepseek-v3-like-layer');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tableFigures, type BufferSpec } from '../../src/buffer-table.js';
+import { tableFigures, type BufferSpec } from '../../src/strategy/buffer-table.js';
 import { findPreset, layerConfig, type LayerConfig } from '../../src/config.js';
 import { UsageError } from '../../src/errors.js';
 import { floatBytes } from '../../src/f16.js';
@@ -7,8 +7,8 @@ import { layerMemory, modelEstimate, optimizerBytesPerElement } from '../../src/
 import { evaluate, largestFitting, planModel, type PlanOptions } from '../../src/plan/model.js';
 import { expectedRouting, routingModel, sampleRoutings, selectionProbabilities } from '../../src/plan/routing.js';
 import { strategyTraffic } from '../../src/plan/traffic.js';
-import { STRATEGIES, findStrategy } from '../../src/strategies/index.js';
-import type { Strategy } from '../../src/strategy.js';
+import { STRATEGIES, findStrategy } from '../../src/registry.js';
+import type { Strategy } from '../../src/strategy/contract.js';
 
 const SMALL = layerConfig({ tokens: 512, hidden: 64, ffn: 96, experts: 8, topK: 2 });
 const GIB = 2 ** 30;

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXPECTED_TOLERANCE, MIN_PAIRS_PER_EXPERT, validatePlan, VALIDATION_GRID, type ValidationResult, type ValidationRow } from '../../src/plan/validate.js';
 import { renderValidation } from '../../src/render/plan.js';
-import { findStrategy, STRATEGIES } from '../../src/strategies/index.js';
+import { findStrategy, STRATEGIES } from '../../src/registry.js';
 import { testGpu } from '../helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { strategyColor, strategyMarker } from '../../src/render/bench-format.js';
-import { STRATEGIES } from '../../src/strategies/index.js';
+import { STRATEGIES } from '../../src/registry.js';
 
 // Okabe & Ito's eight colours, distinguishable under the common colour-vision deficiencies.
 const OKABE_ITO = ['#E69F00', '#56B4E9', '#009E73', '#F0E442', '#0072B2', '#D55E00', '#CC79A7', '#000000'];

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BenchResults } from '../../src/bench/schema.js';
 import { layerConfig } from '../../src/config.js';
-import { profileStrategies } from '../../src/profile.js';
+import { profileStrategies } from '../../src/measure/profile.js';
 import { renderBenchHtml } from '../../src/render/bench-html.js';
 import { renderProfileHtml } from '../../src/render/profile-html.js';
 import { renderTrainHtml } from '../../src/render/train.js';

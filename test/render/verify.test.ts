@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { layerConfig } from '../../src/config.js';
 import { visibleWidth } from '../../src/render/fit-table.js';
 import { renderVerify } from '../../src/render/verify.js';
-import type { VerifyResult } from '../../src/verify.js';
+import type { VerifyResult } from '../../src/verify/verify.js';
 
 const tensors = ['O', 'dX', 'dWr'].map((tensor) => ({ tensor, relError: 2e-7, maxAbsError: 1e-6, errorRatio: 0.002, maxErrorRatio: 0.001, hasNaN: false, pass: true }));
 const result = {

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
-import { STRATEGIES } from '../../src/strategies/index.js';
+import { STRATEGIES } from '../../src/registry.js';
 import { testGpu } from '../helpers/gpu.js';
 
 afterAll(async () => (await testGpu()).destroy());

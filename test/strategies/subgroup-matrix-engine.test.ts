@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
-import { strategyIds } from '../../src/strategies/index.js';
+import { strategyIds } from '../../src/registry.js';
 import { expectVerified } from '../helpers/checks.js';
 import { testGpu } from '../helpers/gpu.js';
 import { EDGE_GRID, type GridCase } from '../helpers/grid.js';

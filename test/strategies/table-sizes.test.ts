@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { summaryFromLoads } from '../../src/plan/routing.js';
-import { findStrategy } from '../../src/strategies/index.js';
-import { BLOCK_TOKENS } from '../../kernels/routing-metadata.js';
-import { dgParts } from '../../kernels/expert-gemm.js';
+import { findStrategy } from '../../src/registry.js';
+import { BLOCK_TOKENS } from '../../kernels/routing/metadata.js';
+import { dgParts } from '../../src/zero-buffer/expert-gemm.js';
 
 /**
  * Issue 18 item 3: each strategy's step buffers, derived here from docs/design.md (#the-layer, #strategies) and the README's

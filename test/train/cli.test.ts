@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/provenance.js';
+import { packageRoot } from '../../src/measure/provenance.js';
 import { loadHistogram, progressLine, renderTrainHtml, renderTrainSummary } from '../../src/render/train.js';
 import type { TrainResult } from '../../src/train/run.js';
 import { trainConfig } from '../../src/train/model.js';

@@ -4,7 +4,7 @@ import { linearBaselineMse, referenceTraining, trainConfig, type TrainConfig } f
 import { finalLoss, trainStrategy, type StrategyTraining } from '../../src/train/run.js';
 import { GpuTrainer } from '../../src/train/trainer.js';
 import type { GpuContext } from '../../src/gpu/runtime.js';
-import { STRATEGIES } from '../../src/strategies/index.js';
+import { STRATEGIES } from '../../src/registry.js';
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 

@@ -1,0 +1,143 @@
+import { activationGradGrid } from '../../kernels/activation.js';
+import { capacityGemms } from './gemm-kernels.js';
+import { encodeRouterBackward, routerShape } from '../../kernels/routing/router.js';
+import { chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
+import type { LayerTensors, StepContext } from '../../src/strategy/contract.js';
+import { CapacityRunnerBase } from './runner.js';
+
+/**
+ * The batched expert MLP over the padded [E, C, ·] grid, forward and backward, as a capacity
+ * framework runs it through autograd: every intermediate is its own tensor (a, b, u and y saved;
+ * dU, da, db, d(dispatched) materialised in backward) and each is released once its last
+ * consumer has run. Subclasses define how tokens enter and leave the grid. All of them are stored
+ * at the layer's dtype, as autograd keeps activations and gradients in the input's dtype.
+ */
+export abstract class CapacityRunner extends CapacityRunnerBase {
+  private readonly gemms = capacityGemms(this.c.activation, this.c.dtype);
+
+  /** Enters the dispatch phase(s); allocates and fills `dispatched` [E,C,d]. */
+  protected abstract dispatchForward(step: StepContext, layer: LayerTensors): Promise<void>;
+  /** Enters the combine phase; allocates and fills `O` [T,d] from `y`. */
+  protected abstract combineForward(step: StepContext, layer: LayerTensors): Promise<void>;
+  /** Enters the combine-gradient phase; allocates and fills `dY` (gate-weighted) and `dgPartial`. */
+  protected abstract combineBackward(step: StepContext, layer: LayerTensors): Promise<void>;
+  /** Enters the dispatch-gradient phase; adds the experts' share of dX from `dDispatched`. */
+  protected abstract dispatchBackward(step: StepContext, layer: LayerTensors): Promise<void>;
+
+  private get swiglu(): boolean {
+    return this.c.activation === 'swiglu';
+  }
+
+  async forward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
+    return this.orRelease(step, () => this.runForward(step, layer));
+  }
+
+  async backward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
+    return this.orRelease(step, () => this.runBackward(step, layer));
+  }
+
+  /** A failed step (out of memory, a refused shape) leaves nothing allocated behind it. */
+  private async orRelease(step: StepContext, run: () => Promise<Tensor>): Promise<Tensor> {
+    try {
+      return await run();
+    } catch (error) {
+      this.release(step);
+      throw error;
+    }
+  }
+
+  private async runForward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
+    const { hidden: d, ffn: h } = this.c;
+    const swiglu = this.swiglu;
+    await this.route(step, layer);
+    await this.dispatchForward(step, layer);
+
+    this.enter(step, 'up');
+    for (const name of swiglu ? ['a', 'b', 'u'] : ['a', 'u']) this.alloc(step, name);
+    await this.expertRows(step, this.gemms.up, layer.W1, h, d, (x) => [
+      this.chunk('dispatched', x.ac),
+      layer.W1.chunks[x.wc],
+      ...(swiglu ? [layer.W3!.chunks[x.wc]] : []),
+      this.chunk('a', x.ac),
+      ...(swiglu ? [this.chunk('b', x.ac)] : []),
+      this.chunk('u', x.ac),
+    ]);
+
+    this.enter(step, 'down');
+    this.alloc(step, 'y');
+    await this.expertRows(step, this.gemms.down, layer.W2, d, h, (x) => [this.chunk('u', x.ac), layer.W2.chunks[x.wc], this.chunk('y', x.ac)]);
+
+    await this.combineForward(step, layer);
+    this.endPhase(step);
+    return this.get('O');
+  }
+
+  private async runBackward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
+    const c = this.c;
+    const { hidden: d, ffn: h } = c;
+    const swiglu = this.swiglu;
+    await this.combineBackward(step, layer);
+
+    this.enter(step, 'router-grad');
+    this.alloc(step, 'routerGrad');
+    this.alloc(step, 'dX');
+    // pairRows = slots: a kept pair's dg sits at its slot in dgPartial; a dropped pair reads 0.
+    await encodeRouterBackward(
+      step.enc,
+      { ...routerShape(c), dgParts: 1, auxLossCoef: c.auxLossCoef },
+      {
+        X: layer.X.chunks[0],
+        Wr: layer.Wr.chunks[0],
+        probs: this.chunk('routerProbs'),
+        tokenExperts: this.chunk('tokenExperts'),
+        gates: this.chunk('gates'),
+        pairRows: this.chunk('slots'),
+        dgPartial: this.chunk('dgPartial'),
+        expertOffsets: this.chunk('expertOffsets'),
+        dz: this.chunk('routerGrad'),
+        dWr: layer.dWr.chunks[0],
+        dX: this.chunk('dX'),
+      },
+    );
+
+    this.enter(step, 'down-grad');
+    // With C > 0 every expert's first row chunk stores its weight gradient; with C = 0 no row does.
+    if (this.C === 0) for (const chunk of layer.dW2.chunks) step.enc.clear(chunk);
+    await this.expertReduce(step, this.gemms.dW2, layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
+    this.alloc(step, 'dU');
+    await this.expertRows(step, this.gemms.dU, layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
+
+    this.enter(step, 'act-grad');
+    for (const name of swiglu ? ['da', 'db'] : ['da']) this.alloc(step, name);
+    const hidden = this.get('dU').layout;
+    const source = this.gemms.actGrad;
+    for (let i = 0; i < hidden.chunkCount; i++) {
+      const count = chunkRowRange(hidden, i).count * h;
+      if (count === 0) continue;
+      const names = swiglu ? ['dU', 'a', 'b', 'da', 'db'] : ['dU', 'a', 'da'];
+      await step.enc.dispatch({ source, params: { count }, buffers: names.map((n) => this.chunk(n, i)), workgroups: activationGradGrid(count) });
+    }
+
+    this.enter(step, 'up-grad');
+    if (this.C === 0) for (const g of [layer.dW1, layer.dW3]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
+    await this.expertReduce(step, this.gemms.dW13, layer.dW1, d, h, (x) => [
+      this.chunk('dispatched', x.ac),
+      this.chunk('da', x.ac),
+      ...(swiglu ? [this.chunk('db', x.ac)] : []),
+      layer.dW1.chunks[x.wc],
+      ...(swiglu ? [layer.dW3!.chunks[x.wc]] : []),
+    ]);
+    this.alloc(step, 'dDispatched');
+    await this.expertRows(step, this.gemms.dDispatched, layer.W1, d, swiglu ? 2 * h : h, (x) => [
+      this.chunk('da', x.ac),
+      ...(swiglu ? [this.chunk('db', x.ac)] : []),
+      layer.W1.chunks[x.wc],
+      ...(swiglu ? [layer.W3!.chunks[x.wc]] : []),
+      this.chunk('dDispatched', x.ac),
+    ]);
+
+    await this.dispatchBackward(step, layer);
+    this.endPhase(step);
+    return this.get('dX');
+  }
+}

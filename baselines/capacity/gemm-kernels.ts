@@ -1,0 +1,282 @@
+import type { Activation, DType } from '../../src/config.js';
+import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/activation.js';
+import { gemmSource, TILE_M, TILE_N, type GemmBinding } from '../../kernels/gemm/core.js';
+import { reduceStore, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { perDtype, type KernelSource } from '../../kernels/program.js';
+
+/**
+ * GEMMs of the capacity strategies, all instances of the shared core.
+ *
+ * Expert MLP over the padded [E, C, ·] grid: expert e owns the C rows [e·C, (e+1)·C), padding
+ * slots included (that is the capacity design's cost). A dispatch sees one row chunk
+ * [rowBegin, rowEnd) of every [E·C, ·] tensor (they share one chunking) and one weight chunk
+ * (experts from expertBase); wg.z walks the experts present in both, from expertFirst.
+ *
+ * GShard's einsums: plain range GEMMs over [mBegin, mEnd) × [nBegin, nEnd) with K in
+ * [kBegin, kEnd); every chunked operand's chunk starts at the range's beginning, so the range
+ * bounds double as chunk bases. `accumulate` adds onto C (later K chunks).
+ *
+ * Every float operand (X, dO, weights, the [E,C,·] tensors, combine weights, O, dX, gradients) is
+ * stored at the layer's dtype, bound as `dt`; tiles and accumulators are f32. Sums across K chunks
+ * go through storage, so at f16 they are rounded once per chunk.
+ */
+export const EXPERT_PARAMS = [
+  { name: 'M', type: 'u32' },
+  { name: 'N', type: 'u32' },
+  { name: 'K', type: 'u32' },
+  { name: 'C', type: 'u32' },
+  { name: 'rowBegin', type: 'u32' },
+  { name: 'rowEnd', type: 'u32' },
+  { name: 'expertFirst', type: 'u32' },
+  { name: 'expertBase', type: 'u32' },
+  { name: 'd', type: 'u32' },
+  { name: 'h', type: 'u32' },
+] as const;
+
+/** Output rows of expert e (one tile of them per wg.x), clipped to the row chunk. */
+const EXPERT_ROWS_TILING = `
+fn tileOf(wg: vec3u) -> Tile {
+  var t: Tile;
+  let e = P.expertFirst + wg.z;
+  t.seg = e;
+  let segEnd = min((e + 1u) * P.C, P.rowEnd);
+  t.m0 = max(e * P.C, P.rowBegin) + wg.x * ${TILE_M}u;
+  t.mEnd = min(t.m0 + ${TILE_M}u, segEnd);
+  t.n0 = wg.y * ${TILE_N}u;
+  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.kBegin = 0u;
+  t.kEnd = P.K;
+  t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd;
+  return t;
+}`;
+
+/** Weight-gradient tiles of expert e: the reduction runs over its rows within the row chunk. */
+const EXPERT_REDUCE_TILING = `
+fn tileOf(wg: vec3u) -> Tile {
+  var t: Tile;
+  let e = P.expertFirst + wg.z;
+  t.seg = e;
+  t.m0 = wg.x * ${TILE_M}u;
+  t.mEnd = min(t.m0 + ${TILE_M}u, P.M);
+  t.n0 = wg.y * ${TILE_N}u;
+  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.kBegin = max(e * P.C, P.rowBegin);
+  t.kEnd = min((e + 1u) * P.C, P.rowEnd);
+  t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd && t.kBegin < t.kEnd;
+  return t;
+}`;
+
+const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+/** target[i] += c through storage: widened, summed in f32, narrowed back. */
+const addTo = (target: string, i: string, c = 'c') => `${target}[${i}] = dt(f32(${target}[${i}]) + ${c});`;
+/** Row r of a chunked [E·C, ·] tensor, relative to its chunk. */
+const LOCAL = (r: string) => `(${r} - P.rowBegin)`;
+/** Offset of expert t.seg's matrix in its weight chunk. */
+const WEIGHT = '(t.seg - P.expertBase) * P.d * P.h';
+
+/** a = x·W1_e, b = x·W3_e and u = act(a)(·b) for every capacity slot; a, b, u all kept (Tutel saves them). */
+export function capacityUp(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  const u = swiglu ? 'silu(c) * c2' : `${plainActivation(activation as Exclude<Activation, 'swiglu'>).fn}(c)`;
+  return gemmSource({
+    dtype,
+    name: `capacity-up-${activation}`,
+    dual: swiglu,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [read('dispatched'), read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B')] : []), write('U')],
+    params: EXPERT_PARAMS,
+    functions: `${ACTIVATION_WGSL}
+${EXPERT_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('m')} * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${WEIGHT} + k * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${WEIGHT} + k * P.h + n]); }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let l = ${LOCAL('m')} * P.h + n;
+  A[l] = dt(c);
+  ${swiglu ? 'B[l] = dt(c2);' : ''}
+  U[l] = dt(${u});
+}`,
+  });
+}
+
+/** y = u·W2_e, the expert output of every capacity slot. */
+export const capacityDown = perDtype((dtype) => gemmSource({
+  dtype,
+  name: 'capacity-down',
+  aContiguous: 'k',
+  bContiguous: 'n',
+  bindings: [read('U'), read('W2'), write('Y')],
+  params: EXPERT_PARAMS,
+  functions: `${EXPERT_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('m')} * P.h + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + k * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c); }`,
+}));
+
+/** dW2_e (+)= uᵀ·dy over the expert's slots in this row chunk (dy already carries the gate). */
+const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
+  dtype,
+  name: 'capacity-dW2',
+  aContiguous: 'm',
+  bContiguous: 'n',
+  bindings: [read('U'), read('dY'), write('dW2')],
+  params: EXPERT_PARAMS,
+  functions: `${EXPERT_REDUCE_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
+});
+
+/** dU = dy·W2_eᵀ. */
+export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
+  dtype,
+  name: 'capacity-dU',
+  aContiguous: 'k',
+  bContiguous: 'k',
+  bindings: [read('dY'), read('W2'), write('dU')],
+  params: EXPERT_PARAMS,
+  functions: `${EXPERT_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${LOCAL('m')} * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + n * P.d + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${LOCAL('m')} * P.h + n] = dt(c); }`,
+}));
+
+/** dW1_e (+)= xᵀ·da and dW3_e (+)= xᵀ·db over the expert's slots, x being the dispatched input. */
+function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    dtype,
+    name: `capacity-dW13-${swiglu ? 'swiglu' : 'plain'}`,
+    dual: swiglu,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [read('dispatched'), read('dA'), ...(swiglu ? [read('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
+    params: EXPERT_PARAMS,
+    functions: `${EXPERT_REDUCE_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('k')} * P.d + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${LOCAL('k')} * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${LOCAL('k')} * P.h + n]); }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let w = ${WEIGHT} + m * P.h + n;
+  ${reduceStore('dW1', 'w', 'c', mode)}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
+}`,
+  });
+}
+
+/**
+ * The expert kernels of a capacity layer for its activation and storage dtype, built once per
+ * runner. Weight gradients come in both reduction modes: an expert's first row chunk stores, later
+ * ones add.
+ */
+export function capacityGemms(activation: Activation, dtype: DType) {
+  return {
+    up: capacityUp(activation, dtype),
+    down: capacityDown(dtype),
+    dW2: { store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') },
+    dU: capacityHiddenGrad(dtype),
+    actGrad: activationGrad(activation, dtype),
+    dW13: { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') },
+    dDispatched: capacityDispatchedGrad(activation, dtype),
+  };
+}
+
+/** Gradient of the dispatched input: da·W1_eᵀ (+ db·W3_eᵀ, as one K = 2h product). */
+export function capacityDispatchedGrad(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    dtype,
+    name: `capacity-dDispatched-${swiglu ? 'swiglu' : 'plain'}`,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), read('W1'), ...(swiglu ? [read('W3')] : []), write('dDispatched')],
+    params: EXPERT_PARAMS,
+    functions: `${EXPERT_ROWS_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 {
+  let l = ${LOCAL('m')} * P.h;
+  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
+  return f32(dA[l + k]);
+}
+fn loadB(t: Tile, k: u32, n: u32) -> f32 {
+  let w = ${WEIGHT} + n * P.h;
+  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
+  return f32(W1[w + k]);
+}
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dDispatched[${LOCAL('m')} * P.d + n] = dt(c); }`,
+  });
+}
+
+export const RANGE_PARAMS = [
+  { name: 'mBegin', type: 'u32' },
+  { name: 'mEnd', type: 'u32' },
+  { name: 'nBegin', type: 'u32' },
+  { name: 'nEnd', type: 'u32' },
+  { name: 'kBegin', type: 'u32' },
+  { name: 'kEnd', type: 'u32' },
+  { name: 'd', type: 'u32' },
+  { name: 'slotCount', type: 'u32' },
+  { name: 'rowWords', type: 'u32' },
+  { name: 'accumulate', type: 'u32' },
+] as const;
+
+const RANGE_TILING = `
+fn tileOf(wg: vec3u) -> Tile {
+  var t: Tile;
+  t.seg = 0u;
+  t.m0 = P.mBegin + wg.x * ${TILE_M}u;
+  t.mEnd = min(t.m0 + ${TILE_M}u, P.mEnd);
+  t.n0 = P.nBegin + wg.y * ${TILE_N}u;
+  t.nEnd = min(t.n0 + ${TILE_N}u, P.nEnd);
+  t.kBegin = P.kBegin;
+  t.kEnd = P.kEnd;
+  t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd;
+  return t;
+}`;
+
+/** Byte (slot q) of token row t of a mask chunk, as 0.0 or 1.0. */
+const MASK_AT = `
+fn maskAt(row: u32, q: u32) -> f32 { return f32((mask[row * P.rowWords + q / 4u] >> (8u * (q % 4u))) & 0xffu); }`;
+
+function store(target: string, index: string): string {
+  return `fn storeC(t: Tile, m: u32, n: u32, c: f32) {
+  let i = ${index};
+  if (P.accumulate == 1u) { ${addTo(target, 'i')} } else { ${target}[i] = dt(c); }
+}`;
+}
+
+/** One einsum, built once per storage dtype. */
+function rangeGemm(name: string, aContiguous: 'k' | 'm', bContiguous: 'n' | 'k', bindings: GemmBinding[], functions: string): (dtype: DType) => KernelSource {
+  return perDtype((dtype) => gemmSource({ dtype, name, aContiguous, bContiguous, bindings, params: RANGE_PARAMS, functions: `${RANGE_TILING}\n${functions}` }));
+}
+
+/** dispatched[q, :] (+)= Σ_t mask[t, q]·X[t, :]: M = slots of a dispatched chunk, K = tokens of a mask chunk. */
+export const einsumDispatch = rangeGemm('gshard-dispatch', 'm', 'n', [read('mask', 'u32'), read('X'), write('dispatched')], `${MASK_AT}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return maskAt(k - P.kBegin, m); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(X[k * P.d + n]); }
+${store('dispatched', '(m - P.mBegin) * P.d + n')}`);
+
+/** O[t, :] (+)= Σ_q combine[t, q]·y[q, :]: M = tokens of a combine chunk, K = slots of a y chunk. */
+export const einsumCombine = rangeGemm('gshard-combine', 'k', 'n', [read('combine'), read('Y'), write('O')], `
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(combine[(m - P.mBegin) * P.slotCount + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Y[(k - P.kBegin) * P.d + n]); }
+${store('O', 'm * P.d + n')}`);
+
+/** dy[q, :] (+)= Σ_t combine[t, q]·dO[t, :]: the combine einsum's gradient with respect to y. */
+export const einsumCombineGradY = rangeGemm('gshard-combine-dY', 'm', 'n', [read('combine'), read('dO'), write('dY')], `
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(combine[(k - P.kBegin) * P.slotCount + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dO[k * P.d + n]); }
+${store('dY', '(m - P.mBegin) * P.d + n')}`);
+
+/** dcombine[t, q] = ⟨dO_t, y_q⟩ for every (token, slot): the dense [T, E·C] gradient of the combine weights. */
+export const einsumCombineGradWeights = rangeGemm('gshard-combine-dWeights', 'k', 'k', [read('dO'), read('Y'), write('dcombine')], `
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dO[m * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Y[(n - P.nBegin) * P.d + k]); }
+${store('dcombine', '(m - P.mBegin) * P.slotCount + n')}`);
+
+/** dX[t, :] += Σ_q mask[t, q]·dDispatched[q, :]: the dispatch einsum's gradient, onto the router's share. */
+export const einsumDispatchGradX = rangeGemm('gshard-dispatch-dX', 'k', 'n', [read('mask', 'u32'), read('dDispatched'), write('dX')], `${MASK_AT}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return maskAt(m - P.mBegin, k); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dDispatched[(k - P.kBegin) * P.d + n]); }
+${store('dX', 'm * P.d + n')}`);

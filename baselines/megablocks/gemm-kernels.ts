@@ -1,0 +1,176 @@
+import type { Activation, DType } from '../../src/config.js';
+import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/activation.js';
+import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
+import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { perDtype, type KernelSource } from '../../kernels/program.js';
+
+/**
+ * MegaBlocks' expert MLP as instances of the shared GEMM core: every operand is a dense,
+ * materialised [rows, ·] buffer in the permuted (sorted, optionally padded) row order, and the
+ * segments are the expert bins. In the padded (sparse) layout the bins' padding rows are zeros
+ * and are computed like any other row: the block-sparse kernels of stk compute them too.
+ *
+ * Tile shapes are zero-buffer's (SEGMENT_TILE over bins, REDUCE_TILE for weight gradients), so
+ * the strategies differ in dispatch and memory, not in the matmul.
+ *
+ * Every [rows, ·] buffer is chunked on the same row boundaries, so one dispatch binds chunk c
+ * of each and sees rows [rowChunkBase, …); weights are bound one expert chunk at a time
+ * (experts [expertBase, …)). Extra params beyond the tiling's: d, h, expertBase, rowChunkBase.
+ *
+ * Every float operand is stored at the layer's dtype (bindings 'dt'), as MegaBlocks runs its MLP
+ * in the input dtype; tiles accumulate in f32, and weight gradients summed over row chunks are
+ * rounded once per chunk.
+ */
+const SHAPE_PARAMS = [
+  { name: 'd', type: 'u32' },
+  { name: 'h', type: 'u32' },
+  { name: 'expertBase', type: 'u32' },
+  { name: 'rowChunkBase', type: 'u32' },
+] as const;
+
+const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+const SEGMENTS = [read('offsets', 'u32'), read('tileOffsets', 'u32')];
+const local = (row: string, width: string) => `(${row} - P.rowChunkBase) * P.${width}`;
+const W_DH = '(t.seg - P.expertBase) * P.d * P.h';
+
+/** u from the stored (rounded) a and b, as torch computes act(a)·b from the sdd outputs. */
+function uOf(activation: Activation): string {
+  return activation === 'swiglu' ? 'silu(f32(a)) * f32(b)' : `${plainActivation(activation).fn}(f32(a))`;
+}
+
+/** a = Xp·W1_e, b = Xp·W3_e and u = act(a)(·b): torch's sdd outputs and the activation, kept for backward. */
+export function upProjection(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    name: `mb-up-${activation}`,
+    dtype,
+    tile: SEGMENT_TILE,
+    dual: swiglu,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [read('Xp'), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B')] : []), write('U')],
+    params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    functions: `${ACTIVATION_WGSL}
+${segmentRowsTiling('offsets', 'tileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('m', 'd')} + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_DH} + k * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_DH} + k * P.h + n]); }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let l = ${local('m', 'h')} + n;
+  let a = dt(c);
+  A[l] = a;
+  ${swiglu ? 'let b = dt(c2); B[l] = b;' : ''}
+  U[l] = dt(${uOf(activation)});
+}`,
+  });
+}
+
+/** Y = u·W2_e (unweighted: the gates are applied in the scatter). */
+export const downProjection = perDtype((dtype) => gemmSource({
+  name: 'mb-down',
+  dtype,
+  tile: SEGMENT_TILE,
+  aContiguous: 'k',
+  bContiguous: 'n',
+  bindings: [read('U'), ...SEGMENTS, read('W2'), write('Y')],
+  params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+  functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('m', 'h')} + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + k * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${local('m', 'd')} + n] = dt(c); }`,
+}));
+
+/** dW2_e (+)= uᵀ·dY over the bin's rows in this chunk (stored by the first chunk). */
+export const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
+  name: 'mb-dW2',
+  dtype,
+  tile: REDUCE_TILE,
+  aContiguous: 'm',
+  bContiguous: 'n',
+  bindings: [read('U'), read('dY'), read('offsets', 'u32'), write('dW2')],
+  params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
+  functions: `${segmentReduceTiling('offsets', mode)}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('k', 'h')} + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${local('k', 'd')} + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
+});
+
+/** dU = dY·W2_eᵀ (the gradient of u, materialised as torch's sdd backward does). */
+export const hiddenGrad = perDtype((dtype) => gemmSource({
+  name: 'mb-dU',
+  dtype,
+  tile: TRANSPOSED_SEGMENT_TILE,
+  aContiguous: 'k',
+  bContiguous: 'k',
+  bindings: [read('dY'), ...SEGMENTS, read('W2'), write('dU')],
+  params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+  functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${local('m', 'd')} + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + n * P.d + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${local('m', 'h')} + n] = dt(c); }`,
+}));
+
+/** dW1_e (+)= Xpᵀ·da and dW3_e (+)= Xpᵀ·db (stored by the first chunk). */
+export function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    name: `mb-dW13-${swiglu ? 'swiglu' : 'plain'}`,
+    dtype,
+    tile: REDUCE_TILE,
+    dual: swiglu,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [read('Xp'), read('dA'), ...(swiglu ? [read('dB')] : []), read('offsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
+    params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
+    functions: `${segmentReduceTiling('offsets', mode)}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('k', 'd')} + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${local('k', 'h')} + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${local('k', 'h')} + n]); }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let w = ${W_DH} + m * P.h + n;
+  ${reduceStore('dW1', 'w', 'c', mode)}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
+}`,
+  });
+}
+
+/** dXp = da·W1_eᵀ + db·W3_eᵀ, one GEMM over K = 2h for SwiGLU (the two halves concatenated). */
+export function inputGrad(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    name: `mb-dXp-${swiglu ? 'swiglu' : 'plain'}`,
+    dtype,
+    tile: TRANSPOSED_SEGMENT_TILE,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('dXp')],
+    params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 {
+  let l = ${local('m', 'h')};
+  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
+  return f32(dA[l + k]);
+}
+fn loadB(t: Tile, k: u32, n: u32) -> f32 {
+  let w = ${W_DH} + n * P.h;
+  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
+  return f32(W1[w + k]);
+}
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dXp[${local('m', 'd')} + n] = dt(c); }`,
+  });
+}
+
+
+/** The layer's expert kernels for its activation and storage dtype, built once per runner. */
+export function megablocksGemms(activation: Activation, dtype: DType) {
+  return {
+    up: upProjection(activation, dtype),
+    down: downProjection(dtype),
+    dW2: { store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') },
+    dU: hiddenGrad(dtype),
+    actGrad: activationGrad(activation, dtype),
+    dW13: { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') },
+    dXp: inputGrad(activation, dtype),
+  };
+}

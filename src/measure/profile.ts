@@ -1,0 +1,255 @@
+import { findStrategy } from '../registry.js';
+import { routerWork } from '../strategy/contract.js';
+import type { LayerConfig } from '../config.js';
+import type { GpuContext } from '../gpu/runtime.js';
+import { GpuTimer, type PassTime } from '../gpu/timer.js';
+import { MoELayer } from '../layer.js';
+import type { MemoryEvent, BufferTag } from '../gpu/allocator.js';
+import type { StepMemory } from './memory-profiler.js';
+import { usefulFlops } from '../config.js';
+import { DriverMemoryReader, driverDelta, holdPeakBuffers, MIB, type ChunkSource, type DriverGpu, type DriverSnapshot } from './driver-memory.js';
+import { DRIVER_TOLERANCE, figures, settled as settledOn, stepPeakCheck, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
+
+export { DRIVER_TOLERANCE, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
+import type { RoutingSummary } from '../strategy/contract.js';
+
+export interface KernelRow {
+  kernel: string;
+  calls: number;
+  ms: number;
+  /** Share of the summed kernel time of the per-kernel step. */
+  percent: number;
+  /** From the strategy's declared work per kernel, when it declares it (null otherwise). */
+  tflops: number | null;
+  gbPerS: number | null;
+}
+
+export interface StrategyProfile {
+  strategy: string;
+  /** The step timed normally (one pass per phase): what bench reports. */
+  stepMs: number;
+  /** The same step's forward and backward spans. */
+  forwardMs: number | null;
+  backwardMs: number | null;
+  /** The step with a pass per kernel; the split adds some overhead. */
+  perKernelStepMs: number;
+  /** One entry per pass of the phased step, in order; `direction` tells a forward phase from its backward namesake. */
+  phases: (PassTime & { direction: 'forward' | 'backward' })[];
+  kernels: KernelRow[];
+  /** Kernel slices of the per-kernel step, for traces. */
+  slices: PassTime[];
+  usefulTflops: number;
+  memory: Omit<StepMemory, 'timeline'> & { timeline: MemoryEvent[] };
+  peakByTag: Partial<Record<BufferTag, number>>;
+}
+
+export interface ProfileResult {
+  config: LayerConfig;
+  timing: 'timestamp' | 'wall';
+  note: string;
+  strategies: StrategyProfile[];
+  /** Present with --driver-check. */
+  driverCheck?: DriverCheckReport;
+}
+
+export const DRIVER_CHECK_NOTE =
+  'first line: a real step paused on the host at the allocator\'s peak, its own buffers alive, nvidia-smi read there and at the step\'s start; second line: buffers of the table\'s peak-phase sizes held after the step; deltas of settled readings leave out the driver\'s context';
+/** Below this, whole-MiB readings and Dawn's pooled sub-allocation heaps swamp a 5% comparison. */
+export const DRIVER_RESOLUTION_BYTES = 256 * MIB;
+
+export type StrategyDriverCheck =
+  | (DriverFigures & {
+      strategy: string;
+      skipped: null;
+      /** The step's own buffers, paused at the allocator's peak (null: that measurement failed, see notes). */
+      step: StepPeakCheck | null;
+      peakPhase: string;
+      buffers: number;
+      /** Step buffers whose chunk sizes are an equal split of the table's total (neither the step's record nor the shape gave them). */
+      equalSplit: string[];
+      /** Where the held chunks' sizes came from: the step's own allocations, the shape, or an equal split. */
+      chunkSources: Record<ChunkSource, number>;
+      gpu: string;
+      /** Driver figure given back when the held buffers were freed. */
+      releasedBytes: number;
+      /** The same comparison across layer creation: weights, gradients, X, dO against their table bytes (null: a reading failed). */
+      persistent: DriverFigures | null;
+      notes: string[];
+    })
+  | { strategy: string; skipped: string };
+
+export interface DriverCheckReport {
+  /** Who answered: nvidia-smi through systeminformation, or asked directly where systeminformation had no figure. */
+  method: 'nvidia-smi via systeminformation' | 'nvidia-smi';
+  tolerance: number;
+  /** Why no strategy was checked (no NVIDIA driver, another adapter), else null. */
+  skipped: string | null;
+  note: string;
+  strategies: StrategyDriverCheck[];
+}
+
+export interface ProfileOptions {
+  driverCheck?: boolean | DriverProbe;
+}
+
+export const PER_KERNEL_NOTE = 'per-kernel times come from a separate step that runs every kernel in a compute pass of its own; that split adds pass overhead, so they sum to more than stepMs, the step timed with one pass per phase as bench times it';
+
+/** Passes that start before the forward span ends are forward ones (the timer's split point). */
+function withDirection(passes: readonly PassTime[], forwardMs: number | null): StrategyProfile['phases'] {
+  return passes.map((p) => ({ ...p, direction: forwardMs !== null && p.startMs < forwardMs - 1e-9 ? 'forward' : 'backward' }));
+}
+
+/** One config, one or more strategies: per-kernel GPU time and the memory timeline of a step. */
+export async function profileStrategies(gpu: GpuContext, config: LayerConfig, strategies: string[], onProgress?: (m: string) => void, options: ProfileOptions = {}): Promise<ProfileResult> {
+  if (!gpu.hasTimestamps) throw new Error('profile needs the timestamp-query feature for per-kernel times, which this adapter lacks');
+  const out: StrategyProfile[] = [];
+  const driver = options.driverCheck ? await startDriverCheck(gpu, options.driverCheck === true ? new DriverMemoryReader() : options.driverCheck) : null;
+  for (const id of strategies) {
+    const reason = findStrategy(id).unsupported(config);
+    if (reason) {
+      onProgress?.(`${id}: skipped (${reason})`);
+      continue;
+    }
+    onProgress?.(`${id}: profiling`);
+    const persistentBefore = driver?.probe ? await settled(gpu, driver.probe).catch(() => null) : null;
+    const layer = await MoELayer.fromConfig(gpu, config, { dispatch: id });
+    const persistentBytes = layer.allocator.live;
+    const timer = new GpuTimer(layer.allocator);
+    try {
+      await layer.randomizeOnGpu();
+      // Read now, before any step buffer exists: randomizeOnGpu has written every persistent byte.
+      const persistentAfter = driver?.probe && persistentBefore ? await settled(gpu, driver.probe).catch(() => null) : null;
+      await layer.forward();
+      const routing = await layer.routingSummary();
+      const kept = routing.keptPairs;
+      // The router is shared, so its kernels' work is known for every strategy.
+      const work = { ...routerWork(config), ...(findStrategy(id).kernelWork?.(config, routing, { chunkBytes: layer.chunkBytes }) ?? {}) };
+      await layer.backward();
+      await layer.step({ timer }); // warm-up: pipelines compiled, caches hot
+      const phased = await layer.step({ timer });
+      const split = await layer.step({ timer, perKernel: true });
+      const byKernel = new Map<string, KernelRow>();
+      const total = split.timing!.passes.reduce((a, p) => a + p.ms, 0);
+      for (const p of split.timing!.passes) {
+        const row = byKernel.get(p.label) ?? { kernel: p.label, calls: 0, ms: 0, percent: 0, tflops: null, gbPerS: null };
+        row.calls++;
+        row.ms += p.ms;
+        byKernel.set(p.label, row);
+      }
+      for (const row of byKernel.values()) {
+        row.percent = (100 * row.ms) / total;
+        const w = work[row.kernel];
+        if (w && row.ms > 0) {
+          row.tflops = w.flops > 0 ? w.flops / (row.ms * 1e-3) / 1e12 : null;
+          row.gbPerS = w.bytes / (row.ms * 1e-3) / 1e9;
+        }
+      }
+      const stepMs = phased.timing!.totalMs;
+      out.push({
+        strategy: id,
+        stepMs,
+        forwardMs: phased.timing!.forwardMs,
+        backwardMs: phased.timing!.backwardMs,
+        perKernelStepMs: split.timing!.totalMs,
+        phases: withDirection(phased.timing!.passes, phased.timing!.forwardMs),
+        kernels: [...byKernel.values()].sort((a, b) => b.ms - a.ms),
+        slices: split.timing!.passes,
+        usefulTflops: usefulFlops(config, kept, 'train') / (stepMs * 1e-3) / 1e12,
+        memory: split.memory,
+        peakByTag: split.memory.peakByTag,
+      });
+      if (driver?.probe) {
+        onProgress?.(`${id}: driver cross-check`);
+        const persistent = persistentBefore && persistentAfter ? figures(persistentBytes, driverDelta(persistentBefore, persistentAfter, gpu.adapter).bytes) : null;
+        driver.report.strategies.push(await checkAtPeak(layer, routing, driver.probe, persistent));
+      }
+    } finally {
+      timer.destroy();
+      layer.destroy();
+    }
+  }
+  return { config, timing: 'timestamp', note: PER_KERNEL_NOTE, strategies: out, ...(driver && { driverCheck: driver.report }) };
+}
+
+const usedMiB = (s: DriverSnapshot, gpu: DriverGpu) => s.gpus.find((g) => g.index === gpu.index && g.bus === gpu.bus)?.usedMiB ?? NaN;
+
+/** A settled reading on this context's device. */
+function settled(gpu: GpuContext, probe: DriverProbe): Promise<DriverSnapshot> {
+  return settledOn(gpu.device, probe);
+}
+
+/** Decides once whether the driver can say anything about this adapter. */
+async function startDriverCheck(gpu: GpuContext, probe: DriverProbe): Promise<{ probe: DriverProbe | null; report: DriverCheckReport }> {
+  const read = await probe.poll();
+  const a = gpu.adapter;
+  const skipped = read.reason ?? (/nvidia/i.test(`${a.vendor} ${a.device} ${a.description}`) ? null : `the adapter in use (${a.device || a.description || a.vendor}) is not an NVIDIA GPU, so the driver's figure does not describe it`);
+  const method = read.snapshot?.source === 'systeminformation' ? 'nvidia-smi via systeminformation' : 'nvidia-smi';
+  return { probe: skipped ? null : probe, report: { method, tolerance: DRIVER_TOLERANCE, skipped, note: DRIVER_CHECK_NOTE, strategies: [] } };
+}
+
+/** Holds the table's peak-phase step buffers and compares the allocator's delta with the driver's. */
+async function checkAtPeak(layer: MoELayer, routing: RoutingSummary, probe: DriverProbe, persistent: DriverFigures | null): Promise<StrategyDriverCheck> {
+  const strategy = layer.strategy.id;
+  const table = layer.strategy.bufferTable(layer.config, routing, { chunkBytes: layer.chunkBytes });
+  try {
+    // First the step's own buffers at its peak, then the table-sized hold as a second opinion.
+    let step: StepPeakCheck | null = null;
+    let stepFailure: string | null = null;
+    try {
+      step = await stepPeakCheck(layer, probe);
+    } catch (error) {
+      stepFailure = `the paused step failed: ${(error as Error).message ?? error}`;
+    }
+    const before = await settled(layer.gpu, probe);
+    const hold = await holdPeakBuffers(layer.allocator, table, layer.chunkBytes);
+    let after: DriverSnapshot;
+    try {
+      after = await settled(layer.gpu, probe);
+    } finally {
+      hold.release();
+    }
+    const freed = await settled(layer.gpu, probe);
+    const delta = driverDelta(before, after, layer.gpu.adapter);
+    const notes = [stepFailure, delta.note, before.stable && after.stable ? null : 'a reading did not settle within its polls'].filter((n): n is string => n !== null);
+    if (hold.allocatorBytes < DRIVER_RESOLUTION_BYTES) notes.push(`the peak's step buffers total under ${DRIVER_RESOLUTION_BYTES / MIB} MiB: whole-MiB readings and Dawn's pooled heaps for small buffers dominate; use a larger config`);
+    if (hold.equalSplit.length) notes.push(`chunk sizes of ${hold.equalSplit.join(', ')} are the table's total split equally (neither the step's record nor the shape gave them); the total is exact`);
+    return {
+      strategy,
+      skipped: null,
+      step,
+      peakPhase: hold.phase,
+      buffers: hold.buffers.length,
+      equalSplit: hold.equalSplit,
+      chunkSources: hold.chunkSources,
+      gpu: `${delta.gpu.name} (index ${delta.gpu.index}${delta.gpu.bus ? `, ${delta.gpu.bus}` : ''})`,
+      ...figures(hold.allocatorBytes, delta.bytes),
+      releasedBytes: (usedMiB(after, delta.gpu) - usedMiB(freed, delta.gpu)) * MIB,
+      persistent,
+      notes,
+    };
+  } catch (error) {
+    // A measurement, not a gate: an out-of-memory or a driver that stops answering is reported.
+    return { strategy, skipped: `failed: ${(error as Error).message ?? error}` };
+  }
+}
+
+/**
+ * Chrome / Perfetto trace (JSON object format): kernel slices on one GPU track per strategy and
+ * the allocator's live bytes as a counter track. Memory events have no GPU time; they are laid
+ * out on their own µs axis in event order, which is what the counter shows.
+ */
+export function chromeTrace(result: ProfileResult): object {
+  const events: object[] = [];
+  result.strategies.forEach((s, pid) => {
+    events.push({ name: 'process_name', ph: 'M', pid, tid: 0, args: { name: `${s.strategy} (GPU)` } });
+    events.push({ name: 'thread_name', ph: 'M', pid, tid: 1, args: { name: 'kernels' } });
+    for (const slice of s.slices) events.push({ name: slice.label, cat: 'kernel', ph: 'X', pid, tid: 1, ts: slice.startMs * 1000, dur: slice.ms * 1000 });
+    const span = s.perKernelStepMs * 1000;
+    const steps = s.memory.timeline.length || 1;
+    s.memory.timeline.forEach((e, i) => {
+      events.push({ name: 'live bytes', ph: 'C', pid, tid: 0, ts: (i / steps) * span, args: { bytes: e.live } });
+      if (e.kind === 'mark') events.push({ name: e.name, ph: 'i', s: 'p', pid, tid: 0, ts: (i / steps) * span });
+    });
+  });
+  return { traceEvents: events, displayTimeUnit: 'ms', otherData: { tool: 'moeblaze profile', note: result.note } };
+}

@@ -1,0 +1,273 @@
+import { join } from 'node:path';
+import { formatSkew, type GemmEngine, type LayerConfig } from '../config.js';
+import { gemmEngineFor, type GpuContext } from '../gpu/runtime.js';
+import { toHalf } from '../f16.js';
+import { MoELayer, seededInputs } from '../layer.js';
+import { requireBindingFits, requireVerifiable } from '../layer-limits.js';
+import { writeFileAtomic } from '../fs.js';
+import { writeNpy } from '../npy.js';
+import { compareTensors, referenceStep, routeReference, toFloat64, toleranceFor, type ReferenceResult, type ReferenceRouting, type Tolerance } from '../reference/index.js';
+import type { LayerInputs } from '../rng.js';
+import { findStrategy } from '../registry.js';
+
+export const VERIFIED_TENSORS = ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] as const;
+export type VerifiedTensor = (typeof VERIFIED_TENSORS)[number];
+
+export interface TensorCheck {
+  tensor: VerifiedTensor;
+  relError: number;
+  maxAbsError: number;
+  /** The error over its bound (reference/compare.ts): ≤ 1 passes, for the L2 and the largest-element gate. */
+  errorRatio: number;
+  maxErrorRatio: number;
+  hasNaN: boolean;
+  pass: boolean;
+}
+
+export interface StrategyVerification {
+  strategy: string;
+  status: 'pass' | 'fail' | 'unsupported' | 'error';
+  message?: string;
+  tensors: TensorCheck[];
+  /** Tokens whose k-th and (k+1)-th logits nearly tie and that the GPU routed differently: the reference took the GPU's routing for them. */
+  nearTieTokens: number;
+  droppedPairs: number;
+  /** Reference folder of a --dump this strategy was compared with. */
+  reference: 'ref' | 'ref-capacity';
+  /** GEMMs that could not be built on the requested engine and ran on simt. */
+  gemmFallbacks?: string[];
+}
+
+export interface VerifyResult {
+  config: LayerConfig;
+  /** The engine the layer's f16 GEMMs ran on (the router and f32 GEMMs always run simt). */
+  gemmEngine: GemmEngine;
+  /** Relative tolerance (rtol); the floor is atol·‖√Σ terms²‖ (reference/compare.ts). */
+  tolerance: number;
+  atol: number;
+  strategies: StrategyVerification[];
+  pass: boolean;
+}
+
+export interface VerifyOptions {
+  /** Strategies to check (`--impl`); required unless the deprecated `strategies` is given. */
+  impl?: string[];
+  /** @deprecated since 0.2: use `impl`. */
+  strategies?: string[];
+  tolerance?: number;
+  chunkBytes?: number;
+  dumpDir?: string;
+  onProgress?: (message: string) => void;
+}
+
+export interface GpuRun {
+  O: Float32Array;
+  grads: Record<Exclude<VerifiedTensor, 'O'>, Float32Array | null>;
+  experts: Uint32Array;
+  droppedPairs: number;
+  gemmFallbacks: string[];
+}
+
+async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
+  const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy, chunkBytes });
+  try {
+    layer.setInputs(inputs);
+    await layer.forward();
+    const routing = await layer.readRouting();
+    const summary = await layer.routingSummary();
+    await layer.backward();
+    const O = await layer.readOutput();
+    const g = await layer.readGradients();
+    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks] };
+  } finally {
+    layer.destroy();
+  }
+}
+
+/**
+ * Near ties (docs/design.md#numerics-and-the-reference): where f32 and f64 may legitimately pick different experts, the
+ * reference routing takes the GPU's choice for those tokens; any other difference stays.
+ */
+export function routingFor(config: LayerConfig, X: Float64Array, Wr: Float64Array, capacity: boolean, gpuExperts: Uint32Array): { routing: ReferenceRouting; forced: number } {
+  const first = routeReference(config, X, Wr, { capacity });
+  const k = config.topK;
+  const forcedExperts = new Map<number, number[]>();
+  for (const t of first.nearTies) {
+    const gpu = Array.from(gpuExperts.subarray(t * k, t * k + k));
+    const ref = Array.from(first.experts.subarray(t * k, t * k + k));
+    if (gpu.some((e, s) => e !== ref[s])) forcedExperts.set(t, gpu);
+  }
+  if (forcedExperts.size === 0) return { routing: first, forced: 0 };
+  return { routing: routeReference(config, X, Wr, { capacity, forcedExperts }), forced: forcedExperts.size };
+}
+
+export function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number } {
+  const { routing, forced } = routingFor(config, inputs64.X, inputs64.Wr, capacity, gpuExperts);
+  return { ref: referenceStep(config, inputs64, { capacity, routing }), forced };
+}
+
+export type ExpectedTensors = { [K in VerifiedTensor]: { value: ArrayLike<number>; scale: ArrayLike<number> | null } | null };
+
+/** The full reference's tensors with their scales, in the form compareRun takes. */
+export function expectedFrom(ref: ReferenceResult): ExpectedTensors {
+  const pick = (name: VerifiedTensor) => {
+    const value = refTensor(ref, name);
+    return value && { value, scale: ref.scale[name] };
+  };
+  return { O: pick('O'), dX: pick('dX'), dWr: pick('dWr'), dW1: pick('dW1'), dW2: pick('dW2'), dW3: pick('dW3') };
+}
+
+/** The one judgement of verify, bench and the sampled check: tensors of a GPU run against expected values. */
+export function compareRun(got: { [K in VerifiedTensor]: ArrayLike<number> | null }, want: ExpectedTensors, tolerance: Tolerance): TensorCheck[] {
+  const tensors: TensorCheck[] = [];
+  for (const name of VERIFIED_TENSORS) {
+    const w = want[name];
+    const g = got[name];
+    if (!w || !g) continue;
+    const c = compareTensors(g, w.value, { scale: w.scale, tolerance });
+    tensors.push({ tensor: name, relError: c.relError, maxAbsError: c.maxAbsError, errorRatio: c.errorRatio, maxErrorRatio: c.maxErrorRatio, hasNaN: c.hasNaN, pass: c.pass });
+  }
+  return tensors;
+}
+
+/** A GPU run's tensors by name. */
+export function runTensors(run: GpuRun): { [K in VerifiedTensor]: Float32Array | null } {
+  return { O: run.O, ...run.grads };
+}
+
+function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | null {
+  return name === 'O' ? ref.O : ref[name];
+}
+
+export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, options: VerifyOptions): Promise<VerifyResult> {
+  const tolerance = toleranceFor(config.dtype, options.tolerance);
+  // Before any input is generated: a shape that cannot fit fails here with its size and the limit.
+  requireVerifiable(config);
+  if ((options.impl ?? options.strategies ?? []).some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
+  const gemmEngine = gemmEngineFor(gpu, config.dtype);
+  const inputs = seededInputs(config);
+  const inputs64 = toFloat64(inputs);
+  const results: StrategyVerification[] = [];
+  const dumped = new Map<string, ReferenceResult>();
+  for (const id of options.impl ?? options.strategies ?? []) {
+    const strategy = findStrategy(id);
+    const reference = strategy.dropless ? 'ref' : 'ref-capacity';
+    const base = { strategy: id, tensors: [], nearTieTokens: 0, droppedPairs: 0, reference } as const;
+    const reason = strategy.unsupported(config);
+    if (reason) {
+      results.push({ ...base, tensors: [], status: 'unsupported', message: reason });
+      continue;
+    }
+    options.onProgress?.(`${id}: running on the GPU`);
+    let run: GpuRun;
+    try {
+      run = await runOnGpu(gpu, config, id, inputs, options.chunkBytes);
+    } catch (error) {
+      results.push({ ...base, tensors: [], status: 'error', message: (error as Error).message });
+      continue;
+    }
+    options.onProgress?.(`${id}: float64 reference`);
+    const { ref, forced } = referenceFor(config, inputs64, !strategy.dropless, run.experts);
+    const tensors = compareRun(runTensors(run), expectedFrom(ref), tolerance);
+    const pass = tensors.every((t) => t.pass) && run.droppedPairs === ref.routing.dropped;
+    const message = run.droppedPairs !== ref.routing.dropped ? `dropped ${run.droppedPairs} pairs, the reference ${ref.routing.dropped}` : undefined;
+    results.push({ ...base, tensors, nearTieTokens: forced, droppedPairs: run.droppedPairs, status: pass ? 'pass' : 'fail', ...(message && { message }), ...(run.gemmFallbacks.length && { gemmFallbacks: run.gemmFallbacks }) });
+    if (options.dumpDir) {
+      await dumpStrategy(options.dumpDir, id, config, run);
+      if (!dumped.has(reference)) {
+        dumped.set(reference, ref);
+        await dumpReference(options.dumpDir, reference, config, ref);
+      }
+    }
+  }
+  if (options.dumpDir) await dumpInputs(options.dumpDir, config, inputs, results, dumped);
+  return { config, gemmEngine, tolerance: tolerance.rtol, atol: tolerance.atol, strategies: results, pass: results.every((r) => r.status === 'pass' || r.status === 'unsupported') };
+}
+
+function shapes(c: LayerConfig) {
+  const { tokens: T, hidden: d, ffn: h, experts: E } = c;
+  return { O: [T, d], dX: [T, d], dWr: [d, E], dW1: [E, d, h], dW2: [E, h, d], dW3: [E, d, h] } as Record<VerifiedTensor, number[]>;
+}
+
+/** GPU data as stored: f32, or f16 narrowed back exactly (the readback widened it). */
+function stored(c: LayerConfig, data: Float32Array): Float32Array | Uint16Array {
+  return c.dtype === 'f16' ? toHalf(data) : data;
+}
+
+const storedDescr = (c: LayerConfig) => (c.dtype === 'f16' ? '<f2' : '<f4');
+
+async function dumpStrategy(dir: string, id: string, c: LayerConfig, run: GpuRun) {
+  const s = shapes(c);
+  await writeNpy(join(dir, id, 'O.npy'), stored(c, run.O), s.O);
+  for (const [name, data] of Object.entries(run.grads)) if (data) await writeNpy(join(dir, id, `${name}.npy`), stored(c, data), s[name as VerifiedTensor]);
+}
+
+async function dumpReference(dir: string, folder: string, c: LayerConfig, ref: ReferenceResult) {
+  const s = shapes(c);
+  for (const name of VERIFIED_TENSORS) {
+    const data = refTensor(ref, name);
+    if (data) await writeNpy(join(dir, folder, `${name}.npy`), data, s[name]);
+  }
+  const { tokens: T, topK: k } = c;
+  await writeNpy(join(dir, folder, 'experts.npy'), Int32Array.from(ref.routing.experts), [T, k]);
+  await writeNpy(join(dir, folder, 'gates.npy'), Float64Array.from(ref.routing.gates), [T, k]);
+  await writeNpy(join(dir, folder, 'kept.npy'), Uint8Array.from(ref.routing.kept), [T, k]);
+}
+
+/** Inputs, the first reference's routing at the top, and the manifest (written last: its presence means the dump is whole). */
+async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, results: StrategyVerification[], refs: Map<string, ReferenceResult>) {
+  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+  const files: Record<string, { shape: number[]; dtype: string; layout: string }> = {};
+  const put = async (path: string, data: Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array, shape: number[], dtype: string) => {
+    await writeNpy(join(dir, path), data, shape);
+    files[path] = { shape, dtype, layout: 'C order, little-endian' };
+  };
+  const f = storedDescr(c);
+  await put('X.npy', stored(c, inputs.X), [T, d], f);
+  await put('dO.npy', stored(c, inputs.dO), [T, d], f);
+  await put('Wr.npy', stored(c, inputs.Wr), [d, E], f);
+  await put('W1.npy', stored(c, inputs.W1), [E, d, h], f);
+  if (inputs.W3) await put('W3.npy', stored(c, inputs.W3), [E, d, h], f);
+  await put('W2.npy', stored(c, inputs.W2), [E, h, d], f);
+  const top = refs.get('ref') ?? refs.get('ref-capacity');
+  if (top) {
+    await put('experts.npy', Int32Array.from(top.routing.experts), [T, k], '<i4');
+    await put('gates.npy', Float64Array.from(top.routing.gates), [T, k], '<f8');
+    await put('kept.npy', Uint8Array.from(top.routing.kept), [T, k], '|u1');
+  }
+  const s = shapes(c);
+  for (const r of results) {
+    if (r.status === 'unsupported' || r.status === 'error') continue;
+    for (const t of r.tensors) files[`${r.strategy}/${t.tensor}.npy`] = { shape: s[t.tensor], dtype: f, layout: 'C order, little-endian' };
+  }
+  for (const folder of refs.keys()) for (const t of VERIFIED_TENSORS) if (t !== 'dW3' || c.activation === 'swiglu') files[`${folder}/${t}.npy`] = { shape: s[t], dtype: '<f8', layout: 'C order, little-endian' };
+  // dumpReference writes each reference's routing beside its tensors: listed too, so that the manifest names every file.
+  for (const folder of refs.keys()) {
+    files[`${folder}/experts.npy`] = { shape: [T, k], dtype: '<i4', layout: 'C order, little-endian' };
+    files[`${folder}/gates.npy`] = { shape: [T, k], dtype: '<f8', layout: 'C order, little-endian' };
+    files[`${folder}/kept.npy`] = { shape: [T, k], dtype: '|u1', layout: 'C order, little-endian' };
+  }
+  const manifest = {
+    format: 'moeblaze.verify-dump/v1',
+    config: {
+      tokens: T,
+      hidden: d,
+      ffn: h,
+      experts: E,
+      topK: k,
+      activation: c.activation,
+      capacityFactor: c.capacityFactor,
+      normalizeGates: c.normalizeGates,
+      checkpoint: c.checkpoint,
+      dtype: c.dtype,
+      skew: formatSkew(c.skew),
+      seed: c.seed,
+      auxLoss: c.auxLossCoef,
+    },
+    generator: 'src/rng.ts: seeded with --seed; draws X, dO, Wr, W1, W3, W2 in that order; X, dO ~ N(0,1), weights ~ N(0, 1/fan_in)',
+    strategies: results.map((r) => ({ id: r.strategy, status: r.status, reference: r.reference })),
+    routing: 'experts/gates/kept at the top are the reference routing (dropless when a dropless strategy ran)',
+    files,
+  };
+  await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+}
