@@ -1,0 +1,328 @@
+import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from './dispatch-kernels.js';
+import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
+import { tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { grid, MAX_WORKGROUPS_PER_DIM, type KernelSource } from '../../kernels/program.js';
+import { encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
+import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../../kernels/routing/metadata.js';
+import { spec, type BufferSpec, type BufferTable } from '../../src/strategy/buffer-table.js';
+import { expertCapacity, type LayerConfig } from '../../src/config.js';
+import { floatBytes } from '../../src/f16.js';
+import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
+import { chunkLayout, chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
+import { persistentSpecs, type LayerTensors, type RoutingSummary, type StepContext, type StrategyRunner, type TableLimits } from '../../src/strategy/contract.js';
+import { maxOf } from '../../src/arrays.js';
+import { BufferPlan } from '../../src/strategy/buffer-plan.js';
+
+/**
+ * What the capacity strategies (Tutel, GShard) share: the capacity rule, the padded [E, C, ·]
+ * layouts, the buffer plan format, and a runner skeleton that owns routing and the bookkeeping of
+ * buffer lifetimes. The plan is the single source of truth: the runner allocates each buffer with
+ * the plan's layout and tag when its first phase begins and frees it when its last phase ends, so
+ * the declared table and the allocator's record cannot drift apart.
+ */
+export interface PlannedBuffer {
+  name: string;
+  tag: BufferSpec['tag'];
+  layout: ChunkLayout;
+  shape: number[];
+  dtype: BufferSpec['dtype'];
+  from: string;
+  to: string;
+}
+
+export interface CapacityPlan {
+  phases: string[];
+  forwardEnd: string;
+  buffers: PlannedBuffer[];
+}
+
+export type PlanFor = (c: LayerConfig, capacity: number, chunkBytes: number) => CapacityPlan;
+
+/**
+ * C for a config and (realised or expected) routing. cf = 0 means the busiest expert's load;
+ * without routing (a plan before any run) that is taken as the uniform share ⌈T·k/E⌉.
+ */
+export function capacityOf(c: LayerConfig, routing: RoutingSummary | null | undefined): number {
+  if (c.capacityFactor > 0) return expertCapacity(c);
+  if (routing?.capacity !== null && routing?.capacity !== undefined) return routing.capacity;
+  if (routing?.expertLoads?.length) return maxOf(routing.expertLoads);
+  return Math.ceil((c.tokens * c.topK) / c.experts);
+}
+
+export function planTable(plan: CapacityPlan, c: LayerConfig, limits: TableLimits): BufferTable {
+  return {
+    phases: plan.phases,
+    forwardEnd: plan.forwardEnd,
+    persistent: persistentSpecs(c, limits),
+    step: plan.buffers.map((b) => spec(b.name, b.tag, b.layout, b.shape, b.dtype, b.from, b.to)),
+  };
+}
+
+/**
+ * The [E·C, d] and [E·C, h] tensors share one row chunking (that of the wider), so a GEMM between
+ * them pairs chunk i with chunk i. Chunks hold whole experts when one expert fits a binding.
+ */
+export function expertRowLayouts(c: LayerConfig, C: number, chunkBytes: number): { d: ChunkLayout; h: ChunkLayout } {
+  const rows = c.experts * C;
+  const wide = Math.max(c.hidden, c.ffn);
+  const f = floatBytes(c.dtype);
+  const granularity = C > 0 && C * wide * f <= chunkBytes ? C : 1;
+  const base = chunkLayout(rows, wide, f, chunkBytes, granularity);
+  const withCols = (cols: number): ChunkLayout => ({ ...base, cols });
+  return { d: withCols(c.hidden), h: withCols(c.ffn) };
+}
+
+/** Phases that differ between the strategies: where X enters the [E,C] grid and where O leaves it. */
+export interface VariantPhases {
+  dispatch: string;
+  combine: string;
+  combineGrad: string;
+  dispatchGrad: string;
+  /** Last phase that reads the slots map. */
+  slotsUntil: string;
+}
+
+/**
+ * Buffers both strategies have: router, routing metadata, the expert MLP over [E,C,·] and its
+ * gradients. Router state (probabilities, gates, the dg partial sums and the router's gradient)
+ * stays f32 and the metadata u32 at any dtype; every other float buffer is at the layer's dtype.
+ */
+export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: VariantPhases): PlannedBuffer[] {
+  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
+  const whole = (rows: number, cols = 1) => chunkLayout(rows, cols, 4, Infinity);
+  const f = c.dtype;
+  const tokenRows = chunkLayout(T, d, floatBytes(f), Infinity);
+  const m = metadataSizes(T, E, k);
+  const x = expertRowLayouts(c, C, chunkBytes);
+  const swiglu = c.activation === 'swiglu';
+  const list: PlannedBuffer[] = [];
+  const add = (name: string, tag: BufferSpec['tag'], layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'], from: string, to: string) =>
+    list.push({ name, tag, layout, shape, dtype, from, to });
+  add('routerProbs', 'activations-saved', whole(T, E), [T, E], 'f32', 'router', 'router-grad');
+  add('tokenExperts', 'routing-metadata', whole(T, k), [T, k], 'u32', 'router', 'router-grad');
+  add('gates', 'routing-metadata', whole(T, k), [T, k], 'f32', 'router', 'router-grad');
+  // The shared atomic-free builder gives Tutel's locations; its by-products die with the phase.
+  add('blockCounts', 'workspace', whole(m.blockCounts), [m.blockCounts], 'u32', 'metadata', 'metadata');
+  add('expertTokenIndices', 'workspace', whole(T * k), [T * k], 'u32', 'metadata', 'metadata');
+  add('expertSlotOffsets', 'workspace', whole(m.expertSlotOffsets), [m.expertSlotOffsets], 'u32', 'metadata', 'metadata');
+  add('expertTileOffsets', 'workspace', whole(m.expertTileOffsets), [m.expertTileOffsets], 'u32', 'metadata', 'metadata');
+  add('slotTileOffsets', 'workspace', whole(m.slotTileOffsets), [m.slotTileOffsets], 'u32', 'metadata', 'metadata');
+  add('slots', 'routing-metadata', whole(T, k), [T, k], 'u32', 'metadata', p.slotsUntil);
+  add('expertOffsets', 'routing-metadata', whole(E + 1), [E + 1], 'u32', 'metadata', 'router-grad');
+  add('dispatched', 'activations-saved', x.d, [E, C, d], f, p.dispatch, 'up-grad');
+  add('a', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
+  if (swiglu) add('b', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
+  add('u', 'activations-saved', x.h, [E, C, h], f, 'up', 'down-grad');
+  add('y', 'activations-saved', x.d, [E, C, d], f, 'down', p.combineGrad);
+  add('O', 'output', tokenRows, [T, d], f, p.combine, p.dispatchGrad);
+  add('dY', 'workspace', x.d, [E, C, d], f, p.combineGrad, 'down-grad');
+  add('dgPartial', 'workspace', whole(E * C), [E * C], 'f32', p.combineGrad, 'router-grad');
+  add('routerGrad', 'workspace', whole(T, E), [T, E], 'f32', 'router-grad', 'router-grad');
+  add('dX', 'output', tokenRows, [T, d], f, 'router-grad', p.dispatchGrad);
+  add('dU', 'workspace', x.h, [E, C, h], f, 'down-grad', 'act-grad');
+  add('da', 'workspace', x.h, [E, C, h], f, 'act-grad', 'up-grad');
+  if (swiglu) add('db', 'workspace', x.h, [E, C, h], f, 'act-grad', 'up-grad');
+  add('dDispatched', 'workspace', x.d, [E, C, d], f, 'up-grad', p.dispatchGrad);
+  return list;
+}
+
+export function unsupportedCapacity(c: LayerConfig): string | null {
+  if (c.topK > MAX_TOP_K) return `top-k ${c.topK} > ${MAX_TOP_K}`;
+  if (c.experts * c.topK > MAX_PAIRS) return `experts × top-k = ${c.experts * c.topK} > ${MAX_PAIRS}`;
+  return null;
+}
+
+export function checkGrid(kernel: string, count: number): number {
+  if (count > MAX_WORKGROUPS_PER_DIM) throw new Error(`${kernel}: ${count} workgroups along one grid dimension exceed ${MAX_WORKGROUPS_PER_DIM}; use a smaller capacity or fewer tokens`);
+  return count;
+}
+
+export interface ExpertChunk {
+  ac: number;
+  wc: number;
+  rowBegin: number;
+  rowEnd: number;
+  expertFirst: number;
+  expertBase: number;
+  experts: number;
+}
+
+/**
+ * The skeleton of a capacity strategy's step. Subclasses supply the two ends (how X reaches the
+ * [E,C,d] grid and how y returns to tokens, forward and backward); the router, the capacity rule
+ * and the lifetimes live here, the expert MLP in capacity-experts.ts.
+ */
+export abstract class CapacityRunnerBase implements StrategyRunner {
+  protected C = 0;
+  private readonly buffers: BufferPlan;
+  private routingCache: { experts: Uint32Array; gates: Float32Array; kept: Uint8Array } | null = null;
+  private summaryCache: RoutingSummary | null = null;
+
+  constructor(
+    protected readonly c: LayerConfig,
+    private readonly planFor: PlanFor,
+    protected readonly id: string,
+  ) {
+    this.buffers = new BufferPlan(id);
+  }
+
+  abstract forward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
+  abstract backward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
+
+  protected get(name: string): Tensor {
+    return this.buffers.get(name);
+  }
+
+  protected chunk(name: string, i = 0) {
+    return this.buffers.chunk(name, i);
+  }
+
+  protected layoutOf(name: string): ChunkLayout {
+    return this.buffers.layoutOf(name);
+  }
+
+  /** Frees what ended with the current phase, then starts the next one. */
+  protected enter(step: StepContext, phase: string): void {
+    this.buffers.enter(step, phase);
+  }
+
+  /** Frees the buffers whose last phase is the current one; outputs stay for the caller to read. */
+  protected endPhase(step: StepContext): void {
+    this.buffers.endPhase(step);
+  }
+
+  protected alloc(step: StepContext, name: string): Tensor {
+    return this.buffers.alloc(step, name)[0];
+  }
+
+  private usePlan(step: StepContext): void {
+    this.buffers.use(planTable(this.planFor(this.c, this.C, step.chunkBytes), this.c, { chunkBytes: step.chunkBytes }));
+  }
+
+  /** Router, routing metadata, C (read back to the host when cf = 0, as Tutel all-reduces it) and the slots map. */
+  protected async route(step: StepContext, layer: LayerTensors): Promise<void> {
+    const c = this.c;
+    const { tokens: T, experts: E, topK: k } = c;
+    const reason = unsupportedCapacity(c);
+    if (reason) throw new Error(`${this.id}: ${reason}`);
+    this.routingCache = this.summaryCache = null;
+    this.C = c.capacityFactor > 0 ? expertCapacity(c) : 0;
+    this.usePlan(step);
+    this.enter(step, 'router');
+    for (const name of ['routerProbs', 'tokenExperts', 'gates']) this.alloc(step, name);
+    await encodeRouterForward(
+      step.enc,
+      routerShape(c),
+      { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') },
+    );
+
+    this.enter(step, 'metadata');
+    const names = ['blockCounts', 'expertTokenIndices', 'slots', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'];
+    for (const name of names) this.alloc(step, name);
+    await encodeRoutingMetadata(step.enc, { tokens: T, experts: E, topK: k }, {
+      tokenExperts: this.chunk('tokenExperts'),
+      blockCounts: this.chunk('blockCounts'),
+      expertTokenIndices: this.chunk('expertTokenIndices'),
+      tokenSlotMap: this.chunk('slots'),
+      expertOffsets: this.chunk('expertOffsets'),
+      expertSlotOffsets: this.chunk('expertSlotOffsets'),
+      expertTileOffsets: this.chunk('expertTileOffsets'),
+      slotTileOffsets: this.chunk('slotTileOffsets'),
+    });
+    if (c.capacityFactor === 0) {
+      // The host needs C to size [E,C,·]: a mid-step readback, inside the timed step.
+      step.enc.flush();
+      const offsets = await readTensorU32(step.kernels.allocator, this.get('expertOffsets'));
+      this.C = maxOf(Array.from({ length: E }, (_, e) => offsets[e + 1] - offsets[e]), 0);
+      this.usePlan(step);
+    }
+    await step.enc.dispatch({
+      source: capacitySlots,
+      params: { pairs: T * k, C: this.C },
+      buffers: [this.chunk('tokenExperts'), this.chunk('expertOffsets'), this.chunk('slots')],
+      workgroups: grid(Math.ceil((T * k) / DISPATCH_WORKGROUP)),
+    });
+  }
+
+  /** One call per (row chunk of [E·C,·], weight chunk) that share at least one expert. */
+  protected async overExperts(weights: Tensor, run: (x: ExpertChunk) => Promise<void>): Promise<void> {
+    const C = this.C;
+    if (C === 0) return;
+    const rows = this.layoutOf('dispatched');
+    for (let ac = 0; ac < rows.chunkCount; ac++) {
+      const r = chunkRowRange(rows, ac);
+      if (r.count === 0) continue;
+      for (let wc = 0; wc < weights.chunks.length; wc++) {
+        const w = chunkRowRange(weights.layout, wc);
+        const first = Math.max(w.start, Math.floor(r.start / C));
+        const end = Math.min(w.start + w.count, Math.ceil((r.start + r.count) / C));
+        if (end > first) await run({ ac, wc, rowBegin: r.start, rowEnd: r.start + r.count, expertFirst: first, expertBase: w.start, experts: end - first });
+      }
+    }
+  }
+
+  protected expertParams(x: ExpertChunk, M: number, N: number, K: number) {
+    return { M, N, K, C: this.C, rowBegin: x.rowBegin, rowEnd: x.rowEnd, expertFirst: x.expertFirst, expertBase: x.expertBase, d: this.c.hidden, h: this.c.ffn };
+  }
+
+  /** A GEMM whose output rows are capacity slots (one workgroup column per expert). */
+  protected async expertRows(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
+    await this.overExperts(weights, (x) =>
+      step.enc.dispatch({
+        source,
+        params: this.expertParams(x, 0, N, K),
+        buffers: buffers(x),
+        workgroups: [checkGrid(source.name, tiles(Math.min(this.C, x.rowEnd - x.rowBegin), TILE_M)), checkGrid(source.name, tiles(N, TILE_N)), checkGrid(source.name, x.experts)],
+      }),
+    );
+  }
+
+  /**
+   * A weight-gradient GEMM reducing over each expert's slots in the row chunk. An expert's first
+   * row chunk stores its gradient, later ones add: only the chunk's first expert can continue
+   * from an earlier chunk, so it gets its own 'add' dispatch.
+   */
+  protected async expertReduce(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
+    await this.overExperts(weights, async (x) => {
+      const continued = x.expertFirst * this.C < x.rowBegin ? 1 : 0;
+      const parts: [ReduceMode, ExpertChunk][] = [
+        ['add', { ...x, experts: continued }],
+        ['store', { ...x, expertFirst: x.expertFirst + continued, experts: x.experts - continued }],
+      ];
+      for (const [mode, part] of parts) {
+        if (part.experts === 0) continue;
+        const kernel = source[mode];
+        await step.enc.dispatch({
+          source: kernel,
+          params: this.expertParams(part, M, N, 0),
+          buffers: buffers(part),
+          workgroups: [tiles(M, TILE_M), tiles(N, TILE_N), checkGrid(kernel.name, part.experts)],
+        });
+      }
+    });
+  }
+
+  async readRouting(step: StepContext) {
+    if (this.routingCache) return this.routingCache;
+    const allocator = step.kernels.allocator;
+    const experts = await readTensorU32(allocator, this.get('tokenExperts'));
+    const gates = await readTensor(allocator, this.get('gates'));
+    const slots = await readTensorU32(allocator, this.get('slots'));
+    this.routingCache = { experts, gates, kept: Uint8Array.from(slots, (s) => (s === DROPPED ? 0 : 1)) };
+    return this.routingCache;
+  }
+
+  async summary(step: StepContext): Promise<RoutingSummary> {
+    if (this.summaryCache) return this.summaryCache;
+    const offsets = await readTensorU32(step.kernels.allocator, this.get('expertOffsets'));
+    const slots = await readTensorU32(step.kernels.allocator, this.get('slots'));
+    const droppedPairs = slots.reduce((n, s) => n + (s === DROPPED ? 1 : 0), 0);
+    const expertLoads = Array.from({ length: this.c.experts }, (_, e) => offsets[e + 1] - offsets[e]);
+    this.summaryCache = { expertLoads, keptPairs: slots.length - droppedPairs, droppedPairs, capacity: this.C };
+    return this.summaryCache;
+  }
+
+  release(step: StepContext): void {
+    this.buffers.release(step);
+  }
+}

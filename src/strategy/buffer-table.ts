@@ -1,0 +1,81 @@
+import type { BufferTag } from '../gpu/allocator.js';
+import { chunkBytes, type ChunkLayout } from '../gpu/tensor.js';
+
+/**
+ * A strategy's declared memory: every buffer it allocates in a step, with its tag, shape and
+ * lifetime over the strategy's ordered phases (docs/design.md#memory). Buffers are allocated when their
+ * first phase begins and freed when their last phase ends, so the bytes live during phase p are
+ * exactly those whose lifetime covers p; the allocator's record must agree to the byte.
+ */
+export interface BufferSpec {
+  name: string;
+  tag: BufferTag;
+  shape: number[];
+  dtype: 'f32' | 'u32' | 'f16' | 'u8';
+  /** Bytes as allocated (chunks rounded to 4 bytes each). */
+  bytes: number;
+  chunks: number;
+  /** How the tensor is chunked; a runner allocates it with exactly this layout (buffer-plan.ts). */
+  layout: ChunkLayout;
+  from: string;
+  to: string;
+}
+
+export interface BufferTable {
+  /** Phases in execution order; the forward pass ends after `forwardEnd`. */
+  phases: string[];
+  forwardEnd: string;
+  /** Live for the whole step (weights, gradients, inputs, kernel params). */
+  persistent: BufferSpec[];
+  step: BufferSpec[];
+}
+
+export interface TableFigures {
+  baseline: number;
+  stepPeak: number;
+  activationPeak: number;
+  savedForBackward: number;
+  peakPhase: string;
+  /** Bytes live during each phase (persistent included). */
+  byPhase: Record<string, number>;
+}
+
+export function spec(name: string, tag: BufferTag, layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'], from: string, to: string): BufferSpec {
+  const chunks = chunkBytes(layout);
+  return { name, tag, shape, dtype, bytes: chunks.reduce((a, b) => a + b, 0), chunks: chunks.length, layout, from, to };
+}
+
+function liveIn(table: BufferTable, s: BufferSpec, phase: string): boolean {
+  const i = table.phases.indexOf(phase);
+  return table.phases.indexOf(s.from) <= i && i <= table.phases.indexOf(s.to);
+}
+
+export function validateTable(table: BufferTable): void {
+  for (const s of table.step) {
+    const from = table.phases.indexOf(s.from);
+    const to = table.phases.indexOf(s.to);
+    if (from < 0 || to < 0 || to < from) throw new Error(`buffer table: ${s.name} has lifetime ${s.from}..${s.to} outside the phases ${table.phases.join(', ')}`);
+  }
+}
+
+/** The figures of docs/design.md#memory as the table predicts them. */
+export function tableFigures(table: BufferTable): TableFigures {
+  validateTable(table);
+  const baseline = table.persistent.reduce((a, s) => a + s.bytes, 0);
+  const byPhase: Record<string, number> = {};
+  let stepPeak = baseline;
+  let peakPhase = table.phases[0];
+  for (const phase of table.phases) {
+    const live = baseline + table.step.filter((s) => liveIn(table, s, phase)).reduce((a, s) => a + s.bytes, 0);
+    byPhase[phase] = live;
+    if (live > stepPeak) {
+      stepPeak = live;
+      peakPhase = phase;
+    }
+  }
+  const endIndex = table.phases.indexOf(table.forwardEnd);
+  const savedForBackward = table.step
+    .filter((s) => (s.tag === 'activations-saved' || s.tag === 'routing-metadata') && table.phases.indexOf(s.from) <= endIndex && table.phases.indexOf(s.to) > endIndex)
+    .reduce((a, s) => a + s.bytes, 0);
+  return { baseline, stepPeak, activationPeak: stepPeak - baseline, savedForBackward, peakPhase, byPhase };
+}

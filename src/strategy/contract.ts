@@ -1,0 +1,147 @@
+import type { KernelContext } from '../../kernels/context.js';
+import type { StepEncoder } from '../../kernels/program.js';
+import { PARAM_ARENA_BYTES } from '../../kernels/program.js';
+import type { BufferTable, BufferSpec } from './buffer-table.js';
+import { spec } from './buffer-table.js';
+import type { LayerConfig } from '../config.js';
+import type { BufferTag } from '../gpu/allocator.js';
+import { floatBytes } from '../f16.js';
+import { allocateTensor, chunkLayout, freeTensor, type ChunkLayout, type Tensor } from '../gpu/tensor.js';
+
+/**
+ * The contract every dispatch strategy implements (zero-buffer and the baselines alike), so a
+ * kernel author can add one without touching any command: register it in src/registry.ts.
+ */
+export interface Strategy {
+  id: string;
+  /** One line for tables and --help. */
+  title: string;
+  /** Dropless strategies ignore --capacity-factor. */
+  dropless: boolean;
+  /** Why this config cannot run with the strategy, or null. */
+  unsupported(config: LayerConfig): string | null;
+  /** Every buffer a step allocates, given the realised (or expected) routing. */
+  bufferTable(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): BufferTable;
+  create(config: LayerConfig): StrategyRunner;
+  /**
+   * Optional: useful FLOPs and an estimate of the bytes each kernel moves in one train step,
+   * keyed by kernel name, so that `profile` can show TFLOP/s and GB/s per kernel.
+   */
+  kernelWork?(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): Record<string, KernelWork>;
+}
+
+export interface KernelWork {
+  flops: number;
+  /** Lower-bound traffic: every operand read once, every output written once (an estimate). */
+  bytes: number;
+}
+
+/** The shared router's kernels (every strategy runs them). */
+export function routerWork(c: LayerConfig): Record<string, KernelWork> {
+  const { tokens: T, hidden: d, experts: E, topK: k } = c;
+  const dense = 2 * T * d * E;
+  return {
+    'router-logits': { flops: dense, bytes: 4 * (T * d + d * E + T * E) },
+    'router-topk': { flops: 0, bytes: 4 * (2 * T * E + 2 * T * k) },
+    'router-backward': { flops: 0, bytes: 4 * (2 * T * E + 4 * T * k) },
+    'router-dWr': { flops: dense, bytes: 4 * (T * d + T * E + d * E) },
+    'router-dX': { flops: dense, bytes: 4 * (T * E + d * E + T * d) },
+  };
+}
+
+export interface TableLimits {
+  /** Largest chunk of one tensor (the storage-binding limit, or smaller when forced). */
+  chunkBytes: number;
+}
+
+/** What a strategy's routing did, read back after the forward pass (outside any timing). */
+export interface RoutingSummary {
+  /** Pairs routed to each expert before any drop. */
+  expertLoads: number[];
+  keptPairs: number;
+  droppedPairs: number;
+  /** Slots per expert for capacity strategies, else null. */
+  capacity: number | null;
+}
+
+/** The layer's persistent tensors, owned by MoELayer and shared with the strategy. */
+export interface LayerTensors {
+  X: Tensor;
+  dO: Tensor;
+  Wr: Tensor;
+  W1: Tensor;
+  W3: Tensor | null;
+  W2: Tensor;
+  dWr: Tensor;
+  dW1: Tensor;
+  dW3: Tensor | null;
+  dW2: Tensor;
+}
+
+/** A strategy bound to one layer; it keeps what the forward pass saved for the backward pass. */
+export interface StrategyRunner {
+  forward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
+  backward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
+  /** Routing as [T,k] expert ids, gates and kept flags (verify and tests). */
+  readRouting(step: StepContext): Promise<{ experts: Uint32Array; gates: Float32Array; kept: Uint8Array }>;
+  summary(step: StepContext): Promise<RoutingSummary>;
+  /** Frees whatever the runner still holds (outputs of the last step). */
+  release(step: StepContext): void;
+}
+
+/** What a strategy sees during a step: the encoder, the allocator through phases, the limits. */
+export class StepContext {
+  constructor(
+    readonly kernels: KernelContext,
+    readonly enc: StepEncoder,
+    readonly config: LayerConfig,
+    readonly chunkBytes: number,
+  ) {}
+
+  /** Starts a named phase: a mark in the memory timeline and a timed compute pass. */
+  phase(name: string): void {
+    this.kernels.allocator.mark(name);
+    if (!this.enc.passPerKernel) this.enc.beginPass(name);
+  }
+
+  layout(rows: number, cols: number, rowGranularity = 1, elementBytes = 4): ChunkLayout {
+    return chunkLayout(rows, cols, elementBytes, this.chunkBytes, rowGranularity);
+  }
+
+  alloc(name: string, tag: BufferTag, layout: ChunkLayout): Tensor {
+    return allocateTensor(this.kernels.allocator, name, tag, layout);
+  }
+
+  /** Submits the work recorded so far (which may use the tensors), then frees them. */
+  free(...tensors: (Tensor | null | undefined)[]): void {
+    this.enc.flush();
+    for (const t of tensors) freeTensor(this.kernels.allocator, t ?? undefined);
+  }
+}
+
+/** The persistent part of every strategy's table: what MoELayer allocates. */
+export function persistentSpecs(c: LayerConfig, limits: TableLimits): BufferSpec[] {
+  const { tokens: T, hidden: d, ffn: h, experts: E } = c;
+  const swiglu = c.activation === 'swiglu';
+  const f = floatBytes(c.dtype);
+  const whole = (rows: number, cols: number) => chunkLayout(rows, cols, f, Infinity);
+  const perExpert = (cols: number) => chunkLayout(E, cols, f, limits.chunkBytes);
+  const list: BufferSpec[] = [
+    { name: 'kernelParams', tag: 'workspace', shape: [PARAM_ARENA_BYTES], dtype: 'u8', bytes: PARAM_ARENA_BYTES, chunks: 1, layout: chunkLayout(1, PARAM_ARENA_BYTES, 1, Infinity), from: '', to: '' },
+  ];
+  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'] = c.dtype) => list.push(spec(name, tag, layout, shape, dtype, '', ''));
+  // The router's [d,E] weight and gradient stay f32 at any dtype, like the f32 routers of DeepSpeed
+  // and Megatron: they are tiny, and a skewed router's gradient underflows f16.
+  const router = chunkLayout(d, E, 4, Infinity);
+  add('Wr', 'weights', router, [d, E], 'f32');
+  add('W1', 'weights', perExpert(d * h), [E, d, h]);
+  if (swiglu) add('W3', 'weights', perExpert(d * h), [E, d, h]);
+  add('W2', 'weights', perExpert(h * d), [E, h, d]);
+  add('dWr', 'gradients', router, [d, E], 'f32');
+  add('dW1', 'gradients', perExpert(d * h), [E, d, h]);
+  if (swiglu) add('dW3', 'gradients', perExpert(d * h), [E, d, h]);
+  add('dW2', 'gradients', perExpert(h * d), [E, h, d]);
+  add('X', 'input', whole(T, d), [T, d]);
+  add('dO', 'input', whole(T, d), [T, d]);
+  return list;
+}
