@@ -5,7 +5,8 @@ import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
 import type { StepContext } from '../../src/strategy/contract.js';
-import { megablocksLayouts, type MegaBlocksMode } from './table.js';
+import { megablocksLayouts, tableForRows, type MegaBlocksMode } from './table.js';
+import { BufferPlan } from '../../src/strategy/buffer-plan.js';
 
 type Range = { start: number; count: number };
 type Chunks = (ac: number, wc: number) => TrackedBuffer[];
@@ -34,7 +35,7 @@ export async function readU32(step: StepContext, buffer: TrackedBuffer, first: n
  * activation chunk and weight chunk). The phases themselves are in megablocks-runner.ts.
  */
 export class MegaBlocksBuffers {
-  protected t: Record<string, Tensor | null> = {};
+  protected readonly buffers: BufferPlan;
   protected rows = 0;
   protected chunkBytes = 0;
   protected totalTiles = 0;
@@ -42,17 +43,16 @@ export class MegaBlocksBuffers {
   constructor(
     protected readonly c: LayerConfig,
     protected readonly mode: MegaBlocksMode,
-  ) {}
-
+  ) {
+    this.buffers = new BufferPlan(mode === 'sparse' ? 'megablocks' : 'megablocks-grouped');
+  }
 
   protected get(name: string): Tensor {
-    const tensor = this.t[name];
-    if (!tensor) throw new Error(`${this.mode === 'sparse' ? 'megablocks' : 'megablocks-grouped'}: ${name} is not live (run forward first; routing is readable until backward)`);
-    return tensor;
+    return this.buffers.get(name);
   }
 
   protected chunk(name: string, c = 0): TrackedBuffer {
-    return this.get(name).chunks[c];
+    return this.buffers.chunk(name, c);
   }
 
   /** Layouts for the permuted row count of this step (known once the permute phase began). */
@@ -60,13 +60,18 @@ export class MegaBlocksBuffers {
     return megablocksLayouts(this.c, this.rows, this.chunkBytes);
   }
 
-  protected alloc(step: StepContext, tag: Tensor['tag'], layout: ChunkLayout, ...names: string[]): void {
-    for (const name of names) this.t[name] = step.alloc(name, tag, layout);
+  /** Plans the step for `rows` permuted rows: a first guess at the start, the real count once the bins are read. */
+  protected plan(rows: number): void {
+    this.rows = rows;
+    this.buffers.use(tableForRows(this.c, this.mode, rows, { chunkBytes: this.chunkBytes }));
+  }
+
+  protected alloc(step: StepContext, ...names: string[]): void {
+    this.buffers.alloc(step, ...names);
   }
 
   protected free(step: StepContext, ...names: string[]): void {
-    step.free(...names.map((n) => this.t[n]));
-    for (const n of names) this.t[n] = null;
+    this.buffers.free(step, ...names);
   }
 
   /** Every dispatch goes through here (the step encoder bounds the work in flight). */

@@ -34,35 +34,36 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.loads = null;
     this.dropBinsCopy(step);
     this.chunkBytes = step.chunkBytes;
+    this.plan(R);
     const S = megablocksLayouts(this.c, R, step.chunkBytes);
 
-    step.phase('router');
-    this.alloc(step, 'activations-saved', S.probs, 'routerProbs');
-    this.alloc(step, 'routing-metadata', S.pairs, 'topExperts', 'gates');
+    this.buffers.enter(step, 'router');
+    this.alloc(step, 'routerProbs');
+    this.alloc(step, 'topExperts', 'gates');
     await encodeRouterForward(step.enc, routerShape(this.c), { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
 
-    step.phase('sort');
-    if (S.sort.needsTemp) this.alloc(step, 'workspace', S.perPair, 'sortTempKeys', 'sortTempValues');
-    this.alloc(step, 'workspace', S.hist, 'sortHist');
-    this.alloc(step, 'routing-metadata', S.perPair, 'binIds', 'indices');
-    this.alloc(step, 'routing-metadata', S.bins, 'bins', ...(sparse ? ['paddedBins', 'tileOffsets'] : []));
-    const temp = (n: string) => (this.t[n] ? this.chunk(n) : null);
+    this.buffers.enter(step, 'sort');
+    if (S.sort.needsTemp) this.alloc(step, 'sortTempKeys', 'sortTempValues');
+    this.alloc(step, 'sortHist');
+    this.alloc(step, 'binIds', 'indices');
+    this.alloc(step, 'bins', ...(sparse ? ['paddedBins', 'tileOffsets'] : []));
+    const temp = (n: string) => (this.buffers.has(n) ? this.chunk(n) : null);
     await encodeRadixSort(step.enc, S.sort, { keysIn: this.chunk('topExperts'), keysOut: this.chunk('binIds'), valuesOut: this.chunk('indices'), tempKeys: temp('sortTempKeys'), tempValues: temp('sortTempValues'), hist: this.chunk('sortHist') });
     const bins = { sortedKeys: this.chunk('binIds'), bins: this.chunk('bins') };
     await encodeBins(step.enc, { count: R, experts: E, blocking: BLOCKING, tileRows: SEGMENT_TILE.m }, sparse ? { ...bins, paddedBins: this.chunk('paddedBins'), tileOffsets: this.chunk('tileOffsets') } : bins);
     this.free(step, 'sortTempKeys', 'sortTempValues', 'sortHist');
 
-    step.phase('permute');
-    this.rows = sparse ? (await readU32(step, this.chunk('paddedBins'), E, 1))[0] : R;
+    this.buffers.enter(step, 'permute');
+    this.plan(sparse ? (await readU32(step, this.chunk('paddedBins'), E, 1))[0] : R);
     const L = this.layouts();
-    this.alloc(step, 'activations-saved', L.permutedD, 'Xperm');
+    this.alloc(step, 'Xperm');
     await this.gather(step, layer.X.chunks[0], this.get('Xperm'), false);
 
-    step.phase('experts');
+    this.buffers.enter(step, 'experts');
     if (sparse) this.setTiles(this.rows / SEGMENT_TILE.m);
     else await this.groupedTiles(step);
-    this.alloc(step, 'activations-saved', L.permutedH, 'a', ...(swiglu ? ['b'] : []), 'u');
-    this.alloc(step, 'activations-saved', L.permutedD, 'Y');
+    this.alloc(step, 'a', ...(swiglu ? ['b'] : []), 'u');
+    this.alloc(step, 'Y');
     const seg = [this.offsets, this.chunk('tileOffsets')];
     await this.segmentRows(step, this.gemms.up, layer.W1, h, d, (ac, wc) => [
       this.chunk('Xperm', ac),
@@ -75,10 +76,10 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     ]);
     await this.segmentRows(step, this.gemms.down, layer.W2, d, h, (ac, wc) => [this.chunk('u', ac), ...seg, layer.W2.chunks[wc], this.chunk('Y', ac)]);
 
-    step.phase('scatter');
-    this.alloc(step, 'output', L.tokenRows, 'O');
+    this.buffers.enter(step, 'scatter');
+    this.alloc(step, 'O');
     if (k > 1) {
-      this.alloc(step, 'workspace', L.pairRowsD, 'scattered');
+      this.alloc(step, 'scattered');
       await this.scatter(step, this.get('Y'), this.get('scattered'), this.chunk('gates'), false);
       await this.sumOverK(step, this.get('scattered'), this.get('O'), false);
       this.free(step, 'scattered');
@@ -96,7 +97,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     const tileOffsets = new Uint32Array(E + 1);
     this.loads.forEach((n, e) => (tileOffsets[e + 1] = tileOffsets[e] + Math.ceil(n / SEGMENT_TILE.m)));
     this.setTiles(tileOffsets[E]);
-    this.alloc(step, 'routing-metadata', this.layouts().bins, 'tileOffsets');
+    this.alloc(step, 'tileOffsets');
     uploadTensor(step.kernels.device, this.get('tileOffsets'), tileOffsets);
   }
 
@@ -107,9 +108,9 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     const L = this.layouts();
     const seg = () => [this.offsets, this.chunk('tileOffsets')];
 
-    step.phase('scatter-grad');
-    this.alloc(step, 'workspace', L.permutedD, 'dY');
-    this.alloc(step, 'workspace', L.perPair, 'dg', 'pairRows');
+    this.buffers.enter(step, 'scatter-grad');
+    this.alloc(step, 'dY');
+    this.alloc(step, 'dg', 'pairRows');
     await this.gather(step, layer.dO.chunks[0], this.get('dY'), true);
     const Y = this.get('Y');
     for (let c = 0; c < Y.chunks.length; c++) {
@@ -123,14 +124,14 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     }
     this.free(step, 'Y');
 
-    step.phase('down-grad');
+    this.buffers.enter(step, 'down-grad');
     await this.segmentReduce(step, this.gemms.dW2, layer.dW2, h, d, (ac, wc) => [this.chunk('u', ac), this.chunk('dY', ac), this.offsets, layer.dW2.chunks[wc]]);
-    this.alloc(step, 'workspace', L.permutedH, 'dU');
+    this.alloc(step, 'dU');
     await this.segmentRows(step, this.gemms.dU, layer.W2, h, d, (ac, wc) => [this.chunk('dY', ac), ...seg(), layer.W2.chunks[wc], this.chunk('dU', ac)]);
     this.free(step, 'u', 'dY');
 
-    step.phase('act-grad');
-    this.alloc(step, 'workspace', L.permutedH, 'dA', ...(swiglu ? ['dB'] : []));
+    this.buffers.enter(step, 'act-grad');
+    this.alloc(step, 'dA', ...(swiglu ? ['dB'] : []));
     const hidden = (n: string, c: number) => (swiglu || (n !== 'b' && n !== 'dB') ? [this.chunk(n, c)] : []);
     for (let c = 0; c < L.permutedH.chunkCount; c++) {
       const count = chunkRowRange(L.permutedH, c).count * h;
@@ -143,7 +144,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     }
     this.free(step, 'dU', 'a', 'b');
 
-    step.phase('up-grad');
+    this.buffers.enter(step, 'up-grad');
     await this.segmentReduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => [
       this.chunk('Xperm', ac),
       ...hidden('dA', ac),
@@ -152,7 +153,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       layer.dW1.chunks[wc],
       ...(swiglu ? [layer.dW3!.chunks[wc]] : []),
     ]);
-    this.alloc(step, 'workspace', L.permutedD, 'dXperm');
+    this.alloc(step, 'dXperm');
     await this.segmentRows(step, this.gemms.dXp, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
       ...hidden('dA', ac),
       ...hidden('dB', ac),
@@ -163,9 +164,9 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     ]);
     this.free(step, 'Xperm', 'dA', 'dB', 'tileOffsets');
 
-    step.phase('router-grad');
-    this.alloc(step, 'workspace', L.probs, 'routerGrad');
-    this.alloc(step, 'output', L.tokenRows, 'dX');
+    this.buffers.enter(step, 'router-grad');
+    this.alloc(step, 'routerGrad');
+    this.alloc(step, 'dX');
     await encodeRouterBackward(
       step.enc,
       { ...routerShape(this.c), dgParts: 1, auxLossCoef: this.c.auxLossCoef },
@@ -185,9 +186,9 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     );
     this.free(step, 'routerGrad', 'routerProbs', 'topExperts', 'gates', 'dg', 'pairRows');
 
-    step.phase('input-grad');
+    this.buffers.enter(step, 'input-grad');
     if (k > 1) {
-      this.alloc(step, 'workspace', L.pairRowsD, 'scatteredGrad');
+      this.alloc(step, 'scatteredGrad');
       await this.scatter(step, this.get('dXperm'), this.get('scatteredGrad'), null, false);
       await this.sumOverK(step, this.get('scatteredGrad'), this.get('dX'), true);
     } else {
@@ -221,7 +222,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     const E = this.c.experts;
     if (!this.loads) {
       let bins: Uint32Array;
-      if (this.t.bins) bins = await readU32(step, this.chunk('bins'), 0, E + 1);
+      if (this.buffers.has('bins')) bins = await readU32(step, this.chunk('bins'), 0, E + 1);
       else if (this.binsCopy) {
         await this.binsCopy.buffer.mapAsync(GPUMapMode.READ);
         bins = new Uint32Array(this.binsCopy.buffer.getMappedRange().slice(0));
@@ -233,8 +234,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
   }
 
   release(step: StepContext): void {
-    step.free(...Object.values(this.t));
-    this.t = {};
+    this.buffers.release(step);
     this.dropBinsCopy(step);
   }
 }

@@ -83,8 +83,12 @@ export function megablocksLayouts(c: LayerConfig, rows: number, chunkBytes: numb
 }
 
 export function megablocksTable(c: LayerConfig, mode: MegaBlocksMode, routing: RoutingSummary | null, limits: TableLimits): BufferTable {
+  return tableForRows(c, mode, permutedRows(c, mode, routing?.expertLoads ?? null), limits);
+}
+
+/** The table once the permuted row count P is known (the runner learns it mid-step, from the bins). */
+export function tableForRows(c: LayerConfig, mode: MegaBlocksMode, P: number, limits: TableLimits): BufferTable {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
-  const P = permutedRows(c, mode, routing?.expertLoads ?? null);
   const L = megablocksLayouts(c, P, limits.chunkBytes);
   const R = L.R;
   const step: BufferSpec[] = [];

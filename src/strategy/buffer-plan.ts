@@ -60,8 +60,9 @@ export class BufferPlan {
   /** Allocates the named buffers as the table declares them; each must begin in the current phase. */
   alloc(step: StepContext, ...names: string[]): Tensor[] {
     return names.map((name) => {
-      const s = this.spec(name);
-      if (s.from !== this.current) throw new Error(`${this.owner}: ${name} is planned from phase ${s.from}, allocated in ${this.current}`);
+      // A name may appear more than once (a buffer dropped and recomputed): the entry starting now.
+      const s = this.plan().step.find((x) => x.name === name && x.from === this.current);
+      if (!s) throw new Error(`${this.owner}: ${name} is planned from phase ${this.spec(name).from}, allocated in ${this.current}`);
       if (this.live.has(name)) throw new Error(`${this.owner}: ${name} is already live`);
       const tensor = step.alloc(name, s.tag, s.layout);
       this.live.set(name, tensor);

@@ -5,7 +5,7 @@ import type { LayerConfig } from '../config.js';
 import type { TrackedBuffer } from '../gpu/allocator.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../gpu/tensor.js';
 import type { StepContext } from '../strategy/contract.js';
-import { layouts } from './table.js';
+import type { BufferPlan } from '../strategy/buffer-plan.js';
 
 /**
  * How zero-buffer's expert GEMMs are dispatched over chunked tensors: every (activation chunk,
@@ -16,9 +16,14 @@ import { layouts } from './table.js';
 export class ExpertPasses {
   constructor(
     private readonly c: LayerConfig,
-    /** The layout of the [R,h] activations (a), which fixes the activation chunks. */
-    private readonly hidden: () => ChunkLayout,
+    /** The runner's buffers: the scratch rows come from its table, and a's layout fixes the activation chunks. */
+    private readonly buffers: BufferPlan,
   ) {}
+
+  /** The layout of the [R,h] activations (a), which fixes the activation chunks. */
+  private hidden(): ChunkLayout {
+    return this.buffers.layoutOf('a');
+  }
 
   /** One dispatch per (activation chunk, weight chunk) pair; idle tiles exit at once. */
   private async perChunk(step: StepContext, weights: Tensor, run: (ac: number, wc: number, rows: { start: number; count: number }, experts: { start: number; count: number }) => Promise<void>) {
@@ -84,7 +89,7 @@ export class ExpertPasses {
    */
   async rowBlocks(step: StepContext, name: string, out: Tensor, tokenSlotMap: TrackedBuffer, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number, scratch: Tensor['chunks'][number]) => Tensor['chunks']) {
     const { tokens: T, hidden: d, experts: E, topK: k } = this.c;
-    const scratch = step.alloc(name, 'workspace', layouts(this.c, step.chunkBytes).scratchRows);
+    const [scratch] = this.buffers.alloc(step, name);
     const block = scratch.layout.rows;
     const maxTiles = Math.ceil((T * k) / SEGMENT_TILE.m) + E;
     const hidden = this.hidden();
@@ -103,7 +108,7 @@ export class ExpertPasses {
         await encodeRowReduce(step.enc, this.c.dtype, { tokens: T, hidden: d, topK: k, rowBegin: r0, rowEnd: r1 }, { tokenSlotMap, rows: scratch.chunks[0], out: out.chunks[0] });
       }
     }
-    step.free(scratch);
+    this.buffers.free(step, name);
   }
 
   /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */

@@ -52,7 +52,8 @@ export function layouts(c: LayerConfig, chunkBytes: number) {
   };
 }
 
-export function bufferTable(c: LayerConfig, _routing: RoutingSummary, limits: TableLimits): BufferTable {
+/** Routing does not change zero-buffer's buffers (dropless, no padding), so the runner plans without it. */
+export function bufferTable(c: LayerConfig, _routing: RoutingSummary | null, limits: TableLimits): BufferTable {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
   const L = layouts(c, limits.chunkBytes);
   const R = L.R;

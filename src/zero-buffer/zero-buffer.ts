@@ -2,11 +2,12 @@ import { dgParts, expertKernels } from './expert-gemm.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../config.js';
-import { bufferTable, kernelWork, layouts, rowTarget } from './table.js';
+import { bufferTable, kernelWork, rowTarget } from './table.js';
 import { ExpertPasses } from './passes.js';
 import { encodeRowGates } from './row-gates.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { BufferPlan } from '../strategy/buffer-plan.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy/contract.js';
 
 /**
@@ -16,7 +17,7 @@ import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy
  * from the saved a and b. No [R,d] buffer exists at any time.
  */
 class ZeroBufferRunner implements StrategyRunner {
-  private t: Record<string, Tensor | null> = {};
+  private readonly buffers = new BufferPlan('zero-buffer');
   private readonly kernels: ReturnType<typeof expertKernels>;
   private readonly keptU: boolean;
   private readonly passes: ExpertPasses;
@@ -24,26 +25,22 @@ class ZeroBufferRunner implements StrategyRunner {
   constructor(private readonly c: LayerConfig) {
     this.keptU = c.checkpoint === 'none';
     this.kernels = expertKernels({ activation: c.activation, keptU: this.keptU, dtype: c.dtype });
-    this.passes = new ExpertPasses(c, () => this.get('a').layout);
+    this.passes = new ExpertPasses(c, this.buffers);
   }
 
   private get(name: string): Tensor {
-    const tensor = this.t[name];
-    if (!tensor) throw new Error(`zero-buffer: ${name} is not live: routing and saved tensors exist from forward() until the end of backward(); read routing between the two`);
-    return tensor;
+    return this.buffers.get(name);
   }
 
   private chunk(name: string, c: number) {
-    return this.get(name).chunks[c];
+    return this.buffers.chunk(name, c);
   }
 
-  private async upProject(step: StepContext, layer: LayerTensors, tag: 'activations-saved' | 'workspace') {
+  /** a (and b, and u when kept) as the table declares them for this phase: saved, or recomputed workspace. */
+  private async upProject(step: StepContext, layer: LayerTensors) {
     const { hidden: d, ffn: h } = this.c;
-    const L = layouts(this.c, step.chunkBytes);
     const swiglu = this.c.activation === 'swiglu';
-    this.t.a = step.alloc('a', tag, L.hidden);
-    this.t.b = swiglu ? step.alloc('b', tag, L.hidden) : null;
-    if (this.keptU && tag === 'activations-saved') this.t.u = step.alloc('u', tag, L.hidden);
+    this.buffers.alloc(step, 'a', ...(swiglu ? ['b'] : []), ...(this.keptU ? ['u'] : []));
     await this.passes.segments(step, this.kernels.up, layer.W1, h, d, (ac, wc) => [
       layer.X.chunks[0],
       this.chunk('expertTokenIndices', 0),
@@ -53,14 +50,14 @@ class ZeroBufferRunner implements StrategyRunner {
       ...(swiglu ? [layer.W3!.chunks[wc]] : []),
       this.chunk('a', ac),
       ...(swiglu ? [this.chunk('b', ac)] : []),
-      ...(this.t.u ? [this.chunk('u', ac)] : []),
+      ...(this.buffers.has('u') ? [this.chunk('u', ac)] : []),
     ]);
   }
 
   /** u's bindings for a kernel reading the hidden activation. */
   private hiddenChunks(ac: number) {
-    if (this.t.u) return [this.chunk('u', ac)];
-    return this.t.b ? [this.chunk('a', ac), this.chunk('b', ac)] : [this.chunk('a', ac)];
+    if (this.buffers.has('u')) return [this.chunk('u', ac)];
+    return this.buffers.has('b') ? [this.chunk('a', ac), this.chunk('b', ac)] : [this.chunk('a', ac)];
   }
 
   async forward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
@@ -68,24 +65,17 @@ class ZeroBufferRunner implements StrategyRunner {
     const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
     if (k > MAX_TOP_K) throw new Error(`top-k ${k} exceeds ${MAX_TOP_K}`);
     if (E * k > MAX_PAIRS) throw new Error(`experts × top-k ${E * k} exceeds ${MAX_PAIRS}`);
-    const L = layouts(c, step.chunkBytes);
-    step.phase('router');
-    this.t.routerProbs = step.alloc('routerProbs', 'activations-saved', L.probs);
-    this.t.tokenExpertIndices = step.alloc('tokenExpertIndices', 'routing-metadata', L.pairs);
-    this.t.gates = step.alloc('gates', 'routing-metadata', L.pairs);
+    this.buffers.use(bufferTable(c, null, { chunkBytes: step.chunkBytes }));
+    this.buffers.enter(step, 'router');
+    this.buffers.alloc(step, 'routerProbs', 'tokenExpertIndices', 'gates');
     await encodeRouterForward(
       step.enc,
       routerShape(c),
       { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExpertIndices', 0), gates: this.chunk('gates', 0) },
     );
 
-    step.phase('metadata');
-    const blockCounts = step.alloc('blockCounts', 'workspace', L.blockCounts);
-    for (const name of ['expertTokenIndices', 'tokenSlotMap'] as const) this.t[name] = step.alloc(name, 'routing-metadata', L.rows);
-    this.t.expertOffsets = step.alloc('expertOffsets', 'routing-metadata', L.expertOffsets);
-    this.t.expertSlotOffsets = step.alloc('expertSlotOffsets', 'routing-metadata', L.expertSlotOffsets);
-    this.t.expertTileOffsets = step.alloc('expertTileOffsets', 'routing-metadata', L.expertTileOffsets);
-    this.t.slotTileOffsets = step.alloc('slotTileOffsets', 'routing-metadata', L.slotTileOffsets);
+    this.buffers.enter(step, 'metadata');
+    const [blockCounts] = this.buffers.alloc(step, 'blockCounts', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets');
     await encodeRoutingMetadata(step.enc, { tokens: T, experts: E, topK: k }, {
       tokenExperts: this.chunk('tokenExpertIndices', 0),
       blockCounts: blockCounts.chunks[0],
@@ -96,16 +86,15 @@ class ZeroBufferRunner implements StrategyRunner {
       expertTileOffsets: this.chunk('expertTileOffsets', 0),
       slotTileOffsets: this.chunk('slotTileOffsets', 0),
     });
-    step.free(blockCounts);
-    this.t.rowGates = step.alloc('rowGates', 'routing-metadata', L.rows);
+    this.buffers.free(step, 'blockCounts');
+    this.buffers.alloc(step, 'rowGates');
     await encodeRowGates(step.enc, T * k, { gates: this.chunk('gates', 0), tokenSlotMap: this.chunk('tokenSlotMap', 0), rowGates: this.chunk('rowGates', 0) });
     // From here every kernel, the router's backward included, reads gates by routed row.
-    step.free(this.t.gates);
-    this.t.gates = null;
+    this.buffers.free(step, 'gates');
 
-    step.phase('experts');
-    await this.upProject(step, layer, c.checkpoint === 'full' ? 'workspace' : 'activations-saved');
-    this.t.O = step.alloc('O', 'output', L.tokenRows);
+    this.buffers.enter(step, 'experts');
+    await this.upProject(step, layer);
+    this.buffers.alloc(step, 'O');
     if (rowTarget(c) === 'rows') {
       step.enc.clear(this.chunk('O', 0));
       await this.passes.rowBlocks(step, 'combineRows', this.get('O'), this.chunk('tokenSlotMap', 0), this.kernels.combine.rows, layer.W2, d, h, (ac, wc, scratch) => [
@@ -128,22 +117,19 @@ class ZeroBufferRunner implements StrategyRunner {
         this.chunk('O', 0),
       ]);
     }
-    if (c.checkpoint === 'full') {
-      step.free(this.t.a, this.t.b);
-      this.t.a = this.t.b = null;
-    }
+    // Checkpoint 'full' drops a and b here (the table ends them with the phase).
+    this.buffers.endPhase(step);
     return this.get('O');
   }
 
   async backward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
     const c = this.c;
     const { hidden: d, ffn: h } = c;
-    const L = layouts(c, step.chunkBytes);
     const swiglu = c.activation === 'swiglu';
-    step.phase('recompute');
-    if (c.checkpoint === 'full') await this.upProject(step, layer, 'workspace');
+    this.buffers.enter(step, 'recompute');
+    if (c.checkpoint === 'full') await this.upProject(step, layer);
 
-    step.phase('expert-grads');
+    this.buffers.enter(step, 'expert-grads');
     await this.passes.reduceSegments(step, this.kernels.dW2, layer.dW2, h, d, (ac, wc) => [
       ...this.hiddenChunks(ac),
       layer.dO.chunks[0],
@@ -152,7 +138,7 @@ class ZeroBufferRunner implements StrategyRunner {
       this.chunk('rowGates', 0),
       layer.dW2.chunks[wc],
     ]);
-    this.t.dgPartial = step.alloc('dgPartial', 'workspace', L.dgPartial);
+    this.buffers.alloc(step, 'dgPartial');
     await this.passes.segments(
       step,
       this.kernels.hiddenGrad,
@@ -182,14 +168,9 @@ class ZeroBufferRunner implements StrategyRunner {
       layer.dW1.chunks[wc],
       ...(swiglu ? [layer.dW3!.chunks[wc]] : []),
     ]);
-    if (this.t.u) {
-      step.free(this.t.u);
-      this.t.u = null;
-    }
 
-    step.phase('router-grad');
-    const routerGrad = step.alloc('routerGrad', 'workspace', L.probs);
-    this.t.dX = step.alloc('dX', 'output', L.tokenRows);
+    this.buffers.enter(step, 'router-grad');
+    const [routerGrad] = this.buffers.alloc(step, 'routerGrad', 'dX');
     await encodeRouterBackward(
       step.enc,
       { ...routerShape(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef, gatesByRow: true },
@@ -207,10 +188,8 @@ class ZeroBufferRunner implements StrategyRunner {
         dX: this.chunk('dX', 0),
       },
     );
-    step.free(routerGrad, this.t.dgPartial, this.t.routerProbs, this.t.tokenExpertIndices);
-    this.t.dgPartial = this.t.routerProbs = this.t.tokenExpertIndices = null;
 
-    step.phase('input-grad');
+    this.buffers.enter(step, 'input-grad');
     const gradRows = (ac: number) => [this.chunk('a', ac), ...(swiglu ? [this.chunk('b', ac)] : []), this.chunk('expertTokenIndices', 0)];
     const gradWeights = (wc: number) => [layer.W1.chunks[wc], ...(swiglu ? [layer.W3!.chunks[wc]] : [])];
     if (rowTarget(c) === 'rows') {
@@ -230,12 +209,8 @@ class ZeroBufferRunner implements StrategyRunner {
         this.chunk('dX', 0),
       ]);
     }
-    const dX = this.get('dX');
-    step.free(
-      ...['a', 'b', 'rowGates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'].map((n) => this.t[n]),
-    );
-    for (const n of ['a', 'b', 'rowGates', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets']) this.t[n] = null;
-    return dX;
+    this.buffers.endPhase(step);
+    return this.get('dX');
   }
 
   async readRouting(step: StepContext) {
@@ -254,8 +229,7 @@ class ZeroBufferRunner implements StrategyRunner {
   }
 
   release(step: StepContext): void {
-    step.free(...Object.values(this.t));
-    this.t = {};
+    this.buffers.release(step);
   }
 }
 
