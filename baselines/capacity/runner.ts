@@ -150,7 +150,7 @@ export interface ExpertChunk {
 /**
  * The skeleton of a capacity strategy's step. Subclasses supply the two ends (how X reaches the
  * [E,C,d] grid and how y returns to tokens, forward and backward); the router, the capacity rule
- * and the lifetimes live here, the expert MLP in capacity-experts.ts.
+ * and the lifetimes live here, the expert MLP in experts.ts.
  */
 export abstract class CapacityRunnerBase implements StrategyRunner {
   protected C = 0;

@@ -32,7 +32,7 @@ export async function readU32(step: StepContext, buffer: TrackedBuffer, first: n
 /**
  * The buffers of one MegaBlocks layer and the dispatch loops over their chunks: the permutation
  * copies (one dispatch per chunk, or per pair of chunks) and the expert GEMMs (one dispatch per
- * activation chunk and weight chunk). The phases themselves are in megablocks-runner.ts.
+ * activation chunk and weight chunk). The phases themselves are in runner.ts.
  */
 export class MegaBlocksBuffers {
   protected readonly buffers: BufferPlan;

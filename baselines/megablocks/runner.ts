@@ -13,7 +13,7 @@ import { activationGradGrid } from '../../kernels/activation.js';
 import { BLOCKING, megablocksLayouts } from './table.js';
 
 /**
- * One MegaBlocks dMoE layer: the phases and buffers of megablocks-table.ts, in that order.
+ * One MegaBlocks dMoE layer: the phases and buffers of table.ts, in that order.
  * `sparse` pads every bin to 128 rows and learns the padded total P with one scalar readback
  * (padded_gather's `padded_bins[-1].cpu().item()` sizes its output exactly; so does this);
  * the bins themselves never leave the GPU. `grouped` pads nothing (P = R) and reads every

@@ -149,7 +149,7 @@ interface CheckOutcome {
 
 /**
  * Every case is checked against float64 before it is timed (issue 18): the full reference on
- * small shapes, the sampled one (verify-sampled.ts) on large ones, judged by the same compareRun.
+ * small shapes, the sampled one (src/verify/sampled.ts) on large ones, judged by the same compareRun.
  */
 async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<typeof seededInputs> | null, full: boolean): Promise<CheckOutcome> {
   const c = layer.config;

@@ -83,7 +83,7 @@ export class ExpertPasses {
   }
 
   /**
-   * The 'rows' target (zero-buffer-table.ts rowTarget): per activation chunk, blocks of at most
+   * The 'rows' target (table.ts rowTarget): per activation chunk, blocks of at most
    * scratchRows rows; a block's expert-major tiles write its rows for every weight chunk, then
    * row-reduce adds them into the token rows of `out`. Bounded scratch, never an [R,d] buffer.
    */
