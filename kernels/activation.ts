@@ -33,15 +33,16 @@ const GRAD_WORKGROUP = 256;
 
 function buildActivationGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
-  const names = swiglu ? ['dU', 'A', 'B', 'dA', 'dB'] : ['dU', 'A', 'dA'];
-  const access = swiglu ? (['read', 'read', 'read', 'read_write', 'read_write'] as const) : (['read', 'read', 'read_write'] as const);
+  const inputs = swiglu ? ['dU', 'A', 'B'] : ['dU', 'A'];
+  const outputs = swiglu ? ['dA', 'dB'] : ['dA'];
+  const bindings = [...inputs.map((name) => ({ name, type: 'dt', access: 'read' as const })), ...outputs.map((name) => ({ name, type: 'dt', access: 'read_write' as const }))];
   const params = [{ name: 'count', type: 'u32' }] as const;
   const body = swiglu
     ? `let a = f32(A[i]); let g = f32(dU[i]);
   dA[i] = dt(g * f32(B[i]) * siluGrad(a));
   dB[i] = dt(g * silu(a));`
     : `dA[i] = dt(f32(dU[i]) * ${plainActivation(activation).grad}(f32(A[i])));`;
-  const code = `${bindingPrelude({ bindings: access, params }, names, names.map(() => 'dt'), dtype)}
+  const code = `${bindingPrelude({ bindings, params }, dtype)}
 ${ACTIVATION_WGSL}
 @compute @workgroup_size(${GRAD_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -49,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (i >= P.count) { return; }
   ${body}
 }`;
-  return { name: `activation-grad-${activation}`, code, bindings: access, params };
+  return { name: `activation-grad-${activation}`, code, bindings, params };
 }
 
 const activationGradByDtype = perDtype((dtype) => ({
@@ -61,7 +62,7 @@ const activationGradByDtype = perDtype((dtype) => ({
 /**
  * The activation's backward as its own elementwise pass, da (and db) from dU and the saved a (and
  * b): what the autograd frameworks the baselines follow run (zero-buffer fuses it into a GEMM
- * epilogue instead). Bindings: dU, a, [b,] da[, db]; param count.
+ * epilogue instead). Bindings: dU, A, [B,] dA[, dB]; param count.
  */
 export function activationGrad(activation: Activation, dtype: DType): KernelSource {
   return activationGradByDtype(dtype)[activation];

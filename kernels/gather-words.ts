@@ -12,12 +12,16 @@ import type { KernelContext } from './context.js';
  * host picks the half).
  */
 export const gatherWords: KernelSource = (() => {
-  const bindings = ['read', 'read', 'read_write'] as const;
+  const bindings = [
+    { name: 'src', type: 'u32', access: 'read' },
+    { name: 'idx', type: 'u32', access: 'read' },
+    { name: 'dst', type: 'u32', access: 'read_write' },
+  ] as const;
   const params = [
     { name: 'start', type: 'u32' },
     { name: 'count', type: 'u32' },
   ] as const;
-  const code = `${bindingPrelude({ bindings, params }, ['src', 'idx', 'dst'], ['u32', 'u32', 'u32'])}
+  const code = `${bindingPrelude({ bindings, params })}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = (${LINEAR_WORKGROUP}) * 256u + li;
@@ -26,8 +30,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   return { name: 'gather-words', code, bindings, params };
 })();
 
-export async function encodeGatherWords(enc: StepEncoder, src: GPUBuffer, idx: TrackedBuffer, dst: TrackedBuffer, start: number, count: number): Promise<void> {
-  await enc.dispatch({ source: gatherWords, params: { start, count }, buffers: [src, idx, dst], workgroups: grid(Math.ceil(count / 256)) });
+export async function encodeGatherWords(enc: StepEncoder, b: { src: GPUBuffer; idx: TrackedBuffer; dst: TrackedBuffer }, start: number, count: number): Promise<void> {
+  await enc.dispatch({ source: gatherWords, params: { start, count }, buffers: b, workgroups: grid(Math.ceil(count / 256)) });
 }
 
 /**
@@ -64,7 +68,7 @@ export async function readElements(kernels: KernelContext, tensor: Tensor, indic
     for (let from = 0; from < n; ) {
       let to = from;
       while (to < n && chunkOf[order[to]] === chunkOf[order[from]]) to++;
-      await encodeGatherWords(enc, tensor.chunks[chunkOf[order[from]]].buffer, idx, out, from, to - from);
+      await encodeGatherWords(enc, { src: tensor.chunks[chunkOf[order[from]]].buffer, idx, dst: out }, from, to - from);
       from = to;
     }
     enc.flush();

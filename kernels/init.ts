@@ -8,7 +8,7 @@ import type { TrackedBuffer } from '../src/gpu/allocator.js';
  * DeepSeek-V3-like layer has 11·10⁹ weights). Box–Muller on two hashed uniforms.
  */
 export const fillNormal = perDtype((dtype): KernelSource => {
-  const bindings = ['read_write'] as const;
+  const bindings = [{ name: 'out', type: 'dt', access: 'read_write' }] as const;
   const params = [
     { name: 'count', type: 'u32' },
     { name: 'offset', type: 'u32' },
@@ -16,7 +16,7 @@ export const fillNormal = perDtype((dtype): KernelSource => {
     { name: 'stream', type: 'u32' },
     { name: 'scale', type: 'f32' },
   ] as const;
-  const code = `${bindingPrelude({ bindings, params }, ['out'], ['dt'], dtype)}
+  const code = `${bindingPrelude({ bindings, params }, dtype)}
 fn pcg(v: u32) -> u32 {
   let state = v * 747796405u + 2891336453u;
   let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
@@ -39,5 +39,5 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 
 /** Fills `count` elements of one chunk; `offset` is the chunk's first element in the whole tensor. */
 export async function encodeFillNormal(enc: StepEncoder, dtype: DType, out: TrackedBuffer, count: number, offset: number, seed: number, stream: number, std: number): Promise<void> {
-  await enc.dispatch({ source: fillNormal(dtype), params: { count, offset, seed, stream, scale: std }, buffers: [out], workgroups: grid(Math.ceil(count / 256)) });
+  await enc.dispatch({ source: fillNormal(dtype), params: { count, offset, seed, stream, scale: std }, buffers: { out }, workgroups: grid(Math.ceil(count / 256)) });
 }

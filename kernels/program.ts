@@ -4,15 +4,28 @@ import type { DType } from '../src/config.js';
 import type { PassTiming } from '../src/gpu/timer.js';
 
 /**
+ * One storage binding of a kernel: its WGSL name (the key a dispatch binds a buffer under), its
+ * element type ('dt': a float tensor stored at the module's dtype, see storageHeader) and whether
+ * the kernel writes it.
+ */
+export interface KernelBinding {
+  name: string;
+  type: string;
+  access: 'read' | 'read_write';
+}
+
+/**
  * A compute kernel: WGSL generated from typed parameters, with a uniform block of u32/f32 fields
- * bound at @group(0) @binding(0) and storage buffers at bindings 1.. in `bindings` order.
+ * bound at @group(0) @binding(0) and its storage buffers at bindings 1.. in `bindings` order.
+ * `bindings` is the one place a kernel's buffer names are written: bindingPrelude declares them
+ * in the WGSL and StepEncoder.dispatch binds buffers by them.
  */
 export interface KernelSource {
   /** Stable, human-readable name: reports and GPU errors use it. */
   name: string;
   code: string;
-  /** Storage bindings in order; 'read' ones are read-only in WGSL. */
-  bindings: readonly ('read' | 'read_write')[];
+  /** Storage bindings in binding order; 'read' ones are read-only in WGSL. */
+  bindings: readonly KernelBinding[];
   /** Uniform fields in declaration order (all 4 bytes). */
   params: readonly { name: string; type: 'u32' | 'f32' | 'i32' }[];
 }
@@ -43,13 +56,13 @@ export function perDtype<T>(build: (dtype: DType) => T): (dtype: DType) => T {
   };
 }
 
-/** WGSL declarations of a kernel's uniform struct and its bindings (storage header first when given a dtype). */
-export function bindingPrelude(source: Pick<KernelSource, 'bindings' | 'params'>, names: readonly string[], types: readonly string[], dtype?: DType): string {
+/** WGSL declarations of a kernel's uniform struct and its storage bindings (storage header first when given a dtype). */
+export function bindingPrelude(source: Pick<KernelSource, 'bindings' | 'params'>, dtype?: DType): string {
   const fields = source.params.map((p) => `  ${p.name}: ${p.type},`).join('\n');
   const lines = [`struct Params {\n${fields || '  unused: u32,'}\n}`, '@group(0) @binding(0) var<uniform> P: Params;'];
   if (dtype) lines.unshift(storageHeader(dtype));
-  source.bindings.forEach((access, i) => {
-    lines.push(`@group(0) @binding(${i + 1}) var<storage, ${access}> ${names[i]}: array<${types[i]}>;`);
+  source.bindings.forEach((b, i) => {
+    lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${b.name}: array<${b.type}>;`);
   });
   return lines.join('\n');
 }
@@ -74,8 +87,8 @@ export class PipelineCache {
     const cached = this.pipelines.get(source.code);
     if (cached) return cached;
     const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } }];
-    source.bindings.forEach((access, i) =>
-      entries.push({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: access === 'read' ? 'read-only-storage' : 'storage' } }),
+    source.bindings.forEach((b, i) =>
+      entries.push({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' } }),
     );
     const built = await withGpuErrors(this.device, source.name, async () => {
       const module = this.device.createShaderModule({ label: source.name, code: source.code });
@@ -95,11 +108,42 @@ export class PipelineCache {
   }
 }
 
+/** A buffer a dispatch can bind: a raw GPUBuffer or one of the allocator's. */
+export type BindableBuffer = GPUBuffer | TrackedBuffer;
+
+/**
+ * The buffers of one dispatch, keyed by the kernel's binding names (KernelSource.bindings), in
+ * any order: `{ X: x, W1: w1, O: out }`. The record must name exactly the bindings the kernel
+ * declares. An entry whose value is undefined counts as absent, and a binding that only some
+ * builds of a kernel declare (SwiGLU's W3, a kept u) is an optional entry:
+ * `...(swiglu && { W3: layer.W3!.chunks[wc] })`. A wrapper that gives its buffers a record type
+ * of its own declares it with `type`, not `interface`: only a type alias is assignable here.
+ */
+export type DispatchBuffers = Readonly<Record<string, BindableBuffer | undefined>>;
+
 export interface Dispatch {
   source: KernelSource;
   params: Record<string, number>;
-  buffers: readonly (GPUBuffer | TrackedBuffer)[];
+  buffers: DispatchBuffers;
   workgroups: number | [number, number] | [number, number, number];
+}
+
+/**
+ * The dispatch's buffers in binding order. A missing or undeclared name throws, naming the
+ * kernel, the offending names and the declared ones.
+ */
+function orderedBuffers(source: KernelSource, buffers: DispatchBuffers): GPUBuffer[] {
+  const declared = source.bindings.map((b) => b.name);
+  const missing = declared.filter((name) => buffers[name] === undefined);
+  const unknown = Object.keys(buffers).filter((name) => buffers[name] !== undefined && !declared.includes(name));
+  if (missing.length || unknown.length) {
+    const problems = [missing.length && `missing ${missing.join(', ')}`, unknown.length && `not declared: ${unknown.join(', ')}`].filter(Boolean);
+    throw new Error(`kernel "${source.name}": buffers ${problems.join('; ')} (it declares ${declared.join(', ') || 'no storage bindings'})`);
+  }
+  return declared.map((name) => {
+    const b = buffers[name]!;
+    return 'buffer' in b ? b.buffer : b;
+  });
 }
 
 export interface KernelSourcePolicy {
@@ -175,7 +219,13 @@ export class StepEncoder {
     }
   }
 
+  /**
+   * Records one dispatch. `d.buffers` binds a buffer to each of the kernel's storage bindings by
+   * name (see DispatchBuffers); a record that misses or adds a name throws here, before anything
+   * of the dispatch is recorded or submitted.
+   */
   async dispatch(d: Dispatch): Promise<void> {
+    const buffers = orderedBuffers(d.source, d.buffers);
     if (this.pause?.pauseDue) await this.pause.pausePoint();
     const { pipeline, layout } = await this.pipelineFor(d.source);
     if (this.slot === PARAM_SLOTS) {
@@ -198,7 +248,7 @@ export class StepEncoder {
     });
     this.pendingParams = true;
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.paramArena, offset, size: PARAM_SLOT_BYTES } }];
-    d.buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: 'buffer' in b ? b.buffer : b } }));
+    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
     const group = this.device.createBindGroup({ label: d.source.name, layout, entries });
     this.slot++;
     const [x, y, z] = typeof d.workgroups === 'number' ? [d.workgroups, 1, 1] : [d.workgroups[0], d.workgroups[1], d.workgroups[2] ?? 1];

@@ -11,8 +11,8 @@ import type { DType } from '../src/config.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
 import { gemmSource, LARGE_TILE, type GemmBinding } from './gemm/core.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from './gemm/tiling.js';
-import { encodeDenseGemm } from './gemm/dense.js';
-import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from './program.js';
+import { encodeDenseGemm, type GemmOperands } from './gemm/dense.js';
+import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelBinding, type KernelSource, type StepEncoder } from './program.js';
 
 const GEMM_BINDINGS: readonly GemmBinding[] = [
   { name: 'A', type: 'dt', access: 'read' },
@@ -59,30 +59,27 @@ function gemmWorkgroups(M: number, N: number): [number, number, number] {
 }
 
 /** C[M,N] = A[M,K]·B[K,N]. */
-export async function encodeGemmNN(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await encodeDenseGemm(enc, a, b, c, M, N, K, dtype);
+export async function encodeGemmNN(enc: StepEncoder, dtype: DType, b: GemmOperands, M: number, N: number, K: number): Promise<void> {
+  await encodeDenseGemm(enc, b, M, N, K, dtype);
 }
 
 /** C[M,N] = A[K,M]ᵀ·B[K,N]. */
-export async function encodeGemmTN(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: gemmTN(dtype), params: { M, N, K }, buffers: [a, b, c], workgroups: gemmWorkgroups(M, N) });
+export async function encodeGemmTN(enc: StepEncoder, dtype: DType, b: GemmOperands, M: number, N: number, K: number): Promise<void> {
+  await enc.dispatch({ source: gemmTN(dtype), params: { M, N, K }, buffers: b, workgroups: gemmWorkgroups(M, N) });
 }
 
 /** C[M,N] = A[M,K]·B[N,K]ᵀ. */
-export async function encodeGemmNT(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: gemmNT(dtype), params: { M, N, K }, buffers: [a, b, c], workgroups: gemmWorkgroups(M, N) });
+export async function encodeGemmNT(enc: StepEncoder, dtype: DType, b: GemmOperands, M: number, N: number, K: number): Promise<void> {
+  await enc.dispatch({ source: gemmNT(dtype), params: { M, N, K }, buffers: b, workgroups: gemmWorkgroups(M, N) });
 }
 
-interface Operand {
-  name: string;
-  access: 'read' | 'read_write';
-  /** 'dt': stored at the kernel's dtype; 'f32': f32 at any dtype. */
+/** An elementwise kernel's operand: type 'dt' is stored at the kernel's dtype, 'f32' is f32 at any dtype. */
+interface Operand extends KernelBinding {
   type: 'dt' | 'f32';
 }
 
-function elementwise(name: string, dtype: DType, operands: readonly Operand[], params: KernelSource['params'], body: string): KernelSource {
-  const bindings = operands.map((o) => o.access);
-  const code = `${bindingPrelude({ bindings, params }, operands.map((o) => o.name), operands.map((o) => o.type), dtype)}
+function elementwise(name: string, dtype: DType, bindings: readonly Operand[], params: KernelSource['params'], body: string): KernelSource {
+  const code = `${bindingPrelude({ bindings, params }, dtype)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = (${LINEAR_WORKGROUP}) * 256u + li;
@@ -177,13 +174,14 @@ function groups(count: number): [number, number] {
   return grid(Math.ceil(count / 256));
 }
 
-export async function encodeAdd(enc: StepEncoder, dtype: DType, a: TrackedBuffer, b: TrackedBuffer, out: TrackedBuffer, count: number): Promise<void> {
-  await enc.dispatch({ source: addKernel(dtype), params: { count }, buffers: [a, b, out], workgroups: groups(count) });
+/** out = a + b. */
+export async function encodeAdd(enc: StepEncoder, dtype: DType, b: { a: TrackedBuffer; b: TrackedBuffer; out: TrackedBuffer }, count: number): Promise<void> {
+  await enc.dispatch({ source: addKernel(dtype), params: { count }, buffers: b, workgroups: groups(count) });
 }
 
-/** y and dY at `dtype`, target f32. */
-export async function encodeMseGrad(enc: StepEncoder, dtype: DType, y: TrackedBuffer, target: TrackedBuffer, dY: TrackedBuffer, count: number, scale: number): Promise<void> {
-  await enc.dispatch({ source: mseGradKernel(dtype), params: { count, scale }, buffers: [y, target, dY], workgroups: groups(count) });
+/** dY = scale·(y − tgt): y and dY at `dtype`, the target tgt f32. */
+export async function encodeMseGrad(enc: StepEncoder, dtype: DType, b: { y: TrackedBuffer; tgt: TrackedBuffer; dY: TrackedBuffer }, count: number, scale: number): Promise<void> {
+  await enc.dispatch({ source: mseGradKernel(dtype), params: { count, scale }, buffers: b, workgroups: groups(count) });
 }
 
 export interface AdamParams {
@@ -199,18 +197,16 @@ export interface AdamParams {
 }
 
 /** Buffers of one Adam dispatch: w and g at the dtype, m, v (and the f16 run's master) f32. */
-export interface AdamBuffers {
+export type AdamBuffers = {
   w: TrackedBuffer;
   g: TrackedBuffer;
   m: TrackedBuffer;
   v: TrackedBuffer;
-  /** Required when dtype is not f32. */
+  /** Required when dtype is not f32 (the kernel then declares it), absent at f32. */
   master?: TrackedBuffer;
-}
+};
 
 /** Updates `count` parameters: elements [paramOffset, …) of w and g, [stateOffset, …) of the state. */
 export async function encodeAdam(enc: StepEncoder, dtype: DType, b: AdamBuffers, count: number, paramOffset: number, stateOffset: number, a: AdamParams): Promise<void> {
-  if (dtype !== 'f32' && !b.master) throw new Error(`train-adam at ${dtype} needs an f32 master copy`);
-  const buffers = dtype === 'f32' ? [b.w, b.g, b.m, b.v] : [b.w, b.g, b.m, b.v, b.master!];
-  await enc.dispatch({ source: adamKernel(dtype), params: { count, paramOffset, stateOffset, ...a }, buffers, workgroups: groups(count) });
+  await enc.dispatch({ source: adamKernel(dtype), params: { count, paramOffset, stateOffset, ...a }, buffers: b, workgroups: groups(count) });
 }

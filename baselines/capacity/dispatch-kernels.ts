@@ -16,17 +16,17 @@ const WG = 64;
 
 type Binding = [name: string, type: 'f32' | 'u32' | 'dt', access: 'read' | 'read_write'];
 
-function kernel(name: string, bindings: Binding[], params: string[], body: string, moduleScope = '', dtype: DType = 'f32'): KernelSource {
-  const access = bindings.map((b) => b[2]);
+function kernel(name: string, buffers: Binding[], params: string[], body: string, moduleScope = '', dtype: DType = 'f32'): KernelSource {
+  const bindings = buffers.map(([name, type, access]) => ({ name, type, access }));
   const paramList = params.map((p) => ({ name: p, type: 'u32' as const }));
-  const code = `${bindingPrelude({ bindings: access, params: paramList }, bindings.map((b) => b[0]), bindings.map((b) => b[1]), dtype)}
+  const code = `${bindingPrelude({ bindings, params: paramList }, dtype)}
 ${moduleScope}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let linear = ${LINEAR_WORKGROUP};
 ${body}
 }`;
-  return { name, code, bindings: access, params: paramList };
+  return { name, code, bindings, params: paramList };
 }
 
 /** Threads per workgroup of every kernel here: one thread per item, or one workgroup per row. */

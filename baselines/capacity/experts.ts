@@ -54,18 +54,18 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
 
     this.enter(step, 'up');
     for (const name of swiglu ? ['a', 'b', 'u'] : ['a', 'u']) this.alloc(step, name);
-    await this.expertRows(step, this.gemms.up, layer.W1, h, d, (x) => [
-      this.chunk('dispatched', x.ac),
-      layer.W1.chunks[x.wc],
-      ...(swiglu ? [layer.W3!.chunks[x.wc]] : []),
-      this.chunk('a', x.ac),
-      ...(swiglu ? [this.chunk('b', x.ac)] : []),
-      this.chunk('u', x.ac),
-    ]);
+    await this.expertRows(step, this.gemms.up, layer.W1, h, d, (x) => ({
+      dispatched: this.chunk('dispatched', x.ac),
+      W1: layer.W1.chunks[x.wc],
+      ...(swiglu && { W3: layer.W3!.chunks[x.wc] }),
+      A: this.chunk('a', x.ac),
+      ...(swiglu && { B: this.chunk('b', x.ac) }),
+      U: this.chunk('u', x.ac),
+    }));
 
     this.enter(step, 'down');
     this.alloc(step, 'y');
-    await this.expertRows(step, this.gemms.down, layer.W2, d, h, (x) => [this.chunk('u', x.ac), layer.W2.chunks[x.wc], this.chunk('y', x.ac)]);
+    await this.expertRows(step, this.gemms.down, layer.W2, d, h, (x) => ({ U: this.chunk('u', x.ac), W2: layer.W2.chunks[x.wc], Y: this.chunk('y', x.ac) }));
 
     await this.combineForward(step, layer);
     this.endPhase(step);
@@ -103,38 +103,37 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     this.enter(step, 'down-grad');
     // With C > 0 every expert's first row chunk stores its weight gradient; with C = 0 no row does.
     if (this.C === 0) for (const chunk of layer.dW2.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, this.gemms.dW2, layer.dW2, h, d, (x) => [this.chunk('u', x.ac), this.chunk('dY', x.ac), layer.dW2.chunks[x.wc]]);
+    await this.expertReduce(step, this.gemms.dW2, layer.dW2, h, d, (x) => ({ U: this.chunk('u', x.ac), dY: this.chunk('dY', x.ac), dW2: layer.dW2.chunks[x.wc] }));
     this.alloc(step, 'dU');
-    await this.expertRows(step, this.gemms.dU, layer.W2, h, d, (x) => [this.chunk('dY', x.ac), layer.W2.chunks[x.wc], this.chunk('dU', x.ac)]);
+    await this.expertRows(step, this.gemms.dU, layer.W2, h, d, (x) => ({ dY: this.chunk('dY', x.ac), W2: layer.W2.chunks[x.wc], dU: this.chunk('dU', x.ac) }));
 
     this.enter(step, 'act-grad');
     for (const name of swiglu ? ['da', 'db'] : ['da']) this.alloc(step, name);
     const hidden = this.get('dU').layout;
     const source = this.gemms.actGrad;
+    const grads = (i: number) => ({ dA: this.chunk('da', i), ...(swiglu && { dB: this.chunk('db', i) }) });
     for (let i = 0; i < hidden.chunkCount; i++) {
       const count = chunkRowRange(hidden, i).count * h;
       if (count === 0) continue;
-      const names = swiglu ? ['dU', 'a', 'b', 'da', 'db'] : ['dU', 'a', 'da'];
-      await step.enc.dispatch({ source, params: { count }, buffers: names.map((n) => this.chunk(n, i)), workgroups: activationGradGrid(count) });
+      const buffers = { dU: this.chunk('dU', i), A: this.chunk('a', i), ...(swiglu && { B: this.chunk('b', i) }), ...grads(i) };
+      await step.enc.dispatch({ source, params: { count }, buffers, workgroups: activationGradGrid(count) });
     }
 
     this.enter(step, 'up-grad');
     if (this.C === 0) for (const g of [layer.dW1, layer.dW3]) if (g) for (const chunk of g.chunks) step.enc.clear(chunk);
-    await this.expertReduce(step, this.gemms.dW13, layer.dW1, d, h, (x) => [
-      this.chunk('dispatched', x.ac),
-      this.chunk('da', x.ac),
-      ...(swiglu ? [this.chunk('db', x.ac)] : []),
-      layer.dW1.chunks[x.wc],
-      ...(swiglu ? [layer.dW3!.chunks[x.wc]] : []),
-    ]);
+    await this.expertReduce(step, this.gemms.dW13, layer.dW1, d, h, (x) => ({
+      dispatched: this.chunk('dispatched', x.ac),
+      ...grads(x.ac),
+      dW1: layer.dW1.chunks[x.wc],
+      ...(swiglu && { dW3: layer.dW3!.chunks[x.wc] }),
+    }));
     this.alloc(step, 'dDispatched');
-    await this.expertRows(step, this.gemms.dDispatched, layer.W1, d, swiglu ? 2 * h : h, (x) => [
-      this.chunk('da', x.ac),
-      ...(swiglu ? [this.chunk('db', x.ac)] : []),
-      layer.W1.chunks[x.wc],
-      ...(swiglu ? [layer.W3!.chunks[x.wc]] : []),
-      this.chunk('dDispatched', x.ac),
-    ]);
+    await this.expertRows(step, this.gemms.dDispatched, layer.W1, d, swiglu ? 2 * h : h, (x) => ({
+      ...grads(x.ac),
+      W1: layer.W1.chunks[x.wc],
+      ...(swiglu && { W3: layer.W3!.chunks[x.wc] }),
+      dDispatched: this.chunk('dDispatched', x.ac),
+    }));
 
     await this.dispatchBackward(step, layer);
     this.endPhase(step);

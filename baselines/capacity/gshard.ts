@@ -2,7 +2,7 @@ import { buildCombineWeights, buildDispatchMask, DISPATCH_WORKGROUP, gateGradFro
 import { einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDispatch, einsumDispatchGradX } from './gemm-kernels.js';
 import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
 import { tiles } from '../../kernels/gemm/tiling.js';
-import { grid, type KernelSource } from '../../kernels/program.js';
+import { grid, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import type { DType, LayerConfig } from '../../src/config.js';
 import { floatBytes } from '../../src/f16.js';
 import { OutOfMemoryError } from '../../src/errors.js';
@@ -62,7 +62,7 @@ class GShardRunner extends CapacityRunner {
   }
 
   /** One contraction chunk pair: rows m of the output, columns n, reduction k. */
-  private async contract(step: StepContext, source: (dtype: DType) => KernelSource, m: [number, number], n: [number, number], k: [number, number], accumulate: boolean, buffers: Tensor['chunks']) {
+  private async contract(step: StepContext, source: (dtype: DType) => KernelSource, m: [number, number], n: [number, number], k: [number, number], accumulate: boolean, buffers: DispatchBuffers) {
     const Q = this.c.experts * this.C;
     const kernel = source(this.c.dtype);
     await step.enc.dispatch({
@@ -96,11 +96,11 @@ class GShardRunner extends CapacityRunner {
     const Q = this.c.experts * this.C;
     for (const r of ranges(mask)) {
       const params = { tokenBegin: r.begin, tokenEnd: r.end, k, rowWords: Math.ceil(Q / 4) };
-      await step.enc.dispatch({ source: buildDispatchMask, params, buffers: [this.chunk('slots'), mask.chunks[r.i]], workgroups: grid(r.end - r.begin) });
+      await step.enc.dispatch({ source: buildDispatchMask, params, buffers: { slots: this.chunk('slots'), mask: mask.chunks[r.i] }, workgroups: grid(r.end - r.begin) });
     }
     for (const r of ranges(combine)) {
       const params = { tokenBegin: r.begin, tokenEnd: r.end, k, slotCount: Q };
-      await step.enc.dispatch({ source: buildCombineWeights(this.c.dtype), params, buffers: [this.chunk('slots'), this.chunk('gates'), combine.chunks[r.i]], workgroups: grid(r.end - r.begin) });
+      await step.enc.dispatch({ source: buildCombineWeights(this.c.dtype), params, buffers: { slots: this.chunk('slots'), gates: this.chunk('gates'), combine: combine.chunks[r.i] }, workgroups: grid(r.end - r.begin) });
     }
 
     this.enter(step, 'dispatch');
@@ -108,7 +108,7 @@ class GShardRunner extends CapacityRunner {
     for (const out of ranges(dispatched)) {
       if (out.end === out.begin) continue;
       for (const kr of ranges(mask)) {
-        await this.contract(step, einsumDispatch, [out.begin, out.end], [0, d], [kr.begin, kr.end], kr.i > 0, [mask.chunks[kr.i], layer.X.chunks[0], dispatched.chunks[out.i]]);
+        await this.contract(step, einsumDispatch, [out.begin, out.end], [0, d], [kr.begin, kr.end], kr.i > 0, { mask: mask.chunks[kr.i], X: layer.X.chunks[0], dispatched: dispatched.chunks[out.i] });
       }
     }
   }
@@ -122,7 +122,7 @@ class GShardRunner extends CapacityRunner {
     for (const out of ranges(combine)) {
       // The first K chunk overwrites, so an empty grid (C = 0) still writes O = 0.
       for (const kr of ranges(y)) {
-        await this.contract(step, einsumCombine, [out.begin, out.end], [0, d], [kr.begin, kr.end], kr.i > 0, [combine.chunks[out.i], y.chunks[kr.i], O.chunks[0]]);
+        await this.contract(step, einsumCombine, [out.begin, out.end], [0, d], [kr.begin, kr.end], kr.i > 0, { combine: combine.chunks[out.i], Y: y.chunks[kr.i], O: O.chunks[0] });
       }
     }
   }
@@ -136,14 +136,14 @@ class GShardRunner extends CapacityRunner {
     for (const out of ranges(dY)) {
       if (out.end === out.begin) continue;
       for (const kr of ranges(combine)) {
-        await this.contract(step, einsumCombineGradY, [out.begin, out.end], [0, d], [kr.begin, kr.end], kr.i > 0, [combine.chunks[kr.i], layer.dO.chunks[0], dY.chunks[out.i]]);
+        await this.contract(step, einsumCombineGradY, [out.begin, out.end], [0, d], [kr.begin, kr.end], kr.i > 0, { combine: combine.chunks[kr.i], dO: layer.dO.chunks[0], dY: dY.chunks[out.i] });
       }
     }
     const dcombine = this.alloc(step, 'dcombine');
     for (const out of ranges(dcombine)) {
       for (const nr of ranges(y)) {
         if (nr.end === nr.begin) continue;
-        await this.contract(step, einsumCombineGradWeights, [out.begin, out.end], [nr.begin, nr.end], [0, d], false, [layer.dO.chunks[0], y.chunks[nr.i], dcombine.chunks[out.i]]);
+        await this.contract(step, einsumCombineGradWeights, [out.begin, out.end], [nr.begin, nr.end], [0, d], false, { dO: layer.dO.chunks[0], Y: y.chunks[nr.i], dcombine: dcombine.chunks[out.i] });
       }
     }
     const dgPartial = this.alloc(step, 'dgPartial');
@@ -151,7 +151,7 @@ class GShardRunner extends CapacityRunner {
       await step.enc.dispatch({
         source: gateGradFromCombine(this.c.dtype),
         params: { pairs: T * k, k, slotCount: this.c.experts * this.C, tokenBegin: r.begin, tokenEnd: r.end },
-        buffers: [this.chunk('slots'), dcombine.chunks[r.i], dgPartial.chunks[0]],
+        buffers: { slots: this.chunk('slots'), dcombine: dcombine.chunks[r.i], dgPartial: dgPartial.chunks[0] },
         workgroups: grid(Math.ceil((T * k) / DISPATCH_WORKGROUP)),
       });
     }
@@ -166,7 +166,7 @@ class GShardRunner extends CapacityRunner {
     for (const out of ranges(mask)) {
       for (const kr of ranges(dD)) {
         if (kr.end === kr.begin) continue;
-        await this.contract(step, einsumDispatchGradX, [out.begin, out.end], [0, d], [kr.begin, kr.end], true, [mask.chunks[out.i], dD.chunks[kr.i], dX.chunks[0]]);
+        await this.contract(step, einsumDispatchGradX, [out.begin, out.end], [0, d], [kr.begin, kr.end], true, { mask: mask.chunks[out.i], dDispatched: dD.chunks[kr.i], dX: dX.chunks[0] });
       }
     }
   }

@@ -1,7 +1,7 @@
 import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from './dispatch-kernels.js';
 import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
 import { tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
-import { grid, MAX_WORKGROUPS_PER_DIM, type KernelSource } from '../../kernels/program.js';
+import { grid, MAX_WORKGROUPS_PER_DIM, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import { encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../../kernels/routing/metadata.js';
 import { spec, type BufferSpec, type BufferTable } from '../../src/strategy/buffer-table.js';
@@ -239,7 +239,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     await step.enc.dispatch({
       source: capacitySlots,
       params: { pairs: T * k, C: this.C },
-      buffers: [this.chunk('tokenExperts'), this.chunk('expertOffsets'), this.chunk('slots')],
+      buffers: { tokenExperts: this.chunk('tokenExperts'), expertOffsets: this.chunk('expertOffsets'), slots: this.chunk('slots') },
       workgroups: grid(Math.ceil((T * k) / DISPATCH_WORKGROUP)),
     });
   }
@@ -266,7 +266,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
   }
 
   /** A GEMM whose output rows are capacity slots (one workgroup column per expert). */
-  protected async expertRows(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
+  protected async expertRows(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (x: ExpertChunk) => DispatchBuffers) {
     await this.overExperts(weights, (x) =>
       step.enc.dispatch({
         source,
@@ -282,7 +282,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
    * row chunk stores its gradient, later ones add: only the chunk's first expert can continue
    * from an earlier chunk, so it gets its own 'add' dispatch.
    */
-  protected async expertReduce(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => Tensor['chunks']) {
+  protected async expertReduce(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (x: ExpertChunk) => DispatchBuffers) {
     await this.overExperts(weights, async (x) => {
       const continued = x.expertFirst * this.C < x.rowBegin ? 1 : 0;
       const parts: [ReduceMode, ExpertChunk][] = [

@@ -46,7 +46,7 @@ class TutelRunner extends CapacityRunner {
       await step.enc.dispatch({
         source: encodeScatter(this.c.dtype),
         params: { pairs: T * k, k, cols: d, rowBegin: r.rowBegin, rowEnd: r.rowEnd, gated: gated ? 1 : 0 },
-        buffers: [this.chunk('slots'), this.chunk('gates'), src.chunks[0], this.chunk(dst, r.i)],
+        buffers: { slots: this.chunk('slots'), gates: this.chunk('gates'), src: src.chunks[0], dst: this.chunk(dst, r.i) },
         workgroups: grid(T * k),
       });
     }
@@ -63,7 +63,7 @@ class TutelRunner extends CapacityRunner {
         source: decodeGather(this.c.dtype),
         params: { tokens: T, k, cols: d, rowBegin: r.rowBegin, rowEnd: r.rowEnd, gated: gated ? 1 : 0, accumulate: add ? 1 : 0 },
         // Ungated (dX) runs after the gates are gone; any read-only buffer fills the unread binding.
-        buffers: [this.chunk('slots'), gated ? this.chunk('gates') : this.chunk('slots'), this.chunk(src, r.i), this.chunk(dst)],
+        buffers: { slots: this.chunk('slots'), gates: gated ? this.chunk('gates') : this.chunk('slots'), src: this.chunk(src, r.i), dst: this.chunk(dst) },
         workgroups: grid(T),
       });
     }
@@ -93,7 +93,7 @@ class TutelRunner extends CapacityRunner {
       await step.enc.dispatch({
         source: gateGradFromOutput(this.c.dtype),
         params: { pairs: T * k, k, cols: d, rowBegin: r.rowBegin, rowEnd: r.rowEnd },
-        buffers: [this.chunk('slots'), layer.dO.chunks[0], this.chunk('y', r.i), this.chunk('dgPartial')],
+        buffers: { slots: this.chunk('slots'), dO: layer.dO.chunks[0], y: this.chunk('y', r.i), dgPartial: this.chunk('dgPartial') },
         workgroups: grid(T * k),
       });
     }

@@ -1,6 +1,6 @@
 import { REDUCE_TILE, SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { paddedGather, paddedScatter, sumTopK, sumTopKGroups } from './permute.js';
-import { grid, MAX_WORKGROUPS_PER_DIM, type Dispatch, type KernelSource } from '../../kernels/program.js';
+import { grid, MAX_WORKGROUPS_PER_DIM, type Dispatch, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
@@ -9,7 +9,7 @@ import { megablocksLayouts, tableForRows, type MegaBlocksMode } from './table.js
 import { BufferPlan } from '../../src/strategy/buffer-plan.js';
 
 type Range = { start: number; count: number };
-type Chunks = (ac: number, wc: number) => TrackedBuffer[];
+type Chunks = (ac: number, wc: number) => DispatchBuffers;
 
 /** Copies `count` u32 at element `first` of a buffer to the host: a mid-step sync, as in MegaBlocks. */
 export async function readU32(step: StepContext, buffer: TrackedBuffer, first: number, count: number): Promise<Uint32Array> {
@@ -84,8 +84,9 @@ export class MegaBlocksBuffers {
     return this.chunk(this.mode === 'sparse' ? 'paddedBins' : 'bins');
   }
 
-  protected route(): TrackedBuffer[] {
-    return [this.chunk('indices'), this.chunk('binIds'), this.chunk('bins'), this.offsets];
+  /** The permutation kernels' routing bindings (permute.ts ROUTE_BINDINGS). */
+  protected route() {
+    return { indices: this.chunk('indices'), binIds: this.chunk('binIds'), bins: this.chunk('bins'), paddedBins: this.offsets };
   }
 
   /** dst rows ← (g·) token rows of src, one dispatch per dst chunk; sparse clears the padding first. */
@@ -97,7 +98,7 @@ export class MegaBlocksBuffers {
       await this.dispatch(step, {
         source: paddedGather(this.c.dtype),
         params: { count: this.c.tokens * k, d, k, rowBase: rows.start, rowEnd: rows.start + rows.count, scaled: scaled ? 1 : 0 },
-        buffers: [src, ...this.route(), this.chunk('gates'), dst.chunks[c]],
+        buffers: { src, ...this.route(), gates: this.chunk('gates'), dst: dst.chunks[c] },
         workgroups: grid(this.c.tokens * k),
       });
     }
@@ -114,7 +115,7 @@ export class MegaBlocksBuffers {
           source: paddedScatter(this.c.dtype),
           params: { count: R, d: this.c.hidden, srcBase: from.start, srcEnd: from.start + from.count, dstBase: to.start, dstEnd: to.start + to.count, scaled: gates ? 1 : 0, accumulate: accumulate ? 1 : 0 },
           // Unscaled, the gates binding is unused; src stands in (gates may be freed by then).
-          buffers: [src.chunks[sc], ...this.route(), gates ?? src.chunks[sc], dst.chunks[dc]],
+          buffers: { src: src.chunks[sc], ...this.route(), gates: gates ?? src.chunks[sc], dst: dst.chunks[dc] },
           workgroups: grid(R),
         });
       }
@@ -128,7 +129,7 @@ export class MegaBlocksBuffers {
       await this.dispatch(step, {
         source: sumTopK(this.c.dtype),
         params: { tokenBase: rows.start / k, tokens: rows.count / k, d, k, accumulate: accumulate ? 1 : 0 },
-        buffers: [src.chunks[c], dst.chunks[0]],
+        buffers: { src: src.chunks[c], dst: dst.chunks[0] },
         workgroups: grid(sumTopKGroups(rows.count / k, d)),
       });
     }

@@ -34,12 +34,12 @@ fn paddedRow(i: u32) -> u32 {
   return paddedBins[e] + i - bins[e];
 }`;
 
-function kernel(name: string, dtype: DType, bindings: Binding[], params: KernelSource['params'], body: string): KernelSource {
-  const access = bindings.map((b) => b[2]);
-  const code = `${bindingPrelude({ bindings: access, params }, bindings.map((b) => b[0]), bindings.map((b) => b[1]), dtype)}
+function kernel(name: string, dtype: DType, buffers: Binding[], params: KernelSource['params'], body: string): KernelSource {
+  const bindings = buffers.map(([name, type, access]) => ({ name, type, access }));
+  const code = `${bindingPrelude({ bindings, params }, dtype)}
 ${PADDED_ROW}
 ${body}`;
-  return { name, code, bindings: access, params };
+  return { name, code, bindings, params };
 }
 
 const u32 = (name: string) => ({ name, type: 'u32' as const });
@@ -105,12 +105,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
  * Params: tokenBase, tokens, d, k, accumulate. One thread per output element.
  */
 const SUM_PARAMS = ['tokenBase', 'tokens', 'd', 'k', 'accumulate'].map(u32);
-const SUM_ACCESS = ['read', 'read_write'] as const;
+const SUM_BINDINGS = [
+  { name: 'src', type: 'dt', access: 'read' },
+  { name: 'dst', type: 'dt', access: 'read_write' },
+] as const;
 export const sumTopK = perDtype((dtype): KernelSource => ({
   name: 'mb-sum-top-k',
-  bindings: SUM_ACCESS,
+  bindings: SUM_BINDINGS,
   params: SUM_PARAMS,
-  code: `${bindingPrelude({ bindings: SUM_ACCESS, params: SUM_PARAMS }, ['src', 'dst'], ['dt', 'dt'], dtype)}
+  code: `${bindingPrelude({ bindings: SUM_BINDINGS, params: SUM_PARAMS }, dtype)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let idx = (${LINEAR_WORKGROUP}) * ${WG}u + li;

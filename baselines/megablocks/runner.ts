@@ -64,17 +64,17 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     else await this.groupedTiles(step);
     this.alloc(step, 'a', ...(swiglu ? ['b'] : []), 'u');
     this.alloc(step, 'Y');
-    const seg = [this.offsets, this.chunk('tileOffsets')];
-    await this.segmentRows(step, this.gemms.up, layer.W1, h, d, (ac, wc) => [
-      this.chunk('Xperm', ac),
+    const seg = { offsets: this.offsets, tileOffsets: this.chunk('tileOffsets') };
+    await this.segmentRows(step, this.gemms.up, layer.W1, h, d, (ac, wc) => ({
+      Xp: this.chunk('Xperm', ac),
       ...seg,
-      layer.W1.chunks[wc],
-      ...(swiglu ? [layer.W3!.chunks[wc]] : []),
-      this.chunk('a', ac),
-      ...(swiglu ? [this.chunk('b', ac)] : []),
-      this.chunk('u', ac),
-    ]);
-    await this.segmentRows(step, this.gemms.down, layer.W2, d, h, (ac, wc) => [this.chunk('u', ac), ...seg, layer.W2.chunks[wc], this.chunk('Y', ac)]);
+      W1: layer.W1.chunks[wc],
+      ...(swiglu && { W3: layer.W3!.chunks[wc] }),
+      A: this.chunk('a', ac),
+      ...(swiglu && { B: this.chunk('b', ac) }),
+      U: this.chunk('u', ac),
+    }));
+    await this.segmentRows(step, this.gemms.down, layer.W2, d, h, (ac, wc) => ({ U: this.chunk('u', ac), ...seg, W2: layer.W2.chunks[wc], Y: this.chunk('Y', ac) }));
 
     this.buffers.enter(step, 'scatter');
     this.alloc(step, 'O');
@@ -106,7 +106,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     const R = T * k;
     const swiglu = this.c.activation === 'swiglu';
     const L = this.layouts();
-    const seg = () => [this.offsets, this.chunk('tileOffsets')];
+    const seg = () => ({ offsets: this.offsets, tileOffsets: this.chunk('tileOffsets') });
 
     this.buffers.enter(step, 'scatter-grad');
     this.alloc(step, 'dY');
@@ -118,50 +118,48 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       await this.dispatch(step, {
         source: scatterWgrad(this.c.dtype),
         params: { count: R, d, k, rowBase: rows.start, rowEnd: rows.start + rows.count },
-        buffers: [Y.chunks[c], layer.dO.chunks[0], ...this.route(), this.chunk('dg'), this.chunk('pairRows')],
+        buffers: { Y: Y.chunks[c], dO: layer.dO.chunks[0], ...this.route(), dg: this.chunk('dg'), pairRows: this.chunk('pairRows') },
         workgroups: grid(R),
       });
     }
     this.free(step, 'Y');
 
     this.buffers.enter(step, 'down-grad');
-    await this.segmentReduce(step, this.gemms.dW2, layer.dW2, h, d, (ac, wc) => [this.chunk('u', ac), this.chunk('dY', ac), this.offsets, layer.dW2.chunks[wc]]);
+    await this.segmentReduce(step, this.gemms.dW2, layer.dW2, h, d, (ac, wc) => ({ U: this.chunk('u', ac), dY: this.chunk('dY', ac), offsets: this.offsets, dW2: layer.dW2.chunks[wc] }));
     this.alloc(step, 'dU');
-    await this.segmentRows(step, this.gemms.dU, layer.W2, h, d, (ac, wc) => [this.chunk('dY', ac), ...seg(), layer.W2.chunks[wc], this.chunk('dU', ac)]);
+    await this.segmentRows(step, this.gemms.dU, layer.W2, h, d, (ac, wc) => ({ dY: this.chunk('dY', ac), ...seg(), W2: layer.W2.chunks[wc], dU: this.chunk('dU', ac) }));
     this.free(step, 'u', 'dY');
 
     this.buffers.enter(step, 'act-grad');
     this.alloc(step, 'dA', ...(swiglu ? ['dB'] : []));
-    const hidden = (n: string, c: number) => (swiglu || (n !== 'b' && n !== 'dB') ? [this.chunk(n, c)] : []);
+    const grads = (c: number) => ({ dA: this.chunk('dA', c), ...(swiglu && { dB: this.chunk('dB', c) }) });
     for (let c = 0; c < L.permutedH.chunkCount; c++) {
       const count = chunkRowRange(L.permutedH, c).count * h;
       await this.dispatch(step, {
         source: this.gemms.actGrad,
         params: { count },
-        buffers: ['dU', 'a', 'b', 'dA', 'dB'].flatMap((n) => hidden(n, c)),
+        buffers: { dU: this.chunk('dU', c), A: this.chunk('a', c), ...(swiglu && { B: this.chunk('b', c) }), ...grads(c) },
         workgroups: activationGradGrid(count),
       });
     }
     this.free(step, 'dU', 'a', 'b');
 
     this.buffers.enter(step, 'up-grad');
-    await this.segmentReduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => [
-      this.chunk('Xperm', ac),
-      ...hidden('dA', ac),
-      ...hidden('dB', ac),
-      this.offsets,
-      layer.dW1.chunks[wc],
-      ...(swiglu ? [layer.dW3!.chunks[wc]] : []),
-    ]);
+    await this.segmentReduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => ({
+      Xp: this.chunk('Xperm', ac),
+      ...grads(ac),
+      offsets: this.offsets,
+      dW1: layer.dW1.chunks[wc],
+      ...(swiglu && { dW3: layer.dW3!.chunks[wc] }),
+    }));
     this.alloc(step, 'dXperm');
-    await this.segmentRows(step, this.gemms.dXp, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
-      ...hidden('dA', ac),
-      ...hidden('dB', ac),
+    await this.segmentRows(step, this.gemms.dXp, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => ({
+      ...grads(ac),
       ...seg(),
-      layer.W1.chunks[wc],
-      ...(swiglu ? [layer.W3!.chunks[wc]] : []),
-      this.chunk('dXperm', ac),
-    ]);
+      W1: layer.W1.chunks[wc],
+      ...(swiglu && { W3: layer.W3!.chunks[wc] }),
+      dXp: this.chunk('dXperm', ac),
+    }));
     this.free(step, 'Xperm', 'dA', 'dB', 'tileOffsets');
 
     this.buffers.enter(step, 'router-grad');

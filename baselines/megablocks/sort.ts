@@ -51,11 +51,11 @@ const PASS_PARAMS = [
   { name: 'iota', type: 'u32' },
 ] as const;
 
-function source(name: string, bindings: [string, 'u32', 'read' | 'read_write'][], params: KernelSource['params'], body: string): KernelSource {
-  const access = bindings.map((b) => b[2]);
-  const code = `${bindingPrelude({ bindings: access, params }, bindings.map((b) => b[0]), bindings.map((b) => b[1]))}
+function source(name: string, buffers: [string, 'u32', 'read' | 'read_write'][], params: KernelSource['params'], body: string): KernelSource {
+  const bindings = buffers.map(([name, type, access]) => ({ name, type, access }));
+  const code = `${bindingPrelude({ bindings, params })}
 ${body}`;
-  return { name, code, bindings: access, params };
+  return { name, code, bindings, params };
 }
 
 /** Loads the block's digits into workgroup memory; keys past the end get a digit no key has. */
@@ -167,9 +167,9 @@ export async function encodeRadixSort(enc: StepEncoder, plan: SortPlan, b: SortB
     const { shift, bits } = plan.passes[p];
     const params = { count: plan.count, blocks: plan.blocks, shift, radix: 1 << bits, iota: p === 0 ? 1 : 0 };
     const workgroups = grid(plan.blocks);
-    await enc.dispatch({ source: radixCount, params, buffers: [keys, b.hist], workgroups });
-    await enc.dispatch({ source: radixScan, params: { entries: (1 << bits) * plan.blocks }, buffers: [b.hist], workgroups: 1 });
-    await enc.dispatch({ source: radixScatter, params, buffers: [keys, values, b.hist, keysOut, valuesOut], workgroups });
+    await enc.dispatch({ source: radixCount, params, buffers: { keysIn: keys, hist: b.hist }, workgroups });
+    await enc.dispatch({ source: radixScan, params: { entries: (1 << bits) * plan.blocks }, buffers: { hist: b.hist }, workgroups: 1 });
+    await enc.dispatch({ source: radixScatter, params, buffers: { keysIn: keys, valuesIn: values, hist: b.hist, keysOut, valuesOut }, workgroups });
     keys = keysOut;
     values = valuesOut;
   }
@@ -244,12 +244,11 @@ export async function encodeBins(
   b: { sortedKeys: TrackedBuffer; bins: TrackedBuffer; paddedBins?: TrackedBuffer; tileOffsets?: TrackedBuffer },
 ): Promise<void> {
   if (shape.experts > MAX_BINS) throw new Error(`bins: ${shape.experts} experts exceed ${MAX_BINS}`);
-  const padded = b.paddedBins !== undefined;
-  if (padded !== (b.tileOffsets !== undefined)) throw new Error('bins: padded bins need both paddedBins and tileOffsets');
+  // Padded bins (both paddedBins and tileOffsets given) or not; the dispatch refuses a mix.
   await enc.dispatch({
-    source: padded ? paddedBins : unpaddedBins,
+    source: b.paddedBins ? paddedBins : unpaddedBins,
     params: { count: shape.count, E: shape.experts, blocking: shape.blocking, tileRows: shape.tileRows },
-    buffers: padded ? [b.sortedKeys, b.bins, b.paddedBins!, b.tileOffsets!] : [b.sortedKeys, b.bins],
+    buffers: b,
     workgroups: 1,
   });
 }

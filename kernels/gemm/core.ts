@@ -1,5 +1,5 @@
 import type { DType, GemmEngine } from '../../src/config.js';
-import { bindingPrelude, type KernelSource } from '../program.js';
+import { bindingPrelude, type KernelBinding, type KernelSource } from '../program.js';
 import { subgroupMatrixMain, type SubgroupMatrixOptions } from './subgroup-matrix.js';
 
 export type { GemmEngine };
@@ -46,11 +46,10 @@ export const DEFAULT_TILE: TileShape = { m: TILE_M, n: TILE_N };
 /** For GEMMs whose rows are not segmented by expert (dense, weight gradients). */
 export const LARGE_TILE: TileShape = { m: 128, n: 128 };
 
-export interface GemmBinding {
-  name: string;
+/** A storage binding of a GEMM: its name is the WGSL variable the hooks use and the dispatch's buffer key. */
+export interface GemmBinding extends KernelBinding {
   /** 'dt': a float tensor stored as the spec's dtype (loads convert to f32, stores back). */
   type: 'f32' | 'u32' | 'i32' | 'dt';
-  access: 'read' | 'read_write';
 }
 
 export interface GemmSpec {
@@ -163,8 +162,7 @@ export function gemmSource(spec: GemmSpec): GemmKernelSource {
   const LB = (TILE_K * tile.n) / THREADS;
   const aMode = spec.aContiguous === 'k' ? 'inner' : 'outer';
   const bMode = spec.bContiguous === 'k' ? 'inner' : 'outer';
-  const storage = spec.bindings.map((b) => b.access);
-  const prelude = bindingPrelude({ bindings: storage, params: spec.params }, spec.bindings.map((b) => b.name), spec.bindings.map((b) => b.type), spec.dtype ?? 'f32');
+  const prelude = bindingPrelude(spec, spec.dtype ?? 'f32');
   const defaultEpilogue = `
   for (var i = 0u; i < RM; i++) {
     let m = t.m0 + accRow(ty, i);
@@ -295,5 +293,5 @@ ${spec.functions}
 
 ${sm ? sm.main.replace('%DEFAULT_EPILOGUE%', defaultEpilogue) : simtMain}
 `;
-  return { name: spec.name, code, bindings: storage, params: spec.params, gemm: spec, engine };
+  return { name: spec.name, code, bindings: spec.bindings, params: spec.params, gemm: spec, engine };
 }

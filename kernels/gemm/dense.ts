@@ -30,6 +30,13 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = dt(c); }`,
   }),
 );
 
-export async function encodeDenseGemm(enc: StepEncoder, a: TrackedBuffer, b: TrackedBuffer, c: TrackedBuffer, M: number, N: number, K: number, dtype: DType = 'f32'): Promise<void> {
-  await enc.dispatch({ source: denseGemm(dtype), params: { M, N, K }, buffers: [a, b, c], workgroups: [tiles(M, LARGE_TILE.m), tiles(N, LARGE_TILE.n), 1] });
+/** The operands of a dense GEMM, by their binding names: C = A·B (or its transposed forms in kernels/train.ts). */
+export type GemmOperands = {
+  A: TrackedBuffer;
+  B: TrackedBuffer;
+  C: TrackedBuffer;
+};
+
+export async function encodeDenseGemm(enc: StepEncoder, b: GemmOperands, M: number, N: number, K: number, dtype: DType = 'f32'): Promise<void> {
+  await enc.dispatch({ source: denseGemm(dtype), params: { M, N, K }, buffers: b, workgroups: [tiles(M, LARGE_TILE.m), tiles(N, LARGE_TILE.n), 1] });
 }

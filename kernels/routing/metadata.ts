@@ -38,11 +38,12 @@ const PARAMS = [
   { name: 'blocks', type: 'u32' },
 ] as const;
 
-function kernel(name: string, bindings: [string, 'read' | 'read_write'][], body: string): KernelSource {
-  const access = bindings.map((b) => b[1]);
-  const code = `${bindingPrelude({ bindings: access, params: PARAMS }, bindings.map((b) => b[0]), bindings.map(() => 'u32'))}
+/** A kernel over u32 buffers, each given as [name, access]. */
+function kernel(name: string, buffers: [string, 'read' | 'read_write'][], body: string): KernelSource {
+  const bindings = buffers.map(([name, access]) => ({ name, type: 'u32', access }));
+  const code = `${bindingPrelude({ bindings, params: PARAMS })}
 ${body}`;
-  return { name, code, bindings: access, params: PARAMS };
+  return { name, code, bindings, params: PARAMS };
 }
 
 /** blockCounts[b][s][e] = tokens of block b whose slot s is expert e. wg = (block, pair group). */
@@ -184,12 +185,12 @@ export async function encodeRoutingMetadata(enc: StepEncoder, shape: { tokens: n
   const { blocks } = metadataSizes(T, E, k);
   if (E * k > MAX_PAIRS) throw new Error(`experts × top-k = ${E * k} exceeds the routing scan's ${MAX_PAIRS}`);
   const params = { T, E, k, blocks };
-  await enc.dispatch({ source: countBlocks, params, buffers: [b.tokenExperts, b.blockCounts], workgroups: [blocks, Math.ceil((E * k) / 256), 1] });
+  await enc.dispatch({ source: countBlocks, params, buffers: { tokenExperts: b.tokenExperts, blockCounts: b.blockCounts }, workgroups: [blocks, Math.ceil((E * k) / 256), 1] });
   await enc.dispatch({
     source: scanCounts,
     params,
-    buffers: [b.blockCounts, b.expertOffsets, b.expertSlotOffsets, b.expertTileOffsets, b.slotTileOffsets],
+    buffers: { blockCounts: b.blockCounts, expertOffsets: b.expertOffsets, expertSlotOffsets: b.expertSlotOffsets, expertTileOffsets: b.expertTileOffsets, slotTileOffsets: b.slotTileOffsets },
     workgroups: 1,
   });
-  await enc.dispatch({ source: placeRows, params, buffers: [b.tokenExperts, b.blockCounts, b.expertTokenIndices, b.tokenSlotMap], workgroups: blocks });
+  await enc.dispatch({ source: placeRows, params, buffers: { tokenExperts: b.tokenExperts, blockCounts: b.blockCounts, expertTokenIndices: b.expertTokenIndices, tokenSlotMap: b.tokenSlotMap }, workgroups: blocks });
 }

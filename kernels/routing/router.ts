@@ -1,4 +1,4 @@
-import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelSource, type StepEncoder } from '../program.js';
+import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelBinding, type KernelSource, type StepEncoder } from '../program.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import type { DType, LayerConfig } from '../../src/config.js';
 import { gemmSource, TILE_M, TILE_N } from '../gemm/core.js';
@@ -36,23 +36,25 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { logits[m * P.N + n] = c - P.skewS *
 
 const TOKEN_WG = 64;
 
-function tokenKernel(name: string, names: string[], types: string[], access: ('read' | 'read_write')[], params: KernelSource['params'], body: string): KernelSource {
-  const code = `${bindingPrelude({ bindings: access, params }, names, types)}
+function tokenKernel(name: string, bindings: KernelBinding[], params: KernelSource['params'], body: string): KernelSource {
+  const code = `${bindingPrelude({ bindings, params })}
 @compute @workgroup_size(${TOKEN_WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let t = (${LINEAR_WORKGROUP}) * ${TOKEN_WG}u + li;
   if (t >= P.T) { return; }
 ${body}
 }`;
-  return { name, code, bindings: access, params };
+  return { name, code, bindings, params };
 }
 
 /** Softmax in place (logits → probs), top-k, gates. */
 export const routerTopK = tokenKernel(
   'router-topk',
-  ['probs', 'tokenExperts', 'gates'],
-  ['f32', 'u32', 'f32'],
-  ['read_write', 'read_write', 'read_write'],
+  [
+    { name: 'probs', type: 'f32', access: 'read_write' },
+    { name: 'tokenExperts', type: 'u32', access: 'read_write' },
+    { name: 'gates', type: 'f32', access: 'read_write' },
+  ],
   [
     { name: 'T', type: 'u32' },
     { name: 'E', type: 'u32' },
@@ -100,9 +102,15 @@ export const routerTopK = tokenKernel(
  */
 export const routerBackward = tokenKernel(
   'router-backward',
-  ['probs', 'tokenExperts', 'gates', 'pairRows', 'dgPartial', 'expertOffsets', 'dz'],
-  ['f32', 'u32', 'f32', 'u32', 'f32', 'u32', 'f32'],
-  ['read', 'read', 'read', 'read', 'read', 'read', 'read_write'],
+  [
+    { name: 'probs', type: 'f32', access: 'read' },
+    { name: 'tokenExperts', type: 'u32', access: 'read' },
+    { name: 'gates', type: 'f32', access: 'read' },
+    { name: 'pairRows', type: 'u32', access: 'read' },
+    { name: 'dgPartial', type: 'f32', access: 'read' },
+    { name: 'expertOffsets', type: 'u32', access: 'read' },
+    { name: 'dz', type: 'f32', access: 'read_write' },
+  ],
   [
     { name: 'T', type: 'u32' },
     { name: 'E', type: 'u32' },
@@ -250,11 +258,11 @@ export async function encodeRouterForward(
   b: { X: TrackedBuffer; Wr: TrackedBuffer; probs: TrackedBuffer; tokenExperts: TrackedBuffer; gates: TrackedBuffer },
 ): Promise<void> {
   const { tokens: T, hidden: d, experts: E, topK: k } = shape;
-  await enc.dispatch({ source: routerLogits(shape.dtype), params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: [b.X, b.Wr, b.probs], workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({ source: routerLogits(shape.dtype), params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: { X: b.X, Wr: b.Wr, logits: b.probs }, workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
   await enc.dispatch({
     source: routerTopK,
     params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0 },
-    buffers: [b.probs, b.tokenExperts, b.gates],
+    buffers: { probs: b.probs, tokenExperts: b.tokenExperts, gates: b.gates },
     workgroups: grid(tiles(T, TOKEN_WG)),
   });
 }
@@ -282,9 +290,9 @@ export async function encodeRouterBackward(
   await enc.dispatch({
     source: routerBackward,
     params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, dgParts: shape.dgParts, auxScale, gatesByRow: shape.gatesByRow ? 1 : 0 },
-    buffers: [b.probs, b.tokenExperts, b.gates, b.pairRows, b.dgPartial, b.expertOffsets, b.dz],
+    buffers: { probs: b.probs, tokenExperts: b.tokenExperts, gates: b.gates, pairRows: b.pairRows, dgPartial: b.dgPartial, expertOffsets: b.expertOffsets, dz: b.dz },
     workgroups: grid(tiles(T, TOKEN_WG)),
   });
-  await enc.dispatch({ source: routerWeightGrad(shape.dtype), params: { M: d, N: E, K: T }, buffers: [b.X, b.dz, b.dWr], workgroups: [tiles(d, TILE_M), tiles(E, TILE_N), 1] });
-  await enc.dispatch({ source: routerInputGrad(shape.dtype), params: { M: T, N: d, K: E }, buffers: [b.dz, b.Wr, b.dX], workgroups: [tiles(T, TILE_M), tiles(d, TILE_N), 1] });
+  await enc.dispatch({ source: routerWeightGrad(shape.dtype), params: { M: d, N: E, K: T }, buffers: { X: b.X, dz: b.dz, dWr: b.dWr }, workgroups: [tiles(d, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({ source: routerInputGrad(shape.dtype), params: { M: T, N: d, K: E }, buffers: { dz: b.dz, Wr: b.Wr, dX: b.dX }, workgroups: [tiles(T, TILE_M), tiles(d, TILE_N), 1] });
 }

@@ -61,7 +61,7 @@ async function measureGemm(kernels: KernelContext, n: number, dtype: DType, time
     const data: ArrayBufferView<ArrayBuffer> = dtype === 'f16' ? (toHalf(values) as Uint16Array<ArrayBuffer>) : values;
     kernels.device.queue.writeBuffer(buffers[0].buffer, 0, data);
     kernels.device.queue.writeBuffer(buffers[1].buffer, 0, data);
-    const run = () => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, buffers[0], buffers[1], buffers[2], n, n, n, dtype));
+    const run = () => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, { A: buffers[0], B: buffers[1], C: buffers[2] }, n, n, n, dtype));
     for (const end = performance.now() + warmMs; performance.now() < end; ) await run();
     const samples = await sampleUntilStable(run, sampling);
     const medianMs = summarize(samples).median;
@@ -88,7 +88,7 @@ export async function measureCeilings(kernels: KernelContext, options: { softwar
     const src = a.create('ceiling:src', 'workspace', copyBytes, usage);
     const dst = a.create('ceiling:dst', 'workspace', copyBytes, usage);
     try {
-      const copySamples = await sampleUntilStable(() => timeKernel(kernels, timer, (enc) => encodeStreamCopy(enc, src, dst, copyBytes / 16)), options.sampling);
+      const copySamples = await sampleUntilStable(() => timeKernel(kernels, timer, (enc) => encodeStreamCopy(enc, { src, dst }, copyBytes / 16)), options.sampling);
       const copyMs = summarize(copySamples).median;
       const gemmSubgroupMatrix = options.subgroupMatrix ? await measureGemm(options.subgroupMatrix, sizes.subgroupMatrixN, 'f16', timer, options.sampling, warmMs) : null;
       return {

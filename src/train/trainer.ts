@@ -173,7 +173,7 @@ export class GpuTrainer {
 
     let enc = this.layer.kernels.encoder();
     enc.beginPass('train-input-projection');
-    await encodeGemmNN(enc, dt, single(t.x), single(t.Win), X, T, d, di);
+    await encodeGemmNN(enc, dt, { A: single(t.x), B: single(t.Win), C: X }, T, d, di);
     enc.flush();
     await this.layer.forward();
 
@@ -183,21 +183,21 @@ export class GpuTrainer {
     const O = single(this.requireTensor(this.layer.gpuTensors().output, 'output'));
     enc = this.layer.kernels.encoder();
     enc.beginPass('train-head');
-    await encodeAdd(enc, dt, X, O, single(t.r), T * d);
-    await encodeGemmNN(enc, dt, single(t.r), single(t.Wout), single(t.y), T, dout, d);
+    await encodeAdd(enc, dt, { a: X, b: O, out: single(t.r) }, T * d);
+    await encodeGemmNN(enc, dt, { A: single(t.r), B: single(t.Wout), C: single(t.y) }, T, dout, d);
     // Every gradient below carries the loss scale S (1 at f32); Adam divides it out.
     const S = lossScale(c);
-    await encodeMseGrad(enc, dt, single(t.y), single(t.target), single(t.dY), T * dout, (S * 2) / (T * dout));
-    await encodeGemmTN(enc, dt, single(t.r), single(t.dY), single(t.dWout), d, dout, T);
-    await encodeGemmNT(enc, dt, single(t.dY), single(t.Wout), dO, T, d, dout);
+    await encodeMseGrad(enc, dt, { y: single(t.y), tgt: single(t.target), dY: single(t.dY) }, T * dout, (S * 2) / (T * dout));
+    await encodeGemmTN(enc, dt, { A: single(t.r), B: single(t.dY), C: single(t.dWout) }, d, dout, T);
+    await encodeGemmNT(enc, dt, { A: single(t.dY), B: single(t.Wout), C: dO }, T, d, dout);
     enc.flush();
     await this.layer.backward();
 
     const dX = single(this.requireTensor(this.layer.gpuTensors().inputGrad, 'input gradient'));
     enc = this.layer.kernels.encoder();
     enc.beginPass('train-update');
-    await encodeAdd(enc, dt, dO, dX, single(t.dZ), T * d);
-    await encodeGemmTN(enc, dt, single(t.x), single(t.dZ), single(t.dWin), di, d, T);
+    await encodeAdd(enc, dt, { a: dO, b: dX, out: single(t.dZ) }, T * d);
+    await encodeGemmTN(enc, dt, { A: single(t.x), B: single(t.dZ), C: single(t.dWin) }, di, d, T);
     const step = this.stepIndex + 1;
     const hyper = { lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, bc1: 1 - c.beta1 ** step, bc2: 1 - c.beta2 ** step, gradScale: 1 / S };
     for (const p of this.params) await this.encodeUpdate(enc, p, hyper);
@@ -277,7 +277,7 @@ export class GpuTrainer {
     const batch = this.data.batch(this.stepIndex);
     uploadTensor(this.gpu.device, this.t.x, batch.x);
     const enc = this.layer.kernels.encoder();
-    await encodeGemmNN(enc, this.dtype, single(this.t.x), single(this.t.Win), single(this.layer.gpuTensors().layer.X), c.tokens, c.hidden, c.inputDim);
+    await encodeGemmNN(enc, this.dtype, { A: single(this.t.x), B: single(this.t.Win), C: single(this.layer.gpuTensors().layer.X) }, c.tokens, c.hidden, c.inputDim);
     enc.flush();
     await this.layer.forward();
     return (await this.layer.routingSummary()).expertLoads;

@@ -1,5 +1,5 @@
 import { REDUCE_TILE, SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
-import type { KernelSource } from '../../kernels/program.js';
+import type { DispatchBuffers, KernelSource } from '../../kernels/program.js';
 import { encodeRowReduce } from './row-reduce.js';
 import type { LayerConfig } from '../config.js';
 import type { TrackedBuffer } from '../gpu/allocator.js';
@@ -53,7 +53,7 @@ export class ExpertPasses {
     };
   }
 
-  async segments(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks'], extra: Record<string, number> = {}) {
+  async segments(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => DispatchBuffers, extra: Record<string, number> = {}) {
     const R = this.c.tokens * this.c.topK;
     const maxTiles = Math.ceil(R / SEGMENT_TILE.m) + this.c.experts;
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
@@ -67,7 +67,7 @@ export class ExpertPasses {
   }
 
   /** The slot-by-slot passes: in pass s every token has at most one row, so token-row writes never collide. */
-  async slotPasses(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
+  async slotPasses(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number) => DispatchBuffers) {
     const { tokens: T, experts: E, topK: k } = this.c;
     const maxTiles = Math.ceil(T / SEGMENT_TILE.m) + E;
     for (let s = 0; s < k; s++) {
@@ -87,7 +87,7 @@ export class ExpertPasses {
    * scratchRows rows; a block's expert-major tiles write its rows for every weight chunk, then
    * row-reduce adds them into the token rows of `out`. Bounded scratch, never an [R,d] buffer.
    */
-  async rowBlocks(step: StepContext, name: string, out: Tensor, tokenSlotMap: TrackedBuffer, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number, scratch: Tensor['chunks'][number]) => Tensor['chunks']) {
+  async rowBlocks(step: StepContext, name: string, out: Tensor, tokenSlotMap: TrackedBuffer, source: KernelSource, weights: Tensor, N: number, K: number, buffers: (ac: number, wc: number, scratch: TrackedBuffer) => DispatchBuffers) {
     const { tokens: T, hidden: d, experts: E, topK: k } = this.c;
     const [scratch] = this.buffers.alloc(step, name);
     const block = scratch.layout.rows;
@@ -112,7 +112,7 @@ export class ExpertPasses {
   }
 
   /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */
-  async reduceSegments(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => Tensor['chunks']) {
+  async reduceSegments(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: (ac: number, wc: number) => DispatchBuffers) {
     await this.perChunk(step, weights, (ac, wc, rows, experts) =>
       step.enc.dispatch({
         source: source[ac === 0 ? 'store' : 'add'],

@@ -8,13 +8,17 @@ import { bindingPrelude, grid, LINEAR_WORKGROUP, type KernelSource, type StepEnc
  */
 const WG = 256;
 const PARAMS = [{ name: 'pairs', type: 'u32' }] as const;
-const ACCESS = ['read', 'read', 'read_write'] as const;
+const BINDINGS = [
+  { name: 'gates', type: 'f32', access: 'read' },
+  { name: 'tokenSlotMap', type: 'u32', access: 'read' },
+  { name: 'rowGates', type: 'f32', access: 'read_write' },
+] as const;
 
 export const rowGates: KernelSource = {
   name: 'row-gates',
-  bindings: ACCESS,
+  bindings: BINDINGS,
   params: PARAMS,
-  code: `${bindingPrelude({ bindings: ACCESS, params: PARAMS }, ['gates', 'tokenSlotMap', 'rowGates'], ['f32', 'u32', 'f32'])}
+  code: `${bindingPrelude({ bindings: BINDINGS, params: PARAMS })}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let pair = (${LINEAR_WORKGROUP}) * ${WG}u + li;
@@ -24,5 +28,5 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 };
 
 export async function encodeRowGates(enc: StepEncoder, pairs: number, b: { gates: TrackedBuffer; tokenSlotMap: TrackedBuffer; rowGates: TrackedBuffer }): Promise<void> {
-  await enc.dispatch({ source: rowGates, params: { pairs }, buffers: [b.gates, b.tokenSlotMap, b.rowGates], workgroups: grid(Math.ceil(pairs / WG)) });
+  await enc.dispatch({ source: rowGates, params: { pairs }, buffers: b, workgroups: grid(Math.ceil(pairs / WG)) });
 }

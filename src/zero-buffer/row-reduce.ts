@@ -16,14 +16,18 @@ const PARAMS = [
   { name: 'rowBegin', type: 'u32' },
   { name: 'rowEnd', type: 'u32' },
 ] as const;
-const ACCESS = ['read', 'read', 'read_write'] as const;
+const BINDINGS = [
+  { name: 'tokenSlotMap', type: 'u32', access: 'read' },
+  { name: 'rows', type: 'dt', access: 'read' },
+  { name: 'out', type: 'dt', access: 'read_write' },
+] as const;
 
 export const rowReduce = perDtype(
   (dtype): KernelSource => ({
     name: 'row-reduce',
-    bindings: ACCESS,
+    bindings: BINDINGS,
     params: PARAMS,
-    code: `${bindingPrelude({ bindings: ACCESS, params: PARAMS }, ['tokenSlotMap', 'rows', 'out'], ['u32', 'dt', 'dt'], dtype)}
+    code: `${bindingPrelude({ bindings: BINDINGS, params: PARAMS }, dtype)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = (${LINEAR_WORKGROUP}) * ${WG}u + li;
@@ -50,7 +54,7 @@ export async function encodeRowReduce(
   await enc.dispatch({
     source: rowReduce(dtype),
     params: { T, d, k, rowBegin, rowEnd },
-    buffers: [b.tokenSlotMap, b.rows, b.out],
+    buffers: b,
     workgroups: grid(Math.ceil((T * d) / WG)),
   });
 }

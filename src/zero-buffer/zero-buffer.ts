@@ -41,23 +41,23 @@ class ZeroBufferRunner implements StrategyRunner {
     const { hidden: d, ffn: h } = this.c;
     const swiglu = this.c.activation === 'swiglu';
     this.buffers.alloc(step, 'a', ...(swiglu ? ['b'] : []), ...(this.keptU ? ['u'] : []));
-    await this.passes.segments(step, this.kernels.up, layer.W1, h, d, (ac, wc) => [
-      layer.X.chunks[0],
-      this.chunk('expertTokenIndices', 0),
-      this.chunk('expertOffsets', 0),
-      this.chunk('expertTileOffsets', 0),
-      layer.W1.chunks[wc],
-      ...(swiglu ? [layer.W3!.chunks[wc]] : []),
-      this.chunk('a', ac),
-      ...(swiglu ? [this.chunk('b', ac)] : []),
-      ...(this.buffers.has('u') ? [this.chunk('u', ac)] : []),
-    ]);
+    await this.passes.segments(step, this.kernels.up, layer.W1, h, d, (ac, wc) => ({
+      X: layer.X.chunks[0],
+      rowTokens: this.chunk('expertTokenIndices', 0),
+      expertOffsets: this.chunk('expertOffsets', 0),
+      expertTileOffsets: this.chunk('expertTileOffsets', 0),
+      W1: layer.W1.chunks[wc],
+      ...(swiglu && { W3: layer.W3!.chunks[wc] }),
+      Ab: this.chunk('a', ac),
+      ...(swiglu && { Bb: this.chunk('b', ac) }),
+      ...(this.buffers.has('u') && { U: this.chunk('u', ac) }),
+    }));
   }
 
-  /** u's bindings for a kernel reading the hidden activation. */
+  /** u's bindings for a kernel reading the hidden activation (expert-gemm.ts hiddenBindings). */
   private hiddenChunks(ac: number) {
-    if (this.buffers.has('u')) return [this.chunk('u', ac)];
-    return this.buffers.has('b') ? [this.chunk('a', ac), this.chunk('b', ac)] : [this.chunk('a', ac)];
+    if (this.buffers.has('u')) return { U: this.chunk('u', ac) };
+    return this.buffers.has('b') ? { Ab: this.chunk('a', ac), Bb: this.chunk('b', ac) } : { Ab: this.chunk('a', ac) };
   }
 
   async forward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
@@ -97,25 +97,25 @@ class ZeroBufferRunner implements StrategyRunner {
     this.buffers.alloc(step, 'O');
     if (rowTarget(c) === 'rows') {
       step.enc.clear(this.chunk('O', 0));
-      await this.passes.rowBlocks(step, 'combineRows', this.get('O'), this.chunk('tokenSlotMap', 0), this.kernels.combine.rows, layer.W2, d, h, (ac, wc, scratch) => [
+      await this.passes.rowBlocks(step, 'combineRows', this.get('O'), this.chunk('tokenSlotMap', 0), this.kernels.combine.rows, layer.W2, d, h, (ac, wc, scratch) => ({
         ...this.hiddenChunks(ac),
-        this.chunk('expertTokenIndices', 0),
-        this.chunk('expertOffsets', 0),
-        this.chunk('expertTileOffsets', 0),
-        this.chunk('rowGates', 0),
-        layer.W2.chunks[wc],
-        scratch,
-      ]);
+        rowTokens: this.chunk('expertTokenIndices', 0),
+        expertOffsets: this.chunk('expertOffsets', 0),
+        expertTileOffsets: this.chunk('expertTileOffsets', 0),
+        rowGates: this.chunk('rowGates', 0),
+        W2: layer.W2.chunks[wc],
+        rowsOut: scratch,
+      }));
     } else {
-      await this.passes.slotPasses(step, this.kernels.combine.tokens, layer.W2, d, h, (ac, wc) => [
+      await this.passes.slotPasses(step, this.kernels.combine.tokens, layer.W2, d, h, (ac, wc) => ({
         ...this.hiddenChunks(ac),
-        this.chunk('expertTokenIndices', 0),
-        this.chunk('expertSlotOffsets', 0),
-        this.chunk('slotTileOffsets', 0),
-        this.chunk('rowGates', 0),
-        layer.W2.chunks[wc],
-        this.chunk('O', 0),
-      ]);
+        rowTokens: this.chunk('expertTokenIndices', 0),
+        expertSlotOffsets: this.chunk('expertSlotOffsets', 0),
+        slotTileOffsets: this.chunk('slotTileOffsets', 0),
+        rowGates: this.chunk('rowGates', 0),
+        W2: layer.W2.chunks[wc],
+        O: this.chunk('O', 0),
+      }));
     }
     // Checkpoint 'full' drops a and b here (the table ends them with the phase).
     this.buffers.endPhase(step);
@@ -130,14 +130,14 @@ class ZeroBufferRunner implements StrategyRunner {
     if (c.checkpoint === 'full') await this.upProject(step, layer);
 
     this.buffers.enter(step, 'expert-grads');
-    await this.passes.reduceSegments(step, this.kernels.dW2, layer.dW2, h, d, (ac, wc) => [
+    await this.passes.reduceSegments(step, this.kernels.dW2, layer.dW2, h, d, (ac, wc) => ({
       ...this.hiddenChunks(ac),
-      layer.dO.chunks[0],
-      this.chunk('expertTokenIndices', 0),
-      this.chunk('expertOffsets', 0),
-      this.chunk('rowGates', 0),
-      layer.dW2.chunks[wc],
-    ]);
+      dO: layer.dO.chunks[0],
+      rowTokens: this.chunk('expertTokenIndices', 0),
+      expertOffsets: this.chunk('expertOffsets', 0),
+      rowGates: this.chunk('rowGates', 0),
+      dW2: layer.dW2.chunks[wc],
+    }));
     this.buffers.alloc(step, 'dgPartial');
     await this.passes.segments(
       step,
@@ -145,29 +145,29 @@ class ZeroBufferRunner implements StrategyRunner {
       layer.W2,
       h,
       d,
-      (ac, wc) => [
-        layer.dO.chunks[0],
-        this.chunk('expertTokenIndices', 0),
-        this.chunk('expertOffsets', 0),
-        this.chunk('expertTileOffsets', 0),
-        this.chunk('rowGates', 0),
-        layer.W2.chunks[wc],
-        this.chunk('a', ac),
-        ...(swiglu ? [this.chunk('b', ac)] : []),
-        this.chunk('dgPartial', 0),
-      ],
+      (ac, wc) => ({
+        dO: layer.dO.chunks[0],
+        rowTokens: this.chunk('expertTokenIndices', 0),
+        expertOffsets: this.chunk('expertOffsets', 0),
+        expertTileOffsets: this.chunk('expertTileOffsets', 0),
+        rowGates: this.chunk('rowGates', 0),
+        W2: layer.W2.chunks[wc],
+        Ab: this.chunk('a', ac),
+        ...(swiglu && { Bb: this.chunk('b', ac) }),
+        dgPartial: this.chunk('dgPartial', 0),
+      }),
       { dgParts: dgParts(h) },
     );
     // a and b now hold da and db.
-    await this.passes.reduceSegments(step, this.kernels.dW13, layer.dW1, d, h, (ac, wc) => [
-      layer.X.chunks[0],
-      this.chunk('expertTokenIndices', 0),
-      this.chunk('expertOffsets', 0),
-      this.chunk('a', ac),
-      ...(swiglu ? [this.chunk('b', ac)] : []),
-      layer.dW1.chunks[wc],
-      ...(swiglu ? [layer.dW3!.chunks[wc]] : []),
-    ]);
+    await this.passes.reduceSegments(step, this.kernels.dW13, layer.dW1, d, h, (ac, wc) => ({
+      X: layer.X.chunks[0],
+      rowTokens: this.chunk('expertTokenIndices', 0),
+      expertOffsets: this.chunk('expertOffsets', 0),
+      dA: this.chunk('a', ac),
+      ...(swiglu && { dB: this.chunk('b', ac) }),
+      dW1: layer.dW1.chunks[wc],
+      ...(swiglu && { dW3: layer.dW3!.chunks[wc] }),
+    }));
 
     this.buffers.enter(step, 'router-grad');
     const [routerGrad] = this.buffers.alloc(step, 'routerGrad', 'dX');
@@ -190,24 +190,24 @@ class ZeroBufferRunner implements StrategyRunner {
     );
 
     this.buffers.enter(step, 'input-grad');
-    const gradRows = (ac: number) => [this.chunk('a', ac), ...(swiglu ? [this.chunk('b', ac)] : []), this.chunk('expertTokenIndices', 0)];
-    const gradWeights = (wc: number) => [layer.W1.chunks[wc], ...(swiglu ? [layer.W3!.chunks[wc]] : [])];
+    const gradRows = (ac: number) => ({ dA: this.chunk('a', ac), ...(swiglu && { dB: this.chunk('b', ac) }), rowTokens: this.chunk('expertTokenIndices', 0) });
+    const gradWeights = (wc: number) => ({ W1: layer.W1.chunks[wc], ...(swiglu && { W3: layer.W3!.chunks[wc] }) });
     if (rowTarget(c) === 'rows') {
-      await this.passes.rowBlocks(step, 'inputGradRows', this.get('dX'), this.chunk('tokenSlotMap', 0), this.kernels.dX.rows, layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => [
+      await this.passes.rowBlocks(step, 'inputGradRows', this.get('dX'), this.chunk('tokenSlotMap', 0), this.kernels.dX.rows, layer.W1, d, swiglu ? 2 * h : h, (ac, wc, scratch) => ({
         ...gradRows(ac),
-        this.chunk('expertOffsets', 0),
-        this.chunk('expertTileOffsets', 0),
+        expertOffsets: this.chunk('expertOffsets', 0),
+        expertTileOffsets: this.chunk('expertTileOffsets', 0),
         ...gradWeights(wc),
-        scratch,
-      ]);
+        rowsOut: scratch,
+      }));
     } else {
-      await this.passes.slotPasses(step, this.kernels.dX.tokens, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => [
+      await this.passes.slotPasses(step, this.kernels.dX.tokens, layer.W1, d, swiglu ? 2 * h : h, (ac, wc) => ({
         ...gradRows(ac),
-        this.chunk('expertSlotOffsets', 0),
-        this.chunk('slotTileOffsets', 0),
+        expertSlotOffsets: this.chunk('expertSlotOffsets', 0),
+        slotTileOffsets: this.chunk('slotTileOffsets', 0),
         ...gradWeights(wc),
-        this.chunk('dX', 0),
-      ]);
+        dX: this.chunk('dX', 0),
+      }));
     }
     this.buffers.endPhase(step);
     return this.get('dX');

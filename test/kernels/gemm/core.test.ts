@@ -57,7 +57,7 @@ describe('GEMM core tile configurations (single and double-buffered workgroup ti
         uploadTensor(ctx.device, B, b);
         uploadTensor(ctx.device, B2, b2);
         const enc = ctx.encoder();
-        await enc.dispatch({ source: dualGemm(tile), params: { M, N, K }, buffers: [A, B, B2, C, C2].map((t) => t.chunks[0]), workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
+        await enc.dispatch({ source: dualGemm(tile), params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
         enc.flush();
         for (const [out, right] of [
           [C, b],

@@ -23,7 +23,7 @@ describe('shared GEMM core, dense instance', () => {
       uploadTensor(ctx.device, A, a);
       uploadTensor(ctx.device, B, b);
       const enc = ctx.encoder();
-      await encodeDenseGemm(enc, A.chunks[0], B.chunks[0], C.chunks[0], M, N, K);
+      await encodeDenseGemm(enc, { A: A.chunks[0], B: B.chunks[0], C: C.chunks[0] }, M, N, K);
       enc.flush();
       expect(productError(await readTensor(ctx.allocator, C), a, b, M, N, K)).toBeLessThan(1e-5);
       ctx.allocator.freeAll();

@@ -93,7 +93,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
         const source = withEngine(gemmSource(spec(tile, c, dual, sm)), 'subgroup-matrix-emulated');
         expect(source.code).toContain('emulatedMma');
         const enc = ctx.encoder();
-        await enc.dispatch({ source, params: { M, N, K }, buffers: [A, B, B2, C, C2].map((t) => t.chunks[0]), workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
+        await enc.dispatch({ source, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
         enc.flush();
         expect(productError(await readTensor(ctx.allocator, C), a, b, M, N, K, c)).toBeLessThan(1e-5);
         if (dual) expect(productError(await readTensor(ctx.allocator, C2), a, b2, M, N, K, c)).toBeLessThan(1e-5);
