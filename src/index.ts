@@ -8,7 +8,7 @@ export { openGpu, enumerateAdapters, type GpuContext, type AdapterReport, type A
 export { GpuAllocator, BUFFER_TAGS, type BufferTag } from './gpu/allocator.js';
 export { GpuTimer } from './gpu/timer.js';
 export { STRATEGIES, findStrategy, registerStrategy, strategyIds } from './registry.js';
-export type { Strategy, StrategyRunner, StepContext, RoutingSummary, LayerTensors } from './strategy/contract.js';
+export type { Strategy, StrategyRunner, StepContext, RoutingSummary, LayerTensors, KernelWork } from './strategy/contract.js';
 export { tableFigures, type BufferTable, type BufferSpec } from './strategy/buffer-table.js';
 export { layerConfig, PRESETS, findPreset, usefulFlops, type LayerConfig } from './config.js';
 export { verifyStrategies, type VerifyResult } from './verify/verify.js';

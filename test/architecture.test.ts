@@ -72,6 +72,13 @@ describe('architecture', () => {
     expect(offending).toEqual([]);
   });
 
+  it('only the registry names strategies: the rest of the tool reaches them through the contract', () => {
+    const offending = edges()
+      .filter(({ from, to }) => layerOf(to).layer === 'strategy' && ['app', 'commands'].includes(layerOf(from).layer) && from !== 'src/registry.ts')
+      .map(({ from, to }) => `${from} imports ${to}`);
+    expect(offending).toEqual([]);
+  });
+
   it('the top-level folders form no cycle, with src split at its layers', () => {
     const node = (file: string) => {
       const { layer } = layerOf(file);

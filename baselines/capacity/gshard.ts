@@ -11,7 +11,7 @@ import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/con
 import { formatBytes } from '../../src/units.js';
 import { capacityOf, checkGrid, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
 import { CapacityRunner } from './experts.js';
-import { capacityGemmNames, einsumWork, expertGemmWork } from '../../src/strategy/work.js';
+import { capacityRows, gshardWork } from './work.js';
 
 /**
  * GShard / DeepSpeed's einsum dispatch: the same capacity, locations and drops as Tutel, but the
@@ -178,6 +178,7 @@ export const gshard: Strategy = {
   dropless: false,
   unsupported: unsupportedCapacity,
   bufferTable: (c, routing, limits) => planTable(gshardPlan(c, capacityOf(c, routing), limits.chunkBytes), c, limits),
-  kernelWork: (c, routing) => ({ ...expertGemmWork(c, capacityGemmNames(c), c.experts * capacityOf(c, routing), routing.keptPairs), ...einsumWork(c, capacityOf(c, routing)) }),
+  work: gshardWork,
+  expertRows: capacityRows,
   create: (c) => new GShardRunner(c),
 };

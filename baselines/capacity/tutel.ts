@@ -5,7 +5,7 @@ import { chunkRowRange } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
 import { capacityOf, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
 import { CapacityRunner } from './experts.js';
-import { capacityGemmNames, expertGemmWork } from '../../src/strategy/work.js';
+import { capacityRows, tutelWork } from './work.js';
 
 /**
  * Tutel's fast dispatcher (tutel/impls/fast_dispatch.py): capacity C = k·⌊cf·⌈T/E⌉⌋ (cf = 0:
@@ -111,6 +111,7 @@ export const tutel: Strategy = {
   dropless: false,
   unsupported: unsupportedCapacity,
   bufferTable: (c, routing, limits) => planTable(tutelPlan(c, capacityOf(c, routing), limits.chunkBytes), c, limits),
-  kernelWork: (c, routing) => expertGemmWork(c, capacityGemmNames(c), c.experts * capacityOf(c, routing), routing.keptPairs),
+  work: tutelWork,
+  expertRows: capacityRows,
   create: (c) => new TutelRunner(c),
 };

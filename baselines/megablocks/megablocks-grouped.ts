@@ -1,8 +1,8 @@
 import type { Strategy } from '../../src/strategy/contract.js';
 import { megablocksUnsupported } from './megablocks.js';
 import { MegaBlocksRunner } from './runner.js';
-import { megablocksTable, permutedRows } from './table.js';
-import { expertGemmWork, megablocksGemmNames } from '../../src/strategy/work.js';
+import { megablocksTable } from './table.js';
+import { megablocksRows, megablocksWork } from './work.js';
 
 /**
  * MegaBlocks dMoE with grouped GEMMs (`mlp_impl="grouped"`, MegaBlocks' default): the same sort
@@ -18,6 +18,7 @@ export const megablocksGrouped: Strategy = {
   dropless: true,
   unsupported: (c) => megablocksUnsupported(c, 'grouped'),
   bufferTable: (c, routing, limits) => megablocksTable(c, 'grouped', routing, limits),
-  kernelWork: (c, routing) => expertGemmWork(c, megablocksGemmNames(c), permutedRows(c, 'grouped', null), routing.keptPairs),
+  work: (c, routing) => megablocksWork(c, 'grouped', routing),
+  expertRows: (c, routing) => megablocksRows(c, 'grouped', routing),
   create: (c) => new MegaBlocksRunner(c, 'grouped'),
 };

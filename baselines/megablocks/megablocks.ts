@@ -6,7 +6,7 @@ import type { LayerConfig } from '../../src/config.js';
 import type { Strategy } from '../../src/strategy/contract.js';
 import { MegaBlocksRunner } from './runner.js';
 import { megablocksTable, permutedRows, type MegaBlocksMode } from './table.js';
-import { expertGemmWork, megablocksGemmNames } from '../../src/strategy/work.js';
+import { megablocksRows, megablocksWork } from './work.js';
 
 /**
  * MegaBlocks dMoE (databricks/megablocks `layers/dmoe.py`, `mlp_impl="sparse"`): the flattened
@@ -37,6 +37,7 @@ export const megablocks: Strategy = {
   dropless: true,
   unsupported: (c) => megablocksUnsupported(c, 'sparse'),
   bufferTable: (c, routing, limits) => megablocksTable(c, 'sparse', routing, limits),
-  kernelWork: (c, routing) => expertGemmWork(c, megablocksGemmNames(c), permutedRows(c, 'sparse', routing.expertLoads), routing.keptPairs),
+  work: (c, routing) => megablocksWork(c, 'sparse', routing),
+  expertRows: (c, routing) => megablocksRows(c, 'sparse', routing),
   create: (c) => new MegaBlocksRunner(c, 'sparse'),
 };

@@ -1,5 +1,4 @@
 import { findStrategy } from '../registry.js';
-import { routerWork } from '../strategy/contract.js';
 import type { LayerConfig } from '../config.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import { GpuTimer, type PassTime } from '../gpu/timer.js';
@@ -11,7 +10,7 @@ import { DriverMemoryReader, driverDelta, holdPeakBuffers, MIB, type ChunkSource
 import { DRIVER_TOLERANCE, figures, settled as settledOn, stepPeakCheck, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
 
 export { DRIVER_TOLERANCE, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
-import type { RoutingSummary } from '../strategy/contract.js';
+import type { KernelWork, RoutingSummary } from '../strategy/contract.js';
 
 export interface KernelRow {
   kernel: string;
@@ -19,8 +18,9 @@ export interface KernelRow {
   ms: number;
   /** Share of the summed kernel time of the per-kernel step. */
   percent: number;
-  /** From the strategy's declared work per kernel, when it declares it (null otherwise). */
+  /** Useful FLOPs over the time, from the strategy's work entries (Strategy.work); null where the kernel does none. */
   tflops: number | null;
+  /** Its compulsory traffic over the time; null only for a kernel the strategy's work does not declare. */
   gbPerS: number | null;
 }
 
@@ -36,6 +36,9 @@ export interface StrategyProfile {
   /** One entry per pass of the phased step, in order; `direction` tells a forward phase from its backward namesake. */
   phases: (PassTime & { direction: 'forward' | 'backward' })[];
   kernels: KernelRow[];
+  /** The step's routing, and the strategy's work entries for it (Strategy.work), which the rows' rates divide. */
+  routing: RoutingSummary;
+  work: KernelWork[];
   /** Kernel slices of the per-kernel step, for traces. */
   slices: PassTime[];
   usefulTflops: number;
@@ -122,8 +125,8 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       await layer.forward();
       const routing = await layer.routingSummary();
       const kept = routing.keptPairs;
-      // The router is shared, so its kernels' work is known for every strategy.
-      const work = { ...routerWork(config), ...(findStrategy(id).kernelWork?.(config, routing, { chunkBytes: layer.chunkBytes }) ?? {}) };
+      const entries = layer.strategy.work(config, routing, { chunkBytes: layer.chunkBytes });
+      const work = workByKernel(entries);
       await layer.backward();
       await layer.step({ timer }); // warm-up: pipelines compiled, caches hot
       const phased = await layer.step({ timer });
@@ -138,7 +141,7 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       }
       for (const row of byKernel.values()) {
         row.percent = (100 * row.ms) / total;
-        const w = work[row.kernel];
+        const w = work.get(row.kernel);
         if (w && row.ms > 0) {
           row.tflops = w.flops > 0 ? w.flops / (row.ms * 1e-3) / 1e12 : null;
           row.gbPerS = w.bytes / (row.ms * 1e-3) / 1e9;
@@ -153,6 +156,8 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
         perKernelStepMs: split.timing!.totalMs,
         phases: withDirection(phased.timing!.passes, phased.timing!.forwardMs),
         kernels: [...byKernel.values()].sort((a, b) => b.ms - a.ms),
+        routing,
+        work: entries,
         slices: split.timing!.passes,
         usefulTflops: usefulFlops(config, kept, 'train') / (stepMs * 1e-3) / 1e12,
         memory: split.memory,
@@ -169,6 +174,18 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
     }
   }
   return { config, timing: 'timestamp', note: PER_KERNEL_NOTE, strategies: out, ...(driver && { driverCheck: driver.report }) };
+}
+
+/** A strategy's work entries summed by kernel name (a kernel may run in several phases), as profile times them. */
+export function workByKernel(work: readonly KernelWork[]): Map<string, { flops: number; bytes: number }> {
+  const byKernel = new Map<string, { flops: number; bytes: number }>();
+  for (const w of work) {
+    const sum = byKernel.get(w.kernel) ?? { flops: 0, bytes: 0 };
+    sum.flops += w.flops;
+    sum.bytes += w.bytes;
+    byKernel.set(w.kernel, sum);
+  }
+  return byKernel;
 }
 
 const usedMiB = (s: DriverSnapshot, gpu: DriverGpu) => s.gpus.find((g) => g.index === gpu.index && g.bus === gpu.bus)?.usedMiB ?? NaN;

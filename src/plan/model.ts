@@ -97,7 +97,7 @@ export function evaluate(strategy: Strategy, base: LayerConfig, tokens: number, 
   const limits = { chunkBytes: o.chunkBytes ?? Infinity };
   const samples = sampleRoutings(config, strategy.dropless, model);
   const layer = meanLayer(samples.map((s) => layerMemory(strategy.bufferTable(config, s, limits), config)));
-  const routing = expectedRouting(config, strategy.dropless, model, samples);
+  const routing = expectedRouting(config, strategy, model, samples);
   const a2a = o.expertParallel > 1 ? allToAll(config, o.dtype, o.expertParallel, routing, model) : null;
   const extra = a2a ? parallelExtra(layer, a2a, config, o.dtype) : undefined;
   return { tokens, routing, layer, estimate: modelEstimate(layer, config, o, extra), allToAll: a2a };
@@ -128,7 +128,6 @@ export function largestFitting(fits: (tokens: number) => boolean, limit = MAX_PL
 export function planStrategy(strategy: Strategy, o: PlanOptions, model: RoutingModel): StrategyPlan {
   const config = planConfig(o.config, o.dtype);
   const point = evaluate(strategy, config, config.tokens, o, model);
-  const table = strategy.bufferTable(config, sampleRoutings(config, strategy.dropless, { ...model, samples: 1 })[0], { chunkBytes: o.chunkBytes ?? Infinity });
   let largestTokens: number | null = null;
   let atLargest: StrategyPoint | null = null;
   if (o.memory !== null) {
@@ -148,7 +147,7 @@ export function planStrategy(strategy: Strategy, o: PlanOptions, model: RoutingM
     fits: o.memory === null ? null : point.estimate.total <= o.memory,
     largestTokens,
     atLargest,
-    traffic: strategyTraffic(strategy.id, config, o.dtype, point.routing, table),
+    traffic: strategyTraffic(strategy, config, sampleRoutings(config, strategy.dropless, model), { chunkBytes: o.chunkBytes ?? Infinity }),
   };
 }
 
@@ -182,7 +181,7 @@ function assumptions(o: PlanOptions, model: RoutingModel): string[] {
     );
   }
   if (o.memory !== null) list.push('largest micro-batch: the largest T per GPU whose estimate fits --memory (doubling, then bisection)');
-  list.push('traffic: compulsory bytes per kernel (each input read once, each output written once), an estimate that ignores tile re-reads and caches');
+  list.push(`traffic: each strategy's declared work per kernel (the entries profile divides by kernel times): compulsory bytes, each input read once and each output written once, an estimate that ignores tile re-reads and caches; means over the ${model.samples} sampled routings`);
   return list;
 }
 

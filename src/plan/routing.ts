@@ -1,7 +1,6 @@
-import { paddedRows } from '../../baselines/megablocks/table.js';
 import { expertCapacity, skewBias, type LayerConfig, type Skew } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
-import type { RoutingSummary } from '../strategy/contract.js';
+import type { RoutingSummary, Strategy } from '../strategy/contract.js';
 import { maxOf } from '../arrays.js';
 
 /**
@@ -124,8 +123,12 @@ export interface ExpectedRouting {
   capacity: number | null;
   droppedPairs: number;
   droppedFraction: number;
-  /** MegaBlocks' rows after padding every bin to 128: mean of Σ⌈n_e/128⌉·128. */
+  /**
+   * Mean rows each expert GEMM computes (Strategy.expertRows): the kept pairs plus the strategy's
+   * padding (MegaBlocks' bins rounded to 128 rows, the capacity strategies' empty slots).
+   */
   paddedRows: number;
+  /** paddedRows over the mean kept pairs, minus one. */
   paddingFraction: number;
 }
 
@@ -133,10 +136,17 @@ function mean(values: number[]): number {
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0;
 }
 
-export function expectedRouting(c: LayerConfig, dropless: boolean, model: RoutingModel, samples: RoutingSummary[] = sampleRoutings(c, dropless, model)): ExpectedRouting {
+export function expectedRouting(
+  c: LayerConfig,
+  strategy: Pick<Strategy, 'dropless' | 'expertRows'>,
+  model: RoutingModel,
+  samples: RoutingSummary[] = sampleRoutings(c, strategy.dropless, model),
+): ExpectedRouting {
+  const { dropless } = strategy;
   const R = c.tokens * c.topK;
-  const padded = mean(samples.map((s) => paddedRows(s.expertLoads)));
+  const padded = mean(samples.map((s) => strategy.expertRows(c, s)));
   const dropped = mean(samples.map((s) => s.droppedPairs));
+  const kept = R - dropped;
   return {
     method: model.method,
     samples: samples.length,
@@ -146,7 +156,7 @@ export function expectedRouting(c: LayerConfig, dropless: boolean, model: Routin
     droppedPairs: dropped,
     droppedFraction: R ? dropped / R : 0,
     paddedRows: padded,
-    paddingFraction: R ? padded / R - 1 : 0,
+    paddingFraction: kept > 0 ? padded / kept - 1 : 0,
   };
 }
 

@@ -103,7 +103,7 @@ function layerTable(r: PlanResult): string {
       formatBytes(m.savedForBackward),
       m.peakPhase,
       p.dropless ? '—' : formatPercent(p.routing.droppedFraction),
-      p.strategy === 'megablocks' ? formatPercent(p.routing.paddingFraction) : '—',
+      formatPercent(p.routing.paddingFraction),
       p.routing.capacity === null ? '—' : count(p.routing.capacity),
       ...(notes ? [note(p)] : []),
     ]);
@@ -131,11 +131,11 @@ function parallelTable(r: PlanResult): string {
 }
 
 function trafficTable(r: PlanResult): string {
-  const t = table(['strategy', 'forward', 'backward', 'total', 'largest kernel', 'basis']);
+  const t = table(['strategy', 'forward', 'backward', 'total', 'largest kernel']);
   for (const p of r.strategies) {
     const tr = p.traffic;
-    const top = [...tr.kernels].sort((a, b) => b.read + b.written - (a.read + a.written))[0];
-    t.push([p.strategy, formatBytes(tr.forward), formatBytes(tr.backward), formatBytes(tr.total), top ? `${top.kernel} (${formatBytes(top.read + top.written)})` : '—', tr.basis]);
+    const top = [...tr.kernels].sort((a, b) => b.bytes - a.bytes)[0];
+    t.push([p.strategy, formatBytes(tr.forward), formatBytes(tr.backward), formatBytes(tr.total), top ? `${top.kernel}, ${top.phase} (${formatBytes(top.bytes)})` : '—']);
   }
   return t.toString();
 }

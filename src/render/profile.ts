@@ -99,7 +99,7 @@ export function renderProfile(result: ProfileResult): string {
   const c = result.config;
   return [
     `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}`,
-    chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs, GB/s a lower-bound traffic estimate (operands read once, outputs written once), both only where the strategy declares its kernels' work`),
+    chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs (— for a kernel that does none), GB/s a lower-bound traffic estimate (operands read once, outputs written once), both from the work the strategy declares per kernel`),
     ...result.strategies.map(strategyBlock),
     ...(result.driverCheck ? [driverCheckBlock(result.driverCheck)] : []),
   ].join('\n\n');

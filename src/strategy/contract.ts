@@ -24,29 +24,43 @@ export interface Strategy {
   bufferTable(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): BufferTable;
   create(config: LayerConfig): StrategyRunner;
   /**
-   * Optional: useful FLOPs and an estimate of the bytes each kernel moves in one train step,
-   * keyed by kernel name, so that `profile` can show TFLOP/s and GB/s per kernel.
+   * The work of one train step (forward + backward), kernel by kernel, for this routing: what
+   * `profile` divides by each kernel's time (TFLOP/s, GB/s) and what `plan` sums per pass for its
+   * traffic estimate. The contract:
+   * - one entry per (kernel, phase) in which the runner dispatches that kernel at least once for
+   *   this config and routing, summing all those dispatches (slot passes, chunks, row blocks). A
+   *   kernel the runner skips here (an empty capacity grid, another row target) has no entry; one
+   *   dispatched in two phases (a recompute) has two;
+   * - `kernel` is the `KernelSource.name` of the dispatch, exactly: profile times kernels by that
+   *   name and its tests require the names timed and the names declared to be the same set;
+   * - `flops` counts useful FLOPs only (docs/design.md#useful-flops): 2·kept·… for the expert
+   *   GEMMs, 2·T·d·E for each of the router's three GEMMs, 0 for everything else (padding rows,
+   *   empty slots, recomputation, sorts, copies, GShard's einsums), so that the entries sum to
+   *   usefulFlops(config, routing.keptPairs, 'train');
+   * - `bytes` is the compulsory traffic: every operand read once and every output written once,
+   *   at its stored size (index lists u32, router state f32, the rest at the dtype), padding rows
+   *   included; tile re-reads and caches are ignored, so real kernels move more.
+   * The router's and the routing metadata's entries come from src/strategy/work.ts.
    */
-  kernelWork?(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): Record<string, KernelWork>;
+  work(config: LayerConfig, routing: RoutingSummary, limits: TableLimits): KernelWork[];
+  /**
+   * Rows each expert GEMM computes for this routing, padding included: the kept pairs where
+   * nothing is padded, MegaBlocks' padded bins, E·C for the capacity strategies. `plan` reports
+   * rows / kept pairs − 1 as the strategy's padding.
+   */
+  expertRows(config: LayerConfig, routing: RoutingSummary): number;
 }
 
+/** One kernel's share of a train step (Strategy.work). */
 export interface KernelWork {
+  kernel: string;
+  pass: 'forward' | 'backward';
+  /** The step phase (buffer-table phase) the dispatches run in. */
+  phase: string;
+  /** Useful FLOPs (docs/design.md#useful-flops). */
   flops: number;
-  /** Lower-bound traffic: every operand read once, every output written once (an estimate). */
+  /** Compulsory traffic: operands read once, outputs written once (an estimate, a lower bound). */
   bytes: number;
-}
-
-/** The shared router's kernels (every strategy runs them). */
-export function routerWork(c: LayerConfig): Record<string, KernelWork> {
-  const { tokens: T, hidden: d, experts: E, topK: k } = c;
-  const dense = 2 * T * d * E;
-  return {
-    'router-logits': { flops: dense, bytes: 4 * (T * d + d * E + T * E) },
-    'router-topk': { flops: 0, bytes: 4 * (2 * T * E + 2 * T * k) },
-    'router-backward': { flops: 0, bytes: 4 * (2 * T * E + 4 * T * k) },
-    'router-dWr': { flops: dense, bytes: 4 * (T * d + T * E + d * E) },
-    'router-dX': { flops: dense, bytes: 4 * (T * E + d * E + T * d) },
-  };
 }
 
 export interface TableLimits {

@@ -1,14 +1,14 @@
-import { downCombine, dgParts, hiddenGrad, inputGrad, upProjection, weightGradW13, weightGradW2, type RowTarget } from './expert-gemm.js';
+import { dgParts, type RowTarget } from './expert-gemm.js';
 import { metadataSizes } from '../../kernels/routing/metadata.js';
 import { spec, type BufferSpec, type BufferTable } from '../strategy/buffer-table.js';
 import type { LayerConfig } from '../config.js';
 import { floatBytes } from '../f16.js';
 import { chunkLayout, type ChunkLayout } from '../gpu/tensor.js';
-import { persistentSpecs, routerWork, type KernelWork, type RoutingSummary, type TableLimits } from '../strategy/contract.js';
+import { persistentSpecs, type RoutingSummary, type TableLimits } from '../strategy/contract.js';
 
 /**
- * What zero-buffer allocates in a step, phase by phase (its buffer table), and the work each of
- * its kernels does: the declarations that tests hold the allocator and profile to.
+ * What zero-buffer allocates in a step, phase by phase (its buffer table): the declaration that
+ * tests hold the allocator to. The work of its kernels is in work.ts.
  */
 export const PHASES = ['router', 'metadata', 'experts', 'recompute', 'expert-grads', 'router-grad', 'input-grad'];
 export const FORWARD_END = 'experts';
@@ -93,37 +93,4 @@ export function bufferTable(c: LayerConfig, _routing: RoutingSummary | null, lim
   add('dX', 'output', L.tokenRows, [T, d], f, 'router-grad', last);
   if (rows) add('inputGradRows', 'workspace', L.scratchRows, [L.scratchRows.rows, d], f, 'input-grad', 'input-grad');
   return { phases: PHASES, forwardEnd: FORWARD_END, persistent: persistentSpecs(c, limits), step };
-}
-
-export function kernelWork(c: LayerConfig, chunkBytes: number): Record<string, KernelWork> {
-  const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
-  const R = T * k;
-  const m = c.activation === 'swiglu' ? 2 : 1;
-  const o = { activation: c.activation, keptU: c.checkpoint === 'none', dtype: c.dtype };
-  const f = floatBytes(c.dtype);
-  const router = { ...routerWork(c) };
-  if (rowTarget(c) === 'rows') {
-    // Scratch rows written once and summed into token rows block by block (O or dX read and written per block).
-    const blocks = Math.ceil(R / scratchRows(c, chunkBytes));
-    return {
-      ...router,
-      [upProjection(o).name]: { flops: 2 * R * d * h * m * (c.checkpoint === 'full' ? 2 : 1), bytes: f * (R * d + E * d * h * m + R * h * m) },
-      [downCombine(o, 'rows').name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + E * h * d + R * d) },
-      'row-reduce': { flops: 2 * R * d, bytes: 2 * (f * (R * d + 2 * blocks * T * d) + 4 * R * blocks) },
-      [weightGradW2(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + R * d + 2 * E * h * d) },
-      [hiddenGrad(o).name]: { flops: 2 * R * d * h, bytes: f * (R * d + E * h * d + 2 * R * h * m) },
-      [weightGradW13(o).name]: { flops: 2 * R * d * h * m, bytes: f * (R * d + R * h * m + 2 * E * d * h * m) },
-      [inputGrad(o, 'rows').name]: { flops: 2 * R * h * m * d, bytes: f * (R * h * m + E * d * h * m + R * d) },
-    };
-  }
-  // Weights are read once per slot pass in the combine and dX: k times.
-  return {
-    ...router,
-    [upProjection(o).name]: { flops: 2 * R * d * h * m * (c.checkpoint === 'full' ? 2 : 1), bytes: f * (R * d + E * d * h * m + R * h * m) },
-    [downCombine(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + k * E * h * d + 2 * k * T * d) },
-    [weightGradW2(o).name]: { flops: 2 * R * h * d, bytes: f * (R * h * m + R * d + 2 * E * h * d) },
-    [hiddenGrad(o).name]: { flops: 2 * R * d * h, bytes: f * (R * d + E * h * d + 2 * R * h * m) },
-    [weightGradW13(o).name]: { flops: 2 * R * d * h * m, bytes: f * (R * d + R * h * m + 2 * E * d * h * m) },
-    [inputGrad(o).name]: { flops: 2 * R * h * m * d, bytes: f * (R * h * m + k * E * d * h * m + 2 * k * T * d) },
-  };
 }

@@ -2,7 +2,8 @@ import { dgParts, expertKernels } from './expert-gemm.js';
 import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../config.js';
-import { bufferTable, kernelWork, rowTarget } from './table.js';
+import { bufferTable, rowTarget } from './table.js';
+import { zeroBufferWork } from './work.js';
 import { ExpertPasses } from './passes.js';
 import { encodeRowGates } from './row-gates.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
@@ -244,5 +245,6 @@ export const zeroBuffer: Strategy = {
   },
   bufferTable,
   create: (c) => new ZeroBufferRunner(c),
-  kernelWork: (c, _routing, limits) => kernelWork(c, limits.chunkBytes),
+  work: (c, _routing, limits) => zeroBufferWork(c, limits),
+  expertRows: (c) => c.tokens * c.topK,
 };

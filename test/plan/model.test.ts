@@ -6,7 +6,6 @@ import { floatBytes } from '../../src/f16.js';
 import { layerMemory, modelEstimate, optimizerBytesPerElement } from '../../src/plan/memory.js';
 import { evaluate, largestFitting, planModel, type PlanOptions } from '../../src/plan/model.js';
 import { expectedRouting, routingModel, sampleRoutings, selectionProbabilities } from '../../src/plan/routing.js';
-import { strategyTraffic } from '../../src/plan/traffic.js';
 import { STRATEGIES, findStrategy } from '../../src/registry.js';
 import type { Strategy } from '../../src/strategy/contract.js';
 
@@ -119,15 +118,17 @@ describe('routing model', () => {
     const model = { ...routingModel(c), samples: 64 };
     const loads = sampleRoutings(c, true, model).map((s) => s.expertLoads.reduce((a, b) => a + b, 0));
     expect(loads.reduce((a, b) => a + b, 0) / loads.length).toBeCloseTo(8192, -2);
-    const capacity = expectedRouting(c, false, model);
+    const capacity = expectedRouting(c, findStrategy('tutel'), model);
     expect(capacity.droppedPairs).toBe(0); // cf = 0 sizes every expert to the busiest
     expect(capacity.capacity).toBeGreaterThan(1024);
     expect(capacity.capacity).toBeLessThan(1024 * 1.15);
     // 64 expected pairs per expert never spill past one 128-row bin.
     const c64 = { ...c, tokens: 256 };
-    expect(expectedRouting(c64, true, model).paddedRows).toBe(8 * 128);
+    expect(expectedRouting(c64, findStrategy('megablocks'), model).paddedRows).toBe(8 * 128);
+    expect(expectedRouting(c64, findStrategy('megablocks'), model).paddingFraction).toBe(1024 / 512 - 1);
+    expect(expectedRouting(c64, findStrategy('zero-buffer'), model)).toMatchObject({ paddedRows: 512, paddingFraction: 0 });
     const cf1 = { ...c, capacityFactor: 1 };
-    const drops = expectedRouting(cf1, false, model);
+    const drops = expectedRouting(cf1, findStrategy('tutel'), model);
     expect(drops.capacity).toBe(1024);
     expect(drops.droppedFraction).toBeGreaterThan(0);
     expect(drops.droppedFraction).toBeLessThan(0.05);
@@ -212,29 +213,44 @@ describe('model estimate', () => {
 });
 
 describe('traffic estimate', () => {
-  it('sums per pass and uses the kernel model for known strategies, the table for others', () => {
-    const routing = expectedRouting(SMALL, true, routingModel(SMALL));
+  it('is the strategy\'s own work entries (Strategy.work), summed per pass and averaged over the sampled routings', () => {
+    const model = routingModel(SMALL);
+    const limits = { chunkBytes: Infinity };
     for (const s of STRATEGIES) {
-      const t = strategyTraffic(s.id, SMALL, 'f32', expectedRouting(SMALL, s.dropless, routingModel(SMALL)), s.bufferTable(SMALL, anyRouting(s, SMALL), { chunkBytes: Infinity }));
-      expect(t.basis).toBe('kernel model');
-      expect(t.forward + t.backward).toBe(t.total);
-      expect(t.kernels.every((k) => k.read >= 0 && k.written >= 0)).toBe(true);
+      const t = planModel(options(SMALL, { strategies: [s] })).strategies[0].traffic;
+      const samples = sampleRoutings(SMALL, s.dropless, model);
+      const runs = samples.map((r) => s.work(SMALL, r, limits));
+      const mean = (pass: 'forward' | 'backward') => runs.reduce((a, run) => a + run.filter((w) => w.pass === pass).reduce((b, w) => b + w.bytes, 0), 0) / runs.length;
+      expect(t.forward, s.id).toBeCloseTo(mean('forward'), 3);
+      expect(t.backward, s.id).toBeCloseTo(mean('backward'), 3);
+      expect(t.total, s.id).toBe(t.forward + t.backward);
+      expect(t.kernels.reduce((a, w) => a + w.bytes, 0), s.id).toBeCloseTo(t.total, 3);
+      // One routing: exactly that routing's entries.
+      const one = planModel(options(SMALL, { strategies: [s], samples: 1 })).strategies[0].traffic;
+      expect(one.kernels, s.id).toEqual(s.work(SMALL, sampleRoutings(SMALL, s.dropless, { ...model, samples: 1 })[0], limits));
     }
+  });
+
+  it('follows what zero-buffer runs: scratch-row blocks at DeepSeek-V3-like shapes (T/E < 256), slot passes that read W2 k times otherwise', () => {
     const zb = findStrategy('zero-buffer');
-    const fallback = strategyTraffic('someone-elses', SMALL, 'bf16', routing, zb.bufferTable(SMALL, anyRouting(zb, SMALL), { chunkBytes: Infinity }));
-    expect(fallback.basis).toBe('buffer table (fallback)');
-    expect(fallback.total).toBeGreaterThan(0);
-    expect(floatBytes('bf16')).toBe(2);
+    const names = (c: LayerConfig) => planModel(options(c, { strategies: [zb], samples: 1 })).strategies[0].traffic.kernels.map((w) => w.kernel);
+    expect(names(deepseek())).toContain('row-reduce');
+    expect(names(deepseek())).toContain('expert-down-combine-swiglu-rows');
+    const slots = layerConfig({ tokens: 4096, hidden: 64, ffn: 96, experts: 8, topK: 2 });
+    expect(names(slots)).not.toContain('row-reduce');
+    const combine = planModel(options(slots, { strategies: [zb], samples: 1 })).strategies[0].traffic.kernels.find((w) => w.kernel === 'expert-down-combine-swiglu')!;
+    const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = slots;
+    // 2 slot passes: a and b, the row tokens and gates, W2 twice, O written twice and read once.
+    expect(combine.bytes).toBe(4 * (2 * T * k * h + 2 * T * k + k * E * h * d + (2 * k - 1) * T * d));
   });
 
   it('at 16 bits, token rows move at 2 bytes and router state (probabilities, gates) at 4', () => {
     const { tokens: T, hidden: d, experts: E, topK: k } = SMALL;
     const zb = findStrategy('zero-buffer');
-    const routing = expectedRouting(SMALL, true, routingModel(SMALL));
-    const table = zb.bufferTable(SMALL, anyRouting(zb, SMALL), { chunkBytes: Infinity });
-    const router = (dtype: 'f32' | 'f16') => strategyTraffic('zero-buffer', SMALL, dtype, routing, table).kernels.find((kt) => kt.phase === 'router')!;
-    expect(router('f16').read).toBe((T * d + d * E) * 2);
-    expect(router('f16').written).toBe(T * E * 4 + T * k * 8);
-    expect(router('f32').written).toBe(router('f16').written);
+    const router = (dtype: 'f32' | 'f16' | 'bf16') => planModel(options(SMALL, { strategies: [zb], dtype, samples: 1 })).strategies[0].traffic.kernels.filter((w) => w.phase === 'router');
+    expect(router('f16').map((w) => w.bytes)).toEqual([T * d * 2 + (d * E + T * E) * 4, (2 * T * E + 2 * T * k) * 4]);
+    expect(router('f32')[0].bytes).toBe(T * d * 4 + (d * E + T * E) * 4);
+    expect(router('bf16')).toEqual(router('f16'));
+    expect(floatBytes('bf16')).toBe(2);
   });
 });
