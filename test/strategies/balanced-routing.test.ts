@@ -1,10 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { balancedLoads, layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer, seededInputs } from '../../src/layer.js';
+import { evaluate } from '../../src/plan/model.js';
+import { routingModel } from '../../src/plan/routing.js';
 import { routeReference, toFloat64 } from '../../src/reference/index.js';
 import { STRATEGIES } from '../../src/registry.js';
 import { expectVerified } from '../helpers/checks.js';
 import { testGpu } from '../helpers/gpu.js';
+import { memoryFigures, stepsMatchTable } from '../helpers/memory.js';
 
 afterAll(async () => (await testGpu()).destroy());
 
@@ -42,6 +45,19 @@ describe('balanced routing on the GPU router, through every strategy', () => {
       } finally {
         layer.destroy();
       }
+    });
+  }
+});
+
+describe('balanced routing memory: allocator = buffer table = plan, to the byte', () => {
+  // R = 128 over E = 6: loads 22, 22, 21, 21, 21, 21.
+  const config = balanced({ tokens: 64, hidden: 16, ffn: 24, experts: 6, topK: 2 });
+  for (const strategy of STRATEGIES) {
+    it(strategy.id, async () => {
+      const { routing, measured } = await stepsMatchTable(strategy, config);
+      expect(routing.expertLoads).toEqual([22, 22, 21, 21, 21, 21]);
+      const planned = evaluate(strategy, config, config.tokens, { config, layers: 1, dtype: 'f32', optimizer: 'none', expertParallel: 1, memory: null }, routingModel(config));
+      expect(memoryFigures(planned.layer)).toEqual(memoryFigures(measured));
     });
   }
 });
