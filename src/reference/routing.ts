@@ -72,8 +72,8 @@ export function routeReference(config: LayerConfig, X: Float64Array, Wr: Float64
     if (config.routing === 'balanced') {
       // The logits play no part in the choice, so no token is near a tie.
       for (let s = 0; s < k; s++) experts[t * k + s] = (t * k + s) % E;
-    } else {
-      if (selectTopK(z, taken, experts.subarray(t * k, t * k + k))) nearTies.push(t);
+    } else if (selectTopK(z, taken, experts.subarray(t * k, t * k + k))) {
+      nearTies.push(t);
     }
 
     const forced = options.forcedExperts?.get(t);
