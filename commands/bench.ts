@@ -101,6 +101,7 @@ export default class Bench extends BaseCommand {
         checkpoint: flags.checkpoint,
         dtype: flags.dtype,
         skew: flags.skew,
+        routing: flags.routing,
         normalizeGates: flags['normalize-gates'],
         auxLoss: flags['aux-loss'],
         seed: flags.seed,

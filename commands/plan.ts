@@ -37,7 +37,7 @@ function presetBase(name: string | undefined, flags: LayerFlagValues): Partial<L
 export default class Plan extends BaseCommand {
   static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
   static override description =
-    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator. The figures are those of docs/design.md#memory.';
+    'Evaluates each strategy\'s own buffer table (the one the allocator is checked against to the byte) with expected routing (uniform, or Zipf by Monte-Carlo; --routing balanced gives the exact loads) at the planning dtype, adds weights, gradients and optimizer state for --layers layers, and reports the step\'s peak per GPU, whether it fits --memory, and the largest tokens per micro-batch that fit. --expert-parallel N models experts split over N GPUs with the all-to-all bytes of a step (nothing runs on several GPUs). --validate instead runs every strategy on the present adapter over a small grid, at f32 and (where the adapter has shader-f16) f16, and checks the model against the allocator. The figures are those of docs/design.md#memory.';
   static override examples = [
     '<%= config.bin %> plan --preset deepseek-v3-like-layer --memory 80 --dtype bf16',
     '<%= config.bin %> plan --preset mixtral-8x7b-layer --memory 80GiB --layers 32 --optimizer adam --expert-parallel 8',
@@ -58,6 +58,7 @@ export default class Plan extends BaseCommand {
     'capacity-factor': layerFlags['capacity-factor'],
     checkpoint: layerFlags.checkpoint,
     skew: layerFlags.skew,
+    routing: layerFlags.routing,
     dtype: Flags.option({
       options: PLAN_DTYPES,
       description:
@@ -74,7 +75,7 @@ export default class Plan extends BaseCommand {
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to model (repeatable) [default: every strategy]' }),
     validate: Flags.boolean({
       // --validate checks the tables on a fixed grid: a shape or budget given with it would be ignored.
-      exclusive: ['preset', 'tokens', 'hidden', 'ffn', 'experts', 'top-k', 'activation', 'capacity-factor', 'checkpoint', 'skew', 'layers', 'memory', 'optimizer', 'expert-parallel'],
+      exclusive: ['preset', 'tokens', 'hidden', 'ffn', 'experts', 'top-k', 'activation', 'capacity-factor', 'checkpoint', 'skew', 'routing', 'layers', 'memory', 'optimizer', 'expert-parallel'],
       description: 'run every strategy on this adapter over a small grid, at f32 and f16 (f16 skipped, with a note, without shader-f16), and check the model against the allocator (exit 3 on a mismatch)',
     }),
   };
@@ -104,6 +105,7 @@ export default class Plan extends BaseCommand {
       'capacity-factor': flags['capacity-factor'],
       checkpoint: flags.checkpoint,
       skew: flags.skew,
+      routing: flags.routing,
     };
     const config = layerConfigFromFlags(layer, presetBase(flags.preset, layer));
     const options = {

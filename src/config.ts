@@ -4,10 +4,16 @@ export type Activation = 'swiglu' | 'silu' | 'gelu';
 export type Checkpoint = 'activations' | 'none' | 'full';
 export type DType = 'f32' | 'f16';
 export type Skew = { kind: 'uniform' } | { kind: 'zipf'; s: number };
+/**
+ * How routed pairs reach experts (docs/design.md#balanced-routing): 'top-k' by the router's
+ * logits, or 'balanced', a fixed assignment that gives every expert T·k/E pairs (the best case).
+ */
+export type Routing = 'top-k' | 'balanced';
 
 export const ACTIVATIONS: readonly Activation[] = ['swiglu', 'silu', 'gelu'];
 export const CHECKPOINTS: readonly Checkpoint[] = ['activations', 'none', 'full'];
 export const DTYPES: readonly DType[] = ['f32', 'f16'];
+export const ROUTINGS: readonly Routing[] = ['top-k', 'balanced'];
 
 /**
  * How the GEMM core's K loop multiplies (kernels/gemm/core.ts): 'simt' (f32 FMAs, any adapter),
@@ -35,6 +41,7 @@ export interface LayerConfig {
   checkpoint: Checkpoint;
   dtype: DType;
   skew: Skew;
+  routing: Routing;
   /** Switch-style load-balancing loss coefficient α (0 = off). */
   auxLossCoef: number;
   seed: number;
@@ -52,6 +59,7 @@ export const DEFAULT_LAYER: LayerConfig = {
   checkpoint: 'activations',
   dtype: 'f32',
   skew: { kind: 'uniform' },
+  routing: 'top-k',
   auxLossCoef: 0,
   seed: 1,
 };
@@ -92,6 +100,10 @@ export function validateLayerConfig(c: LayerConfig): void {
   if (c.skew.kind === 'zipf' && !(Number.isFinite(c.skew.s) && c.skew.s >= 0)) {
     throw new UsageError(`--skew: zipf:${c.skew.s} is not allowed; use zipf:<s> with s ≥ 0`);
   }
+  if (!ROUTINGS.includes(c.routing)) throw new UsageError(`--routing: "${c.routing}" is unknown; use one of ${ROUTINGS.join(', ')}`);
+  if (c.routing === 'balanced' && c.skew.kind === 'zipf' && c.skew.s > 0) {
+    throw new UsageError(`--routing balanced fixes every expert's load, which --skew ${formatSkew(c.skew)} is meant to unbalance; use one of them (--skew uniform or --routing top-k)`);
+  }
   if (!Number.isInteger(c.seed) || c.seed < 0 || c.seed > 0xffffffff) throw new UsageError(`--seed: ${c.seed} is not allowed; use an integer 0..4294967295`);
 }
 
@@ -111,6 +123,16 @@ export function skewBias(skew: Skew, experts: number): Float64Array {
   const bias = new Float64Array(experts);
   if (skew.kind === 'zipf') for (let e = 0; e < experts; e++) bias[e] = -skew.s * Math.log(e + 1);
   return bias;
+}
+
+/**
+ * Balanced routing's expert loads (docs/design.md#balanced-routing): pair p = t·k + j goes to
+ * expert p mod E, so each expert gets ⌊T·k/E⌋ pairs and the experts below T·k mod E one more.
+ */
+export function balancedLoads(c: Pick<LayerConfig, 'tokens' | 'experts' | 'topK'>): number[] {
+  const R = c.tokens * c.topK;
+  const base = Math.floor(R / c.experts);
+  return Array.from({ length: c.experts }, (_, e) => base + (e < R % c.experts ? 1 : 0));
 }
 
 /** Kept capacity-strategy slots per expert: C = k·⌊cf·⌈T/E⌉⌋ (cf > 0). */

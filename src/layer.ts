@@ -1,5 +1,5 @@
 import { KernelContext } from '../kernels/context.js';
-import { layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Skew } from './config.js';
+import { layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Routing, type Skew } from './config.js';
 import { floatBytes, roundToHalf } from './f16.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
@@ -37,6 +37,8 @@ export interface MoELayerOptions {
   capacityFactor?: number;
   normalizeGates?: boolean;
   skew?: Skew;
+  /** `--routing`: the router's top-k, or the fixed balanced assignment [default: top-k]. */
+  routing?: Routing;
   /** Load-balancing loss coefficient α (`--aux-loss`) [default: 0]. */
   auxLoss?: number;
   /** @deprecated since 0.2: use `auxLoss`. */
@@ -147,6 +149,7 @@ export class MoELayer {
       ...(options.capacityFactor !== undefined && { capacityFactor: options.capacityFactor }),
       ...(options.normalizeGates !== undefined && { normalizeGates: options.normalizeGates }),
       ...(options.skew && { skew: options.skew }),
+      ...(options.routing && { routing: options.routing }),
       ...(auxLoss !== undefined && { auxLossCoef: auxLoss }),
       ...(options.seed !== undefined && { seed: options.seed }),
       ...(options.dtype && { dtype: options.dtype }),
@@ -169,6 +172,7 @@ export class MoELayer {
       capacityFactor: c.capacityFactor,
       normalizeGates: c.normalizeGates,
       skew: c.skew,
+      routing: c.routing,
       auxLossCoef: c.auxLossCoef,
       seed: c.seed,
       dtype: c.dtype,

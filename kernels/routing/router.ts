@@ -6,7 +6,8 @@ import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../gemm/tiling.js';
 
 /**
  * The router: logits = X·Wr + β (β from the zipf skew), softmax, top-k by logit (ties to the
- * lower expert id), gates; and its backward, dg → dp → dz, then dWr = Xᵀ·dz and dX = dz·Wrᵀ.
+ * lower expert id) or the fixed balanced assignment (docs/design.md#balanced-routing), gates;
+ * and its backward, dg → dp → dz, then dWr = Xᵀ·dz and dX = dz·Wrᵀ.
  * Every strategy shares it: they differ after routing, not in it. X and dX are stored at the
  * layer's dtype; Wr, dWr, logits, probabilities, gates and dz stay f32 at any dtype, so that the
  * softmax and the top-k see the same numbers as an f32 router on the same inputs.
@@ -47,7 +48,7 @@ ${body}
   return { name, code, bindings, params };
 }
 
-/** Softmax in place (logits → probs), top-k, gates. */
+/** Softmax in place (logits → probs), top-k (or pair t·k + s → expert (t·k + s) mod E when balanced), gates. */
 export const routerTopK = tokenKernel(
   'router-topk',
   [
@@ -60,6 +61,7 @@ export const routerTopK = tokenKernel(
     { name: 'E', type: 'u32' },
     { name: 'k', type: 'u32' },
     { name: 'normalize', type: 'u32' },
+    { name: 'balanced', type: 'u32' },
   ],
   `
   let base = t * P.E;
@@ -76,10 +78,16 @@ export const routerTopK = tokenKernel(
   for (var s = 0u; s < P.k; s++) {
     var best = P.E;
     var bestZ = 0.0;
-    for (var e = 0u; e < P.E; e++) {
-      let z = probs[base + e];
-      let after = s == 0u || z < prevZ || (z == prevZ && e > prevE);
-      if (after && (best == P.E || z > bestZ)) { best = e; bestZ = z; }
+    if (P.balanced == 1u) {
+      // k ≤ E consecutive pairs fall on k distinct experts.
+      best = (t * P.k + s) % P.E;
+      bestZ = probs[base + best];
+    } else {
+      for (var e = 0u; e < P.E; e++) {
+        let z = probs[base + e];
+        let after = s == 0u || z < prevZ || (z == prevZ && e > prevE);
+        if (after && (best == P.E || z > bestZ)) { best = e; bestZ = z; }
+      }
     }
     chosen[s] = best;
     prevZ = bestZ;
@@ -236,6 +244,8 @@ export interface RouterShape {
   topK: number;
   normalizeGates: boolean;
   skewS: number;
+  /** The fixed balanced assignment instead of the top-k (docs/design.md#balanced-routing). */
+  balanced: boolean;
   dtype: DType;
 }
 
@@ -248,6 +258,7 @@ export function routerShape(c: LayerConfig): RouterShape {
     topK: c.topK,
     normalizeGates: c.normalizeGates,
     skewS: c.skew.kind === 'zipf' ? c.skew.s : 0,
+    balanced: c.routing === 'balanced',
     dtype: c.dtype,
   };
 }
@@ -261,7 +272,7 @@ export async function encodeRouterForward(
   await enc.dispatch({ source: routerLogits(shape.dtype), params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: { X: b.X, Wr: b.Wr, logits: b.probs }, workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
   await enc.dispatch({
     source: routerTopK,
-    params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0 },
+    params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, balanced: shape.balanced ? 1 : 0 },
     buffers: { probs: b.probs, tokenExperts: b.tokenExperts, gates: b.gates },
     workgroups: grid(tiles(T, TOKEN_WG)),
   });

@@ -1,4 +1,4 @@
-import { findPreset, formatSkew, layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Skew } from '../config.js';
+import { findPreset, formatSkew, layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Routing, type Skew } from '../config.js';
 import { findStrategy } from '../registry.js';
 import type { CaseConfig } from './schema.js';
 
@@ -16,6 +16,7 @@ export interface SweepSpec {
   checkpoint: Checkpoint;
   dtype: DType;
   skew: Skew;
+  routing: Routing;
   normalizeGates?: boolean;
   auxLoss: number;
   seed: number;
@@ -48,6 +49,8 @@ export function caseKey(c: CaseConfig): string {
     c.checkpoint,
     c.dtype,
     c.skew,
+    // Only balanced cases say so: top-k keys stay those of files written before --routing.
+    ...(c.routing === 'balanced' ? ['balanced'] : []),
     `norm${c.normalizeGates ? 1 : 0}`,
     `aux${c.auxLoss}`,
     `seed${c.seed}`,
@@ -100,6 +103,7 @@ export function planSweep(spec: SweepSpec): SweepPlan {
                   checkpoint: spec.checkpoint,
                   dtype: spec.dtype,
                   skew: spec.skew,
+                  routing: spec.routing,
                   capacityFactor: cf,
                   auxLossCoef: spec.auxLoss,
                   seed: spec.seed,
@@ -117,6 +121,7 @@ export function planSweep(spec: SweepSpec): SweepPlan {
                   checkpoint: layer.checkpoint,
                   dtype: layer.dtype,
                   skew: formatSkew(layer.skew),
+                  routing: layer.routing,
                   normalizeGates: layer.normalizeGates,
                   auxLoss: layer.auxLossCoef,
                   seed: layer.seed,

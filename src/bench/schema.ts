@@ -1,4 +1,4 @@
-import type { GemmEngine } from '../config.js';
+import type { GemmEngine, Routing } from '../config.js';
 import type { Ceilings } from '../measure/ceilings.js';
 import type { BufferTag } from '../gpu/allocator.js';
 import type { Provenance } from '../measure/provenance.js';
@@ -27,6 +27,8 @@ export interface CaseConfig {
   checkpoint: string;
   dtype: string;
   skew: string;
+  /** Absent in files written before --routing: top-k. */
+  routing?: Routing;
   normalizeGates: boolean;
   auxLoss: number;
   seed: number;
@@ -119,9 +121,10 @@ export interface Testbed {
 /**
  * The sweep as `bench` planned it (the flags over the defaults), so that --resume continues
  * exactly it: the SweepSpec in JSON form, the skew as the --skew flag writes it (uniform or
- * zipf:<s>) and normalizeGates null for the default (only when k > 1).
+ * zipf:<s>), normalizeGates null for the default (only when k > 1), and the routing, absent
+ * (top-k) in files written before --routing.
  */
-export type SavedSweep = Omit<SweepSpec, 'skew' | 'normalizeGates'> & { skew: string; normalizeGates: boolean | null };
+export type SavedSweep = Omit<SweepSpec, 'skew' | 'normalizeGates' | 'routing'> & { skew: string; normalizeGates: boolean | null; routing?: Routing };
 
 export interface BenchSettings {
   preset: string | null;

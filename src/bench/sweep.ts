@@ -37,6 +37,7 @@ const FLAG_OF: Record<keyof SweepSpec, string> = {
   checkpoint: 'checkpoint',
   dtype: 'dtype',
   skew: 'skew',
+  routing: 'routing',
   normalizeGates: 'normalize-gates',
   auxLoss: 'aux-loss',
   seed: 'seed',
@@ -63,6 +64,7 @@ export function completeSweep(given: GivenSweep): SweepSpec {
     checkpoint: given.checkpoint ?? CHECKPOINTS[0],
     dtype: given.dtype ?? DTYPES[0],
     skew: given.skew ?? DEFAULT_LAYER.skew,
+    routing: given.routing ?? DEFAULT_LAYER.routing,
     normalizeGates: given.normalizeGates,
     auxLoss: given.auxLoss ?? 0,
     seed: given.seed ?? DEFAULT_LAYER.seed,
@@ -78,6 +80,7 @@ export function sweepFromSaved(saved: SavedSweep): SweepSpec {
   return {
     ...saved,
     skew: parseSkew(saved.skew),
+    routing: saved.routing ?? 'top-k',
     normalizeGates: saved.normalizeGates ?? undefined,
   };
 }

@@ -1,3 +1,4 @@
+import { ROUTINGS } from '../config.js';
 import { BUFFER_TAGS } from '../gpu/allocator.js';
 import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
 
@@ -104,6 +105,8 @@ function caseConfig(ch: Checker, v: unknown, path: string): void {
   ch.number(c, 'capacityFactor', path, { nullable: true, min: 0 });
   ch.number(c, 'auxLoss', path, { min: 0 });
   ch.boolean(c, 'normalizeGates', path);
+  // Absent in files written before --routing (top-k).
+  if (c.routing !== undefined) ch.oneOf(c, 'routing', path, ROUTINGS);
   ch.oneOf(c, 'pass', path, ['forward', 'train']);
 }
 
@@ -229,6 +232,7 @@ function savedSweep(ch: Checker, v: unknown, path: string): void {
   }
   for (const key of ['activation', 'checkpoint', 'dtype', 'skew']) ch.string(s, key, path);
   if (s.normalizeGates !== null) ch.boolean(s, 'normalizeGates', path);
+  if (s.routing !== undefined) ch.oneOf(s, 'routing', path, ROUTINGS);
   ch.number(s, 'auxLoss', path, { min: 0 });
   ch.number(s, 'seed', path, { min: 0, integer: true });
   ch.oneOf(s, 'pass', path, ['forward', 'train']);

@@ -1,5 +1,5 @@
 import { Flags, type Interfaces } from '@oclif/core';
-import { ACTIVATIONS, CHECKPOINTS, DTYPES, GEMM_ENGINES, layerConfig, parseSkew, type LayerConfig, type Skew } from '../config.js';
+import { ACTIVATIONS, CHECKPOINTS, DTYPES, GEMM_ENGINES, layerConfig, parseSkew, ROUTINGS, type LayerConfig, type Skew } from '../config.js';
 import { UsageError } from '../errors.js';
 import { BACKENDS, type AdapterSelection } from '../gpu/runtime.js';
 import { parseBytes } from '../units.js';
@@ -126,6 +126,11 @@ export const layerFlags = {
     helpGroup: 'LAYER',
     helpValue: 'uniform|zipf:<s>',
   })(),
+  routing: Flags.option({
+    options: ROUTINGS,
+    description: 'top-k: each token\'s k largest logits; balanced: pair t·k+j goes to expert (t·k+j) mod E, so every expert gets T·k/E pairs (the best case; gates stay the softmax probabilities; not with --skew zipf) [default: top-k]',
+    helpGroup: 'LAYER',
+  })(),
   'normalize-gates': Flags.boolean({
     allowNo: true,
     description: 'renormalise the k gates to sum to 1 [default: only when k > 1]',
@@ -157,6 +162,7 @@ export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<Layer
     capacityFactor: flags['capacity-factor'],
     checkpoint: flags.checkpoint,
     skew: flags.skew,
+    routing: flags.routing,
     normalizeGates: flags['normalize-gates'],
     dtype: flags.dtype,
     auxLossCoef: flags['aux-loss'],

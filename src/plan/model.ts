@@ -64,6 +64,7 @@ export interface PlanResult {
     capacityFactor: number;
     checkpoint: string;
     skew: string;
+    routing: LayerConfig['routing'];
     dtype: PlanDType;
     layers: number;
     optimizer: Optimizer;
@@ -98,7 +99,7 @@ export function evaluate(strategy: Strategy, base: LayerConfig, tokens: number, 
   const samples = sampleRoutings(config, strategy.dropless, model);
   const layer = meanLayer(samples.map((s) => layerMemory(strategy.bufferTable(config, s, limits), config)));
   const routing = expectedRouting(config, strategy, model, samples);
-  const a2a = o.expertParallel > 1 ? allToAll(config, o.dtype, o.expertParallel, routing, model) : null;
+  const a2a = o.expertParallel > 1 ? allToAll(config, o.dtype, o.expertParallel, routing) : null;
   const extra = a2a ? parallelExtra(layer, a2a, config, o.dtype) : undefined;
   return { tokens, routing, layer, estimate: modelEstimate(layer, config, o, extra), allToAll: a2a };
 }
@@ -163,9 +164,11 @@ function assumptions(o: PlanOptions, model: RoutingModel): string[] {
   const c = o.config;
   const list = [
     `memory per layer comes from each strategy's own buffer table (the one the allocator is checked against to the byte), built at ${o.dtype === 'bf16' ? 'f16' : o.dtype} with every buffer at its declared bytes`,
-    model.method === 'exact'
-      ? `routing: every expert is picked with probability k/E; loads ~ Binomial(T, k/E); figures are means of the table over ${model.samples} sampled routings (padding and cf = 0 capacity are not linear in the loads)`
-      : `routing: selection probabilities from ${SELECTION_TOKENS} synthetic tokens with logits N(0,1) + β (β_e = −s·ln(e+1), seed ${model.seed}); loads ~ Binomial(T, p_e); figures are means over ${model.samples} sampled routings`,
+    model.method === 'balanced'
+      ? 'routing: balanced (--routing balanced): pair t·k+j goes to expert (t·k+j) mod E, so the loads are exact, ⌊T·k/E⌋ plus one for the experts below T·k mod E; one routing, nothing sampled'
+      : model.method === 'exact'
+        ? `routing: every expert is picked with probability k/E; loads ~ Binomial(T, k/E); figures are means of the table over ${model.samples} sampled routings (padding and cf = 0 capacity are not linear in the loads)`
+        : `routing: selection probabilities from ${SELECTION_TOKENS} synthetic tokens with logits N(0,1) + β (β_e = −s·ln(e+1), seed ${model.seed}); loads ~ Binomial(T, p_e); figures are means over ${model.samples} sampled routings`,
     `model: ${o.layers} layer(s) × (weights + gradients + optimizer state + saved for backward), every layer but the first keeps its input [T,d], X/dO/kernel parameters once, and the worst layer's activation peak above its saved state once`,
     o.optimizer === 'adam'
       ? `optimizer adam: two f32 moments per weight${o.dtype === 'f32' ? '' : ' and an f32 master copy of each weight stored at 16 bits'}`
@@ -202,13 +205,14 @@ export function planModel(o: PlanOptions): PlanResult {
       capacityFactor: c.capacityFactor,
       checkpoint: c.checkpoint,
       skew: formatSkew(c.skew),
+      routing: c.routing,
       dtype: o.dtype,
       layers: o.layers,
       optimizer: o.optimizer,
       memory: o.memory,
       expertParallel: o.expertParallel,
     },
-    routingModel: { method: model.method, selectionTokens: model.method === 'exact' ? null : SELECTION_TOKENS, samples: model.samples, seed: model.seed, selection: model.selection },
+    routingModel: { method: model.method, selectionTokens: model.method === 'monte-carlo' ? SELECTION_TOKENS : null, samples: model.samples, seed: model.seed, selection: model.selection },
     strategies: (o.strategies ?? STRATEGIES).map((s) => planStrategy(s, o, model)),
     assumptions: assumptions(o, model),
   };

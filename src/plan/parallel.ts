@@ -1,7 +1,7 @@
 import type { LayerConfig } from '../config.js';
 import { floatBytes } from '../f16.js';
 import type { LayerMemory, ParallelExtra, PlanDType } from './memory.js';
-import type { ExpectedRouting, RoutingModel } from './routing.js';
+import type { ExpectedRouting } from './routing.js';
 import { maxOf } from '../arrays.js';
 
 /**
@@ -27,7 +27,7 @@ export interface AllToAll {
   meanReceivedRows: number;
 }
 
-export function allToAll(c: LayerConfig, dtype: PlanDType, gpus: number, routing: ExpectedRouting, model: RoutingModel): AllToAll {
+export function allToAll(c: LayerConfig, dtype: PlanDType, gpus: number, routing: ExpectedRouting): AllToAll {
   const { tokens: T, hidden: d, experts: E } = c;
   const perGpu = E / gpus;
   const capacity = routing.capacity;
@@ -39,7 +39,7 @@ export function allToAll(c: LayerConfig, dtype: PlanDType, gpus: number, routing
   const received = Array.from({ length: gpus }, (_, g) => {
     if (capacity !== null) return (gpus - 1) * perGpu * capacity;
     let share = 0;
-    for (let e = g * perGpu; e < (g + 1) * perGpu; e++) share += model.selection[e] * T * kept;
+    for (let e = g * perGpu; e < (g + 1) * perGpu; e++) share += routing.expertLoads[e] * kept;
     return (gpus - 1) * share;
   });
   return {

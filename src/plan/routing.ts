@@ -1,4 +1,4 @@
-import { expertCapacity, skewBias, type LayerConfig, type Skew } from '../config.js';
+import { balancedLoads, expertCapacity, skewBias, type LayerConfig, type Skew } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { RoutingSummary, Strategy } from '../strategy/contract.js';
 import { maxOf } from '../arrays.js';
@@ -15,6 +15,8 @@ import { maxOf } from '../arrays.js';
  *   and independent across experts (weights ~ N(0, 1/d), x ~ N(0, 1), so each column's dot
  *   product has unit variance); p_e is estimated by Monte-Carlo over SELECTION_TOKENS
  *   synthetic tokens drawn from the project's seeded generator (src/rng.ts).
+ * - balanced (--routing balanced): the loads are exact, ⌊T·k/E⌋ plus one for the experts below
+ *   T·k mod E (docs/design.md#balanced-routing): one routing, nothing sampled.
  * - Loads are drawn independently per expert: this ignores that a token's k picks are
  *   distinct (Σ n_e = T·k exactly in a real step), a small effect once E ≫ k.
  */
@@ -23,7 +25,7 @@ export const DEFAULT_SAMPLES = 32;
 export const DEFAULT_ROUTING_SEED = 1;
 
 export interface RoutingModel {
-  method: 'exact' | 'monte-carlo';
+  method: 'exact' | 'monte-carlo' | 'balanced';
   /** P(expert e is among a token's k experts); Σ = k. */
   selection: number[];
   samples: number;
@@ -63,7 +65,8 @@ export function selectionProbabilities(experts: number, topK: number, skew: Skew
   return { method: 'monte-carlo', selection: [...selection] };
 }
 
-export function routingModel(c: Pick<LayerConfig, 'experts' | 'topK' | 'skew'>, samples = DEFAULT_SAMPLES, seed = DEFAULT_ROUTING_SEED): RoutingModel {
+export function routingModel(c: Pick<LayerConfig, 'experts' | 'topK' | 'skew' | 'routing'>, samples = DEFAULT_SAMPLES, seed = DEFAULT_ROUTING_SEED): RoutingModel {
+  if (c.routing === 'balanced') return { method: 'balanced', selection: new Array<number>(c.experts).fill(c.topK / c.experts), samples: 1, seed };
   return { ...selectionProbabilities(c.experts, c.topK, c.skew, seed), samples, seed };
 }
 
@@ -101,6 +104,7 @@ export function summaryFromLoads(c: LayerConfig, dropless: boolean, loads: numbe
  * that a search over T sees a smooth function of T rather than fresh noise at each probe.
  */
 export function sampleRoutings(c: LayerConfig, dropless: boolean, model: RoutingModel): RoutingSummary[] {
+  if (model.method === 'balanced') return [summaryFromLoads(c, dropless, balancedLoads(c))];
   const rng = new Xoshiro128(model.seed ^ 0x5bd1e995);
   return Array.from({ length: model.samples }, () =>
     summaryFromLoads(
@@ -115,7 +119,7 @@ export function sampleRoutings(c: LayerConfig, dropless: boolean, model: Routing
 export interface ExpectedRouting {
   method: RoutingModel['method'];
   samples: number;
-  /** T·p_e, the mean load of each expert. */
+  /** T·p_e, the mean load of each expert (balanced: the exact loads). */
   expertLoads: number[];
   /** Mean over samples of the busiest expert's load. */
   maxLoad: number;
@@ -150,7 +154,7 @@ export function expectedRouting(
   return {
     method: model.method,
     samples: samples.length,
-    expertLoads: model.selection.map((p) => c.tokens * p),
+    expertLoads: model.method === 'balanced' ? balancedLoads(c) : model.selection.map((p) => c.tokens * p),
     maxLoad: mean(samples.map((s) => maxOf(s.expertLoads, 0))),
     capacity: dropless ? null : mean(samples.map((s) => s.capacity ?? 0)),
     droppedPairs: dropped,

@@ -1,5 +1,6 @@
 /**
- * Float64 router of docs/design.md#the-layer: logits, softmax, top-k, gates and the capacity rule. Kept
+ * Float64 router of docs/design.md#the-layer: logits, softmax, top-k (or the fixed assignment of
+ * docs/design.md#balanced-routing), gates and the capacity rule. Kept
  * apart from the experts because verify also needs it alone (near ties, drops, dumps).
  */
 import { expertCapacity, skewBias, type LayerConfig } from '../config.js';
@@ -19,7 +20,7 @@ export interface ReferenceRouting {
   logits: Float64Array;
   /** [T, E] softmax(z) */
   probs: Float64Array;
-  /** [T, k] chosen experts, slot s = rank by z (ties: lower id first) */
+  /** [T, k] chosen experts, slot s = rank by z (ties: lower id first); balanced: (t·k + s) mod E */
   experts: Int32Array;
   /** [T, k] gates, formed before the capacity check (a dropped pair keeps its gate) */
   gates: Float64Array;
@@ -30,7 +31,7 @@ export interface ReferenceRouting {
   /** C when the capacity rule applied, else null */
   capacity: number | null;
   dropped: number;
-  /** Tokens whose k-th and (k+1)-th logits differ by < 1e-5·max|z| (ascending token order) */
+  /** Tokens whose k-th and (k+1)-th logits differ by < 1e-5·max|z| (ascending token order); none when balanced */
   nearTies: number[];
 }
 
@@ -62,32 +63,17 @@ export function routeReference(config: LayerConfig, X: Float64Array, Wr: Float64
       for (let e = 0; e < E; e++) z[e] += x * Wr[row + e];
     }
     let zMax = -Infinity;
-    let zAbsMax = 0;
-    for (let e = 0; e < E; e++) {
-      if (z[e] > zMax) zMax = z[e];
-      if (Math.abs(z[e]) > zAbsMax) zAbsMax = Math.abs(z[e]);
-    }
+    for (let e = 0; e < E; e++) if (z[e] > zMax) zMax = z[e];
     const p = probs.subarray(t * E, t * E + E);
     let sum = 0;
     for (let e = 0; e < E; e++) sum += p[e] = Math.exp(z[e] - zMax);
     for (let e = 0; e < E; e++) p[e] /= sum;
 
-    // Top-k by repeated selection: strict ">" over ascending ids gives ties to the lower id.
-    taken.fill(0);
-    let kthLogit = 0;
-    for (let s = 0; s < k; s++) {
-      let best = -1;
-      for (let e = 0; e < E; e++) if (!taken[e] && (best < 0 || z[e] > z[best])) best = e;
-      taken[best] = 1;
-      experts[t * k + s] = best;
-      kthLogit = z[best];
-    }
-    if (k < E) {
-      let next = -Infinity;
-      for (let e = 0; e < E; e++) if (!taken[e] && z[e] > next) next = z[e];
-      const gap = kthLogit - next;
-      // An exact tie counts even when every logit is 0 (where the relative bound is 0 too).
-      if (gap < NEAR_TIE_RELATIVE * zAbsMax || gap === 0) nearTies.push(t);
+    if (config.routing === 'balanced') {
+      // The logits play no part in the choice, so no token is near a tie.
+      for (let s = 0; s < k; s++) experts[t * k + s] = (t * k + s) % E;
+    } else if (selectTopK(z, taken, experts.subarray(t * k, t * k + k))) {
+      nearTies.push(t);
     }
 
     const forced = options.forcedExperts?.get(t);
@@ -135,4 +121,30 @@ function checkForced(t: number, forced: number[], k: number, E: number): void {
     if (!Number.isInteger(e) || e < 0 || e >= E) throw new Error(`forcedExperts for token ${t}: expert ${e} is not in 0..${E - 1}`);
     for (let r = 0; r < s; r++) if (forced[r] === e) throw new Error(`forcedExperts for token ${t}: expert ${e} appears twice`);
   }
+}
+
+/**
+ * Top-k of z by repeated selection into `chosen` (k = its length): strict ">" over ascending ids
+ * gives ties to the lower id. Returns whether the k-th and (k+1)-th logits nearly tie.
+ */
+function selectTopK(z: Float64Array, taken: Uint8Array, chosen: Int32Array): boolean {
+  const E = z.length;
+  const k = chosen.length;
+  let zAbsMax = 0;
+  for (let e = 0; e < E; e++) if (Math.abs(z[e]) > zAbsMax) zAbsMax = Math.abs(z[e]);
+  taken.fill(0);
+  let kthLogit = 0;
+  for (let s = 0; s < k; s++) {
+    let best = -1;
+    for (let e = 0; e < E; e++) if (!taken[e] && (best < 0 || z[e] > z[best])) best = e;
+    taken[best] = 1;
+    chosen[s] = best;
+    kthLogit = z[best];
+  }
+  if (k === E) return false;
+  let next = -Infinity;
+  for (let e = 0; e < E; e++) if (!taken[e] && z[e] > next) next = z[e];
+  const gap = kthLogit - next;
+  // An exact tie counts even when every logit is 0 (where the relative bound is 0 too).
+  return gap < NEAR_TIE_RELATIVE * zAbsMax || gap === 0;
 }

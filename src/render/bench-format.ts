@@ -57,7 +57,7 @@ export function caseLabel(c: CaseConfig): string {
   return `${c.strategy} T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK}${c.capacityFactor === null ? '' : ` cf=${c.capacityFactor}`}`;
 }
 
-/** Label parts in reading order; aux appears only when set, as most sweeps leave it at 0. */
+/** Label parts in reading order; balanced routing and aux appear only when set, as most sweeps leave them out. */
 function configParts(c: CaseConfig): [string, string][] {
   const parts: [string, string][] = [
     ['tokens', `T=${c.tokens}`],
@@ -73,6 +73,7 @@ function configParts(c: CaseConfig): [string, string][] {
     ['seed', `seed ${c.seed}`],
     ['pass', c.pass],
   ];
+  if (c.routing === 'balanced') parts.push(['routing', 'balanced routing']);
   if (c.auxLoss) parts.push(['auxLoss', `aux ${c.auxLoss}`]);
   return parts;
 }

@@ -49,7 +49,7 @@ export function formatPercent(fraction: number): string {
 
 function settingsLine(r: PlanResult): string {
   const s = r.settings;
-  const shape = `T=${s.tokens} d=${s.hidden} h=${s.ffn} E=${s.experts} k=${s.topK} ${s.activation} checkpoint=${s.checkpoint} cf=${s.capacityFactor} skew=${s.skew}`;
+  const shape = `T=${s.tokens} d=${s.hidden} h=${s.ffn} E=${s.experts} k=${s.topK} ${s.activation} checkpoint=${s.checkpoint} cf=${s.capacityFactor} skew=${s.skew}${s.routing === 'balanced' ? ' routing=balanced' : ''}`;
   const run = [s.dtype, `${s.layers} layer${s.layers === 1 ? '' : 's'}`, `optimizer ${s.optimizer}`, s.memory === null ? 'no --memory' : `${formatBytes(s.memory)} per GPU`];
   if (s.expertParallel > 1) run.push(`expert parallel ×${s.expertParallel}`);
   return `${s.preset ? `${s.preset}: ` : ''}${shape} · ${run.join(' · ')}`;

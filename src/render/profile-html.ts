@@ -121,7 +121,7 @@ svg.chart { width: 100%; height: auto; font-family: system-ui, sans-serif; } fig
 /** profile --out DIR: index.html, one self-contained page (inline SVG and CSS, no script, no URL). */
 export function renderProfileHtml(result: ProfileResult, provenance?: Provenance): string {
   const c = result.config;
-  const shape = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} ${c.dtype}`;
+  const shape = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} ${c.dtype}${c.routing === 'balanced' ? ' routing=balanced' : ''}`;
   const sections = result.strategies.map((s) => {
     const saved = s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`;
     return `<h2>${esc(s.strategy)}</h2>

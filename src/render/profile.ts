@@ -98,7 +98,7 @@ export function driverCheckBlock(d: DriverCheckReport): string {
 export function renderProfile(result: ProfileResult): string {
   const c = result.config;
   return [
-    `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}`,
+    `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}${c.routing === 'balanced' ? ' routing=balanced' : ''}`,
     chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs (— for a kernel that does none), GB/s a lower-bound traffic estimate (operands read once, outputs written once), both from the work the strategy declares per kernel`),
     ...result.strategies.map(strategyBlock),
     ...(result.driverCheck ? [driverCheckBlock(result.driverCheck)] : []),

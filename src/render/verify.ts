@@ -17,7 +17,7 @@ function exp(value: number): string {
 /** The verify report: one row per strategy and tensor, then a verdict line. */
 export function renderVerify(result: VerifyResult, width = terminalWidth()): string {
   const c = result.config;
-  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} normalize=${c.normalizeGates} seed=${c.seed} dtype=${c.dtype} gemm=${result.gemmEngine}`;
+  const head = `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint} cf=${c.capacityFactor} skew=${formatSkew(c.skew)} routing=${c.routing} normalize=${c.normalizeGates} seed=${c.seed} dtype=${c.dtype} gemm=${result.gemmEngine}`;
   // Per-strategy notes sit in their own column on the strategy's first row: a spanning row
   // would break the compact borders (cli-table3 draws stray ┬┴ there).
   const rows: string[][] = [];

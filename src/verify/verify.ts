@@ -261,6 +261,7 @@ async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, resu
       checkpoint: c.checkpoint,
       dtype: c.dtype,
       skew: formatSkew(c.skew),
+      routing: c.routing,
       seed: c.seed,
       auxLoss: c.auxLossCoef,
     },

@@ -54,6 +54,24 @@ describe('bench --resume continues the saved sweep', () => {
     expect(error!.message).toMatch(/--max-time 2 \(the saved sweep has 0.5\)/);
   });
 
+  it('carries --routing: a balanced sweep resumes balanced and refuses --routing top-k; a sweep saved before --routing resumes as top-k with its keys', () => {
+    const spec = completeSweep({ strategies: ['zero-buffer'], experts: [4], tokens: [256], hidden: [32], ffn: [64], topK: [2], routing: 'balanced' });
+    const r = results({ cases: [] });
+    r.settings = { ...r.settings, sweep: saveSweep(spec) };
+    const resumed = resumeSweep(r, 'r.json', {}, noRun).spec;
+    expect(resumed.routing).toBe('balanced');
+    const [balancedCase] = planSweep(resumed).cases;
+    expect(balancedCase.layer.routing).toBe('balanced');
+    expect(balancedCase.config.routing).toBe('balanced');
+    expect(balancedCase.key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|balanced|norm1|aux0|seed1|train');
+    expect(() => resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun)).toThrow(/--routing top-k \(the saved sweep has balanced\)/);
+    delete r.settings.sweep!.routing;
+    const old = resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun).spec;
+    expect(old.routing).toBe('top-k');
+    // Top-k keys are those of files written before --routing, so their baselines still match.
+    expect(planSweep(old).cases[0].key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|norm1|aux0|seed1|train');
+  });
+
   it('a file without a saved sweep cannot be resumed (exit 2), and is not replaced by the default sweep', () => {
     const r = saved();
     delete r.settings.sweep;

@@ -22,3 +22,16 @@ describe('results.json: the check record of issue 18', () => {
     expect(validateBenchResults(withCheck({ against: 'reference', kind: 'full', maxRelError: 0, maxErrorRatio: -1 }))).toHaveLength(1);
   });
 });
+
+describe('results.json: the routing of a case', () => {
+  const fixture = () => JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8'));
+
+  it('is optional (files written before --routing are top-k) and, when present, top-k or balanced', () => {
+    expect(validateBenchResults(fixture())).toEqual([]);
+    const r = fixture();
+    r.cases[0].config.routing = 'balanced';
+    expect(validateBenchResults(r)).toEqual([]);
+    r.cases[0].config.routing = 'sideways';
+    expect(validateBenchResults(r)).toEqual([expect.stringMatching(/config\.routing: expected one of top-k, balanced, got "sideways"/)]);
+  });
+});

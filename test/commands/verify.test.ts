@@ -22,4 +22,17 @@ describe('moeblaze verify', () => {
     expect(dWr.errorRatio).toBeLessThanOrEqual(1);
     expect(result.pass).toBe(true);
   });
+
+  it('--routing balanced reaches every strategy and is recorded (docs/design.md#balanced-routing)', async () => {
+    const shape = ['--tokens', '13', '--experts', '5', '--top-k', '2', '--hidden', '6', '--ffn', '10'];
+    const r = await cli(['verify', ...shape, '--routing', 'balanced', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as VerifyResult;
+    expect(result.config.routing).toBe('balanced');
+    expect(result.strategies.map((s) => s.status)).toEqual(result.strategies.map(() => 'pass'));
+    expect(result.strategies.length).toBeGreaterThanOrEqual(5);
+    const text = await cli(['verify', ...shape, '--routing', 'balanced', '--impl', 'zero-buffer']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/skew=uniform routing=balanced/);
+  });
 });

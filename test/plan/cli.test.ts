@@ -70,12 +70,28 @@ describe('moeblaze plan', () => {
       ['--bogus'],
       ['--dtype', 'f64', '--json'],
       ['--validate', '--dtype', 'bf16'],
+      ['--routing', 'sideways'],
+      ['--routing', 'balanced', '--skew', 'zipf:1.2'],
+      ['--validate', '--routing', 'balanced'],
     ]) {
       const r = await cli(['plan', ...args]);
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
       expect(r.stderr.split('\n').filter((l) => l.startsWith('moeblaze:')), args.join(' ')).toHaveLength(1);
       if (args.includes('--json')) expect(JSON.parse(r.stdout).error.exitCode).toBe(2);
     }
+  });
+
+  it('--routing balanced: exact loads in the JSON, said in the settings line and the assumptions', async () => {
+    const r = await cli(['plan', '--tokens', '300', '--experts', '8', '--top-k', '3', '--routing', 'balanced', '--impl', 'megablocks', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.settings.routing).toBe('balanced');
+    expect(plan.routingModel.method).toBe('balanced');
+    expect(plan.strategies[0].routing.expertLoads).toEqual([113, 113, 113, 113, 112, 112, 112, 112]);
+    const text = await cli(['plan', '--routing', 'balanced']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/skew=uniform routing=balanced/);
+    expect(text.stdout).toMatch(/routing: balanced .*loads are exact/);
   });
 
   it('--validate checks the model against this adapter\'s allocator at f32 and f16 and prints the table', async () => {

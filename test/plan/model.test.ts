@@ -135,6 +135,41 @@ describe('routing model', () => {
   });
 });
 
+describe('balanced routing (docs/design.md#balanced-routing): exact loads, nothing sampled', () => {
+  it('T·k/E a multiple of 128: every strategy\'s loads are exact, with no padding, no drops and no empty slot', () => {
+    const c = layerConfig({ tokens: 512, hidden: 64, ffn: 96, experts: 8, topK: 2, routing: 'balanced' });
+    const model = routingModel(c);
+    expect([model.method, model.samples]).toEqual(['balanced', 1]);
+    for (const cf of [0, 1]) {
+      const plan = planModel(options({ ...c, capacityFactor: cf }));
+      expect(plan.settings.routing).toBe('balanced');
+      expect(plan.routingModel.selectionTokens).toBeNull();
+      for (const p of plan.strategies) {
+        const r = p.routing;
+        expect(r.expertLoads, p.strategy).toEqual(new Array(8).fill(128));
+        expect([r.samples, r.maxLoad, r.droppedPairs, r.paddedRows, r.paddingFraction], p.strategy).toEqual([1, 128, 0, 1024, 0]);
+        // cf = 0 sizes every expert to the busiest, here every expert: E·C = R.
+        expect(r.capacity, p.strategy).toBe(p.dropless ? null : cf === 0 ? 128 : 2 * Math.ceil(512 / 8));
+      }
+    }
+  });
+
+  it('E not dividing T·k: the remainder on the lowest experts, padded bins and expert-parallel traffic from the exact loads', () => {
+    const c = layerConfig({ tokens: 300, hidden: 16, ffn: 16, experts: 8, topK: 3, routing: 'balanced' });
+    const loads = [113, 113, 113, 113, 112, 112, 112, 112]; // 900 = 8·112 + 4
+    const megablocks = planModel(options(c, { strategies: [findStrategy('megablocks')], expertParallel: 2 })).strategies[0];
+    expect(megablocks.routing.expertLoads).toEqual(loads);
+    expect(megablocks.routing.paddedRows).toBe(8 * 128);
+    // GPU 0 owns experts 0–3 (452 pairs), GPU 1 experts 4–7 (448); each receives from the other.
+    expect(megablocks.allToAll!.maxReceivedRows).toBe(452);
+    expect(megablocks.allToAll!.meanReceivedRows).toBe(450);
+    const tutel = planModel(options({ ...c, capacityFactor: 0 }, { strategies: [findStrategy('tutel')] })).strategies[0];
+    expect([tutel.routing.capacity, tutel.routing.droppedPairs, tutel.routing.maxLoad]).toEqual([113, 0, 113]);
+    // A larger T is another exact routing, not a rescaled one (the largest-micro-batch search evaluates many).
+    expect(evaluate(findStrategy('megablocks'), c, 301, options(c), routingModel(c)).routing.expertLoads).toEqual([113, 113, 113, 113, 113, 113, 113, 112]);
+  });
+});
+
 describe('model estimate', () => {
   it('optimizer state: adam 8 B (+4 master at 16 bits), sgd 4 B (+4), none 0', () => {
     expect(optimizerBytesPerElement('adam', 'f32')).toBe(8);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { layerConfig, type LayerConfig } from '../../src/config.js';
+import { balancedLoads, layerConfig, type LayerConfig } from '../../src/config.js';
 import { routeReference, type RouteOptions } from '../../src/reference/routing.js';
 
 /** Routes hand-written logits: hidden = E and Wr = I, so z_t = x_t (+ β). */
@@ -144,5 +144,63 @@ describe('reference routing', () => {
     expect(bad(new Map([[0, [1, 1]]]))).toThrow(/twice/);
     expect(bad(new Map([[0, [1, 3]]]))).toThrow(/not in 0..2/);
     expect(bad(new Map([[4, [1, 0]]]))).toThrow(/token 4/);
+  });
+});
+
+describe('balanced routing (docs/design.md#balanced-routing)', () => {
+  /** Random X and Wr (never zeros), routed both ways from the same inputs. */
+  function both(partial: Partial<LayerConfig>) {
+    const base = layerConfig({ hidden: 6, ffn: 1, ...partial });
+    let seed = 777 + base.tokens;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
+    const X = Float64Array.from({ length: base.tokens * base.hidden }, rand);
+    const Wr = Float64Array.from({ length: base.hidden * base.experts }, rand);
+    const config = { ...base, routing: 'balanced' as const };
+    return { config, X, Wr, balanced: routeReference(config, X, Wr), topK: routeReference(base, X, Wr) };
+  }
+
+  const CASES: [string, Partial<LayerConfig>, number[]][] = [
+    ['E divides T·k', { tokens: 6, experts: 4, topK: 2 }, [3, 3, 3, 3]],
+    ['E does not divide T·k: the remainder goes to the lowest experts', { tokens: 7, experts: 5, topK: 3 }, [5, 4, 4, 4, 4]],
+    ['k = E: every token uses every expert', { tokens: 3, experts: 4, topK: 4 }, [3, 3, 3, 3]],
+    ['T = 1: fewer pairs than experts, the last ones empty', { tokens: 1, experts: 5, topK: 2 }, [1, 1, 0, 0, 0]],
+    ['k = 1, E > T', { tokens: 3, experts: 8, topK: 1 }, [1, 1, 1, 0, 0, 0, 0, 0]],
+  ];
+  for (const [name, partial, loads] of CASES) {
+    it(`${name}: loads ${loads.join(', ')}`, () => {
+      const { config, balanced } = both(partial);
+      const { tokens: T, experts: E, topK: k } = config;
+      expect(Array.from(balanced.expertLoad)).toEqual(loads);
+      expect(balancedLoads(config)).toEqual(loads);
+      for (let t = 0; t < T; t++) {
+        const chosen = Array.from(balanced.experts.subarray(t * k, t * k + k));
+        expect(chosen).toEqual(chosen.map((_, j) => (t * k + j) % E));
+        expect(new Set(chosen).size).toBe(k);
+      }
+      expect(balanced.nearTies).toEqual([]);
+    });
+  }
+
+  it('keeps logits and probabilities; gates are the probabilities at the assigned experts, renormalised or not', () => {
+    for (const normalizeGates of [true, false]) {
+      const { balanced, topK } = both({ tokens: 9, experts: 5, topK: 3, normalizeGates });
+      expect(Array.from(balanced.logits)).toEqual(Array.from(topK.logits));
+      expect(Array.from(balanced.probs)).toEqual(Array.from(topK.probs));
+      expect(Array.from(balanced.experts)).not.toEqual(Array.from(topK.experts));
+      for (let t = 0; t < 9; t++) {
+        const p = [0, 1, 2].map((s) => balanced.probs[t * 5 + balanced.experts[t * 3 + s]]);
+        const sum = normalizeGates ? p[0] + p[1] + p[2] : 1;
+        for (let s = 0; s < 3; s++) expect(balanced.gates[t * 3 + s]).toBeCloseTo(p[s] / sum, 15);
+      }
+    }
+  });
+
+  it('the capacity rule still applies: nothing dropped at cf = 1, drops once C is below a load', () => {
+    const { config, X, Wr } = both({ tokens: 7, experts: 5, topK: 3 });
+    const full = routeReference({ ...config, capacityFactor: 1 }, X, Wr, { capacity: true });
+    expect([full.capacity, full.dropped]).toEqual([6, 0]); // C = 3·⌊1·⌈7/5⌉⌋ = 6 ≥ 5
+    const tight = routeReference({ ...config, capacityFactor: 0.5 }, X, Wr, { capacity: true });
+    expect(tight.capacity).toBe(3); // 3·⌊0.5·2⌋
+    expect(tight.dropped).toBe(2 + 1 + 1 + 1 + 1); // loads 5, 4, 4, 4, 4 over C = 3
   });
 });
