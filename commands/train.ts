@@ -8,7 +8,7 @@ import { requireDtype } from '../src/layer.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
-import { strategyIds } from '../src/registry.js';
+import { REFERENCE_STRATEGY, strategyIds } from '../src/registry.js';
 import { moeConfig, trainConfig, DEFAULT_TRAIN } from '../src/train/model.js';
 import { runTraining, type TrainResult } from '../src/train/run.js';
 
@@ -62,7 +62,7 @@ export default class Train extends BaseCommand {
       outputDim: flags['output-dim'],
       dtype: flags.dtype,
     });
-    const strategies = flags.impl ?? ['zero-buffer'];
+    const strategies = flags.impl ?? [REFERENCE_STRATEGY];
     requireRunnable(strategies, moeConfig(config));
     if (flags.out !== undefined) checkOutputPath(flags.out, 'folder', 'out');
     return this.withGpu(flags, async (gpu) => {

@@ -10,7 +10,7 @@ import { encodeFillNormal } from '../kernels/init.js';
 import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './measure/memory-profiler.js';
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
-import { findStrategy } from './registry.js';
+import { findStrategy, REFERENCE_STRATEGY } from './registry.js';
 import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy/contract.js';
 import { requireBindingFits } from './layer-limits.js';
 
@@ -102,7 +102,7 @@ export class MoELayer {
     readonly config: LayerConfig,
     options: MoELayerOptions,
   ) {
-    this.strategy = findStrategy(options.impl ?? options.dispatch ?? 'zero-buffer');
+    this.strategy = findStrategy(options.impl ?? options.dispatch ?? REFERENCE_STRATEGY);
     const reason = this.strategy.unsupported(config);
     if (reason) throw new UsageError(`${this.strategy.id} cannot run this config: ${reason}`);
     requireDtype(gpu, config.dtype);

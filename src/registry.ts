@@ -12,6 +12,12 @@ import { megablocksGrouped } from '../baselines/megablocks/megablocks-grouped.js
  */
 export const STRATEGIES: Strategy[] = [zeroBuffer, megablocks, megablocksGrouped, tutel, gshard];
 
+/**
+ * The strategy every other one is compared with (relative memory and time in bench, the gate's
+ * relative speed, the default of --impl): the one this tool exists to measure.
+ */
+export const REFERENCE_STRATEGY = zeroBuffer.id;
+
 export function strategyIds(): string[] {
   return STRATEGIES.map((s) => s.id);
 }

@@ -1,3 +1,4 @@
+import { REFERENCE_STRATEGY } from '../registry.js';
 import { join } from 'node:path';
 import { measureCeilings } from '../measure/ceilings.js';
 import { UsageError } from '../errors.js';
@@ -85,7 +86,7 @@ function caseEngine(gpu: GpuContext, dtype: DType): GemmEngine | null {
 /** Memory and speed of every case against zero-buffer's case of the same config. */
 export function addRelativeFigures(cases: BenchCase[]): void {
   const zero = new Map<string, BenchCase>();
-  for (const c of cases) if (c.config.strategy === 'zero-buffer' && c.status === 'ok') zero.set(configKey(c.config), c);
+  for (const c of cases) if (c.config.strategy === REFERENCE_STRATEGY && c.status === 'ok') zero.set(configKey(c.config), c);
   const ratio = (a: number | null | undefined, b: number | null | undefined) => (a != null && b != null && b > 0 ? a / b : null);
   for (const c of cases) {
     const z = zero.get(configKey(c.config));
@@ -178,7 +179,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     results.cases.push(result);
     lastPeak = result.memory?.stepPeak ?? 0;
     // Zero-buffer runs first within a config, so each case is final when saved: a resumed run keeps it as it is.
-    if (!done) addRelativeFigures([...results.cases.filter((c) => c.config.strategy === 'zero-buffer'), result]);
+    if (!done) addRelativeFigures([...results.cases.filter((c) => c.config.strategy === REFERENCE_STRATEGY), result]);
     if (!done) options.onCaseDone?.(result);
     await save();
   }

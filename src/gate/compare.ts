@@ -1,3 +1,4 @@
+import { REFERENCE_STRATEGY } from '../registry.js';
 import { caseKey, configKey } from '../bench/plan.js';
 import type { BenchCase, BenchResults, Testbed } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
@@ -145,7 +146,7 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
   const zb = (map: Map<string, BenchCase>) => map.get(configKey(c.config))?.time?.step ?? null;
   const zbBase = zb(ctx.zeroBase);
   const zbCur = zb(ctx.zeroCur);
-  if (c.config.strategy !== 'zero-buffer' && zbBase && zbCur) {
+  if (c.config.strategy !== REFERENCE_STRATEGY && zbBase && zbCur) {
     const before = speedSide(b.time.step, zbBase);
     const after = speedSide(c.time.step, zbCur);
     const row = speedRow(key, 'time/zero-buffer', 'ratio', [before.point, after.point], before, after, ctx);
@@ -186,7 +187,7 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
 
 function zeroBufferCases(results: BenchResults): Map<string, BenchCase> {
   const map = new Map<string, BenchCase>();
-  for (const c of results.cases) if (c.config.strategy === 'zero-buffer' && c.status === 'ok' && c.time) map.set(configKey(c.config), c);
+  for (const c of results.cases) if (c.config.strategy === REFERENCE_STRATEGY && c.status === 'ok' && c.time) map.set(configKey(c.config), c);
   return map;
 }
 
