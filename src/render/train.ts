@@ -80,7 +80,7 @@ export function gap(measured: number, estimate: number): string {
 
 /** Why the measured stack and the estimates differ, once per report. */
 const STACK_NOTE =
-  "bench's L × saved + transient and plan's model free each layer's output after its residual add and keep one dO for the model; here each layer keeps its output until its backward and has its own dO buffer, and plan routes by expectation (docs/design.md#memory)";
+  "bench's L × saved + transient and plan's model free each layer's output after its residual add and keep one dO for the model; here each layer keeps its output until its backward and has its own dO buffer. And each layer here routes its own tokens, where bench's estimate repeats layer 1's step and plan routes by expectation (docs/design.md#memory)";
 
 /** The L-layer step's memory: measured, as the buffer tables predict it, and bench's and plan's estimates. */
 export function stackLines(m: StackMemory): string[] {
