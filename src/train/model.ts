@@ -110,13 +110,9 @@ export function lossScale(c: Pick<TrainConfig, 'dtype' | 'tokens'>): number {
   return c.dtype === 'f32' ? 1 : 2 ** Math.min(10, Math.floor(Math.log2(c.tokens)));
 }
 
-/** One MoE layer's parameters, row-major float32 (docs/design.md#the-layer). */
-export interface MoeWeights {
-  Wr: Float32Array;
-  W1: Float32Array;
-  W2: Float32Array;
-  W3: Float32Array;
-}
+/** One MoE layer's parameters, row-major float32 (docs/design.md#the-layer), in this order. */
+export const MOE_PARAMS = ['Wr', 'W1', 'W2', 'W3'] as const;
+export type MoeWeights = Record<(typeof MOE_PARAMS)[number], Float32Array>;
 
 /** Parameters of the model: W_in [d_in,d], W_out [d,d_out], and each MoE layer's weights in order. */
 export interface ModelWeights {

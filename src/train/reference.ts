@@ -5,7 +5,7 @@
  */
 import { referenceStep } from '../reference/layer.js';
 import { Xoshiro128 } from '../rng.js';
-import { moeConfig, studentWeights, subSeed, teacherWeights, type ModelWeights, type MoeWeights, type TrainConfig } from './model.js';
+import { MOE_PARAMS, moeConfig, studentWeights, subSeed, teacherWeights, type ModelWeights, type MoeWeights, type TrainConfig } from './model.js';
 
 const f64 = (a: Float32Array | Float64Array) => Float64Array.from(a);
 
@@ -52,8 +52,6 @@ interface Weights64 {
   Wout: Float64Array;
   moe: Moe64[];
 }
-
-const MOE_NAMES = ['Wr', 'W1', 'W2', 'W3'] as const;
 
 function widen(w: ModelWeights): Weights64 {
   return { Win: f64(w.Win), Wout: f64(w.Wout), moe: w.moe.map((m) => ({ Wr: f64(m.Wr), W1: f64(m.W1), W2: f64(m.W2), W3: f64(m.W3) })) };
@@ -136,7 +134,7 @@ export interface ReferenceStepRecord {
 
 /** Every parameter of a float64 model, flat: W_in, W_out, then each layer's Wr, W1, W2, W3. */
 function parameters(w: Weights64): Float64Array[] {
-  return [w.Win, w.Wout, ...w.moe.flatMap((m) => MOE_NAMES.map((k) => m[k]))];
+  return [w.Win, w.Wout, ...w.moe.flatMap((m) => MOE_PARAMS.map((k) => m[k]))];
 }
 
 /** The float64 CPU training loop on the same data and initial weights: the yardstick for the GPU. */

@@ -23,7 +23,7 @@ import { MoELayer, requireDtype } from '../layer.js';
 import type { RoutingSummary } from '../strategy/contract.js';
 import { stackFigures, type BufferTable } from '../strategy/buffer-table.js';
 import { adamState, encodeParamUpdate, type ParamState } from './adam.js';
-import { lossScale, moeConfig, studentWeights, type MoeWeights, type TrainConfig } from './model.js';
+import { lossScale, MOE_PARAMS, moeConfig, studentWeights, type MoeWeights, type TrainConfig } from './model.js';
 import { loadBalancingLoss, TeacherData } from './reference.js';
 
 export interface TrainStepRecord {
@@ -43,7 +43,6 @@ export interface TrainStepRecord {
 }
 
 type MoeParam = keyof MoeWeights;
-const MOE_PARAMS: readonly MoeParam[] = ['Wr', 'W1', 'W2', 'W3'];
 
 /** Layer 1's parameters keep the one-layer model's names; layer i > 1's are prefixed `layer<i>.`. */
 export type ParamName = 'Win' | 'Wout' | MoeParam | `layer${number}.${MoeParam}`;
@@ -178,8 +177,8 @@ export class GpuTrainer {
 
   /** Bytes of the dense layers' buffers and their Adam state: what the model adds around its MoE layers. */
   get denseBytes(): number {
-    const dense = new Set<Tensor>([...Object.values(this.t), ...this.params.filter((p) => p.name === 'Win' || p.name === 'Wout').flatMap((p) => [p.m, p.v, ...(p.master ? [p.master] : [])])]);
-    return [...dense].reduce((a, t) => a + bytesOf(t), 0);
+    const state = this.params.filter((p) => p.name === 'Win' || p.name === 'Wout').flatMap((p) => [p.m, p.v, p.master]);
+    return [...Object.values(this.t), ...state].reduce((a, t) => a + (t ? bytesOf(t) : 0), 0);
   }
 
   /** The step with the largest predicted peak so far (null before the first step). */
