@@ -9,21 +9,22 @@ import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { REFERENCE_STRATEGY, strategyIds } from '../src/registry.js';
-import { moeConfig, trainConfig, DEFAULT_TRAIN } from '../src/train/model.js';
+import { moeConfig, trainConfig, DEFAULT_TRAIN, TRAIN_LAYERS_MAX } from '../src/train/model.js';
 import { runTraining, type TrainResult } from '../src/train/run.js';
 
 const int = (min: number, max = LAYER_DIMENSION_MAX) => Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
 const float = Flags.custom<number>({ parse: async (input, _ctx, opts) => parseNonNegativeFloat(input, opts.name) });
 
 export default class Train extends BaseCommand {
-  static override summary = 'Train a small model with one MoE layer (Adam, on the GPU) and show the loss falling.';
+  static override summary = 'Train a small model with L MoE layers (Adam, on the GPU) and show the loss falling and the L-layer step\'s memory.';
   static override description =
-    'Model: z = x·W_in, r = z + MoE(z), y = r·W_out, trained with Adam (GPU kernels; m and v under the allocator\'s "optimizer" tag) to regress the output of a fixed random teacher of the same family, on batches drawn from --seed. Every strategy gets the same data and initial weights. With --dtype f16 (mixed precision; needs the adapter\'s shader-f16) activations, weights and gradients are stored as f16 while Adam keeps f32 master weights and f32 moments, and the loss is scaled by a power of two for the f16 gradients. Prints a live progress line (step, loss, tokens/s, peak memory) on stderr, a summary with the expert-load histogram, and with --out writes train.json and train.html (loss curve per strategy, inline SVG). The MoE layer is the one of docs/design.md#the-layer.';
+    'Model: z = x·W_in, r = z + MoE(z), y = r·W_out (with --layers L: L MoE layers, each with its residual), trained with Adam (GPU kernels; m and v under the allocator\'s "optimizer" tag) to regress the output of a fixed random teacher of the same family (one MoE layer), on batches drawn from --seed. Every strategy gets the same data and initial weights. With --dtype f16 (mixed precision; needs the adapter\'s shader-f16) activations, weights and gradients are stored as f16 while Adam keeps f32 master weights and f32 moments, and the loss is scaled by a power of two for the f16 gradients. Prints a live progress line (step, loss, tokens/s, peak memory) on stderr, a summary with the expert-load histogram and the measured peak of the L-layer step next to its prediction from the strategy\'s buffer tables and to bench\'s and plan\'s L-layer estimates, and with --out writes train.json and train.html (loss curve per strategy, inline SVG). The MoE layer is the one of docs/design.md#the-layer.';
   static override examples = [
     '<%= config.bin %> train',
     '<%= config.bin %> train --impl zero-buffer --impl megablocks-grouped --steps 300 --out reports/train',
     '<%= config.bin %> train --aux-loss 0.01 --experts 8',
     '<%= config.bin %> train --dtype f16 --impl zero-buffer',
+    '<%= config.bin %> train --layers 4 --impl zero-buffer --impl tutel --steps 100',
   ];
   static override flags = {
     ...gpuFlags,
@@ -42,6 +43,7 @@ export default class Train extends BaseCommand {
     experts: int(1)({ description: `E, experts [default: ${DEFAULT_TRAIN.experts}]`, helpGroup: 'MODEL' }),
     'top-k': int(1)({ description: `k, experts per token [default: ${DEFAULT_TRAIN.topK}]`, helpGroup: 'MODEL' }),
     'output-dim': int(1)({ description: `output size d_out [default: ${DEFAULT_TRAIN.outputDim}]`, helpGroup: 'MODEL' }),
+    layers: int(1, TRAIN_LAYERS_MAX)({ description: `L, MoE layers of the model, each with its residual, on one allocator [default: ${DEFAULT_TRAIN.layers}]`, helpGroup: 'MODEL' }),
     out: Flags.string({ description: 'write train.json and train.html into this folder', helpValue: '<dir>' }),
   };
 
@@ -60,6 +62,7 @@ export default class Train extends BaseCommand {
       experts: flags.experts,
       topK: flags['top-k'],
       outputDim: flags['output-dim'],
+      layers: flags.layers,
       dtype: flags.dtype,
     });
     const strategies = flags.impl ?? [REFERENCE_STRATEGY];

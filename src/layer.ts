@@ -50,6 +50,11 @@ export interface MoELayerOptions {
   memoryLimit?: number;
   /** Largest chunk of a tensor; defaults to the adapter's storage-binding limit (tests force it smaller). */
   chunkBytes?: number;
+  /**
+   * Another layer's kernel context, and so its allocator, to share: a stack of layers in one
+   * memory record (src/train). The layer that created the context destroys it.
+   */
+  kernels?: KernelContext;
 }
 
 /** Half-precision storage needs the adapter's shader-f16 (exit 4 naming the adapter otherwise). */
@@ -96,6 +101,7 @@ export class MoELayer {
   private output: Tensor | null = null;
   private inputGrad: Tensor | null = null;
   private lastStep: StepMemory | null = null;
+  private readonly ownsKernels: boolean;
 
   private constructor(
     readonly gpu: GpuContext,
@@ -110,8 +116,9 @@ export class MoELayer {
     // Every refusal before the first buffer exists: a throw after it would leave the buffer behind.
     requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
     const gemmEngine = gemmEngineFor(gpu, config.dtype);
-    this.allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit });
-    this.kernels = new KernelContext(this.allocator, gemmEngine);
+    this.ownsKernels = !options.kernels;
+    this.kernels = options.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit }), gemmEngine);
+    this.allocator = this.kernels.allocator;
     const { tokens: T, hidden: d, ffn: h, experts: E } = config;
     const f = floatBytes(config.dtype);
     const a = this.allocator;
@@ -160,7 +167,7 @@ export class MoELayer {
   }
 
   /** A layer for an already validated config (verify, bench, profile, plan --validate, tests). */
-  static fromConfig(gpu: GpuContext, c: LayerConfig, options: { dispatch: string; chunkBytes?: number; memoryLimit?: number }): Promise<MoELayer> {
+  static fromConfig(gpu: GpuContext, c: LayerConfig, options: { dispatch: string; chunkBytes?: number; memoryLimit?: number; kernels?: KernelContext }): Promise<MoELayer> {
     return MoELayer.create(gpu, {
       tokens: c.tokens,
       hidden: c.hidden,
@@ -339,7 +346,8 @@ export class MoELayer {
     return { layer: this.tensors, output: this.output, inputGrad: this.inputGrad };
   }
 
-  private releaseOutputs(): void {
+  /** Frees the last step's outputs (O, dX) once the caller has consumed them; forward() does it too. */
+  releaseOutputs(): void {
     if (!this.output && !this.inputGrad) return;
     this.runner.release(this.stepContext());
     this.output = this.inputGrad = null;
@@ -350,6 +358,6 @@ export class MoELayer {
     this.runner.release(this.stepContext());
     this.output = this.inputGrad = null;
     for (const tensor of Object.values(this.tensors)) freeTensor(this.allocator, tensor ?? undefined);
-    this.kernels.destroy();
+    if (this.ownsKernels) this.kernels.destroy();
   }
 }

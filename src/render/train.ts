@@ -1,4 +1,5 @@
 /** Rendering of `moeblaze train`: the live progress line, the terminal summary, train.html. */
+import type { StackMemory } from '../train/stack.js';
 import type { TrainProgress, TrainResult } from '../train/run.js';
 import { formatBytes } from '../units.js';
 import { strategyColor, strategyMarker } from './bench-format.js';
@@ -66,7 +67,36 @@ function configLine(r: TrainResult): string {
   // Older train.json files predate the flag: they ran without drops.
   const cf = c.capacityFactor ?? 0;
   const capacity = cf === 0 ? 'capacity factor 0 (no drops)' : `capacity factor ${cf} (Tutel and GShard drop overflow)`;
-  return `T=${c.tokens} d_in=${c.inputDim} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} d_out=${c.outputDim}, ${dtypeLine(r)}, ${c.steps} steps, Adam lr=${c.lr}, aux α=${c.auxLoss}, ${capacity}, seed ${c.seed}`;
+  // Older train.json files predate --layers: one layer.
+  return `T=${c.tokens} d_in=${c.inputDim} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} d_out=${c.outputDim} L=${c.layers ?? 1}, ${dtypeLine(r)}, ${c.steps} steps, Adam lr=${c.lr}, aux α=${c.auxLoss}, ${capacity}, seed ${c.seed}`;
+}
+
+/** How far an estimate is from the measured figure: "+24.0 KiB (+8.0%)" (positive: the measurement is larger). */
+export function gap(measured: number, estimate: number): string {
+  const d = measured - estimate;
+  const pct = estimate === 0 ? '' : ` (${d >= 0 ? '+' : ''}${((100 * d) / estimate).toFixed(1)}%)`;
+  return `${d >= 0 ? '+' : ''}${formatBytes(d)}${pct}`;
+}
+
+/** Why the measured stack and the estimates differ, once per report. */
+const STACK_NOTE =
+  "bench's L × saved + transient and plan's model free each layer's output after its residual add and keep one dO for the model; here each layer keeps its output until its backward and has its own dO buffer. And each layer here routes its own tokens, where bench's estimate repeats layer 1's step and plan routes by expectation (docs/design.md#memory)";
+
+/** The L-layer step's memory: measured, as the buffer tables predict it, and bench's and plan's estimates. */
+export function stackLines(m: StackMemory): string[] {
+  const where = `layer ${m.peakLayer} of ${m.layers}, phase ${m.peakPhase}`;
+  const tables = m.tablePeak === m.stepPeak ? `as the buffer tables predict (${where})` : `the buffer tables predict ${formatBytes(m.tablePeak)} (${where})`;
+  return [
+    `${m.layers}-layer step: peak ${formatBytes(m.stepPeak)}, ${tables}`,
+    `activation peak ${formatBytes(m.activationPeak)} vs bench's estimate ${formatBytes(m.benchEstimate)}: ${gap(m.activationPeak, m.benchEstimate)}`,
+    `MoE part ${formatBytes(m.moePeak)} vs plan's estimate (Adam) ${formatBytes(m.planEstimate)}: ${gap(m.moePeak, m.planEstimate)}`,
+  ];
+}
+
+/** The histogram shows layer 1's loads; the JSON has every layer's. */
+function layerNote(r: TrainResult, file: string): string {
+  const L = r.config.layers ?? 1;
+  return L > 1 ? `layer 1 of ${L}; ${file} has every layer's` : '';
 }
 
 export function renderTrainSummary(r: TrainResult): string {
@@ -75,11 +105,14 @@ export function renderTrainSummary(r: TrainResult): string {
     lines.push('');
     lines.push(`${run.strategy}: loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.finalLoss)} (÷${run.reduction.toFixed(1)}, mean of the last ${Math.min(10, run.steps.length)} steps)`);
     lines.push(`  ${formatRate(run.tokensPerSecond)} tokens/s, ${run.wallSeconds.toFixed(1)} s, peak ${formatBytes(run.peakBytes)} (${Object.entries(run.peakByTag).map(([t, b]) => `${t} ${formatBytes(b ?? 0)}`).join(', ')})`);
-    lines.push('  expert load (pairs per expert, trained model, fresh batch):');
+    if (run.memory) for (const line of stackLines(run.memory)) lines.push(`  ${line}`);
+    const note = layerNote(r, '--json');
+    lines.push(`  expert load (pairs per expert, trained model, fresh batch${note ? `; ${note}` : ''}):`);
     for (const line of loadHistogram(run.expertLoads)) lines.push(line);
   }
   const note = coincidenceNote(r);
   if (note) lines.push('', `note: ${note}`);
+  if (r.runs.some((run) => run.memory)) lines.push('', `memory: ${STACK_NOTE}`);
   return lines.join('\n');
 }
 
@@ -130,6 +163,21 @@ export function renderTrainHtml(r: TrainResult): string {
         `<tr><td>${esc(run.strategy)}</td><td>${formatLoss(run.firstLoss)}</td><td>${formatLoss(run.finalLoss)}</td><td>÷${run.reduction.toFixed(1)}</td><td>${formatRate(run.tokensPerSecond)}</td><td>${esc(formatBytes(run.peakBytes))}</td><td>${esc(formatBytes(run.peakByTag.optimizer ?? 0))}</td></tr>`,
     )
     .join('\n');
+  const memoryRows = r.runs
+    .filter((run) => run.memory)
+    .map((run) => {
+      const m = run.memory!;
+      const cells = [formatBytes(m.stepPeak), formatBytes(m.tablePeak), `${m.peakLayer}, ${m.peakPhase}`, formatBytes(m.activationPeak), formatBytes(m.benchEstimate), gap(m.activationPeak, m.benchEstimate), formatBytes(m.moePeak), formatBytes(m.planEstimate), gap(m.moePeak, m.planEstimate)];
+      return `<tr><td>${esc(run.strategy)}</td>${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`;
+    })
+    .join('\n');
+  const memory = memoryRows
+    ? `<h2>Memory of the ${r.config.layers ?? 1}-layer step</h2>
+<table><tr><th>strategy</th><th>step peak</th><th>buffer tables</th><th>peak at (layer, phase)</th><th>activation peak</th><th>bench estimate</th><th>measured − bench</th><th>MoE part</th><th>plan estimate (Adam)</th><th>measured − plan</th></tr>
+${memoryRows}
+</table>
+<p class="muted">${esc(`Step peak: the most bytes live in any training step; buffer tables: the same predicted from each layer's buffer table at that step's routing. Activation peak: the step peak minus what is live when the step starts; MoE part: the step peak minus the dense layers around the MoE stack. Differences: ${STACK_NOTE}.`)}</p>`
+    : '';
   const hist = r.runs
     .map((run) => {
       const max = Math.max(maxOf(run.expertLoads), 1);
@@ -142,14 +190,15 @@ export function renderTrainHtml(r: TrainResult): string {
 <html lang="en"><head><meta charset="utf-8"><title>moeblaze train</title><style>${CSS}</style></head>
 <body>
 <h1>moeblaze train</h1>
-<p class="muted">${esc(configLine(r))}. Model: z = x·W_in, r = z + MoE(z), y = r·W_out; MSE against a fixed random teacher of the same family.</p>
+<p class="muted">${esc(configLine(r))}. Model: z = x·W_in, x_1 = z, x_{i+1} = x_i + MoE_i(x_i) for i = 1..L, y = x_{L+1}·W_out; MSE against a fixed random teacher of the same family with one MoE layer.</p>
 ${prov}
 <figure>${trainChartSvg(r)}</figure>
 ${coincidenceNote(r) ? `<p class="note">${esc(`Note: ${coincidenceNote(r)}.`)}</p>` : ''}
 <table><tr><th>strategy</th><th>first loss</th><th>final loss</th><th>reduction</th><th>tokens/s</th><th>peak memory</th><th>optimizer state</th></tr>
 ${rows}
 </table>
-<h2>Expert load at the end</h2>
+${memory}
+<h2>Expert load at the end${layerNote(r, 'train.json') ? ` (${esc(layerNote(r, 'train.json'))})` : ''}</h2>
 ${hist}
 </body></html>
 `;

@@ -79,3 +79,63 @@ export function tableFigures(table: BufferTable): TableFigures {
     .reduce((a, s) => a + s.bytes, 0);
   return { baseline, stepPeak, activationPeak: stepPeak - baseline, savedForBackward, peakPhase, byPhase };
 }
+
+/** The persistent buffers of one kernel context (its parameter arena): a stack of layers sharing it holds them once. */
+export const CONTEXT_BUFFERS: readonly string[] = ['kernelParams'];
+
+/** The step of a stack of layers (one table each) on one allocator, as the tables predict it. */
+export interface StackFigures extends Omit<TableFigures, 'byPhase'> {
+  /** What each layer holds from the end of its forward pass until its backward: saved for backward, and its outputs. */
+  held: number[];
+  /** The layer (0-based) whose phase `peakPhase` is the step's peak. */
+  peakLayer: number;
+}
+
+function phaseIndex(table: BufferTable, phase: string): number {
+  return table.phases.indexOf(phase);
+}
+
+/**
+ * The figures of docs/design.md#memory for L layers run as a model runs them: forward through
+ * layers 1..L, each keeping what its table has live across its forward end (saved for backward,
+ * and the outputs its runner holds until released); then backward through L..1, each layer
+ * releasing its outputs once its dX has been consumed. So while layer i runs (either pass) the
+ * layers before it hold their forward leftovers and the layers after it hold nothing. Every layer
+ * has its own persistent buffers except those of the shared kernel context (`shared`), held once.
+ * One table gives tableFigures' figures.
+ */
+export function stackFigures(tables: readonly BufferTable[], shared: readonly string[] = CONTEXT_BUFFERS): StackFigures {
+  if (tables.length === 0) throw new Error('stackFigures: no layers');
+  const once = new Map<string, number>();
+  let baseline = 0;
+  for (const table of tables) {
+    for (const s of table.persistent) {
+      if (shared.includes(s.name)) once.set(s.name, s.bytes);
+      else baseline += s.bytes;
+    }
+  }
+  for (const bytes of once.values()) baseline += bytes;
+  let below = 0;
+  let savedForBackward = 0;
+  let stepPeak = baseline;
+  let peakLayer = 0;
+  let peakPhase = tables[0].phases[0];
+  const held: number[] = [];
+  for (const [layer, table] of tables.entries()) {
+    const f = tableFigures(table);
+    for (const phase of table.phases) {
+      const live = baseline + below + f.byPhase[phase] - f.baseline;
+      if (live > stepPeak) {
+        stepPeak = live;
+        peakLayer = layer;
+        peakPhase = phase;
+      }
+    }
+    const end = phaseIndex(table, table.forwardEnd);
+    const kept = table.step.filter((s) => phaseIndex(table, s.from) <= end && end < phaseIndex(table, s.to)).reduce((a, s) => a + s.bytes, 0);
+    held.push(kept);
+    below += kept;
+    savedForBackward += f.savedForBackward;
+  }
+  return { baseline, stepPeak, activationPeak: stepPeak - baseline, savedForBackward, peakPhase, peakLayer, held };
+}

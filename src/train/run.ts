@@ -6,6 +6,7 @@ import type { BufferTag } from '../gpu/allocator.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import type { Provenance } from '../measure/provenance.js';
 import { lossScale, type TrainConfig } from './model.js';
+import { stackMemory, type StackMemory } from './stack.js';
 import { GpuTrainer, type TrainStepRecord } from './trainer.js';
 
 export interface StrategyTraining {
@@ -19,8 +20,12 @@ export interface StrategyTraining {
   tokensPerSecond: number;
   peakBytes: number;
   peakByTag: Partial<Record<BufferTag, number>>;
-  /** Pairs routed to each expert by the trained model on a fresh batch. */
+  /** The L-layer step's peak, its prediction from the buffer tables, and bench's and plan's estimates (absent in train.json files from before --layers). */
+  memory?: StackMemory;
+  /** Pairs routed to each expert of layer 1 by the trained model on a fresh batch. */
   expertLoads: number[];
+  /** The same for every layer, in model order. */
+  expertLoadsByLayer: number[][];
   wallSeconds: number;
 }
 
@@ -59,7 +64,8 @@ export async function trainStrategy(gpu: GpuContext, config: TrainConfig, strate
       onStep?.({ strategy, record, tokensPerSecond: (config.tokens * steps.length) / (ms / 1000), total: config.steps });
     }
     const wallSeconds = (performance.now() - started) / 1000;
-    const expertLoads = await trainer.expertLoads();
+    const memory = stackMemory(trainer, config, strategy);
+    const expertLoadsByLayer = await trainer.expertLoads();
     const last = finalLoss(steps);
     return {
       strategy,
@@ -68,9 +74,11 @@ export async function trainStrategy(gpu: GpuContext, config: TrainConfig, strate
       finalLoss: last,
       reduction: steps[0].loss / last,
       tokensPerSecond: (config.tokens * steps.length) / (ms / 1000),
-      peakBytes: trainer.layer.allocator.peakComposition.bytes,
+      peakBytes: trainer.allocator.peakComposition.bytes,
       peakByTag: { ...trainer.memoryByTag },
-      expertLoads,
+      memory,
+      expertLoads: expertLoadsByLayer[0],
+      expertLoadsByLayer,
       wallSeconds,
     };
   } finally {

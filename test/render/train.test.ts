@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_TRAIN, moeConfig, trainConfig } from '../../src/train/model.js';
 import type { StrategyTraining, TrainResult } from '../../src/train/run.js';
-import { coincidingRuns, formatLoss, renderTrainHtml, renderTrainSummary, trainChartSvg } from '../../src/render/train.js';
+import { coincidingRuns, formatLoss, gap, renderTrainHtml, renderTrainSummary, stackLines, trainChartSvg } from '../../src/render/train.js';
+import type { StackMemory } from '../../src/train/stack.js';
 
 function run(strategy: string, losses: number[]): StrategyTraining {
   const steps = losses.map((loss, step) => ({ step, loss, mse: loss, aux: 0, ms: 1, peakBytes: 1024 }));
@@ -46,5 +47,28 @@ describe('train rendering', () => {
     expect(moeConfig(c).capacityFactor).toBe(1.25);
     expect(moeConfig(trainConfig({})).capacityFactor).toBe(0);
     expect(() => trainConfig({ capacityFactor: -1 })).toThrow(/--capacity-factor/);
+  });
+
+  it('the L-layer memory: measured peak against the buffer tables, bench and plan, with signed gaps', () => {
+    const memory: StackMemory = { layers: 4, baseline: 600_000, stepPeak: 970_192, tablePeak: 970_192, peakLayer: 4, peakPhase: 'input-grad', activationPeak: 333_264, benchEstimate: 308_688, moePeak: 927_184, planEstimate: 878_032 };
+    expect(gap(1024, 2048)).toBe('-1.00 KiB (-50.0%)');
+    expect(gap(3072, 2048)).toBe('+1.00 KiB (+50.0%)');
+    expect(stackLines(memory)).toEqual([
+      '4-layer step: peak 947 KiB, as the buffer tables predict (layer 4 of 4, phase input-grad)',
+      "activation peak 325 KiB vs bench's estimate 301 KiB: +24.0 KiB (+8.0%)",
+      "MoE part 905 KiB vs plan's estimate (Adam) 857 KiB: +48.0 KiB (+5.6%)",
+    ]);
+    expect(stackLines({ ...memory, tablePeak: 970_000 })[0]).toBe('4-layer step: peak 947 KiB, the buffer tables predict 947 KiB (layer 4 of 4, phase input-grad)');
+    const withMemory: TrainResult = { ...result, config: { ...result.config, layers: 4 }, runs: result.runs.map((r) => ({ ...r, memory })) };
+    const text = renderTrainSummary(withMemory);
+    expect(text).toContain('d_out=8 L=4,');
+    expect(text).toContain('  4-layer step: peak 947 KiB');
+    expect(text).toContain('fresh batch; layer 1 of 4; --json has every layer\'s)');
+    expect(text).toMatch(/memory: bench's L × saved \+ transient and plan's model free each layer's output/);
+    const html = renderTrainHtml(withMemory);
+    expect(html).toContain('<h2>Memory of the 4-layer step</h2>');
+    expect(html).toContain('<td>+24.0 KiB (+8.0%)</td>');
+    // Results without the memory figures (train.json from before --layers) render without the section.
+    expect(renderTrainHtml(result)).not.toContain('Memory of the');
   });
 });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/measure/provenance.js';
 import { loadHistogram, progressLine, renderTrainHtml, renderTrainSummary } from '../../src/render/train.js';
 import type { TrainResult } from '../../src/train/run.js';
-import { trainConfig } from '../../src/train/model.js';
+import { trainConfig, TRAIN_LAYERS_MAX } from '../../src/train/model.js';
 
 const root = packageRoot();
 
@@ -56,7 +56,7 @@ describe('train rendering', () => {
   });
 
   it('the summary and the HTML name the dtype; at f16 the f32 optimizer copies and the loss scale', () => {
-    expect(renderTrainSummary(result)).toContain('d_out=8, f32 storage, 3 steps');
+    expect(renderTrainSummary(result)).toContain('d_out=8 L=1, f32 storage, 3 steps');
     const half: TrainResult = { ...result, config: trainConfig({ steps: 3, dtype: 'f16' }), lossScale: 128 };
     const line = 'f16 storage (f32 master weights and Adam state, loss scale 128)';
     expect(renderTrainSummary(half)).toContain(line);
@@ -89,6 +89,36 @@ describe('moeblaze train', () => {
     const saved = JSON.parse(readFileSync(join(out16, 'train.json'), 'utf8'));
     expect(saved.config.dtype).toBe('f16');
     expect(readFileSync(join(out16, 'train.html'), 'utf8')).toContain('f16 storage (f32 master weights and Adam state, loss scale 64)');
+  });
+
+  it('--layers: a positive integer up to TRAIN_LAYERS_MAX, else a one-line usage error (exit 2) before any GPU work', async () => {
+    for (const value of ['0', '2.5', String(TRAIN_LAYERS_MAX + 1)]) {
+      const run = await cli(['train', '--layers', value, '--adapter', 'no-such-adapter']);
+      // The adapter does not exist: a GPU lookup would exit 4, so exit 2 says the flag was refused first.
+      expect(run.code, `--layers ${value}: ${run.stderr}`).toBe(2);
+      const lines = run.stderr.trim().split('\n');
+      expect(lines, run.stderr).toHaveLength(1);
+      expect(lines[0]).toContain('--layers');
+      expect(lines[0]).toContain(value === String(TRAIN_LAYERS_MAX + 1) ? `at most ${TRAIN_LAYERS_MAX}` : 'positive integer');
+    }
+    expect(() => trainConfig({ layers: 0 })).toThrow(/--layers: 0 is not allowed; use a positive integer \(at most 1024\)/);
+  });
+
+  it('--layers 2 --json: the measured peak of the 2-layer step, its buffer-table prediction, bench\'s and plan\'s estimates', async () => {
+    const run = await cli(['train', '--layers', '2', '--steps', '2', '--tokens', '64', '--impl', 'megablocks-grouped', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.config.layers).toBe(2);
+    const [r] = out.runs;
+    expect(r.memory.layers).toBe(2);
+    expect(r.memory.stepPeak).toBe(r.peakBytes);
+    expect(r.memory.tablePeak).toBe(r.memory.stepPeak);
+    for (const key of ['benchEstimate', 'planEstimate', 'activationPeak', 'moePeak']) expect(r.memory[key], key).toBeGreaterThan(0);
+    expect(r.expertLoadsByLayer).toHaveLength(2);
+    const text = await cli(['train', '--layers', '2', '--steps', '1', '--tokens', '64']);
+    expect(text.stdout).toMatch(/2-layer step: peak [\d.]+ KiB, as the buffer tables predict \(layer 2 of 2, phase [\w-]+\)/);
+    expect(text.stdout).toMatch(/activation peak .* vs bench's estimate .*: \+[\d.]+ KiB \(\+[\d.]+%\)/);
+    expect(text.stdout).toMatch(/MoE part .* vs plan's estimate \(Adam\) .*: \+/);
   });
 
   it('a bad value is a usage error (exit 2) before any GPU work', async () => {

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu.js';
-import { lossScale, referenceTraining, trainConfig, type TrainConfig } from '../../src/train/model.js';
+import { lossScale, trainConfig, type TrainConfig } from '../../src/train/model.js';
+import { referenceTraining } from '../../src/train/reference.js';
 import { finalLoss } from '../../src/train/run.js';
 import { GpuTrainer, type ParamName, type TrainStepRecord } from '../../src/train/trainer.js';
 import type { GpuContext } from '../../src/gpu/runtime.js';

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu.js';
-import { linearBaselineMse, referenceTraining, trainConfig, type TrainConfig } from '../../src/train/model.js';
+import { trainConfig, type TrainConfig } from '../../src/train/model.js';
+import { linearBaselineMse, referenceTraining } from '../../src/train/reference.js';
 import { finalLoss, trainStrategy, type StrategyTraining } from '../../src/train/run.js';
 import { GpuTrainer } from '../../src/train/trainer.js';
 import type { GpuContext } from '../../src/gpu/runtime.js';
