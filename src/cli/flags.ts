@@ -147,7 +147,8 @@ export type LayerFlagValues = Partial<Interfaces.InferredFlags<typeof layerFlags
  * inconsistent combination (k > E) is a UsageError (exit 2) before any GPU work.
  */
 export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<LayerConfig> = {}): LayerConfig {
-  const fromFlags: Partial<LayerConfig> = {
+  return layerConfig({
+    ...base,
     tokens: flags.tokens,
     hidden: flags.hidden,
     ffn: flags.ffn,
@@ -159,13 +160,9 @@ export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<Layer
     skew: flags.skew,
     normalizeGates: flags['normalize-gates'],
     dtype: flags.dtype,
-    auxLossCoef: flags['aux-loss'],
+    auxLoss: flags['aux-loss'],
     seed: flags.seed,
-  };
-  // An undefined key would overwrite the default in layerConfig's spread (normalizeGates above all).
-  const partial: Partial<LayerConfig> = { ...base };
-  for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) (partial as Record<string, unknown>)[key] = value;
-  return layerConfig(partial);
+  });
 }
 
 /** Comma-separated lists for sweeps: --experts 4,8,16. Each item is parsed and checked like the single flag. */

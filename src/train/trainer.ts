@@ -129,7 +129,7 @@ export class GpuTrainer {
     requireDtype(gpu, config.dtype);
     // The layer adds the load-balancing gradient itself: it must carry the loss scale too.
     const mc = moeConfig(config);
-    const layer = await MoELayer.fromConfig(gpu, { ...mc, auxLossCoef: mc.auxLossCoef * lossScale(config) }, { dispatch: strategy, ...(options.chunkBytes && { chunkBytes: options.chunkBytes }) });
+    const layer = await MoELayer.fromConfig(gpu, { ...mc, auxLoss: mc.auxLoss * lossScale(config) }, { impl: strategy, ...(options.chunkBytes && { chunkBytes: options.chunkBytes }) });
     let trainer: GpuTrainer;
     try {
       trainer = new GpuTrainer(gpu, config, layer);

@@ -192,7 +192,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.t.dX = step.alloc('dX', 'output', L.tokenRows);
     await encodeRouterBackward(
       step.enc,
-      { ...routerShape(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef, gatesByRow: true },
+      { ...routerShape(c), dgParts: dgParts(h), auxLoss: c.auxLoss, gatesByRow: true },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],

@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { validateBenchResults } from '../../src/bench/validate.js';
+import { benchFixture } from '../helpers/bench-fixture.js';
 
 /** The fixture with the first case's check replaced. */
 function withCheck(check: unknown): unknown {
-  const r = JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8'));
+  const r = benchFixture();
   r.cases[0].check = check;
   return r;
 }
