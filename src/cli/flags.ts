@@ -147,8 +147,7 @@ export type LayerFlagValues = Partial<Interfaces.InferredFlags<typeof layerFlags
  * inconsistent combination (k > E) is a UsageError (exit 2) before any GPU work.
  */
 export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<LayerConfig> = {}): LayerConfig {
-  return layerConfig({
-    ...base,
+  const fromFlags: Partial<LayerConfig> = {
     tokens: flags.tokens,
     hidden: flags.hidden,
     ffn: flags.ffn,
@@ -162,7 +161,10 @@ export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<Layer
     dtype: flags.dtype,
     auxLoss: flags['aux-loss'],
     seed: flags.seed,
-  });
+  };
+  // A flag not given leaves the base's value (a preset's size), not the default.
+  const given = Object.entries(fromFlags).filter(([, value]) => value !== undefined);
+  return layerConfig({ ...base, ...Object.fromEntries(given) });
 }
 
 /** Comma-separated lists for sweeps: --experts 4,8,16. Each item is parsed and checked like the single flag. */

@@ -55,6 +55,12 @@ describe('shared flags', () => {
     expect(((await probe(['--memory-limit', '2'])).result as { memoryLimit: number }).memoryLimit).toBe(2 * 2 ** 30);
   });
 
+  it('flags override a base (a preset\'s sizes); flags not given leave it as it is', () => {
+    const preset = { tokens: 4096, hidden: 7168, ffn: 2048, experts: 256, topK: 8 };
+    expect(layerConfigFromFlags({ experts: 64, 'aux-loss': 0.5 }, preset)).toMatchObject({ ...preset, experts: 64, auxLoss: 0.5 });
+    expect(layerConfigFromFlags({}, preset)).toMatchObject(preset);
+  });
+
   it.each([
     [['--tokens', '0'], /^moeblaze: --tokens: "0" is not allowed; use a positive integer/],
     [['--tokens', '1.5'], /--tokens: "1.5"/],
