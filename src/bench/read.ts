@@ -5,9 +5,10 @@ import { BENCH_SCHEMA, type BenchResults } from './schema.js';
 import { validateBenchResults } from './validate.js';
 
 /**
- * Reads a results.json (moeblaze.bench/v2, or v1 migrated) for the gate or --resume, validated before any work:
- * a hand-edited or corrupt file is a UsageError (exit 2) naming the flag and the first problems,
- * never a TypeError deep inside a renderer or a gate that silently compares against nothing.
+ * Reads a results.json (moeblaze.bench/v2, or v1 migrated: migrate.ts) for the gate or --resume,
+ * validated before any work: a hand-edited or corrupt file is a UsageError (exit 2) naming the
+ * flag and the first problems, never a TypeError deep inside a renderer or a gate that silently
+ * compares against nothing.
  */
 export async function readBenchResults(path: string, flag: string, hint = ''): Promise<BenchResults> {
   let text: string;

@@ -3,9 +3,9 @@ import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
 
 /**
  * A hand-written structural check of a results.json (schema moeblaze.bench/v2; older files are
- * migrated first, migrate.ts). Readers such as
- * the CI gate and --resume get a file from disk, possibly from another version or hand-edited;
- * a list of precise problems beats a TypeError deep inside a renderer. Empty list: valid.
+ * migrated first, migrate.ts). Readers such as the CI gate and --resume get a file from disk,
+ * possibly from another version or hand-edited; a list of precise problems beats a TypeError
+ * deep inside a renderer. Empty list: valid.
  */
 
 type Obj = Record<string, unknown>;
