@@ -36,7 +36,7 @@ function parseFraction(text: string, flag: string): number {
 export default class Bench extends BaseCommand {
   static override summary = 'Sweep strategies and shapes: time, throughput and peak memory per case, checked before timed.';
   static override description =
-    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked against float64 (the full reference on small shapes, sampled rows and columns on large ones; a mismatch exits 3), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v1), results.md, report.html and benchmark-action.json into --out. Every figure (step time, useful TFLOP/s, step and activation peaks, saved for backward, the L-layer estimate) is defined in docs/design.md, section Measured figures.';
+    'Runs the cross product of --impl, --experts, --top-k, --capacity-factor and --tokens (comma lists; --preset gives real shapes; no flags runs the quick sweep). Each case is first checked against float64 (the full reference on small shapes, sampled rows and columns on large ones; a mismatch exits 3), then timed with GPU timestamps after a warm-up until IQR/median is under --noise-target or --max-time ends. Out-of-memory cases (real, or above --memory-limit) are rows with status oom; the sweep goes on. Writes results.json (schema moeblaze.bench/v2), results.md, report.html and benchmark-action.json into --out. Every figure (step time, useful TFLOP/s, step and activation peaks, saved for backward, the L-layer estimate) is defined in docs/design.md, section Measured figures.';
   static override examples = [
     '<%= config.bin %> bench',
     '<%= config.bin %> bench --preset moeblaze-conf4 --impl zero-buffer --impl megablocks',
@@ -89,7 +89,7 @@ export default class Bench extends BaseCommand {
     if (flags.baseline && flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
     const prepared = await prepareBench({
       given: {
-        strategies: flags.impl,
+        impl: flags.impl,
         preset: flags.preset,
         tokens: flags.tokens,
         hidden: flags.hidden,

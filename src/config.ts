@@ -1,3 +1,4 @@
+import { maxOf } from './arrays.js';
 import { UsageError } from './errors.js';
 
 export type Activation = 'swiglu' | 'silu' | 'gelu';
@@ -42,8 +43,8 @@ export interface LayerConfig {
   dtype: DType;
   skew: Skew;
   routing: Routing;
-  /** Switch-style load-balancing loss coefficient α (0 = off). */
-  auxLossCoef: number;
+  /** Switch-style load-balancing loss coefficient α (`--aux-loss`; 0 = off). */
+  auxLoss: number;
   seed: number;
 }
 
@@ -60,19 +61,47 @@ export const DEFAULT_LAYER: LayerConfig = {
   dtype: 'f32',
   skew: { kind: 'uniform' },
   routing: 'top-k',
-  auxLossCoef: 0,
+  auxLoss: 0,
   seed: 1,
 };
 
-/** Builds a full config from a partial one; normalizeGates defaults to k > 1 (Tutel's rule). */
 /**
- * A validated config from any subset of fields. `auxLoss` is accepted for the CLI's name
- * (`--aux-loss`); the config stores it as `auxLossCoef`.
+ * The 0.1 library names, kept as deprecated aliases for one version (README, "As a library") and
+ * mapped to the CLI's names by `currentNames` only: MoELayer.create, layerConfig and
+ * verifyStrategies call it where options enter the library.
  */
-export function layerConfig(partial: Partial<LayerConfig> & { auxLoss?: number }): LayerConfig {
-  const topK = partial.topK ?? DEFAULT_LAYER.topK;
-  const { auxLoss, ...fields } = partial;
-  const config: LayerConfig = { ...DEFAULT_LAYER, normalizeGates: topK > 1, ...fields, ...(auxLoss !== undefined && { auxLossCoef: auxLoss }), topK };
+export interface DeprecatedNames {
+  /** @deprecated since 0.2: use `experts`. */
+  numExperts?: number;
+  /** @deprecated since 0.2: use `impl`. */
+  dispatch?: string;
+  /** @deprecated since 0.2: use `impl`. */
+  strategies?: string[];
+  /** @deprecated since 0.2: use `auxLoss`. */
+  auxLossCoef?: number;
+}
+
+const CURRENT_NAME = { numExperts: 'experts', dispatch: 'impl', strategies: 'impl', auxLossCoef: 'auxLoss' } as const;
+
+/** `options` with every deprecated name replaced by its current one (the current one wins when both are given). */
+export function currentNames<T extends object>(options: T & DeprecatedNames): Omit<T, keyof DeprecatedNames> {
+  const renamed: Record<string, unknown> = { ...(options as object) };
+  for (const [old, name] of Object.entries(CURRENT_NAME)) {
+    if (!(old in renamed)) continue;
+    renamed[name] ??= renamed[old];
+    delete renamed[old];
+  }
+  return renamed as Omit<T, keyof DeprecatedNames>;
+}
+
+/**
+ * A validated config from any subset of its fields (undefined ones take the default, other keys
+ * are not copied); normalizeGates defaults to k > 1 (Tutel's rule).
+ */
+export function layerConfig(partial: Partial<LayerConfig> & Pick<DeprecatedNames, 'numExperts' | 'auxLossCoef'>): LayerConfig {
+  const named: Record<string, unknown> = currentNames(partial);
+  const fields: Partial<LayerConfig> = Object.fromEntries(Object.keys(DEFAULT_LAYER).filter((key) => named[key] !== undefined).map((key) => [key, named[key]]));
+  const config: LayerConfig = { ...DEFAULT_LAYER, normalizeGates: (fields.topK ?? DEFAULT_LAYER.topK) > 1, ...fields };
   validateLayerConfig(config);
   return config;
 }
@@ -96,7 +125,7 @@ export function validateLayerConfig(c: LayerConfig): void {
   if (!(Number.isFinite(c.capacityFactor) && c.capacityFactor >= 0)) {
     throw new UsageError(`--capacity-factor: ${c.capacityFactor} is not allowed; use a number ≥ 0 (0 = the busiest expert's load)`);
   }
-  if (!(Number.isFinite(c.auxLossCoef) && c.auxLossCoef >= 0)) throw new UsageError(`--aux-loss: ${c.auxLossCoef} is not allowed; use a number ≥ 0`);
+  if (!(Number.isFinite(c.auxLoss) && c.auxLoss >= 0)) throw new UsageError(`--aux-loss: ${c.auxLoss} is not allowed; use a number ≥ 0`);
   if (c.skew.kind === 'zipf' && !(Number.isFinite(c.skew.s) && c.skew.s >= 0)) {
     throw new UsageError(`--skew: zipf:${c.skew.s} is not allowed; use zipf:<s> with s ≥ 0`);
   }
@@ -135,9 +164,15 @@ export function balancedLoads(c: Pick<LayerConfig, 'tokens' | 'experts' | 'topK'
   return Array.from({ length: c.experts }, (_, e) => base + (e < R % c.experts ? 1 : 0));
 }
 
-/** Kept capacity-strategy slots per expert: C = k·⌊cf·⌈T/E⌉⌋ (cf > 0). */
-export function expertCapacity(c: Pick<LayerConfig, 'tokens' | 'experts' | 'topK' | 'capacityFactor'>): number {
-  return c.topK * Math.floor(c.capacityFactor * Math.ceil(c.tokens / c.experts));
+/**
+ * The capacity rule of docs/design.md#capacity-and-drops, the one place it is written: with
+ * cf > 0, C = k·⌊cf·⌈T/E⌉⌋; with cf = 0, the busiest expert's load, or without routing (a plan
+ * before any run, or before the loads are read back) the uniform share ⌈T·k/E⌉.
+ */
+export function capacityOf(c: Pick<LayerConfig, 'tokens' | 'experts' | 'topK' | 'capacityFactor'>, loads?: ArrayLike<number> | null): number {
+  if (c.capacityFactor > 0) return c.topK * Math.floor(c.capacityFactor * Math.ceil(c.tokens / c.experts));
+  if (loads && loads.length > 0) return maxOf(loads);
+  return Math.ceil((c.tokens * c.topK) / c.experts);
 }
 
 /** Expert matrices per expert: 3 for SwiGLU (W1, W3, W2), 2 for the plain MLP. */

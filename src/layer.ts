@@ -1,51 +1,23 @@
 import { KernelContext } from '../kernels/context.js';
-import { layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Routing, type Skew } from './config.js';
-import { floatBytes, roundToHalf } from './f16.js';
+import { currentNames, layerConfig, validateLayerConfig, type DeprecatedNames, type DType, type LayerConfig } from './config.js';
+import { roundToHalf } from './f16.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { readTensor } from './gpu/readback.js';
 import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
-import { allocateTensor, chunkLayout, chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
+import { chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
 import { encodeFillNormal } from '../kernels/init.js';
 import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './measure/memory-profiler.js';
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
 import { findStrategy, REFERENCE_STRATEGY } from './registry.js';
-import { StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy/contract.js';
+import { allocateLayerTensors, layerTensorSpecs, StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy/contract.js';
 import { requireBindingFits } from './layer-limits.js';
 
-/**
- * Named as the CLI's flags are (camelCase): tokens, hidden, ffn, experts, topK, impl, auxLoss…
- * (docs/design.md#sizes). numExperts, dispatch and auxLossCoef are the 0.1 names, kept as
- * deprecated aliases for one version.
- */
-export interface MoELayerOptions {
-  /** E (`--experts`); required unless the deprecated `numExperts` is given. */
-  experts?: number;
-  /** @deprecated since 0.2: use `experts`. */
-  numExperts?: number;
-  topK: number;
-  hidden: number;
-  ffn: number;
-  tokens: number;
-  activation?: Activation;
+/** How a layer runs, apart from its math (LayerConfig): the strategy and the memory it may use. */
+export interface LayerRuntime {
   /** The dispatch strategy (`--impl`) [default: zero-buffer]. */
   impl?: string;
-  /** @deprecated since 0.2: use `impl`. */
-  dispatch?: string;
-  checkpoint?: Checkpoint;
-  capacityFactor?: number;
-  normalizeGates?: boolean;
-  skew?: Skew;
-  /** `--routing`: the router's top-k, or the fixed balanced assignment [default: top-k]. */
-  routing?: Routing;
-  /** Load-balancing loss coefficient α (`--aux-loss`) [default: 0]. */
-  auxLoss?: number;
-  /** @deprecated since 0.2: use `auxLoss`. */
-  auxLossCoef?: number;
-  seed?: number;
-  /** Storage of activations, weights and gradients [default: f32]; f16 needs the adapter's shader-f16. */
-  dtype?: DType;
   /** Refuse allocations beyond this many live bytes (OOM as a result). */
   memoryLimit?: number;
   /** Largest chunk of a tensor; defaults to the adapter's storage-binding limit (tests force it smaller). */
@@ -56,6 +28,16 @@ export interface MoELayerOptions {
    */
   kernels?: KernelContext;
 }
+
+/** What MoELayer.create requires; every other field of the layer has a default (DEFAULT_LAYER). */
+const REQUIRED_FIELDS = ['tokens', 'hidden', 'ffn', 'experts', 'topK'] as const;
+
+/**
+ * MoELayer.create's options: the layer's fields, named as the CLI's flags are (camelCase,
+ * docs/design.md#symbols), and the runtime ones; the 0.1 names numExperts, dispatch and
+ * auxLossCoef are still accepted (config.ts, DeprecatedNames).
+ */
+export type MoELayerOptions = Partial<LayerConfig> & LayerRuntime & Pick<DeprecatedNames, 'numExperts' | 'dispatch' | 'auxLossCoef'>;
 
 /** Half-precision storage needs the adapter's shader-f16 (exit 4 naming the adapter otherwise). */
 export function requireDtype(gpu: Pick<GpuContext, 'hasF16' | 'adapter'>, dtype: DType): void {
@@ -106,85 +88,41 @@ export class MoELayer {
   private constructor(
     readonly gpu: GpuContext,
     readonly config: LayerConfig,
-    options: MoELayerOptions,
+    runtime: LayerRuntime,
   ) {
-    this.strategy = findStrategy(options.impl ?? options.dispatch ?? REFERENCE_STRATEGY);
+    this.strategy = findStrategy(runtime.impl ?? REFERENCE_STRATEGY);
     const reason = this.strategy.unsupported(config);
     if (reason) throw new UsageError(`${this.strategy.id} cannot run this config: ${reason}`);
     requireDtype(gpu, config.dtype);
-    this.chunkBytes = Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
+    this.chunkBytes = Math.min(runtime.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes);
     // Every refusal before the first buffer exists: a throw after it would leave the buffer behind.
     requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
     const gemmEngine = gemmEngineFor(gpu, config.dtype);
-    this.ownsKernels = !options.kernels;
-    this.kernels = options.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: options.memoryLimit }), gemmEngine);
+    this.ownsKernels = !runtime.kernels;
+    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }), gemmEngine);
     this.allocator = this.kernels.allocator;
-    const { tokens: T, hidden: d, ffn: h, experts: E } = config;
-    const f = floatBytes(config.dtype);
-    const a = this.allocator;
-    const whole = (rows: number, cols: number) => chunkLayout(rows, cols, f, Infinity);
-    const perExpert = (cols: number) => chunkLayout(E, cols, f, this.chunkBytes);
-    const swiglu = config.activation === 'swiglu';
-    this.tensors = {
-      // The router's weight and gradient stay f32 at any dtype (persistentSpecs says why).
-      Wr: allocateTensor(a, 'Wr', 'weights', chunkLayout(d, E, 4, Infinity)),
-      W1: allocateTensor(a, 'W1', 'weights', perExpert(d * h)),
-      W3: swiglu ? allocateTensor(a, 'W3', 'weights', perExpert(d * h)) : null,
-      W2: allocateTensor(a, 'W2', 'weights', perExpert(h * d)),
-      dWr: allocateTensor(a, 'dWr', 'gradients', chunkLayout(d, E, 4, Infinity)),
-      dW1: allocateTensor(a, 'dW1', 'gradients', perExpert(d * h)),
-      dW3: swiglu ? allocateTensor(a, 'dW3', 'gradients', perExpert(d * h)) : null,
-      dW2: allocateTensor(a, 'dW2', 'gradients', perExpert(h * d)),
-      X: allocateTensor(a, 'X', 'input', whole(T, d)),
-      dO: allocateTensor(a, 'dO', 'input', whole(T, d)),
-    };
+    // The persistent part of every strategy's buffer table, allocated as the table declares it.
+    this.tensors = allocateLayerTensors(this.allocator, layerTensorSpecs(config, { chunkBytes: this.chunkBytes }));
     this.runner = this.strategy.create(config);
   }
 
+  /**
+   * The library's form: one object of layer fields (tokens, hidden, ffn, experts and topK required,
+   * the others defaulted) and runtime options, the deprecated 0.1 names included.
+   */
   static async create(gpu: GpuContext, options: MoELayerOptions): Promise<MoELayer> {
-    const experts = options.experts ?? options.numExperts;
-    if (experts === undefined) throw new UsageError('MoELayer.create: `experts` is required (the number of experts, E)');
-    const auxLoss = options.auxLoss ?? options.auxLossCoef;
-    const config = layerConfig({
-      tokens: options.tokens,
-      hidden: options.hidden,
-      ffn: options.ffn,
-      experts,
-      topK: options.topK,
-      ...(options.activation && { activation: options.activation }),
-      ...(options.checkpoint && { checkpoint: options.checkpoint }),
-      ...(options.capacityFactor !== undefined && { capacityFactor: options.capacityFactor }),
-      ...(options.normalizeGates !== undefined && { normalizeGates: options.normalizeGates }),
-      ...(options.skew && { skew: options.skew }),
-      ...(options.routing && { routing: options.routing }),
-      ...(auxLoss !== undefined && { auxLossCoef: auxLoss }),
-      ...(options.seed !== undefined && { seed: options.seed }),
-      ...(options.dtype && { dtype: options.dtype }),
-    });
-    const layer = new MoELayer(gpu, config, options);
-    await layer.allocator.settle();
-    return layer;
+    const { impl, memoryLimit, chunkBytes, ...fields } = currentNames(options);
+    const missing = REQUIRED_FIELDS.filter((name) => fields[name] === undefined);
+    if (missing.length) throw new UsageError(`MoELayer.create: ${missing.map((name) => `\`${name}\``).join(', ')} required (the layer's T, d, h, E and k)`);
+    return MoELayer.fromConfig(gpu, layerConfig(fields), { impl, memoryLimit, chunkBytes });
   }
 
-  /** A layer for an already validated config (verify, bench, profile, plan --validate, tests). */
-  static fromConfig(gpu: GpuContext, c: LayerConfig, options: { dispatch: string; chunkBytes?: number; memoryLimit?: number; kernels?: KernelContext }): Promise<MoELayer> {
-    return MoELayer.create(gpu, {
-      tokens: c.tokens,
-      hidden: c.hidden,
-      ffn: c.ffn,
-      numExperts: c.experts,
-      topK: c.topK,
-      activation: c.activation,
-      checkpoint: c.checkpoint,
-      capacityFactor: c.capacityFactor,
-      normalizeGates: c.normalizeGates,
-      skew: c.skew,
-      routing: c.routing,
-      auxLossCoef: c.auxLossCoef,
-      seed: c.seed,
-      dtype: c.dtype,
-      ...options,
-    });
+  /** A layer of `config` (checked again here: callers may build one by spreading) run as `runtime` says. */
+  static async fromConfig(gpu: GpuContext, config: LayerConfig, runtime: LayerRuntime = {}): Promise<MoELayer> {
+    validateLayerConfig(config);
+    const layer = new MoELayer(gpu, config, runtime);
+    await layer.allocator.settle();
+    return layer;
   }
 
   /**

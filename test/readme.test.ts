@@ -54,7 +54,8 @@ describe('README facts', () => {
 describe('library option names', () => {
   it('accepts the CLI vocabulary and the deprecated 0.1 names alike', async () => {
     const { layerConfig } = await import('../src/config.js');
-    expect(layerConfig({ auxLoss: 0.01 }).auxLossCoef).toBe(0.01);
+    expect(layerConfig({ auxLoss: 0.01 }).auxLoss).toBe(0.01);
+    expect(layerConfig({ auxLossCoef: 0.01 }).auxLoss).toBe(0.01);
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
     const example = /<!-- readme-example[^>]*-->\s*```js\n([\s\S]*?)```/.exec(readme)![1];
     // The example uses the new names only; the deprecated ones are named in the prose.

@@ -84,7 +84,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     // pairRows = slots: a kept pair's dg sits at its slot in dgPartial; a dropped pair reads 0.
     await encodeRouterBackward(
       step.enc,
-      { ...routerShape(c), dgParts: 1, auxLossCoef: c.auxLossCoef },
+      { ...routerShape(c), dgParts: 1, auxLoss: c.auxLoss },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],

@@ -3,13 +3,13 @@ import { einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDisp
 import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
 import { tiles } from '../../kernels/gemm/tiling.js';
 import { grid, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
-import type { DType, LayerConfig } from '../../src/config.js';
+import { capacityOf, type DType, type LayerConfig } from '../../src/config.js';
 import { floatBytes } from '../../src/f16.js';
 import { OutOfMemoryError } from '../../src/errors.js';
 import { chunkLayout, chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
 import { formatBytes } from '../../src/units.js';
-import { capacityOf, checkGrid, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
+import { checkGrid, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, gshardWork } from './work.js';
 
@@ -177,7 +177,7 @@ export const gshard: Strategy = {
   title: 'GShard einsum dispatch: dense [T,E,C] mask and combine weights, contractions over T and E·C; saves everything (--checkpoint ignored)',
   dropless: false,
   unsupported: unsupportedCapacity,
-  bufferTable: (c, routing, limits) => planTable(gshardPlan(c, capacityOf(c, routing), limits.chunkBytes), c, limits),
+  bufferTable: (c, routing, limits) => planTable(gshardPlan(c, capacityOf(c, routing.expertLoads), limits.chunkBytes), c, limits),
   work: gshardWork,
   expertRows: capacityRows,
   create: (c) => new GShardRunner(c),

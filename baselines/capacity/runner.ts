@@ -5,12 +5,11 @@ import { grid, MAX_WORKGROUPS_PER_DIM, type DispatchBuffers, type KernelSource }
 import { encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS, metadataSizes } from '../../kernels/routing/metadata.js';
 import { spec, type BufferSpec, type BufferTable } from '../../src/strategy/buffer-table.js';
-import { expertCapacity, type LayerConfig } from '../../src/config.js';
+import { capacityOf, type LayerConfig } from '../../src/config.js';
 import { floatBytes } from '../../src/f16.js';
 import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkLayout, chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
 import { persistentSpecs, type LayerTensors, type RoutingSummary, type StepContext, type StrategyRunner, type TableLimits } from '../../src/strategy/contract.js';
-import { maxOf } from '../../src/arrays.js';
 import { BufferPlan } from '../../src/strategy/buffer-plan.js';
 
 /**
@@ -37,17 +36,6 @@ export interface CapacityPlan {
 }
 
 export type PlanFor = (c: LayerConfig, capacity: number, chunkBytes: number) => CapacityPlan;
-
-/**
- * C for a config and (realised or expected) routing. cf = 0 means the busiest expert's load;
- * without routing (a plan before any run) that is taken as the uniform share ⌈T·k/E⌉.
- */
-export function capacityOf(c: LayerConfig, routing: RoutingSummary | null | undefined): number {
-  if (c.capacityFactor > 0) return expertCapacity(c);
-  if (routing?.capacity !== null && routing?.capacity !== undefined) return routing.capacity;
-  if (routing?.expertLoads?.length) return maxOf(routing.expertLoads);
-  return Math.ceil((c.tokens * c.topK) / c.experts);
-}
 
 export function planTable(plan: CapacityPlan, c: LayerConfig, limits: TableLimits): BufferTable {
   return {
@@ -206,7 +194,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     const reason = unsupportedCapacity(c);
     if (reason) throw new Error(`${this.id}: ${reason}`);
     this.routingCache = this.summaryCache = null;
-    this.C = c.capacityFactor > 0 ? expertCapacity(c) : 0;
+    this.C = capacityOf(c); // with cf = 0, re-planned below once the loads are read back
     this.usePlan(step);
     this.enter(step, 'router');
     for (const name of ['routerProbs', 'tokenExperts', 'gates']) this.alloc(step, name);
@@ -233,7 +221,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
       // The host needs C to size [E,C,·]: a mid-step readback, inside the timed step.
       step.enc.flush();
       const offsets = await readTensorU32(step.kernels.allocator, this.get('expertOffsets'));
-      this.C = maxOf(Array.from({ length: E }, (_, e) => offsets[e + 1] - offsets[e]), 0);
+      this.C = capacityOf(c, Array.from({ length: E }, (_, e) => offsets[e + 1] - offsets[e]));
       this.usePlan(step);
     }
     await step.enc.dispatch({

@@ -1,9 +1,9 @@
 import { decodeGather, encodeScatter, gateGradFromOutput } from './dispatch-kernels.js';
 import { grid } from '../../kernels/program.js';
-import type { LayerConfig } from '../../src/config.js';
+import { capacityOf, type LayerConfig } from '../../src/config.js';
 import { chunkRowRange } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
-import { capacityOf, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
+import { commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, tutelWork } from './work.js';
 
@@ -110,7 +110,7 @@ export const tutel: Strategy = {
   title: 'Tutel fast dispatcher: capacity C, cumsum locations, zero-padded [E,C,d] encode/decode; saves everything (--checkpoint ignored)',
   dropless: false,
   unsupported: unsupportedCapacity,
-  bufferTable: (c, routing, limits) => planTable(tutelPlan(c, capacityOf(c, routing), limits.chunkBytes), c, limits),
+  bufferTable: (c, routing, limits) => planTable(tutelPlan(c, capacityOf(c, routing.expertLoads), limits.chunkBytes), c, limits),
   work: tutelWork,
   expertRows: capacityRows,
   create: (c) => new TutelRunner(c),

@@ -1,7 +1,6 @@
 import { buildCombineWeights, buildDispatchMask, capacitySlots, decodeGather, encodeScatter, gateGradFromCombine, gateGradFromOutput } from './dispatch-kernels.js';
 import { capacityGemms, einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDispatch, einsumDispatchGradX } from './gemm-kernels.js';
-import { capacityOf } from './runner.js';
-import type { LayerConfig } from '../../src/config.js';
+import { capacityOf, type LayerConfig } from '../../src/config.js';
 import type { KernelWork, RoutingSummary } from '../../src/strategy/contract.js';
 import { inPhase, denseExpertWork, routerBackwardWork, routerForwardWork, routingMetadataWork, WORD, workSizes } from '../../src/strategy/work.js';
 
@@ -15,7 +14,7 @@ interface GridEnds {
 
 /** E·C: the rows every expert GEMM of a capacity strategy computes, empty slots included. */
 export function capacityRows(c: LayerConfig, routing: RoutingSummary): number {
-  return c.experts * capacityOf(c, routing);
+  return c.experts * capacityOf(c, routing.expertLoads);
 }
 
 /**

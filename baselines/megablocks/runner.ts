@@ -167,7 +167,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.alloc(step, 'dX');
     await encodeRouterBackward(
       step.enc,
-      { ...routerShape(this.c), dgParts: 1, auxLossCoef: this.c.auxLossCoef },
+      { ...routerShape(this.c), dgParts: 1, auxLoss: this.c.auxLoss },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],

@@ -280,7 +280,7 @@ export async function encodeRouterForward(
 
 export async function encodeRouterBackward(
   enc: StepEncoder,
-  shape: RouterShape & { dgParts: number; auxLossCoef: number; gatesByRow?: boolean },
+  shape: RouterShape & { dgParts: number; auxLoss: number; gatesByRow?: boolean },
   b: {
     X: TrackedBuffer;
     Wr: TrackedBuffer;
@@ -297,7 +297,7 @@ export async function encodeRouterBackward(
 ): Promise<void> {
   const { tokens: T, hidden: d, experts: E, topK: k } = shape;
   // ∂/∂p̄_e of α·E·Σ f_e·p̄_e with p̄ = mean over T tokens and f_e = load_e/(T·k).
-  const auxScale = shape.auxLossCoef > 0 ? (shape.auxLossCoef * E) / (T * k * T) : 0;
+  const auxScale = shape.auxLoss > 0 ? (shape.auxLoss * E) / (T * k * T) : 0;
   await enc.dispatch({
     source: routerBackward,
     params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, dgParts: shape.dgParts, auxScale, gatesByRow: shape.gatesByRow ? 1 : 0 },

@@ -55,7 +55,7 @@ async function runOnce(layer: MoELayer): Promise<GpuRun & { summary: RoutingSumm
 export async function runCase(gpu: GpuContext, planned: PlannedCase, options: CaseOptions): Promise<BenchCase> {
   const base: BenchCase = { key: planned.key, config: planned.config, status: 'ok' };
   const c = planned.layer;
-  const strategy = findStrategy(planned.strategy);
+  const strategy = findStrategy(planned.config.impl);
   const reason = strategy.unsupported(c);
   if (reason) return { ...base, status: 'unsupported', message: reason };
   if (options.memoryLimit !== null) {
@@ -71,7 +71,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   }
   let layer: MoELayer | null = null;
   try {
-    layer = await MoELayer.fromConfig(gpu, c, { dispatch: planned.strategy, memoryLimit: options.memoryLimit ?? undefined });
+    layer = await MoELayer.fromConfig(gpu, c, { impl: planned.config.impl, memoryLimit: options.memoryLimit ?? undefined });
     const hostInputs = fullReferenceFits(c);
     const inputs = hostInputs ? seededInputs(c) : null;
     if (inputs) layer.setInputs(inputs);

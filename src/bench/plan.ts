@@ -1,33 +1,29 @@
-import { findPreset, formatSkew, layerConfig, type Activation, type Checkpoint, type DType, type LayerConfig, type Routing, type Skew } from '../config.js';
+import { findPreset, formatSkew, layerConfig, type LayerConfig } from '../config.js';
 import { findStrategy } from '../registry.js';
-import type { CaseConfig } from './schema.js';
+import type { CaseConfig, CasePass } from './schema.js';
 
-/** What a sweep varies (comma lists) and what it holds fixed. */
-export interface SweepSpec {
-  strategies: string[];
-  preset: string | null;
-  tokens?: number[];
-  hidden?: number[];
-  ffn?: number[];
-  experts?: number[];
-  topK?: number[];
-  capacityFactor: number[];
-  activation: Activation;
-  checkpoint: Checkpoint;
-  dtype: DType;
-  skew: Skew;
-  routing: Routing;
-  normalizeGates?: boolean;
-  auxLoss: number;
-  seed: number;
-  pass: 'forward' | 'train';
-}
+/** The layer's sizes a sweep lists (comma lists); undefined: the preset's. */
+type SweptSizes = { [K in 'tokens' | 'hidden' | 'ffn' | 'experts' | 'topK']?: number[] };
+
+/**
+ * What a sweep varies and what it holds fixed, named as the flags are: the strategies (`--impl`),
+ * the sizes and capacity factors it lists, and the layer's other fields (LayerConfig's own);
+ * normalizeGates undefined is the default (only when k > 1).
+ */
+export type SweepSpec = SweptSizes &
+  Pick<LayerConfig, 'activation' | 'checkpoint' | 'dtype' | 'skew' | 'routing' | 'auxLoss' | 'seed'> &
+  Partial<Pick<LayerConfig, 'normalizeGates'>> & {
+    impl: string[];
+    preset: string | null;
+    capacityFactor: number[];
+    pass: CasePass;
+  };
 
 export interface PlannedCase {
   key: string;
-  strategy: string;
-  layer: LayerConfig;
   config: CaseConfig;
+  /** The layer the case runs (a dropless case, which has no capacity factor, computes the cf = 0 function). */
+  layer: LayerConfig;
 }
 
 export interface SweepPlan {
@@ -38,7 +34,7 @@ export interface SweepPlan {
 
 export function caseKey(c: CaseConfig): string {
   return [
-    c.strategy,
+    c.impl,
     `T${c.tokens}`,
     `d${c.hidden}`,
     `h${c.ffn}`,
@@ -48,7 +44,7 @@ export function caseKey(c: CaseConfig): string {
     `cf${c.capacityFactor ?? '-'}`,
     c.checkpoint,
     c.dtype,
-    c.skew,
+    formatSkew(c.skew),
     // Only balanced cases say so: top-k keys stay those of files written before --routing.
     ...(c.routing === 'balanced' ? ['balanced'] : []),
     `norm${c.normalizeGates ? 1 : 0}`,
@@ -60,7 +56,12 @@ export function caseKey(c: CaseConfig): string {
 
 /** The same key without the strategy: cases that share it are compared with each other. */
 export function configKey(c: CaseConfig): string {
-  return caseKey({ ...c, strategy: '*', capacityFactor: null });
+  return caseKey({ ...c, impl: '*', capacityFactor: null });
+}
+
+/** A case in progress lines and reports: the strategy, the sizes and the capacity factor. */
+export function caseLabel(c: CaseConfig): string {
+  return `${c.impl} T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK}${c.capacityFactor === null ? '' : ` cf=${c.capacityFactor}`}`;
 }
 
 /**
@@ -90,52 +91,20 @@ export function planSweep(spec: SweepSpec): SweepPlan {
               continue;
             }
             for (const cf of spec.capacityFactor)
-              for (const id of spec.strategies) {
+              for (const id of spec.impl) {
                 const strategy = findStrategy(id);
                 if (strategy.dropless && spec.capacityFactor.length > 1) cfIgnored = true;
-                const layer = layerConfig({
-                  tokens: T,
-                  hidden: d,
-                  ffn: h,
-                  experts: E,
-                  topK: k,
-                  activation: spec.activation,
-                  checkpoint: spec.checkpoint,
-                  dtype: spec.dtype,
-                  skew: spec.skew,
-                  routing: spec.routing,
-                  capacityFactor: cf,
-                  auxLossCoef: spec.auxLoss,
-                  seed: spec.seed,
-                  ...(spec.normalizeGates !== undefined && { normalizeGates: spec.normalizeGates }),
-                });
-                const config: CaseConfig = {
-                  strategy: id,
-                  tokens: T,
-                  hidden: d,
-                  ffn: h,
-                  experts: E,
-                  topK: k,
-                  activation: layer.activation,
-                  capacityFactor: strategy.dropless ? null : cf,
-                  checkpoint: layer.checkpoint,
-                  dtype: layer.dtype,
-                  skew: formatSkew(layer.skew),
-                  routing: layer.routing,
-                  normalizeGates: layer.normalizeGates,
-                  auxLoss: layer.auxLossCoef,
-                  seed: layer.seed,
-                  pass: spec.pass,
-                };
+                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: strategy.dropless ? 0 : cf });
+                const config: CaseConfig = { impl: id, ...layer, capacityFactor: strategy.dropless ? null : cf, pass: spec.pass };
                 const key = caseKey(config);
                 if (seen.has(key)) continue;
                 seen.add(key);
-                cases.push({ key, strategy: id, layer, config });
+                cases.push({ key, config, layer });
               }
           }
     }
   if (skippedK) notes.push(`skipped ${skippedK} combination(s) with top-k larger than the number of experts`);
-  if (cfIgnored) notes.push(`dropless strategies (${spec.strategies.filter((s) => findStrategy(s).dropless).join(', ')}) ignore --capacity-factor: one case each instead of one per factor`);
+  if (cfIgnored) notes.push(`dropless strategies (${spec.impl.filter((s) => findStrategy(s).dropless).join(', ')}) ignore --capacity-factor: one case each instead of one per factor`);
   const axes: Record<string, (number | string)[]> = { tokens, hidden, experts, topK, capacityFactor: spec.capacityFactor };
   if (spec.ffn) axes.ffn = spec.ffn;
   return { cases, axes, notes };

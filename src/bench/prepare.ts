@@ -66,7 +66,7 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     if (stray.length) throw new UsageError(`--resume: "${request.resume}" holds ${stray.length} case(s) its saved sweep does not plan (e.g. ${stray[0].key}); resuming would drop them`);
   }
   if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
-  const reasons = plan.cases.map((c) => findStrategy(c.strategy).unsupported(c.layer));
+  const reasons = plan.cases.map((c) => findStrategy(c.config.impl).unsupported(c.layer));
   if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
   const outDir = request.out ?? request.resume ?? defaultOutDir();
   checkOutputPath(outDir, 'folder', 'out');

@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../fs.js';
 import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { runCase, type CaseOptions } from './case.js';
-import { configKey, type SweepPlan } from './plan.js';
+import { caseLabel, configKey, type SweepPlan } from './plan.js';
 import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type SavedSweep, type Testbed } from './schema.js';
 
 export interface BenchOptions {
@@ -71,7 +71,7 @@ export function sweepFailure(results: BenchResults): string | null {
   if (results.cases.some((c) => c.status === 'ok' || c.status === 'oom' || c.status === 'mismatch')) return null;
   const errors = results.cases.filter((c) => c.status === 'error');
   const first = errors[0] ?? results.cases[0];
-  return `no case of the sweep produced a result (${errors.length} error, ${results.cases.length - errors.length} unsupported), e.g. ${first?.config.strategy}: ${first?.message ?? 'no message'}`;
+  return `no case of the sweep produced a result (${errors.length} error, ${results.cases.length - errors.length} unsupported), e.g. ${first?.config.impl}: ${first?.message ?? 'no message'}`;
 }
 
 /** The GEMM engine a case's layer will run, or null where its flags make it fail (the case reports that). */
@@ -86,7 +86,7 @@ function caseEngine(gpu: GpuContext, dtype: DType): GemmEngine | null {
 /** Memory and speed of every case against zero-buffer's case of the same config. */
 export function addRelativeFigures(cases: BenchCase[]): void {
   const zero = new Map<string, BenchCase>();
-  for (const c of cases) if (c.config.strategy === REFERENCE_STRATEGY && c.status === 'ok') zero.set(configKey(c.config), c);
+  for (const c of cases) if (c.config.impl === REFERENCE_STRATEGY && c.status === 'ok') zero.set(configKey(c.config), c);
   const ratio = (a: number | null | undefined, b: number | null | undefined) => (a != null && b != null && b > 0 ? a / b : null);
   for (const c of cases) {
     const z = zero.get(configKey(c.config));
@@ -98,11 +98,6 @@ export function addRelativeFigures(cases: BenchCase[]): void {
       zeroBufferSpeedup: ratio(c.time?.step.median, z.time?.step.median),
     };
   }
-}
-
-function caseLabel(c: SweepPlan['cases'][number]): string {
-  const x = c.config;
-  return `${x.strategy} T=${x.tokens} d=${x.hidden} h=${x.ffn} E=${x.experts} k=${x.topK}${x.capacityFactor === null ? '' : ` cf=${x.capacityFactor}`}`;
 }
 
 /**
@@ -164,7 +159,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   let started = 0;
   for (const planned of plan.cases) {
     const done = previous.get(planned.key);
-    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(planned));
+    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(planned.config));
     if (!done && options.reopenDevice && lastPeak > LARGE_CASE_BYTES) device = await options.reopenDevice(device);
     const result =
       done ??
@@ -179,7 +174,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     results.cases.push(result);
     lastPeak = result.memory?.stepPeak ?? 0;
     // Zero-buffer runs first within a config, so each case is final when saved: a resumed run keeps it as it is.
-    if (!done) addRelativeFigures([...results.cases.filter((c) => c.config.strategy === REFERENCE_STRATEGY), result]);
+    if (!done) addRelativeFigures([...results.cases.filter((c) => c.config.impl === REFERENCE_STRATEGY), result]);
     if (!done) options.onCaseDone?.(result);
     await save();
   }

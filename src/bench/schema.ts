@@ -1,4 +1,4 @@
-import type { GemmEngine, Routing } from '../config.js';
+import type { GemmEngine, LayerConfig } from '../config.js';
 import type { Ceilings } from '../measure/ceilings.js';
 import type { BufferTag } from '../gpu/allocator.js';
 import type { Provenance } from '../measure/provenance.js';
@@ -9,31 +9,23 @@ import type { SweepSpec } from './plan.js';
  * The results file of `moeblaze bench` (results.json), versioned: readers (the CI gate, other
  * tools) check `schema` and reject what they do not know. Times are milliseconds, sizes bytes.
  */
-export const BENCH_SCHEMA = 'moeblaze.bench/v1';
+export const BENCH_SCHEMA = 'moeblaze.bench/v2';
 
 export type CaseStatus = 'ok' | 'oom' | 'unsupported' | 'error' | 'mismatch';
 
-/** Every field that identifies a case; `key` is built from all of them. */
-export interface CaseConfig {
-  strategy: string;
-  tokens: number;
-  hidden: number;
-  ffn: number;
-  experts: number;
-  topK: number;
-  activation: string;
+/** What a case times: the forward pass, or forward and backward (`--pass`). */
+export type CasePass = 'forward' | 'train';
+
+/**
+ * Every field that identifies a case (`key` is built from all of them): the layer's (LayerConfig,
+ * the skew in its object form) and the case's own, the strategy (`--impl`) and the pass.
+ */
+export type CaseConfig = Omit<LayerConfig, 'capacityFactor'> & {
+  impl: string;
   /** null for dropless strategies, which ignore it. */
   capacityFactor: number | null;
-  checkpoint: string;
-  dtype: string;
-  skew: string;
-  /** Absent in files written before --routing: top-k. */
-  routing?: Routing;
-  normalizeGates: boolean;
-  auxLoss: number;
-  seed: number;
-  pass: 'forward' | 'train';
-}
+  pass: CasePass;
+};
 
 export interface TimeStats {
   median: number;
@@ -120,15 +112,13 @@ export interface Testbed {
 
 /**
  * The sweep as `bench` planned it (the flags over the defaults), so that --resume continues
- * exactly it: the SweepSpec in JSON form, the skew as the --skew flag writes it (uniform or
- * zipf:<s>), normalizeGates null for the default (only when k > 1), and the routing, absent
- * (top-k) in files written before --routing.
+ * exactly it: the SweepSpec in JSON form, normalizeGates null for the default (only when k > 1).
  */
-export type SavedSweep = Omit<SweepSpec, 'skew' | 'normalizeGates' | 'routing'> & { skew: string; normalizeGates: boolean | null; routing?: Routing };
+export type SavedSweep = Omit<SweepSpec, 'normalizeGates'> & { normalizeGates: boolean | null };
 
 export interface BenchSettings {
   preset: string | null;
-  pass: 'forward' | 'train';
+  pass: CasePass;
   layers: number;
   sampling: SamplingPolicy;
   memoryLimit: number | null;

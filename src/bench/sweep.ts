@@ -1,4 +1,4 @@
-import { ACTIVATIONS, CHECKPOINTS, DEFAULT_LAYER, DTYPES, formatSkew, parseSkew } from '../config.js';
+import { DEFAULT_LAYER, formatSkew } from '../config.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_SAMPLING, type SamplingPolicy } from '../measure/stats.js';
 import { STRATEGIES } from '../registry.js';
@@ -25,7 +25,7 @@ export const DEFAULT_MAX_TIME_S = 5;
 export const DEFAULT_LAYERS = 32;
 
 const FLAG_OF: Record<keyof SweepSpec, string> = {
-  strategies: 'impl',
+  impl: 'impl',
   preset: 'preset',
   tokens: 'tokens',
   hidden: 'hidden',
@@ -52,7 +52,7 @@ export function orderStrategies(ids: readonly string[] | undefined): string[] {
 /** A new sweep: the given flags over the defaults. */
 export function completeSweep(given: GivenSweep): SweepSpec {
   return {
-    strategies: orderStrategies(given.strategies),
+    impl: orderStrategies(given.impl),
     preset: given.preset ?? null,
     tokens: given.tokens,
     hidden: given.hidden,
@@ -60,29 +60,26 @@ export function completeSweep(given: GivenSweep): SweepSpec {
     experts: given.experts,
     topK: given.topK,
     capacityFactor: given.capacityFactor ?? [DEFAULT_LAYER.capacityFactor],
-    activation: given.activation ?? ACTIVATIONS[0],
-    checkpoint: given.checkpoint ?? CHECKPOINTS[0],
-    dtype: given.dtype ?? DTYPES[0],
+    activation: given.activation ?? DEFAULT_LAYER.activation,
+    checkpoint: given.checkpoint ?? DEFAULT_LAYER.checkpoint,
+    dtype: given.dtype ?? DEFAULT_LAYER.dtype,
     skew: given.skew ?? DEFAULT_LAYER.skew,
     routing: given.routing ?? DEFAULT_LAYER.routing,
     normalizeGates: given.normalizeGates,
-    auxLoss: given.auxLoss ?? 0,
+    auxLoss: given.auxLoss ?? DEFAULT_LAYER.auxLoss,
     seed: given.seed ?? DEFAULT_LAYER.seed,
     pass: given.pass ?? 'train',
   };
 }
 
+/** JSON has no undefined: the default normalizeGates is saved as null. */
 export function saveSweep(spec: SweepSpec): SavedSweep {
-  return { ...spec, skew: formatSkew(spec.skew), normalizeGates: spec.normalizeGates ?? null };
+  return { ...spec, normalizeGates: spec.normalizeGates ?? null };
 }
 
 export function sweepFromSaved(saved: SavedSweep): SweepSpec {
-  return {
-    ...saved,
-    skew: parseSkew(saved.skew),
-    routing: saved.routing ?? 'top-k',
-    normalizeGates: saved.normalizeGates ?? undefined,
-  };
+  // A sweep saved before --routing has none: top-k.
+  return { ...saved, routing: saved.routing ?? 'top-k', normalizeGates: saved.normalizeGates ?? undefined };
 }
 
 export function completeRunSettings(given: Partial<RunSettings> & { maxTimeS?: number; warmup?: number; minSamples?: number; noiseTarget?: number }): RunSettings {
@@ -119,7 +116,7 @@ export function resumeSweep(
   const conflicts: string[] = [];
   for (const [key, value] of Object.entries(given) as [keyof SweepSpec, unknown][]) {
     if (value === undefined) continue;
-    const changed = key === 'strategies' ? orderStrategies(value as string[]) : value;
+    const changed = key === 'impl' ? orderStrategies(value as string[]) : value;
     if (planKeys(planSweep({ ...spec, [key]: changed })) !== base) conflicts.push(`--${FLAG_OF[key]} ${show(value)} (the saved sweep has ${show(spec[key])})`);
   }
   const differs = (flag: string, now: number | undefined, before: number | null) => {

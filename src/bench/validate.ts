@@ -3,9 +3,10 @@ import { BUFFER_TAGS } from '../gpu/allocator.js';
 import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
 
 /**
- * A hand-written structural check of a results.json (schema moeblaze.bench/v1). Readers such as
- * the CI gate and --resume get a file from disk, possibly from another version or hand-edited;
- * a list of precise problems beats a TypeError deep inside a renderer. Empty list: valid.
+ * A hand-written structural check of a results.json (schema moeblaze.bench/v2; older files are
+ * migrated first, migrate.ts). Readers such as the CI gate and --resume get a file from disk,
+ * possibly from another version or hand-edited; a list of precise problems beats a TypeError
+ * deep inside a renderer. Empty list: valid.
  */
 
 type Obj = Record<string, unknown>;
@@ -97,10 +98,19 @@ function timeStats(ch: Checker, v: unknown, path: string, nullable: boolean): vo
 
 const CONFIG_NUMBERS = ['tokens', 'hidden', 'ffn', 'experts', 'topK', 'seed'];
 
+/** The object form of config.ts's Skew: { kind: 'uniform' } or { kind: 'zipf', s ≥ 0 }. */
+function skew(ch: Checker, v: unknown, path: string): void {
+  const s = ch.object(v, path);
+  if (!s) return;
+  ch.oneOf(s, 'kind', path, ['uniform', 'zipf']);
+  if (s.kind === 'zipf') ch.number(s, 's', path, { min: 0 });
+}
+
 function caseConfig(ch: Checker, v: unknown, path: string): void {
   const c = ch.object(v, path);
   if (!c) return;
-  for (const key of ['strategy', 'activation', 'checkpoint', 'dtype', 'skew']) ch.string(c, key, path);
+  for (const key of ['impl', 'activation', 'checkpoint', 'dtype']) ch.string(c, key, path);
+  skew(ch, c.skew, `${path}.skew`);
   for (const key of CONFIG_NUMBERS) ch.number(c, key, path, { min: key === 'seed' ? undefined : 1, integer: true });
   ch.number(c, 'capacityFactor', path, { nullable: true, min: 0 });
   ch.number(c, 'auxLoss', path, { min: 0 });
@@ -223,14 +233,15 @@ function settings(ch: Checker, v: unknown, path: string): void {
 function savedSweep(ch: Checker, v: unknown, path: string): void {
   const s = ch.object(v, path);
   if (!s) return;
-  if (!Array.isArray(s.strategies) || s.strategies.length === 0 || s.strategies.some((x) => typeof x !== 'string')) ch.fail(`${path}.strategies`, 'expected a non-empty list of strategy names');
+  if (!Array.isArray(s.impl) || s.impl.length === 0 || s.impl.some((x) => typeof x !== 'string')) ch.fail(`${path}.impl`, 'expected a non-empty list of strategy names');
   ch.string(s, 'preset', path, true);
   for (const key of ['tokens', 'hidden', 'ffn', 'experts', 'topK', 'capacityFactor']) {
     if (s[key] === undefined && key !== 'capacityFactor') continue;
     const list = ch.numberArray(s[key], `${path}.${key}`);
     if (list && (list.length === 0 || list.some((x) => x < 0))) ch.fail(`${path}.${key}`, 'expected a non-empty list of numbers ≥ 0');
   }
-  for (const key of ['activation', 'checkpoint', 'dtype', 'skew']) ch.string(s, key, path);
+  for (const key of ['activation', 'checkpoint', 'dtype']) ch.string(s, key, path);
+  skew(ch, s.skew, `${path}.skew`);
   if (s.normalizeGates !== null) ch.boolean(s, 'normalizeGates', path);
   if (s.routing !== undefined) ch.oneOf(s, 'routing', path, ROUTINGS);
   ch.number(s, 'auxLoss', path, { min: 0 });

@@ -165,13 +165,12 @@ export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<Layer
     routing: flags.routing,
     normalizeGates: flags['normalize-gates'],
     dtype: flags.dtype,
-    auxLossCoef: flags['aux-loss'],
+    auxLoss: flags['aux-loss'],
     seed: flags.seed,
   };
-  // An undefined key would overwrite the default in layerConfig's spread (normalizeGates above all).
-  const partial: Partial<LayerConfig> = { ...base };
-  for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) (partial as Record<string, unknown>)[key] = value;
-  return layerConfig(partial);
+  // A flag not given leaves the base's value (a preset's size), not the default.
+  const given = Object.entries(fromFlags).filter(([, value]) => value !== undefined);
+  return layerConfig({ ...base, ...Object.fromEntries(given) });
 }
 
 /** Comma-separated lists for sweeps: --experts 4,8,16. Each item is parsed and checked like the single flag. */

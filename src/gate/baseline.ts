@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../fs.js';
 import { describeTestbed } from './compare.js';
 
 /**
- * Reads a moeblaze.bench/v1 results file for the gate, validated (src/bench/read.ts). Anything
+ * Reads a moeblaze.bench results file (v2, or v1 migrated) for the gate, validated (src/bench/read.ts). Anything
  * unusable is a UsageError (exit 2) naming the flag: a gate that silently compared against
  * nothing would pass every submission.
  */

@@ -146,7 +146,7 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
   const zb = (map: Map<string, BenchCase>) => map.get(configKey(c.config))?.time?.step ?? null;
   const zbBase = zb(ctx.zeroBase);
   const zbCur = zb(ctx.zeroCur);
-  if (c.config.strategy !== REFERENCE_STRATEGY && zbBase && zbCur) {
+  if (c.config.impl !== REFERENCE_STRATEGY && zbBase && zbCur) {
     const before = speedSide(b.time.step, zbBase);
     const after = speedSide(c.time.step, zbCur);
     const row = speedRow(key, 'time/zero-buffer', 'ratio', [before.point, after.point], before, after, ctx);
@@ -187,7 +187,7 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
 
 function zeroBufferCases(results: BenchResults): Map<string, BenchCase> {
   const map = new Map<string, BenchCase>();
-  for (const c of results.cases) if (c.config.strategy === REFERENCE_STRATEGY && c.status === 'ok' && c.time) map.set(configKey(c.config), c);
+  for (const c of results.cases) if (c.config.impl === REFERENCE_STRATEGY && c.status === 'ok' && c.time) map.set(configKey(c.config), c);
   return map;
 }
 
@@ -215,7 +215,7 @@ function summarize(report: Omit<GateReport, 'summary' | 'exitCode'>, opts: GateO
 }
 
 /**
- * Compares a run with a baseline (both moeblaze.bench/v1). Pure: the same files and options give
+ * Compares a run with a baseline (both moeblaze.bench/v2, older files migrated on reading). Pure: the same files and options give
  * the same report, bootstrap included (seeded). Cases match on caseKey(config), which is made of
  * the strategy and every config field; a case on one side only is listed, never failed.
  */

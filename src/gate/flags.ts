@@ -19,7 +19,7 @@ export function parseTolerance(text: string, flag = 'memory-tolerance'): number 
   return parseBytes(text, flag);
 }
 
-export const BASELINE_DESCRIPTION = 'moeblaze.bench/v1 results file to compare with (the committed baseline)';
+export const BASELINE_DESCRIPTION = 'moeblaze.bench results file (v2, or v1) to compare with (the committed baseline)';
 
 /**
  * The verdict's flags, shared by `moeblaze gate` and `bench --baseline` (which adds --baseline

@@ -115,7 +115,7 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
     }
     onProgress?.(`${id}: profiling`);
     const persistentBefore = driver?.probe ? await settled(gpu, driver.probe).catch(() => null) : null;
-    const layer = await MoELayer.fromConfig(gpu, config, { dispatch: id });
+    const layer = await MoELayer.fromConfig(gpu, config, { impl: id });
     const persistentBytes = layer.allocator.live;
     const timer = new GpuTimer(layer.allocator);
     try {

@@ -1,4 +1,4 @@
-import { balancedLoads, expertCapacity, skewBias, type LayerConfig, type Skew } from '../config.js';
+import { balancedLoads, capacityOf, skewBias, type LayerConfig, type Skew } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { RoutingSummary, Strategy } from '../strategy/contract.js';
 import { maxOf } from '../arrays.js';
@@ -94,7 +94,7 @@ function binomial(rng: Xoshiro128, n: number, p: number): number {
 export function summaryFromLoads(c: LayerConfig, dropless: boolean, loads: number[]): RoutingSummary {
   const R = c.tokens * c.topK;
   if (dropless) return { expertLoads: loads, keptPairs: R, droppedPairs: 0, capacity: null };
-  const capacity = c.capacityFactor > 0 ? expertCapacity(c) : maxOf(loads, 0);
+  const capacity = capacityOf(c, loads);
   const dropped = Math.min(R, loads.reduce((a, n) => a + Math.max(0, n - capacity), 0));
   return { expertLoads: loads, keptPairs: R - dropped, droppedPairs: dropped, capacity };
 }

@@ -98,7 +98,7 @@ export function expectedError(expected: ValidationFigures, measured: ValidationF
 
 /** One strategy on one shape: realised routing from a first step, the allocator's figures from a second. */
 async function measure(gpu: GpuContext, strategy: Strategy, c: LayerConfig, chunkBytes: number | undefined): Promise<{ measured: StepMemory; routing: RoutingSummary; chunkBytes: number }> {
-  const layer = await MoELayer.fromConfig(gpu, c, { dispatch: strategy.id, chunkBytes });
+  const layer = await MoELayer.fromConfig(gpu, c, { impl: strategy.id, chunkBytes });
   try {
     layer.randomize();
     await layer.forward();

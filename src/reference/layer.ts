@@ -33,7 +33,7 @@ export interface ReferenceResult {
   /** [E, d, h]; SwiGLU only */
   dW3: Float64Array | null;
   routing: ReferenceRouting;
-  /** α·E·Σ_e f_e·P̄_e when config.auxLossCoef > 0, else null */
+  /** α·E·Σ_e f_e·P̄_e when config.auxLoss > 0, else null */
   auxLoss: number | null;
   /** Each tensor's scale, element by element: √(Σ terms²) of its sum, the comparison's floor (compare.ts). */
   scale: { O: Float64Array; dX: Float64Array; dWr: Float64Array; dW1: Float64Array; dW2: Float64Array; dW3: Float64Array | null };

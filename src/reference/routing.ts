@@ -3,7 +3,7 @@
  * docs/design.md#balanced-routing), gates and the capacity rule. Kept
  * apart from the experts because verify also needs it alone (near ties, drops, dumps).
  */
-import { expertCapacity, skewBias, type LayerConfig } from '../config.js';
+import { capacityOf, skewBias, type LayerConfig } from '../config.js';
 
 export interface RouteOptions {
   /** Apply the capacity rule (capacity strategies); default false = dropless. */
@@ -94,9 +94,7 @@ export function routeReference(config: LayerConfig, X: Float64Array, Wr: Float64
   let capacity: number | null = null;
   let dropped = 0;
   if (options.capacity) {
-    let maxLoad = 0;
-    for (let e = 0; e < E; e++) maxLoad = Math.max(maxLoad, expertLoad[e]);
-    const C = config.capacityFactor > 0 ? expertCapacity(config) : maxLoad;
+    const C = capacityOf(config, expertLoad);
     capacity = C;
     // Slot-major placement (every token's slot 0 before any slot 1), as Tutel's cumsum does.
     const fill = new Int32Array(E);

@@ -173,7 +173,7 @@ function batchPairs(c: LayerConfig, w: ExpertWeights, jobs: PairJob[], grads: Ex
  */
 export function auxGradient(c: LayerConfig, routing: ReferenceRouting): { q: Float64Array; loss: number } | null {
   const { tokens: T, experts: E, topK: k } = c;
-  const alpha = c.auxLossCoef;
+  const alpha = c.auxLoss;
   if (!(alpha > 0)) return null;
   const q = new Float64Array(E);
   let loss = 0;

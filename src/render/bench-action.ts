@@ -1,5 +1,6 @@
 import type { BenchResults } from '../bench/schema.js';
-import { caseLabel, formatPercent } from './bench-format.js';
+import { caseLabel } from '../bench/plan.js';
+import { formatPercent } from './bench-format.js';
 
 /** One entry of github-action-benchmark's `customSmallerIsBetter` input. */
 export interface BenchmarkActionEntry {

@@ -108,19 +108,19 @@ export function benchCharts(results: BenchResults): BenchChartSet[] {
     const nums = numeric ? (values as number[]) : [];
     const xOf = (i: number) => (numeric ? nums[i] : i);
     const logX = numeric && Math.min(...nums) > 0 && Math.max(...nums) / Math.min(...nums) >= 4;
-    const strategies = [...new Set(cases.map((c) => c.config.strategy))];
+    const strategies = [...new Set(cases.map((c) => c.config.impl))];
     const svgs = METRICS.map((metric) => {
       const series: ChartSeries[] = strategies.map((strategy, si) => {
         const style = { color: strategyColor(strategy, si), marker: strategyMarker(strategy, si) };
         // A dropless strategy has no capacity factor: one measured value, drawn as a level.
-        const dropless = cases.find((x) => x.config.strategy === strategy && x.config.capacityFactor === null);
+        const dropless = cases.find((x) => x.config.impl === strategy && x.config.capacityFactor === null);
         if (axis === 'capacityFactor' && dropless) {
           const y = dropless.status === 'ok' ? metric.value(dropless) : null;
           return { name: `${strategy} (no capacity factor)`, ...style, level: true, points: [{ x: xOf(0), y }] };
         }
         const points: ChartPoint[] = [];
         values.forEach((value, i) => {
-          const c = cases.find((x) => x.config.strategy === strategy && matches(x.config, axis, value));
+          const c = cases.find((x) => x.config.impl === strategy && matches(x.config, axis, value));
           if (!c) return;
           const band = c.status === 'ok' ? (metric.band?.(c) ?? null) : null;
           points.push({ x: xOf(i), y: c.status === 'ok' ? metric.value(c) : null, lo: band?.[0] ?? null, hi: band?.[1] ?? null, oom: c.status === 'oom' });

@@ -1,4 +1,6 @@
+import { caseLabel } from '../bench/plan.js';
 import type { BenchCase, BenchResults, CaseConfig, CaseStatus } from '../bench/schema.js';
+import { formatSkew } from '../config.js';
 import { formatBytes } from '../units.js';
 import type { MarkerShape } from './svg-chart.js';
 
@@ -49,12 +51,7 @@ export function firstLine(text: string | undefined): string {
 
 /** Capacity strategies can appear once per factor in one group; the factor tells them apart. */
 export function strategyLabel(c: CaseConfig): string {
-  return c.capacityFactor === null ? c.strategy : `${c.strategy} cf=${c.capacityFactor}`;
-}
-
-/** Same wording as the runner's progress labels. */
-export function caseLabel(c: CaseConfig): string {
-  return `${c.strategy} T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK}${c.capacityFactor === null ? '' : ` cf=${c.capacityFactor}`}`;
+  return c.capacityFactor === null ? c.impl : `${c.impl} cf=${c.capacityFactor}`;
 }
 
 /** Label parts in reading order; balanced routing and aux appear only when set, as most sweeps leave them out. */
@@ -68,7 +65,7 @@ function configParts(c: CaseConfig): [string, string][] {
     ['activation', c.activation],
     ['checkpoint', `checkpoint ${c.checkpoint}`],
     ['dtype', c.dtype],
-    ['skew', `skew ${c.skew}`],
+    ['skew', `skew ${formatSkew(c.skew)}`],
     ['normalizeGates', c.normalizeGates ? 'normalized gates' : 'raw gates'],
     ['seed', `seed ${c.seed}`],
     ['pass', c.pass],
@@ -87,7 +84,7 @@ export function configLabel(c: CaseConfig): string {
  * runner's configKey does (dropless cases carry no factor, yet are compared with capacity ones).
  */
 export function groupKey(c: CaseConfig): string {
-  const { strategy: _s, capacityFactor: _cf, ...rest } = c;
+  const { impl: _impl, capacityFactor: _cf, ...rest } = c;
   return JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b)));
 }
 

@@ -1,7 +1,7 @@
+import { caseLabel } from '../bench/plan.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import {
   bytesOrDash,
-  caseLabel,
   ceilingsLine,
   checksLine,
   DASH,

@@ -4,7 +4,7 @@ import { PARAM_ARENA_BYTES } from '../../kernels/program.js';
 import type { BufferTable, BufferSpec } from './buffer-table.js';
 import { spec } from './buffer-table.js';
 import type { LayerConfig } from '../config.js';
-import type { BufferTag } from '../gpu/allocator.js';
+import type { BufferTag, GpuAllocator } from '../gpu/allocator.js';
 import { floatBytes } from '../f16.js';
 import { allocateTensor, chunkLayout, freeTensor, type ChunkLayout, type Tensor } from '../gpu/tensor.js';
 
@@ -133,17 +133,20 @@ export class StepContext {
   }
 }
 
-/** The persistent part of every strategy's table: what MoELayer allocates. */
+/** The persistent part of every strategy's table: the kernels' param arena and the layer's own tensors. */
 export function persistentSpecs(c: LayerConfig, limits: TableLimits): BufferSpec[] {
+  return [spec('kernelParams', 'workspace', chunkLayout(1, PARAM_ARENA_BYTES, 1, Infinity), [PARAM_ARENA_BYTES], 'u8', '', ''), ...layerTensorSpecs(c, limits)];
+}
+
+/** The tensors of LayerTensors, in the order MoELayer allocates them, each with the layout it is allocated with. */
+export function layerTensorSpecs(c: LayerConfig, limits: TableLimits): BufferSpec[] {
   const { tokens: T, hidden: d, ffn: h, experts: E } = c;
   const swiglu = c.activation === 'swiglu';
   const f = floatBytes(c.dtype);
   const whole = (rows: number, cols: number) => chunkLayout(rows, cols, f, Infinity);
   const perExpert = (cols: number) => chunkLayout(E, cols, f, limits.chunkBytes);
-  const list: BufferSpec[] = [
-    { name: 'kernelParams', tag: 'workspace', shape: [PARAM_ARENA_BYTES], dtype: 'u8', bytes: PARAM_ARENA_BYTES, chunks: 1, layout: chunkLayout(1, PARAM_ARENA_BYTES, 1, Infinity), from: '', to: '' },
-  ];
-  const add = (name: string, tag: BufferTag, layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'] = c.dtype) => list.push(spec(name, tag, layout, shape, dtype, '', ''));
+  const list: BufferSpec[] = [];
+  const add = (name: keyof LayerTensors, tag: BufferTag, layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'] = c.dtype) => list.push(spec(name, tag, layout, shape, dtype, '', ''));
   // The router's [d,E] weight and gradient stay f32 at any dtype, like the f32 routers of DeepSpeed
   // and Megatron: they are tiny, and a skewed router's gradient underflows f16.
   const router = chunkLayout(d, E, 4, Infinity);
@@ -158,4 +161,32 @@ export function persistentSpecs(c: LayerConfig, limits: TableLimits): BufferSpec
   add('X', 'input', whole(T, d), [T, d]);
   add('dO', 'input', whole(T, d), [T, d]);
   return list;
+}
+
+/** Allocates the layer's tensors as `specs` (layerTensorSpecs) declare them; all or none (an allocation refused past --memory-limit frees the others). */
+export function allocateLayerTensors(allocator: GpuAllocator, specs: readonly BufferSpec[]): LayerTensors {
+  const held = new Map<string, Tensor>();
+  try {
+    for (const s of specs) held.set(s.name, allocateTensor(allocator, s.name, s.tag, s.layout));
+  } catch (error) {
+    for (const tensor of held.values()) freeTensor(allocator, tensor);
+    throw error;
+  }
+  const required = (name: keyof LayerTensors): Tensor => {
+    const tensor = held.get(name);
+    if (!tensor) throw new Error(`layerTensorSpecs declares no ${name}`);
+    return tensor;
+  };
+  return {
+    Wr: required('Wr'),
+    W1: required('W1'),
+    W3: held.get('W3') ?? null,
+    W2: required('W2'),
+    dWr: required('dWr'),
+    dW1: required('dW1'),
+    dW3: held.get('dW3') ?? null,
+    dW2: required('dW2'),
+    X: required('X'),
+    dO: required('dO'),
+  };
 }

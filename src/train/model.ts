@@ -95,7 +95,7 @@ export function trainConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
 
 /** The MoE layer inside the model (SwiGLU, renormalised gates for k > 1, the run's capacity factor). */
 export function moeConfig(c: TrainConfig, seed = c.seed): LayerConfig {
-  return layerConfig({ tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, auxLossCoef: c.auxLoss, seed, capacityFactor: c.capacityFactor, dtype: c.dtype });
+  return layerConfig({ tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, auxLoss: c.auxLoss, seed, capacityFactor: c.capacityFactor, dtype: c.dtype });
 }
 
 /**

@@ -128,13 +128,13 @@ export class GpuTrainer {
     requireDtype(gpu, config.dtype);
     // The layer adds the load-balancing gradient itself: it must carry the loss scale too.
     const mc = moeConfig(config);
-    const layerConfig = { ...mc, auxLossCoef: mc.auxLossCoef * lossScale(config) };
+    const layerConfig = { ...mc, auxLoss: mc.auxLoss * lossScale(config) };
     const layers: MoELayer[] = [];
     let trainer: GpuTrainer;
     try {
       for (let i = 0; i < config.layers; i++) {
         const kernels = layers[0]?.kernels;
-        layers.push(await MoELayer.fromConfig(gpu, layerConfig, { dispatch: strategy, ...(options.chunkBytes && { chunkBytes: options.chunkBytes }), ...(kernels && { kernels }) }));
+        layers.push(await MoELayer.fromConfig(gpu, layerConfig, { impl: strategy, ...(options.chunkBytes && { chunkBytes: options.chunkBytes }), ...(kernels && { kernels }) }));
       }
       trainer = new GpuTrainer(gpu, config, layers);
     } catch (error) {

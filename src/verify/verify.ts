@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { formatSkew, type GemmEngine, type LayerConfig } from '../config.js';
+import { currentNames, formatSkew, type DeprecatedNames, type GemmEngine, type LayerConfig } from '../config.js';
 import { gemmEngineFor, type GpuContext } from '../gpu/runtime.js';
 import { toHalf } from '../f16.js';
 import { MoELayer, seededInputs } from '../layer.js';
@@ -49,11 +49,10 @@ export interface VerifyResult {
   pass: boolean;
 }
 
-export interface VerifyOptions {
-  /** Strategies to check (`--impl`); required unless the deprecated `strategies` is given. */
+/** `strategies`, the 0.1 name of `impl`, is still accepted (config.ts, DeprecatedNames). */
+export interface VerifyOptions extends Pick<DeprecatedNames, 'strategies'> {
+  /** Strategies to check (`--impl`). */
   impl?: string[];
-  /** @deprecated since 0.2: use `impl`. */
-  strategies?: string[];
   tolerance?: number;
   chunkBytes?: number;
   dumpDir?: string;
@@ -69,7 +68,7 @@ export interface GpuRun {
 }
 
 async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
-  const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy, chunkBytes });
+  const layer = await MoELayer.fromConfig(gpu, config, { impl: strategy, chunkBytes });
   try {
     layer.setInputs(inputs);
     await layer.forward();
@@ -139,17 +138,19 @@ function refTensor(ref: ReferenceResult, name: VerifiedTensor): Float64Array | n
   return name === 'O' ? ref.O : ref[name];
 }
 
-export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, options: VerifyOptions): Promise<VerifyResult> {
+export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, given: VerifyOptions): Promise<VerifyResult> {
+  const options = currentNames(given);
+  const impl = options.impl ?? [];
   const tolerance = toleranceFor(config.dtype, options.tolerance);
   // Before any input is generated: a shape that cannot fit fails here with its size and the limit.
   requireVerifiable(config);
-  if ((options.impl ?? options.strategies ?? []).some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
+  if (impl.some((id) => findStrategy(id).unsupported(config) === null)) requireBindingFits(config, gpu.maxBindingBytes, Math.min(options.chunkBytes ?? gpu.maxBindingBytes, gpu.maxBindingBytes));
   const gemmEngine = gemmEngineFor(gpu, config.dtype);
   const inputs = seededInputs(config);
   const inputs64 = toFloat64(inputs);
   const results: StrategyVerification[] = [];
   const dumped = new Map<string, ReferenceResult>();
-  for (const id of options.impl ?? options.strategies ?? []) {
+  for (const id of impl) {
     const strategy = findStrategy(id);
     const reference = strategy.dropless ? 'ref' : 'ref-capacity';
     const base = { strategy: id, tensors: [], nearTieTokens: 0, droppedPairs: 0, reference } as const;
@@ -263,7 +264,7 @@ async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, resu
       skew: formatSkew(c.skew),
       routing: c.routing,
       seed: c.seed,
-      auxLoss: c.auxLossCoef,
+      auxLoss: c.auxLoss,
     },
     generator: 'src/rng.ts: seeded with --seed; draws X, dO, Wr, W1, W3, W2 in that order; X, dO ~ N(0,1), weights ~ N(0, 1/fan_in)',
     strategies: results.map((r) => ({ id: r.strategy, status: r.status, reference: r.reference })),

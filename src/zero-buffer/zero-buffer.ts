@@ -174,7 +174,7 @@ class ZeroBufferRunner implements StrategyRunner {
     const [routerGrad] = this.buffers.alloc(step, 'routerGrad', 'dX');
     await encodeRouterBackward(
       step.enc,
-      { ...routerShape(c), dgParts: dgParts(h), auxLossCoef: c.auxLossCoef, gatesByRow: true },
+      { ...routerShape(c), dgParts: dgParts(h), auxLoss: c.auxLoss, gatesByRow: true },
       {
         X: layer.X.chunks[0],
         Wr: layer.Wr.chunks[0],

@@ -16,7 +16,7 @@ const fresh = () => mkdtempSync(join(tmpdir(), 'moeblaze-resume-'));
 /** A results file of an interrupted sweep over E = 4, 8 (one case finished). */
 function saved(): BenchResults {
   // The synthetic case's shape (T=256, d=32, h=64, k=2, zipf:3), at E = 4 and 8.
-  const spec = completeSweep({ strategies: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: parseSkew('zipf:3') });
+  const spec = completeSweep({ impl: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: parseSkew('zipf:3') });
   const r = results({ cases: SWEEP.slice(0, 1) });
   const run = completeRunSettings({ maxTimeS: 0.5 });
   r.settings = { ...r.settings, ...run, sweep: saveSweep(spec) };
@@ -37,10 +37,10 @@ describe('bench --resume continues the saved sweep', () => {
 
   it('flags that repeat the saved sweep are fine; flags that change it exit 2 naming each difference', () => {
     const r = saved();
-    expect(() => resumeSweep(r, 'r.json', { experts: [4, 8], strategies: ['tutel', 'zero-buffer'] }, noRun)).not.toThrow();
+    expect(() => resumeSweep(r, 'r.json', { experts: [4, 8], impl: ['tutel', 'zero-buffer'] }, noRun)).not.toThrow();
     const error = (() => {
       try {
-        resumeSweep(r, 'r.json', { experts: [4, 16], seed: 7, strategies: ['gshard'] }, { layers: 4, sampling: { maxTimeMs: 2000 } });
+        resumeSweep(r, 'r.json', { experts: [4, 16], seed: 7, impl: ['gshard'] }, { layers: 4, sampling: { maxTimeMs: 2000 } });
       } catch (e) {
         return e as Error;
       }
@@ -55,7 +55,7 @@ describe('bench --resume continues the saved sweep', () => {
   });
 
   it('carries --routing: a balanced sweep resumes balanced and refuses --routing top-k; a sweep saved before --routing resumes as top-k with its keys', () => {
-    const spec = completeSweep({ strategies: ['zero-buffer'], experts: [4], tokens: [256], hidden: [32], ffn: [64], topK: [2], routing: 'balanced' });
+    const spec = completeSweep({ impl: ['zero-buffer'], experts: [4], tokens: [256], hidden: [32], ffn: [64], topK: [2], routing: 'balanced' });
     const r = results({ cases: [] });
     r.settings = { ...r.settings, sweep: saveSweep(spec) };
     const resumed = resumeSweep(r, 'r.json', {}, noRun).spec;
@@ -81,7 +81,7 @@ describe('bench --resume continues the saved sweep', () => {
   it('a corrupt results.json is refused before any work, naming the problem', async () => {
     const dir = fresh();
     writeFileSync(join(dir, 'results.json'), JSON.stringify({ ...saved(), cases: 'x' }));
-    await expect(prepareBench({ given: {}, sampling: {}, resume: dir })).rejects.toThrow(/^--resume: ".*results\.json" is not a valid moeblaze\.bench\/v1 results file: results\.cases: expected an array, got "x"/);
+    await expect(prepareBench({ given: {}, sampling: {}, resume: dir })).rejects.toThrow(/^--resume: ".*results\.json" is not a valid moeblaze\.bench\/v2 results file: results\.cases: expected an array, got "x"/);
     writeFileSync(join(dir, 'results.json'), JSON.stringify({ ...saved(), cases: [{ ...saved().cases[0], status: 42 }] }));
     await expect(prepareBench({ given: {}, sampling: {}, resume: dir })).rejects.toThrow(/status: expected one of/);
     expect(readdirSync(dir)).toEqual(['results.json']);

@@ -41,7 +41,7 @@ describe('shared flags', () => {
     const { result, exitCode } = await probe(['--tokens', '256', '--experts', '4', '--top-k', '1', '--capacity-factor', '1.25', '--skew', 'zipf:1.2', '--activation', 'gelu', '--aux-loss', '1e-2', '--seed', '0', '--memory-limit', '512MiB']);
     expect(exitCode).toBeUndefined();
     const { config, memoryLimit, provenance } = result as { config: Record<string, unknown>; memoryLimit: number; provenance: { commandLine: string } };
-    expect(config).toMatchObject({ tokens: 256, experts: 4, topK: 1, capacityFactor: 1.25, skew: { kind: 'zipf', s: 1.2 }, activation: 'gelu', auxLossCoef: 0.01, seed: 0 });
+    expect(config).toMatchObject({ tokens: 256, experts: 4, topK: 1, capacityFactor: 1.25, skew: { kind: 'zipf', s: 1.2 }, activation: 'gelu', auxLoss: 0.01, seed: 0 });
     // Unset --normalize-gates follows k > 1; defaults fill the rest.
     expect(config).toMatchObject({ normalizeGates: false, hidden: 64, checkpoint: 'activations', dtype: 'f32' });
     expect(memoryLimit).toBe(512 * 2 ** 20);
@@ -53,6 +53,12 @@ describe('shared flags', () => {
     expect(((await probe(['--no-normalize-gates'])).result as { config: { normalizeGates: boolean } }).config.normalizeGates).toBe(false);
     expect(((await probe([])).result as { config: { normalizeGates: boolean } }).config.normalizeGates).toBe(true);
     expect(((await probe(['--memory-limit', '2'])).result as { memoryLimit: number }).memoryLimit).toBe(2 * 2 ** 30);
+  });
+
+  it('flags override a base (a preset\'s sizes); flags not given leave it as it is', () => {
+    const preset = { tokens: 4096, hidden: 7168, ffn: 2048, experts: 256, topK: 8 };
+    expect(layerConfigFromFlags({ experts: 64, 'aux-loss': 0.5 }, preset)).toMatchObject({ ...preset, experts: 64, auxLoss: 0.5 });
+    expect(layerConfigFromFlags({}, preset)).toMatchObject(preset);
   });
 
   it.each([

@@ -27,7 +27,7 @@ describe('moeblaze bench', () => {
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
     expect(validateBenchResults(results)).toEqual([]);
     expect(stdout.cases.map((c) => c.key)).toEqual(results.cases.map((c) => c.key));
-    expect(results.cases.map((c) => `${c.config.strategy}:E${c.config.experts}:${c.status}`)).toEqual(['zero-buffer:E4:ok', 'gshard:E4:oom', 'zero-buffer:E8:ok', 'gshard:E8:oom']);
+    expect(results.cases.map((c) => `${c.config.impl}:E${c.config.experts}:${c.status}`)).toEqual(['zero-buffer:E4:ok', 'gshard:E4:oom', 'zero-buffer:E8:ok', 'gshard:E8:oom']);
     expect(results.cases[1].message).toMatch(/memory-limit/);
     expect(results.cases[0].check?.against).toBe('reference');
     expect(results.complete).toBe(true);
@@ -117,7 +117,7 @@ describe('moeblaze bench --preset moeblaze-conf4 (issue 18)', () => {
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
     expect(validateBenchResults(results)).toEqual([]);
-    expect(results.cases.map((c) => c.config.strategy).sort()).toEqual(['gshard', 'megablocks', 'megablocks-grouped', 'tutel', 'zero-buffer']);
+    expect(results.cases.map((c) => c.config.impl).sort()).toEqual(['gshard', 'megablocks', 'megablocks-grouped', 'tutel', 'zero-buffer']);
     for (const c of results.cases) {
       expect(c.config).toMatchObject({ experts: 16, topK: 2 });
       expect(c.status, c.message).toBe('ok');

@@ -134,7 +134,7 @@ describe('compareResults: speed', () => {
 
   it('same-run ratios catch one strategy slowing down on any testbed', () => {
     const baseline = results({ cases: SWEEP, testbed: OTHER_GPU });
-    const current = scaled(results({ cases: SWEEP, seed: 5 }), 1.4, (c) => c.config.strategy === 'tutel');
+    const current = scaled(results({ cases: SWEEP, seed: 5 }), 1.4, (c) => c.config.impl === 'tutel');
     const report = compareResults(baseline, current);
     expect(report.exitCode).toBe(3);
     const tutel = report.rows.filter((r) => r.key === current.cases[1].key && r.regression);

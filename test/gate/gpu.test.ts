@@ -15,7 +15,7 @@ import { summarize } from '../../src/measure/stats.js';
 import { testGpu } from '../helpers/gpu.js';
 
 const plan = planSweep({
-  strategies: ['zero-buffer'],
+  impl: ['zero-buffer'],
   preset: null,
   tokens: [64],
   hidden: [16],

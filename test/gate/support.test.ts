@@ -29,7 +29,7 @@ describe('baseline files', () => {
     const cases: [string, string | null, RegExp][] = [
       ['missing.json', null, /^--baseline: cannot read ".*missing\.json" \(ENOENT\); create one with/],
       ['broken.json', '{"schema": ', /^--baseline: ".*" is not valid JSON/],
-      ['other.json', '{"schema": "other/v9"}', /is not a moeblaze\.bench\/v1 results file \(schema: other\/v9\)/],
+      ['other.json', '{"schema": "other/v9"}', /is not a moeblaze\.bench\/v2 \(or moeblaze\.bench\/v1\) results file \(schema: other\/v9\)/],
       ['nocases.json', '{"schema": "moeblaze.bench/v1", "testbed": {"fingerprint": "x"}}', /results\.provenance: expected an object, got nothing \(missing\).*\(and \d+ more\)/],
       // Hand-edited files are validated on read (issue 16): a status the tool never writes, cases that are not a list.
       ['status42.json', JSON.stringify({ ...results({ cases: SWEEP }), cases: [{ ...results({ cases: SWEEP }).cases[0], status: 42 }] }), /results\.cases\[0\]\.status: expected one of ok, oom/],

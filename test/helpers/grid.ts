@@ -15,5 +15,5 @@ export const EDGE_GRID: GridCase[] = [
   ['plain gelu MLP', { tokens: 60, hidden: 20, ffn: 36, experts: 5, topK: 2, activation: 'gelu' }],
   ['renormalisation off', { tokens: 70, hidden: 24, ffn: 40, experts: 6, topK: 3, normalizeGates: false }],
   ['every token to one expert (zipf:30 skew)', { tokens: 64, hidden: 16, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 30 } }],
-  ['load-balancing loss on', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, auxLossCoef: 0.01 }],
+  ['load-balancing loss on', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, auxLoss: 0.01 }],
 ];

@@ -34,7 +34,7 @@ export function f16Halving(table32: BufferTable, table16: BufferTable): { maxFix
  * steps' too), to the byte.
  */
 export async function stepsMatchTable(strategy: Strategy, config: LayerConfig, chunkBytes?: number): Promise<{ table: BufferTable; routing: RoutingSummary; measured: StepMemory }> {
-  const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id, chunkBytes });
+  const layer = await MoELayer.fromConfig(await testGpu(), config, { impl: strategy.id, chunkBytes });
   try {
     layer.randomize();
     await layer.forward();

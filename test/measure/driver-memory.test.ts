@@ -98,7 +98,7 @@ describe('buffers held at the peak', () => {
       const gpu = await testGpu();
       const config = layerConfig({ tokens: 96, hidden: 16, ffn: 32, experts: 4, topK: 2, skew: { kind: 'zipf', s: 1.5 } });
       // A small chunk limit so that the [R,h]-sized buffers come in several chunks.
-      const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy.id, chunkBytes: 4096 });
+      const layer = await MoELayer.fromConfig(gpu, config, { impl: strategy.id, chunkBytes: 4096 });
       try {
         await layer.randomizeOnGpu();
         await layer.forward();

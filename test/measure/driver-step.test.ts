@@ -48,7 +48,7 @@ describe('driver check on the step\'s own buffers (paused at the allocator\'s pe
     it(`${strategy.id}: the device holds exactly the allocator's step bytes at the pause, which is the peak`, async () => {
       const { gpu, probe, extra, restore } = await deviceLedger();
       const config = layerConfig({ tokens: 96, hidden: 16, ffn: 32, experts: 4, topK: 2, skew: { kind: 'zipf', s: 1.5 } });
-      const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy.id, chunkBytes: 4096 });
+      const layer = await MoELayer.fromConfig(gpu, config, { impl: strategy.id, chunkBytes: 4096 });
       try {
         await layer.randomizeOnGpu();
         const first = await layer.step();

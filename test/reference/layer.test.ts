@@ -66,8 +66,8 @@ describe('float64 reference layer: gradients against central differences', () =>
     ['silu MLP', { activation: 'silu' }],
     ['gelu MLP', { activation: 'gelu' }],
     ['gates not renormalised', { normalizeGates: false }],
-    ['aux loss on', { auxLossCoef: 0.3 }],
-    ['aux loss on, gelu, not renormalised', { auxLossCoef: 0.3, activation: 'gelu', normalizeGates: false }],
+    ['aux loss on', { auxLoss: 0.3 }],
+    ['aux loss on, gelu, not renormalised', { auxLoss: 0.3, activation: 'gelu', normalizeGates: false }],
     ['zipf skew', { skew: { kind: 'zipf', s: 1.2 } }],
     ['capacity cf=0 (busiest expert)', { capacityFactor: 0 }, { capacity: true }],
     ['larger: T=9, d=4, h=5, E=4, k=2, seed 3', { tokens: 9, hidden: 4, ffn: 5, experts: 4, seed: 3 }],
@@ -79,7 +79,7 @@ describe('float64 reference layer: gradients against central differences', () =>
   }
 
   it('capacity with drops (and the aux loss)', () => {
-    const config = layerConfig({ ...TINY, capacityFactor: 0.5, auxLossCoef: 0.2 });
+    const config = layerConfig({ ...TINY, capacityFactor: 0.5, auxLoss: 0.2 });
     const base = checkGradients(config, { capacity: true });
     expect(base.routing.capacity).toBe(2);
     expect(base.routing.dropped).toBeGreaterThan(0);
@@ -156,10 +156,10 @@ describe('float64 reference layer: forward and shape', () => {
   });
 
   it('aux loss: α·E·Σ f·P̄, and exactly α when routing and probabilities are uniform', () => {
-    const config = layerConfig({ ...TINY, auxLossCoef: 0.01 });
+    const config = layerConfig({ ...TINY, auxLoss: 0.01 });
     const r = referenceStep(config, toFloat64(generateInputs(config)));
     expect(r.auxLoss).toBeGreaterThan(0);
-    const uniform = layerConfig({ ...TINY, topK: 3, auxLossCoef: 0.01 });
+    const uniform = layerConfig({ ...TINY, topK: 3, auxLoss: 0.01 });
     const inputs = toFloat64(generateInputs(uniform));
     inputs.Wr.fill(0);
     expect(referenceStep(uniform, inputs).auxLoss).toBeCloseTo(0.01, 15);

@@ -49,13 +49,13 @@ describe('sampled float64 reference', () => {
   });
 
   it('agrees with capacity drops, gelu, the aux loss and no renormalisation', async () => {
-    await expectAgrees({ capacityFactor: 0.5, activation: 'gelu', auxLossCoef: 0.01, normalizeGates: false }, true);
+    await expectAgrees({ capacityFactor: 0.5, activation: 'gelu', auxLoss: 0.01, normalizeGates: false }, true);
   });
 
   it('worker threads (the built module, as the CLI runs it) give the same elements as inline', async () => {
     const built = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/reference/sampled.js')).href;
     const { sampledReference: threaded } = (await import(built)) as typeof import('../../src/reference/sampled.js');
-    await expectAgrees({ capacityFactor: 0.75, auxLossCoef: 0.01 }, true, { sampledReference: threaded, threads: 3 });
+    await expectAgrees({ capacityFactor: 0.75, auxLoss: 0.01 }, true, { sampledReference: threaded, threads: 3 });
   });
 
   it('reaches every expert that received tokens, beyond 64 tokens if needed', async () => {

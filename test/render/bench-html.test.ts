@@ -1,17 +1,17 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { BenchCase, BenchResults } from '../../src/bench/schema.js';
 import { benchCharts, sweptAxes } from '../../src/render/bench-charts.js';
 import { renderBenchHtml } from '../../src/render/bench-html.js';
+import { benchFixture } from '../helpers/bench-fixture.js';
 
-const fixture = (): BenchResults => JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8')) as BenchResults;
+const fixture = benchFixture;
 const count = (text: string, needle: string | RegExp) => text.split(needle).length - 1;
 
 /** The fixture plus tutel at a second capacity factor: two swept axes. */
 function twoAxes(): BenchResults {
   const r = fixture();
   const extra = r.cases
-    .filter((c) => c.config.strategy === 'tutel')
+    .filter((c) => c.config.impl === 'tutel')
     .map((c): BenchCase => {
       const copy = structuredClone(c);
       copy.config.capacityFactor = 1.5;

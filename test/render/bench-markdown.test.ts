@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { BenchResults } from '../../src/bench/schema.js';
 import { renderBenchMarkdown } from '../../src/render/bench-markdown.js';
+import { benchFixture } from '../helpers/bench-fixture.js';
 
-const fixture = (): BenchResults => JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8')) as BenchResults;
+const fixture = benchFixture;
 
 /** Markdown tables: runs of lines starting with "|". */
 function tables(md: string): string[][] {

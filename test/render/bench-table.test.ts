@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import chalk from 'chalk';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { BenchResults } from '../../src/bench/schema.js';
 import { renderBenchTable } from '../../src/render/bench-table.js';
+import { benchFixture } from '../helpers/bench-fixture.js';
 
-const fixture = (): BenchResults => JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8')) as BenchResults;
+const fixture = benchFixture;
 const ESC = '\x1b[';
 
 afterEach(() => {

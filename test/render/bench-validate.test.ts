@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { validateBenchResults } from '../../src/bench/validate.js';
-import type { BenchResults } from '../../src/bench/schema.js';
+import { benchFixture } from '../helpers/bench-fixture.js';
 
-const fixture = (): BenchResults => JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8')) as BenchResults;
+const fixture = benchFixture;
 
 /** A broken copy of the fixture. */
 function broken(edit: (r: Record<string, any>) => void): unknown {
@@ -19,7 +18,7 @@ describe('validateBenchResults', () => {
     expect(r.cases).toHaveLength(9);
     expect(new Set(r.cases.map((c) => c.status))).toEqual(new Set(['ok', 'oom', 'unsupported']));
     expect(new Set(r.cases.map((c) => c.config.experts))).toEqual(new Set([64, 256, 1024]));
-    expect(new Set(r.cases.map((c) => c.config.strategy))).toEqual(new Set(['zero-buffer', 'tutel', 'megablocks']));
+    expect(new Set(r.cases.map((c) => c.config.impl))).toEqual(new Set(['zero-buffer', 'tutel', 'megablocks']));
   });
 
   it('keeps the fixture internally consistent (peaks, estimate, quantiles of its samples)', () => {
@@ -40,7 +39,9 @@ describe('validateBenchResults', () => {
   });
 
   const cases: [string, (r: Record<string, any>) => void, RegExp][] = [
-    ['another schema', (r) => (r.schema = 'moeblaze.bench/v2'), /^results\.schema: expected "moeblaze\.bench\/v1", got "moeblaze\.bench\/v2"$/],
+    ['another schema', (r) => (r.schema = 'moeblaze.bench/v3'), /^results\.schema: expected "moeblaze\.bench\/v2", got "moeblaze\.bench\/v3"$/],
+    ['a skew as text (v1) in a v2 file', (r) => (r.cases[0].config.skew = 'zipf:3'), /^results\.cases\[0\]\.config\.skew: expected an object, got "zipf:3"$/],
+    ['a zipf skew without its s', (r) => (r.cases[0].config.skew = { kind: 'zipf' }), /^results\.cases\[0\]\.config\.skew\.s: expected a finite number, got nothing/],
     ['a missing required field', (r) => delete r.provenance.commandLine, /^results\.provenance\.commandLine: expected a string, got nothing \(missing\)$/],
     ['a field of the wrong type', (r) => (r.cases[0].config.experts = '64'), /^results\.cases\[0\]\.config\.experts: expected a finite number/],
     ['an unknown status', (r) => (r.cases[1].status = 'slow'), /^results\.cases\[1\]\.status: expected one of ok, oom, unsupported, error, mismatch, got "slow"$/],

@@ -1,8 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BenchResults } from '../../src/bench/schema.js';
 import { layerConfig } from '../../src/config.js';
 import { profileStrategies } from '../../src/measure/profile.js';
 import { renderBenchHtml } from '../../src/render/bench-html.js';
@@ -10,6 +9,7 @@ import { renderProfileHtml } from '../../src/render/profile-html.js';
 import { renderTrainHtml } from '../../src/render/train.js';
 import { DEFAULT_TRAIN } from '../../src/train/model.js';
 import type { StrategyTraining, TrainResult } from '../../src/train/run.js';
+import { benchFixture } from '../helpers/bench-fixture.js';
 import { findChromium, measureOverflow } from '../helpers/browser.js';
 import { testGpu } from '../helpers/gpu.js';
 
@@ -26,7 +26,7 @@ function trainRun(strategy: string, scale: number): StrategyTraining {
 
 /** The three pages a user opens, from fixtures and one small profile on the test adapter. */
 async function pages(dir: string): Promise<Record<string, string>> {
-  const bench = JSON.parse(readFileSync(new URL('../fixtures/bench-results.json', import.meta.url), 'utf8')) as BenchResults;
+  const bench = benchFixture();
   const train: TrainResult = { config: { ...DEFAULT_TRAIN, capacityFactor: 1 }, lossScale: 1, runs: [trainRun('zero-buffer', 1), trainRun('megablocks', 1), trainRun('tutel', 1.15)] };
   const profile = await profileStrategies(await testGpu(), layerConfig({ tokens: 64, hidden: 16, ffn: 32, experts: 4, topK: 2 }), ['zero-buffer', 'megablocks', 'gshard']);
   const files = { 'report.html': renderBenchHtml(bench), 'train.html': renderTrainHtml(train), 'profile.html': renderProfileHtml(profile) };

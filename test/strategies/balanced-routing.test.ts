@@ -22,7 +22,7 @@ const SHAPES: [string, LayerConfig][] = [
   ['T = 1: fewer pairs than experts', balanced({ tokens: 1, hidden: 10, ffn: 14, experts: 5, topK: 2 })],
   ['E does not divide T·k, odd sizes', balanced({ tokens: 37, hidden: 9, ffn: 13, experts: 5, topK: 3 })],
   ['k = E', balanced({ tokens: 30, hidden: 8, ffn: 12, experts: 4, topK: 4 })],
-  ['k = 1 (gate = p), aux loss on, gelu', balanced({ tokens: 48, hidden: 16, ffn: 24, experts: 6, topK: 1, auxLossCoef: 0.01, activation: 'gelu' })],
+  ['k = 1 (gate = p), aux loss on, gelu', balanced({ tokens: 48, hidden: 16, ffn: 24, experts: 6, topK: 1, auxLoss: 0.01, activation: 'gelu' })],
 ];
 
 describe('balanced routing on the GPU router, through every strategy', () => {
@@ -32,7 +32,7 @@ describe('balanced routing on the GPU router, through every strategy', () => {
       const inputs = seededInputs(config);
       const f64 = toFloat64(inputs);
       const ref = routeReference(config, f64.X, f64.Wr);
-      const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: strategy.id });
+      const layer = await MoELayer.fromConfig(await testGpu(), config, { impl: strategy.id });
       try {
         layer.setInputs(inputs);
         await layer.forward();

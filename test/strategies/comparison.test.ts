@@ -20,7 +20,7 @@ describe('zero-buffer keeps less than every baseline', () => {
       const gpu = await testGpu();
       const figures = new Map<string, { activationPeak: number; saved: number }>();
       for (const s of STRATEGIES) {
-        const layer = await MoELayer.create(gpu, { tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, numExperts: c.experts, topK: c.topK, activation: c.activation, dispatch: s.id, seed: c.seed });
+        const layer = await MoELayer.create(gpu, { tokens: c.tokens, hidden: c.hidden, ffn: c.ffn, experts: c.experts, topK: c.topK, activation: c.activation, impl: s.id, seed: c.seed });
         layer.randomize();
         const m = await layer.trainStep();
         layer.destroy();

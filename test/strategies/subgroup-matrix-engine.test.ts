@@ -34,7 +34,7 @@ describe('every strategy on the emulated subgroup-matrix engine at f16', { timeo
 
   it('runs every f16 expert GEMM on the engine and keeps the router on simt', async () => {
     const gpu = await emulated();
-    const layer = await MoELayer.fromConfig(gpu, layerConfig({ tokens: 40, hidden: 12, ffn: 20, experts: 3, topK: 2, dtype: 'f16' }), { dispatch: 'zero-buffer' });
+    const layer = await MoELayer.fromConfig(gpu, layerConfig({ tokens: 40, hidden: 12, ffn: 20, experts: 3, topK: 2, dtype: 'f16' }), { impl: 'zero-buffer' });
     const built: string[] = [];
     const original = layer.kernels.cache.get.bind(layer.kernels.cache);
     layer.kernels.cache.get = (source) => (built.push(`${source.name}:${source.code.includes('emulatedMma') ? 'sm' : 'simt'}`), original(source));

@@ -17,7 +17,7 @@ afterEach(() => {
 });
 
 async function check(strategy: string, c: LayerConfig, afterStep?: (l: MoELayer, s: SampleChoice) => Promise<void>) {
-  layer = await MoELayer.fromConfig(await testGpu(), c, { dispatch: strategy });
+  layer = await MoELayer.fromConfig(await testGpu(), c, { impl: strategy });
   const inputs = seededInputs(c);
   layer.setInputs(inputs);
   return sampledCheck(layer, { inputs, tolerance: toleranceFor(c.dtype), capacity: strategy === 'tutel' || strategy === 'gshard', afterStep });
@@ -55,7 +55,7 @@ describe('sampled float64 check on the GPU', () => {
   });
 
   it('inputs generated on the GPU (as at large shapes) are read back for the reference', async () => {
-    layer = await MoELayer.fromConfig(await testGpu(), CONFIG, { dispatch: 'tutel' });
+    layer = await MoELayer.fromConfig(await testGpu(), CONFIG, { impl: 'tutel' });
     await layer.randomizeOnGpu();
     const s = await sampledCheck(layer, { inputs: null, tolerance: toleranceFor('f32'), capacity: true });
     expect(s.pass, JSON.stringify(s.tensors)).toBe(true);

@@ -21,7 +21,7 @@ describe('zero-buffer memory: allocator = buffer table, to the byte', () => {
     const config = layerConfig(partial);
     it(`T${config.tokens} d${config.hidden} h${config.ffn} E${config.experts} k${config.topK} ${config.activation} ${config.checkpoint}${chunkBytes ? ` chunks ≤ ${chunkBytes} B` : ''}`, async () => {
       const gpu = await testGpu();
-      const layer = await MoELayer.create(gpu, { ...partial, numExperts: config.experts, tokens: config.tokens, hidden: config.hidden, ffn: config.ffn, topK: config.topK, chunkBytes });
+      const layer = await MoELayer.fromConfig(gpu, config, { chunkBytes });
       layer.randomize();
       const first = await layer.trainStep();
       const second = await layer.trainStep();

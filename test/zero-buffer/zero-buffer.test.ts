@@ -47,7 +47,7 @@ describe('zero-buffer against the float64 reference', () => {
   it('routes to a skewed subset: an expert with no token still gives exact (zero) gradients', async () => {
     const gpu = await testGpu();
     const config = layerConfig({ tokens: 48, hidden: 12, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 4 }, seed: 3 });
-    const layer = await MoELayer.create(gpu, { tokens: 48, hidden: 12, ffn: 16, numExperts: 8, topK: 1, skew: config.skew, seed: 3 });
+    const layer = await MoELayer.create(gpu, { tokens: 48, hidden: 12, ffn: 16, experts: 8, topK: 1, skew: config.skew, seed: 3 });
     layer.randomize();
     await layer.forward();
     const loads = (await layer.routingSummary()).expertLoads;
@@ -65,6 +65,6 @@ describe('zero-buffer against the float64 reference', () => {
 
 describe('zero-buffer determinism', () => {
   it('two runs give bitwise-identical outputs and gradients', async () => {
-    await expectDeterministic({ tokens: 200, hidden: 24, ffn: 40, numExperts: 8, topK: 2, seed: 11, chunkBytes: 8192 });
+    await expectDeterministic({ tokens: 200, hidden: 24, ffn: 40, experts: 8, topK: 2, seed: 11, chunkBytes: 8192 });
   });
 });

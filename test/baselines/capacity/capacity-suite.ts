@@ -29,7 +29,7 @@ export const GRID: [string, Partial<LayerConfig>, number?][] = [
   ['cf = 0 (C = busiest load) with zipf:2 skew', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }],
   ['renormalisation off, cf = 0.5', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 3, normalizeGates: false, capacityFactor: 0.5 }],
   ['cf tiny: C = 0, every pair dropped', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0.01 }],
-  ['load-balancing loss on, with drops', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, auxLossCoef: 0.01, skew: ZIPF }],
+  ['load-balancing loss on, with drops', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, auxLoss: 0.01, skew: ZIPF }],
   ['forced chunks: several whole experts a chunk, weights chunked differently', { tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5 }, 20000],
   ['forced chunks: experts split across chunks, gelu', { tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, capacityFactor: 1.5, activation: 'gelu' }, 4096],
   ['forced chunks with cf = 0 and drops-free skew', { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 0, skew: ZIPF }, 4000],
@@ -53,7 +53,7 @@ export function capacitySuite(strategy: Strategy): void {
       const inputs = generateInputs(config);
       const f64 = toFloat64(inputs);
       const ref = routeReference(config, f64.X, f64.Wr, { capacity: true });
-      const layer = await MoELayer.fromConfig(await testGpu(), config, { dispatch: id });
+      const layer = await MoELayer.fromConfig(await testGpu(), config, { impl: id });
       try {
         layer.setInputs(inputs);
         await layer.forward();
@@ -83,7 +83,7 @@ export function capacitySuite(strategy: Strategy): void {
 
   describe(`${id} determinism`, () => {
     it('two runs give bitwise-identical outputs and gradients (chunked, with drops)', async () => {
-      await expectDeterministic({ tokens: 150, hidden: 24, ffn: 40, numExperts: 8, topK: 2, skew: { kind: 'zipf', s: 1 }, seed: 11, chunkBytes: 8192, dispatch: id });
+      await expectDeterministic({ tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2, skew: { kind: 'zipf', s: 1 }, seed: 11, chunkBytes: 8192, impl: id });
     });
   });
 }

@@ -14,7 +14,7 @@ describe('gshard specifics', () => {
   it('materialises both [T,E,C] tensors: a byte mask (4 to a u32) and f32 combine weights, saved for backward', () => {
     const config = layerConfig({ tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2 });
     const C = 2 * 8;
-    const table = gshard.bufferTable(config, null, { chunkBytes: 1 << 30 });
+    const table = gshard.bufferTable(config, { expertLoads: [], keptPairs: 128, droppedPairs: 0, capacity: null }, { chunkBytes: 1 << 30 });
     const mask = table.step.find((s) => s.name === 'dispatchMask')!;
     const combine = table.step.find((s) => s.name === 'combineWeights')!;
     expect(mask.shape).toEqual([64, 8, C]);
@@ -26,7 +26,7 @@ describe('gshard specifics', () => {
   });
 
   it('refuses cleanly when one token row of [T,E,C] exceeds a binding', async () => {
-    const layer = await MoELayer.create(await testGpu(), { tokens: 64, hidden: 16, ffn: 24, numExperts: 8, topK: 2, capacityFactor: 4, dispatch: 'gshard', chunkBytes: 1600 });
+    const layer = await MoELayer.create(await testGpu(), { tokens: 64, hidden: 16, ffn: 24, experts: 8, topK: 2, capacityFactor: 4, impl: 'gshard', chunkBytes: 1600 });
     layer.randomize();
     const before = layer.allocator.live;
     try {

@@ -34,7 +34,7 @@ describe.each(STRATEGIES)('$id against the float64 reference', (strategy) => {
   it('an expert with no token gets exactly zero gradients and no padded rows', async () => {
     const gpu = await testGpu();
     const config = layerConfig({ tokens: 48, hidden: 12, ffn: 16, experts: 8, topK: 1, skew: { kind: 'zipf', s: 4 }, seed: 3 });
-    const layer = await MoELayer.fromConfig(gpu, config, { dispatch: strategy.id });
+    const layer = await MoELayer.fromConfig(gpu, config, { impl: strategy.id });
     layer.randomize();
     await layer.forward();
     const summary = await layer.routingSummary();
@@ -57,7 +57,7 @@ describe.each(STRATEGIES)('$id against the float64 reference', (strategy) => {
   });
 
   it('two runs give bitwise-identical outputs and gradients', async () => {
-    await expectDeterministic({ tokens: 200, hidden: 24, ffn: 40, numExperts: 8, topK: 2, seed: 11, chunkBytes: 8192, dispatch: strategy.id });
+    await expectDeterministic({ tokens: 200, hidden: 24, ffn: 40, experts: 8, topK: 2, seed: 11, chunkBytes: 8192, impl: strategy.id });
   });
 
   it('refuses what its kernels cannot do, with the reason', () => {

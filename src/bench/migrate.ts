@@ -1,0 +1,44 @@
+import { UsageError } from '../errors.js';
+import { parseSkew } from '../config.js';
+import { BENCH_SCHEMA } from './schema.js';
+
+/** The results schema before the configuration was one type (issue 17); readers still take it. */
+export const BENCH_SCHEMA_V1 = 'moeblaze.bench/v1';
+
+type Obj = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** v1 wrote the skew as --skew does ("zipf:3"); v2 keeps the object form. Unreadable text stays, for the validator to name. */
+function skewObject(skew: unknown): unknown {
+  if (typeof skew !== 'string') return skew;
+  try {
+    return parseSkew(skew);
+  } catch (error) {
+    if (error instanceof UsageError) return skew;
+    throw error;
+  }
+}
+
+/**
+ * `from` renamed to `to` (keeping the key's place, so the file reads as before), skew as an
+ * object, and the routing, which v1 files written before --routing lack: top-k.
+ */
+function migrateConfig(config: unknown, from: string, to: string): unknown {
+  if (!isObject(config)) return config;
+  const entries = Object.entries(config).map(([key, value]) => (key === from ? [to, value] : key === 'skew' ? [key, skewObject(value)] : [key, value]));
+  return { ...Object.fromEntries(entries), routing: config.routing ?? 'top-k' };
+}
+
+/**
+ * A results.json of any schema the readers know, in the current one: the one place older files
+ * are read (the gate's committed baselines, --resume of a sweep an older moeblaze wrote). From v1:
+ * a case's `strategy` and the saved sweep's `strategies` are `impl`, as the flag is, and the skew
+ * is the object form, and the routing top-k where --routing did not exist yet. Anything else, and any value it cannot read, is left for the validator.
+ */
+export function migrateBenchResults(json: unknown): unknown {
+  if (!isObject(json) || json.schema !== BENCH_SCHEMA_V1) return json;
+  const settings = isObject(json.settings) && json.settings.sweep !== undefined ? { ...json.settings, sweep: migrateConfig(json.settings.sweep, 'strategies', 'impl') } : json.settings;
+  const cases = Array.isArray(json.cases) ? json.cases.map((c: unknown) => (isObject(c) ? { ...c, config: migrateConfig(c.config, 'strategy', 'impl') } : c)) : json.cases;
+  return { ...json, schema: BENCH_SCHEMA, settings, cases };
+}

@@ -1,0 +1,106 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BENCH_SCHEMA_V1, migrateBenchResults } from '../../src/bench/migrate.js';
+import { caseKey, planSweep } from '../../src/bench/plan.js';
+import { prepareBench } from '../../src/bench/prepare.js';
+import { readBenchResults } from '../../src/bench/read.js';
+import { BENCH_SCHEMA, type BenchResults } from '../../src/bench/schema.js';
+import { completeRunSettings, completeSweep, saveSweep, sweepFromSaved } from '../../src/bench/sweep.js';
+import { validateBenchResults } from '../../src/bench/validate.js';
+import { formatSkew } from '../../src/config.js';
+import { benchFixtureJson } from '../helpers/bench-fixture.js';
+import { results, SWEEP } from '../fixtures/gate/synthetic.js';
+
+type Json = Record<string, any>;
+
+/** A v2 file as moeblaze 0.1 wrote it (v1): `strategy`/`strategies` for `impl`, the skew as text. */
+function asV1(r: BenchResults): Json {
+  const file = structuredClone(r) as Json;
+  file.schema = BENCH_SCHEMA_V1;
+  for (const c of file.cases) {
+    const { impl, routing: _caseRouting, ...rest } = c.config;
+    c.config = { strategy: impl, ...rest, skew: formatSkew(rest.skew) };
+  }
+  if (file.settings.sweep) {
+    const { impl, routing: _sweepRouting, ...rest } = file.settings.sweep;
+    file.settings.sweep = { strategies: impl, ...rest, skew: formatSkew(rest.skew) };
+  }
+  return file;
+}
+
+describe('results.json written as moeblaze.bench/v1', () => {
+  it('the committed fixture migrates to a valid v2 file: each case the same case, under the flag\'s names', () => {
+    const v1 = benchFixtureJson() as Json;
+    expect(v1.schema).toBe(BENCH_SCHEMA_V1);
+    const v2 = migrateBenchResults(v1) as BenchResults;
+    expect(v2.schema).toBe(BENCH_SCHEMA);
+    expect(validateBenchResults(v2)).toEqual([]);
+    expect(v2.cases).toHaveLength(v1.cases.length);
+    v2.cases.forEach((c, i) => {
+      const old = v1.cases[i];
+      const { strategy, skew, ...same } = old.config;
+      // v1 predates --routing: its cases were top-k.
+      expect(c.config).toEqual({ impl: strategy, ...same, skew: { kind: 'uniform' }, routing: 'top-k' });
+      expect(skew).toBe('uniform');
+      // The key, built from every field, is unchanged: the gate and --resume match on it.
+      expect(caseKey(c.config)).toBe(old.key);
+      expect({ ...c, config: null }).toEqual({ ...old, config: null });
+    });
+    expect({ ...v2, cases: null, schema: null }).toEqual({ ...v1, cases: null, schema: null });
+    // The input is left as it was.
+    expect(v1.cases[0].config.strategy).toBe('zero-buffer');
+  });
+
+  it('a v1 saved sweep resumes as the same sweep: zipf skew and strategies read back', () => {
+    const spec = completeSweep({ impl: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: { kind: 'zipf', s: 3 } });
+    const current = results({ cases: SWEEP.slice(0, 1) });
+    current.settings = { ...current.settings, ...completeRunSettings({}), sweep: saveSweep(spec) };
+    const v1 = asV1(current);
+    expect(v1.settings.sweep).toMatchObject({ strategies: ['zero-buffer', 'tutel'], skew: 'zipf:3' });
+    expect(v1.cases[0].config).toMatchObject({ strategy: 'zero-buffer', skew: 'zipf:3' });
+    const migrated = migrateBenchResults(v1) as BenchResults;
+    expect(migrated).toEqual(current);
+    expect(planSweep(sweepFromSaved(migrated.settings.sweep!)).cases.map((c) => c.key)).toContain(migrated.cases[0].key);
+  });
+
+  it('bench\'s reader takes a v1 file (the gate\'s baselines, --resume), and refuses an unknown schema', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moeblaze-migrate-'));
+    const path = join(dir, 'results.json');
+    writeFileSync(path, JSON.stringify(benchFixtureJson()));
+    const read = await readBenchResults(path, 'baseline');
+    expect(read.schema).toBe(BENCH_SCHEMA);
+    expect(read.cases[0].config.impl).toBe('zero-buffer');
+    writeFileSync(path, JSON.stringify({ ...benchFixtureJson(), schema: 'moeblaze.bench/v0' }));
+    await expect(readBenchResults(path, 'baseline')).rejects.toThrow(/^--baseline: ".*" is not a moeblaze\.bench\/v2 \(or moeblaze\.bench\/v1\) results file \(schema: moeblaze\.bench\/v0\)$/);
+  });
+
+  it('--resume continues an interrupted sweep saved as v1', async () => {
+    const spec = completeSweep({ impl: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: { kind: 'zipf', s: 3 } });
+    const r = results({ cases: SWEEP.slice(0, 1) });
+    r.settings = { ...r.settings, ...completeRunSettings({ maxTimeS: 0.5 }), sweep: saveSweep(spec) };
+    r.complete = false;
+    const dir = mkdtempSync(join(tmpdir(), 'moeblaze-migrate-'));
+    writeFileSync(join(dir, 'results.json'), JSON.stringify(asV1(r)));
+    const prepared = await prepareBench({ given: {}, sampling: {}, resume: dir });
+    try {
+      expect(prepared.resume).toEqual(r);
+      expect(prepared.plan.cases.map((c) => c.key)).toEqual(planSweep(spec).cases.map((c) => c.key));
+    } finally {
+      prepared.lock.release();
+    }
+  });
+
+  it('a v1 value it cannot read is left for the validator to name', () => {
+    const v1 = benchFixtureJson() as Json;
+    v1.cases[0].config.skew = 'zipf:lots';
+    const problems = validateBenchResults(migrateBenchResults(v1));
+    expect(problems).toEqual([expect.stringMatching(/^results\.cases\[0\]\.config\.skew: expected an object, got "zipf:lots"$/)]);
+  });
+
+  it('a v2 file is returned as it is', () => {
+    const current = results({ cases: SWEEP });
+    expect(migrateBenchResults(current)).toBe(current);
+  });
+});
