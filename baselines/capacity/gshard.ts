@@ -9,7 +9,8 @@ import { OutOfMemoryError } from '../../src/errors.js';
 import { chunkLayout, chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
 import { formatBytes } from '../../src/units.js';
-import { checkGrid, commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
+import { checkGrid, unsupportedCapacity } from './runner.js';
+import { commonBuffers, planTable, type CapacityPlan } from './table.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, gshardWork } from './work.js';
 

@@ -3,7 +3,8 @@ import { grid } from '../../kernels/program.js';
 import { capacityOf, type LayerConfig } from '../../src/config.js';
 import { chunkRowRange } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
-import { commonBuffers, planTable, unsupportedCapacity, type CapacityPlan } from './runner.js';
+import { unsupportedCapacity } from './runner.js';
+import { commonBuffers, planTable, type CapacityPlan } from './table.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, tutelWork } from './work.js';
 

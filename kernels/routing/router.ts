@@ -5,6 +5,9 @@ import { gemmSource, TILE_M, TILE_N } from '../gemm/core.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../gemm/tiling.js';
 
 /**
+ * (Just over 300 lines: the router's forward and backward kernels and their host code belong
+ * together, since the backward inverts the forward's choices step by step.)
+ *
  * The router: logits = X·Wr + β (β from the zipf skew), softmax, top-k by logit (ties to the
  * lower expert id) or the fixed balanced assignment (docs/design.md#balanced-routing), gates;
  * and its backward, dg → dp → dz, then dWr = Xᵀ·dz and dX = dz·Wrᵀ.

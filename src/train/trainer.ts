@@ -1,4 +1,8 @@
 /**
+ * (Over 300 lines on purpose: one train step, forward through L layers and back, reads as one
+ * sequence; its pieces that stand alone, Adam and the float64 reference, are in adam.ts and
+ * reference.ts.)
+ *
  * The model of src/train/model.ts on the GPU: dense layers, residuals, MSE gradient and Adam in
  * kernels/train.ts, each of the L MoE layers a MoELayer with any strategy. The layers share one
  * kernel context, so every buffer of the model comes from one allocator (Adam's m and v under

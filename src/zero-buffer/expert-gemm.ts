@@ -5,6 +5,9 @@ import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_TILE, TRANSPOS
 import type { KernelSource } from '../../kernels/program.js';
 
 /**
+ * (Over 300 lines on purpose: the six GEMMs share their gather hooks and row-target stores, and
+ * reading them side by side is how one checks that forward and backward gather alike.)
+ *
  * The zero-buffer expert GEMMs: the shared core with loads that gather through the index lists
  * (no permuted copy of X or dO), u recomputed from a and b on load, and stores that either
  * write [R,h] rows or add gate-weighted results straight into token rows of O and dX.
