@@ -132,6 +132,31 @@ function megablocks(x: Dims, add: Add, P: number): void {
   add('backward', 'input-grad', 'scatter dX_perm to [T,k,d], sum over k', R * d * f + scatter + T * d * f, scatter + T * d * f);
 }
 
+/** ScatterMoE (docs/design.md#scattermoe): grouped GEMMs over sorted indices, autograd's tensors. */
+function scatterMoE(x: Dims, add: Add): void {
+  const { T, d, h, R, f, g, i, up, W } = x;
+  const rows = (cols: number) => R * cols * f;
+  routerForward(x, add);
+  add('forward', 'sort', 'sort the flattened ids, sorted expert ids', 2 * R * i, 3 * R * i);
+  // a (and b), then u (and silu(a), which autograd keeps for the product): 2·up [R,h] tensors.
+  add('forward', 'up', 'scatter2scatter (X gathered) + activation', rows(d) + up * W + 2 * R * i, 2 * up * rows(h));
+  add('forward', 'down', 'scatter2scatter (rows scattered)', rows(h) + W + 2 * R * i, rows(d));
+  add('forward', 'combine', 'gates @ Y, batched', rows(d) + R * g, T * d * f);
+  add('backward', 'down-grad', 'dg = Y·dO, g·dO grouped into Y', rows(d) + 2 * T * d * f + R * (i + g), R * g + rows(d));
+  add('backward', 'down-grad', 'dW2 (groupXtY), dU = dY·W2ᵀ', 2 * rows(d) + rows(h) + W, W + rows(h));
+  if (up === 2) {
+    add('backward', 'mul-grad', 'product backward', 3 * rows(h), 2 * rows(h));
+    add('backward', 'act-grad', 'silu backward', 2 * rows(h), rows(h));
+    add('backward', 'cat-grad', 'chunk backward (cat)', 2 * rows(h), 2 * rows(h));
+  } else {
+    add('backward', 'act-grad', 'activation backward', 2 * rows(h), rows(h));
+  }
+  add('backward', 'up-grad', 'X grouped, dW1, dW3 (groupXtY)', T * d * f + R * i + rows(d) + up * rows(h), rows(d) + up * W);
+  add('backward', 'up-grad', 'input-gradient rows, scattered', up * rows(h) + up * W + 2 * R * i, rows(d));
+  routerBackward(x, add);
+  add('backward', 'input-grad', 'sum over k into dX', rows(d) + T * d * f, T * d * f);
+}
+
 /** Fallback: each step buffer written in its first phase and read in its last; weights read twice. */
 function fromTable(table: BufferTable, add: Add): void {
   const end = table.phases.indexOf(table.forwardEnd);
@@ -167,6 +192,7 @@ export function strategyTraffic(id: string, c: LayerConfig, dtype: PlanDType, ro
   else if (id === 'gshard') gshard(x, add, C);
   else if (id === 'megablocks') megablocks(x, add, routing.paddedRows);
   else if (id === 'megablocks-grouped') megablocks(x, add, R);
+  else if (id === 'scattermoe') scatterMoE(x, add);
   else {
     basis = 'buffer table (fallback)';
     fromTable(table, add);
