@@ -5,12 +5,13 @@ import { tutel } from '../baselines/capacity/tutel.js';
 import { gshard } from '../baselines/capacity/gshard.js';
 import { megablocks } from '../baselines/megablocks/megablocks.js';
 import { megablocksGrouped } from '../baselines/megablocks/megablocks-grouped.js';
+import { scatterMoE } from '../baselines/scattermoe/scattermoe.js';
 
 /**
  * Every strategy the tool knows, in report order. To add one, implement `Strategy`
  * (src/strategy/contract.ts) and append it here; commands list and run whatever is registered.
  */
-export const STRATEGIES: Strategy[] = [zeroBuffer, megablocks, megablocksGrouped, tutel, gshard];
+export const STRATEGIES: Strategy[] = [zeroBuffer, megablocks, megablocksGrouped, scatterMoE, tutel, gshard];
 
 /**
  * The strategy every other one is compared with (relative memory and time in bench, the gate's

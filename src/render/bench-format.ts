@@ -192,9 +192,10 @@ const STRATEGY_STYLES: Record<string, { color: string; marker: MarkerShape }> = 
   gshard: { color: '#CC79A7', marker: 'triangle' },
   megablocks: { color: '#009E73', marker: 'diamond' },
   'megablocks-grouped': { color: '#D55E00', marker: 'triangle-down' },
+  scattermoe: { color: '#56B4E9', marker: 'hexagon' },
 };
-const SPARE_COLORS = ['#56B4E9', '#000000', '#F0E442'];
-const SPARE_MARKERS: MarkerShape[] = ['circle', 'square', 'triangle', 'diamond', 'triangle-down'];
+const SPARE_COLORS = ['#000000', '#F0E442'];
+const SPARE_MARKERS: MarkerShape[] = ['circle', 'square', 'triangle', 'diamond', 'triangle-down', 'hexagon'];
 
 export function strategyColor(label: string, index: number): string {
   return STRATEGY_STYLES[label]?.color ?? SPARE_COLORS[index % SPARE_COLORS.length];

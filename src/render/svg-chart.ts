@@ -17,7 +17,7 @@ export interface ChartPoint {
 }
 
 /** Point shapes: with the colours, a second cue that survives colour-blindness and greyscale. */
-export type MarkerShape = 'circle' | 'square' | 'triangle' | 'diamond' | 'triangle-down';
+export type MarkerShape = 'circle' | 'square' | 'triangle' | 'diamond' | 'triangle-down' | 'hexagon';
 
 export interface ChartSeries {
   name: string;
@@ -124,6 +124,8 @@ export function markerSvg(shape: MarkerShape, x: number, y: number, color: strin
       return poly([[0, 4.8], [4.4, -3.4], [-4.4, -3.4]]);
     case 'diamond':
       return poly([[0, -5], [4.2, 0], [0, 5], [-4.2, 0]]);
+    case 'hexagon':
+      return poly([[4.4, 0], [2.2, 3.8], [-2.2, 3.8], [-4.4, 0], [-2.2, -3.8], [2.2, -3.8]]);
     default:
       return `<circle cx="${n1(x)}" cy="${n1(y)}" r="4" ${attrs}>${inner}</circle>`;
   }

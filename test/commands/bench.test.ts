@@ -117,7 +117,7 @@ describe('moeblaze bench --preset moeblaze-conf4 (issue 18)', () => {
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
     expect(validateBenchResults(results)).toEqual([]);
-    expect(results.cases.map((c) => c.config.impl).sort()).toEqual(['gshard', 'megablocks', 'megablocks-grouped', 'tutel', 'zero-buffer']);
+    expect(results.cases.map((c) => c.config.impl).sort()).toEqual(['gshard', 'megablocks', 'megablocks-grouped', 'scattermoe', 'tutel', 'zero-buffer']);
     for (const c of results.cases) {
       expect(c.config).toMatchObject({ experts: 16, topK: 2 });
       expect(c.status, c.message).toBe('ok');

@@ -42,6 +42,33 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
       dgPartial: R * dgParts(h) * F,
     };
   }
+  if (strategy === 'scattermoe') {
+    // Sorted indices only, nothing padded; what torch autograd keeps around ScatterMoE's two
+    // ParallelLinears (SwiGLU's [R,2h] output, silu(a), u, the scattered outputs Y), the grouped
+    // X of the first one's backward, and the activation's autograd gradients.
+    const W = swiglu ? 2 * h : h;
+    return {
+      ...router,
+      tokenExperts: R * U,
+      sortBlockCounts: Math.ceil(R / BLOCK_TOKENS) * E * U,
+      sortPositions: R * U,
+      sortSegmentOffsets: (E + 1) * U,
+      sortTileOffsets: (E + 1) * U,
+      sortSegmentTileOffsets: (E + 1) * U,
+      sortedScatteredIdxs: R * U,
+      sortedExpertIdxs: R * U,
+      expertOffsets: (E + 1) * U,
+      hidden: R * W * f,
+      ...(swiglu && { siluA: R * h * f, dSiluA: R * h * f, dB: R * h * f, dA: R * h * f }),
+      u: R * h * f,
+      Y: R * d * f,
+      dg: R * F,
+      dU: R * h * f,
+      dHidden: R * W * f,
+      groupedX: R * d * f,
+      pairRows: R * U,
+    };
+  }
   if (strategy.startsWith('megablocks')) {
     const padded = strategy === 'megablocks';
     // Bins padded to 128 rows each (MegaBlocks' blocked layout), or exactly R rows grouped.
@@ -107,7 +134,7 @@ function expectTable(strategy: string, c: LayerConfig) {
 
 describe('step buffer sizes from first principles (docs/design.md#the-layer and #strategies), per strategy', () => {
   const base = { tokens: 100, hidden: 12, ffn: 20, experts: 4, topK: 2, capacityFactor: 1 };
-  for (const strategy of ['zero-buffer', 'megablocks', 'megablocks-grouped', 'tutel', 'gshard']) {
+  for (const strategy of ['zero-buffer', 'megablocks', 'megablocks-grouped', 'scattermoe', 'tutel', 'gshard']) {
     for (const variant of [{}, { dtype: 'f16' as const }, { activation: 'gelu' as const, capacityFactor: 1.5 }]) {
       it(`${strategy} ${JSON.stringify(variant)}`, () => {
         const got = expectTable(strategy, layerConfig({ ...base, ...variant }));

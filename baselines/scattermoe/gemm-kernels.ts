@@ -1,0 +1,257 @@
+import type { Activation, DType } from '../../src/config.js';
+import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
+import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
+import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_TILE, segmentReduceTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import type { KernelSource } from '../../kernels/program.js';
+
+/**
+ * ScatterMoE's grouped GEMMs (`scattermoe/kernels/ops.py`) as instances of the shared GEMM core.
+ *
+ * `scatter2scatter` walks the expert-sorted rows in fixed blocks, not per expert: a block's
+ * experts are those of its first and last rows (the rows are sorted), and it runs the K loop once
+ * per expert in the block with the other experts' rows masked to zero (`_compute_expert_block`).
+ * Here the same: tiles are fixed 64-row blocks of the sorted rows, the K loop runs over the
+ * block's experts one after another (K concatenated: step k belongs to expert seg + k / K), and a
+ * row contributes only in its own expert's steps. So the three index lists are all it needs, no
+ * tile offsets. Its input rows are either grouped (row m) or gathered from token rows
+ * (sorted_scattered_idxs[m] / k), its output rows grouped (row m) or scattered (row
+ * sorted_scattered_idxs[m]): x_grouped and y_grouped upstream, the loadA and storeC hooks here.
+ * Tile shapes are the project's (64 rows, not Triton's 128), so strategies differ in dispatch and
+ * memory, not in the matmul.
+ *
+ * `group_bwd_W` (groupXtY) reduces per expert over its rows: the shared per-segment reduction
+ * over expert_offsets.
+ *
+ * Dispatches cover one row chunk of the grouped [R,·] tensors (rows [rowBegin, rowEnd), based at
+ * rowChunkBase), one weight chunk (experts [segBegin, segEnd), based at expertBase) and, for
+ * scattered outputs, one chunk of the output (pair rows [dstBegin, dstEnd)); the host dispatches
+ * every combination (runner.ts), so a scattered output over several bindings (an [R,d] tensor
+ * beyond one binding) has each tile computed once per output chunk. Float tensors are stored at
+ * the layer's dtype ('dt').
+ */
+const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+const INDEX_BINDINGS = [read('sortedExpertIdxs', 'u32'), read('sortedScatteredIdxs', 'u32')];
+
+const SCATTER_PARAMS = [
+  { name: 'N', type: 'u32' },
+  { name: 'K', type: 'u32' },
+  { name: 'rowBegin', type: 'u32' },
+  { name: 'rowEnd', type: 'u32' },
+  { name: 'rowChunkBase', type: 'u32' },
+  { name: 'segBegin', type: 'u32' },
+  { name: 'segEnd', type: 'u32' },
+  { name: 'expertBase', type: 'u32' },
+  { name: 'dstBegin', type: 'u32' },
+  { name: 'dstEnd', type: 'u32' },
+  { name: 'topK', type: 'u32' },
+  { name: 'd', type: 'u32' },
+  { name: 'h', type: 'u32' },
+] as const;
+
+/** Rows are tiled in fixed blocks; the block's experts (within the weight chunk) share its K loop. */
+const SCATTER_TILING = `
+fn tileOf(wg: vec3u) -> Tile {
+  var t: Tile;
+  t.valid = false;
+  let m0 = P.rowBegin + wg.x * TM;
+  if (m0 >= P.rowEnd) { return t; }
+  let mEnd = min(m0 + TM, P.rowEnd);
+  let first = max(sortedExpertIdxs[m0], P.segBegin);
+  let last = min(sortedExpertIdxs[mEnd - 1u], P.segEnd - 1u);
+  if (first > last) { return t; }
+  t.seg = first;
+  t.m0 = m0;
+  t.mEnd = mEnd;
+  t.n0 = wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.N);
+  t.kBegin = 0u;
+  t.kEnd = (last - first + 1u) * P.K;
+  t.valid = t.n0 < t.nEnd;
+  return t;
+}
+// The expert of K step k, and k within that expert's K.
+fn stepExpert(t: Tile, k: u32) -> u32 { return t.seg + k / P.K; }
+fn stepK(t: Tile, k: u32) -> u32 { return k - (stepExpert(t, k) - t.seg) * P.K; }
+// Rows of other experts read as zero in this expert's steps (ScatterMoE's E_mask).
+fn ownStep(t: Tile, m: u32, k: u32) -> bool { return sortedExpertIdxs[m] == stepExpert(t, k); }
+// Only rows of this dispatch's experts are written (another weight chunk writes the others).
+fn ownRow(m: u32) -> bool { let e = sortedExpertIdxs[m]; return e >= P.segBegin && e < P.segEnd; }
+fn rowAt(m: u32, width: u32) -> u32 { return (m - P.rowChunkBase) * width; }
+// The scattered output row of sorted row m inside the bound output chunk, or none.
+fn scatteredRow(m: u32) -> u32 {
+  let p = sortedScatteredIdxs[m];
+  if (p < P.dstBegin || p >= P.dstEnd) { return 0xffffffffu; }
+  return p - P.dstBegin;
+}`;
+
+const W_OFFSET = (rowsByCols: string) => `(stepExpert(t, k) - P.expertBase) * ${rowsByCols}`;
+
+/** u(r, j) of the activation, from the values as stored (torch applies it to the stored output). */
+function activationStores(activation: Activation): string {
+  if (activation === 'swiglu') {
+    return `let b = dt(c2);
+  let a = dt(c);
+  let l = rowAt(m, 2u * P.h);
+  Hidden[l + n] = b;
+  Hidden[l + P.h + n] = a;
+  let s = dt(silu(f32(a)));
+  SiluA[rowAt(m, P.h) + n] = s;
+  U[rowAt(m, P.h) + n] = dt(f32(s) * f32(b));`;
+  }
+  return `let a = dt(c);
+  Hidden[rowAt(m, P.h) + n] = a;
+  U[rowAt(m, P.h) + n] = dt(${plainActivation(activation).fn}(f32(a)));`;
+}
+
+/** experts: scatter2scatter(X, W1|W3, x_grouped=False, y_grouped=True), and the activation's tensors. */
+export function upProjection(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    name: `smoe-up-${activation}`,
+    dtype,
+    tile: SEGMENT_TILE,
+    dual: swiglu,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [read('X'), ...INDEX_BINDINGS, read('W1'), ...(swiglu ? [read('W3')] : []), write('Hidden'), ...(swiglu ? [write('SiluA')] : []), write('U')],
+    params: SCATTER_PARAMS,
+    functions: `${ACTIVATION_WGSL}
+${SCATTER_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 {
+  if (!ownStep(t, m, k)) { return 0.0; }
+  return f32(X[(sortedScatteredIdxs[m] / P.topK) * P.d + stepK(t, k)]);
+}
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_OFFSET('P.d * P.h')} + stepK(t, k) * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_OFFSET('P.d * P.h')} + stepK(t, k) * P.h + n]); }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  if (!ownRow(m)) { return; }
+  ${activationStores(activation)}
+}`,
+  });
+}
+
+/** output_experts: scatter2scatter(u, W2, x_grouped=True, y_grouped=False) into the scattered rows of Y. */
+export function downProjection(dtype: DType): KernelSource {
+  return gemmSource({
+    name: 'smoe-down',
+    dtype,
+    tile: SEGMENT_TILE,
+    aContiguous: 'k',
+    bContiguous: 'n',
+    bindings: [read('U'), ...INDEX_BINDINGS, read('W2'), write('Y')],
+    params: SCATTER_PARAMS,
+    functions: `${SCATTER_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return select(0.0, f32(U[rowAt(m, P.h) + stepK(t, k)]), ownStep(t, m, k)); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + stepK(t, k) * P.d + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) {
+  let row = scatteredRow(m);
+  if (!ownRow(m) || row == 0xffffffffu) { return; }
+  Y[row * P.d + n] = dt(c);
+}`,
+  });
+}
+
+/** dU = dY·W2ᵀ: scatter2scatter(grouped g·dO, W2ᵀ, x_grouped=True, y_grouped=True). */
+export function hiddenGrad(dtype: DType): KernelSource {
+  return gemmSource({
+    name: 'smoe-dU',
+    dtype,
+    tile: TRANSPOSED_SEGMENT_TILE,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [read('dY'), ...INDEX_BINDINGS, read('W2'), write('dU')],
+    params: SCATTER_PARAMS,
+    functions: `${SCATTER_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return select(0.0, f32(dY[rowAt(m, P.d) + stepK(t, k)]), ownStep(t, m, k)); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + n * P.d + stepK(t, k)]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { if (ownRow(m)) { dU[rowAt(m, P.h) + n] = dt(c); } }`,
+  });
+}
+
+/**
+ * The input gradient's rows: scatter2scatter(d_hidden, (W1|W3)ᵀ, x_grouped=True, y_grouped=False)
+ * into the scattered rows of grouped_x's buffer. SwiGLU's K is 2h, d_hidden's halves [db | da]
+ * against W3 then W1.
+ */
+export function inputGrad(activation: Activation, dtype: DType): KernelSource {
+  const swiglu = activation === 'swiglu';
+  return gemmSource({
+    name: `smoe-dX-${swiglu ? 'swiglu' : 'plain'}`,
+    dtype,
+    tile: TRANSPOSED_SEGMENT_TILE,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    bindings: [read('dHidden'), ...INDEX_BINDINGS, read('W1'), ...(swiglu ? [read('W3')] : []), write('dXRows')],
+    params: SCATTER_PARAMS,
+    functions: `${SCATTER_TILING}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return select(0.0, f32(dHidden[rowAt(m, P.K) + stepK(t, k)]), ownStep(t, m, k)); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 {
+  let w = ${W_OFFSET('P.d * P.h')} + n * P.h;
+  let kk = stepK(t, k);
+  ${swiglu ? 'if (kk < P.h) { return f32(W3[w + kk]); }\n  return f32(W1[w + kk - P.h]);' : 'return f32(W1[w + kk]);'}
+}
+fn storeC(t: Tile, m: u32, n: u32, c: f32) {
+  let row = scatteredRow(m);
+  if (!ownRow(m) || row == 0xffffffffu) { return; }
+  dXRows[row * P.d + n] = dt(c);
+}`,
+  });
+}
+
+const REDUCE_PARAMS = [...SEGMENT_REDUCE_PARAMS, { name: 'd', type: 'u32' }, { name: 'h', type: 'u32' }, { name: 'expertBase', type: 'u32' }, { name: 'rowChunkBase', type: 'u32' }] as const;
+const LOCAL = (row: string, width: string) => `(${row} - P.rowChunkBase) * ${width}`;
+
+/** group_bwd_W for W2: dW2_e (+)= uᵀ·dY over the expert's grouped rows in this chunk. */
+export function weightGradW2(dtype: DType, mode: ReduceMode): KernelSource {
+  return gemmSource({
+    name: 'smoe-dW2',
+    dtype,
+    tile: REDUCE_TILE,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [read('U'), read('dY'), read('expertOffsets', 'u32'), write('dW2')],
+    params: REDUCE_PARAMS,
+    functions: `${segmentReduceTiling('expertOffsets', mode)}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k', 'P.h')} + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k', 'P.d')} + n]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
+  });
+}
+
+/** group_bwd_W for W1|W3: dW1_e (+)= grouped_xᵀ·da and dW3_e (+)= grouped_xᵀ·db. */
+export function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
+  const swiglu = activation === 'swiglu';
+  const width = swiglu ? '2u * P.h' : 'P.h';
+  return gemmSource({
+    name: `smoe-dW13-${swiglu ? 'swiglu' : 'plain'}`,
+    dtype,
+    tile: REDUCE_TILE,
+    dual: swiglu,
+    aContiguous: 'm',
+    bContiguous: 'n',
+    bindings: [read('groupedX'), read('dHidden'), read('expertOffsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
+    params: REDUCE_PARAMS,
+    functions: `${segmentReduceTiling('expertOffsets', mode)}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(groupedX[${LOCAL('k', 'P.d')} + m]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dHidden[${LOCAL('k', width)} + ${swiglu ? 'P.h + ' : ''}n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dHidden[${LOCAL('k', width)} + n]); }` : ''}
+fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
+  let w = (t.seg - P.expertBase) * P.d * P.h + m * P.h + n;
+  ${reduceStore('dW1', 'w', 'c', mode)}
+  ${swiglu ? reduceStore('dW3', 'w', 'c2', mode) : ''}
+}`,
+  });
+}
+
+/** Every GEMM of one layer, built once per runner. */
+export function scatterMoEGemms(activation: Activation, dtype: DType) {
+  return {
+    up: upProjection(activation, dtype),
+    down: downProjection(dtype),
+    dW2: { store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') },
+    dU: hiddenGrad(dtype),
+    dW13: { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') },
+    dX: inputGrad(activation, dtype),
+  };
+}
