@@ -4,7 +4,7 @@ import { encodeStreamCopy } from '../../kernels/stream-copy.js';
 import type { DType } from '../config.js';
 import { floatBytes, toHalf } from '../f16.js';
 import { GpuTimer } from '../gpu/timer.js';
-import { sampleUntilStable, summarize, type SamplingPolicy } from './stats.js';
+import { sampleSteadyCeiling, sampleUntilStable, summarize, type SamplingPolicy } from './stats.js';
 
 export interface GemmCeiling {
   n: number;
@@ -42,10 +42,12 @@ async function timeKernel(kernels: KernelContext, timer: GpuTimer | null, encode
 
 /**
  * The H100 ran the f16 8192³ product at 38 → 27 → 12 ms over its first 20 calls (clocks rising
- * from idle): on real GPUs each GEMM ceiling keeps the card busy this long before sampling, or it
- * reads up to 2× low. Software adapters have no clocks to raise.
+ * from idle), and once sat at 41 ms for over a second before stepping down: on real GPUs each
+ * GEMM ceiling keeps the card busy at least this long, then until it stops getting faster and its
+ * samples agree (sampleSteadyCeiling), or it reads up to 2× low. Software adapters have no clocks.
  */
 const WARM_MS = 1000;
+const WARM_MAX_MS = 8000;
 
 /**
  * One GEMM ceiling: a dense N³ product at `dtype` through `kernels` (whose engine is the one
@@ -62,8 +64,7 @@ async function measureGemm(kernels: KernelContext, n: number, dtype: DType, time
     kernels.device.queue.writeBuffer(buffers[0].buffer, 0, data);
     kernels.device.queue.writeBuffer(buffers[1].buffer, 0, data);
     const run = () => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, { A: buffers[0], B: buffers[1], C: buffers[2] }, n, n, n, dtype));
-    for (const end = performance.now() + warmMs; performance.now() < end; ) await run();
-    const samples = await sampleUntilStable(run, sampling);
+    const samples = warmMs > 0 ? await sampleSteadyCeiling(run, sampling, { minMs: warmMs, maxMs: WARM_MAX_MS }) : await sampleUntilStable(run, sampling);
     const medianMs = summarize(samples).median;
     return { n, tflops: (2 * n ** 3) / (medianMs * 1e-3) / 1e12, medianMs, samples };
   } finally {

@@ -64,3 +64,28 @@ export async function sampleUntilStable(measure: () => Promise<number>, policy: 
   }
   return samples;
 }
+
+/**
+ * Samples of a ceiling on a card whose clocks rise from idle in steps: it keeps the card busy at
+ * least `minMs`, until calls stop getting faster, then samples until stable (the policy); when a
+ * sample comes in well below the others' median (a clock step during sampling) it samples again,
+ * and so on up to `maxMs`. An H100 once held the f16 8192³ product at 41 ms for over a second
+ * before stepping down to 28 ms and below: a fixed warm-up ended on that plateau and the ceiling
+ * read 2× low.
+ */
+export async function sampleSteadyCeiling(measure: () => Promise<number>, policy: SamplingPolicy, opts: { minMs: number; maxMs: number }, now: () => number = () => performance.now()): Promise<number[]> {
+  const start = now();
+  const tolerance = policy.noiseTarget;
+  const before: number[] = [];
+  for (;;) {
+    before.push(await measure());
+    const elapsed = now() - start;
+    if (elapsed >= opts.maxMs) break;
+    if (elapsed < opts.minMs || before.length < 8) continue;
+    // Steady: the best of the last four is no better than the best before them.
+    if (Math.min(...before.slice(-4)) >= Math.min(...before.slice(0, -4)) * (1 - tolerance)) break;
+  }
+  let samples = await sampleUntilStable(measure, policy, now);
+  while (Math.min(...samples) < summarize(samples).median * (1 - 5 * tolerance) && now() - start < opts.maxMs) samples = await sampleUntilStable(measure, policy, now);
+  return samples;
+}
