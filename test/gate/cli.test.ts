@@ -89,7 +89,7 @@ describe('moeblaze gate', () => {
     const committed = join(root, 'reports/baselines/lavapipe-quick.json');
     const r = await gate(['--baseline', committed, '--current', committed, '--advisory-speed']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/PASS: no regression; 20 case\(s\) compared$/m);
+    expect(r.stdout).toMatch(/PASS: no regression; 24 case\(s\) compared$/m);
   });
 
   it('usage errors exit 2 with one line: a missing file, a bad threshold, a missing flag', async () => {
