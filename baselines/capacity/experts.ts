@@ -1,9 +1,9 @@
 import { activationGradGrid } from '../../kernels/activation.js';
 import { capacityGemms } from './gemm-kernels.js';
-import { encodeRouterBackward, routerShape } from '../../kernels/routing/router.js';
 import { chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext } from '../../src/strategy/contract.js';
 import { CapacityRunnerBase } from './runner.js';
+import { routeTokensBackward } from '../../src/strategy/router.js';
 
 /**
  * The batched expert MLP over the padded [E, C, ·] grid, forward and backward, as a capacity
@@ -82,12 +82,10 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     this.alloc(step, 'routerGrad');
     this.alloc(step, 'dX');
     // pairRows = slots: a kept pair's dg sits at its slot in dgPartial; a dropped pair reads 0.
-    await encodeRouterBackward(
-      step.enc,
-      { ...routerShape(c), dgParts: 1, auxLoss: c.auxLoss },
+    await routeTokensBackward(
+      step,
+      layer,
       {
-        X: layer.X.chunks[0],
-        Wr: layer.Wr.chunks[0],
         probs: this.chunk('routerProbs'),
         tokenExperts: this.chunk('tokenExperts'),
         gates: this.chunk('gates'),
@@ -95,9 +93,9 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
         dgPartial: this.chunk('dgPartial'),
         expertOffsets: this.chunk('expertOffsets'),
         dz: this.chunk('routerGrad'),
-        dWr: layer.dWr.chunks[0],
         dX: this.chunk('dX'),
       },
+      { dgParts: 1 },
     );
 
     this.enter(step, 'down-grad');

@@ -2,13 +2,14 @@ import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from './dispatch-kernels.j
 import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
 import { tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
-import { encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
+import { MAX_TOP_K } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing/metadata.js';
 import { capacityOf, type LayerConfig } from '../../src/config.js';
 import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
 import { BufferPlan } from '../../src/strategy/buffer-plan.js';
+import { routeTokens } from '../../src/strategy/router.js';
 import { planTable, type PlanFor } from './table.js';
 
 /**
@@ -100,11 +101,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     this.usePlan(step);
     this.enter(step, 'router');
     for (const name of ['routerProbs', 'tokenExperts', 'gates']) this.alloc(step, name);
-    await encodeRouterForward(
-      step.enc,
-      routerShape(c),
-      { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') },
-    );
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
 
     this.enter(step, 'metadata');
     const names = ['blockCounts', 'expertTokenIndices', 'slots', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets'];

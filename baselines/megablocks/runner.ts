@@ -1,12 +1,12 @@
 import { SEGMENT_TILE } from '../../kernels/gemm/tiling.js';
 import { scatterWgrad } from './permute.js';
 import { grid } from '../../kernels/program.js';
-import { encodeRouterBackward, encodeRouterForward, routerShape } from '../../kernels/routing/router.js';
 import { encodeBins, encodeRadixSort } from './sort.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, uploadTensor, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
+import { routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import { MegaBlocksBuffers, readU32 } from './buffers.js';
 import { megablocksGemms } from './gemm-kernels.js';
 import { activationGradGrid } from '../../kernels/activation.js';
@@ -40,7 +40,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.buffers.enter(step, 'router');
     this.alloc(step, 'routerProbs');
     this.alloc(step, 'topExperts', 'gates');
-    await encodeRouterForward(step.enc, routerShape(this.c), { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
 
     this.buffers.enter(step, 'sort');
     if (S.sort.needsTemp) this.alloc(step, 'sortTempKeys', 'sortTempValues');
@@ -165,12 +165,10 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.buffers.enter(step, 'router-grad');
     this.alloc(step, 'routerGrad');
     this.alloc(step, 'dX');
-    await encodeRouterBackward(
-      step.enc,
-      { ...routerShape(this.c), dgParts: 1, auxLoss: this.c.auxLoss },
+    await routeTokensBackward(
+      step,
+      layer,
       {
-        X: layer.X.chunks[0],
-        Wr: layer.Wr.chunks[0],
         probs: this.chunk('routerProbs'),
         tokenExperts: this.chunk('topExperts'),
         gates: this.chunk('gates'),
@@ -178,9 +176,9 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
         dgPartial: this.chunk('dg'),
         expertOffsets: this.chunk('bins'),
         dz: this.chunk('routerGrad'),
-        dWr: layer.dWr.chunks[0],
         dX: this.chunk('dX'),
       },
+      { dgParts: 1 },
     );
     this.free(step, 'routerGrad', 'routerProbs', 'topExperts', 'gates', 'dg', 'pairRows');
 

@@ -1,12 +1,12 @@
 import { REDUCE_TILE, SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { grid, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
-import { encodeRouterBackward, encodeRouterForward, routerShape } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
 import { BufferPlan } from '../../src/strategy/buffer-plan.js';
+import { routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
 import { scatterMoEGemms } from './gemm-kernels.js';
 import { activationGrad, catGrad, combine, elementGroups, gateGrad, groupRows, identityRows, mulGrad, sortedExperts, sumOverK } from './row-kernels.js';
@@ -145,7 +145,7 @@ export class ScatterMoERunner implements StrategyRunner {
     this.plan.use(scatterMoETable(c, { chunkBytes: step.chunkBytes }));
 
     this.enter(step, 'router', 'routerProbs', 'tokenExperts', 'gates');
-    await encodeRouterForward(step.enc, routerShape(c), { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
 
     // flatten_sort_count: a stable sort of the flattened [T·k] ids, each pair a "token" with k = 1.
     this.enter(step, 'sort', 'sortBlockCounts', 'sortPositions', 'sortSegmentOffsets', 'sortTileOffsets', 'sortSegmentTileOffsets', 'sortedScatteredIdxs', 'sortedExpertIdxs', 'expertOffsets');
@@ -221,12 +221,10 @@ export class ScatterMoERunner implements StrategyRunner {
 
     this.enter(step, 'router-grad', 'routerGrad', 'pairRows', 'dX');
     await this.run(step, identityRows, { count: c.tokens * k }, { pairRows: this.chunk('pairRows') }, grid(elementGroups(c.tokens * k)));
-    await encodeRouterBackward(
-      step.enc,
-      { ...routerShape(c), dgParts: 1, auxLoss: c.auxLoss },
+    await routeTokensBackward(
+      step,
+      layer,
       {
-        X: layer.X.chunks[0],
-        Wr: layer.Wr.chunks[0],
         probs: this.chunk('routerProbs'),
         tokenExperts: this.chunk('tokenExperts'),
         gates: this.chunk('gates'),
@@ -234,9 +232,9 @@ export class ScatterMoERunner implements StrategyRunner {
         dgPartial: this.chunk('dg'),
         expertOffsets: this.chunk('expertOffsets'),
         dz: this.chunk('routerGrad'),
-        dWr: layer.dWr.chunks[0],
         dX: this.chunk('dX'),
       },
+      { dgParts: 1 },
     );
 
     this.enter(step, 'input-grad');

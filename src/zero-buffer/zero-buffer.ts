@@ -1,5 +1,5 @@
 import { dgParts, expertKernels } from './expert-gemm.js';
-import { encodeRouterBackward, encodeRouterForward, MAX_TOP_K, routerShape } from '../../kernels/routing/router.js';
+import { MAX_TOP_K } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../config.js';
 import { bufferTable, rowTarget } from './table.js';
@@ -9,6 +9,7 @@ import { encodeRowGates } from './row-gates.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { BufferPlan } from '../strategy/buffer-plan.js';
+import { routeTokens, routeTokensBackward } from '../strategy/router.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy/contract.js';
 
 /**
@@ -69,11 +70,7 @@ class ZeroBufferRunner implements StrategyRunner {
     this.buffers.use(bufferTable(c, null, { chunkBytes: step.chunkBytes }));
     this.buffers.enter(step, 'router');
     this.buffers.alloc(step, 'routerProbs', 'tokenExpertIndices', 'gates');
-    await encodeRouterForward(
-      step.enc,
-      routerShape(c),
-      { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExpertIndices', 0), gates: this.chunk('gates', 0) },
-    );
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExpertIndices', 0), gates: this.chunk('gates', 0) });
 
     this.buffers.enter(step, 'metadata');
     const [blockCounts] = this.buffers.alloc(step, 'blockCounts', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets');
@@ -172,12 +169,10 @@ class ZeroBufferRunner implements StrategyRunner {
 
     this.buffers.enter(step, 'router-grad');
     const [routerGrad] = this.buffers.alloc(step, 'routerGrad', 'dX');
-    await encodeRouterBackward(
-      step.enc,
-      { ...routerShape(c), dgParts: dgParts(h), auxLoss: c.auxLoss, gatesByRow: true },
+    await routeTokensBackward(
+      step,
+      layer,
       {
-        X: layer.X.chunks[0],
-        Wr: layer.Wr.chunks[0],
         probs: this.chunk('routerProbs', 0),
         tokenExperts: this.chunk('tokenExpertIndices', 0),
         gates: this.chunk('rowGates', 0),
@@ -185,9 +180,9 @@ class ZeroBufferRunner implements StrategyRunner {
         dgPartial: this.chunk('dgPartial', 0),
         expertOffsets: this.chunk('expertOffsets', 0),
         dz: routerGrad.chunks[0],
-        dWr: layer.dWr.chunks[0],
         dX: this.chunk('dX', 0),
       },
+      { dgParts: dgParts(h), gatesByRow: true },
     );
 
     this.buffers.enter(step, 'input-grad');
