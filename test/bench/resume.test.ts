@@ -65,7 +65,7 @@ describe('bench --resume continues the saved sweep', () => {
     expect(balancedCase.config.routing).toBe('balanced');
     expect(balancedCase.key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|balanced|norm1|aux0|seed1|train');
     expect(() => resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun)).toThrow(/--routing top-k \(the saved sweep has balanced\)/);
-    delete r.settings.sweep!.routing;
+    delete (r.settings.sweep as { routing?: string }).routing;
     const old = resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun).spec;
     expect(old.routing).toBe('top-k');
     // Top-k keys are those of files written before --routing, so their baselines still match.

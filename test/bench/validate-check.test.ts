@@ -5,7 +5,7 @@ import { benchFixture } from '../helpers/bench-fixture.js';
 /** The fixture with the first case's check replaced. */
 function withCheck(check: unknown): unknown {
   const r = benchFixture();
-  r.cases[0].check = check;
+  (r.cases[0] as { check?: unknown }).check = check;
   return r;
 }
 

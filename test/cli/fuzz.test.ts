@@ -79,7 +79,10 @@ interface Outcome {
   ms: number;
 }
 
-async function run(command: typeof Command, argv: string[]): Promise<Outcome> {
+/** A command class (concrete: oclif's static run instantiates it). */
+type CommandClass = { run(argv: string[], opts: string): Promise<unknown> };
+
+async function run(command: CommandClass, argv: string[]): Promise<Outcome> {
   const err: string[] = [];
   const out: string[] = [];
   const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (err.push(String(chunk)), true));

@@ -27,6 +27,7 @@ const plan = planSweep({
   checkpoint: 'activations',
   dtype: 'f32',
   skew: { kind: 'zipf', s: 3 },
+  routing: 'top-k',
   auxLoss: 0,
   seed: 1,
   pass: 'train',

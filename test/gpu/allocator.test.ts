@@ -37,7 +37,7 @@ describe('GpuAllocator', () => {
     const z = a.create('z', 'workspace', 16 * KiB, storage());
     await a.pausePoint(); // once only
     expect(seen).toEqual([48 * KiB]);
-    a.pauseWhenLive(1, async () => seen.push(-1));
+    a.pauseWhenLive(1, async () => void seen.push(-1));
     a.clearPause();
     a.free(a.create('w', 'workspace', 4, storage()));
     await a.pausePoint();

@@ -30,7 +30,7 @@ async function axpb(device: GPUDevice, x: Float32Array, a: number, b: number): P
   new Uint32Array(paramData, 8, 1)[0] = n;
   device.queue.writeBuffer(params, 0, paramData);
   const xs = device.createBuffer({ size: n * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(xs, 0, x);
+  device.queue.writeBuffer(xs, 0, x as Float32Array<ArrayBuffer>);
   const ys = device.createBuffer({ size: n * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
   const staging = device.createBuffer({ size: n * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: AXPB }), entryPoint: 'main' } });

@@ -2,7 +2,7 @@ import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { tableFigures, type BufferSpec } from '../../src/strategy/buffer-table.js';
 import { layerConfig } from '../../src/config.js';
 import { chunkBaseName } from '../../src/gpu/allocator.js';
-import { chunkBytes } from '../../src/gpu/tensor.js';
+import { chunkBytes, chunkLayout } from '../../src/gpu/tensor.js';
 import { driverDelta, holdPeakBuffers, MIB, NO_DRIVER_REASON, peakStepSpecs, readDriverMemory, specChunkBytes } from '../../src/measure/driver-memory.js';
 import { MoELayer } from '../../src/layer.js';
 import { STRATEGIES } from '../../src/registry.js';
@@ -86,7 +86,7 @@ describe('buffers held at the peak', () => {
     const a = table.step.find((s) => s.name === 'a')!;
     expect(a.chunks).toBeGreaterThan(1);
     expect(specChunkBytes(a, 4096)).toEqual({ sizes: chunkBytes(hidden), source: 'layout' });
-    const odd: BufferSpec = { name: 'odd', tag: 'workspace', shape: [7], dtype: 'u8', bytes: 40, chunks: 3, from: 'router', to: 'router' };
+    const odd: BufferSpec = { name: 'odd', tag: 'workspace', shape: [7], dtype: 'u8', bytes: 40, chunks: 3, layout: chunkLayout(40, 1, 1, 16), from: 'router', to: 'router' };
     expect(specChunkBytes(odd, 16)).toEqual({ sizes: [16, 12, 12], source: 'equal-split' });
     // The step's own record wins when it agrees with the table's total and count.
     expect(specChunkBytes(odd, 16, new Map([['odd|workspace', [20, 12, 8]]]))).toEqual({ sizes: [20, 12, 8], source: 'step' });

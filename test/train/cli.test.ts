@@ -26,12 +26,12 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('train rendering', () => {
-  const step = (i: number, loss: number) => ({ step: i, loss, mse: loss, aux: 0, ms: 10, peakBytes: 4096 });
+  const step = (i: number, loss: number) => ({ step: i, loss, mse: loss, aux: 0, ms: 10, peakBytes: 4096, stepPeakBytes: 4096, tablePeakBytes: 4096 });
   const result: TrainResult = {
     config: trainConfig({ steps: 3 }),
     lossScale: 1,
     runs: [
-      { strategy: 'zero-buffer', steps: [step(0, 2), step(1, 1), step(2, 0.5)], firstLoss: 2, finalLoss: 0.5, reduction: 4, tokensPerSecond: 1234, peakBytes: 4096, peakByTag: { optimizer: 1024 }, expertLoads: [3, 1, 0, 4], wallSeconds: 1 },
+      { strategy: 'zero-buffer', steps: [step(0, 2), step(1, 1), step(2, 0.5)], firstLoss: 2, finalLoss: 0.5, reduction: 4, tokensPerSecond: 1234, peakBytes: 4096, peakByTag: { optimizer: 1024 }, expertLoads: [3, 1, 0, 4], expertLoadsByLayer: [[3, 1, 0, 4]], wallSeconds: 1 },
     ],
   };
 

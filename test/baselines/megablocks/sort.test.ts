@@ -26,7 +26,7 @@ async function gpuSort(keys: Uint32Array, experts: number, blocking: number) {
   const plan = sortPlan(n, sortEndBit(experts));
   const u32 = (name: string, count: number) => a.create(name, 'workspace', count * 4, storageUsage());
   const keysIn = u32('keysIn', n);
-  kernels.device.queue.writeBuffer(keysIn.buffer, 0, keys);
+  kernels.device.queue.writeBuffer(keysIn.buffer, 0, keys as Uint32Array<ArrayBuffer>);
   const b = {
     keysIn,
     keysOut: u32('keysOut', n),
