@@ -11,6 +11,7 @@ import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/con
 import { formatBytes } from '../../src/units.js';
 import { checkGrid, unsupportedCapacity } from './runner.js';
 import { commonBuffers, planTable, type CapacityPlan } from './table.js';
+import { spec } from '../../src/strategy/buffer-table.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, gshardWork } from './work.js';
 
@@ -37,9 +38,9 @@ export function gshardPlan(c: LayerConfig, C: number, chunkBytes: number): Capac
   const mask = chunkLayout(T, Math.ceil(Q / 4), 4, chunkBytes);
   const dense = chunkLayout(T, Q, floatBytes(c.dtype), chunkBytes);
   buffers.push(
-    { name: 'dispatchMask', tag: 'routing-metadata', layout: mask, shape: [T, E, C], dtype: 'u8', from: 'masks', to: 'dispatch-grad' },
-    { name: 'combineWeights', tag: 'activations-saved', layout: dense, shape: [T, E, C], dtype: c.dtype, from: 'masks', to: 'combine-grad' },
-    { name: 'dcombine', tag: 'workspace', layout: dense, shape: [T, E, C], dtype: c.dtype, from: 'combine-grad', to: 'combine-grad' },
+    spec('dispatchMask', 'routing-metadata', mask, [T, E, C], 'u8', 'masks', 'dispatch-grad'),
+    spec('combineWeights', 'activations-saved', dense, [T, E, C], c.dtype, 'masks', 'combine-grad'),
+    spec('dcombine', 'workspace', dense, [T, E, C], c.dtype, 'combine-grad', 'combine-grad'),
   );
   return { phases: PHASES, forwardEnd: 'combine', buffers };
 }

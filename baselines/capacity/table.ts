@@ -10,20 +10,11 @@ import { persistentSpecs, type TableLimits } from '../../src/strategy/contract.j
  * the buffers both keep (router, routing metadata, the expert MLP over the slots and its
  * gradients); each strategy adds its own dispatch and combine buffers and phases.
  */
-export interface PlannedBuffer {
-  name: string;
-  tag: BufferSpec['tag'];
-  layout: ChunkLayout;
-  shape: number[];
-  dtype: BufferSpec['dtype'];
-  from: string;
-  to: string;
-}
-
 export interface CapacityPlan {
   phases: string[];
   forwardEnd: string;
-  buffers: PlannedBuffer[];
+  /** The step buffers, each with its layout and lifetime (the table's step part). */
+  buffers: BufferSpec[];
 }
 
 export type PlanFor = (c: LayerConfig, capacity: number, chunkBytes: number) => CapacityPlan;
@@ -33,7 +24,7 @@ export function planTable(plan: CapacityPlan, c: LayerConfig, limits: TableLimit
     phases: plan.phases,
     forwardEnd: plan.forwardEnd,
     persistent: persistentSpecs(c, limits),
-    step: plan.buffers.map((b) => spec(b.name, b.tag, b.layout, b.shape, b.dtype, b.from, b.to)),
+    step: plan.buffers,
   };
 }
 
@@ -66,7 +57,7 @@ export interface VariantPhases {
  * gradients. Router state (probabilities, gates, the dg partial sums and the router's gradient)
  * stays f32 and the metadata u32 at any dtype; every other float buffer is at the layer's dtype.
  */
-export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: VariantPhases): PlannedBuffer[] {
+export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: VariantPhases): BufferSpec[] {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
   const whole = (rows: number, cols = 1) => chunkLayout(rows, cols, 4, Infinity);
   const f = c.dtype;
@@ -74,9 +65,9 @@ export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: 
   const m = metadataSizes(T, E, k);
   const x = expertRowLayouts(c, C, chunkBytes);
   const swiglu = c.activation === 'swiglu';
-  const list: PlannedBuffer[] = [];
+  const list: BufferSpec[] = [];
   const add = (name: string, tag: BufferSpec['tag'], layout: ChunkLayout, shape: number[], dtype: BufferSpec['dtype'], from: string, to: string) =>
-    list.push({ name, tag, layout, shape, dtype, from, to });
+    list.push(spec(name, tag, layout, shape, dtype, from, to));
   add('routerProbs', 'activations-saved', whole(T, E), [T, E], 'f32', 'router', 'router-grad');
   add('tokenExperts', 'routing-metadata', whole(T, k), [T, k], 'u32', 'router', 'router-grad');
   add('gates', 'routing-metadata', whole(T, k), [T, k], 'f32', 'router', 'router-grad');

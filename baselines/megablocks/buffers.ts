@@ -3,7 +3,7 @@ import { paddedGather, paddedScatter, sumTopK, sumTopKGroups } from './permute.j
 import { grid, MAX_WORKGROUPS_PER_DIM, type Dispatch, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
-import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
+import { chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
 import type { StepContext } from '../../src/strategy/contract.js';
 import { megablocksLayouts, tableForRows, type MegaBlocksMode } from './table.js';
 import { BufferPlan } from '../../src/strategy/buffer-plan.js';
