@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { restoreStderrTty, runFiltered, wantsFilter } from '../dist/src/cli/dawn-stderr.js';
+import { followParent, quietOnBrokenPipe, runFiltered, wantsFilter } from '../dist/src/cli/dawn-stderr.js';
 
 // Dawn's harmless limit warnings are written by native code to stderr: filter them in a parent
 // process unless --verbose asks for everything (src/cli/dawn-stderr.ts says why).
@@ -7,7 +7,9 @@ if (wantsFilter(process.argv.slice(2), process.env)) {
   // argv[1] as given (a bin link under npx), so the child records the command as the user typed it.
   runFiltered(process.argv[1]);
 } else {
-  restoreStderrTty(process.env);
+  followParent(process.env);
+  quietOnBrokenPipe(process.stdout);
+  quietOnBrokenPipe(process.stderr);
   const { execute } = await import('@oclif/core');
   await execute({ dir: import.meta.url });
 }

@@ -79,14 +79,42 @@ export function createCompilationLogFilter(write: (text: string) => void): { pus
 
 /** The environment variable that marks the child, so that it does not spawn itself again. */
 const CHILD = 'MOEBLAZE_STDERR_FILTERED';
+/** The child's stderr is a pipe: the parent's terminal width goes here when the user sees a terminal. */
+export const STDERR_COLUMNS = 'MOEBLAZE_STDERR_COLUMNS';
+/** The parent's pid: the child exits when it is re-parented (the parent was killed). */
+const PARENT = 'MOEBLAZE_PARENT_PID';
 
 export function wantsFilter(argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
   return !env[CHILD] && env.MOEBLAZE_DAWN_STDERR !== '1' && !argv.includes('--verbose');
 }
 
 /**
+ * A write to a reader that has left (`moeblaze plan --json | head -c 10`) fails with EPIPE: from
+ * then on the stream's output is dropped, and the work that saves data goes on, as `git log |
+ * head` does. Any other stream error is still thrown.
+ */
+export function quietOnBrokenPipe(stream: NodeJS.WriteStream): { readonly gone: boolean } {
+  const state = { gone: false };
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    // After the first EPIPE, later writes fail as writes to a destroyed stream.
+    if (error.code !== 'EPIPE' && !(state.gone && error.code === 'ERR_STREAM_DESTROYED')) throw error;
+    state.gone = true;
+  });
+  return state;
+}
+
+/** The child's environment: marked, with the parent's pid and, on a terminal, its stderr width. */
+export function childEnvironment(env: NodeJS.ProcessEnv, stderr: { isTTY?: boolean; columns?: number }, parentPid: number): NodeJS.ProcessEnv {
+  const columns = stderr.isTTY ? String(stderr.columns || 80) : undefined;
+  return { ...env, [CHILD]: '1', [PARENT]: String(parentPid), ...(columns ? { [STDERR_COLUMNS]: columns } : {}) };
+}
+
+/**
  * Runs this same script again as a child whose stderr goes through the filter, and exits with
- * its status. The child is told whether stderr is a terminal, so it still draws progress in place.
+ * its status. The child's stdout is the terminal itself when stdout is one (oclif and chalk see
+ * a real TTY); its stderr is always a pipe, never dressed up as a TTY (oclif asks a TTY for its
+ * window size): the width travels in the environment instead (src/render/terminal.ts).
+ * Signals sent to this process reach the child; the child exits if this process dies.
  */
 export function runFiltered(script: string): void {
   const stderr = process.stderr;
@@ -94,21 +122,21 @@ export function runFiltered(script: string): void {
   const pipeStdout = !process.stdout.isTTY;
   const child = spawn(process.execPath, [...process.execArgv, script, ...process.argv.slice(2)], {
     stdio: ['inherit', pipeStdout ? 'pipe' : 'inherit', 'pipe'],
-    env: { ...process.env, [CHILD]: '1', ...(stderr.isTTY ? { MOEBLAZE_STDERR_TTY: String(stderr.columns || 80) } : {}) },
+    env: childEnvironment(process.env, stderr, process.pid),
   });
-  const filter = createLineFilter((text) => stderr.write(text));
-  const out = pipeStdout ? createCompilationLogFilter((text) => process.stdout.write(text)) : null;
+  const stdoutState = quietOnBrokenPipe(process.stdout);
+  const stderrState = quietOnBrokenPipe(stderr);
+  const filter = createLineFilter((text) => stderrState.gone || stderr.write(text));
+  const out = pipeStdout ? createCompilationLogFilter((text) => stdoutState.gone || process.stdout.write(text)) : null;
   if (out) {
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (chunk: string) => out.push(chunk));
   }
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => filter.push(chunk));
-  // Ctrl-C reaches both processes (one process group): the child handles it, this one waits.
-  const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
-  process.on('SIGINT', () => {});
-  process.on('SIGTERM', forward('SIGTERM'));
-  process.on('SIGHUP', forward('SIGHUP'));
+  // Forwarded whether the signal came from `kill <pid>` or the terminal: the child's handler
+  // exits on the first one, so Ctrl-C reaching both processes at once does no harm.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => child.exitCode === null && child.kill(signal));
   child.on('close', (code, signal) => {
     filter.end();
     out?.end();
@@ -120,9 +148,16 @@ export function runFiltered(script: string): void {
   });
 }
 
-/** In the child: stderr is a pipe to the parent, but the user sees a terminal (progress redraws). */
-export function restoreStderrTty(env: NodeJS.ProcessEnv): void {
-  const columns = Number(env.MOEBLAZE_STDERR_TTY);
-  if (!env[CHILD] || !columns) return;
-  Object.assign(process.stderr, { isTTY: true, columns });
+/**
+ * In the child: exit through the interrupt handler (SIGTERM: temporary files removed) once the
+ * parent is gone, which a re-parented child sees as a changed parent pid. SIGKILL to the parent
+ * would otherwise leave the child running, with nobody reading its output.
+ */
+export function followParent(env: NodeJS.ProcessEnv): void {
+  const parent = Number(env[PARENT]);
+  if (!env[CHILD] || !parent) return;
+  const check = setInterval(() => {
+    if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
+  }, 250);
+  check.unref();
 }

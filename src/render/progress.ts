@@ -1,14 +1,14 @@
+import { terminalOf, type TerminalStream } from './terminal.js';
+
 /** What the progress display needs of a stream; process.stderr, or a test double. */
-export interface ProgressStream {
+export interface ProgressStream extends TerminalStream {
   write(chunk: string): boolean;
-  isTTY?: boolean;
-  columns?: number;
 }
 
 export interface ProgressOptions {
   /** Never stdout: stdout carries the report (and --json). */
   stream?: ProgressStream;
-  /** Redraw one bar in place; otherwise one line per case (logs, CI). Defaults to stream.isTTY. */
+  /** Redraw one bar in place; otherwise one line per case (logs, CI). Defaults to whether the stream shows on a terminal. */
   enabled?: boolean;
   /** Clock in ms, for tests. */
   now?: () => number;
@@ -39,7 +39,8 @@ const BAR_WIDTH = 20;
  */
 export function createProgress(total: number, options: ProgressOptions = {}): Progress {
   const stream = options.stream ?? process.stderr;
-  const redraw = options.enabled ?? Boolean(stream.isTTY);
+  const terminal = terminalOf(stream);
+  const redraw = options.enabled ?? terminal !== null;
   const now = options.now ?? (() => performance.now());
   const start = now();
   let started = 0;
@@ -59,7 +60,7 @@ export function createProgress(total: number, options: ProgressOptions = {}): Pr
     const width = total > 0 ? String(total).length : 1;
     const e = eta();
     const head = `[${String(started).padStart(width)}/${total}] ${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)} ${formatDuration(now() - start)}${e ? `, ETA ${e}` : ''}  `;
-    const room = Math.max(10, (stream.columns ?? 100) - head.length - 1);
+    const room = Math.max(10, (terminal?.columns ?? stream.columns ?? 100) - head.length - 1);
     const text = label.length > room ? `${label.slice(0, room - 1)}…` : label;
     // \r plus erase-line redraws in place without leaving a tail of a longer previous line.
     stream.write(`\r\x1b[2K${head}${text}`);

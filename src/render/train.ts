@@ -5,6 +5,7 @@ import { formatBytes } from '../units.js';
 import { strategyColor, strategyMarker } from './bench-format.js';
 import { escapeXml as esc, renderLineChart } from './svg-chart.js';
 import { maxOf } from '../arrays.js';
+import { terminalOf, type TerminalStream } from './terminal.js';
 
 /** Four significant figures in one notation from 1e-4 up, so a value near 0.01 keeps its form. */
 export function formatLoss(v: number): string {
@@ -208,8 +209,8 @@ ${hist}
  * Live progress on stderr: one line redrawn in place on a terminal; otherwise every tenth of the
  * run (and the last step) on its own line, so logs stay short.
  */
-export function trainProgressWriter(stream: { write(s: string): boolean; isTTY?: boolean } = process.stderr): (p: TrainProgress) => void {
-  const tty = Boolean(stream.isTTY);
+export function trainProgressWriter(stream: TerminalStream & { write(s: string): boolean } = process.stderr): (p: TrainProgress) => void {
+  const tty = terminalOf(stream) !== null;
   return (p) => {
     const n = p.record.step + 1;
     const last = n === p.total;
