@@ -24,6 +24,7 @@ import { gateAgainstBaseline, loadBaselineForRun, replaceCases, requireSharedCas
 import { runCase } from '../src/bench/case.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { strategyIds } from '../src/registry.js';
+import { parseShardSpec, type ShardSpec } from '../src/bench/shard.js';
 
 /** "2%" or "0.02" → 0.02. */
 function parseFraction(text: string, flag: string): number {
@@ -42,6 +43,7 @@ export default class Bench extends BaseCommand {
     '<%= config.bin %> bench --preset moeblaze-conf4 --impl zero-buffer --impl megablocks',
     '<%= config.bin %> bench --experts 8,16,32 --top-k 2 --capacity-factor 1,1.25 --memory-limit 512MiB',
     '<%= config.bin %> bench --resume ./moeblaze-results/2026-11-29T10-00-00',
+    '<%= config.bin %> bench --preset moeblaze-paper --shard 2/4 --adapter 1 --out sweep/2',
   ];
   static override flags = {
     ...gpuFlags,
@@ -72,6 +74,11 @@ export default class Bench extends BaseCommand {
       description: 'continue the interrupted sweep saved in this folder, with its settings, keeping its finished cases; sweep flags that contradict it are refused; with --out, writes the finished sweep there and leaves this folder as it is',
       helpValue: '<dir>',
     }),
+    shard: Flags.custom<ShardSpec>({
+      parse: async (t, _c, o) => parseShardSpec(t, o.name),
+      description: 'run only slice i of n of the sweep: the same sweep and n always give the same slices, balanced by predicted cost (FLOPs and bytes per case); `moeblaze merge` joins the shards\' folders (README "Sweeps on many machines")',
+      helpValue: '<i/n>',
+    })(),
     baseline: Flags.string({ description: BASELINE_DESCRIPTION, helpGroup: 'GATE' }),
     retries: retriesFlag({ dependsOn: ['baseline'], description: `re-measure noisy or ambiguous cases this many times before a verdict [default: ${DEFAULT_RETRIES}]`, helpGroup: 'GATE' }),
     ...benchGateFlags,
@@ -112,6 +119,7 @@ export default class Bench extends BaseCommand {
       sampling: { warmup: flags.warmup, minSamples: flags['min-samples'], noiseTarget: flags['noise-target'], maxTimeS: flags['max-time'] },
       out: flags.out,
       resume: flags.resume,
+      shard: flags.shard,
     });
     const { plan, outDir, lock } = prepared;
     const stopOnInterrupt = onInterrupt(() => {
@@ -160,6 +168,7 @@ export default class Bench extends BaseCommand {
           memoryLimit,
           outDir,
           sweep: saveSweep(spec),
+          shard: prepared.shard,
           provenance: this.provenance(gpu.adapter),
           resume,
           onCaseStart: (_i, _n, label) => progress.tick(label),

@@ -7,7 +7,8 @@ import { findStrategy } from '../registry.js';
 import { lockFolder, type FolderLock } from './lock.js';
 import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
 import { readBenchResults } from './read.js';
-import type { BenchResults } from './schema.js';
+import type { BenchResults, ShardRecord } from './schema.js';
+import { formatShard, planOfSlice, sliceSweep, type ShardSpec } from './shard.js';
 import { completeRunSettings, completeSweep, resumeSweep, type GivenSweep, type RunSettings } from './sweep.js';
 
 export interface BenchRequest {
@@ -18,6 +19,8 @@ export interface BenchRequest {
   sampling: { warmup?: number; minSamples?: number; noiseTarget?: number; maxTimeS?: number };
   out?: string;
   resume?: string;
+  /** --shard i/n: run only that slice of the sweep (src/bench/shard.ts). */
+  shard?: ShardSpec;
 }
 
 export interface PreparedBench {
@@ -26,6 +29,8 @@ export interface PreparedBench {
   run: RunSettings;
   outDir: string;
   resume?: BenchResults;
+  /** The slice this run holds (--shard, or the one a resumed shard saved). */
+  shard?: ShardRecord;
   /** Held until the command ends (released on exit too). */
   lock: FolderLock;
 }
@@ -58,16 +63,18 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     spec = completeSweep(request.given);
     run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling });
   }
-  const plan = planSweep(spec);
+  const whole = planSweep(spec);
+  if (whole.cases.length === 0) throw new UsageError(`the sweep is empty: ${whole.notes.join('; ') || 'no case to run'}`);
+  // The whole sweep, not the slice: a shard of cases this adapter-independent check refuses still records them.
+  const reasons = whole.cases.map((c) => findStrategy(c.config.impl).unsupported(c.layer));
+  if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
+  const { plan, shard } = shardOf(whole, request, resume);
   if (resume) {
     // A finished case the sweep no longer plans would be dropped from the rewritten file.
     const planned = new Set(plan.cases.map((c) => c.key));
     const stray = resume.cases.filter((c) => !planned.has(c.key));
     if (stray.length) throw new UsageError(`--resume: "${request.resume}" holds ${stray.length} case(s) its saved sweep does not plan (e.g. ${stray[0].key}); resuming would drop them`);
   }
-  if (plan.cases.length === 0) throw new UsageError(`the sweep is empty: ${plan.notes.join('; ') || 'no case to run'}`);
-  const reasons = plan.cases.map((c) => findStrategy(c.config.impl).unsupported(c.layer));
-  if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
   const outDir = request.out ?? request.resume ?? defaultOutDir();
   checkOutputPath(outDir, 'folder', 'out');
   // The lock first: a folder another live bench is writing is reported as such.
@@ -78,7 +85,21 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     lock.release();
     throw error;
   }
-  return { spec, plan, run, outDir, resume, lock };
+  return { spec, plan, run, outDir, resume, shard, lock };
+}
+
+/**
+ * The slice to run: --shard's of a new sweep, or exactly the slice a resumed shard saved (a
+ * --shard that contradicts it, or a --shard on a whole sweep's folder, exits 2).
+ */
+function shardOf(whole: SweepPlan, request: BenchRequest, resume: BenchResults | undefined): { plan: SweepPlan; shard?: ShardRecord } {
+  if (!resume) return request.shard ? sliceSweep(whole, request.shard) : { plan: whole };
+  const saved = resume.settings.shard;
+  if (request.shard && (!saved || saved.index !== request.shard.index || saved.count !== request.shard.count)) {
+    const holds = saved ? `shard ${formatShard(saved)}` : 'a whole sweep (run without --shard)';
+    throw new UsageError(`--resume: --shard ${formatShard(request.shard)} contradicts "${request.resume}", which holds ${holds}; resume with --resume alone`);
+  }
+  return saved ? { plan: planOfSlice(whole, saved), shard: saved } : { plan: whole };
 }
 
 function sameFolder(a: string, b: string | undefined): boolean {

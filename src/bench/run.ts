@@ -11,7 +11,7 @@ import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { runCase, type CaseOptions } from './case.js';
 import { caseLabel, configKey, type SweepPlan } from './plan.js';
-import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type SavedSweep, type Testbed } from './schema.js';
+import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type SavedSweep, type ShardRecord, type Testbed } from './schema.js';
 
 export interface BenchOptions {
   preset: string | null;
@@ -23,6 +23,8 @@ export interface BenchOptions {
   provenance: Provenance;
   /** The sweep the plan came from, saved in the settings so that --resume continues exactly it. */
   sweep?: SavedSweep;
+  /** bench --shard: the slice `plan` holds, saved in the settings (--resume and merge read it). */
+  shard?: ShardRecord;
   /** Results of an interrupted run of the same sweep: finished cases are kept byte for byte, not redone. */
   resume?: BenchResults;
   /** A case starts running (kept cases of a resumed run do not start). */
@@ -115,6 +117,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     timing: gpu.hasTimestamps ? 'timestamp' : 'wall',
     axes: plan.axes,
     ...(options.sweep && { sweep: options.sweep }),
+    ...(options.shard && { shard: options.shard }),
   };
   const resume = options.resume;
   const testbed = testbedOf(gpu, options.provenance);

@@ -97,6 +97,12 @@ export interface BenchCase {
     /** this case's median step time / zero-buffer's: >1 means zero-buffer is faster. */
     zeroBufferSpeedup: number | null;
   };
+  /**
+   * In a merged file (`moeblaze merge`): the shard the case ran in (ShardRun.index) and that
+   * run's testbed, so that absolute times are only ever compared on the same one.
+   */
+  shard?: number;
+  testbed?: Testbed;
 }
 
 export interface Testbed {
@@ -127,6 +133,38 @@ export interface BenchSettings {
   axes: Record<string, (number | string)[]>;
   /** Absent in files written before --resume continued the saved sweep. */
   sweep?: SavedSweep;
+  /** `bench --shard i/n`: which slice of the sweep this run holds (absent: the whole sweep). */
+  shard?: ShardRecord;
+}
+
+/** A slice of a sweep (src/bench/shard.ts, docs/design.md#shards). */
+export interface ShardRecord {
+  /** Shard `index` of `count`, 1-based. */
+  index: number;
+  count: number;
+  /** What was kept together: every strategy of a config, or (fewer configs than shards) single cases. */
+  unit: 'config' | 'case';
+  /** The slice's case keys, in the order they run. */
+  keys: string[];
+  /** Every case key of the whole sweep, in plan order: what the merged shards must cover. */
+  sweepKeys: string[];
+  /** Predicted cost (byte-equivalents of the work model) of the slice and of the whole sweep. */
+  cost: { slice: number; sweep: number };
+}
+
+/** One shard of a merged file, as its own results.json had it. */
+export interface ShardRun {
+  index: number;
+  count: number;
+  /** The folder it was read from, as given to `moeblaze merge`. */
+  source: string;
+  provenance: Provenance;
+  testbed: Testbed;
+  ceilings: Ceilings | null;
+  timing: 'timestamp' | 'wall';
+  complete: boolean;
+  /** Its cases in the merged file. */
+  cases: number;
 }
 
 export interface BenchResults {
@@ -139,4 +177,6 @@ export interface BenchResults {
   /** true once every planned case has a result (an interrupted sweep can be resumed). */
   complete: boolean;
   notes: string[];
+  /** A merged file (`moeblaze merge`): the shards it was made of, each case pointing at its own. */
+  shards?: ShardRun[];
 }

@@ -1,6 +1,7 @@
 import { ROUTINGS } from '../config.js';
 import { BUFFER_TAGS } from '../gpu/allocator.js';
 import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
+import { shardRecord, shardRuns } from './validate-shard.js';
 
 /**
  * A hand-written structural check of a results.json (schema moeblaze.bench/v2; older files are
@@ -15,7 +16,7 @@ const STATUSES: readonly CaseStatus[] = ['ok', 'oom', 'unsupported', 'error', 'm
 const CHECK_AGAINST = ['reference', 'zero-buffer', 'tutel', 'none'];
 const TAGS: readonly string[] = BUFFER_TAGS;
 
-class Checker {
+export class Checker {
   readonly problems: string[] = [];
 
   fail(path: string, message: string): void {
@@ -178,6 +179,13 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
     const r = ch.object(c.relative, `${path}.relative`);
     if (r) for (const key of ['stepPeakVsZeroBuffer', 'activationPeakVsZeroBuffer', 'savedVsZeroBuffer', 'zeroBufferSpeedup']) ch.number(r, key, `${path}.relative`, { nullable: true, min: 0 });
   }
+  if (c.shard !== undefined) ch.number(c, 'shard', path, { min: 1, integer: true });
+  if (c.testbed !== undefined) testbed(ch, c.testbed, `${path}.testbed`);
+}
+
+function testbed(ch: Checker, v: unknown, path: string): void {
+  const t = ch.object(v, path);
+  if (t) for (const key of ['vendor', 'architecture', 'device', 'description', 'backend', 'dawnVersion', 'fingerprint']) ch.string(t, key, path);
 }
 
 function memory(ch: Checker, v: unknown, path: string): void {
@@ -222,6 +230,7 @@ function settings(ch: Checker, v: unknown, path: string): void {
   ch.number(s, 'memoryLimit', path, { nullable: true, min: 1 });
   ch.oneOf(s, 'timing', path, ['timestamp', 'wall']);
   if (s.sweep !== undefined) savedSweep(ch, s.sweep, `${path}.sweep`);
+  if (s.shard !== undefined) shardRecord(ch, s.shard, `${path}.shard`);
   const axes = ch.object(s.axes, `${path}.axes`);
   if (axes) {
     for (const [axis, values] of Object.entries(axes)) {
@@ -269,8 +278,7 @@ export function validateBenchResults(json: unknown): string[] {
   if (!r) return ch.problems;
   if (r.schema !== BENCH_SCHEMA) ch.fail('results.schema', `expected ${JSON.stringify(BENCH_SCHEMA)}, got ${describe(r.schema)}`);
   provenance(ch, r.provenance, 'results.provenance');
-  const t = ch.object(r.testbed, 'results.testbed');
-  if (t) for (const key of ['vendor', 'architecture', 'device', 'description', 'backend', 'dawnVersion', 'fingerprint']) ch.string(t, key, 'results.testbed');
+  testbed(ch, r.testbed, 'results.testbed');
   settings(ch, r.settings, 'results.settings');
   ceilings(ch, r.ceilings, 'results.ceilings');
   if (!Array.isArray(r.cases)) ch.fail('results.cases', `expected an array, got ${describe(r.cases)}`);
@@ -278,6 +286,7 @@ export function validateBenchResults(json: unknown): string[] {
     const keys = new Set<string>();
     r.cases.forEach((c, i) => benchCase(ch, c, `results.cases[${i}]`, keys));
   }
+  if (r.shards !== undefined) shardRuns(ch, r.shards, r.cases, { provenance, testbed, ceilings });
   ch.boolean(r, 'complete', 'results');
   if (!Array.isArray(r.notes) || r.notes.some((n) => typeof n !== 'string')) ch.fail('results.notes', 'expected a list of strings');
   return ch.problems;

@@ -54,9 +54,9 @@ export const sizeFlag = Flags.custom<number>({
 /** Flags every GPU command takes to pick its adapter; high-performance is the default preference. */
 export const gpuFlags = {
   adapter: Flags.string({
-    description: 'use the adapter whose name, description, vendor or architecture contains this text (case-insensitive); see `moeblaze devices`',
+    description: 'use the adapter whose name, description, vendor or architecture contains this text (case-insensitive), or adapter number N (0, 1, …) as `moeblaze devices` numbers them: one process per GPU',
     helpGroup: 'GPU',
-    helpValue: '<substring>',
+    helpValue: '<substring|N>',
   }),
   backend: Flags.option({
     options: BACKENDS,

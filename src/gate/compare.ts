@@ -1,6 +1,7 @@
 import { REFERENCE_STRATEGY } from '../registry.js';
 import { caseKey, configKey } from '../bench/plan.js';
 import type { BenchCase, BenchResults, Testbed } from '../bench/schema.js';
+import { caseCeilings, caseTestbed } from '../bench/testbeds.js';
 import { formatBytes } from '../units.js';
 import { ceilingShift, judgeSpeed, speedSide, type BootstrapOptions, type SpeedSide } from './speed.js';
 
@@ -77,8 +78,6 @@ export function describeTestbed(t: Testbed): string {
 
 interface Context {
   opts: GateOptions;
-  comparable: boolean;
-  testbedNote: string;
   zeroBase: Map<string, BenchCase>;
   zeroCur: Map<string, BenchCase>;
   base: BenchResults;
@@ -140,12 +139,23 @@ function speedRow(key: string, metric: GateMetric, unit: GateUnit, shown: [numbe
   return row;
 }
 
+/** Whether two cases ran on one testbed (a merged file keeps each case's own: bench/testbeds.ts), and the note when not. */
+function sameTestbed(b: BenchCase, c: BenchCase, ctx: Pick<Context, 'base' | 'cur'>): { comparable: boolean; note: string } {
+  const tb = caseTestbed(ctx.base, b);
+  const tc = caseTestbed(ctx.cur, c);
+  return { comparable: tb.fingerprint === tc.fingerprint, note: `testbed differs: ${describeTestbed(tb)} → ${describeTestbed(tc)}` };
+}
+
 function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateRow[] {
   if (!b.time || !c.time) return [];
   const rows: GateRow[] = [];
-  const zb = (map: Map<string, BenchCase>) => map.get(configKey(c.config))?.time?.step ?? null;
-  const zbBase = zb(ctx.zeroBase);
-  const zbCur = zb(ctx.zeroCur);
+  // Zero-buffer's case counts only where it ran on the case's own testbed (always, outside merged files).
+  const zb = (map: Map<string, BenchCase>, results: BenchResults, own: BenchCase) => {
+    const z = map.get(configKey(c.config));
+    return z && caseTestbed(results, z).fingerprint === caseTestbed(results, own).fingerprint ? (z.time?.step ?? null) : null;
+  };
+  const zbBase = zb(ctx.zeroBase, ctx.base, b);
+  const zbCur = zb(ctx.zeroCur, ctx.cur, c);
   if (c.config.impl !== REFERENCE_STRATEGY && zbBase && zbCur) {
     const before = speedSide(b.time.step, zbBase);
     const after = speedSide(c.time.step, zbCur);
@@ -153,8 +163,8 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
     if (row.verdict === 'AMBG') ctx.ambiguous.add(caseKey(ctx.zeroCur.get(configKey(c.config))!.config));
     rows.push(row);
   }
-  const gb = ctx.base.ceilings?.gemm;
-  const gc = ctx.cur.ceilings?.gemm;
+  const gb = caseCeilings(ctx.base, b)?.gemm;
+  const gc = caseCeilings(ctx.cur, c)?.gemm;
   const fb = b.throughput?.gemmFraction;
   const fc = c.throughput?.gemmFraction;
   if (gb && gc && fb != null && fc != null) {
@@ -166,10 +176,11 @@ function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
     rows.push(speedRow(key, 'gemmFraction', 'fraction', [fb, fc], before, after, ctx, ungated));
   }
   const sameSource = b.time.source === c.time.source;
-  if (ctx.comparable && sameSource) {
+  const testbed = sameTestbed(b, c, ctx);
+  if (testbed.comparable && sameSource) {
     rows.push(speedRow(key, 'time', 'ms', [b.time.step.median, c.time.step.median], speedSide(b.time.step, null), speedSide(c.time.step, null), ctx));
   } else {
-    const note = sameSource ? ctx.testbedNote : `timing source differs: ${b.time.source} → ${c.time.source}`;
+    const note = sameSource ? testbed.note : `timing source differs: ${b.time.source} → ${c.time.source}`;
     rows.push({
       key,
       metric: 'time',
@@ -224,12 +235,8 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
   const index = (r: BenchResults) => new Map(r.cases.map((c) => [caseKey(c.config), c]));
   const b = index(baseline);
   const c = index(current);
-  const comparable = baseline.testbed.fingerprint === current.testbed.fingerprint;
-  const testbed = { baseline: describeTestbed(baseline.testbed), current: describeTestbed(current.testbed), comparable };
   const ctx: Context = {
     opts,
-    comparable,
-    testbedNote: `testbed differs: ${testbed.baseline} → ${testbed.current}`,
     zeroBase: zeroBufferCases(baseline),
     zeroCur: zeroBufferCases(current),
     base: baseline,
@@ -239,15 +246,19 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
   const rows: GateRow[] = [];
   const noisy: string[] = [];
   let matched = 0;
+  // Absolute times compare where every matched case ran on the same testbed as its baseline (one each, outside merged files).
+  let comparable = baseline.testbed.fingerprint === current.testbed.fingerprint;
   for (const [key, now] of c) {
     const before = b.get(key);
     if (!before) continue;
-    matched++;
+    if (matched++ === 0) comparable = true;
+    comparable &&= sameTestbed(before, now, ctx).comparable;
     const status = statusRow(key, before, now, ctx);
     if (status) rows.push(status);
     rows.push(...memoryRows(key, before, now, ctx), ...speedRows(key, before, now, ctx));
     if (opts.noiseTarget != null && now.time && now.time.step.noise > opts.noiseTarget) noisy.push(key);
   }
+  const testbed = { baseline: describeTestbed(baseline.testbed), current: describeTestbed(current.testbed), comparable };
   const partial = {
     rows,
     onlyInBaseline: [...b.keys()].filter((k) => !c.has(k)),

@@ -7,7 +7,7 @@ export const BACKENDS = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengle
 export type Backend = (typeof BACKENDS)[number];
 
 export interface AdapterSelection {
-  /** Case-insensitive substring of the adapter's name, description, vendor or architecture. */
+  /** Case-insensitive substring of the adapter's name, description, vendor or architecture, or its index (adapterIndex). */
   adapter?: string;
   backend?: Backend;
   powerPreference?: GPUPowerPreference;
@@ -50,6 +50,24 @@ export interface AdapterReport {
   subgroupMatrixConfigs: SubgroupMatrixConfig[];
   /** The Dawn toggles the adapter was opened with: they change what it offers (provenance). */
   toggles?: { enabled: string[]; disabled: string[] };
+  /** Its number in `moeblaze devices` (0-based, Dawn's order): what `--adapter N` opens. Absent where Dawn picked the adapter. */
+  index?: number;
+}
+
+/**
+ * `--adapter N` with N a number below the count of adapters is the N-th adapter `moeblaze
+ * devices` lists (0-based, as nvidia-smi and CUDA_VISIBLE_DEVICES count), so that one process per
+ * GPU needs no names; any other text, "4090" on a 2-GPU host included, is a name substring.
+ */
+export function adapterIndex(needle: string, count: number): number | null {
+  if (!/^\d{1,6}$/.test(needle.trim())) return null;
+  const index = Number(needle.trim());
+  return index < count ? index : null;
+}
+
+/** The adapters Dawn lists, in its order, without the null backend (a stub without a GPU): what adapter numbers count. */
+async function listedAdapters(): Promise<{ backend: string; name: string }[]> {
+  return (await listAdapterNames()).filter((a) => a.backend !== 'null');
 }
 
 interface DawnModule {
@@ -143,11 +161,11 @@ export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterRe
 export async function enumerateAdapters(toggles: Pick<AdapterSelection, 'nvidiaF16' | 'robustness'> = {}): Promise<AdapterReport[]> {
   const { create } = await loadDawn();
   const reports: AdapterReport[] = [];
-  for (const { backend, name } of await listAdapterNames()) {
-    if (backend === 'null') continue;
+  const listed = await listedAdapters();
+  for (const [index, { backend, name }] of listed.entries()) {
     const gpu = create([...dawnFlags(toggles), `backend=${backend}`, `adapter=${name}`]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (adapter) reports.push({ ...describeAdapter(adapter, backend), toggles: dawnToggles(toggles) });
+    if (adapter) reports.push({ ...describeAdapter(adapter, backend), toggles: dawnToggles(toggles), index });
   }
   return reports;
 }
@@ -179,27 +197,35 @@ export interface GpuContext {
  */
 export async function openGpu(selection: AdapterSelection = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
-  const candidates = (await listAdapterNames()).filter((a) => a.backend !== 'null' && (!selection.backend || a.backend === selection.backend));
+  const listed = await listedAdapters();
+  const candidates = listed.filter((a) => !selection.backend || a.backend === selection.backend);
   let adapter: GPUAdapter | null = null;
+  let index: number | undefined;
   // The GPU instance must outlive its device: dawn.node crashes if it is collected first.
   let instance: GPU | null = null;
   let backend = selection.backend ?? 'default';
   if (selection.adapter) {
-    for (const candidate of candidates) {
+    const numbered = adapterIndex(selection.adapter, listed.length);
+    if (numbered !== null && selection.backend && listed[numbered].backend !== selection.backend) {
+      throw new UsageError(`--adapter ${numbered} is ${listed[numbered].name} on ${listed[numbered].backend}, not on --backend ${selection.backend}; see \`moeblaze devices\``);
+    }
+    for (const candidate of numbered === null ? candidates : [listed[numbered]]) {
       const gpu = create([...dawnFlags(selection), `backend=${candidate.backend}`, `adapter=${candidate.name}`]);
       const found = await gpu.requestAdapter({
         powerPreference: selection.powerPreference ?? 'high-performance',
       });
-      if (found && matches(describeAdapter(found, candidate.backend), candidate.name, selection.adapter)) {
+      if (found && (numbered !== null || matches(describeAdapter(found, candidate.backend), candidate.name, selection.adapter))) {
         adapter = found;
         instance = gpu;
         backend = candidate.backend;
+        index = listed.indexOf(candidate);
         break;
       }
     }
     if (!adapter) {
       const seen = candidates.map((c) => `${c.name} (${c.backend})`).join(', ') || 'none';
-      throw new EnvironmentError(`--adapter: no adapter matches "${selection.adapter}"; adapters found: ${seen}. ${candidates.length ? 'Use a substring of one of those names.' : NO_ADAPTER_HELP}`);
+      const numbers = listed.length ? `, or a number 0–${listed.length - 1} as \`moeblaze devices\` lists them` : '';
+      throw new EnvironmentError(`--adapter: no adapter matches "${selection.adapter}"; adapters found: ${seen}. ${candidates.length ? `Use a substring of one of those names${numbers}.` : NO_ADAPTER_HELP}`);
     }
   } else if (candidates.length > 0) {
     instance = create(dawnFlags(selection));
@@ -210,7 +236,7 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
     const what = selection.backend ? `no adapter on the ${selection.backend} backend` : 'no adapter';
     throw new EnvironmentError(`${what}. ${NO_ADAPTER_HELP}`);
   }
-  const report = { ...describeAdapter(adapter, backend), toggles: dawnToggles(selection) };
+  const report: AdapterReport = { ...describeAdapter(adapter, backend), toggles: dawnToggles(selection), ...(index !== undefined && { index }) };
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter!.features.has(f));
   const requiredLimits: Record<string, number> = {};
   for (const key in adapter.limits) requiredLimits[key] = (adapter.limits as unknown as Record<string, number>)[key];

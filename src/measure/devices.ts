@@ -1,6 +1,6 @@
 import { EnvironmentError } from '../errors.js';
 import type { Backend } from '../gpu/runtime.js';
-import { NO_ADAPTER_HELP, enumerateAdapters, type AdapterReport } from '../gpu/runtime.js';
+import { NO_ADAPTER_HELP, adapterIndex, enumerateAdapters, type AdapterReport } from '../gpu/runtime.js';
 import { collectHost, type HostReport } from './host.js';
 import { collectProvenance, type Provenance } from './provenance.js';
 
@@ -57,8 +57,9 @@ export async function collectDevices(filter: DeviceFilter, argv: readonly string
   }
   if (filter.adapter) {
     const needle = filter.adapter;
-    adapters = adapters.filter((a) => adapterMatches(a, needle));
-    if (adapters.length === 0) throw new EnvironmentError(`--adapter: no adapter matches "${needle}"; adapters found: ${found}. Use a substring of one of those names`);
+    const numbered = adapterIndex(needle, all.length);
+    adapters = adapters.filter((a) => (numbered !== null ? a.index === numbered : adapterMatches(a, needle)));
+    if (adapters.length === 0) throw new EnvironmentError(`--adapter: no adapter matches "${needle}"; adapters found: ${found}. Use a substring of one of those names, or an adapter's number`);
   }
   return { adapters, host, provenance: collectProvenance(argv) };
 }

@@ -1,5 +1,6 @@
 import type { BenchResults } from '../bench/schema.js';
 import { caseLabel } from '../bench/plan.js';
+import { caseTestbed } from '../bench/testbeds.js';
 import { formatPercent } from './bench-format.js';
 
 /** One entry of github-action-benchmark's `customSmallerIsBetter` input. */
@@ -19,10 +20,10 @@ export interface BenchmarkActionEntry {
  */
 export function renderBenchmarkAction(results: BenchResults): BenchmarkActionEntry[] {
   const entries: BenchmarkActionEntry[] = [];
-  // Absolute times only compare on the same testbed; the fingerprint travels with each point.
-  const testbed = `testbed: ${results.testbed.fingerprint}`;
   for (const c of results.cases) {
     if (c.status !== 'ok') continue;
+    // Absolute times only compare on the same testbed; the fingerprint (the case's own, in a merged file) travels with each point.
+    const testbed = `testbed: ${caseTestbed(results, c).fingerprint}`;
     const label = caseLabel(c.config);
     const step = c.time?.step;
     if (step) {

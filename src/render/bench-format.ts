@@ -1,5 +1,6 @@
 import { caseLabel } from '../bench/plan.js';
-import type { BenchCase, BenchResults, CaseConfig, CaseStatus } from '../bench/schema.js';
+import type { BenchCase, BenchResults, CaseConfig, CaseStatus, Testbed } from '../bench/schema.js';
+import { caseTestbed, testbedsOf } from '../bench/testbeds.js';
 import { formatSkew } from '../config.js';
 import { formatBytes } from '../units.js';
 import type { MarkerShape } from './svg-chart.js';
@@ -52,6 +53,17 @@ export function firstLine(text: string | undefined): string {
 /** Capacity strategies can appear once per factor in one group; the factor tells them apart. */
 export function strategyLabel(c: CaseConfig): string {
   return c.capacityFactor === null ? c.impl : `${c.impl} cf=${c.capacityFactor}`;
+}
+
+/**
+ * Which testbed a case ran on, where a file's cases ran on several (a sweep merged from shards on
+ * different adapters: docs/design.md#shards): " [testbed 2]", numbered as testbedLine lists them;
+ * empty otherwise.
+ */
+export function testbedTag(r: Pick<BenchResults, 'testbed' | 'cases'>, c: BenchCase): string {
+  const beds = testbedsOf(r);
+  if (beds.length < 2) return '';
+  return ` [testbed ${beds.findIndex((t) => t.fingerprint === caseTestbed(r, c).fingerprint) + 1}]`;
 }
 
 /** Label parts in reading order; balanced routing and aux appear only when set, as most sweeps leave them out. */
@@ -134,7 +146,12 @@ export function deviceName(device: string): string {
 }
 
 export function testbedLine(r: BenchResults): string {
-  const t = r.testbed;
+  const beds = testbedsOf(r);
+  if (beds.length > 1) return beds.map((t, i) => `testbed ${i + 1}: ${oneTestbed(t)}`).join('; ');
+  return oneTestbed(beds[0]);
+}
+
+function oneTestbed(t: Testbed): string {
   const main = deviceName(t.device) || t.description || t.vendor;
   // On Vulkan the description is the driver string: worth keeping, but not as the name.
   const details = [[t.vendor, t.architecture].filter(Boolean).join(' '), t.backend, t.description !== main ? t.description : ''].filter(Boolean);
@@ -143,7 +160,8 @@ export function testbedLine(r: BenchResults): string {
 
 export function ceilingsLine(r: BenchResults): string {
   const c = r.ceilings;
-  if (!c) return 'not measured';
+  // A merged sweep's shards each measured their own (the notes list them).
+  if (!c) return r.shards ? `one set per shard, ${r.shards.length} shards (see the notes)` : 'not measured';
   const matrix = c.gemmSubgroupMatrix ? `, subgroup-matrix GEMM ${formatTflops(c.gemmSubgroupMatrix.tflops)} TFLOP/s (f16 operands, f32 sums, n=${c.gemmSubgroupMatrix.n})` : '';
   return `GEMM ${formatTflops(c.gemm.tflops)} TFLOP/s (f32, n=${c.gemm.n})${matrix}, bandwidth ${c.bandwidth.gbPerS >= 100 ? c.bandwidth.gbPerS.toFixed(0) : Number(c.bandwidth.gbPerS.toPrecision(3))} GB/s (${formatBytes(c.bandwidth.bytes)} copy)`;
 }

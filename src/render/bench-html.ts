@@ -18,6 +18,7 @@ import {
   statusTone,
   strategyLabel,
   testbedLine,
+  testbedTag,
   timingLine,
 } from './bench-format.js';
 import { escapeXml as esc } from './svg-chart.js';
@@ -55,9 +56,9 @@ function row(cells: string[], tag: 'td' | 'th' = 'td'): string {
 /** Column heads; the cells of caseRow follow this order. */
 const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
 
-function caseRow(c: BenchCase, noisy: boolean): string {
+function caseRow(results: BenchResults, c: BenchCase, noisy: boolean): string {
   const status = `<span class="${TONE_CLASS[statusTone(c.status)]}">${esc(c.status)}</span>`;
-  const name = esc(strategyLabel(c.config));
+  const name = esc(`${strategyLabel(c.config)}${testbedTag(results, c)}`);
   // No status column: a case that ran shows its time; one that did not, its status and why.
   if (c.status !== 'ok') return `<tr><td>${name}</td><td class="msg" colspan="${HEAD.length - 1}">${status}: ${esc(firstLine(c.message) || DASH)}</td></tr>`;
   const s = c.time?.step;
@@ -85,7 +86,7 @@ function caseTables(results: BenchResults): string {
   const head = row(HEAD.map((h) => esc(h === 'L-layer est.' ? `L=${results.settings.layers} est.` : h)), 'th');
   const all = groupCases(results.cases);
   const common = all.length > 1 && all.common ? `<p class="muted">${esc(`Every case: ${all.common}.`)}</p>\n` : '';
-  const groups = all.map((g) => `<h3>${esc(g.short)}</h3>\n<div class="table-wrap"><table class="cases">\n<thead>${head}</thead>\n<tbody>\n${g.cases.map((c) => caseRow(c, missedNoiseTarget(c, results))).join('\n')}\n</tbody>\n</table></div>`);
+  const groups = all.map((g) => `<h3>${esc(g.short)}</h3>\n<div class="table-wrap"><table class="cases">\n<thead>${head}</thead>\n<tbody>\n${g.cases.map((c) => caseRow(results, c, missedNoiseTarget(c, results))).join('\n')}\n</tbody>\n</table></div>`);
   return groups.length ? common + groups.join('\n') : '<p class="muted">No cases.</p>';
 }
 

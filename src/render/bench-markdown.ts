@@ -16,6 +16,7 @@ import {
   samplingLine,
   strategyLabel,
   testbedLine,
+  testbedTag,
   timingLine,
 } from './bench-format.js';
 
@@ -56,11 +57,11 @@ function provenance(r: BenchResults): string {
  * hyperfine's table (Command | Mean ± σ | Min | Max | Relative) adapted to what the sampler
  * reports: the median with its p10–p90 spread and IQR/median, relative to the group's fastest.
  */
-function timeTable(cases: BenchCase[], noiseTarget: number): string {
+function timeTable(results: BenchResults, cases: BenchCase[], noiseTarget: number): string {
   const ok = cases.filter((c) => c.status === 'ok' && c.time);
   const fastest = Math.min(...ok.map((c) => c.time!.step.median));
   const rows = cases.map((c) => {
-    const name = code(strategyLabel(c.config));
+    const name = code(`${strategyLabel(c.config)}${testbedTag(results, c)}`);
     if (c.status !== 'ok' || !c.time) return [name, `**${c.status}**: ${firstLine(c.message) || DASH}`, DASH, DASH, DASH, DASH, DASH, DASH];
     const s = c.time.step;
     const relative = s.median / fastest;
@@ -86,7 +87,7 @@ function memoryTable(results: BenchResults): string {
     const m = c.memory;
     const rel = c.relative;
     return [
-      code(caseLabel(c.config)),
+      code(`${caseLabel(c.config)}${testbedTag(results, c)}`),
       c.status,
       bytesOrDash(m?.stepPeak),
       bytesOrDash(m?.activationPeak),
@@ -114,7 +115,7 @@ export function renderBenchMarkdown(results: BenchResults): string {
   if (groups.length > 1 && groups.common) out.push(`Every case: ${groups.common}.`, '');
   const noise = noiseWarning(results);
   if (noise) out.push(`> **Warning**: ${noise}`, '');
-  for (const group of groups) out.push(`### ${group.short}`, '', timeTable(group.cases, results.settings.sampling.noiseTarget), '');
+  for (const group of groups) out.push(`### ${group.short}`, '', timeTable(results, group.cases, results.settings.sampling.noiseTarget), '');
   out.push('## Memory', '');
   out.push(
     `Step peak: most bytes live during the step; activation peak: step peak minus what is live when it starts; saved for backward: what each of L layers holds at once; estimate: L × saved + the backward transient.`,

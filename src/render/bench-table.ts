@@ -20,6 +20,7 @@ import {
   statusTone,
   strategyLabel,
   testbedLine,
+  testbedTag,
   timingLine,
 } from './bench-format.js';
 import { fitTable, terminalWidth, wrapText as wrap, type FitColumn } from './fit-table.js';
@@ -102,7 +103,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
   line('checks:', checksLine(results));
   line('memory:', `L-layer est. = ${results.settings.layers} × saved + backward transient${results.settings.memoryLimit ? `; --memory-limit ${bytesOrDash(results.settings.memoryLimit)}` : ''}`);
   for (const note of results.notes) out.push(ch.yellow(wrap(`note: ${note}`, width, '  ')));
-  if (!results.complete) out.push(ch.yellow(`incomplete: ${results.cases.length} case(s) so far; continue with --resume`));
+  if (!results.complete) out.push(ch.yellow(results.shards ? `partial: merged without every case of the sweep (see the note)` : `incomplete: ${results.cases.length} case(s) so far; continue with --resume`));
 
   const groups = groupCases(results.cases);
   if (groups.common) line('config:', groups.common);
@@ -115,7 +116,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     for (const c of group.cases) {
       if (c.status !== 'ok') reasons.push(`${strategyLabel(c.config)}${groups.length > 1 ? ` (${group.short})` : ''}: ${c.status}: ${firstLine(c.message) || 'no message'}`);
       const rest = c.status === 'ok' ? okRow(c, ch, missedNoiseTarget(c, results)) : notRunRow(c, ch);
-      rows.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}`, ...rest]);
+      rows.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}${testbedTag(results, c)}`, ...rest]);
     }
   }
   if (results.cases.length) {

@@ -74,7 +74,8 @@ function adapterTable(a: AdapterReport, index: number, options: Required<RenderO
     { 'Dawn toggles': a.toggles ? [...a.toggles.enabled, ...a.toggles.disabled.map((t) => `no ${t}`)].join(', ') : '—' },
   );
   for (const name of KEY_LIMITS) table.push({ [name]: limitValue(name, a.limits[name]) });
-  return `${c.bold(`Adapter ${index + 1}: ${adapterLabel(a)}`)}\n${table.toString()}`;
+  // Numbered from 0, as --adapter N takes them.
+  return `${c.bold(`Adapter ${a.index ?? index}: ${adapterLabel(a)}`)}\n${table.toString()}`;
 }
 
 function hostTable(host: HostReport, options: Required<RenderOptions>): string {

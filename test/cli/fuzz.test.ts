@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import Bench from '../../commands/bench.js';
 import Devices from '../../commands/devices.js';
 import Gate from '../../commands/gate.js';
+import Merge from '../../commands/merge.js';
 import Plan from '../../commands/plan.js';
 import Profile from '../../commands/profile.js';
 import Train from '../../commands/train.js';
@@ -32,7 +33,7 @@ const corrupt = join(work, 'corrupt.json');
 const baseline = join(work, 'baseline.json');
 const NO_ADAPTER = ['--adapter', 'fuzz-no-such-adapter'];
 
-type Kind = 'positive' | 'natural' | 'float' | 'size' | 'tolerance' | 'fraction' | 'option' | 'skew' | 'intList' | 'floatList' | 'folderOut' | 'fileOut' | 'fileIn' | 'folderIn' | 'boolean' | 'skip';
+type Kind = 'positive' | 'natural' | 'float' | 'size' | 'tolerance' | 'fraction' | 'option' | 'skew' | 'shard' | 'intList' | 'floatList' | 'folderOut' | 'fileOut' | 'fileIn' | 'folderIn' | 'boolean' | 'skip';
 
 /** What each flag takes; a flag missing here fails the test, so a new flag gets fuzzed too. */
 const KINDS: Record<string, Kind> = {
@@ -44,6 +45,7 @@ const KINDS: Record<string, Kind> = {
   'noise-target': 'fraction', threshold: 'fraction', tolerance: 'fraction',
   activation: 'option', checkpoint: 'option', dtype: 'option', backend: 'option', pass: 'option', preset: 'option', impl: 'option', optimizer: 'option', check: 'option', gemm: 'option', routing: 'option',
   skew: 'skew',
+  shard: 'shard',
   out: 'folderOut', dump: 'folderOut', trace: 'fileOut',
   resume: 'folderIn', baseline: 'fileIn', current: 'fileIn',
   adapter: 'skip', json: 'skip',
@@ -58,6 +60,8 @@ const BAD: Record<Exclude<Kind, 'boolean' | 'skip'>, string[]> = {
   fraction: ['', '-1', '0', 'NaN', 'Infinity', '1e400', '2000%', 'abc', '-5%'],
   option: ['', 'abc', 'NaN', '1', 'ZERO-BUFFER '],
   skew: ['', 'zipf', 'zipf:-1', 'zipf:NaN', 'zipf:Infinity', 'abc', 'uniform:2'],
+  // Issue 32: i/n with 1 ≤ i ≤ n; each is refused before the sweep is planned.
+  shard: ['', ' ', '0/3', '4/3', '1/0', '0/0', 'a/b', '1/', '/3', '3', '-1/3', '1/-3', '1.5/3', '1/3.0', '1/3/4', '1\\3', '1 of 3', '2/1', '99999999999/99999999999', '1/10001', 'NaN/3', '1/Infinity', '１/３', '1/3x'],
   intList: ['', '4,,8', '4,-1', '4,abc', '0', ',', '1.5', '99999999999999999999', '4;8'],
   floatList: ['', '1,,2', '1,-1', 'NaN', 'Infinity', '1,abc'],
   folderOut: ['', '/proc/fuzz', '/sys/fuzz/out', '/dev/null', aFile, join(aFile, 'below')],
@@ -110,10 +114,13 @@ const COMMANDS: [string, typeof Command, string[]][] = [
   ['plan', Plan, NO_ADAPTER],
   ['gate', Gate, []],
   ['devices', Devices, []],
+  ['merge', Merge, []],
 ];
 
 /** Flags the command needs to get past required-flag checks, for every flag but the one fuzzed. */
 function baseArgs(id: string, fuzzed: string): string[] {
+  // merge needs its --out and a shard folder (one that holds no results: refused, exit 2, if a bad value slipped through).
+  if (id === 'merge') return [aFolder, ...(fuzzed === 'out' ? [] : ['--out', join(work, 'merged')])];
   if (id !== 'gate') return [];
   return [...(fuzzed === 'baseline' ? [] : ['--baseline', baseline]), ...(fuzzed === 'current' ? [] : ['--current', baseline])];
 }
@@ -148,6 +155,15 @@ const PAIRS: [typeof Command, string[]][] = [
   // A gate that would compare nothing: refused before the sweep runs.
   [Bench, ['--baseline', baseline, '--experts', '3', '--top-k', '1']],
   [Gate, ['--baseline', baseline, '--current', baseline, '--strict', '--strict', '--threshold', '5%', '--threshold', '6%']],
+  // Issue 32: more shards than cases, a shard of a folder that is no shard, merges of nothing.
+  [Bench, ['--shard', '4/4', '--impl', 'zero-buffer', '--experts', '4', '--top-k', '1']],
+  [Bench, ['--shard', '3/3', '--shard', '2/3']],
+  [Merge, ['--out', join(work, 'merged')]],
+  [Merge, [aFolder, aFolder, '--out', join(work, 'merged')]],
+  [Merge, [aFolder, '--out', aFolder]],
+  [Merge, [aFolder, '--out', join(work, 'merged'), '--no-such-flag']],
+  [Merge, [join(work, 'missing'), '--out', join(work, 'merged')]],
+  [Merge, [baseline, '--out', join(work, 'merged')]],
 ];
 
 beforeAll(() => {
@@ -200,7 +216,7 @@ describe('fuzz: bad values for every flag of every command (seed 16)', () => {
 
   it('contradictory or meaningless combinations: exit 2 naming the conflict', async () => {
     for (const [command, argv] of PAIRS) {
-      const gpu = command === Gate ? [] : NO_ADAPTER;
+      const gpu = command === Gate || command === Merge ? [] : NO_ADAPTER;
       expectUsageError(`${command.id ?? command.name} ${argv.join(' ')}`, await run(command, [...argv, ...gpu]));
     }
     expect(readdirSync(sandbox)).toEqual([]);

@@ -66,6 +66,15 @@ describe('moeblaze devices', () => {
     expect(run.stdout).not.toMatch(/\u001b\[/);
   });
 
+  it('numbers the adapters from 0, and --adapter N picks adapter N (issue 32)', async () => {
+    const all = JSON.parse((await cli(['devices', '--json'])).stdout) as { adapters: { index: number; description: string }[] };
+    expect(all.adapters.map((a) => a.index)).toEqual(all.adapters.map((_, i) => i));
+    const run = await cli(['devices', '--adapter', '0']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`Adapter 0: ${all.adapters[0].description}`);
+    expect(run.stdout).not.toMatch(/^Adapter 1:/m);
+  });
+
   it('an adapter name nothing has exits 4 and names the adapters found', async () => {
     const run = await cli(['devices', '--adapter', 'no-such-gpu']);
     expect(run.code).toBe(4);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuError } from '../../src/errors.js';
-import { enumerateAdapters, openGpu, withGpuErrors, type GpuContext } from '../../src/gpu/runtime.js';
+import { adapterIndex, enumerateAdapters, openGpu, withGpuErrors, type GpuContext } from '../../src/gpu/runtime.js';
 import { randomArray } from '../helpers/gpu.js';
 
 const AXPB = /* wgsl */ `
@@ -109,6 +109,28 @@ describe('GPU runtime', () => {
   });
 
   it('refuses an adapter name that matches nothing with the exit-4 error naming what it found', async () => {
-    await expect(openGpu({ adapter: 'no-such-gpu' })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/no-such-gpu.*llvmpipe/s) });
+    await expect(openGpu({ adapter: 'no-such-gpu' })).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/no-such-gpu.*llvmpipe.*or a number 0–/s) });
+  });
+
+  it('--adapter N opens adapter N as `devices` numbers them (issue 32); a number past the last is a name', async () => {
+    expect(adapterIndex('0', 4)).toBe(0);
+    expect(adapterIndex(' 3 ', 4)).toBe(3);
+    for (const name of ['4', '4090', '-1', '1.0', 'a1', '']) expect(adapterIndex(name, 4), name).toBeNull();
+    const adapters = await enumerateAdapters();
+    expect(adapters.map((a) => a.index)).toEqual(adapters.map((_, i) => i));
+    const last = adapters.length - 1;
+    const opened = await openGpu({ adapter: String(last) });
+    try {
+      expect(opened.adapter.index).toBe(last);
+      expect(opened.adapter.description).toBe(adapters[last].description);
+    } finally {
+      opened.destroy();
+    }
+    // Past the last adapter, a number is matched as a name ("1" is in llvmpipe's "LLVM 15.0.6").
+    const absent = String(97531 + adapters.length);
+    expect(adapters.some((a) => `${a.vendor} ${a.architecture} ${a.device} ${a.description}`.includes(absent))).toBe(false);
+    await expect(openGpu({ adapter: absent })).rejects.toMatchObject({ exitCode: 4, message: expect.stringContaining(`no adapter matches "${absent}"`) });
+    const elsewhere = adapters[last].backend === 'vulkan' ? 'metal' : 'vulkan';
+    await expect(openGpu({ adapter: String(last), backend: elsewhere })).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(new RegExp(`^--adapter ${last} is .* not on --backend ${elsewhere}`)) });
   });
 });
