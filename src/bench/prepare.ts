@@ -94,6 +94,8 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
  */
 function shardOf(whole: SweepPlan, request: BenchRequest, resume: BenchResults | undefined): { plan: SweepPlan; shard?: ShardRecord } {
   if (!resume) return request.shard ? sliceSweep(whole, request.shard) : { plan: whole };
+  // Resumed, a merged file would be rewritten as one run on one adapter, losing its shards' runs.
+  if (resume.shards) throw new UsageError(`--resume: "${request.resume}" holds a sweep merged from ${resume.shards.length} shard(s) by \`moeblaze merge\`; resume the unfinished shard's own folder, then merge again`);
   const saved = resume.settings.shard;
   if (request.shard && (!saved || saved.index !== request.shard.index || saved.count !== request.shard.count)) {
     const holds = saved ? `shard ${formatShard(saved)}` : 'a whole sweep (run without --shard)';

@@ -116,5 +116,8 @@ describe('--shard i/n', () => {
     saved.settings = { ...saved.settings, shard: undefined };
     writeFileSync(join(dir, 'results.json'), JSON.stringify(saved));
     await expect(prepareBench({ given: {}, sampling: {}, resume: dir, shard: { index: 1, count: 2 } })).rejects.toThrow(/which holds a whole sweep/);
+    // A merged sweep is resumed through its shards.
+    writeFileSync(join(dir, 'results.json'), JSON.stringify({ ...saved, shards: [{ index: 1, count: 1, source: 's', provenance: saved.provenance, testbed: saved.testbed, ceilings: null, timing: 'timestamp', complete: false, cases: 0 }] }));
+    await expect(prepareBench({ given: {}, sampling: {}, resume: dir })).rejects.toThrow(/^--resume: ".*" holds a sweep merged from 1 shard\(s\) by `moeblaze merge`; resume the unfinished shard's own folder/);
   });
 });
