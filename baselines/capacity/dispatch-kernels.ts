@@ -16,7 +16,7 @@ const WG = 64;
 
 type Binding = [name: string, type: 'f32' | 'u32' | 'dt', access: 'read' | 'read_write'];
 
-function kernel(name: string, buffers: Binding[], params: string[], body: string, moduleScope = '', dtype: DType = 'f32'): KernelSource {
+export function kernel(name: string, buffers: Binding[], params: string[], body: string, moduleScope = '', dtype: DType = 'f32'): KernelSource {
   const bindings = buffers.map(([name, type, access]) => ({ name, type, access }));
   const paramList = params.map((p) => ({ name: p, type: 'u32' as const }));
   const code = `${bindingPrelude({ bindings, params: paramList }, dtype)}
@@ -142,53 +142,6 @@ export const gateGradFromOutput = perDtype((dtype) => kernel(
   }
   if (li == 0u && live) { dgPartial[slot] = part[0]; }`,
   `var<workgroup> part: array<f32, ${WG}>;`,
-  dtype,
-));
-
-/**
- * GShard's dispatch mask [T, E·C], one byte an element, four to a u32; each token row is padded
- * to whole words so that chunks by token start on a word. Written densely (every word, zeros
- * included), as the one-hot einsum that builds it does. One workgroup per token of the chunk.
- */
-export const buildDispatchMask = kernel(
-  'gshard-dispatch-mask',
-  [
-    ['slots', 'u32', 'read'],
-    ['mask', 'u32', 'read_write'],
-  ],
-  ['tokenBegin', 'tokenEnd', 'k', 'rowWords'],
-  `  let t = P.tokenBegin + linear;
-  if (t >= P.tokenEnd) { return; }
-  for (var w = li; w < P.rowWords; w += ${WG}u) {
-    var word = 0u;
-    for (var s = 0u; s < P.k; s++) {
-      let slot = slots[t * P.k + s];
-      if (slot != ${DROPPED}u && slot / 4u == w) { word |= 1u << (8u * (slot % 4u)); }
-    }
-    mask[(t - P.tokenBegin) * P.rowWords + w] = word;
-  }`,
-);
-
-/**
- * GShard's combine weights [T, E·C] at the storage dtype: the f32 gate at each kept pair's slot
- * (cast as DeepSpeed's `type_as(input)` does), zero elsewhere. One workgroup per token.
- */
-export const buildCombineWeights = perDtype((dtype) => kernel(
-  'gshard-combine-weights',
-  [
-    ['slots', 'u32', 'read'],
-    ['gates', 'f32', 'read'],
-    ['combine', 'dt', 'read_write'],
-  ],
-  ['tokenBegin', 'tokenEnd', 'k', 'slotCount'],
-  `  let t = P.tokenBegin + linear;
-  if (t >= P.tokenEnd) { return; }
-  for (var q = li; q < P.slotCount; q += ${WG}u) {
-    var w = 0.0;
-    for (var s = 0u; s < P.k; s++) { if (slots[t * P.k + s] == q) { w = gates[t * P.k + s]; } }
-    combine[(t - P.tokenBegin) * P.slotCount + q] = dt(w);
-  }`,
-  '',
   dtype,
 ));
 

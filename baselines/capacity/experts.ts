@@ -53,13 +53,13 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     await this.dispatchForward(step, layer);
 
     this.enter(step, 'up');
-    for (const name of swiglu ? ['a', 'b', 'u'] : ['a', 'u']) this.alloc(step, name);
+    for (const name of swiglu ? ['a', 'b', 'siluA', 'u'] : ['a', 'u']) this.alloc(step, name);
     await this.expertRows(step, this.gemms.up, layer.W1, h, d, (x) => ({
       dispatched: this.chunk('dispatched', x.ac),
       W1: layer.W1.chunks[x.wc],
       ...(swiglu && { W3: layer.W3!.chunks[x.wc] }),
       A: this.chunk('a', x.ac),
-      ...(swiglu && { B: this.chunk('b', x.ac) }),
+      ...(swiglu && { B: this.chunk('b', x.ac), S: this.chunk('siluA', x.ac) }),
       U: this.chunk('u', x.ac),
     }));
 

@@ -75,17 +75,21 @@ const LOCAL = (r: string) => `(${r} - P.rowBegin)`;
 /** Offset of expert t.seg's matrix in its weight chunk. */
 const WEIGHT = '(t.seg - P.expertBase) * P.d * P.h';
 
-/** a = x·W1_e, b = x·W3_e and u = act(a)(·b) for every capacity slot; a, b, u all kept (Tutel saves them). */
+/**
+ * a = x·W1_e, b = x·W3_e, silu(a) and u = act(a)(·b) for every capacity slot, all kept (autograd
+ * saves them: silu's input, mul's two factors, the last matmul's input), each computed from the
+ * stored values of the one before, as torch's ops are.
+ */
 export function capacityUp(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
-  const u = swiglu ? 'silu(c) * c2' : `${plainActivation(activation as Exclude<Activation, 'swiglu'>).fn}(c)`;
+  const u = swiglu ? 'f32(s) * f32(dt(c2))' : `${plainActivation(activation as Exclude<Activation, 'swiglu'>).fn}(f32(dt(c)))`;
   return gemmSource({
     dtype,
     name: `capacity-up-${activation}`,
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [read('dispatched'), read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B')] : []), write('U')],
+    bindings: [read('dispatched'), read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
     params: EXPERT_PARAMS,
     functions: `${ACTIVATION_WGSL}
 ${EXPERT_ROWS_TILING}
@@ -95,7 +99,7 @@ ${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${WEIGHT} 
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${LOCAL('m')} * P.h + n;
   A[l] = dt(c);
-  ${swiglu ? 'B[l] = dt(c2);' : ''}
+  ${swiglu ? 'B[l] = dt(c2); let s = dt(silu(f32(dt(c)))); S[l] = s;' : ''}
   U[l] = dt(${u});
 }`,
   });
@@ -217,7 +221,6 @@ export const RANGE_PARAMS = [
   { name: 'kEnd', type: 'u32' },
   { name: 'd', type: 'u32' },
   { name: 'slotCount', type: 'u32' },
-  { name: 'rowWords', type: 'u32' },
   { name: 'accumulate', type: 'u32' },
 ] as const;
 
@@ -235,9 +238,9 @@ fn tileOf(wg: vec3u) -> Tile {
   return t;
 }`;
 
-/** Byte (slot q) of token row t of a mask chunk, as 0.0 or 1.0. */
+/** Slot q of token row t of a mask chunk (dispatch_mask.type_as(input): 0 or 1 at the layer's dtype). */
 const MASK_AT = `
-fn maskAt(row: u32, q: u32) -> f32 { return f32((mask[row * P.rowWords + q / 4u] >> (8u * (q % 4u))) & 0xffu); }`;
+fn maskAt(row: u32, q: u32) -> f32 { return f32(mask[row * P.slotCount + q]); }`;
 
 function store(target: string, index: string): string {
   return `fn storeC(t: Tile, m: u32, n: u32, c: f32) {
@@ -252,7 +255,7 @@ function rangeGemm(name: string, aContiguous: 'k' | 'm', bContiguous: 'n' | 'k',
 }
 
 /** dispatched[q, :] (+)= Σ_t mask[t, q]·X[t, :]: M = slots of a dispatched chunk, K = tokens of a mask chunk. */
-export const einsumDispatch = rangeGemm('gshard-dispatch', 'm', 'n', [read('mask', 'u32'), read('X'), write('dispatched')], `${MASK_AT}
+export const einsumDispatch = rangeGemm('gshard-dispatch', 'm', 'n', [read('mask'), read('X'), write('dispatched')], `${MASK_AT}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return maskAt(k - P.kBegin, m); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(X[k * P.d + n]); }
 ${store('dispatched', '(m - P.mBegin) * P.d + n')}`);
@@ -276,7 +279,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(Y[(n - P.nBegin) * P.d + k
 ${store('dcombine', '(m - P.mBegin) * P.slotCount + n')}`);
 
 /** dX[t, :] += Σ_q mask[t, q]·dDispatched[q, :]: the dispatch einsum's gradient, onto the router's share. */
-export const einsumDispatchGradX = rangeGemm('gshard-dispatch-dX', 'k', 'n', [read('mask', 'u32'), read('dDispatched'), write('dX')], `${MASK_AT}
+export const einsumDispatchGradX = rangeGemm('gshard-dispatch-dX', 'k', 'n', [read('mask'), read('dDispatched'), write('dX')], `${MASK_AT}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return maskAt(m - P.mBegin, k); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dDispatched[(k - P.kBegin) * P.d + n]); }
 ${store('dX', 'm * P.d + n')}`);

@@ -82,6 +82,9 @@ export function commonBuffers(c: LayerConfig, C: number, chunkBytes: number, p: 
   add('dispatched', 'activations-saved', x.d, [E, C, d], f, p.dispatch, 'up-grad');
   add('a', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
   if (swiglu) add('b', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
+  // silu(a): torch's mul saves both factors of silu(a) * b (Tutel's llama_ffn.py, DeepSpeed's
+  // expert module; fidelity/tutel.json, fidelity/gshard.json).
+  if (swiglu) add('siluA', 'activations-saved', x.h, [E, C, h], f, 'up', 'act-grad');
   add('u', 'activations-saved', x.h, [E, C, h], f, 'up', 'down-grad');
   add('y', 'activations-saved', x.d, [E, C, d], f, 'down', p.combineGrad);
   add('O', 'output', tokenRows, [T, d], f, p.combine, p.dispatchGrad);

@@ -1,4 +1,5 @@
-import { buildCombineWeights, buildDispatchMask, capacitySlots, decodeGather, encodeScatter, gateGradFromCombine, gateGradFromOutput } from './dispatch-kernels.js';
+import { capacitySlots, decodeGather, encodeScatter, gateGradFromCombine, gateGradFromOutput } from './dispatch-kernels.js';
+import { addRows, castCombine, gatingSec, locationsOneHot, packNonzero } from './gshard-gating.js';
 import { capacityGemms, einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDispatch, einsumDispatchGradX } from './gemm-kernels.js';
 import { capacityOf, type LayerConfig } from '../../src/config.js';
 import type { KernelWork, RoutingSummary } from '../../src/strategy/contract.js';
@@ -73,26 +74,36 @@ export function tutelWork(c: LayerConfig, routing: RoutingSummary): KernelWork[]
 }
 
 /**
- * GShard: a dense [T, E·C] mask (one byte a slot, rows padded to words) and combine weights, and
- * contractions through them at both ends. The contractions do no useful FLOPs (they move rows).
+ * GShard: the f32 gating tensors over [T, E·C] (gating.ts), the bool mask, the mask and combine
+ * weights at the layer's dtype, and contractions through them at both ends. None does useful
+ * FLOPs (they move rows).
  */
 export function gshardWork(c: LayerConfig, routing: RoutingSummary): KernelWork[] {
   const { T, d, R, f } = workSizes(c);
   const Q = capacityRows(c, routing);
-  const mask = T * Math.ceil(Q / 4) * WORD;
+  const mask = T * Q * f;
   const weights = T * Q * f;
+  const gatingRows = T * Q * WORD;
+  const k = c.topK;
   const tokenRows = T * d * f;
   const slotRows = Q * d * f;
   const grid = Q > 0;
   const masks = inPhase('forward', 'masks');
+  const gating = inPhase('forward', 'gating');
+  const locations = k > 2 ? gatingRows : k * T * (Q / Math.max(c.experts, 1)) * WORD;
   const combineGrad = inPhase('backward', 'combine-grad');
   return capacityWork(c, routing, {
     dispatch: [
-      masks(buildDispatchMask.name, WORD * R + mask),
-      masks(buildCombineWeights(c.dtype).name, WORD * 2 * R + weights),
+      gating(locationsOneHot.name, WORD * 2 * R + locations),
+      ...(k === 2 ? [gating(gatingSec.name, WORD * 2 * R + 2 * gatingRows), gating(addRows.name, 3 * gatingRows)] : [gating(gatingSec.name, WORD * 2 * R + gatingRows)]),
+      gating(packNonzero.name, gatingRows + T * Math.ceil(Q / 4) * WORD),
+      masks(castCombine(c.dtype).name, gatingRows + mask),
       ...(grid ? [inPhase('forward', 'dispatch')(einsumDispatch(c.dtype).name, mask + tokenRows + slotRows)] : []),
     ],
-    combine: [inPhase('forward', 'combine')(einsumCombine(c.dtype).name, weights + slotRows + tokenRows)],
+    combine: [
+      ...(c.dtype === 'f32' ? [] : [inPhase('forward', 'combine')(castCombine(c.dtype).name, gatingRows + weights)]),
+      inPhase('forward', 'combine')(einsumCombine(c.dtype).name, weights + slotRows + tokenRows),
+    ],
     combineGrad: [
       ...(grid ? [combineGrad(einsumCombineGradY(c.dtype).name, weights + tokenRows + slotRows), combineGrad(einsumCombineGradWeights(c.dtype).name, tokenRows + slotRows + weights)] : []),
       // dg of each kept pair read off the dense gradient at its slot.

@@ -34,12 +34,12 @@ const SEGMENTS = [read('offsets', 'u32'), read('tileOffsets', 'u32')];
 const local = (row: string, width: string) => `(${row} - P.rowChunkBase) * P.${width}`;
 const W_DH = '(t.seg - P.expertBase) * P.d * P.h';
 
-/** u from the stored (rounded) a and b, as torch computes act(a)·b from the sdd outputs. */
+/** u from the stored (rounded) tensors, as torch computes act(a) and then act(a)·b from the sdd outputs. */
 function uOf(activation: Activation): string {
-  return activation === 'swiglu' ? 'silu(f32(a)) * f32(b)' : `${plainActivation(activation).fn}(f32(a))`;
+  return activation === 'swiglu' ? 'f32(s) * f32(b)' : `${plainActivation(activation).fn}(f32(a))`;
 }
 
-/** a = Xp·W1_e, b = Xp·W3_e and u = act(a)(·b): torch's sdd outputs and the activation, kept for backward. */
+/** a = Xp·W1_e, b = Xp·W3_e, silu(a) and u = act(a)(·b): torch's sdd outputs and the activation's, kept for backward. */
 export function upProjection(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
@@ -49,7 +49,7 @@ export function upProjection(activation: Activation, dtype: DType): KernelSource
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [read('Xp'), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B')] : []), write('U')],
+    bindings: [read('Xp'), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('offsets', 'tileOffsets')}
@@ -60,7 +60,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${local('m', 'h')} + n;
   let a = dt(c);
   A[l] = a;
-  ${swiglu ? 'let b = dt(c2); B[l] = b;' : ''}
+  ${swiglu ? 'let b = dt(c2); B[l] = b; let s = dt(silu(f32(a))); S[l] = s;' : ''}
   U[l] = dt(${uOf(activation)});
 }`,
   });

@@ -62,7 +62,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.buffers.enter(step, 'experts');
     if (sparse) this.setTiles(this.rows / SEGMENT_TILE.m);
     else await this.groupedTiles(step);
-    this.alloc(step, 'a', ...(swiglu ? ['b'] : []), 'u');
+    this.alloc(step, 'a', ...(swiglu ? ['b', 'siluA'] : []), 'u');
     this.alloc(step, 'Y');
     const seg = { offsets: this.offsets, tileOffsets: this.chunk('tileOffsets') };
     await this.segmentRows(step, this.gemms.up, layer.W1, h, d, (ac, wc) => ({
@@ -71,7 +71,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       W1: layer.W1.chunks[wc],
       ...(swiglu && { W3: layer.W3!.chunks[wc] }),
       A: this.chunk('a', ac),
-      ...(swiglu && { B: this.chunk('b', ac) }),
+      ...(swiglu && { B: this.chunk('b', ac), S: this.chunk('siluA', ac) }),
       U: this.chunk('u', ac),
     }));
     await this.segmentRows(step, this.gemms.down, layer.W2, d, h, (ac, wc) => ({ U: this.chunk('u', ac), ...seg, W2: layer.W2.chunks[wc], Y: this.chunk('Y', ac) }));
@@ -142,7 +142,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
         workgroups: activationGradGrid(count),
       });
     }
-    this.free(step, 'dU', 'a', 'b');
+    this.free(step, 'dU', 'a', 'b', 'siluA');
 
     this.buffers.enter(step, 'up-grad');
     await this.segmentReduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => ({

@@ -11,16 +11,19 @@ import { persistentSpecs, type RoutingSummary, type TableLimits } from '../../sr
  *
  * Forward, as dMoE's autograd graph keeps things: the router's probs, top-k ids and gates;
  * the sort's outputs (indices, bin_ids, bins, padded_bins: saved by padded_gather and
- * padded_scatter); X_perm (saved by the first sdd), a and b (saved by the activation and the
- * product), u (saved by dsd), Y (saved by padded_scatter for the gates' gradient); the
- * [T,k,d] scatter result that is summed over k into O. Simplifications, all small against
- * these: torch's act(a) [P,h] product operand is not kept (u is); stk's block-sparse topology
+ * padded_scatter); X_perm (saved by the first sdd), a (saved by the activation), silu(a) and b
+ * (saved by the product `act(x1) * x2`, glu.py SparseGLU.forward and GroupedGLU.forward), u
+ * (saved by dsd), Y (saved by padded_scatter for the gates' gradient); the [T,k,d] scatter
+ * result that is summed over k into O. fidelity/megablocks*.json records what upstream's autograd
+ * saves (tools/fidelity/megablocks.py) and test/baselines/fidelity.test.ts holds this table to it.
+ * Simplifications, all small against these: stk's block-sparse topology
  * ((P/128)·(h/128) block indices) is replaced by per-bin tile offsets [E+1]; CUB's sort
  * workspace is this sort's own (two [R] ping-pong buffers when it needs two passes).
  *
  * Backward, in autograd order: dY = g·dO gathered into the padded rows and dg = ⟨Y, dO⟩
  * (padded_scatter's backward; Y is freed after it); dW2 and dU = dY·W2ᵀ (u, dY freed);
- * da, db (a, b, dU freed); dW1, dW3 and dX_perm [P,d] (X_perm, da, db freed); the router;
+ * da, db (a, b, silu(a), dU freed: autograd's mul and silu nodes, run here as one kernel that
+ * recomputes silu(a) from a); dW1, dW3 and dX_perm [P,d] (X_perm, da, db freed); the router;
  * then padded_gather's backward: dX_perm scattered to a [T,k,d] transient and summed into dX.
  *
  * dtype: every activation and gradient tensor above is in the input dtype, as MegaBlocks keeps
@@ -116,6 +119,8 @@ export function tableForRows(c: LayerConfig, mode: MegaBlocksMode, P: number, li
   add('Xperm', 'activations-saved', L.permutedD, [P, d], f, 'permute', 'up-grad');
   add('a', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'act-grad');
   if (swiglu) add('b', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'act-grad');
+  // silu(a): torch's mul saves both its factors, silu(a) and b (fidelity/megablocks.json).
+  if (swiglu) add('siluA', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'act-grad');
   add('u', 'activations-saved', L.permutedH, [P, h], f, 'experts', 'down-grad');
   add('Y', 'activations-saved', L.permutedD, [P, d], f, 'experts', 'scatter-grad');
   if (k > 1) add('scattered', 'workspace', L.pairRowsD, [T, k, d], f, 'scatter', 'scatter');

@@ -115,7 +115,8 @@ export function denseExpertWork(c: LayerConfig, names: DenseExpertKernels, phase
   const hidden = P * h * f;
   return {
     forward: [
-      inPhase('forward', phases.up)(names.up, P * d * f + up * W + (up + 1) * hidden, useful(up)),
+      // Writes a (and b, and silu(a), which autograd's mul keeps) and u.
+      inPhase('forward', phases.up)(names.up, P * d * f + up * W + (2 * up) * hidden, useful(up)),
       inPhase('forward', phases.down)(names.down, hidden + W + P * d * f, useful(1)),
     ],
     backward: [

@@ -84,7 +84,8 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
       tileOffsets: (E + 1) * U,
       Xperm: P * d * f,
       a: P * h * f,
-      ...(swiglu && { b: P * h * f }),
+      // silu(a) as well: autograd's mul keeps both factors (fidelity/megablocks.json).
+      ...(swiglu && { b: P * h * f, siluA: P * h * f }),
       u: P * h * f,
       Y: P * d * f,
       scattered: T * k * d * f,
@@ -107,7 +108,7 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
     expertOffsets: (E + 1) * U,
     dispatched: E * C * d * f,
     a: E * C * h * f,
-    ...(swiglu && { b: E * C * h * f }),
+    ...(swiglu && { b: E * C * h * f, siluA: E * C * h * f }), // mul keeps silu(a) (fidelity/tutel.json)
     u: E * C * h * f,
     y: E * C * d * f,
     dY: E * C * d * f,
@@ -118,8 +119,23 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
     dDispatched: E * C * d * f,
   };
   if (strategy === 'tutel') return capacity;
-  // GShard: dense [T,E,C] combine weights (input dtype) and dispatch mask (1 byte an element).
-  return { ...capacity, dispatchMask: T * E * C, combineWeights: T * E * C * f, dcombine: T * E * C * f };
+  // GShard (DeepSpeed): f32 gating tensors [T,E,C] (k = 2: combine1_sec, combine2_sec and their
+  // sum), combine_weights.bool() (1 byte an element, rows padded to words), the one-hot locations
+  // saved by the gating einsums ([T,C] f32 per pair for k ≤ 2, [T,E,C] f32 for k > 2), and the
+  // mask and combine weights cast to the input dtype (fidelity/gshard.json).
+  const Q = E * C;
+  return {
+    ...capacity,
+    // combine_weights.type_as(input) is the f32 tensor itself at f32, a 16-bit copy otherwise.
+    ...(f === 2 && { combineF32: T * Q * 4 }),
+    dispatchBool: T * Math.ceil(Q / 4) * 4,
+    ...(k === 2 && { combine1Sec: T * Q * 4, combine2Sec: T * Q * 4, locations1Sc: T * C * 4, locations2Sc: T * C * 4 }),
+    ...(k === 1 && { locations1Sc: T * C * 4 }),
+    ...(k > 2 && { locationsSc: T * Q * 4 }),
+    dispatchMask: T * Q * f,
+    combineWeights: T * Q * f,
+    dcombine: T * Q * f,
+  };
 }
 
 function expectTable(strategy: string, c: LayerConfig) {

@@ -107,11 +107,12 @@ export function memoryCaseName(config: LayerConfig, chunkBytes?: number): string
  */
 export async function expectTableMatchesAllocator(strategy: Strategy, config: LayerConfig, chunkBytes?: number): Promise<{ table: BufferTable; measured: StepMemory }> {
   const { table, routing, measured } = await stepsMatchTable(strategy, config, chunkBytes);
-  // What the capacity design materialises: the padded [E,C,·] tensors, all saved.
+  // What the capacity design materialises: the padded [E,C,·] tensors, all saved, silu(a) among
+  // them where the expert is SwiGLU (autograd's mul keeps both factors; fidelity/tutel.json).
   const C = routing.capacity!;
   const { experts: E, hidden: d, ffn: h } = config;
   const saved = table.step.filter((s) => s.tag === 'activations-saved' && s.shape.length === 3 && s.shape[0] === E && s.shape[1] === C);
-  const expected = config.activation === 'swiglu' ? ['a', 'b', 'dispatched', 'u', 'y'] : ['a', 'dispatched', 'u', 'y'];
+  const expected = config.activation === 'swiglu' ? ['a', 'b', 'dispatched', 'siluA', 'u', 'y'] : ['a', 'dispatched', 'u', 'y'];
   expect(saved.map((s) => s.name).sort()).toEqual(expected);
   for (const s of saved) expect(s.shape[2]).toBe(['dispatched', 'y'].includes(s.name) ? d : h);
   if (chunkBytes) expect(table.step.find((s) => s.name === 'dispatched')!.chunks).toBeGreaterThan(1);

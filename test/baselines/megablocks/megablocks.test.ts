@@ -85,7 +85,7 @@ describe.each(STRATEGIES)('$id memory: allocator = buffer table, to the byte', (
       expect(P).toBeLessThanOrEqual(R + 127 * config.experts);
       const byName = new Map(table.step.map((s) => [s.name, s]));
       const saved = table.step.filter((s) => s.tag === 'activations-saved' && s.shape[0] === P && s.name !== 'routerProbs').map((s) => s.name);
-      expect(saved.sort()).toEqual((config.activation === 'swiglu' ? ['Xperm', 'Y', 'a', 'b', 'u'] : ['Xperm', 'Y', 'a', 'u']).sort());
+      expect(saved.sort()).toEqual((config.activation === 'swiglu' ? ['Xperm', 'Y', 'a', 'b', 'siluA', 'u'] : ['Xperm', 'Y', 'a', 'u']).sort());
       expect(byName.get('Xperm')!.shape).toEqual([P, config.hidden]);
       expect(byName.get('scattered')?.shape ?? null).toEqual(config.topK > 1 ? [config.tokens, config.topK, config.hidden] : null);
     });
