@@ -6,7 +6,8 @@ import { GpuAllocator } from './gpu/allocator.js';
 import { readTensor } from './gpu/readback.js';
 import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
 import { chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
-import { encodeFillNormal } from '../kernels/init.js';
+import { encodeFillHashed } from '../kernels/init.js';
+import { FILL_TENSORS, fillScale, fillStds, type FilledTensor } from './fill.js';
 import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './measure/memory-profiler.js';
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
@@ -84,6 +85,7 @@ export class MoELayer {
   private inputGrad: Tensor | null = null;
   private lastStep: StepMemory | null = null;
   private readonly ownsKernels: boolean;
+  private filledWith: number | null = null;
 
   private constructor(
     readonly gpu: GpuContext,
@@ -136,31 +138,31 @@ export class MoELayer {
   }
 
   /**
-   * Sets weights and inputs from a hash-based generator on the GPU (kernels/init.ts): for shapes
-   * too large to generate on the host. Same distributions as randomize(), different values.
+   * Sets weights and inputs from the hashed fill on the GPU (kernels/init.ts): for shapes too
+   * large to generate on the host. Same distributions as randomize() (roughly: src/fill.ts),
+   * different values, and replayable exactly on the host (src/fill.ts), which the sampled
+   * check does for the weights instead of reading them back.
    */
   async randomizeOnGpu(seed = this.config.seed): Promise<void> {
     const t = this.tensors;
-    const { hidden: d, ffn: h } = this.config;
+    const std = fillStds(this.config.hidden, this.config.ffn);
     const enc = this.kernels.encoder();
-    const plan: [Tensor | null, number][] = [
-      [t.X, 1],
-      [t.dO, 1],
-      [t.Wr, 1 / Math.sqrt(d)],
-      [t.W1, 1 / Math.sqrt(d)],
-      [t.W3, 1 / Math.sqrt(d)],
-      [t.W2, 1 / Math.sqrt(h)],
-    ];
-    for (const [stream, [tensor, std]] of plan.entries()) {
+    for (const name of Object.keys(FILL_TENSORS) as FilledTensor[]) {
+      const tensor = t[name];
       if (!tensor) continue;
       for (const [c, chunk] of tensor.chunks.entries()) {
-        const { count } = chunkRowRange(tensor.layout, c);
-        // A stream per (tensor, chunk) keeps element indices within u32 for 10⁹-element tensors.
-        await encodeFillNormal(enc, tensor.layout.elementBytes === 2 ? 'f16' : 'f32', chunk, count * tensor.layout.cols, 0, seed, stream * 65536 + c, std);
+        const { start, count } = chunkRowRange(tensor.layout, c);
+        await encodeFillHashed(enc, tensor.layout.elementBytes === 2 ? 'f16' : 'f32', chunk, start, count, tensor.layout.cols, seed, FILL_TENSORS[name], fillScale(std[name]));
       }
     }
     enc.flush();
     await this.gpu.device.queue.onSubmittedWorkDone();
+    this.filledWith = seed;
+  }
+
+  /** The seed of the GPU fill the weights hold (randomizeOnGpu), or null once weights came from the host. */
+  get gpuFillSeed(): number | null {
+    return this.filledWith;
   }
 
   setInputs(inputs: Partial<LayerInputs>): void {
@@ -173,6 +175,7 @@ export class MoELayer {
       if (data.length !== expected) throw new UsageError(`${name} has ${data.length} elements; the layer expects ${expected}`);
       uploadTensor(device, tensor, data);
     };
+    if (inputs.W1 || inputs.W2 || inputs.W3) this.filledWith = null;
     put(t.X, inputs.X, 'X');
     put(t.dO, inputs.dO, 'dO');
     put(t.Wr, inputs.Wr, 'Wr');

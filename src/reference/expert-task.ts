@@ -9,7 +9,14 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { LayerConfig } from '../config.js';
+import { fillExpertWeights } from '../fill.js';
 import { expertPairs, scaled, unitStep, type ExpertWeights, type Scaled } from './terms.js';
+
+/** An expert whose weights the GPU fill of `seed` made (src/fill.ts): the worker regenerates them, nothing is read back. */
+export interface ExpertFill {
+  fillSeed: number;
+  expert: number;
+}
 
 /** Rows of n (token, expert) pairs: x and dO [n·d], gates [n]. */
 export interface PairRows {
@@ -20,7 +27,7 @@ export interface PairRows {
 
 export interface ExpertTask {
   config: LayerConfig;
-  weights: ExpertWeights;
+  weights: ExpertWeights | ExpertFill;
   /** The sampled pairs routed to this expert: their O and dX rows are wanted. */
   sampled: PairRows;
   /** Every kept pair of the expert, for the columns of the sampled hidden units. */
@@ -39,9 +46,11 @@ export interface ExpertResult {
   dW2: Scaled;
 }
 
-export function runExpertTask(task: ExpertTask): ExpertResult {
-  const c = task.config;
+export function runExpertTask(given: ExpertTask): ExpertResult {
+  const c = given.config;
   const d = c.hidden;
+  const w = given.weights;
+  const task = { ...given, weights: 'fillSeed' in w ? fillExpertWeights(w.fillSeed, w.expert, d, c.ffn, c.activation === 'swiglu') : w };
   const n = task.sampled.g.length;
   const row = (m: Scaled, r: number): Scaled => ({ v: m.v.subarray(r * d, r * d + d), s: m.s.subarray(r * d, r * d + d) });
   const rows = (p: PairRows, r: number) => ({ x: p.x.subarray(r * d, r * d + d), dO: p.dO.subarray(r * d, r * d + d), g: p.g[r] });
@@ -53,7 +62,7 @@ export function runExpertTask(task: ExpertTask): ExpertResult {
 }
 
 /** dW1[:,j], dW3[:,j], dW2[j,:] over every kept pair of the expert. */
-function unitColumns(c: LayerConfig, task: ExpertTask, j: number, dW1: Scaled, dW3: Scaled | null, dW2: Scaled): void {
+function unitColumns(c: LayerConfig, task: ExpertTask & { weights: ExpertWeights }, j: number, dW1: Scaled, dW3: Scaled | null, dW2: Scaled): void {
   const { hidden: d, ffn: h } = c;
   const w = task.weights;
   const w1 = Float64Array.from({ length: d }, (_, i) => w.W1[i * h + j]);
@@ -88,6 +97,14 @@ function unitColumns(c: LayerConfig, task: ExpertTask, j: number, dW1: Scaled, d
   }
 }
 
+/**
+ * The cores but one, up to 16: a worker holds one expert's weights in float64 (~350 MB at
+ * DeepSeek-V3-like sizes), and regenerating them (src/fill.ts) is most of its work there.
+ */
+export function defaultThreads(): number {
+  return Math.min(16, availableParallelism() - 1);
+}
+
 /** The compiled worker next to this module; absent when the TypeScript source runs (tests). */
 const WORKER = new URL('./expert-worker.js', import.meta.url);
 
@@ -96,7 +113,7 @@ const WORKER = new URL('./expert-worker.js', import.meta.url);
  * expert's weights), or inline without a compiled worker. `next` yields tasks lazily, since
  * making one reads that expert's weights from the GPU.
  */
-export async function runExpertTasks(count: number, next: (i: number) => Promise<ExpertTask | null>, done: (i: number, r: ExpertResult) => void, threads = Math.min(8, availableParallelism() - 1)): Promise<void> {
+export async function runExpertTasks(count: number, next: (i: number) => Promise<ExpertTask | null>, done: (i: number, r: ExpertResult) => void, threads = defaultThreads()): Promise<void> {
   if (threads < 2 || !existsSync(fileURLToPath(WORKER))) {
     for (let i = 0; i < count; i++) {
       const task = await next(i);
@@ -115,7 +132,7 @@ export async function runExpertTasks(count: number, next: (i: number) => Promise
         const result = await new Promise<ExpertResult>((resolve, reject) => {
           worker.once('message', resolve);
           worker.once('error', reject);
-          const w = task.weights;
+          const w = 'fillSeed' in task.weights ? { W1: null, W2: null, W3: null } : task.weights;
           const moved = [w.W1, w.W2, w.W3, task.all.x, task.all.dO, task.sampled.x, task.sampled.dO].filter((a): a is Float64Array => a !== null);
           worker.postMessage(task, moved.map((a) => a.buffer as ArrayBuffer));
         });

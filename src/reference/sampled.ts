@@ -10,7 +10,7 @@
 import type { LayerConfig } from '../config.js';
 import { Xoshiro128 } from '../rng.js';
 import type { ReferenceRouting } from './routing.js';
-import { runExpertTasks, type PairRows } from './expert-task.js';
+import { runExpertTasks, type ExpertFill, type PairRows } from './expert-task.js';
 import { auxGradient, finishScale, routerBackward, routerInputGrads, scaled, type ExpertWeights, type Scaled } from './terms.js';
 
 /** At least this many sampled tokens (all of them when T is smaller). */
@@ -80,8 +80,11 @@ export interface SampledInputs {
   X: Float64Array;
   dO: Float64Array;
   Wr: Float64Array;
-  /** Expert e's weights; asked once per expert, in order, so a GPU reader can fetch one at a time. */
-  weights(e: number): Promise<ExpertWeights>;
+  /**
+   * Expert e's weights, or the GPU fill that made them (the worker regenerates them then);
+   * asked once per expert, in order, so a GPU reader can fetch one at a time.
+   */
+  weights(e: number): Promise<ExpertWeights | ExpertFill>;
 }
 
 export interface SampledReference {
@@ -98,7 +101,7 @@ export interface SampledReference {
   dWrMasked: Scaled;
 }
 
-/** `threads`: worker threads for the experts (default: the cores but one, up to 8; below 2, inline). */
+/** `threads`: worker threads for the experts (default: the cores but one, up to 16; below 2, inline). */
 export async function sampledReference(c: LayerConfig, data: SampledInputs, routing: ReferenceRouting, sample: SampleChoice, threads?: number): Promise<SampledReference> {
   const { tokens: T, hidden: d, experts: E, topK: k } = c;
   const S = sample.tokens.length;
@@ -134,7 +137,7 @@ export async function sampledReference(c: LayerConfig, data: SampledInputs, rout
       const own = (a: Float64Array) => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice());
       return {
         config: c,
-        weights: { W1: own(w.W1), W3: w.W3 && own(w.W3), W2: own(w.W2) },
+        weights: 'fillSeed' in w ? w : { W1: own(w.W1), W3: w.W3 && own(w.W3), W2: own(w.W2) },
         sampled: gather(sampledPairs[e].map(routed), (p) => Math.floor(p / k)),
         all: gather(pairsOf[e], (p) => Math.floor(p / k)),
         units,

@@ -6,8 +6,9 @@
  */
 import type { LayerConfig } from '../config.js';
 import { readRuns, readTensor } from '../gpu/readback.js';
+import { FILL_TENSORS, fillScale, fillStds, fillValue } from '../fill.js';
+import { Xoshiro128 } from '../rng.js';
 import { readElements } from '../../kernels/gather-words.js';
-import type { Tensor } from '../gpu/tensor.js';
 import type { MoELayer } from '../layer.js';
 import { chooseSample, sampledReference, type SampleChoice } from '../reference/sampled.js';
 import type { Tolerance } from '../reference/index.js';
@@ -29,7 +30,11 @@ export interface SampledCheck {
 }
 
 export interface SampledCheckOptions {
-  /** The host copy of the layer's inputs when they came from the host; null: read them from the GPU. */
+  /**
+   * The host copy of the layer's inputs when they came from the host; null: the layer holds the
+   * GPU fill (MoELayer.randomizeOnGpu): X, dO and Wr are read back, and each expert's weights
+   * are regenerated on the host (src/fill.ts) after FILL_GUARD_ELEMENTS of them matched bit for bit.
+   */
   inputs: LayerInputs | null;
   tolerance: Tolerance;
   /** Apply the capacity rule in the reference (capacity strategies). */
@@ -44,6 +49,9 @@ export async function sampledCheck(layer: MoELayer, options: SampledCheckOptions
   const a = layer.allocator;
   const t = layer.gpuTensors().layer;
   const host = options.inputs;
+  const fillSeed = host ? null : layer.gpuFillSeed;
+  if (!host && fillSeed === null) throw new Error('sampledCheck: without host inputs the layer must hold the GPU fill (randomizeOnGpu), which the host can regenerate');
+  if (fillSeed !== null) await guardFill(layer, fillSeed);
   const X32 = host?.X ?? (await readTensor(a, t.X));
   const dO32 = host?.dO ?? (await readTensor(a, t.dO));
   const Wr = Float64Array.from(host?.Wr ?? (await readTensor(a, t.Wr)));
@@ -85,11 +93,14 @@ export async function sampledCheck(layer: MoELayer, options: SampledCheckOptions
     layer.setInputs({ dO: dO32 });
   }
 
-  const weights = async (e: number) => ({
-    W1: await expertSlice(layer, host?.W1, t.W1, e, d * h),
-    W3: t.W3 ? await expertSlice(layer, host?.W3, t.W3, e, d * h) : null,
-    W2: await expertSlice(layer, host?.W2, t.W2, e, h * d),
-  });
+  const weights = async (e: number) =>
+    fillSeed !== null
+      ? { fillSeed, expert: e }
+      : {
+          W1: Float64Array.from(host!.W1.subarray(e * d * h, (e + 1) * d * h)),
+          W3: host!.W3 ? Float64Array.from(host!.W3.subarray(e * d * h, (e + 1) * d * h)) : null,
+          W2: Float64Array.from(host!.W2.subarray(e * h * d, (e + 1) * h * d)),
+        };
   const ref = await sampledReference(c, { X, dO, Wr, weights }, routing, sample);
   const want: ExpectedTensors = {
     O: { value: ref.O.v, scale: ref.O.s },
@@ -111,10 +122,31 @@ export async function sampledCheck(layer: MoELayer, options: SampledCheckOptions
   };
 }
 
-/** Expert e's [rows, cols] weight matrix in float64: from the host copy, or one row of the GPU tensor. */
-async function expertSlice(layer: MoELayer, host: Float32Array | null | undefined, tensor: Tensor, e: number, n: number): Promise<Float64Array> {
-  if (host) return Float64Array.from(host.subarray(e * n, (e + 1) * n));
-  return Float64Array.from(await readRuns(layer.allocator, tensor, [{ start: e * n, length: n }]));
+/** Weight elements per tensor that guardFill compares. */
+export const FILL_GUARD_ELEMENTS = 256;
+
+/**
+ * The host regenerates the weights only where it would make the GPU's values exactly: seeded
+ * random elements of W1, W3 and W2 read back and compared bit for bit with src/fill.ts, so that
+ * a fill that drifted from its replica is named as such instead of showing as a wrong gradient.
+ */
+export async function guardFill(layer: MoELayer, seed: number, count = FILL_GUARD_ELEMENTS): Promise<void> {
+  const { hidden: d, ffn: h } = layer.config;
+  const std = fillStds(d, h);
+  const t = layer.gpuTensors().layer;
+  const rng = new Xoshiro128((seed ^ 0x91a2b3c4) >>> 0);
+  for (const name of ['W1', 'W3', 'W2'] as const) {
+    const tensor = t[name];
+    if (!tensor) continue;
+    const { rows, cols } = tensor.layout;
+    const indices = Array.from({ length: count }, () => Math.floor(rng.uniform() * rows * cols));
+    const got = await readElements(layer.kernels, tensor, indices);
+    const scale = fillScale(std[name]);
+    indices.forEach((index, i) => {
+      const want = fillValue(seed, FILL_TENSORS[name], Math.floor(index / cols), index % cols, scale);
+      if (!Object.is(got[i], want)) throw new Error(`sampledCheck: the GPU fill of ${name} differs from its host replica at element ${index} (GPU ${got[i]}, host ${want}): kernels/init.ts and src/fill.ts must agree`);
+    });
+  }
 }
 
 /** The full float64 reference is cheap enough for this config (bench then also makes its inputs on the host). */

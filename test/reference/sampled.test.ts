@@ -6,6 +6,7 @@ import { expertWeights, referenceStep, toFloat64 } from '../../src/reference/lay
 import { routeReference } from '../../src/reference/routing.js';
 import { chooseSample, MIN_SAMPLE_TOKENS, sampledReference, UNITS_PER_EXPERT } from '../../src/reference/sampled.js';
 import { generateInputs } from '../../src/rng.js';
+import { fillExpertWeights } from '../../src/fill.js';
 
 /** The sampled reference's elements are the full reference's, where both exist (to rounding). */
 async function expectAgrees(partial: Partial<LayerConfig>, capacity = false, impl: { sampledReference: typeof sampledReference; threads?: number } = { sampledReference }) {
@@ -56,6 +57,25 @@ describe('sampled float64 reference', () => {
     const built = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/reference/sampled.js')).href;
     const { sampledReference: threaded } = (await import(built)) as typeof import('../../src/reference/sampled.js');
     await expectAgrees({ capacityFactor: 0.75, auxLoss: 0.01 }, true, { sampledReference: threaded, threads: 3 });
+  });
+
+  it('weights named by the GPU fill are regenerated where the expert runs, inline and in workers: the same elements as given ones', async () => {
+    const c = layerConfig({ tokens: 96, hidden: 12, ffn: 10, experts: 6, topK: 2, seed: 31 });
+    const inputs = toFloat64(generateInputs(c));
+    const routing = routeReference(c, inputs.X, inputs.Wr);
+    const sample = chooseSample(c, routing, 7);
+    const base = { X: inputs.X, dO: inputs.dO, Wr: inputs.Wr };
+    const given = await sampledReference(c, { ...base, weights: async (e) => fillExpertWeights(31, e, c.hidden, c.ffn, true) }, routing, sample, 1);
+    const built = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/reference/sampled.js')).href;
+    const { sampledReference: threaded } = (await import(built)) as typeof import('../../src/reference/sampled.js');
+    for (const [run, threads] of [
+      [sampledReference, 1],
+      [threaded, 3],
+    ] as const) {
+      const regenerated = await run(c, { ...base, weights: async (e) => ({ fillSeed: 31, expert: e }) }, routing, sample, threads);
+      for (const key of ['O', 'dX', 'dW1', 'dW3', 'dW2', 'dWrMasked'] as const) expect(regenerated[key], `${key}, ${threads} thread(s)`).toEqual(given[key]);
+    }
+    expect(given.O.v.some((v) => v !== 0)).toBe(true);
   });
 
   it('reaches every expert that received tokens, beyond 64 tokens if needed', async () => {
