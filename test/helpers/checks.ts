@@ -6,13 +6,13 @@ import type { GpuContext } from '../../src/gpu/runtime.js';
 import { testGpu } from './gpu.js';
 
 /**
- * verify of one strategy on one config: the tolerance of the config's dtype (1e-4 at f32, 1e-2
+ * verify of one strategy on one config: the tolerance of the config's dtype (1e-4 at f32, 2·2⁻¹¹
  * at f16), every tensor within its bound, all of them checked, a pass. Returns the run for extra checks.
  */
 export async function expectVerified(strategy: string, config: LayerConfig, chunkBytes?: number, gpu?: GpuContext): Promise<StrategyVerification> {
   const result = await verifyStrategies(gpu ?? (await testGpu()), config, { strategies: [strategy], chunkBytes });
   const run = result.strategies[0];
-  expect(result.tolerance).toBe(config.dtype === 'f16' ? 1e-2 : 1e-4);
+  expect(result.tolerance).toBe(config.dtype === 'f16' ? 2 * 2 ** -11 : 1e-4);
   // Within the bound of reference/compare.ts: the L2 error and the largest element error.
   for (const t of run.tensors) expect.soft(Math.max(t.errorRatio, t.maxErrorRatio), `${t.tensor} error over its bound (rel. error ${t.relError})`).toBeLessThanOrEqual(1);
   expect(run.status, run.message).toBe('pass');

@@ -1,5 +1,10 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { BenchResults } from '../../src/bench/schema.js';
 import { compareTensors, F32_TOLERANCE, toleranceFor } from '../../src/reference/compare.js';
+
+const REPORTS = resolve(import.meta.dirname, '../../reports');
 
 describe('compareTensors', () => {
   it('is the relative L2 error with the max absolute error alongside', () => {
@@ -68,8 +73,32 @@ describe('compareTensors: the Σ|terms| floor and the largest-element gate', () 
     expect(compareTensors([0, -0], [0, 0], { tolerance: tol, scale: [1, 1] }).pass).toBe(true);
   });
 
-  it('f16 tolerances: rtol 1e-2, atol one f16 epsilon', () => {
-    expect(toleranceFor('f16')).toEqual({ rtol: 1e-2, atol: 2 ** -10 });
+  it('f16 tolerances from the roundings of the stored intermediates: rtol 2·2⁻¹¹, atol 4·2⁻¹¹', () => {
+    expect(toleranceFor('f16')).toEqual({ rtol: 2 * 2 ** -11, atol: 4 * 2 ** -11 });
     expect(toleranceFor('f32', 3e-4)).toEqual({ rtol: 3e-4, atol: 2 ** -23 });
+    // A 0.5% systematic error in a sum without cancellation (scale ≈ |ref|) is ~1.7× the bound.
+    const ref = Array.from({ length: 1000 }, (_, i) => Math.sin(i + 1));
+    const planted = compareTensors(ref.map((v) => v * 1.005), ref, { tolerance: toleranceFor('f16'), scale: ref.map(Math.abs) });
+    expect(planted.pass).toBe(false);
+    expect(planted.errorRatio).toBeCloseTo(0.005 / (6 * 2 ** -11), 6);
+  });
+
+  it('every committed f16 case still passes with its real error under the derived bound', () => {
+    // Those files were judged with rtol 1e-2 and atol 2⁻¹⁰: the new bound is at least
+    // min(2·2⁻¹¹/1e-2, 4·2⁻¹¹/2⁻¹⁰) = 0.098 of the old, whatever ‖scale‖/‖ref‖ was, so an old
+    // ratio r is at most r/0.098 now.
+    const shrink = Math.min((2 * 2 ** -11) / 1e-2, (4 * 2 ** -11) / 2 ** -10);
+    const files = readdirSync(REPORTS, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('results.json'));
+    let f16Cases = 0;
+    for (const file of files) {
+      const results = JSON.parse(readFileSync(join(REPORTS, file), 'utf8')) as BenchResults;
+      for (const c of results.cases) {
+        if (c.config.dtype !== 'f16' || c.status !== 'ok') continue;
+        f16Cases++;
+        const old = c.check!.maxErrorRatio!;
+        expect(old / shrink, `${file} ${c.key}`).toBeLessThan(1);
+      }
+    }
+    expect(f16Cases).toBeGreaterThan(10);
   });
 });

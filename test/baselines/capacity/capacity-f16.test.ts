@@ -11,7 +11,7 @@ import { expectTableMatchesAllocator, MEMORY_CONFIGS, memoryCaseName, ZIPF } fro
 
 /**
  * The capacity strategies at f16 storage: correctness against the f64 reference computed from the
- * f16-rounded inputs (verify's tolerance at f16, 1e-2), the buffer table to the byte, and the
+ * f16-rounded inputs (verify's tolerance at f16, docs/design.md#numerics-and-the-reference), the buffer table to the byte, and the
  * activation peak halved up to the buffers that stay f32/u32/u8 at any dtype.
  */
 afterAll(async () => (await testGpu()).destroy());
