@@ -140,6 +140,9 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
       ch.oneOf(k, 'against', `${path}.check`, CHECK_AGAINST);
       ch.number(k, 'maxRelError', `${path}.check`, { nullable: true, min: 0 });
       checkRecord(ch, k, `${path}.check`);
+      // A case is timed only after its check passed; a mismatch is a check that failed; 'none' checked nothing.
+      const verdict = k.against !== 'none' && c.status !== 'mismatch';
+      if (typeof k.pass === 'boolean' && k.pass !== verdict) ch.fail(`${path}.check.pass`, `${k.pass} contradicts status ${String(c.status)} against ${String(k.against)}`);
     }
   }
   const ok = c.status === 'ok';
@@ -210,6 +213,7 @@ function provenance(ch: Checker, v: unknown, path: string): void {
     ch.string(tool, 'version', `${path}.tool`);
   }
   ch.string(p, 'gitCommit', path, true);
+  if (p.gitDirty !== undefined && p.gitDirty !== null) ch.boolean(p, 'gitDirty', path);
   ch.string(p, 'commandLine', path);
   ch.string(p, 'dawnVersion', path, true);
   ch.string(p, 'node', path);
@@ -301,4 +305,6 @@ function checkRecord(ch: Checker, k: Obj, path: string): void {
     if (s) for (const key of ['tokens', 'units']) ch.number(s, key, `${path}.sample`, { integer: true, min: 1 });
   }
   if (k.kind === 'sampled' && !k.sample) ch.fail(`${path}.sample`, 'a sampled check needs its sample size');
+  if (k.pass !== undefined) ch.boolean(k, 'pass', path);
+  if (k.forcedTokens !== undefined && (!Array.isArray(k.forcedTokens) || k.forcedTokens.some((t) => !Number.isInteger(t) || (t as number) < 0))) ch.fail(`${path}.forcedTokens`, 'expected a list of token indices');
 }

@@ -4,12 +4,19 @@ import { createRequire } from 'node:module';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterReport } from '../gpu/runtime.js';
+import { describeCheckout, readBuildInfo } from './build-info.js';
 
 /** Where a result came from (docs/design.md#provenance): enough to rerun it and to tell two runs apart. */
 export interface Provenance {
   tool: { name: string; version: string };
-  /** HEAD of the checkout the tool runs from; null for an installed package or without git. */
+  /**
+   * The commit of the code that ran: HEAD of the checkout the tool runs from, else the one
+   * `npm run build` stamped into dist/build-info.json (a tree copied without .git), else
+   * MOEBLAZE_GIT_COMMIT; null when none says (an installed package, a build outside git).
+   */
   gitCommit: string | null;
+  /** The checkout (or the build's) had uncommitted changes; null when unknown. Absent in files before issue 29. */
+  gitDirty?: boolean | null;
   commandLine: string;
   /** Version of the `webgpu` npm package, which pins the Dawn build. */
   dawnVersion: string | null;
@@ -69,12 +76,22 @@ export function dawnVersion(): string | null {
   }
 }
 
-let commit: string | null | undefined;
+let code: { gitCommit: string | null; gitDirty: boolean | null } | undefined;
+
+/** Which commit the running code is, and whether it had uncommitted changes (Provenance.gitCommit says where from). */
+export function codeVersion(): { gitCommit: string | null; gitDirty: boolean | null } {
+  if (code) return code;
+  const checkout = commitOfCheckout();
+  if (checkout) code = { gitCommit: checkout, gitDirty: describeCheckout(packageRoot()).dirty };
+  else {
+    const build = readBuildInfo(packageRoot());
+    code = build?.gitCommit ? { gitCommit: build.gitCommit, gitDirty: build.dirty } : { gitCommit: commitFromEnv(process.env), gitDirty: null };
+  }
+  return code;
+}
 
 export function gitCommit(): string | null {
-  if (commit !== undefined) return commit;
-  commit = commitOfCheckout() ?? commitFromEnv(process.env);
-  return commit;
+  return codeVersion().gitCommit;
 }
 
 /**
@@ -121,7 +138,7 @@ export function typedProgram(script: string | undefined = process.argv[1], env: 
 export function collectProvenance(argv: readonly string[], adapter?: AdapterReport | null): Provenance {
   return {
     tool: toolInfo(),
-    gitCommit: gitCommit(),
+    ...codeVersion(),
     commandLine: [typedProgram(), ...argv.map(shellQuote)].join(' '),
     dawnVersion: dawnVersion(),
     node: process.version,

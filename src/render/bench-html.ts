@@ -94,7 +94,7 @@ function provenanceTable(results: BenchResults): string {
   const p = results.provenance;
   const rows: [string, string][] = [
     ['tool', `${p.tool.name} ${p.tool.version}`],
-    ['commit', p.gitCommit ?? 'unknown (not a git checkout)'],
+    ['commit', p.gitCommit ? `${p.gitCommit}${p.gitDirty ? ' with uncommitted changes' : ''}` : 'none recorded: the code these figures measured cannot be named'],
     ['command', p.commandLine],
     ['Dawn (webgpu)', p.dawnVersion ?? 'unknown'],
     ['Node, platform', `${p.node}, ${p.platform}`],

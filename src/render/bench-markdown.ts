@@ -39,7 +39,7 @@ function provenance(r: BenchResults): string {
   const p = r.provenance;
   const rows = [
     ['tool', `${p.tool.name} ${p.tool.version}`],
-    ['commit', p.gitCommit ? code(p.gitCommit) : 'unknown (not a git checkout)'],
+    ['commit', p.gitCommit ? `${code(p.gitCommit)}${p.gitDirty ? ' with uncommitted changes' : ''}` : '**none recorded**: the code these figures measured cannot be named (no git checkout, no dist/build-info.json)'],
     ['Dawn (webgpu)', p.dawnVersion ?? 'unknown'],
     ['adapter', testbedLine(r)],
     ['Node, platform', `${p.node}, ${p.platform}`],
