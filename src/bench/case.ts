@@ -158,9 +158,11 @@ async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<
   let summary: RoutingSummary;
   let dropped: { gpu: number; reference: number };
   let sample: { tokens: number; units: number } | null = null;
+  let forcedTokens: number[];
   if (full && inputs) {
     const run = await runOnce(layer);
-    const { ref } = referenceFor(c, toFloat64(inputs), !dropless, run.experts);
+    const { ref, forcedTokens: forced } = referenceFor(c, toFloat64(inputs), !dropless, run.experts);
+    forcedTokens = forced;
     tensors = compareRun(runTensors(run), expectedFrom(ref), tolerance);
     summary = run.summary;
     dropped = { gpu: run.droppedPairs, reference: ref.routing.dropped };
@@ -170,6 +172,7 @@ async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<
     summary = s.summary;
     sample = s.sample;
     dropped = s.droppedPairs;
+    forcedTokens = s.forcedTokens;
   }
   const failed = tensors.filter((t) => !t.pass);
   const problems = failed.map((t) => `${t.tensor} ${t.hasNaN ? 'NaN' : `rel. error ${t.relError.toExponential(2)}, ${Math.max(t.errorRatio, t.maxErrorRatio).toFixed(2)}× its bound`}`);
@@ -184,6 +187,8 @@ async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<
       sample,
       maxRelError: Math.max(0, ...tensors.map((t) => t.relError)),
       maxErrorRatio: Math.max(0, ...tensors.map((t) => Math.max(t.errorRatio, t.maxErrorRatio))),
+      pass: problems.length === 0,
+      forcedTokens,
     },
     summary,
   };

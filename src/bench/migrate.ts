@@ -34,9 +34,25 @@ function migrateConfig(config: unknown, from: string, to: string): unknown {
  * A results.json of any schema the readers know, in the current one: the one place older files
  * are read (the gate's committed baselines, --resume of a sweep an older moeblaze wrote). From v1:
  * a case's `strategy` and the saved sweep's `strategies` are `impl`, as the flag is, and the skew
- * is the object form, and the routing top-k where --routing did not exist yet. Anything else, and any value it cannot read, is left for the validator.
+ * is the object form, and the routing top-k where --routing did not exist yet. From any: a check
+ * record's `pass` where it predates it. Anything else, and any value it cannot read, is left for the validator.
  */
 export function migrateBenchResults(json: unknown): unknown {
+  return withCheckVerdicts(fromV1(json));
+}
+
+/**
+ * A check record written before it had `pass` (issue 29) passed unless its case is a mismatch;
+ * a case never checked against anything ('none') did not pass a check.
+ */
+function withCheckVerdicts(json: unknown): unknown {
+  if (!isObject(json) || json.schema !== BENCH_SCHEMA || !Array.isArray(json.cases)) return json;
+  if (!json.cases.some((c: unknown) => isObject(c) && isObject(c.check) && c.check.pass === undefined)) return json;
+  const cases = json.cases.map((c: unknown) => (isObject(c) && isObject(c.check) && c.check.pass === undefined ? { ...c, check: { ...c.check, pass: c.status !== 'mismatch' && c.check.against !== 'none' } } : c));
+  return { ...json, cases };
+}
+
+function fromV1(json: unknown): unknown {
   if (!isObject(json) || json.schema !== BENCH_SCHEMA_V1) return json;
   const settings = isObject(json.settings) && json.settings.sweep !== undefined ? { ...json.settings, sweep: migrateConfig(json.settings.sweep, 'strategies', 'impl') } : json.settings;
   const cases = Array.isArray(json.cases) ? json.cases.map((c: unknown) => (isObject(c) ? { ...c, config: migrateConfig(c.config, 'strategy', 'impl') } : c)) : json.cases;

@@ -62,6 +62,13 @@ export interface CaseCheck {
   maxRelError: number | null;
   /** The worst tensor's error over its bound (reference/compare.ts): ≤ 1 passes. */
   maxErrorRatio?: number;
+  /** The check's verdict (issue 29); files written before it get `status !== 'mismatch'` from migrate.ts. */
+  pass?: boolean;
+  /**
+   * Near-tie tokens (docs/design.md#numerics-and-the-reference) whose experts the reference took
+   * from the GPU's routing, ascending; absent in files written before issue 29.
+   */
+  forcedTokens?: number[];
   note?: string;
 }
 

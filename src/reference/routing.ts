@@ -13,6 +13,8 @@ export interface RouteOptions {
    * choice for near-tie tokens, where f32 and f64 may legitimately disagree.
    */
   forcedExperts?: Map<number, number[]>;
+  /** z = X·Wr + β of an earlier call on the same inputs ([T, E]), reused: at DeepSeek-V3-like sizes it is 7.5·10⁹ multiply-adds. */
+  logits?: Float64Array;
 }
 
 export interface ReferenceRouting {
@@ -45,7 +47,9 @@ export function routeReference(config: LayerConfig, X: Float64Array, Wr: Float64
     if (!Number.isInteger(t) || t < 0 || t >= T) throw new Error(`forcedExperts: token ${t} is not in 0..${T - 1}`);
   }
   const beta = skewBias(config.skew, E);
-  const logits = new Float64Array(T * E);
+  const given = options.logits;
+  if (given && given.length !== T * E) throw new Error(`logits has ${given.length} elements; expected ${T}·${E}`);
+  const logits = given ? Float64Array.from(given) : new Float64Array(T * E);
   const probs = new Float64Array(T * E);
   const experts = new Int32Array(T * k);
   const gates = new Float64Array(T * k);
@@ -56,11 +60,13 @@ export function routeReference(config: LayerConfig, X: Float64Array, Wr: Float64
 
   for (let t = 0; t < T; t++) {
     const z = logits.subarray(t * E, t * E + E);
-    z.set(beta);
-    for (let i = 0; i < d; i++) {
-      const x = X[t * d + i];
-      const row = i * E;
-      for (let e = 0; e < E; e++) z[e] += x * Wr[row + e];
+    if (!given) {
+      z.set(beta);
+      for (let i = 0; i < d; i++) {
+        const x = X[t * d + i];
+        const row = i * E;
+        for (let e = 0; e < E; e++) z[e] += x * Wr[row + e];
+      }
     }
     let zMax = -Infinity;
     for (let e = 0; e < E; e++) if (z[e] > zMax) zMax = z[e];

@@ -22,6 +22,8 @@ export interface SampledCheck {
   sample: { tokens: number; units: number };
   /** Near-tie tokens given the GPU's routing. */
   nearTieTokens: number;
+  /** Those tokens, ascending. */
+  forcedTokens: number[];
   /** Pairs the GPU and the float64 routing dropped (capacity strategies); they must agree. */
   droppedPairs: { gpu: number; reference: number };
   /** The GPU's routing summary of the checked step (bench records it). */
@@ -62,7 +64,7 @@ export async function sampledCheck(layer: MoELayer, options: SampledCheckOptions
   const gpuRouting = await layer.readRouting();
   const summary = await layer.routingSummary();
   await layer.backward();
-  const { routing, forced } = routingFor(c, X, Wr, options.capacity, gpuRouting.experts);
+  const { routing, forced, forcedTokens } = routingFor(c, X, Wr, options.capacity, gpuRouting.experts);
   const sample = chooseSample(c, routing, c.seed);
   await options.afterStep?.(layer, sample);
 
@@ -116,6 +118,7 @@ export async function sampledCheck(layer: MoELayer, options: SampledCheckOptions
     tensors,
     sample: { tokens: sample.tokens.length, units: sample.units.length },
     nearTieTokens: forced,
+    forcedTokens,
     droppedPairs,
     summary,
     pass: tensors.every((x) => x.pass) && droppedPairs.gpu === droppedPairs.reference,

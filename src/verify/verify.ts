@@ -87,7 +87,7 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
  * Near ties (docs/design.md#numerics-and-the-reference): where f32 and f64 may legitimately pick different experts, the
  * reference routing takes the GPU's choice for those tokens; any other difference stays.
  */
-export function routingFor(config: LayerConfig, X: Float64Array, Wr: Float64Array, capacity: boolean, gpuExperts: Uint32Array): { routing: ReferenceRouting; forced: number } {
+export function routingFor(config: LayerConfig, X: Float64Array, Wr: Float64Array, capacity: boolean, gpuExperts: Uint32Array): { routing: ReferenceRouting; forced: number; forcedTokens: number[] } {
   const first = routeReference(config, X, Wr, { capacity });
   const k = config.topK;
   const forcedExperts = new Map<number, number[]>();
@@ -96,13 +96,13 @@ export function routingFor(config: LayerConfig, X: Float64Array, Wr: Float64Arra
     const ref = Array.from(first.experts.subarray(t * k, t * k + k));
     if (gpu.some((e, s) => e !== ref[s])) forcedExperts.set(t, gpu);
   }
-  if (forcedExperts.size === 0) return { routing: first, forced: 0 };
-  return { routing: routeReference(config, X, Wr, { capacity, forcedExperts }), forced: forcedExperts.size };
+  if (forcedExperts.size === 0) return { routing: first, forced: 0, forcedTokens: [] };
+  return { routing: routeReference(config, X, Wr, { capacity, forcedExperts, logits: first.logits }), forced: forcedExperts.size, forcedTokens: [...forcedExperts.keys()].sort((a, b) => a - b) };
 }
 
-export function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number } {
-  const { routing, forced } = routingFor(config, inputs64.X, inputs64.Wr, capacity, gpuExperts);
-  return { ref: referenceStep(config, inputs64, { capacity, routing }), forced };
+export function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number; forcedTokens: number[] } {
+  const { routing, forced, forcedTokens } = routingFor(config, inputs64.X, inputs64.Wr, capacity, gpuExperts);
+  return { ref: referenceStep(config, inputs64, { capacity, routing }), forced, forcedTokens };
 }
 
 export type ExpectedTensors = { [K in VerifiedTensor]: { value: ArrayLike<number>; scale: ArrayLike<number> | null } | null };

@@ -46,7 +46,8 @@ describe('results.json written as moeblaze.bench/v1', () => {
       expect(skew).toBe('uniform');
       // The key, built from every field, is unchanged: the gate and --resume match on it.
       expect(caseKey(c.config)).toBe(old.key);
-      expect({ ...c, config: null }).toEqual({ ...old, config: null });
+      // Its check predates `pass`: a case that is not a mismatch passed it.
+      expect({ ...c, config: null }).toEqual({ ...old, config: null, ...(old.check && { check: { ...old.check, pass: old.status !== 'mismatch' } }) });
     });
     expect({ ...v2, cases: null, schema: null }).toEqual({ ...v1, cases: null, schema: null });
     // The input is left as it was.
@@ -102,5 +103,19 @@ describe('results.json written as moeblaze.bench/v1', () => {
   it('a v2 file is returned as it is', () => {
     const current = results({ cases: SWEEP });
     expect(migrateBenchResults(current)).toBe(current);
+  });
+
+  it('a v2 check without `pass` (before issue 29) gets the verdict its status implies; never checked is not passed', () => {
+    const current = structuredClone(results({ cases: SWEEP.slice(0, 3) })) as Json;
+    current.cases[0].check = { against: 'reference', maxRelError: 1e-6 };
+    current.cases[1] = { ...current.cases[1], status: 'mismatch', message: 'O off', check: { against: 'reference', maxRelError: 0.5 } };
+    current.cases[2].check = { against: 'none', maxRelError: null };
+    const migrated = migrateBenchResults(current) as BenchResults;
+    expect(migrated.cases.map((c) => c.check?.pass)).toEqual([true, false, false]);
+    expect(current.cases[0].check.pass).toBeUndefined();
+    // A verdict that contradicts the status is refused.
+    const contradiction = structuredClone(migrated);
+    contradiction.cases[0].check!.pass = false;
+    expect(validateBenchResults(contradiction)).toContainEqual(expect.stringMatching(/cases\[0\]\.check\.pass.*false contradicts status ok against reference/));
   });
 });

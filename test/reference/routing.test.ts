@@ -136,6 +136,10 @@ describe('reference routing', () => {
     expect(Array.from(r.kept)).toEqual([1, 1, 1, 1, 1, 0, 1, 0]);
     expect(Array.from(r.logits)).toEqual(Array.from(natural.logits));
     expect(r.nearTies).toEqual(natural.nearTies);
+    // The forced pass may reuse the first pass's logits (verify's routingFor does): the same routing.
+    const reused = route(handWorked, { topK: 2, capacityFactor: 0.5 }, { capacity: true, forcedExperts, logits: natural.logits });
+    expect(reused).toEqual(r);
+    expect(() => route(handWorked, { topK: 2 }, { logits: new Float64Array(3) })).toThrow(/logits has 3 elements/);
   });
 
   it('rejects malformed forcedExperts', () => {
