@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { BenchCase, BenchResults } from '../../src/bench/schema.js';
 import { validateBenchResults } from '../../src/bench/validate.js';
@@ -16,6 +17,8 @@ import { Xoshiro128 } from '../../src/rng.js';
 const root = resolve(import.meta.dirname, '../..');
 const SWEEP = ['--impl', 'zero-buffer', '--impl', 'tutel', '--experts', '2,4', '--tokens', '8', '--hidden', '8', '--ffn', '8', '--top-k', '1', '--max-time', '0.05', '--min-samples', '2', '--warmup', '0'];
 const CASES = 4;
+/** Half the sweep, for the kills inside a write (six runs). */
+const TWO_CASES = ['--impl', 'zero-buffer', ...SWEEP.slice(4)];
 
 interface Run {
   code: number | null;
@@ -24,9 +27,11 @@ interface Run {
   stderr: string;
 }
 
-function start(args: string[]): { child: ChildProcess; done: Promise<Run> } {
+function start(args: string[], kill?: { at: string; log: string }): { child: ChildProcess; done: Promise<Run> } {
   // MOEBLAZE_DAWN_STDERR=1: no stderr-filtering parent process, so that the signals reach bench itself.
-  const child = spawn(process.execPath, [join(root, 'bin/run.js'), 'bench', ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1', MOEBLAZE_DAWN_STDERR: '1' } });
+  const hook = kill ? ['--import', pathToFileURL(join(root, 'test/helpers/kill-in-write.mjs')).href] : [];
+  const env = { ...process.env, NO_COLOR: '1', MOEBLAZE_DAWN_STDERR: '1', ...(kill && { MOEBLAZE_KILL_AT: kill.at, MOEBLAZE_KILL_LOG: kill.log }) };
+  const child = spawn(process.execPath, [...hook, join(root, 'bin/run.js'), 'bench', ...args], { cwd: root, env });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -90,6 +95,35 @@ describe('bench crash safety', () => {
     }
     expect(kills, 'at least one run was killed mid-sweep').toBeGreaterThan(0);
   });
+
+  it('SIGKILL inside a results.json write, before its rename and right after it: the old file or the new one is there, whole, and --resume finishes from it', async () => {
+    const rng = new Xoshiro128(29);
+    for (const point of ['write', 'rename', 'renamed']) {
+      const base = mkdtempSync(join(tmpdir(), `moeblaze-${point}-`));
+      const dir = join(base, 'out');
+      const log = join(base, 'writes');
+      mkdirSync(log);
+      // The 1st write makes the file, one follows each case: kill at the 2nd or 3rd, so an old file exists.
+      const nth = 2 + (rng.nextUint32() % 2);
+      const first = await start([...TWO_CASES, '--out', dir], { at: `${point}:${nth}`, log }).done;
+      expect(first.signal, `${point}:${nth} ${first.stderr}`).toBe('SIGKILL');
+      const onDisk = readFileSync(join(dir, 'results.json'), 'utf8');
+      const expected = readFileSync(join(log, `${point === 'renamed' ? nth : nth - 1}.json`), 'utf8');
+      expect(onDisk, `${point}:${nth}: results.json is the ${point === 'renamed' ? 'new' : 'old'} file, byte for byte`).toBe(expected);
+      expect(validateBenchResults(JSON.parse(onDisk))).toEqual([]);
+      if (point !== 'renamed') expect(readdirSync(dir).some((f) => f.startsWith('results.json.tmp-')), 'the torn or unrenamed temporary file is there').toBe(true);
+      const kept = finishedCases(dir);
+      const r = await start(['--resume', dir, '--json']).done;
+      expect(r.code, r.stderr).toBe(0);
+      const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as BenchResults;
+      expect(validateBenchResults(results)).toEqual([]);
+      expect(results.complete).toBe(true);
+      expect(results.cases).toHaveLength(2);
+      const byKey = new Map(results.cases.map((c) => [c.key, c]));
+      for (const c of kept) expect(JSON.stringify(byKey.get(c.key))).toBe(JSON.stringify(c));
+      expect(readdirSync(dir).sort()).toEqual(['benchmark-action.json', 'report.html', 'results.json', 'results.md']);
+    }
+  }, 300_000);
 
   it('Ctrl-C says how to resume, and that command finishes the sweep', async () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'moeblaze-int-')), 'out');
