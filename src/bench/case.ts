@@ -154,6 +154,7 @@ interface CheckOutcome {
 async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<typeof seededInputs> | null, full: boolean): Promise<CheckOutcome> {
   const c = layer.config;
   const tolerance = toleranceFor(c.dtype);
+  const started = performance.now();
   let tensors: TensorCheck[];
   let summary: RoutingSummary;
   let dropped: { gpu: number; reference: number };
@@ -189,6 +190,7 @@ async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<
       maxErrorRatio: Math.max(0, ...tensors.map((t) => Math.max(t.errorRatio, t.maxErrorRatio))),
       pass: problems.length === 0,
       forcedTokens,
+      seconds: (performance.now() - started) / 1000,
     },
     summary,
   };

@@ -69,6 +69,8 @@ export interface CaseCheck {
    * from the GPU's routing, ascending; absent in files written before issue 29.
    */
   forcedTokens?: number[];
+  /** Wall seconds of the check: its GPU steps, readback and float64 reference (absent before issue 29). */
+  seconds?: number;
   note?: string;
 }
 

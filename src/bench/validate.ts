@@ -306,5 +306,6 @@ function checkRecord(ch: Checker, k: Obj, path: string): void {
   }
   if (k.kind === 'sampled' && !k.sample) ch.fail(`${path}.sample`, 'a sampled check needs its sample size');
   if (k.pass !== undefined) ch.boolean(k, 'pass', path);
+  if (k.seconds !== undefined) ch.number(k, 'seconds', path, { min: 0 });
   if (k.forcedTokens !== undefined && (!Array.isArray(k.forcedTokens) || k.forcedTokens.some((t) => !Number.isInteger(t) || (t as number) < 0))) ch.fail(`${path}.forcedTokens`, 'expected a list of token indices');
 }

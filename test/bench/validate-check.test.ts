@@ -23,6 +23,16 @@ describe('results.json: the check record of issue 18', () => {
   });
 });
 
+describe('results.json: the check record of issue 29', () => {
+  it('accepts its verdict, the forced near-tie tokens and its time; rejects them malformed', () => {
+    const full = { against: 'reference', kind: 'full', sample: null, maxRelError: 1e-7, maxErrorRatio: 0.01 };
+    expect(validateBenchResults(withCheck({ ...full, pass: true, forcedTokens: [3, 17], seconds: 0.4 }))).toEqual([]);
+    expect(validateBenchResults(withCheck({ ...full, pass: 'yes' }))).toEqual([expect.stringMatching(/check\.pass/)]);
+    expect(validateBenchResults(withCheck({ ...full, forcedTokens: [1.5] }))).toEqual([expect.stringMatching(/check\.forcedTokens: expected a list of token indices/)]);
+    expect(validateBenchResults(withCheck({ ...full, seconds: -1 }))).toEqual([expect.stringMatching(/check\.seconds/)]);
+  });
+});
+
 describe('results.json: the routing of a case', () => {
   it('is optional (files written before --routing are top-k) and, when present, top-k or balanced', () => {
     const r = benchFixture();

@@ -79,6 +79,10 @@ describe('moeblaze bench', () => {
       // f16 storage really rounds (an f32-precision result would mean the f16 path never ran).
       expect(c.check!.maxRelError!).toBeGreaterThan(1e-5);
       expect(c.check!.maxRelError!).toBeLessThanOrEqual(1e-2);
+      // The verdict, the near-tie tokens the reference took from the GPU (if any) and the check's time.
+      expect(c.check!.pass).toBe(true);
+      expect(c.check!.forcedTokens).toEqual(expect.any(Array));
+      expect(c.check!.seconds).toBeGreaterThan(0);
     }
   });
 
