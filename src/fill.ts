@@ -117,9 +117,20 @@ export function fillStds(d: number, h: number): Record<FilledTensor, number> {
   return { X: 1, dO: 1, Wr: 1 / Math.sqrt(d), W1: 1 / Math.sqrt(d), W3: 1 / Math.sqrt(d), W2: 1 / Math.sqrt(h) };
 }
 
-/** Expert e's weights as the GPU fill of `seed` made them, in float64 (W1, W3 [d,h], W2 [h,d]). */
-export function fillExpertWeights(seed: number, e: number, d: number, h: number, swiglu: boolean): { W1: Float64Array; W3: Float64Array | null; W2: Float64Array } {
+export interface FilledWeights {
+  W1: Float64Array;
+  W3: Float64Array | null;
+  W2: Float64Array;
+}
+
+/**
+ * Expert e's weights as the GPU fill of `seed` made them, in float64 (W1, W3 [d,h], W2 [h,d]),
+ * written into `into` when its arrays have the size (a worker refills one set per expert: fresh
+ * 350 MB arrays at DeepSeek-V3-like sizes cost more in page faults than the fill itself).
+ */
+export function fillExpertWeights(seed: number, e: number, d: number, h: number, swiglu: boolean, into?: FilledWeights): FilledWeights {
   const std = fillStds(d, h);
-  const make = (name: FilledTensor) => fillRow(new Float64Array(d * h), seed, FILL_TENSORS[name], e, fillScale(std[name]));
-  return { W1: make('W1'), W3: swiglu ? make('W3') : null, W2: make('W2') };
+  const n = d * h;
+  const make = (name: FilledTensor, given: Float64Array | null | undefined) => fillRow(given?.length === n ? given : new Float64Array(n), seed, FILL_TENSORS[name], e, fillScale(std[name]));
+  return { W1: make('W1', into?.W1), W3: swiglu ? make('W3', into?.W3) : null, W2: make('W2', into?.W2) };
 }

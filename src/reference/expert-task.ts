@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { LayerConfig } from '../config.js';
-import { fillExpertWeights } from '../fill.js';
+import { fillExpertWeights, type FilledWeights } from '../fill.js';
 import { expertPairs, scaled, unitStep, type ExpertWeights, type Scaled } from './terms.js';
 
 /** An expert whose weights the GPU fill of `seed` made (src/fill.ts): the worker regenerates them, nothing is read back. */
@@ -46,11 +46,15 @@ export interface ExpertResult {
   dW2: Scaled;
 }
 
+/** The last regenerated expert's weights, refilled by the next one (one set per thread). */
+let refilled: FilledWeights | undefined;
+
 export function runExpertTask(given: ExpertTask): ExpertResult {
   const c = given.config;
   const d = c.hidden;
   const w = given.weights;
-  const task = { ...given, weights: 'fillSeed' in w ? fillExpertWeights(w.fillSeed, w.expert, d, c.ffn, c.activation === 'swiglu') : w };
+  if ('fillSeed' in w) refilled = fillExpertWeights(w.fillSeed, w.expert, d, c.ffn, c.activation === 'swiglu', refilled);
+  const task = { ...given, weights: 'fillSeed' in w ? refilled! : w };
   const n = task.sampled.g.length;
   const row = (m: Scaled, r: number): Scaled => ({ v: m.v.subarray(r * d, r * d + d), s: m.s.subarray(r * d, r * d + d) });
   const rows = (p: PairRows, r: number) => ({ x: p.x.subarray(r * d, r * d + d), dO: p.dO.subarray(r * d, r * d + d), g: p.g[r] });

@@ -110,6 +110,24 @@ describe('reference routing', () => {
     expect(zipf.expertLoad[E - 1]).toBeLessThan(uniform.expertLoad[E - 1] + 1);
   });
 
+  it("logits are the plain loop's to the bit (four tokens share a pass over Wr; T off a multiple of 4, zipf bias)", () => {
+    const [T, d, E] = [11, 9, 7];
+    let seed = 5;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
+    const X = Float64Array.from({ length: T * d }, rand);
+    const Wr = Float64Array.from({ length: d * E }, rand);
+    const config = layerConfig({ tokens: T, hidden: d, ffn: 1, experts: E, topK: 2, skew: { kind: 'zipf', s: 1.1 } });
+    const beta = Array.from({ length: E }, (_, e) => -1.1 * Math.log(e + 1));
+    const plain = new Float64Array(T * E);
+    for (let t = 0; t < T; t++)
+      for (let e = 0; e < E; e++) {
+        let z = beta[e];
+        for (let i = 0; i < d; i++) z += X[t * d + i] * Wr[i * E + e];
+        plain[t * E + e] = z;
+      }
+    expect(Array.from(routeReference(config, X, Wr).logits)).toEqual(Array.from(plain));
+  });
+
   it('lists tokens whose k-th and (k+1)-th logits nearly tie', () => {
     const rows = [
       [1, 0.5, 0.5 + 1e-7], // k=2: 0.5+1e-7 vs 0.5 ⇒ near tie
