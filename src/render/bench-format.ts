@@ -237,5 +237,9 @@ export function checksLine(r: BenchResults): string {
     parts.push(`${sampled.length} sampled float64 (${low === high ? low : `${low}–${high}`} tokens' rows, every expert's columns)`);
   }
   if (gpuOnly) parts.push(`${gpuOnly} only against another GPU run or a NaN scan (a file from before float64 checks of large shapes)`);
+  const forced = checks.reduce((n, k) => n + (k.forcedTokens?.length ?? 0), 0);
+  if (forced) parts.push(`${forced} near-tie token(s) routed in the reference as the GPU routed them (check.forcedTokens)`);
+  const seconds = checks.map((k) => k.seconds).filter((t) => t !== undefined);
+  if (seconds.length) parts.push(`each check took at most ${Math.max(...seconds).toFixed(1)} s`);
   return parts.join(', ');
 }

@@ -131,5 +131,9 @@ describe('the checks line (issue 18)', () => {
       ],
     };
     expect(checksLine(results as never)).toBe("1 full float64, 2 sampled float64 (64–70 tokens' rows, every expert's columns), 1 only against another GPU run or a NaN scan (a file from before float64 checks of large shapes)");
+    // Issue 29's fields: the near-tie tokens taken from the GPU's routing, and the checks' time.
+    results.cases[1].check = { ...results.cases[1].check, forcedTokens: [4, 9], seconds: 21.34 } as never;
+    results.cases[0].check = { ...results.cases[0].check, forcedTokens: [], seconds: 0.2 } as never;
+    expect(checksLine(results as never)).toMatch(/, 2 near-tie token\(s\) routed in the reference as the GPU routed them \(check\.forcedTokens\), each check took at most 21\.3 s$/);
   });
 });
