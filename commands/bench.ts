@@ -169,7 +169,7 @@ export default class Bench extends BaseCommand {
           outDir,
           sweep: saveSweep(spec),
           shard: prepared.shard,
-          provenance: this.provenance(gpu.adapter),
+          provenance: this.provenance(gpu.adapter, gpu.allocatorPolicy.mode),
           resume,
           onCaseStart: (_i, _n, label) => progress.tick(label),
           writeReports: writeBenchReports,

@@ -10,7 +10,7 @@ export default class Devices extends BaseCommand {
     'Every adapter Dawn can open (vendor, architecture, device, backend, subgroup sizes), its features, the limits that bound this tool (buffer and binding sizes, workgroup memory and sizes), and the host: CPU, memory, OS, GPUs with driver and VRAM. --adapter and --backend filter the list the way they select an adapter in other commands. Exits 4 with the fix when no adapter is found.';
   static override examples = ['<%= config.bin %> devices', '<%= config.bin %> devices --json', '<%= config.bin %> devices --adapter llvmpipe'];
   // --gemm picks the engine of a layer's GEMMs: nothing here runs one.
-  static override flags = { ...(({ gemm: _gemm, ...rest }) => rest)(gpuFlags), verbose: verboseFlag };
+  static override flags = { ...(({ gemm: _gemm, allocator: _allocator, ...rest }) => rest)(gpuFlags), verbose: verboseFlag };
 
   async run(): Promise<DevicesReport> {
     const { flags } = await this.parse(Devices);

@@ -92,7 +92,7 @@ export default class Plan extends BaseCommand {
         const result = await validatePlan(gpu, { strategies, dtypes: dtype ? [dtype] : undefined, onProgress: (m) => this.progress(m) });
         this.log(renderValidation(result));
         if (!result.pass) process.exitCode = ExitCode.checkFailed;
-        return { ...result, provenance: this.provenance(gpu.adapter) };
+        return { ...result, provenance: this.provenance(gpu.adapter, gpu.allocatorPolicy.mode) };
       });
     }
     const layer: LayerFlagValues = {

@@ -54,7 +54,7 @@ export default class Profile extends BaseCommand {
         this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
       }
       // Provenance (commit, adapter, Dawn) makes a committed --driver-check output say where it ran.
-      const provenance = this.provenance(gpu.adapter);
+      const provenance = this.provenance(gpu.adapter, gpu.allocatorPolicy.mode);
       if (flags.out) {
         await writeFileAtomic(join(flags.out, 'index.html'), renderProfileHtml(result, provenance));
         this.progress(`wrote ${join(flags.out, 'index.html')}`);

@@ -71,7 +71,7 @@ export default class Train extends BaseCommand {
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await runTraining(gpu, config, strategies, trainProgressWriter());
-      result.provenance = this.provenance(gpu.adapter);
+      result.provenance = this.provenance(gpu.adapter, gpu.allocatorPolicy.mode);
       if (!this.jsonEnabled()) this.log(renderTrainSummary(result));
       if (flags.out) {
         await writeFileAtomic(join(flags.out, 'train.json'), `${JSON.stringify(result, null, 2)}\n`);

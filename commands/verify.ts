@@ -63,7 +63,7 @@ export default class Verify extends BaseCommand {
       this.log(renderVerify(result));
       if (flags.dump) this.progress(`wrote ${flags.dump}/manifest.json and the .npy files it lists`);
       if (!result.pass) process.exitCode = ExitCode.checkFailed;
-      return { ...result, provenance: this.provenance(gpu.adapter) };
+      return { ...result, provenance: this.provenance(gpu.adapter, gpu.allocatorPolicy.mode) };
     });
   }
 }

@@ -1,7 +1,7 @@
 import { withGpuErrors } from '../src/gpu/runtime.js';
-import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
+import type { AllocatorActivity, GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
 import type { DType } from '../src/config.js';
-import type { PassTiming } from '../src/gpu/timer.js';
+import type { GapCause, PassTiming } from '../src/gpu/timer.js';
 
 /**
  * One storage binding of a kernel: its WGSL name (the key a dispatch binds a buffer under), its
@@ -167,6 +167,9 @@ export class StepEncoder {
   readonly passes: PassTiming[] = [];
   private nextLabel: string | null = null;
   private flushes = 0;
+  private submits = 0;
+  /** The allocator's counts and the submits when the last pass ended: what happened in the gap since. */
+  private atPassEnd: { activity: AllocatorActivity; submits: number } | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -177,8 +180,11 @@ export class StepEncoder {
     readonly passPerKernel = false,
     /** Which build of a kernel runs (the GEMM engine), and its replacement if that build fails. */
     readonly sources: KernelSourcePolicy | null = null,
-    /** The allocator's host pause (GpuAllocator.pauseWhenLive): dispatches are the step's await points. */
-    private readonly pause: { readonly pauseDue: boolean; pausePoint(): Promise<void> } | null = null,
+    /**
+     * The allocator's host pause (GpuAllocator.pauseWhenLive): dispatches are the step's await
+     * points; and its activity, which names what the host did in each gap between passes.
+     */
+    private readonly pause: { readonly pauseDue: boolean; pausePoint(): Promise<void>; readonly activity?: AllocatorActivity } | null = null,
   ) {
     this.encoder = device.createCommandEncoder();
   }
@@ -200,11 +206,23 @@ export class StepEncoder {
       label,
       timestampWrites: ts ? { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * index, endOfPassWriteIndex: 2 * index + 1 } : undefined,
     });
-    this.passes.push({ label, kernels: [] });
+    this.passes.push({ label, kernels: [], ...(index > 0 && { gapBefore: this.gapCause() }) });
+  }
+
+  /** What the host did since the last pass ended (docs/design.md#time): the most blocking thing first. */
+  private gapCause(): GapCause {
+    const now = this.pause?.activity;
+    const then = this.atPassEnd;
+    if (now && then?.activity && now.readbacks > then.activity.readbacks) return 'readback';
+    if (now && then?.activity && now.created > then.activity.created) return 'allocation';
+    return then && this.submits > then.submits ? 'submission' : 'pass-boundary';
   }
 
   endPass(): void {
-    if (this.pass) this.pass.end();
+    if (this.pass) {
+      this.pass.end();
+      this.atPassEnd = { activity: this.pause?.activity ?? { created: 0, readbacks: 0, releasedForLimit: 0 }, submits: this.submits };
+    }
     this.pass = null;
   }
 
@@ -270,6 +288,7 @@ export class StepEncoder {
     this.endPass();
     if (this.pendingParams) this.device.queue.writeBuffer(this.paramArena, 0, this.paramBytes, 0, this.slot * PARAM_SLOT_BYTES);
     this.device.queue.submit([this.encoder.finish()]);
+    this.submits++;
     this.encoder = this.device.createCommandEncoder();
     this.slot = 0;
     this.pendingParams = false;

@@ -42,12 +42,20 @@ export class CheckFailedError extends MoeblazeError {
   }
 }
 
+/**
+ * Which limit refused a buffer: the adapter's buffer or binding size, --memory-limit on live bytes
+ * (reserved bytes are kept under it by releasing pooled buffers, src/gpu/allocator.ts), the
+ * device itself, or a planned peak above --memory-limit before anything ran.
+ */
+export type MemoryLimitKind = 'max-buffer-size' | 'max-binding-size' | 'memory-limit-live' | 'device' | 'planned';
+
 /** A buffer could not be allocated: a result for benchmarks, not a crash. */
 export class OutOfMemoryError extends MoeblazeError {
   constructor(
     message: string,
     readonly requestedBytes: number,
     readonly bufferName: string,
+    readonly limit: MemoryLimitKind = 'device',
   ) {
     super(message, ExitCode.environment);
   }

@@ -19,7 +19,7 @@ import { requireBindingFits } from './layer-limits.js';
 export interface LayerRuntime {
   /** The dispatch strategy (`--impl`) [default: zero-buffer]. */
   impl?: string;
-  /** Refuse allocations beyond this many live bytes (OOM as a result). */
+  /** Refuse allocations beyond this many live bytes, and keep reserved bytes under it (OOM as a result). */
   memoryLimit?: number;
   /** Largest chunk of a tensor; defaults to the adapter's storage-binding limit (tests force it smaller). */
   chunkBytes?: number;
@@ -101,7 +101,7 @@ export class MoELayer {
     requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
     const gemmEngine = gemmEngineFor(gpu, config.dtype);
     this.ownsKernels = !runtime.kernels;
-    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }), gemmEngine);
+    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }, gpu.allocatorPolicy), gemmEngine);
     this.allocator = this.kernels.allocator;
     // The persistent part of every strategy's buffer table, allocated as the table declares it.
     this.tensors = allocateLayerTensors(this.allocator, layerTensorSpecs(config, { chunkBytes: this.chunkBytes }));
@@ -223,6 +223,7 @@ export class MoELayer {
     this.releaseOutputs();
     // The driver check reads its "before" here: the last step's outputs are gone, nothing new yet.
     await options.atStart?.();
+    const createdBefore = this.allocator.activity.created;
     const profiler = new MemoryProfiler(this.allocator);
     const step = this.stepContext(options);
     const started = performance.now();
@@ -235,6 +236,8 @@ export class MoELayer {
     await this.gpu.device.queue.onSubmittedWorkDone();
     const wallMs = performance.now() - started;
     const timing = options.timer ? await options.timer.read(step.enc.passes, forwardPasses) : null;
+    // Every buffer the step created, the timer's readback included: zero in a steady caching step.
+    this.lastStep = { ...this.lastStep, buffersCreated: this.allocator.activity.created - createdBefore };
     return { memory: this.lastStep, timing, wallMs };
   }
 
@@ -299,6 +302,9 @@ export class MoELayer {
     this.runner.release(this.stepContext());
     this.output = this.inputGrad = null;
     for (const tensor of Object.values(this.tensors)) freeTensor(this.allocator, tensor ?? undefined);
-    if (this.ownsKernels) this.kernels.destroy();
+    if (!this.ownsKernels) return;
+    this.kernels.destroy();
+    // The pool's buffers are the layer's: nothing stays reserved (or keeps dawn.node alive) after it.
+    this.allocator.releasePool();
   }
 }

@@ -111,6 +111,7 @@ class GShardRunner extends CapacityRunner {
         `gshard: one token's row of the f32 [T,E,C] gating tensors needs ${formatBytes(rowBytes)}, more than one storage binding holds (${formatBytes(step.chunkBytes)}); use a smaller capacity factor or fewer experts`,
         rowBytes,
         'combineWeights',
+        'max-binding-size',
       );
     }
   }

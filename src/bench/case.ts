@@ -12,7 +12,8 @@ import type { RoutingSummary } from '../strategy/contract.js';
 import { compareRun, expectedFrom, referenceFor, runTensors, type GpuRun, type TensorCheck } from '../verify/verify.js';
 import { fullReferenceFits, sampledCheck } from '../verify/sampled.js';
 import type { PlannedCase } from './plan.js';
-import type { BenchCase, TimeStats } from './schema.js';
+import type { BenchCase, StepSplit, TimeStats } from './schema.js';
+import type { GapCause, StepTiming } from '../gpu/timer.js';
 import { formatBytes } from '../units.js';
 
 export interface CaseOptions {
@@ -32,6 +33,21 @@ export type StepTimer = Pick<GpuTimer, 'writes' | 'read' | 'destroy'>;
 function stats(samples: number[]): TimeStats {
   const s = summarize(samples);
   return { median: s.median, p10: s.p10, p90: s.p90, noise: s.noise, n: s.n, samples };
+}
+
+/** Medians of the timed steps' busy and idle times, and of the idle time per cause (zero where a step had none). */
+export function stepSplit(timings: readonly StepTiming[]): StepSplit {
+  const median = (xs: number[]) => summarize(xs).median;
+  const causes = [...new Set(timings.flatMap((t) => Object.keys(t.idleByCause) as GapCause[]))];
+  const busySamples = timings.map((t) => t.busyMs);
+  const idleSamples = timings.map((t) => t.idleMs);
+  return {
+    busyMs: median(busySamples),
+    idleMs: median(idleSamples),
+    idleByCause: Object.fromEntries(causes.map((c) => [c, median(timings.map((t) => t.idleByCause[c] ?? 0))])),
+    busySamples,
+    idleSamples,
+  };
 }
 
 /** Routing as a strategy would see it with every expert equally loaded: for refusing ahead of time. */
@@ -65,6 +81,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
         ...base,
         status: 'oom',
         message: `planned step peak ${formatBytes(planned.stepPeak)} exceeds --memory-limit ${formatBytes(options.memoryLimit)}`,
+        oomLimit: 'planned',
         planned: { stepPeak: planned.stepPeak, activationPeak: planned.activationPeak },
       };
     }
@@ -87,17 +104,21 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     const timer = options.makeTimer ? options.makeTimer(layer) : gpu.hasTimestamps ? new GpuTimer(layer.allocator) : null;
     const forward: number[] = [];
     const backward: number[] = [];
+    const timings: StepTiming[] = [];
+    const created: number[] = [];
     let memory = null as Awaited<ReturnType<MoELayer['step']>>['memory'] | null;
     const samples = await sampleUntilStable(async () => {
       const r = await layer!.step({ timer: timer ?? undefined, pass: planned.config.pass });
       memory = r.memory;
+      created.push(r.memory.buffersCreated);
+      if (r.timing) timings.push(r.timing);
       if (r.timing?.forwardMs != null) forward.push(r.timing.forwardMs);
       if (r.timing?.backwardMs != null) backward.push(r.timing.backwardMs);
       return r.timing ? r.timing.totalMs : r.wallMs;
     }, options.sampling);
     timer?.destroy();
     // The sampler's warm-up steps are timed too; keep only the sampled ones.
-    const keep = (list: number[]) => (list.length >= samples.length ? list.slice(list.length - samples.length) : list);
+    const keep = <T>(list: T[]) => (list.length >= samples.length ? list.slice(list.length - samples.length) : list);
     const step = stats(samples);
     const flops = usefulFlops(c, check.summary.keptPairs, planned.config.pass);
     const tflops = flops / (step.median * 1e-3) / 1e12;
@@ -112,6 +133,8 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
         step,
         forward: forward.length ? stats(keep(forward)) : null,
         backward: backward.length ? stats(keep(backward)) : null,
+        // Only where each timed step has its GPU timestamps (a timer double may give none).
+        ...(timings.length >= samples.length && { split: stepSplit(keep(timings)) }),
       },
       throughput: {
         tokensPerS: c.tokens / (step.median * 1e-3),
@@ -127,12 +150,14 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
         modelEstimate: m.savedForBackward === null || transient === null ? null : options.layers * m.savedForBackward + transient,
         peakByTag: m.peakByTag,
         peakByName: m.peakByName,
+        reservedPeak: m.reservedPeak,
       },
+      buffers: { allocator: layer.allocator.policy.mode, createdPerStep: keep(created), releasedForLimit: layer.allocator.activity.releasedForLimit },
       routing,
       gemm,
     };
   } catch (error) {
-    if (error instanceof OutOfMemoryError) return { ...base, status: 'oom', message: error.message };
+    if (error instanceof OutOfMemoryError) return { ...base, status: 'oom', message: error.message, oomLimit: error.limit };
     return { ...base, status: 'error', message: (error as Error).message.split('\n')[0] };
   } finally {
     layer?.destroy();

@@ -53,6 +53,8 @@ function sweepIdentity(input: ShardInput): [string, string][] {
     ['shard count', String(shard.count)],
     ['case list', JSON.stringify(shard.sweepKeys)],
     ['run settings (--layers, --memory-limit, sampling)', JSON.stringify({ layers, memoryLimit, sampling, pass, preset })],
+    // Files without it created and destroyed every buffer (issue 27): caching and fresh shards differ in time.
+    ['allocator (--allocator)', settings.allocator ?? 'fresh'],
     ['moeblaze version', provenance.tool.version],
     ['git commit', provenance.gitCommit ?? 'unknown'],
   ];

@@ -31,6 +31,10 @@ function migrateConfig(config: unknown, from: string, to: string): unknown {
 }
 
 /**
+ * Fields added within v2 need no migration: they are optional, and a reader takes their absence
+ * as what the older tool did (issue 27: no `settings.allocator` means every buffer was created
+ * and destroyed, `fresh`; no busy/idle split, reserved peak or buffer counts: not measured).
+ *
  * A results.json of any schema the readers know, in the current one: the one place older files
  * are read (the gate's committed baselines, --resume of a sweep an older moeblaze wrote). From v1:
  * a case's `strategy` and the saved sweep's `strategies` are `impl`, as the flag is, and the skew

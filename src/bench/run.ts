@@ -114,6 +114,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     layers: options.layers,
     sampling: options.sampling,
     memoryLimit: options.memoryLimit,
+    allocator: gpu.allocatorPolicy.mode,
     timing: gpu.hasTimestamps ? 'timestamp' : 'wall',
     axes: plan.axes,
     ...(options.sweep && { sweep: options.sweep }),
@@ -123,6 +124,10 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   const testbed = testbedOf(gpu, options.provenance);
   if (resume?.cases.length && resume.testbed.fingerprint !== testbed.fingerprint) {
     throw new UsageError(`--resume: the saved cases ran on ${resume.testbed.fingerprint}, this adapter is ${testbed.fingerprint}; resume on the same adapter, or start a new sweep`);
+  }
+  const savedAllocator = resume?.settings.allocator ?? 'fresh';
+  if (resume?.cases.length && savedAllocator !== settings.allocator) {
+    throw new UsageError(`--resume: the saved cases ran with --allocator ${savedAllocator}, this run asks for ${settings.allocator}; resume with --allocator ${savedAllocator}, or start a new sweep`);
   }
   const results: BenchResults = {
     schema: BENCH_SCHEMA,
@@ -142,7 +147,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   await save();
 
   if (!results.ceilings && options.ceilings !== false) {
-    const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes });
+    const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }, gpu.allocatorPolicy);
     const kernels = new KernelContext(allocator);
     // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
     const usesMatrixUnits = plan.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
@@ -153,6 +158,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     } finally {
       kernels.destroy();
       matrixKernels?.destroy();
+      allocator.releasePool();
     }
   }
   const previous = new Map((resume?.cases ?? []).map((c) => [c.key, c]));

@@ -1,6 +1,8 @@
 import type { GemmEngine, LayerConfig } from '../config.js';
 import type { Ceilings } from '../measure/ceilings.js';
-import type { BufferTag } from '../gpu/allocator.js';
+import type { AllocatorMode, BufferTag } from '../gpu/allocator.js';
+import type { GapCause } from '../gpu/timer.js';
+import type { MemoryLimitKind } from '../errors.js';
 import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import type { SweepSpec } from './plan.js';
@@ -49,6 +51,35 @@ export interface CaseMemory {
   modelEstimate: number | null;
   peakByTag: Partial<Record<BufferTag, number>>;
   peakByName: Record<string, number>;
+  /**
+   * The most bytes the allocator held during the last timed step, live or pooled for reuse
+   * (torch.cuda.max_memory_reserved over a step; docs/design.md#memory). Absent in files written
+   * before issue 27, whose fresh allocator reserved what was live.
+   */
+  reservedPeak?: number;
+}
+
+/**
+ * Where a step's time went (docs/design.md#time): medians over the timed steps of the passes'
+ * summed GPU time and of the idle rest, and of the idle time by what the host did in each gap.
+ * Only with timestamp timing; absent in files written before issue 27.
+ */
+export interface StepSplit {
+  busyMs: number;
+  idleMs: number;
+  idleByCause: Partial<Record<GapCause, number>>;
+  /** Per timed step, in the order of time.step.samples. */
+  busySamples: number[];
+  idleSamples: number[];
+}
+
+/** How the case's buffers were allocated (absent in files written before issue 27: fresh). */
+export interface CaseBuffers {
+  allocator: AllocatorMode;
+  /** GPU buffers created in each timed step, in the order of time.step.samples (0 in a steady caching step). */
+  createdPerStep: number[];
+  /** Pooled bytes the allocator destroyed to keep reserved under --memory-limit (0 without one). */
+  releasedForLimit: number;
 }
 
 /** The float64 check a case passed (or failed) before it was timed. */
@@ -85,6 +116,7 @@ export interface BenchCase {
     step: TimeStats;
     forward: TimeStats | null;
     backward: TimeStats | null;
+    split?: StepSplit;
   };
   throughput?: {
     tokensPerS: number;
@@ -93,6 +125,9 @@ export interface BenchCase {
     gemmFraction: number | null;
   };
   memory?: CaseMemory;
+  buffers?: CaseBuffers;
+  /** For an oom case: which limit refused it (errors.ts MemoryLimitKind); absent in older files. */
+  oomLimit?: MemoryLimitKind;
   /** A case refused before it ran (oom above --memory-limit): its buffer table's figures under expected routing. */
   planned?: { stepPeak: number; activationPeak: number };
   routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
@@ -137,6 +172,8 @@ export interface BenchSettings {
   layers: number;
   sampling: SamplingPolicy;
   memoryLimit: number | null;
+  /** --allocator; files written before issue 27 ran with fresh buffers and read as 'fresh' (migrate.ts). */
+  allocator?: AllocatorMode;
   timing: 'timestamp' | 'wall';
   /** The swept values, for charts: each key maps to the list given (or the preset's). */
   axes: Record<string, (number | string)[]>;

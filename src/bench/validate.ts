@@ -1,7 +1,8 @@
 import { ROUTINGS } from '../config.js';
-import { BUFFER_TAGS } from '../gpu/allocator.js';
+import { ALLOCATOR_MODES, BUFFER_TAGS } from '../gpu/allocator.js';
 import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
 import { shardRecord, shardRuns } from './validate-shard.js';
+import { caseBuffers, stepSplit } from './validate-buffers.js';
 
 /**
  * A hand-written structural check of a results.json (schema moeblaze.bench/v2; older files are
@@ -75,7 +76,7 @@ export class Checker {
   }
 }
 
-function describe(v: unknown): string {
+export function describe(v: unknown): string {
   if (v === undefined) return 'nothing (missing)';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
@@ -156,6 +157,7 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
       timeStats(ch, t.step, `${path}.time.step`, false);
       timeStats(ch, t.forward, `${path}.time.forward`, true);
       timeStats(ch, t.backward, `${path}.time.backward`, true);
+      if (t.split !== undefined) stepSplit(ch, t.split, `${path}.time.split`, (t.step as { n?: unknown } | null)?.n);
     }
   }
   if (c.throughput !== undefined) {
@@ -167,6 +169,7 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
     }
   }
   if (c.memory !== undefined) memory(ch, c.memory, `${path}.memory`);
+  caseBuffers(ch, c, path);
   if (c.routing !== undefined) {
     const r = ch.object(c.routing, `${path}.routing`);
     if (r) {
@@ -202,6 +205,11 @@ function memory(ch: Checker, v: unknown, path: string): void {
   if (step !== null && act !== null && act > step) ch.fail(path, `activation peak ${act} exceeds step peak ${step}`);
   ch.numberRecord(m.peakByTag, `${path}.peakByTag`, TAGS);
   ch.numberRecord(m.peakByName, `${path}.peakByName`);
+  // Absent before issue 27; never below the live peak, which it contains.
+  if (m.reservedPeak !== undefined) {
+    const reserved = ch.number(m, 'reservedPeak', path, bytes);
+    if (reserved !== null && step !== null && reserved < step) ch.fail(`${path}.reservedPeak`, `reserved ${reserved} is below the step peak ${step}`);
+  }
 }
 
 function provenance(ch: Checker, v: unknown, path: string): void {
@@ -219,6 +227,7 @@ function provenance(ch: Checker, v: unknown, path: string): void {
   ch.string(p, 'node', path);
   ch.string(p, 'platform', path);
   if (p.adapter !== null) ch.object(p.adapter, `${path}.adapter`);
+  if (p.allocator !== undefined) ch.oneOf(p, 'allocator', path, ALLOCATOR_MODES);
   ch.string(p, 'time', path);
   if (typeof p.time === 'string' && Number.isNaN(Date.parse(p.time))) ch.fail(`${path}.time`, `not a date: ${describe(p.time)}`);
 }
@@ -232,6 +241,7 @@ function settings(ch: Checker, v: unknown, path: string): void {
   const sampling = ch.object(s.sampling, `${path}.sampling`);
   if (sampling) for (const key of ['warmup', 'minSamples', 'maxSamples', 'noiseTarget', 'maxTimeMs']) ch.number(sampling, key, `${path}.sampling`, { min: 0 });
   ch.number(s, 'memoryLimit', path, { nullable: true, min: 1 });
+  if (s.allocator !== undefined) ch.oneOf(s, 'allocator', path, ALLOCATOR_MODES);
   ch.oneOf(s, 'timing', path, ['timestamp', 'wall']);
   if (s.sweep !== undefined) savedSweep(ch, s.sweep, `${path}.sweep`);
   if (s.shard !== undefined) shardRecord(ch, s.shard, `${path}.shard`);

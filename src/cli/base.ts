@@ -3,6 +3,7 @@ import { ExitCode, GpuError, MoeblazeError, UsageError } from '../errors.js';
 import { diagnoseNoAdapter } from '../gpu/diagnose.js';
 import { NO_ADAPTER_HELP, openGpu, type AdapterReport, type GpuContext } from '../gpu/runtime.js';
 import { collectProvenance, type Provenance } from '../measure/provenance.js';
+import type { AllocatorMode } from '../gpu/allocator.js';
 import { gpuSelection, type GpuFlagValues } from './flags.js';
 import { installInterruptHandler } from './interrupt.js';
 
@@ -156,8 +157,9 @@ export abstract class BaseCommand extends Command {
     return (this.id ?? '').split(':').join(' ');
   }
 
-  protected provenance(adapter?: AdapterReport | null): Provenance {
-    return collectProvenance([...this.commandName().split(' ').filter(Boolean), ...this.argv], adapter);
+  /** `allocator`: the --allocator a command that runs steps used (provenance records it). */
+  protected provenance(adapter?: AdapterReport | null, allocator?: AllocatorMode): Provenance {
+    return collectProvenance([...this.commandName().split(' ').filter(Boolean), ...this.argv], adapter, allocator);
   }
 
   /** See withGpu(): opens the adapter the --adapter/--backend flags pick and destroys it at the end. */

@@ -2,6 +2,7 @@ import { Flags, type Interfaces } from '@oclif/core';
 import { ACTIVATIONS, CHECKPOINTS, DTYPES, GEMM_ENGINES, layerConfig, parseSkew, ROUTINGS, type LayerConfig, type Skew } from '../config.js';
 import { UsageError } from '../errors.js';
 import { BACKENDS, type AdapterSelection } from '../gpu/runtime.js';
+import { ALLOCATOR_MODES } from '../gpu/allocator.js';
 import { parseBytes } from '../units.js';
 
 /*
@@ -75,6 +76,12 @@ export const gpuFlags = {
       "Dawn's vulkan_enable_f16_on_nvidia toggle, which gives NVIDIA adapters shader-f16 and f16 subgroup matrices. Dawn keeps it off by default because of conformance failures in some f16 cases (crbug 42251215); --no-nvidia-f16 turns it off [default: on]",
     helpGroup: 'GPU',
   }),
+  allocator: Flags.option({
+    options: ALLOCATOR_MODES,
+    description:
+      'how GPU buffers are allocated: caching keeps freed buffers, keyed by exact size and usage, for reuse (as PyTorch\'s caching allocator does), so a steady-state step creates none; fresh creates and destroys every buffer (the behaviour before caching, for comparison). Live bytes and peaks are the same either way; caching also reports reserved bytes [default: caching]',
+    helpGroup: 'GPU',
+  })(),
   'unsafe-disable-robustness': Flags.boolean({
     description:
       "Dawn's disable_robustness toggle: storage accesses are no longer bounds-clamped, so an out-of-bounds access can read or corrupt other memory, fault or lose the device. Faster GEMMs; recorded in provenance. Off unless given",
@@ -99,6 +106,7 @@ export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): Adapter
     gemm: flags.gemm ?? 'auto',
     nvidiaF16: flags['nvidia-f16'] !== false,
     robustness: !flags['unsafe-disable-robustness'],
+    allocator: flags.allocator ?? 'caching',
   };
 }
 

@@ -1,5 +1,6 @@
 import type { DType, GemmEngine, GemmRequest } from '../config.js';
 import { EnvironmentError, GpuError, UsageError } from '../errors.js';
+import { policyFromEnv, type AllocatorMode, type AllocatorPolicy } from './buffer-pool.js';
 
 /** The features the layer uses when the adapter offers them. */
 export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix' as GPUFeatureName];
@@ -25,6 +26,10 @@ export interface AdapterSelection {
   robustness?: boolean;
   /** The GEMM engine asked for [default 'auto']; each layer resolves it with gemmEngineFor(). */
   gemm?: GemmRequest;
+  /** `--allocator` [default: caching]: every layer's allocator on this device follows it (src/gpu/buffer-pool.ts). */
+  allocator?: AllocatorMode;
+  /** Poison every buffer handed out [default: MOEBLAZE_POISON_POOL=1]. */
+  poisonPool?: boolean;
 }
 
 /** One subgroup-matrix shape the adapter offers (Dawn's adapter.info.subgroupMatrixConfigs). */
@@ -181,6 +186,8 @@ export interface GpuContext {
   hasSubgroupMatrix: boolean;
   /** --gemm as asked; gemmEngineFor() turns it into the engine a layer of some dtype runs. */
   gemmRequest: GemmRequest;
+  /** How allocators on this device keep freed buffers (--allocator) and whether they poison them. */
+  allocatorPolicy: AllocatorPolicy;
   /** The Dawn toggles the instance was created with (provenance records them). */
   toggles: { enabled: string[]; disabled: string[] };
   /** The most bytes one storage binding may hold; tensors above it are chunked. */
@@ -253,6 +260,7 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
     hasSubgroupMatrix: device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName),
     toggles: dawnToggles(selection),
     gemmRequest: selection.gemm ?? 'auto',
+    allocatorPolicy: { ...policyFromEnv(selection.allocator), ...(selection.poisonPool !== undefined && { poison: selection.poisonPool }) },
     maxBindingBytes: device.limits.maxStorageBufferBindingSize,
     maxBufferBytes: device.limits.maxBufferSize,
     lost,

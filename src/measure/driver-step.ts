@@ -44,6 +44,40 @@ export interface StepPeakCheck extends DriverFigures {
   notes: string[];
 }
 
+export interface ReservedCheck extends DriverFigures {
+  /** The allocator's reserved bytes at the pause: live, pooled free buffers and persistent. */
+  reservedBytes: number;
+  /** Live bytes at the pause (the allocated figure the reserved one contains). */
+  liveBytes: number;
+  notes: string[];
+}
+
+/**
+ * The driver against reserved (issue 27): with the caching allocator the pool already holds the
+ * step's buffers when a step starts, so the change across one step says nothing. Instead one more
+ * step pauses at its allocated peak, and the driver's change since `beforeLayer` (a settled
+ * reading taken before the layer existed) is compared with everything the allocator reserves
+ * there (persistent tensors, live step buffers, pooled free ones).
+ */
+export async function stepReservedCheck(layer: MoELayer, probe: DriverProbe, beforeLayer: DriverSnapshot): Promise<ReservedCheck> {
+  const last = layer.memory;
+  if (!last) throw new Error('stepReservedCheck: run a step first; its peak is where the next one pauses');
+  let pause: { live: number; reserved: number; snapshot: DriverSnapshot } | null = null;
+  layer.allocator.pauseWhenLive(last.stepPeak, async (live) => {
+    pause = { live, reserved: layer.allocator.reserved, snapshot: await settled(layer.gpu.device, probe) };
+  });
+  try {
+    await layer.step();
+  } finally {
+    layer.allocator.clearPause();
+  }
+  const p = pause as { live: number; reserved: number; snapshot: DriverSnapshot } | null;
+  if (!p) throw new Error(`the step never reached its earlier peak (${last.stepPeak} B live): it is not deterministic`);
+  const delta = driverDelta(beforeLayer, p.snapshot, layer.gpu.adapter);
+  const notes = [delta.note, beforeLayer.stable && p.snapshot.stable ? null : 'a reading did not settle within its polls'].filter((n): n is string => n !== null);
+  return { ...figures(p.reserved, delta.bytes), reservedBytes: p.reserved, liveBytes: p.live, notes };
+}
+
 /**
  * Runs one more train step of the layer (it must have run one: its peak is the target), reads
  * the driver at the step's start and at the pause, and compares the two deltas.

@@ -13,6 +13,14 @@ export interface StepMemory {
   liveAtForwardEnd: number | null;
   peakByTag: Partial<Record<BufferTag, number>>;
   peakByName: Record<string, number>;
+  /**
+   * The most bytes the allocator held during the step, live or pooled for reuse (persistent
+   * included; readback staging left out, as in live bytes): torch.cuda.max_memory_reserved over
+   * the step. Equal to stepPeak with --allocator fresh.
+   */
+  reservedPeak: number;
+  /** GPU buffers the step created (zero for a steady-state step of the caching allocator). */
+  buffersCreated: number;
   timeline: MemoryEvent[];
 }
 
@@ -25,6 +33,7 @@ export class MemoryProfiler {
   async profile(step: () => Promise<void>): Promise<StepMemory & { summary(): string }> {
     const a = this.allocator;
     const baseline = a.live;
+    const createdBefore = a.activity.created;
     const firstEvent = a.timeline.length;
     a.resetPeak();
     a.mark('step-start');
@@ -42,6 +51,8 @@ export class MemoryProfiler {
       liveAtForwardEnd: forwardEnd ? forwardEnd.live : null,
       peakByTag: peak.byTag,
       peakByName: peak.byName,
+      reservedPeak: a.reservedPeak,
+      buffersCreated: a.activity.created - createdBefore,
       timeline,
     };
     return { ...figures, summary: () => summarizeMemory(figures) };
@@ -51,7 +62,8 @@ export class MemoryProfiler {
 export function summarizeMemory(m: StepMemory): string {
   const lines = [
     `step peak ${formatBytes(m.stepPeak)}, activation peak ${formatBytes(m.activationPeak)}` +
-      (m.savedForBackward === null ? '' : `, saved for backward ${formatBytes(m.savedForBackward)}`),
+      (m.savedForBackward === null ? '' : `, saved for backward ${formatBytes(m.savedForBackward)}`) +
+      `, reserved ${formatBytes(m.reservedPeak)} (${m.buffersCreated} buffer${m.buffersCreated === 1 ? '' : 's'} created)`,
     'at the peak, by tag:',
     ...Object.entries(m.peakByTag)
       .sort((x, y) => (y[1] ?? 0) - (x[1] ?? 0))

@@ -6,10 +6,14 @@ import { MoELayer } from '../layer.js';
 import type { MemoryEvent, BufferTag } from '../gpu/allocator.js';
 import type { StepMemory } from './memory-profiler.js';
 import { usefulFlops } from '../config.js';
-import { DriverMemoryReader, driverDelta, holdPeakBuffers, MIB, type ChunkSource, type DriverGpu, type DriverSnapshot } from './driver-memory.js';
-import { DRIVER_TOLERANCE, figures, settled as settledOn, stepPeakCheck, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
+import { DriverMemoryReader, driverDelta } from './driver-memory.js';
+import { figures, type DriverProbe } from './driver-step.js';
+import { checkAtPeak, settled, startDriverCheck, type DriverCheckReport } from './driver-check.js';
+import type { GapCause } from '../gpu/timer.js';
+import type { AllocatorMode } from '../gpu/allocator.js';
 
-export { DRIVER_TOLERANCE, type DriverFigures, type DriverProbe, type StepPeakCheck } from './driver-step.js';
+export { DRIVER_TOLERANCE, type DriverFigures, type DriverProbe, type ReservedCheck, type StepPeakCheck } from './driver-step.js';
+export { DRIVER_CHECK_NOTE, DRIVER_RESOLUTION_BYTES, type DriverCheckReport, type StrategyDriverCheck } from './driver-check.js';
 import type { KernelWork, RoutingSummary } from '../strategy/contract.js';
 
 export interface KernelRow {
@@ -31,6 +35,10 @@ export interface StrategyProfile {
   /** The same step's forward and backward spans. */
   forwardMs: number | null;
   backwardMs: number | null;
+  /** The phased step's passes summed (GPU busy) and the idle rest of stepMs, by cause (docs/design.md#time). */
+  busyMs: number;
+  idleMs: number;
+  idleByCause: Partial<Record<GapCause, number>>;
   /** The step with a pass per kernel; the split adds some overhead. */
   perKernelStepMs: number;
   /** One entry per pass of the phased step, in order; `direction` tells a forward phase from its backward namesake. */
@@ -48,47 +56,13 @@ export interface StrategyProfile {
 
 export interface ProfileResult {
   config: LayerConfig;
+  /** --allocator: how the layers' buffers were kept (the memory figures' reservedPeak depends on it). */
+  allocator: AllocatorMode;
   timing: 'timestamp' | 'wall';
   note: string;
   strategies: StrategyProfile[];
   /** Present with --driver-check. */
   driverCheck?: DriverCheckReport;
-}
-
-export const DRIVER_CHECK_NOTE =
-  'first line: a real step paused on the host at the allocator\'s peak, its own buffers alive, nvidia-smi read there and at the step\'s start; second line: buffers of the table\'s peak-phase sizes held after the step; deltas of settled readings leave out the driver\'s context';
-/** Below this, whole-MiB readings and Dawn's pooled sub-allocation heaps swamp a 5% comparison. */
-export const DRIVER_RESOLUTION_BYTES = 256 * MIB;
-
-export type StrategyDriverCheck =
-  | (DriverFigures & {
-      strategy: string;
-      skipped: null;
-      /** The step's own buffers, paused at the allocator's peak (null: that measurement failed, see notes). */
-      step: StepPeakCheck | null;
-      peakPhase: string;
-      buffers: number;
-      /** Step buffers whose chunk sizes are an equal split of the table's total (neither the step's record nor the shape gave them). */
-      equalSplit: string[];
-      /** Where the held chunks' sizes came from: the step's own allocations, the shape, or an equal split. */
-      chunkSources: Record<ChunkSource, number>;
-      gpu: string;
-      /** Driver figure given back when the held buffers were freed. */
-      releasedBytes: number;
-      /** The same comparison across layer creation: weights, gradients, X, dO against their table bytes (null: a reading failed). */
-      persistent: DriverFigures | null;
-      notes: string[];
-    })
-  | { strategy: string; skipped: string };
-
-export interface DriverCheckReport {
-  /** Who answered: nvidia-smi through systeminformation, or asked directly where systeminformation had no figure. */
-  method: 'nvidia-smi via systeminformation' | 'nvidia-smi';
-  tolerance: number;
-  /** Why no strategy was checked (no NVIDIA driver, another adapter), else null. */
-  skipped: string | null;
-  note: string;
-  strategies: StrategyDriverCheck[];
 }
 
 export interface ProfileOptions {
@@ -153,6 +127,9 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
         stepMs,
         forwardMs: phased.timing!.forwardMs,
         backwardMs: phased.timing!.backwardMs,
+        busyMs: phased.timing!.busyMs,
+        idleMs: phased.timing!.idleMs,
+        idleByCause: phased.timing!.idleByCause,
         perKernelStepMs: split.timing!.totalMs,
         phases: withDirection(phased.timing!.passes, phased.timing!.forwardMs),
         kernels: [...byKernel.values()].sort((a, b) => b.ms - a.ms),
@@ -166,14 +143,14 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       if (driver?.probe) {
         onProgress?.(`${id}: driver cross-check`);
         const persistent = persistentBefore && persistentAfter ? figures(persistentBytes, driverDelta(persistentBefore, persistentAfter, gpu.adapter).bytes) : null;
-        driver.report.strategies.push(await checkAtPeak(layer, routing, driver.probe, persistent));
+        driver.report.strategies.push(await checkAtPeak(layer, routing, driver.probe, persistent, persistentBefore));
       }
     } finally {
       timer.destroy();
       layer.destroy();
     }
   }
-  return { config, timing: 'timestamp', note: PER_KERNEL_NOTE, strategies: out, ...(driver && { driverCheck: driver.report }) };
+  return { config, allocator: gpu.allocatorPolicy.mode, timing: 'timestamp', note: PER_KERNEL_NOTE, strategies: out, ...(driver && { driverCheck: driver.report }) };
 }
 
 /** A strategy's work entries summed by kernel name (a kernel may run in several phases), as profile times them. */
@@ -186,68 +163,6 @@ export function workByKernel(work: readonly KernelWork[]): Map<string, { flops: 
     byKernel.set(w.kernel, sum);
   }
   return byKernel;
-}
-
-const usedMiB = (s: DriverSnapshot, gpu: DriverGpu) => s.gpus.find((g) => g.index === gpu.index && g.bus === gpu.bus)?.usedMiB ?? NaN;
-
-/** A settled reading on this context's device. */
-function settled(gpu: GpuContext, probe: DriverProbe): Promise<DriverSnapshot> {
-  return settledOn(gpu.device, probe);
-}
-
-/** Decides once whether the driver can say anything about this adapter. */
-async function startDriverCheck(gpu: GpuContext, probe: DriverProbe): Promise<{ probe: DriverProbe | null; report: DriverCheckReport }> {
-  const read = await probe.poll();
-  const a = gpu.adapter;
-  const skipped = read.reason ?? (/nvidia/i.test(`${a.vendor} ${a.device} ${a.description}`) ? null : `the adapter in use (${a.device || a.description || a.vendor}) is not an NVIDIA GPU, so the driver's figure does not describe it`);
-  const method = read.snapshot?.source === 'systeminformation' ? 'nvidia-smi via systeminformation' : 'nvidia-smi';
-  return { probe: skipped ? null : probe, report: { method, tolerance: DRIVER_TOLERANCE, skipped, note: DRIVER_CHECK_NOTE, strategies: [] } };
-}
-
-/** Holds the table's peak-phase step buffers and compares the allocator's delta with the driver's. */
-async function checkAtPeak(layer: MoELayer, routing: RoutingSummary, probe: DriverProbe, persistent: DriverFigures | null): Promise<StrategyDriverCheck> {
-  const strategy = layer.strategy.id;
-  const table = layer.strategy.bufferTable(layer.config, routing, { chunkBytes: layer.chunkBytes });
-  try {
-    // First the step's own buffers at its peak, then the table-sized hold as a second opinion.
-    let step: StepPeakCheck | null = null;
-    let stepFailure: string | null = null;
-    try {
-      step = await stepPeakCheck(layer, probe);
-    } catch (error) {
-      stepFailure = `the paused step failed: ${(error as Error).message ?? error}`;
-    }
-    const before = await settled(layer.gpu, probe);
-    const hold = await holdPeakBuffers(layer.allocator, table, layer.chunkBytes);
-    let after: DriverSnapshot;
-    try {
-      after = await settled(layer.gpu, probe);
-    } finally {
-      hold.release();
-    }
-    const freed = await settled(layer.gpu, probe);
-    const delta = driverDelta(before, after, layer.gpu.adapter);
-    const notes = [stepFailure, delta.note, before.stable && after.stable ? null : 'a reading did not settle within its polls'].filter((n): n is string => n !== null);
-    if (hold.allocatorBytes < DRIVER_RESOLUTION_BYTES) notes.push(`the peak's step buffers total under ${DRIVER_RESOLUTION_BYTES / MIB} MiB: whole-MiB readings and Dawn's pooled heaps for small buffers dominate; use a larger config`);
-    if (hold.equalSplit.length) notes.push(`chunk sizes of ${hold.equalSplit.join(', ')} are the table's total split equally (neither the step's record nor the shape gave them); the total is exact`);
-    return {
-      strategy,
-      skipped: null,
-      step,
-      peakPhase: hold.phase,
-      buffers: hold.buffers.length,
-      equalSplit: hold.equalSplit,
-      chunkSources: hold.chunkSources,
-      gpu: `${delta.gpu.name} (index ${delta.gpu.index}${delta.gpu.bus ? `, ${delta.gpu.bus}` : ''})`,
-      ...figures(hold.allocatorBytes, delta.bytes),
-      releasedBytes: (usedMiB(after, delta.gpu) - usedMiB(freed, delta.gpu)) * MIB,
-      persistent,
-      notes,
-    };
-  } catch (error) {
-    // A measurement, not a gate: an out-of-memory or a driver that stops answering is reported.
-    return { strategy, skipped: `failed: ${(error as Error).message ?? error}` };
-  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterReport } from '../gpu/runtime.js';
 import { describeCheckout, readBuildInfo } from './build-info.js';
+import type { AllocatorMode } from '../gpu/allocator.js';
 
 /** Where a result came from (docs/design.md#provenance): enough to rerun it and to tell two runs apart. */
 export interface Provenance {
@@ -23,6 +24,12 @@ export interface Provenance {
   node: string;
   platform: string;
   adapter: AdapterReport | null;
+  /**
+   * --allocator, for a command that ran steps (src/gpu/buffer-pool.ts): caching keeps freed
+   * buffers for reuse, fresh creates and destroys each. Absent for other commands and in files
+   * written before issue 27 (those created and destroyed every buffer).
+   */
+  allocator?: AllocatorMode;
   time: string;
 }
 
@@ -135,7 +142,7 @@ export function typedProgram(script: string | undefined = process.argv[1], env: 
 }
 
 /** `argv`: the arguments after the program name, command id first (e.g. ["devices", "--json"]). */
-export function collectProvenance(argv: readonly string[], adapter?: AdapterReport | null): Provenance {
+export function collectProvenance(argv: readonly string[], adapter?: AdapterReport | null, allocator?: AllocatorMode): Provenance {
   return {
     tool: toolInfo(),
     ...codeVersion(),
@@ -144,6 +151,7 @@ export function collectProvenance(argv: readonly string[], adapter?: AdapterRepo
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     adapter: adapter ?? null,
+    ...(allocator && { allocator }),
     time: new Date().toISOString(),
   };
 }

@@ -62,6 +62,12 @@ export interface ValidationRow {
   /** Whether the expected-routing claim applies (uniform, ≥ 64 pairs per expert, not cf = 0 capacity). */
   checked: boolean;
   measured?: ValidationFigures;
+  /**
+   * The most bytes the allocator held in the measured step, live or pooled (the caching
+   * allocator's reserved figure, issue 27); not a table figure, so not compared. Equals the step
+   * peak with --allocator fresh.
+   */
+  reservedPeak?: number;
   realised?: ValidationFigures;
   expected?: ValidationFigures;
   /** Model with the realised routing equals the allocator on every figure. */
@@ -135,7 +141,7 @@ export async function validateRow(gpu: GpuContext, strategy: Strategy, test: Val
     const expected = figures(evaluate(strategy, c, c.tokens, options, routingModel(c)).layer);
     const exact = (Object.keys(measured) as (keyof ValidationFigures)[]).every((k) => measured[k] === realised[k]);
     const error = expectedError(expected, measured);
-    return { ...base, status: 'ok', measured, realised, expected, exact, expectedError: error, pass: exact && (!base.checked || error <= EXPECTED_TOLERANCE) };
+    return { ...base, status: 'ok', measured, reservedPeak: run.measured.reservedPeak, realised, expected, exact, expectedError: error, pass: exact && (!base.checked || error <= EXPECTED_TOLERANCE) };
   } catch (error) {
     return { ...base, status: 'error', message: (error as Error).message.split('\n')[0], pass: false };
   }

@@ -21,6 +21,7 @@ import {
   testbedTag,
   timingLine,
 } from './bench-format.js';
+import { allocatorLine, busyIdleCell, idleNotes, reservedCell } from './bench-gpu-time.js';
 import { escapeXml as esc } from './svg-chart.js';
 
 /** Inline only: the report must open offline and from a CI artifact, with nothing fetched. */
@@ -54,7 +55,7 @@ function row(cells: string[], tag: 'td' | 'th' = 'td'): string {
 }
 
 /** Column heads; the cells of caseRow follow this order. */
-const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
+const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'GPU busy (idle)', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'reserved', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
 
 function caseRow(results: BenchResults, c: BenchCase, noisy: boolean): string {
   const status = `<span class="${TONE_CLASS[statusTone(c.status)]}">${esc(c.status)}</span>`;
@@ -68,10 +69,12 @@ function caseRow(results: BenchResults, c: BenchCase, noisy: boolean): string {
     s ? `${formatMs(s.median)}` : DASH,
     s ? `${formatMs(s.p10)}–${formatMs(s.p90)}` : DASH,
     s ? `${formatPercent(s.noise)}${noisy ? '!' : ''} (n=${s.n})` : DASH,
+    busyIdleCell(c),
     tp ? formatCount(tp.tokensPerS) : DASH,
     tp ? `${formatTflops(tp.usefulTflops)} (${formatPercent(tp.gemmFraction, 0)})` : DASH,
     bytesOrDash(m?.stepPeak),
     bytesOrDash(m?.activationPeak),
+    reservedCell(c),
     bytesOrDash(m?.savedForBackward),
     bytesOrDash(m?.modelEstimate),
     formatRatio(memoryVsZeroBuffer(c)),
@@ -104,6 +107,8 @@ function provenanceTable(results: BenchResults): string {
     ['ceilings', ceilingsLine(results)],
     ['timing', `${timingLine(results)}; ${samplingLine(results)}`],
     ['pass, layers', `${results.settings.pass}, L = ${results.settings.layers}${results.settings.memoryLimit ? `, --memory-limit ${bytesOrDash(results.settings.memoryLimit)}` : ''}`],
+    ['allocator', allocatorLine(results)],
+    ...idleNotes(results).map((note): [string, string] => ['idle', note]),
   ];
   return `<table class="kv">${rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${k === 'command' || k === 'commit' ? `<code>${esc(v)}</code>` : esc(v)}</td></tr>`).join('')}</table>`;
 }

@@ -19,6 +19,7 @@ import {
   testbedTag,
   timingLine,
 } from './bench-format.js';
+import { allocatorLine, busyIdleCell, idleNotes, reservedCell } from './bench-gpu-time.js';
 
 /** Pipes end a cell and newlines end a row: both would break the table. */
 function cell(text: string): string {
@@ -49,6 +50,7 @@ function provenance(r: BenchResults): string {
     ['timing', `${timingLine(r)}; ${samplingLine(r)}`],
     ['checks', checksLine(r)],
     ['pass, layers', `${r.settings.pass}, L = ${r.settings.layers}${r.settings.memoryLimit ? `, --memory-limit ${bytesOrDash(r.settings.memoryLimit)}` : ''}`],
+    ['allocator', allocatorLine(r)],
   ];
   return table(['', ''], rows);
 }
@@ -62,7 +64,7 @@ function timeTable(results: BenchResults, cases: BenchCase[], noiseTarget: numbe
   const fastest = Math.min(...ok.map((c) => c.time!.step.median));
   const rows = cases.map((c) => {
     const name = code(`${strategyLabel(c.config)}${testbedTag(results, c)}`);
-    if (c.status !== 'ok' || !c.time) return [name, `**${c.status}**: ${firstLine(c.message) || DASH}`, DASH, DASH, DASH, DASH, DASH, DASH];
+    if (c.status !== 'ok' || !c.time) return [name, `**${c.status}**: ${firstLine(c.message) || DASH}`, DASH, DASH, DASH, DASH, DASH, DASH, DASH];
     const s = c.time.step;
     const relative = s.median / fastest;
     const tp = c.throughput;
@@ -73,13 +75,14 @@ function timeTable(results: BenchResults, cases: BenchCase[], noiseTarget: numbe
       // Above the noise target: bold with a mark, as in the terminal and report.html.
       s.noise > noiseTarget ? `**${formatPercent(s.noise)}!**` : formatPercent(s.noise),
       String(s.n),
+      busyIdleCell(c, (idle) => `**${idle}!**`),
       c.time.forward && c.time.backward ? `${formatMs(c.time.forward.median)} / ${formatMs(c.time.backward.median)}` : DASH,
       tp ? formatCount(tp.tokensPerS) : DASH,
       tflops,
       relative === 1 ? '**1.00**' : relative.toFixed(2),
     ];
   });
-  return table(['Case', 'Median [p10, p90] (ms)', 'Noise', 'n', 'Fwd / bwd (ms)', 'Tokens/s', 'TFLOP/s (GEMM %)', 'Relative'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
+  return table(['Case', 'Median [p10, p90] (ms)', 'Noise', 'n', 'GPU busy (idle)', 'Fwd / bwd (ms)', 'Tokens/s', 'TFLOP/s (GEMM %)', 'Relative'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
 }
 
 function memoryTable(results: BenchResults): string {
@@ -91,6 +94,7 @@ function memoryTable(results: BenchResults): string {
       c.status,
       bytesOrDash(m?.stepPeak),
       bytesOrDash(m?.activationPeak),
+      reservedCell(c),
       bytesOrDash(m?.savedForBackward),
       bytesOrDash(m?.modelEstimate),
       rel ? `${formatRatio(rel.stepPeakVsZeroBuffer)} / ${formatRatio(rel.activationPeakVsZeroBuffer)} / ${formatRatio(rel.savedVsZeroBuffer)}` : DASH,
@@ -98,9 +102,9 @@ function memoryTable(results: BenchResults): string {
     ];
   });
   return table(
-    ['Case', 'Status', 'Step peak', 'Activation peak', 'Saved for backward', `L = ${results.settings.layers} estimate`, '× zero-buffer (step / act. / saved)', 'Dropped'],
+    ['Case', 'Status', 'Step peak', 'Activation peak', 'Reserved', 'Saved for backward', `L = ${results.settings.layers} estimate`, '× zero-buffer (step / act. / saved)', 'Dropped'],
     rows,
-    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
 }
 
@@ -116,9 +120,12 @@ export function renderBenchMarkdown(results: BenchResults): string {
   const noise = noiseWarning(results);
   if (noise) out.push(`> **Warning**: ${noise}`, '');
   for (const group of groups) out.push(`### ${group.short}`, '', timeTable(results, group.cases, results.settings.sampling.noiseTarget), '');
+  out.push('GPU busy: the step\'s kernel passes summed; idle: the rest of the step, where the GPU waits for the host (docs/design.md#time).', '');
+  for (const note of idleNotes(results)) out.push(`- Idle: ${note}`);
+  if (idleNotes(results).length) out.push('');
   out.push('## Memory', '');
   out.push(
-    `Step peak: most bytes live during the step; activation peak: step peak minus what is live when it starts; saved for backward: what each of L layers holds at once; estimate: L × saved + the backward transient.`,
+    `Step peak: most bytes live during the step; activation peak: step peak minus what is live when it starts; reserved: the most bytes the allocator held, live or pooled for reuse (torch.cuda.max_memory_reserved); saved for backward: what each of L layers holds at once; estimate: L × saved + the backward transient.`,
     '',
     memoryTable(results),
     '',

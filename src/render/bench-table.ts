@@ -24,6 +24,7 @@ import {
   timingLine,
 } from './bench-format.js';
 import { fitTable, terminalWidth, wrapText as wrap, type FitColumn } from './fit-table.js';
+import { allocatorLine, busyIdleCell, idleNotes, reservedCell } from './bench-gpu-time.js';
 import { reportChalk } from './style.js';
 
 export interface BenchTableOptions {
@@ -41,10 +42,12 @@ export interface BenchTableOptions {
 const COLUMNS: FitColumn[] = [
   { head: 'strategy' },
   { head: 'step (median)' },
+  { head: 'GPU busy (idle)', dropOrder: 7, wrap: true, minWidth: 10 },
   { head: 'tokens/s', dropOrder: 1 },
   { head: 'TFLOP/s (GEMM %)' },
   { head: 'step peak', dropOrder: 5, wrap: true, minWidth: 8 },
   { head: 'act. peak', wrap: true, minWidth: 8 },
+  { head: 'reserved', dropOrder: 6, wrap: true, minWidth: 8 },
   { head: 'saved', dropOrder: 4 },
   { head: 'L-layer est.', dropOrder: 2 },
   { head: 'mem ×ZB' },
@@ -75,10 +78,12 @@ function okRow(c: BenchCase, ch: ChalkInstance, noisy: boolean): string[] {
   const tflops = tp ? `${formatTflops(tp.usefulTflops)}${tp.gemmFraction == null ? '' : ` (${formatPercent(tp.gemmFraction, 0)})`}` : DASH;
   return [
     t ? `${formatMs(t.median)} ms ${noisy ? ch.yellow(`±${formatPercent(t.noise)}!`) : ch.dim(`±${formatPercent(t.noise)}`)}` : DASH,
+    busyIdleCell(c, (idle) => ch.yellow(`${idle}!`)),
     tp ? formatCount(tp.tokensPerS) : DASH,
     tflops,
     bytesOrDash(m?.stepPeak),
     bytesOrDash(m?.activationPeak),
+    reservedCell(c),
     bytesOrDash(m?.savedForBackward),
     bytesOrDash(m?.modelEstimate),
     formatRatio(memoryVsZeroBuffer(c)),
@@ -102,6 +107,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
   line('timing:', `${timingLine(results)}; ${samplingLine(results)}`);
   line('checks:', checksLine(results));
   line('memory:', `L-layer est. = ${results.settings.layers} × saved + backward transient${results.settings.memoryLimit ? `; --memory-limit ${bytesOrDash(results.settings.memoryLimit)}` : ''}`);
+  line('allocator:', allocatorLine(results));
   for (const note of results.notes) out.push(ch.yellow(wrap(`note: ${note}`, width, '  ')));
   if (!results.complete) out.push(ch.yellow(results.shards ? `partial: merged without every case of the sweep (see the note)` : `incomplete: ${results.cases.length} case(s) so far; continue with --resume`));
 
@@ -127,7 +133,8 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     out.push(ch.dim('no cases yet'));
   }
   for (const reason of reasons) out.push(ch.dim(wrap(reason, width, '  ')));
-  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target; (plan): the buffer table's figure for a case refused before it ran.", width)));
+  for (const note of idleNotes(results)) out.push(ch.yellow(wrap(`idle: ${note}`, width, '  ')));
+  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target; GPU busy: the step's kernel passes summed, idle the rest of the step (! above 2%); reserved: the most bytes the allocator held, live or pooled; (plan): the buffer table's figure for a case refused before it ran.", width)));
   const noise = noiseWarning(results);
   if (noise) out.push(ch.yellow(wrap(`warning: ${noise}`, width, '  ')));
   return out.join('\n');

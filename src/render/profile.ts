@@ -57,13 +57,21 @@ function strategyBlock(s: StrategyProfile): string {
   const live = s.memory.timeline.filter((e) => e.kind !== 'mark').map((e) => e.live);
   return [
     chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${formatTflops(s.usefulTflops)} useful TFLOP/s)`),
+    `GPU busy ${s.busyMs.toFixed(3)} ms, idle ${s.idleMs.toFixed(3)} ms (${s.stepMs > 0 ? ((100 * s.idleMs) / s.stepMs).toFixed(1) : '0.0'}%)${idleCauses(s)}`,
     `phases (ms): ${phases}`,
     kernels.text,
     `memory over the step  ${sparkline(live)}  peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}` +
-      (s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`),
+      (s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`) +
+      `, reserved ${formatBytes(s.memory.reservedPeak)}, ${s.memory.buffersCreated} buffer${s.memory.buffersCreated === 1 ? '' : 's'} created`,
     `peak by tag: ${tags}`,
     `largest buffers at the peak: ${buffers}`,
   ].join('\n');
+}
+
+/** ": readback 1.2 ms, submission 0.3 ms" (largest first), or nothing without idle time. */
+function idleCauses(s: StrategyProfile): string {
+  const causes = Object.entries(s.idleByCause).filter(([, ms]) => (ms ?? 0) > 0).sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0));
+  return causes.length ? `: ${causes.map(([cause, ms]) => `${cause} ${(ms ?? 0).toFixed(3)} ms`).join(', ')}` : '';
 }
 
 const signed = (bytes: number) => `${bytes >= 0 ? '+' : ''}${formatBytes(bytes)}`;
@@ -83,7 +91,9 @@ export function driverCheckBlock(d: DriverCheckReport): string {
       lines.push(`  ${s.strategy}: skipped — ${s.skipped}`);
       continue;
     }
-    lines.push(`  ${s.strategy}, the step paused at its peak: ${s.step ? `${comparison(s.step, d.tolerance)}${s.step.atPeak ? '' : ' (after a free that followed the peak)'}` : 'not measured (see notes)'}`);
+    lines.push(`  ${s.strategy}, reserved at the step's peak (since before the layer): ${s.reserved ? `${comparison(s.reserved, d.tolerance)}; ${formatBytes(s.reserved.liveBytes)} of it live` : 'not measured (see notes)'}`);
+    if (s.reserved) for (const n of s.reserved.notes) lines.push(chalk.dim(`    note: ${n}`));
+    lines.push(`    allocated, the step paused at its peak (fresh buffers): ${s.step ? `${comparison(s.step, d.tolerance)}${s.step.atPeak ? '' : ' (after a free that followed the peak)'}` : 'not measured (see notes)'}`);
     if (s.step) for (const n of s.step.notes) lines.push(chalk.dim(`    note: ${n}`));
     lines.push(`    table-sized hold (${s.peakPhase}, ${s.buffers} buffers): ${comparison(s, d.tolerance)}`);
     if (s.persistent) lines.push(`    persistent (layer creation): ${comparison(s.persistent, d.tolerance)}`);
@@ -99,6 +109,7 @@ export function renderProfile(result: ProfileResult): string {
   const c = result.config;
   return [
     `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}${c.routing === 'balanced' ? ' routing=balanced' : ''}`,
+    chalk.dim(`allocator: ${result.allocator}`),
     chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs (— for a kernel that does none), GB/s a lower-bound traffic estimate (operands read once, outputs written once), both from the work the strategy declares per kernel`),
     ...result.strategies.map(strategyBlock),
     ...(result.driverCheck ? [driverCheckBlock(result.driverCheck)] : []),

@@ -43,7 +43,7 @@ const KINDS: Record<string, Kind> = {
   'capacity-factor': 'float', 'aux-loss': 'float', 'max-time': 'float', lr: 'float',
   'memory-limit': 'size', memory: 'size', 'chunk-limit': 'size', 'memory-tolerance': 'tolerance',
   'noise-target': 'fraction', threshold: 'fraction', tolerance: 'fraction',
-  activation: 'option', checkpoint: 'option', dtype: 'option', backend: 'option', pass: 'option', preset: 'option', impl: 'option', optimizer: 'option', check: 'option', gemm: 'option', routing: 'option',
+  activation: 'option', checkpoint: 'option', dtype: 'option', backend: 'option', pass: 'option', preset: 'option', impl: 'option', optimizer: 'option', check: 'option', gemm: 'option', routing: 'option', allocator: 'option',
   skew: 'skew',
   shard: 'shard',
   out: 'folderOut', dump: 'folderOut', trace: 'fileOut',

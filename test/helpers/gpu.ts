@@ -4,9 +4,13 @@ import { KernelContext } from '../../kernels/context.js';
 
 let shared: Promise<GpuContext> | undefined;
 
-/** One device per test file: opening Dawn on lavapipe costs ~0.3 s and tests share nothing else. */
+/**
+ * One device per test file: opening Dawn on lavapipe costs ~0.3 s and tests share nothing else.
+ * Its layers poison every buffer they are handed (src/gpu/buffer-pool.ts): every strategy test
+ * then also checks that no kernel relies on zero-filled or leftover buffer contents (issue 27).
+ */
 export function testGpu(): Promise<GpuContext> {
-  shared ??= openGpu();
+  shared ??= openGpu({ poisonPool: true });
   return shared;
 }
 

@@ -85,9 +85,10 @@ describe('profile', () => {
 
   it('--driver-check: holds the peak buffers and reports both deltas (a scripted driver posing as an H200)', async () => {
     const gpu = await testGpu();
-    // Readings in call order: availability, around layer creation, the paused step's start and
-    // pause, before / during / after the table-sized hold.
-    const used = [1000, 1000, 1010, 1010, 1060, 1010, 1110, 1010];
+    // Readings in call order: availability, around layer creation, the caching step's pause
+    // (against reserved, since before the layer), the fresh step's start and pause, before /
+    // during / after the table-sized hold.
+    const used = [1000, 1000, 1010, 1080, 1010, 1060, 1010, 1110, 1010];
     const probe: DriverProbe = {
       poll: async (): Promise<DriverRead> => ({ snapshot: { source: 'nvidia-smi', gpus: [{ index: 0, name: 'NVIDIA H200', bus: '00000000:00:06.0', usedMiB: used.shift()!, totalMiB: 143771 }], polls: 2, stable: true }, reason: null }),
     };
@@ -109,12 +110,18 @@ describe('profile', () => {
     expect(zb.persistent).toMatchObject({ allocatorDeltaBytes: figures.baseline, driverDeltaBytes: 10 * MIB, withinTolerance: false });
     expect(zb.notes.join(' ')).toMatch(/under 256 MiB/);
     expect(zb.step).toMatchObject({ allocatorDeltaBytes: figures.activationPeak, driverDeltaBytes: 50 * MIB, atPeak: true, withinTolerance: false });
+    // Reserved at the caching step's pause: persistent, live and pooled buffers, all of it since before the layer.
+    expect(zb.reserved).toMatchObject({ liveBytes: figures.stepPeak, driverDeltaBytes: 80 * MIB, withinTolerance: false });
+    expect(zb.reserved!.reservedBytes).toBeGreaterThanOrEqual(figures.stepPeak);
+    expect(zb.reserved!.allocatorDeltaBytes).toBe(zb.reserved!.reservedBytes);
+    expect(result.allocator).toBe('caching');
     const text = renderProfile(result);
     expect(zb.gpu).toBe('NVIDIA H200 (index 0, 00000000:00:06.0)');
     expect(zb.notes.join(' ')).not.toMatch(/named like/);
     expect(text).toMatch(/driver cross-check \(nvidia-smi\)/);
     expect(text).toMatch(/allocator \+[\d.]+ KiB, driver \+100 MiB, difference \+\d+\.\d+% \(within 5%: no\)/);
-    expect(text).toMatch(/zero-buffer, the step paused at its peak: allocator \+[\d.]+ KiB, driver \+50(\.0)? MiB/);
+    expect(text).toMatch(/zero-buffer, reserved at the step's peak \(since before the layer\): allocator \+[\d.]+ KiB, driver \+80(\.0)? MiB/);
+    expect(text).toMatch(/allocated, the step paused at its peak \(fresh buffers\): allocator \+[\d.]+ KiB, driver \+50(\.0)? MiB/);
     expect(text).toMatch(/table-sized hold \(/);
     expect(text).toMatch(/a real step paused on the host at the allocator's peak/);
   });
