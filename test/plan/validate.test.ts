@@ -53,6 +53,10 @@ describe('plan model = allocator on the validation grid', () => {
     for (const row of rows.filter((r) => r.status === 'ok')) expect(row.realised, label(row)).toEqual(row.measured);
   });
 
+  it('reports reserved beside the allocated peak: at least it (the caching pool keeps what phases freed)', () => {
+    for (const row of rows.filter((r) => r.status === 'ok')) expect(row.reservedPeak, label(row)).toBeGreaterThanOrEqual(row.measured!.stepPeak);
+  });
+
   it('an f16 row holds less than its f32 row, and at least half', () => {
     for (const row of f16.rows.filter((r) => r.status === 'ok')) {
       const wide = f32.rows.find((r) => r.strategy === row.strategy && r.shape === row.shape)!;
