@@ -1,4 +1,5 @@
 import { Flags, type Interfaces } from '@oclif/core';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeBenchReports } from '../src/bench/output.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
@@ -9,7 +10,7 @@ import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
 import { PRESETS, type Preset } from '../src/config.js';
-import { ExitCode, UsageError } from '../src/errors.js';
+import { DiskFullError, ExitCode, UsageError } from '../src/errors.js';
 import { benchExitCode } from '../src/bench/verdict.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
@@ -124,15 +125,42 @@ export default class Bench extends BaseCommand {
     const { plan, outDir, lock } = prepared;
     const stopOnInterrupt = onInterrupt(() => {
       lock.release();
-      return `interrupted; the finished cases are saved in ${join(outDir, 'results.json')}. Continue the sweep with: ${resumeCommand(this.config.bin, outDir, this.runFlags(flags))}`;
+      return `interrupted; ${this.howToContinue(flags, outDir)}`;
     });
     try {
       if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
       return await this.sweep(flags, prepared, baseline);
+    } catch (error) {
+      // The finished cases are safe (every write is atomic): say how to go on once there is room.
+      if (error instanceof DiskFullError) {
+        const command = this.continueCommand(flags, outDir);
+        throw new DiskFullError(error.path, `; free some space, then ${command ? `continue the sweep with: ${command}` : 'run the same command again'}`);
+      }
+      throw error;
     } finally {
       stopOnInterrupt();
       lock.release();
     }
+  }
+
+  /**
+   * What is saved and the command that goes on from it. Before the first save (an interrupt while
+   * the output folder was being set up) there is nothing to resume in `outDir`: the command that
+   * started the run is the way on.
+   */
+  private howToContinue(flags: Record<string, unknown>, outDir: string): string {
+    const results = join(outDir, 'results.json');
+    const command = this.continueCommand(flags, outDir);
+    if (existsSync(results)) return `the finished cases are saved in ${results}. Continue the sweep with: ${command}`;
+    if (command) return `nothing new was saved. Continue the sweep with: ${command}`;
+    return 'nothing was saved yet; run the same command again';
+  }
+
+  /** The --resume command from what is on disk now; null when nothing is saved to resume from. */
+  private continueCommand(flags: Record<string, unknown>, outDir: string): string | null {
+    if (existsSync(join(outDir, 'results.json'))) return resumeCommand(this.config.bin, outDir, this.runFlags(flags));
+    if (flags.resume === undefined) return null;
+    return resumeCommand(this.config.bin, flags.resume as string, [...(flags.out === undefined ? [] : ['--out', flags.out as string]), ...this.runFlags(flags)]);
   }
 
   /** The flags that are not part of the saved sweep, for the resume command (the sweep itself comes from the folder). */

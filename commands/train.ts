@@ -5,7 +5,7 @@ import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, LAYER_DIMENSION_MAX, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
 import { DTYPES } from '../src/config.js';
 import { requireDtype } from '../src/layer.js';
-import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { checkOutputFiles, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { REFERENCE_STRATEGY, strategyIds } from '../src/registry.js';
@@ -67,7 +67,7 @@ export default class Train extends BaseCommand {
     });
     const strategies = flags.impl ?? [REFERENCE_STRATEGY];
     requireRunnable(strategies, moeConfig(config));
-    if (flags.out !== undefined) checkOutputPath(flags.out, 'folder', 'out');
+    if (flags.out !== undefined) checkOutputFiles(flags.out, ['train.json', 'train.html'], 'out');
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await runTraining(gpu, config, strategies, trainProgressWriter());

@@ -9,6 +9,7 @@ import { writeNpy } from '../npy.js';
 import { compareTensors, referenceStep, routeReference, toFloat64, toleranceFor, type ReferenceResult, type ReferenceRouting, type Tolerance } from '../reference/index.js';
 import type { LayerInputs } from '../rng.js';
 import { findStrategy } from '../registry.js';
+import { finishDump } from './dump-folder.js';
 
 export const VERIFIED_TENSORS = ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] as const;
 export type VerifiedTensor = (typeof VERIFIED_TENSORS)[number];
@@ -272,4 +273,5 @@ async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, resu
     files,
   };
   await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  finishDump(dir);
 }
