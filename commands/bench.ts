@@ -61,8 +61,7 @@ export default class Bench extends BaseCommand {
     pass: Flags.option({ options: ['forward', 'train'] as const, description: 'time the forward pass only, or forward + backward [default: train]' })(),
     check: Flags.option({
       options: ['auto', 'sampled'] as const,
-      default: 'auto' as const,
-      description: 'float64 check before timing: auto = full reference on small shapes, sampled rows and columns on large ones; sampled = always sampled (README "Verification")',
+      description: 'float64 check before timing: auto = full reference on small shapes, sampled rows and columns on large ones; sampled = always sampled (README "Verification"); saved, and held to on --resume [default: auto]',
     })(),
     'noise-target': Flags.custom<number>({ parse: async (t, _c, o) => parseFraction(t, o.name), description: 'stop sampling a case once IQR/median is under this [default: 2%]', helpGroup: 'STATISTICS' })(),
     'max-time': Flags.custom<number>({ parse: async (t, _c, o) => parseNonNegativeFloat(t, o.name), description: 'seconds of sampling per case at most [default: 5]', helpGroup: 'STATISTICS' })(),
@@ -121,6 +120,8 @@ export default class Bench extends BaseCommand {
       out: flags.out,
       resume: flags.resume,
       shard: flags.shard,
+      check: flags.check,
+      gpu: { gemm: flags.gemm, nvidiaF16: flags['nvidia-f16'], robustness: flags['unsafe-disable-robustness'] ? false : undefined },
     });
     const { plan, outDir, lock } = prepared;
     const stopOnInterrupt = onInterrupt(() => {
@@ -178,9 +179,12 @@ export default class Bench extends BaseCommand {
     baseline: BenchResults | null | undefined,
   ): Promise<BenchResults> {
     const { plan, resume, spec, outDir } = prepared;
-    const { sampling, layers, memoryLimit } = prepared.run;
+    const { sampling, layers, memoryLimit, check } = prepared.run;
     const kept = resume ? plan.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
-    return this.withGpu(flags, async (gpu) => {
+    // The device as the sweep runs (with --resume, as it ran before: sweep.ts holds the flags to the saved ones).
+    const { gemm, nvidiaF16, robustness } = prepared.run.gpu;
+    const deviceFlags = { ...flags, dtype: spec.dtype, gemm, 'nvidia-f16': nvidiaF16, 'unsafe-disable-robustness': !robustness };
+    return this.withGpu(deviceFlags, async (gpu) => {
       for (const c of plan.cases) requireDtype(gpu, c.layer.dtype);
       for (const note of plan.notes) this.progress(`note: ${note}`);
       if (resume) this.progress(`resuming: ${kept} of ${plan.cases.length} case(s) already finished in ${flags.resume}; running the other ${plan.cases.length - kept}`);
@@ -191,7 +195,8 @@ export default class Bench extends BaseCommand {
           preset: spec.preset,
           pass: spec.pass,
           layers,
-          check: flags.check,
+          check,
+          gpu: prepared.run.gpu,
           sampling,
           memoryLimit,
           outDir,
@@ -204,7 +209,7 @@ export default class Bench extends BaseCommand {
           reopenDevice: async (old) => {
             // The first device too: until it is destroyed, Dawn keeps the memory of its freed buffers.
             old.destroy();
-            const fresh = await openGpu(gpuSelection(flags));
+            const fresh = await openGpu(gpuSelection(deviceFlags));
             reopened.push(fresh);
             return fresh;
           },
@@ -228,7 +233,7 @@ export default class Bench extends BaseCommand {
               const fresh = [];
               for (const key of keys) {
                 const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check: flags.check }));
+                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check }));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -9,7 +9,7 @@ import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults, ShardRecord } from './schema.js';
 import { formatShard, planOfSlice, sliceSweep, type ShardSpec } from './shard.js';
-import { completeRunSettings, completeSweep, resumeSweep, type GivenSweep, type RunSettings } from './sweep.js';
+import { completeRunSettings, completeSweep, resumeSweep, type CheckMode, type GivenSweep, type GpuSettings, type RunSettings } from './sweep.js';
 
 export interface BenchRequest {
   /** The sweep flags given on the command line (undefined: not given). */
@@ -21,6 +21,9 @@ export interface BenchRequest {
   resume?: string;
   /** --shard i/n: run only that slice of the sweep (src/bench/shard.ts). */
   shard?: ShardSpec;
+  /** --check and the GPU flags that change how cases run, as given (undefined: not given). */
+  check?: CheckMode;
+  gpu?: Partial<GpuSettings>;
 }
 
 export interface PreparedBench {
@@ -90,10 +93,10 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
       noiseTarget: request.sampling.noiseTarget,
       maxTimeMs: request.sampling.maxTimeS === undefined ? undefined : request.sampling.maxTimeS * 1000,
     };
-    ({ spec, run } = resumeSweep(resume, path, request.given, { layers: request.layers, memoryLimit: request.memoryLimit, sampling }));
+    ({ spec, run } = resumeSweep(resume, path, request.given, { layers: request.layers, memoryLimit: request.memoryLimit, sampling, check: request.check, gpu: request.gpu }));
   } else {
     spec = completeSweep(request.given);
-    run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling });
+    run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling, check: request.check, gpu: request.gpu });
   }
   const whole = planSweep(spec);
   if (whole.cases.length === 0) throw new UsageError(`the sweep is empty: ${whole.notes.join('; ') || 'no case to run'}`);
