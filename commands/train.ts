@@ -10,7 +10,8 @@ import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { REFERENCE_STRATEGY, strategyIds } from '../src/registry.js';
 import { moeConfig, trainConfig, DEFAULT_TRAIN, TRAIN_LAYERS_MAX } from '../src/train/model.js';
-import { runTraining, type TrainResult } from '../src/train/run.js';
+import { divergenceMessages, runTraining, type TrainResult } from '../src/train/run.js';
+import { ExitCode } from '../src/errors.js';
 
 const int = (min: number, max = LAYER_DIMENSION_MAX) => Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
 const float = Flags.custom<number>({ parse: async (input, _ctx, opts) => parseNonNegativeFloat(input, opts.name) });
@@ -78,6 +79,9 @@ export default class Train extends BaseCommand {
         await writeFileAtomic(join(flags.out, 'train.html'), renderTrainHtml(result));
         this.progress(`wrote ${join(flags.out, 'train.json')} and train.html`);
       }
+      const diverged = divergenceMessages(result);
+      for (const line of diverged) this.progress(`moeblaze: ${line}`);
+      if (diverged.length) process.exitCode = ExitCode.checkFailed;
       return result;
     });
   }
