@@ -86,8 +86,11 @@ export default class Bench extends BaseCommand {
   };
 
   async run(): Promise<BenchResults | { presets: readonly Preset[]; provenance: Provenance }> {
-    const { flags } = await this.parse(Bench);
+    const { flags, raw } = await this.parse(Bench);
     if (flags['list-presets']) {
+      // Nothing runs: a sweep flag given with it would be ignored without a word.
+      const ignored = [...new Set(raw.flatMap((t) => (t.type === 'flag' && !['list-presets', 'json', 'verbose'].includes(t.flag) ? [t.flag] : [])))];
+      if (ignored.length) throw new UsageError(`--list-presets prints the presets and runs nothing, so ${ignored.map((f) => `--${f}`).join(', ')} would be ignored; drop ${ignored.length > 1 ? 'them' : 'it'}`);
       this.log(renderPresets(PRESETS));
       return { presets: PRESETS, provenance: this.provenance() };
     }
