@@ -52,7 +52,7 @@ describe('fuzz: the reader leaves (EPIPE on stdout), every command', () => {
     ['train', ['train', '--steps', '2', '--tokens', '8', '--input-dim', '4', '--hidden', '8', '--ffn', '8', '--experts', '2', '--top-k', '1', '--output-dim', '4', '--out', join(out, 'train')]],
     ['profile', ['profile', '--impl', 'zero-buffer', ...TINY, '--json']],
   ];
-  it('exit 0, no "write EPIPE", the files written whole and unlocked (passes once the process wrapper handles EPIPE: issue 28, item 9)', async () => {
+  it('exit 0, no "write EPIPE", the files written whole and unlocked (issue 28, item 9)', async () => {
     const runs = await Promise.all(
       commands.map(async ([label, args]) => {
         const { child, done } = startCli(args, { wrapper: true, cwd: work });
@@ -136,6 +136,45 @@ describe('fuzz: two writers, stale locks', () => {
   });
 });
 
+describe('fuzz: SIGKILL inside a write (the kill points of issue 29, item 5)', () => {
+  it('gate --update-baseline killed between the temporary file and the rename: the baseline is the old one or the new one, whole; the next write there removes the temporary file', async () => {
+    // A large current run (tens of MB, as CI baselines get), so that the write takes long enough to be caught in the middle.
+    const dir = join(work, 'kill-write');
+    mkdirSync(dir);
+    const fixture = benchFixtureJson();
+    const cases = fixture.cases as { key: string; config: { seed: number } }[];
+    const many = Array.from({ length: 1500 }, (_, i) => cases.map((c) => ({ ...c, key: c.key.replace(/seed\d+/, `seed${1000 + i}`), config: { ...c.config, seed: 1000 + i } }))).flat();
+    const current = join(dir, 'current.json');
+    writeFileSync(current, JSON.stringify({ ...fixture, cases: [...cases, ...many] }));
+    const target = join(dir, 'baseline.json');
+    const old = JSON.stringify(fixture);
+    writeFileSync(target, old);
+    let caught = 0;
+    for (let attempt = 0; attempt < 3 && caught === 0; attempt++) {
+      const { child, done } = startCli(['gate', '--baseline', target, '--current', current, '--update-baseline']);
+      let ended = false;
+      void done.then(() => (ended = true));
+      while (!ended && !readdirSync(dir).some((f) => f.startsWith('baseline.json.tmp-'))) await sleep(1);
+      if (!ended) {
+        child.kill('SIGKILL');
+        caught++;
+      }
+      const r = await done;
+      const now = readFileSync(target, 'utf8');
+      // Whole: the old text, or a file that parses with every case of the current run.
+      if (now !== old) expect((JSON.parse(now) as { cases: unknown[] }).cases).toHaveLength(cases.length + many.length);
+      if (!ended) expect(r.signal).toBe('SIGKILL');
+      writeFileSync(target, old);
+    }
+    expect(caught, 'a write was caught in the middle').toBeGreaterThan(0);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp-')), 'the killed write left its temporary file').toHaveLength(1);
+    // The next write into the folder (a gate that updates the baseline) removes it.
+    const next = await startCli(['gate', '--baseline', target, '--current', target, '--update-baseline']).done;
+    expect(next.code, next.stderr).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(['baseline.json', 'current.json']);
+  }, 240_000);
+});
+
 describe('fuzz: a full disk', () => {
   /**
    * Fills the filesystem under `dir` but for `pages` pages of 4 KiB; returns the filler's path.
@@ -203,7 +242,7 @@ describe('fuzz: results files edited by hand (gate)', () => {
     }],
     ['nesting 100,000 levels deep', (j) => JSON.stringify(j).replace('"adapter":{', `"adapter":{"x":${'['.repeat(100_000)}${']'.repeat(100_000)},`)],
   ];
-  it('each is exit 2 with one line, before any comparison (duplicates and key/config: issue 28, item 2)', async () => {
+  it('each is exit 2 with one line, before any comparison (duplicates and key/config mismatch pass once the gate helper lands issue 28, item 2)', async () => {
     const runs = await Promise.all(
       variants.map(async ([label, edit]) => {
         const path = join(work, `edited-${label.replace(/\W+/g, '-')}.json`);

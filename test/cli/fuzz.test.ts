@@ -29,6 +29,8 @@ const work = mkdtempSync(join(tmpdir(), 'moeblaze-fuzz-'));
 const sandbox = join(work, 'cwd');
 const aFile = join(work, 'a-file');
 const aFolder = join(work, 'a-folder');
+/** An output folder where each file a command writes is a folder instead (issue 28, item 11). */
+const foldersInside = join(work, 'folders-inside');
 const corrupt = join(work, 'corrupt.json');
 const baseline = join(work, 'baseline.json');
 const NO_ADAPTER = ['--adapter', 'fuzz-no-such-adapter'];
@@ -171,6 +173,11 @@ const PAIRS: [typeof Command, string[]][] = [
   [Bench, ['--list-presets', '--experts', '8']],
   [Plan, ['--adapter', 'llvmpipe']],
   [Plan, ['--unsafe-disable-robustness']],
+  // Item 11: every file a command writes into its folder is checked before the work, not found to be a folder after it.
+  [Train, ['--out', foldersInside]],
+  [Profile, ['--out', foldersInside]],
+  [Bench, ['--out', foldersInside]],
+  [Verify, ['--dump', foldersInside]],
   // Items 6 and 8: sizes that cannot finish are refused up front, naming the limit.
   [Plan, ['--experts', '2147483647', '--top-k', '1']],
   [Plan, ['--experts', '1000000', '--skew', 'zipf:1.2']],
@@ -182,6 +189,7 @@ const PAIRS: [typeof Command, string[]][] = [
 beforeAll(() => {
   mkdirSync(sandbox);
   mkdirSync(aFolder);
+  for (const name of ['train.html', 'index.html', 'results.md', 'manifest.json']) mkdirSync(join(foldersInside, name), { recursive: true });
   writeFileSync(aFile, 'not a folder\n');
   writeFileSync(corrupt, JSON.stringify({ schema: 'moeblaze.bench/v1', cases: 'x' }));
   copyFileSync(join(root, 'test/fixtures/bench-results.json'), baseline);
@@ -233,6 +241,7 @@ describe('fuzz: bad values for every flag of every command (seed 16)', () => {
       expectUsageError(`${command.id ?? command.name} ${argv.join(' ')}`, await run(command, [...argv, ...gpu]));
     }
     expect(readdirSync(sandbox)).toEqual([]);
-    expect(readdirSync(work).sort()).toEqual(['a-file', 'a-folder', 'baseline.json', 'corrupt.json', 'cwd']);
+    expect(readdirSync(work).sort()).toEqual(['a-file', 'a-folder', 'baseline.json', 'corrupt.json', 'cwd', 'folders-inside']);
+    expect(readdirSync(foldersInside).sort(), 'nothing written into the output folder').toEqual(['index.html', 'manifest.json', 'results.md', 'train.html']);
   });
 });
