@@ -1,4 +1,5 @@
 import { Flags, type Interfaces } from '@oclif/core';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeBenchReports } from '../src/bench/output.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
@@ -9,7 +10,7 @@ import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
 import { PRESETS, type Preset } from '../src/config.js';
-import { ExitCode, UsageError } from '../src/errors.js';
+import { DiskFullError, ExitCode, UsageError } from '../src/errors.js';
 import { benchExitCode } from '../src/bench/verdict.js';
 import { requireDtype } from '../src/layer.js';
 import { openGpu, type GpuContext } from '../src/gpu/runtime.js';
@@ -60,8 +61,7 @@ export default class Bench extends BaseCommand {
     pass: Flags.option({ options: ['forward', 'train'] as const, description: 'time the forward pass only, or forward + backward [default: train]' })(),
     check: Flags.option({
       options: ['auto', 'sampled'] as const,
-      default: 'auto' as const,
-      description: 'float64 check before timing: auto = full reference on small shapes, sampled rows and columns on large ones; sampled = always sampled (README "Verification")',
+      description: 'float64 check before timing: auto = full reference on small shapes, sampled rows and columns on large ones; sampled = always sampled (README "Verification"); saved, and held to on --resume [default: auto]',
     })(),
     'noise-target': Flags.custom<number>({ parse: async (t, _c, o) => parseFraction(t, o.name), description: 'stop sampling a case once IQR/median is under this [default: 2%]', helpGroup: 'STATISTICS' })(),
     'max-time': Flags.custom<number>({ parse: async (t, _c, o) => parseNonNegativeFloat(t, o.name), description: 'seconds of sampling per case at most [default: 5]', helpGroup: 'STATISTICS' })(),
@@ -86,8 +86,11 @@ export default class Bench extends BaseCommand {
   };
 
   async run(): Promise<BenchResults | { presets: readonly Preset[]; provenance: Provenance }> {
-    const { flags } = await this.parse(Bench);
+    const { flags, raw } = await this.parse(Bench);
     if (flags['list-presets']) {
+      // Nothing runs: a sweep flag given with it would be ignored without a word.
+      const ignored = [...new Set(raw.flatMap((t) => (t.type === 'flag' && !['list-presets', 'json', 'verbose'].includes(t.flag) ? [t.flag] : [])))];
+      if (ignored.length) throw new UsageError(`--list-presets prints the presets and runs nothing, so ${ignored.map((f) => `--${f}`).join(', ')} would be ignored; drop ${ignored.length > 1 ? 'them' : 'it'}`);
       this.log(renderPresets(PRESETS));
       return { presets: PRESETS, provenance: this.provenance() };
     }
@@ -120,19 +123,48 @@ export default class Bench extends BaseCommand {
       out: flags.out,
       resume: flags.resume,
       shard: flags.shard,
+      check: flags.check,
+      gpu: { gemm: flags.gemm, nvidiaF16: flags['nvidia-f16'], robustness: flags['unsafe-disable-robustness'] ? false : undefined },
     });
     const { plan, outDir, lock } = prepared;
     const stopOnInterrupt = onInterrupt(() => {
       lock.release();
-      return `interrupted; the finished cases are saved in ${join(outDir, 'results.json')}. Continue the sweep with: ${resumeCommand(this.config.bin, outDir, this.runFlags(flags))}`;
+      return `interrupted; ${this.howToContinue(flags, outDir)}`;
     });
     try {
       if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
       return await this.sweep(flags, prepared, baseline);
+    } catch (error) {
+      // The finished cases are safe (every write is atomic): say how to go on once there is room.
+      if (error instanceof DiskFullError) {
+        const command = this.continueCommand(flags, outDir);
+        throw new DiskFullError(error.path, `; free some space, then ${command ? `continue the sweep with: ${command}` : 'run the same command again'}`);
+      }
+      throw error;
     } finally {
       stopOnInterrupt();
       lock.release();
     }
+  }
+
+  /**
+   * What is saved and the command that goes on from it. Before the first save (an interrupt while
+   * the output folder was being set up) there is nothing to resume in `outDir`: the command that
+   * started the run is the way on.
+   */
+  private howToContinue(flags: Record<string, unknown>, outDir: string): string {
+    const results = join(outDir, 'results.json');
+    const command = this.continueCommand(flags, outDir);
+    if (existsSync(results)) return `the finished cases are saved in ${results}. Continue the sweep with: ${command}`;
+    if (command) return `nothing new was saved. Continue the sweep with: ${command}`;
+    return 'nothing was saved yet; run the same command again';
+  }
+
+  /** The --resume command from what is on disk now; null when nothing is saved to resume from. */
+  private continueCommand(flags: Record<string, unknown>, outDir: string): string | null {
+    if (existsSync(join(outDir, 'results.json'))) return resumeCommand(this.config.bin, outDir, this.runFlags(flags));
+    if (flags.resume === undefined) return null;
+    return resumeCommand(this.config.bin, flags.resume as string, [...(flags.out === undefined ? [] : ['--out', flags.out as string]), ...this.runFlags(flags)]);
   }
 
   /** The flags that are not part of the saved sweep, for the resume command (the sweep itself comes from the folder). */
@@ -150,9 +182,12 @@ export default class Bench extends BaseCommand {
     baseline: BenchResults | null | undefined,
   ): Promise<BenchResults> {
     const { plan, resume, spec, outDir } = prepared;
-    const { sampling, layers, memoryLimit } = prepared.run;
+    const { sampling, layers, memoryLimit, check } = prepared.run;
     const kept = resume ? plan.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
-    return this.withGpu(flags, async (gpu) => {
+    // The device as the sweep runs (with --resume, as it ran before: sweep.ts holds the flags to the saved ones).
+    const { gemm, nvidiaF16, robustness } = prepared.run.gpu;
+    const deviceFlags = { ...flags, dtype: spec.dtype, gemm, 'nvidia-f16': nvidiaF16, 'unsafe-disable-robustness': !robustness };
+    return this.withGpu(deviceFlags, async (gpu) => {
       for (const c of plan.cases) requireDtype(gpu, c.layer.dtype);
       for (const note of plan.notes) this.progress(`note: ${note}`);
       if (resume) this.progress(`resuming: ${kept} of ${plan.cases.length} case(s) already finished in ${flags.resume}; running the other ${plan.cases.length - kept}`);
@@ -163,7 +198,8 @@ export default class Bench extends BaseCommand {
           preset: spec.preset,
           pass: spec.pass,
           layers,
-          check: flags.check,
+          check,
+          gpu: prepared.run.gpu,
           sampling,
           memoryLimit,
           outDir,
@@ -176,7 +212,7 @@ export default class Bench extends BaseCommand {
           reopenDevice: async (old) => {
             // The first device too: until it is destroyed, Dawn keeps the memory of its freed buffers.
             old.destroy();
-            const fresh = await openGpu(gpuSelection(flags));
+            const fresh = await openGpu(gpuSelection(deviceFlags));
             reopened.push(fresh);
             return fresh;
           },
@@ -200,7 +236,7 @@ export default class Bench extends BaseCommand {
               const fresh = [];
               for (const key of keys) {
                 const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check: flags.check }));
+                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check }));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

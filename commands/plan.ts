@@ -6,10 +6,11 @@ import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
 import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
-import { planModel, type PlanResult } from '../src/plan/model.js';
+import type { PlanResult } from '../src/plan/model.js';
+import { runPlan } from '../src/plan/run.js';
 import { validatePlan, type ValidationResult } from '../src/plan/validate.js';
 import type { Provenance } from '../src/measure/provenance.js';
-import { adviseFits, type FitAdvice } from '../src/plan/advice.js';
+import type { FitAdvice } from '../src/plan/advice.js';
 import { renderPlan, renderValidation } from '../src/render/plan.js';
 import { strategyIds, STRATEGIES } from '../src/registry.js';
 
@@ -95,6 +96,9 @@ export default class Plan extends BaseCommand {
         return { ...result, provenance: this.provenance(gpu.adapter, gpu.allocatorPolicy.mode) };
       });
     }
+    // Without --validate, plan opens no GPU: an adapter flag would be ignored without a word.
+    const gpuGiven = (['adapter', 'backend', 'gemm', 'nvidia-f16', 'unsafe-disable-robustness'] as const).filter((name) => flags[name] !== undefined && flags[name] !== false);
+    if (gpuGiven.length) throw new UsageError(`--${gpuGiven[0]} applies to plan --validate only (plan alone models memory and runs nothing on a GPU); add --validate or drop --${gpuGiven[0]}`);
     const layer: LayerFlagValues = {
       tokens: flags.tokens,
       hidden: flags.hidden,
@@ -108,18 +112,16 @@ export default class Plan extends BaseCommand {
       routing: flags.routing,
     };
     const config = layerConfigFromFlags(layer, presetBase(flags.preset, layer));
-    const options = {
+    const { result, advice } = await runPlan({
       config,
       preset: flags.preset ?? null,
-      strategies,
+      strategyIds: strategies.map((s) => s.id),
       dtype: flags.dtype ?? 'f32',
       layers: flags.layers,
       optimizer: flags.optimizer,
       memory: flags.memory ?? null,
       expertParallel: flags['expert-parallel'],
-    };
-    const result = planModel(options);
-    const advice = adviseFits(options, strategies.filter((s) => result.strategies.find((p) => p.strategy === s.id)?.fits === false));
+    });
     this.log(renderPlan(result, {}, advice));
     return { ...result, advice, provenance: this.provenance() };
   }

@@ -6,7 +6,7 @@ import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js'
 import { findPreset, PRESETS } from '../src/config.js';
 import { EnvironmentError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
-import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { checkOutputFiles, checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { chromeTrace, profileStrategies, type ProfileResult } from '../src/measure/profile.js';
 import type { Provenance } from '../src/measure/provenance.js';
@@ -43,7 +43,7 @@ export default class Profile extends BaseCommand {
     const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
     requireRunnable(strategies, config);
     if (flags.trace !== undefined) checkOutputPath(flags.trace, 'file', 'trace');
-    if (flags.out !== undefined) checkOutputPath(flags.out, 'folder', 'out');
+    if (flags.out !== undefined) checkOutputFiles(flags.out, ['index.html'], 'out');
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       if (!gpu.hasTimestamps) throw new EnvironmentError(`profile needs the timestamp-query feature for per-kernel times; ${gpu.adapter.description} lacks it (bench falls back to wall-clock times)`);

@@ -5,12 +5,13 @@ import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, LAYER_DIMENSION_MAX, parseIntegerFlag, parseNonNegativeFloat } from '../src/cli/flags.js';
 import { DTYPES } from '../src/config.js';
 import { requireDtype } from '../src/layer.js';
-import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { checkOutputFiles, writeFileAtomic } from '../src/fs.js';
 import { requireRunnable } from '../src/layer-limits.js';
 import { renderTrainHtml, renderTrainSummary, trainProgressWriter } from '../src/render/train.js';
 import { REFERENCE_STRATEGY, strategyIds } from '../src/registry.js';
 import { moeConfig, trainConfig, DEFAULT_TRAIN, TRAIN_LAYERS_MAX } from '../src/train/model.js';
-import { runTraining, type TrainResult } from '../src/train/run.js';
+import { divergenceMessages, runTraining, type TrainResult } from '../src/train/run.js';
+import { ExitCode } from '../src/errors.js';
 
 const int = (min: number, max = LAYER_DIMENSION_MAX) => Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
 const float = Flags.custom<number>({ parse: async (input, _ctx, opts) => parseNonNegativeFloat(input, opts.name) });
@@ -67,7 +68,7 @@ export default class Train extends BaseCommand {
     });
     const strategies = flags.impl ?? [REFERENCE_STRATEGY];
     requireRunnable(strategies, moeConfig(config));
-    if (flags.out !== undefined) checkOutputPath(flags.out, 'folder', 'out');
+    if (flags.out !== undefined) checkOutputFiles(flags.out, ['train.json', 'train.html'], 'out');
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await runTraining(gpu, config, strategies, trainProgressWriter());
@@ -78,6 +79,9 @@ export default class Train extends BaseCommand {
         await writeFileAtomic(join(flags.out, 'train.html'), renderTrainHtml(result));
         this.progress(`wrote ${join(flags.out, 'train.json')} and train.html`);
       }
+      const diverged = divergenceMessages(result);
+      for (const line of diverged) this.progress(`moeblaze: ${line}`);
+      if (diverged.length) process.exitCode = ExitCode.checkFailed;
       return result;
     });
   }

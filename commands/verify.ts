@@ -1,4 +1,5 @@
-import { Flags } from '@oclif/core';
+import { Flags, type Interfaces } from '@oclif/core';
+import type { LayerConfig } from '../src/config.js';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../src/cli/flags.js';
@@ -50,7 +51,15 @@ export default class Verify extends BaseCommand {
     const strategies = flags.impl ?? strategyIds();
     requireRunnable(strategies, config);
     requireVerifiable(config);
-    if (flags.dump !== undefined) prepareDumpFolder(flags.dump);
+    const dump = flags.dump === undefined ? null : prepareDumpFolder(flags.dump, { strategies });
+    try {
+      return await this.verifyOnGpu(flags, config, strategies);
+    } finally {
+      dump?.release();
+    }
+  }
+
+  private verifyOnGpu(flags: Interfaces.InferredFlags<typeof Verify.flags>, config: LayerConfig, strategies: string[]): Promise<VerifyResult & { provenance: Provenance }> {
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
       const result = await verifyStrategies(gpu, config, {

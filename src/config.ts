@@ -125,6 +125,11 @@ export function validateLayerConfig(c: LayerConfig): void {
   if (!(Number.isFinite(c.capacityFactor) && c.capacityFactor >= 0)) {
     throw new UsageError(`--capacity-factor: ${c.capacityFactor} is not allowed; use a number ≥ 0 (0 = the busiest expert's load)`);
   }
+  // C = k·⌊cf·⌈T/E⌉⌋ (capacityOf): at cf = E every expert has a slot for each of the T tokens it can
+  // receive; a larger factor only adds empty slots, and 2^31 of them took minutes of buffer chunks.
+  if (c.capacityFactor > c.experts) {
+    throw new UsageError(`--capacity-factor: ${c.capacityFactor} is more than --experts ${c.experts}: at cf = E every expert already has a slot for every token (C = k·E·⌈T/E⌉ ≥ k·T), and a larger factor only adds empty slots; use 0..${c.experts}`);
+  }
   if (!(Number.isFinite(c.auxLoss) && c.auxLoss >= 0)) throw new UsageError(`--aux-loss: ${c.auxLoss} is not allowed; use a number ≥ 0`);
   if (c.skew.kind === 'zipf' && !(Number.isFinite(c.skew.s) && c.skew.s >= 0)) {
     throw new UsageError(`--skew: zipf:${c.skew.s} is not allowed; use zipf:<s> with s ≥ 0`);

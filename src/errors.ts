@@ -8,6 +8,8 @@ export const ExitCode = {
   usage: 2,
   checkFailed: 3,
   environment: 4,
+  /** The disk (or the user's quota) filled up while a file was written: nothing half-written is left (docs/design.md#exit-codes). */
+  diskFull: 5,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -48,6 +50,19 @@ export class CheckFailedError extends MoeblazeError {
  * device itself, or a planned peak above --memory-limit before anything ran.
  */
 export type MemoryLimitKind = 'max-buffer-size' | 'max-binding-size' | 'memory-limit-live' | 'device' | 'planned';
+
+/**
+ * ENOSPC or EDQUOT while writing `path`: the write was abandoned (its temporary file removed) and
+ * the old file, if any, is intact. Not a bug, so not exit 1; the message names the file.
+ */
+export class DiskFullError extends MoeblazeError {
+  constructor(
+    readonly path: string,
+    detail = '',
+  ) {
+    super(`disk full writing ${path}${detail}`, ExitCode.diskFull);
+  }
+}
 
 /** A buffer could not be allocated: a result for benchmarks, not a crash. */
 export class OutOfMemoryError extends MoeblazeError {

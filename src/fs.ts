@@ -1,7 +1,8 @@
-import { accessSync, constants, lstatSync, realpathSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, constants, lstatSync, readdirSync, realpathSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { UsageError } from './errors.js';
+import { dirname, join, resolve } from 'node:path';
+import { DiskFullError, UsageError } from './errors.js';
+import { processAlive } from './pid.js';
 
 /*
  * Everything the commands write goes through here: output paths are checked before any GPU
@@ -9,36 +10,105 @@ import { UsageError } from './errors.js';
  * nothing half-written behind.
  */
 
+/** A write in flight: its temporary file, and whether the rename into place has been asked for. */
+interface PendingWrite {
+  path: string;
+  renaming: boolean;
+}
+
 /** Temporary files of writes in flight, so that an interrupted command (Ctrl-C) can remove them. */
-const pendingTemps = new Set<string>();
+const pendingTemps = new Map<string, PendingWrite>();
+/** Files this process has put in place, in order: an interrupt says what was written before it. */
+const completed: string[] = [];
+/** Folders whose stale temporary files this process has already removed. */
+const swept = new Set<string>();
 let tempCounter = 0;
 
-/** Writes through a temporary name so that an interrupted run never leaves a torn file; removes the temporary file when the write or rename fails. */
+/** ENOSPC, or EDQUOT (a quota is full): the disk said no, not the program. */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** writeFileAtomic's temporary names: <name>.tmp-<pid>-<n>. */
+const TEMP_NAME = /\.tmp-(\d+)-\d+$/;
+
+/**
+ * Removes the temporary files that writes of dead processes left in `dir` (a run killed by
+ * SIGKILL cannot remove its own), once per folder and process, before the first write there.
+ * A file of a live process is a write in flight and is left alone.
+ */
+export function removeStaleTemps(dir: string): void {
+  const key = resolve(dir);
+  if (swept.has(key)) return;
+  swept.add(key);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(TEMP_NAME.exec(name)?.[1]);
+    if (!pid || pid === process.pid || processAlive(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // Removed by another process meanwhile.
+    }
+  }
+}
+
+/**
+ * Writes through a temporary name so that an interrupted run never leaves a torn file; removes
+ * the temporary file when the write or rename fails. A full disk is a DiskFullError naming `path`
+ * (exit 5), with the old file intact.
+ */
 export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+  try {
+    await mkdir(dirname(path), { recursive: true });
+  } catch (error) {
+    throw isDiskFull(error) ? new DiskFullError(path) : error;
+  }
+  removeStaleTemps(dirname(path));
   const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
-  pendingTemps.add(tmp);
+  const pending: PendingWrite = { path, renaming: false };
+  pendingTemps.set(tmp, pending);
   try {
     await writeFile(tmp, bytes);
+    pending.renaming = true;
     await rename(tmp, path);
+    completed.push(path);
   } catch (error) {
     await unlink(tmp).catch(() => {});
-    throw error;
+    throw isDiskFull(error) ? new DiskFullError(path) : error;
   } finally {
     pendingTemps.delete(tmp);
   }
 }
 
-/** Synchronous, for exit and signal handlers: removes the temporary files of writes still in flight. */
-export function removePendingTemps(): void {
-  for (const tmp of pendingTemps) {
+/** The files this process has written so far (each put in place whole). */
+export function completedWrites(): readonly string[] {
+  return completed;
+}
+
+/**
+ * Synchronous, for exit and signal handlers: removes the temporary files of writes still in
+ * flight. Returns the files whose rename had already happened (the temporary file was gone and
+ * the rename asked for): they were written, and an interrupt message must say so.
+ */
+export function removePendingTemps(): string[] {
+  const written: string[] = [];
+  for (const [tmp, pending] of pendingTemps) {
     try {
       unlinkSync(tmp);
     } catch {
-      // Not created yet, or already renamed.
+      // Not created yet, or already renamed into place.
+      if (pending.renaming) written.push(pending.path);
     }
   }
   pendingTemps.clear();
+  return written;
 }
 
 /*
@@ -137,4 +207,14 @@ export function checkOutputPath(path: string, kind: OutputKind, flag: string): v
   }
   if (!stats.isDirectory()) fail(`${existing} is a file, not a folder`);
   if (!writable(real)) fail(`${existing} is not writable`);
+}
+
+/**
+ * Checks, before any work, the folder `dir` (given as --flag) and every file the command will
+ * write into it: `results.md` being a folder must fail now, not after the run (a name ending in
+ * "/" is a folder the command fills).
+ */
+export function checkOutputFiles(dir: string, names: readonly string[], flag: string): void {
+  checkOutputPath(dir, 'folder', flag);
+  for (const name of names) checkOutputPath(join(dir, name), name.endsWith('/') ? 'folder' : 'file', flag);
 }

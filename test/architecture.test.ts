@@ -13,7 +13,7 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), '..'));
 const LAYERS = ['foundation', 'kernels', 'contract', 'strategy', 'app', 'commands'] as const;
 type Layer = (typeof LAYERS)[number];
 
-const FOUNDATION_FILES = ['config', 'errors', 'f16', 'units', 'arrays', 'rng', 'fill', 'fs', 'npy'].map((n) => `src/${n}.ts`);
+const FOUNDATION_FILES = ['config', 'errors', 'f16', 'units', 'arrays', 'rng', 'fill', 'fs', 'npy', 'pid'].map((n) => `src/${n}.ts`);
 
 function layerOf(file: string): { layer: Layer; group: string } {
   const [top, second] = file.split('/');

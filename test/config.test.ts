@@ -60,3 +60,13 @@ describe('layer options: the CLI\'s names, and the 0.1 names mapped in one place
     expect(config).toEqual({ ...DEFAULT_LAYER, topK: 1, normalizeGates: false });
   });
 });
+
+describe('capacity factors beyond any use are refused (issue 28, items 6 and 8)', () => {
+  it('cf > E: a usage error naming the limit, before any buffer is sized', () => {
+    expect(() => layerConfig({ experts: 4, capacityFactor: 2147483648 })).toThrow(/^--capacity-factor: 2147483648 is more than --experts 4: at cf = E every expert already has a slot for every token .*; use 0\.\.4$/);
+    expect(() => layerConfig({ experts: 8, capacityFactor: 9007199254740993 })).toThrow(/use 0\.\.8$/);
+    // At cf = E every token fits: C ≥ k·T.
+    const c = layerConfig({ tokens: 65, experts: 8, topK: 2, capacityFactor: 8 });
+    expect(capacityOf(c)).toBeGreaterThanOrEqual(c.topK * c.tokens);
+  });
+});

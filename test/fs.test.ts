@@ -1,9 +1,12 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../src/errors.js';
-import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { interruptMessage } from '../src/cli/interrupt.js';
+import { describeFailure } from '../src/cli/base.js';
+import { DiskFullError, ExitCode, UsageError } from '../src/errors.js';
+import { checkOutputFiles, checkOutputPath, writeFileAtomic } from '../src/fs.js';
+import { mountTmpfs } from './helpers/tmpfs.js';
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'moeblaze-fs-'));
 
@@ -80,5 +83,53 @@ describe('writeFileAtomic', () => {
     await writeFileAtomic(join(dir, 'ok.txt'), 'data');
     expect(readdirSync(dir)).toEqual(['ok.txt']);
     expect(existsSync(join(dir, 'ok.txt'))).toBe(true);
+  });
+});
+
+describe('what a killed run leaves (issue 28, item 13)', () => {
+  it('the next write to a folder removes the temporary files of dead processes, not those of live ones', async () => {
+    const dir = fresh();
+    // 999999 is above Linux's default pid_max: no such process.
+    writeFileSync(join(dir, 'baseline.json.tmp-999999-0'), '{"half":');
+    writeFileSync(join(dir, 'baseline.json.tmp-1-0'), 'a write in flight of process 1');
+    writeFileSync(join(dir, 'notes.tmp-999999-x'), 'not one of ours');
+    await writeFileAtomic(join(dir, 'baseline.json'), '{}\n');
+    expect(readdirSync(dir).sort()).toEqual(['baseline.json', 'baseline.json.tmp-1-0', 'notes.tmp-999999-x']);
+  });
+
+  it('an interrupt after a write says what was written', async () => {
+    const dir = fresh();
+    await writeFileAtomic(join(dir, 'base.json'), '{}\n');
+    expect(interruptMessage([])).toMatch(new RegExp(`^interrupted after writing .*${join(dir, 'base.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+  });
+});
+
+describe('a full disk (issue 28, item 12)', () => {
+  it('is "disk full writing PATH", exit 5, the old file intact and no temporary file left', async (ctx) => {
+    const fs = mountTmpfs(64 * 1024);
+    if (typeof fs === 'string') return ctx.skip(fs);
+    try {
+      const path = join(fs.dir, 'baseline.json');
+      await writeFileAtomic(path, 'old\n');
+      const error = await writeFileAtomic(path, 'x'.repeat(256 * 1024)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DiskFullError);
+      expect(describeFailure(error)).toEqual({ exitCode: ExitCode.diskFull, name: 'DiskFullError', message: `disk full writing ${path}` });
+      expect(ExitCode.diskFull).toBe(5);
+      expect(readFileSync(path, 'utf8')).toBe('old\n');
+      expect(readdirSync(fs.dir)).toEqual(['baseline.json']);
+    } finally {
+      fs.unmount();
+    }
+  });
+});
+
+describe('checkOutputFiles (issue 28, item 11)', () => {
+  it('refuses a folder where one of the files goes, naming it; accepts the rest', () => {
+    const dir = fresh();
+    mkdirSync(join(dir, 'train.html'));
+    expect(() => checkOutputFiles(dir, ['train.json', 'train.html'], 'out')).toThrow(`--out: cannot write to "${join(dir, 'train.html')}": it is a folder, and this needs a file name`);
+    expect(() => checkOutputFiles(dir, ['train.json', 'zero-buffer/'], 'out')).not.toThrow();
+    writeFileSync(join(dir, 'zero-buffer'), '');
+    expect(() => checkOutputFiles(dir, ['zero-buffer/'], 'dump')).toThrow(/^--dump: .*it is a file, and this needs a folder/);
   });
 });

@@ -102,7 +102,10 @@ describe('verify --dump folder reuse', () => {
   it('clears an earlier dump, so that the new manifest and the folder agree', () => {
     const dir = mkdtempSync(join(tmpdir(), 'moeblaze-dump-'));
     dumpAt(dir);
-    prepareDumpFolder(dir);
+    const dump = prepareDumpFolder(dir);
+    // Locked, and marked as a dump in progress until its manifest is written.
+    expect(readdirSync(dir).sort()).toEqual(['.moeblaze-dump-in-progress', '.moeblaze.lock']);
+    dump.release();
     expect(readdirSync(dir)).toEqual([]);
   });
 

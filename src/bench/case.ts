@@ -9,7 +9,8 @@ import { sampleUntilStable, summarize, type SamplingPolicy } from '../measure/st
 import { findStrategy } from '../registry.js';
 import { tableFigures } from '../strategy/buffer-table.js';
 import type { RoutingSummary } from '../strategy/contract.js';
-import { compareRun, expectedFrom, referenceFor, runTensors, type GpuRun, type TensorCheck } from '../verify/verify.js';
+import { referenceOffThread } from '../reference/full.js';
+import { compareRun, expectedFrom, runTensors, type GpuRun, type TensorCheck } from '../verify/verify.js';
 import { fullReferenceFits, sampledCheck } from '../verify/sampled.js';
 import type { PlannedCase } from './plan.js';
 import type { BenchCase, StepSplit, TimeStats } from './schema.js';
@@ -187,7 +188,7 @@ async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<
   let forcedTokens: number[];
   if (full && inputs) {
     const run = await runOnce(layer);
-    const { ref, forcedTokens: forced } = referenceFor(c, toFloat64(inputs), !dropless, run.experts);
+    const { ref, forcedTokens: forced } = await referenceOffThread(c, toFloat64(inputs), !dropless, run.experts);
     forcedTokens = forced;
     tensors = compareRun(runTensors(run), expectedFrom(ref), tolerance);
     summary = run.summary;

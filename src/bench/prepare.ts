@@ -1,15 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { UsageError } from '../errors.js';
-import { checkOutputPath } from '../fs.js';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { DiskFullError, UsageError } from '../errors.js';
+import { checkOutputFiles, checkOutputPath, isDiskFull } from '../fs.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { findStrategy } from '../registry.js';
-import { lockFolder, type FolderLock } from './lock.js';
+import { LOCK_FILE, lockFolder, type FolderLock } from './lock.js';
 import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults, ShardRecord } from './schema.js';
 import { formatShard, planOfSlice, sliceSweep, type ShardSpec } from './shard.js';
-import { completeRunSettings, completeSweep, resumeSweep, type GivenSweep, type RunSettings } from './sweep.js';
+import { completeRunSettings, completeSweep, resumeSweep, type CheckMode, type GivenSweep, type GpuSettings, type RunSettings } from './sweep.js';
 
 export interface BenchRequest {
   /** The sweep flags given on the command line (undefined: not given). */
@@ -21,6 +21,9 @@ export interface BenchRequest {
   resume?: string;
   /** --shard i/n: run only that slice of the sweep (src/bench/shard.ts). */
   shard?: ShardSpec;
+  /** --check and the GPU flags that change how cases run, as given (undefined: not given). */
+  check?: CheckMode;
+  gpu?: Partial<GpuSettings>;
 }
 
 export interface PreparedBench {
@@ -39,6 +42,37 @@ export function defaultOutDir(now = new Date()): string {
   return join('moeblaze-results', now.toISOString().replace(/[:.]/g, '-').slice(0, 19));
 }
 
+/** Every file bench writes into its output folder: each is checked before the GPU opens. */
+export const BENCH_FILES = ['results.json', 'results.md', 'report.html', 'benchmark-action.json', LOCK_FILE];
+
+/**
+ * A new folder for a bench run without --out: the time, to the second, and "-2", "-3", … when
+ * another run (started in the same second) has it. mkdir without `recursive` claims a name
+ * atomically, so two runs never share one. Returns it with the first folder created for it.
+ */
+export function claimDefaultOutDir(now = new Date()): { dir: string; created: string } {
+  const base = defaultOutDir(now);
+  const fail = (error: unknown): never => {
+    if (isDiskFull(error)) throw new DiskFullError(base);
+    throw new UsageError(`cannot create the output folder "${base}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); choose one with --out`);
+  };
+  let parent: string | undefined;
+  try {
+    parent = mkdirSync(dirname(base), { recursive: true });
+  } catch (error) {
+    fail(error);
+  }
+  for (let n = 1; ; n++) {
+    const dir = n === 1 ? base : `${base}-${n}`;
+    try {
+      mkdirSync(dir);
+      return { dir, created: parent ?? dir };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 1000) fail(error);
+    }
+  }
+}
+
 /**
  * Everything bench decides before the GPU opens: the sweep (the saved one with --resume, checked
  * against the flags), its plan, the output folder (checked, created and locked). Every failure
@@ -49,7 +83,8 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
   let run: RunSettings;
   let resume: BenchResults | undefined;
   if (request.resume !== undefined) {
-    checkOutputPath(request.resume, 'folder', 'resume');
+    // Only read, unless the finished sweep goes back there (no --out elsewhere): a read-only folder is a fine source.
+    if (request.out === undefined || sameFolder(request.out, request.resume)) checkOutputPath(request.resume, 'folder', 'resume');
     const path = join(request.resume, 'results.json');
     resume = await readBenchResults(path, 'resume', '; the run stopped before it started measuring (or this is not a bench folder): start the sweep again');
     const sampling: Partial<SamplingPolicy> = {
@@ -58,10 +93,10 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
       noiseTarget: request.sampling.noiseTarget,
       maxTimeMs: request.sampling.maxTimeS === undefined ? undefined : request.sampling.maxTimeS * 1000,
     };
-    ({ spec, run } = resumeSweep(resume, path, request.given, { layers: request.layers, memoryLimit: request.memoryLimit, sampling }));
+    ({ spec, run } = resumeSweep(resume, path, request.given, { layers: request.layers, memoryLimit: request.memoryLimit, sampling, check: request.check, gpu: request.gpu }));
   } else {
     spec = completeSweep(request.given);
-    run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling });
+    run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling, check: request.check, gpu: request.gpu });
   }
   const whole = planSweep(spec);
   if (whole.cases.length === 0) throw new UsageError(`the sweep is empty: ${whole.notes.join('; ') || 'no case to run'}`);
@@ -75,10 +110,16 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     const stray = resume.cases.filter((c) => !planned.has(c.key));
     if (stray.length) throw new UsageError(`--resume: "${request.resume}" holds ${stray.length} case(s) its saved sweep does not plan (e.g. ${stray[0].key}); resuming would drop them`);
   }
-  const outDir = request.out ?? request.resume ?? defaultOutDir();
-  checkOutputPath(outDir, 'folder', 'out');
+  const flag = request.out === undefined && request.resume !== undefined ? 'resume' : 'out';
+  let outDir = request.out ?? request.resume;
+  let created: string | undefined;
+  if (outDir === undefined) {
+    checkOutputPath(defaultOutDir(), 'folder', 'out');
+    ({ dir: outDir, created } = claimDefaultOutDir());
+  }
+  checkOutputFiles(outDir, BENCH_FILES, flag);
   // The lock first: a folder another live bench is writing is reported as such.
-  const lock = lockFolder(outDir, request.out === undefined && request.resume !== undefined ? 'resume' : 'out');
+  const lock = lockFolder(outDir, { flag, created });
   try {
     if (request.out !== undefined && !sameFolder(request.out, request.resume)) refuseOtherResults(request.out);
   } catch (error) {

@@ -11,7 +11,7 @@ import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { runCase, type CaseOptions } from './case.js';
 import { caseLabel, configKey, type SweepPlan } from './plan.js';
-import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type SavedSweep, type ShardRecord, type Testbed } from './schema.js';
+import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type GpuSettings, type SavedSweep, type ShardRecord, type Testbed } from './schema.js';
 
 export interface BenchOptions {
   preset: string | null;
@@ -35,6 +35,8 @@ export interface BenchOptions {
   makeTimer?: CaseOptions['makeTimer'];
   /** Which float64 check each case gets (CaseOptions.check). */
   check?: CaseOptions['check'];
+  /** The GPU flags the device was opened with, saved so that --resume holds to them (sweep.ts). */
+  gpu?: GpuSettings;
   /**
    * A fresh device for the next case. Dawn does not always hand back the memory of a
    * destroyed 80 GiB layer to the next one on the same device; a new device starts clean.
@@ -119,6 +121,8 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     axes: plan.axes,
     ...(options.sweep && { sweep: options.sweep }),
     ...(options.shard && { shard: options.shard }),
+    check: options.check ?? 'auto',
+    ...(options.gpu && { gpu: options.gpu }),
   };
   const resume = options.resume;
   const testbed = testbedOf(gpu, options.provenance);
@@ -134,7 +138,8 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     // A resumed sweep keeps the provenance of the command line that defined it.
     provenance: resume?.provenance ?? options.provenance,
     testbed,
-    settings: resume ? { ...resume.settings, timing: settings.timing } : settings,
+    // A file from before check and gpu were saved ran with what resumeSweep held this run to: recorded now.
+    settings: resume ? { ...resume.settings, check: settings.check, ...(settings.gpu && { gpu: settings.gpu }), timing: settings.timing } : settings,
     ceilings: resume?.ceilings ?? null,
     cases: [],
     complete: false,

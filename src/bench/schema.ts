@@ -181,6 +181,17 @@ export interface BenchSettings {
   sweep?: SavedSweep;
   /** `bench --shard i/n`: which slice of the sweep this run holds (absent: the whole sweep). */
   shard?: ShardRecord;
+  /** `--check` of the run (absent before issue 28: those runs used auto). */
+  check?: 'auto' | 'sampled';
+  /** The GPU flags that change how cases run, held to on --resume (absent before issue 28: the defaults). */
+  gpu?: GpuSettings;
+}
+
+/** The GPU flags that change how a case runs (the engine, Dawn's toggles): saved, and held to on --resume. */
+export interface GpuSettings {
+  gemm: 'auto' | GemmEngine;
+  nvidiaF16: boolean;
+  robustness: boolean;
 }
 
 /** A slice of a sweep (src/bench/shard.ts, docs/design.md#shards). */

@@ -3,7 +3,9 @@ import { UsageError } from '../errors.js';
 import { DEFAULT_SAMPLING, type SamplingPolicy } from '../measure/stats.js';
 import { STRATEGIES } from '../registry.js';
 import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
-import type { BenchResults, BenchSettings, SavedSweep } from './schema.js';
+import type { BenchResults, BenchSettings, GpuSettings, SavedSweep } from './schema.js';
+
+export type { GpuSettings };
 
 /*
  * What defines a sweep, from the flags or from a results.json: `bench --resume DIR` continues
@@ -14,11 +16,18 @@ import type { BenchResults, BenchSettings, SavedSweep } from './schema.js';
 /** The sweep flags as given: undefined for every flag not on the command line. */
 export type GivenSweep = Partial<SweepSpec>;
 
+/** Which float64 check each case gets (`--check`). */
+export type CheckMode = 'auto' | 'sampled';
+
+export const DEFAULT_GPU_SETTINGS: GpuSettings = { gemm: 'auto', nvidiaF16: true, robustness: true };
+
 /** Run settings that are not part of the case keys but that a resumed run must keep. */
 export interface RunSettings {
   layers: number;
   memoryLimit: number | null;
   sampling: SamplingPolicy;
+  check: CheckMode;
+  gpu: GpuSettings;
 }
 
 export const DEFAULT_MAX_TIME_S = 5;
@@ -82,10 +91,17 @@ export function sweepFromSaved(saved: SavedSweep): SweepSpec {
   return { ...saved, routing: saved.routing ?? 'top-k', normalizeGates: saved.normalizeGates ?? undefined };
 }
 
-export function completeRunSettings(given: Partial<RunSettings> & { maxTimeS?: number; warmup?: number; minSamples?: number; noiseTarget?: number }): RunSettings {
+type GivenGpu = Partial<GpuSettings>;
+
+export function completeRunSettings(
+  given: Partial<Omit<RunSettings, 'gpu'>> & { gpu?: GivenGpu; maxTimeS?: number; warmup?: number; minSamples?: number; noiseTarget?: number },
+): RunSettings {
+  const gpu = Object.fromEntries(Object.entries(given.gpu ?? {}).filter(([, v]) => v !== undefined));
   return {
     layers: given.layers ?? DEFAULT_LAYERS,
     memoryLimit: given.memoryLimit ?? null,
+    check: given.check ?? 'auto',
+    gpu: { ...DEFAULT_GPU_SETTINGS, ...gpu },
     sampling: {
       warmup: given.warmup ?? DEFAULT_SAMPLING.warmup,
       minSamples: given.minSamples ?? DEFAULT_SAMPLING.minSamples,
@@ -103,16 +119,36 @@ const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : v === undefined |
  * The saved sweep of a results file, with every given flag checked against it: a flag that
  * changes the planned cases, or a run setting that differs, is a UsageError naming both values.
  */
+/** The flag that sets a GPU setting to `value`, as a user types it. */
+function gpuFlag(key: keyof GpuSettings, value: GpuSettings[keyof GpuSettings]): string {
+  if (key === 'gemm') return `--gemm ${String(value)}`;
+  if (key === 'nvidiaF16') return value ? '--nvidia-f16' : '--no-nvidia-f16';
+  return value ? 'robustness on (no --unsafe-disable-robustness)' : '--unsafe-disable-robustness';
+}
+
+/**
+ * The saved sweep's plan. Its values were validated as JSON, not as a sweep: one that cannot be
+ * planned (tokens 0, say) is the file's fault, and said so, not reported as a flag nobody gave.
+ */
+function planSaved(spec: SweepSpec, path: string): SweepPlan {
+  try {
+    return planSweep(spec);
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(`--resume: the sweep saved in "${path}" is not valid (${error.message}); it was edited or written by another version: start the sweep again`);
+    throw error;
+  }
+}
+
 export function resumeSweep(
   saved: BenchResults,
   path: string,
   given: GivenSweep,
-  givenRun: { layers?: number; memoryLimit?: number; sampling: Partial<SamplingPolicy> },
+  givenRun: { layers?: number; memoryLimit?: number; sampling: Partial<SamplingPolicy>; check?: CheckMode; gpu?: GivenGpu },
 ): { spec: SweepSpec; run: RunSettings } {
   const settings: BenchSettings = saved.settings;
   if (!settings.sweep) throw new UsageError(`--resume: "${path}" does not record its sweep (written by an older moeblaze); rerun the sweep instead`);
   const spec = sweepFromSaved(settings.sweep);
-  const base = planKeys(planSweep(spec));
+  const base = planKeys(planSaved(spec, path));
   const conflicts: string[] = [];
   for (const [key, value] of Object.entries(given) as [keyof SweepSpec, unknown][]) {
     if (value === undefined) continue;
@@ -128,6 +164,15 @@ export function resumeSweep(
   differs('min-samples', givenRun.sampling.minSamples, settings.sampling.minSamples);
   differs('noise-target', givenRun.sampling.noiseTarget, settings.sampling.noiseTarget);
   differs('max-time', givenRun.sampling.maxTimeMs === undefined ? undefined : givenRun.sampling.maxTimeMs / 1000, settings.sampling.maxTimeMs / 1000);
+  // How the cases ran: a file from before these were saved ran with the defaults, as far as it can tell, so a flag that sets one is refused.
+  const recorded = (what: string) => (settings.check === undefined && settings.gpu === undefined ? `this file does not record ${what}` : `the saved sweep has ${what}`);
+  const check = settings.check ?? 'auto';
+  if (givenRun.check !== undefined && (givenRun.check !== check || settings.check === undefined)) conflicts.push(`--check ${givenRun.check} (${recorded(`--check ${check}`)})`);
+  const gpu = { ...DEFAULT_GPU_SETTINGS, ...settings.gpu };
+  for (const key of Object.keys(DEFAULT_GPU_SETTINGS) as (keyof GpuSettings)[]) {
+    const value = givenRun.gpu?.[key];
+    if (value !== undefined && (value !== gpu[key] || settings.gpu === undefined)) conflicts.push(`${gpuFlag(key, value)} (${recorded(gpuFlag(key, gpu[key]))})`);
+  }
   if (conflicts.length) throw new UsageError(`--resume: these flags contradict the sweep saved in "${path}": ${conflicts.join('; ')}; resume with --resume alone`);
-  return { spec, run: { layers: settings.layers, memoryLimit: settings.memoryLimit, sampling: settings.sampling } };
+  return { spec, run: { layers: settings.layers, memoryLimit: settings.memoryLimit, sampling: settings.sampling, check, gpu } };
 }

@@ -1,4 +1,4 @@
-import { ROUTINGS } from '../config.js';
+import { GEMM_ENGINES, ROUTINGS } from '../config.js';
 import { ALLOCATOR_MODES, BUFFER_TAGS } from '../gpu/allocator.js';
 import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
 import { shardRecord, shardRuns } from './validate-shard.js';
@@ -245,6 +245,15 @@ function settings(ch: Checker, v: unknown, path: string): void {
   ch.oneOf(s, 'timing', path, ['timestamp', 'wall']);
   if (s.sweep !== undefined) savedSweep(ch, s.sweep, `${path}.sweep`);
   if (s.shard !== undefined) shardRecord(ch, s.shard, `${path}.shard`);
+  if (s.check !== undefined) ch.oneOf(s, 'check', path, ['auto', 'sampled']);
+  if (s.gpu !== undefined) {
+    const g = ch.object(s.gpu, `${path}.gpu`);
+    if (g) {
+      ch.oneOf(g, 'gemm', `${path}.gpu`, ['auto', ...GEMM_ENGINES]);
+      ch.boolean(g, 'nvidiaF16', `${path}.gpu`);
+      ch.boolean(g, 'robustness', `${path}.gpu`);
+    }
+  }
   const axes = ch.object(s.axes, `${path}.axes`);
   if (axes) {
     for (const [axis, values] of Object.entries(axes)) {

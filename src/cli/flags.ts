@@ -185,7 +185,11 @@ export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<Layer
 export function parseList<T>(text: string, flag: string, item: (text: string, flag: string) => T): T[] {
   const parts = text.split(',').map((p) => p.trim());
   if (parts.some((p) => p === '')) throw new UsageError(`--${flag}: "${text}" has an empty item; use a comma-separated list, e.g. 4,8,16`);
-  return parts.map((p) => item(p, flag));
+  const values = parts.map((p) => item(p, flag));
+  // A sweep runs each value once: a repeated one would be dropped without a word (as --impl a --impl a is refused).
+  const twice = values.findIndex((v, i) => values.indexOf(v) !== i);
+  if (twice >= 0) throw new UsageError(`--${flag}: "${text}" lists ${parts[twice]} twice; give each value once`);
+  return values;
 }
 
 export const integerList = Flags.custom<number[]>({

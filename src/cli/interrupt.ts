@@ -1,4 +1,4 @@
-import { removePendingTemps } from '../fs.js';
+import { completedWrites, removePendingTemps } from '../fs.js';
 
 /*
  * Ctrl-C (SIGINT) or SIGTERM while a command runs: remove the temporary files of writes in
@@ -10,11 +10,22 @@ import { removePendingTemps } from '../fs.js';
 const messages: (() => string)[] = [];
 let installed = false;
 
+/**
+ * Without a command's own message: what was written before the interrupt, so that a baseline
+ * replaced a moment before Ctrl-C is not reported as left alone.
+ */
+export function interruptMessage(written: readonly string[]): string {
+  const files = [...new Set([...completedWrites(), ...written])];
+  if (files.length === 0) return 'interrupted';
+  const shown = files.slice(-3).join(', ');
+  return `interrupted after writing ${files.length > 3 ? `${files.length} files (the last: ${shown})` : shown}`;
+}
+
 function handler(code: number): () => void {
   return () => {
-    removePendingTemps();
+    const written = removePendingTemps();
     const message = messages.at(-1);
-    process.stderr.write(`\nmoeblaze: ${message ? message() : 'interrupted'}\n`);
+    process.stderr.write(`\nmoeblaze: ${message ? message() : interruptMessage(written)}\n`);
     process.exit(code);
   };
 }

@@ -113,12 +113,13 @@ export function defaultThreads(): number {
 const WORKER = new URL('./expert-worker.js', import.meta.url);
 
 /**
- * Runs tasks on up to (cores − 1) worker threads, at most that many in flight (each holds one
- * expert's weights), or inline without a compiled worker. `next` yields tasks lazily, since
- * making one reads that expert's weights from the GPU.
+ * Runs tasks on up to (cores − 1) worker threads, at least one, at most that many in flight (each
+ * holds one expert's weights), or inline without a compiled worker (or with threads 0). `next`
+ * yields tasks lazily, since making one reads that expert's weights from the GPU. One worker on a
+ * 2-core machine adds no speed, but keeps the main thread free to answer Ctrl-C (issue 28).
  */
-export async function runExpertTasks(count: number, next: (i: number) => Promise<ExpertTask | null>, done: (i: number, r: ExpertResult) => void, threads = defaultThreads()): Promise<void> {
-  if (threads < 2 || !existsSync(fileURLToPath(WORKER))) {
+export async function runExpertTasks(count: number, next: (i: number) => Promise<ExpertTask | null>, done: (i: number, r: ExpertResult) => void, threads = Math.max(1, defaultThreads())): Promise<void> {
+  if (threads < 1 || !existsSync(fileURLToPath(WORKER))) {
     for (let i = 0; i < count; i++) {
       const task = await next(i);
       if (task) done(i, runExpertTask(task));

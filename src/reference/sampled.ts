@@ -101,7 +101,7 @@ export interface SampledReference {
   dWrMasked: Scaled;
 }
 
-/** `threads`: worker threads for the experts (default: the cores but one, up to 16; below 2, inline). */
+/** `threads`: worker threads for the experts (default: the cores but one, up to 16, at least one; 0: inline). */
 export async function sampledReference(c: LayerConfig, data: SampledInputs, routing: ReferenceRouting, sample: SampleChoice, threads?: number): Promise<SampledReference> {
   const { tokens: T, hidden: d, experts: E, topK: k } = c;
   const S = sample.tokens.length;

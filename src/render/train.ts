@@ -104,10 +104,12 @@ export function renderTrainSummary(r: TrainResult): string {
   const lines = [`train: ${configLine(r)}`];
   for (const run of r.runs) {
     lines.push('');
-    lines.push(`${run.strategy}: loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.finalLoss)} (÷${run.reduction.toFixed(1)}, mean of the last ${Math.min(10, run.steps.length)} steps)`);
+    if (run.diverged) lines.push(`${run.strategy}: DIVERGED at step ${run.diverged.step} (loss ${run.diverged.loss})${run.steps.length ? `; loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.steps.at(-1)!.loss)} before it` : ''}`);
+    else lines.push(`${run.strategy}: loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.finalLoss)} (÷${run.reduction.toFixed(1)}, mean of the last ${Math.min(10, run.steps.length)} steps)`);
     lines.push(`  ${formatRate(run.tokensPerSecond)} tokens/s, ${run.wallSeconds.toFixed(1)} s, peak ${formatBytes(run.peakBytes)} (${Object.entries(run.peakByTag).map(([t, b]) => `${t} ${formatBytes(b ?? 0)}`).join(', ')})`);
     if (run.memory) for (const line of stackLines(run.memory)) lines.push(`  ${line}`);
     const note = layerNote(r, '--json');
+    if (run.expertLoads.length === 0) continue; // a diverged model's routing is not read
     lines.push(`  expert load (pairs per expert, trained model, fresh batch${note ? `; ${note}` : ''}):`);
     for (const line of loadHistogram(run.expertLoads)) lines.push(line);
   }

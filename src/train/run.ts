@@ -22,6 +22,12 @@ export interface StrategyTraining {
   peakByTag: Partial<Record<BufferTag, number>>;
   /** The L-layer step's peak, its prediction from the buffer tables, and bench's and plan's estimates (absent in train.json files from before --layers). */
   memory?: StackMemory;
+  /**
+   * Set when the loss stopped being finite (a learning rate too large, say): the step where it did
+   * and the value ("NaN", "Infinity"). Training stopped there; the steps before it are kept, and
+   * the expert loads of a model with non-finite weights are not read (empty).
+   */
+  diverged?: { step: number; loss: string };
   /** Pairs routed to each expert of layer 1 by the trained model on a fresh batch. */
   expertLoads: number[];
   /** The same for every layer, in model order. */
@@ -56,28 +62,35 @@ export async function trainStrategy(gpu: GpuContext, config: TrainConfig, strate
     const steps: TrainStepRecord[] = [];
     let ms = 0;
     const started = performance.now();
+    let diverged: StrategyTraining['diverged'];
     for (let s = 0; s < config.steps; s++) {
       const record = await trainer.step();
-      if (!Number.isFinite(record.loss)) throw new Error(`${strategy}: the loss is ${record.loss} at step ${s}`);
+      // A diverged run is a result (the step where it happened), not an internal error.
+      if (!Number.isFinite(record.loss)) {
+        diverged = { step: s, loss: String(record.loss) };
+        break;
+      }
       steps.push(record);
       ms += record.ms;
       onStep?.({ strategy, record, tokensPerSecond: (config.tokens * steps.length) / (ms / 1000), total: config.steps });
     }
     const wallSeconds = (performance.now() - started) / 1000;
     const memory = stackMemory(trainer, config, strategy);
-    const expertLoadsByLayer = await trainer.expertLoads();
-    const last = finalLoss(steps);
+    const expertLoadsByLayer = diverged ? [] : await trainer.expertLoads();
+    const last = steps.length ? finalLoss(steps) : Number.NaN;
+    const first = steps[0]?.loss ?? Number.NaN;
     return {
       strategy,
       steps,
-      firstLoss: steps[0].loss,
+      ...(diverged && { diverged }),
+      firstLoss: first,
       finalLoss: last,
-      reduction: steps[0].loss / last,
-      tokensPerSecond: (config.tokens * steps.length) / (ms / 1000),
+      reduction: first / last,
+      tokensPerSecond: steps.length ? (config.tokens * steps.length) / (ms / 1000) : 0,
       peakBytes: trainer.allocator.peakComposition.bytes,
       peakByTag: { ...trainer.memoryByTag },
       memory,
-      expertLoads: expertLoadsByLayer[0],
+      expertLoads: expertLoadsByLayer[0] ?? [],
       expertLoadsByLayer,
       wallSeconds,
     };
@@ -90,4 +103,9 @@ export async function runTraining(gpu: GpuContext, config: TrainConfig, strategi
   const runs: StrategyTraining[] = [];
   for (const strategy of strategies) runs.push(await trainStrategy(gpu, config, strategy, onStep));
   return { config, lossScale: lossScale(config), runs };
+}
+
+/** One line per run that diverged, for stderr and the exit code (3: the run produced no usable model). */
+export function divergenceMessages(result: TrainResult): string[] {
+  return result.runs.filter((r) => r.diverged).map((r) => `${r.strategy} diverged at step ${r.diverged!.step}: the loss is ${r.diverged!.loss} (lr ${result.config.lr}); try a smaller --lr`);
 }

@@ -6,9 +6,11 @@ import { MoELayer, seededInputs } from '../layer.js';
 import { requireBindingFits, requireVerifiable } from '../layer-limits.js';
 import { writeFileAtomic } from '../fs.js';
 import { writeNpy } from '../npy.js';
-import { compareTensors, referenceStep, routeReference, toFloat64, toleranceFor, type ReferenceResult, type ReferenceRouting, type Tolerance } from '../reference/index.js';
+import { compareTensors, toFloat64, toleranceFor, type ReferenceResult, type Tolerance } from '../reference/index.js';
+import { referenceFor, referenceOffThread, routingFor } from '../reference/full.js';
 import type { LayerInputs } from '../rng.js';
 import { findStrategy } from '../registry.js';
+import { finishDump } from './dump-folder.js';
 
 export const VERIFIED_TENSORS = ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] as const;
 export type VerifiedTensor = (typeof VERIFIED_TENSORS)[number];
@@ -83,27 +85,8 @@ async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, 
   }
 }
 
-/**
- * Near ties (docs/design.md#numerics-and-the-reference): where f32 and f64 may legitimately pick different experts, the
- * reference routing takes the GPU's choice for those tokens; any other difference stays.
- */
-export function routingFor(config: LayerConfig, X: Float64Array, Wr: Float64Array, capacity: boolean, gpuExperts: Uint32Array): { routing: ReferenceRouting; forced: number; forcedTokens: number[] } {
-  const first = routeReference(config, X, Wr, { capacity });
-  const k = config.topK;
-  const forcedExperts = new Map<number, number[]>();
-  for (const t of first.nearTies) {
-    const gpu = Array.from(gpuExperts.subarray(t * k, t * k + k));
-    const ref = Array.from(first.experts.subarray(t * k, t * k + k));
-    if (gpu.some((e, s) => e !== ref[s])) forcedExperts.set(t, gpu);
-  }
-  if (forcedExperts.size === 0) return { routing: first, forced: 0, forcedTokens: [] };
-  return { routing: routeReference(config, X, Wr, { capacity, forcedExperts, logits: first.logits }), forced: forcedExperts.size, forcedTokens: [...forcedExperts.keys()].sort((a, b) => a - b) };
-}
-
-export function referenceFor(config: LayerConfig, inputs64: ReturnType<typeof toFloat64>, capacity: boolean, gpuExperts: Uint32Array): { ref: ReferenceResult; forced: number; forcedTokens: number[] } {
-  const { routing, forced, forcedTokens } = routingFor(config, inputs64.X, inputs64.Wr, capacity, gpuExperts);
-  return { ref: referenceStep(config, inputs64, { capacity, routing }), forced, forcedTokens };
-}
+// routingFor and referenceFor moved to src/reference/full.ts (a worker thread imports them there without the GPU); exported here as before.
+export { referenceFor, routingFor };
 
 export type ExpectedTensors = { [K in VerifiedTensor]: { value: ArrayLike<number>; scale: ArrayLike<number> | null } | null };
 
@@ -168,7 +151,7 @@ export async function verifyStrategies(gpu: GpuContext, config: LayerConfig, giv
       continue;
     }
     options.onProgress?.(`${id}: float64 reference`);
-    const { ref, forced } = referenceFor(config, inputs64, !strategy.dropless, run.experts);
+    const { ref, forced } = await referenceOffThread(config, inputs64, !strategy.dropless, run.experts);
     const tensors = compareRun(runTensors(run), expectedFrom(ref), tolerance);
     const pass = tensors.every((t) => t.pass) && run.droppedPairs === ref.routing.dropped;
     const message = run.droppedPairs !== ref.routing.dropped ? `dropped ${run.droppedPairs} pairs, the reference ${ref.routing.dropped}` : undefined;
@@ -272,4 +255,5 @@ async function dumpInputs(dir: string, c: LayerConfig, inputs: LayerInputs, resu
     files,
   };
   await writeFileAtomic(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  finishDump(dir);
 }

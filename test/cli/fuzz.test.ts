@@ -29,6 +29,8 @@ const work = mkdtempSync(join(tmpdir(), 'moeblaze-fuzz-'));
 const sandbox = join(work, 'cwd');
 const aFile = join(work, 'a-file');
 const aFolder = join(work, 'a-folder');
+/** An output folder where each file a command writes is a folder instead (issue 28, item 11). */
+const foldersInside = join(work, 'folders-inside');
 const corrupt = join(work, 'corrupt.json');
 const baseline = join(work, 'baseline.json');
 const NO_ADAPTER = ['--adapter', 'fuzz-no-such-adapter'];
@@ -111,7 +113,8 @@ const COMMANDS: [string, typeof Command, string[]][] = [
   ['verify', Verify, NO_ADAPTER],
   ['profile', Profile, NO_ADAPTER],
   ['train', Train, NO_ADAPTER],
-  ['plan', Plan, NO_ADAPTER],
+  // Plan without --validate opens no GPU, and refuses --adapter (issue 28, item 18): a value that slips through runs the model, and fails the test by exiting 0.
+  ['plan', Plan, []],
   ['gate', Gate, []],
   ['devices', Devices, []],
   ['merge', Merge, []],
@@ -164,11 +167,29 @@ const PAIRS: [typeof Command, string[]][] = [
   [Merge, [aFolder, '--out', join(work, 'merged'), '--no-such-flag']],
   [Merge, [join(work, 'missing'), '--out', join(work, 'merged')]],
   [Merge, [baseline, '--out', join(work, 'merged')]],
+  // Issue 28, item 18: what was silently dropped or ignored is said, as a usage error.
+  [Bench, ['--tokens', '64,64']],
+  [Bench, ['--capacity-factor', '1,1.0']],
+  [Bench, ['--list-presets', '--experts', '8']],
+  [Plan, ['--adapter', 'llvmpipe']],
+  [Plan, ['--unsafe-disable-robustness']],
+  // Item 11: every file a command writes into its folder is checked before the work, not found to be a folder after it.
+  [Train, ['--out', foldersInside]],
+  [Profile, ['--out', foldersInside]],
+  [Bench, ['--out', foldersInside]],
+  [Verify, ['--dump', foldersInside]],
+  // Items 6 and 8: sizes that cannot finish are refused up front, naming the limit.
+  [Plan, ['--experts', '2147483647', '--top-k', '1']],
+  [Plan, ['--experts', '1000000', '--skew', 'zipf:1.2']],
+  [Bench, ['--capacity-factor', '2147483648']],
+  [Verify, ['--capacity-factor', '9007199254740993']],
+  [Train, ['--capacity-factor', '9007199254740993']],
 ];
 
 beforeAll(() => {
   mkdirSync(sandbox);
   mkdirSync(aFolder);
+  for (const name of ['train.html', 'index.html', 'results.md', 'manifest.json']) mkdirSync(join(foldersInside, name), { recursive: true });
   writeFileSync(aFile, 'not a folder\n');
   writeFileSync(corrupt, JSON.stringify({ schema: 'moeblaze.bench/v1', cases: 'x' }));
   copyFileSync(join(root, 'test/fixtures/bench-results.json'), baseline);
@@ -216,10 +237,11 @@ describe('fuzz: bad values for every flag of every command (seed 16)', () => {
 
   it('contradictory or meaningless combinations: exit 2 naming the conflict', async () => {
     for (const [command, argv] of PAIRS) {
-      const gpu = command === Gate || command === Merge ? [] : NO_ADAPTER;
+      const gpu = command === Gate || command === Merge || (command === Plan && !argv.includes('--validate')) ? [] : NO_ADAPTER;
       expectUsageError(`${command.id ?? command.name} ${argv.join(' ')}`, await run(command, [...argv, ...gpu]));
     }
     expect(readdirSync(sandbox)).toEqual([]);
-    expect(readdirSync(work).sort()).toEqual(['a-file', 'a-folder', 'baseline.json', 'corrupt.json', 'cwd']);
+    expect(readdirSync(work).sort()).toEqual(['a-file', 'a-folder', 'baseline.json', 'corrupt.json', 'cwd', 'folders-inside']);
+    expect(readdirSync(foldersInside).sort(), 'nothing written into the output folder').toEqual(['index.html', 'manifest.json', 'results.md', 'train.html']);
   });
 });

@@ -73,8 +73,9 @@ describe('verify --dump', () => {
     expect(filesIn(dir)).toEqual(listed(manifest));
 
     // A second dump into the same folder (what `verify --dump` does first: prepareDumpFolder) keeps nothing of the first.
-    prepareDumpFolder(dir);
+    const folder = prepareDumpFolder(dir, { strategies: ['zero-buffer'] });
     const again = await verifyStrategies(await testGpu(), { ...config, activation: 'gelu' }, { strategies: ['zero-buffer'], dumpDir: dir });
+    folder.release();
     expect(again.pass).toBe(true);
     const second = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
     expect(filesIn(dir)).toEqual(listed(second));
