@@ -60,7 +60,7 @@ const VARIANTS = [
   ['vec-64x128-k64', spec('v9', { m: 64, n: 128 }, { k: 64 })],
 ];
 
-const gpu = await openGpu({ robustness, workgroupInit: !args.includes('--no-workgroup-init') });
+const gpu = await openGpu({ robustness });
 console.log(`adapter: ${gpu.adapter.description ?? ''} ${gpu.adapter.vendor ?? ''} ${gpu.adapter.architecture ?? ''}; robustness ${robustness ? 'on' : 'off'}, toggles ${gpu.toggles.enabled.join(',')}; N=${N}`);
 const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes });
 const kernels = new KernelContext(allocator, args.includes('--emulated') ? 'subgroup-matrix-emulated' : 'subgroup-matrix');

@@ -80,11 +80,6 @@ export const gpuFlags = {
       "Dawn's disable_robustness toggle: storage accesses are no longer bounds-clamped, so an out-of-bounds access can read or corrupt other memory, fault or lose the device. Faster GEMMs; recorded in provenance. Off unless given",
     helpGroup: 'GPU',
   }),
-  'unsafe-disable-workgroup-init': Flags.boolean({
-    description:
-      "Dawn's disable_workgroup_init toggle: workgroup memory is no longer zero-filled when a workgroup starts, so a kernel that reads workgroup memory before writing it sees stale data. Recorded in provenance. Off unless given",
-    helpGroup: 'GPU',
-  }),
 };
 
 export type GpuFlagValues = Partial<Interfaces.InferredFlags<typeof gpuFlags>>;
@@ -104,7 +99,6 @@ export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): Adapter
     gemm: flags.gemm ?? 'auto',
     nvidiaF16: flags['nvidia-f16'] !== false,
     robustness: !flags['unsafe-disable-robustness'],
-    workgroupInit: !flags['unsafe-disable-workgroup-init'],
   };
 }
 

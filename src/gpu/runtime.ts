@@ -23,12 +23,6 @@ export interface AdapterSelection {
    * other memory, fault, or lose the device.
    */
   robustness?: boolean;
-  /**
-   * Dawn's zero-fill of workgroup memory at each workgroup's start [default: on]. Off
-   * (`disable_workgroup_init`) is an explicit opt-in, like robustness: a kernel reading workgroup
-   * memory before writing it would see another workgroup's data.
-   */
-  workgroupInit?: boolean;
   /** The GEMM engine asked for [default 'auto']; each layer resolves it with gemmEngineFor(). */
   gemm?: GemmRequest;
 }
@@ -113,7 +107,6 @@ export function dawnToggles(selection: AdapterSelection): { enabled: string[]; d
   const enabled = ['allow_unsafe_apis'];
   if (selection.nvidiaF16 !== false) enabled.push('vulkan_enable_f16_on_nvidia');
   if (selection.robustness === false) enabled.push('disable_robustness');
-  if (selection.workgroupInit === false) enabled.push('disable_workgroup_init');
   // Unquantised timestamps: otherwise Dawn snaps them to 65.5 µs and short kernels read as 0.
   return { enabled, disabled: ['timestamp_quantization'] };
 }

@@ -76,6 +76,7 @@ const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrix
   { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'n' }, dual: false, sm: { k: 32, stages: 1 } },
   { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'k' }, dual: false, sm: { k: 16, stages: 2 } },
   { tile: { m: 128, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1 } },
+  { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'k' }, dual: true, sm: { k: 64, stages: 1 } },
 ];
 
 describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-off checked against float64)', () => {
