@@ -10,8 +10,8 @@ quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
 git rev-parse --short HEAD 2>/dev/null >> "$out/card.txt" || true
 # 1. Dense 8192³ through the engine, robust and not (the issue's first two figures).
-node tools/gemm-bench.mjs --only project-dense,vec-128x128-k64,scalar-128x128-k64,simt-f32-4096 2>&1 | quiet | tee "$out/dense.txt"
-node tools/gemm-bench.mjs --no-robustness --only project-dense,vec-128x128-k64,scalar-128x128-k64 2>&1 | quiet | tee -a "$out/dense.txt"
+node tools/gemm-bench.mjs --only project-dense,vec-128x128-k64,scalar-128x128-k64,vec-128x128-k32-s2,vec-64x128-k32-s2,vec-64x128-k64,simt-f32-4096 2>&1 | quiet | tee "$out/dense.txt"
+node tools/gemm-bench.mjs --no-robustness --only project-dense,vec-128x128-k64,scalar-128x128-k64,vec-128x128-k32-s2 2>&1 | quiet | tee -a "$out/dense.txt"
 # 2. zero-buffer at conf4: per kernel, then the step (bench also measures the ceilings).
 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer 2>&1 | quiet | tee "$out/profile-conf4.txt"
 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --max-time 2 2>&1 | quiet | tee "$out/bench-conf4.txt"

@@ -53,6 +53,7 @@ const VARIANTS = [
   ['vec8scalar-128x128-k32', spec('v2', { m: 128, n: 128 }, { k: 32, views: false })],
   ['vec-128x128-k64', spec('v3', { m: 128, n: 128 }, { k: 64 })],
   ['vec-128x128-k32-s2', spec('v4', { m: 128, n: 128 }, { k: 32, stages: 2 })],
+  ['vec-64x128-k32-s2', spec('v4b', { m: 64, n: 128 }, { k: 32, stages: 2 })],
   ['vec-128x128-k32-g42', spec('v5', { m: 128, n: 128 }, { k: 32, grid: [4, 2] })],
   ['vec-128x256-k32', spec('v6', { m: 128, n: 256 }, { k: 32 })],
   ['vec-128x256-k16-s2', spec('v7', { m: 128, n: 256 }, { k: 16, stages: 2 })],

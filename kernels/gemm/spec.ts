@@ -183,7 +183,7 @@ export function epilogueOf(spec: GemmSpec): string {
  * barrier (the next step's loads are in flight during the multiply). Double-buffered: the next
  * step is stored into the other buffer after the multiply, one barrier per step.
  */
-export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: string; multiply: string }): string {
+export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: string; multiply: string; constantBuffers?: boolean }): string {
   const K = `${o.step}u`;
   const prologue = `{
     let k0 = t.kBegin;
@@ -207,6 +207,7 @@ export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: str
     }
     workgroupBarrier();
   }`;
+  if (o.constantBuffers) return unrolledDoubleBuffer(o, prologue);
   // Buffer `cur` is read while the next step goes into the other; the one barrier per step both
   // publishes the next step and tells every thread that the buffer it overwrites next is free.
   return `${prologue}
@@ -232,5 +233,42 @@ export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: str
     }
     workgroupBarrier();
     cur = 1u - cur;
+  }`;
+}
+
+/**
+ * Double buffering with the loop unrolled over the two buffers, so that `buf` is a constant in
+ * every multiply and store: with a run-time buffer index the matrix engine's fragment offsets are
+ * not constant, and Dawn's robustness bounds-checks each fragment load (128×128, K 32: 59.8
+ * TFLOP/s robust against 88.0 without robustness on the H100; docs/performance.md, session 5).
+ */
+function unrolledDoubleBuffer(o: { step: number; load: string; store: string; multiply: string }, prologue: string): string {
+  const K = `${o.step}u`;
+  const half = (from: number, to: number, ahead: string) => `{
+      let more = kb + ${ahead} < t.kEnd;
+      if (more) {
+        let k0 = kb + ${ahead};
+        ${o.load}
+      }
+      {
+        let buf = ${from}u;
+        ${o.multiply}
+      }
+      if (more) {
+        let buf = ${to}u;
+        ${o.store}
+      }
+      workgroupBarrier();
+    }`;
+  return `${prologue}
+  {
+    let buf = 0u;
+    ${o.store}
+  }
+  workgroupBarrier();
+  for (var kb = t.kBegin; kb < t.kEnd; kb += 2u * ${K}) {
+    ${half(0, 1, K)}
+    if (kb + ${K} >= t.kEnd) { break; }
+    ${half(1, 0, `2u * ${K}`)}
   }`;
 }

@@ -199,7 +199,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   ${staged.map((s) => s.setup).join('\n  ')}
   ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
   ${staged.map((s) => s.registers).join('\n  ')}
-  ${kLoop({ step: K, stages, load: staged.map((s) => s.load).join('\n      '), store: staged.map((s) => s.store).join('\n      '), multiply: multiply.join('\n      ') })}
+  ${kLoop({ step: K, stages, load: staged.map((s) => s.load).join('\n      '), store: staged.map((s) => s.store).join('\n      '), multiply: multiply.join('\n      '), constantBuffers: true })}
   // The SIMT engine's per-thread outputs, declared only now so they are not live in the K loop.
   var acc: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;
   ${dual ? `var acc2: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;` : ''}
