@@ -2,7 +2,7 @@ import { epilogueOf, kLoop, THREADS, type GemmEngineImpl, type GemmSpec } from '
 
 /**
  * The portable engine: f32 FMAs on 16×16 threads, each (m/16)×(n/16) outputs, K in steps of
- * `tile.k` through f32 workgroup tiles stored [k][outer] (docs/design.md#the-gemm-core). Every
+ * `tile.k` through f32 workgroup tiles stored [k][outer] (docs/design.md#tensor-cores). Every
  * operand is loaded through the scalar hooks: thread li loads elements li, li + 256, … of the
  * TK×outer tile into registers (adjacent threads on the memory-contiguous index), and stores
  * them to workgroup memory at the next step. The range test is a select, not a branch, so a
