@@ -30,7 +30,7 @@ export class KernelContext {
       timestamps,
       passPerKernel,
       {
-        resolve: (source) => withEngine(source, this.gemmEngine, this.device.limits.maxComputeWorkgroupStorageSize),
+        resolve: (source) => withEngine(source, this.gemmEngine, { workgroupBytes: this.device.limits.maxComputeWorkgroupStorageSize }),
         fallback: (source, error) => this.fallBack(source, error),
       },
       this.allocator,

@@ -12,6 +12,11 @@ export interface KernelBinding {
   name: string;
   type: string;
   access: 'read' | 'read_write';
+  /**
+   * A second, differently typed binding of another binding's buffer (the GEMM core's 16-byte
+   * views of f16 operands): the dispatch binds the buffer named here, and does not name this one.
+   */
+  view?: string;
 }
 
 /**
@@ -125,25 +130,42 @@ export interface Dispatch {
   source: KernelSource;
   params: Record<string, number>;
   buffers: DispatchBuffers;
-  workgroups: number | [number, number] | [number, number, number];
+  /**
+   * The grid, or a function of the source the encoder really builds (another GEMM engine may
+   * tile differently: kernels/gemm/core.ts gemmGrid).
+   */
+  workgroups: number | [number, number] | [number, number, number] | ((built: KernelSource) => [number, number, number]);
 }
 
 /**
  * The dispatch's buffers in binding order. A missing or undeclared name throws, naming the
  * kernel, the offending names and the declared ones.
  */
-function orderedBuffers(source: KernelSource, buffers: DispatchBuffers): GPUBuffer[] {
-  const declared = source.bindings.map((b) => b.name);
+function orderedBuffers(source: KernelSource, buffers: DispatchBuffers, viewFallback: () => GPUBuffer): GPUBuffer[] {
+  const declared = source.bindings.filter((b) => !b.view).map((b) => b.name);
   const missing = declared.filter((name) => buffers[name] === undefined);
   const unknown = Object.keys(buffers).filter((name) => buffers[name] !== undefined && !declared.includes(name));
   if (missing.length || unknown.length) {
     const problems = [missing.length && `missing ${missing.join(', ')}`, unknown.length && `not declared: ${unknown.join(', ')}`].filter(Boolean);
     throw new Error(`kernel "${source.name}": buffers ${problems.join('; ')} (it declares ${declared.join(', ') || 'no storage bindings'})`);
   }
-  return declared.map((name) => {
-    const b = buffers[name]!;
-    return 'buffer' in b ? b.buffer : b;
+  return source.bindings.map((binding) => {
+    const b = buffers[binding.view ?? binding.name]!;
+    const buffer = 'buffer' in b ? b.buffer : b;
+    // A view's element is 16 bytes: a smaller buffer cannot be bound as one. Kernels read a view
+    // only where rows are multiples of 8 halves (kernels/gemm/spec.ts), which such a buffer has not.
+    return binding.view && buffer.size < VIEW_BYTES ? viewFallback() : buffer;
   });
+}
+
+/** The element size of the widest view binding (vec4<u32>). */
+const VIEW_BYTES = 16;
+/** One never-read 16-byte buffer per device, bound in place of buffers too small for a view. */
+const viewFallbacks = new WeakMap<GPUDevice, GPUBuffer>();
+function viewFallbackOf(device: GPUDevice): GPUBuffer {
+  let b = viewFallbacks.get(device);
+  if (!b) viewFallbacks.set(device, (b = device.createBuffer({ label: 'view-fallback', size: VIEW_BYTES, usage: GPUBufferUsage.STORAGE })));
+  return b;
 }
 
 export interface KernelSourcePolicy {
@@ -243,9 +265,11 @@ export class StepEncoder {
    * of the dispatch is recorded or submitted.
    */
   async dispatch(d: Dispatch): Promise<void> {
-    const buffers = orderedBuffers(d.source, d.buffers);
+    orderedBuffers(d.source, d.buffers, () => viewFallbackOf(this.device));
     if (this.pause?.pauseDue) await this.pause.pausePoint();
-    const { pipeline, layout } = await this.pipelineFor(d.source);
+    const { source, pipeline, layout } = await this.pipelineFor(d.source);
+    // The built source (another GEMM engine) may add view bindings: bind in its order.
+    const buffers = orderedBuffers(source, d.buffers, () => viewFallbackOf(this.device));
     if (this.slot === PARAM_SLOTS) {
       this.flush();
       // Bound the work in flight: tens of thousands of queued dispatches (tiny forced chunks)
@@ -269,7 +293,8 @@ export class StepEncoder {
     buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
     const group = this.device.createBindGroup({ label: d.source.name, layout, entries });
     this.slot++;
-    const [x, y, z] = typeof d.workgroups === 'number' ? [d.workgroups, 1, 1] : [d.workgroups[0], d.workgroups[1], d.workgroups[2] ?? 1];
+    const grid = typeof d.workgroups === 'function' ? d.workgroups(source) : d.workgroups;
+    const [x, y, z] = typeof grid === 'number' ? [grid, 1, 1] : [grid[0], grid[1], grid[2] ?? 1];
     if (x === 0 || y === 0 || z === 0) return;
     this.pass!.setPipeline(pipeline);
     this.pass!.setBindGroup(0, group);

@@ -9,8 +9,8 @@
  */
 import type { DType } from '../src/config.js';
 import type { TrackedBuffer } from '../src/gpu/allocator.js';
-import { gemmSource, LARGE_TILE, type GemmBinding } from './gemm/core.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from './gemm/tiling.js';
+import { gemmGrid, gemmSource, LARGE_TILE, type GemmBinding } from './gemm/core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING } from './gemm/tiling.js';
 import { encodeDenseGemm, type GemmOperands } from './gemm/dense.js';
 import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelBinding, type KernelSource, type StepEncoder } from './program.js';
 
@@ -54,10 +54,6 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = dt(c); }`,
   }),
 );
 
-function gemmWorkgroups(M: number, N: number): [number, number, number] {
-  return [tiles(M, LARGE_TILE.m), tiles(N, LARGE_TILE.n), 1];
-}
-
 /** C[M,N] = A[M,K]·B[K,N]. */
 export async function encodeGemmNN(enc: StepEncoder, dtype: DType, b: GemmOperands, M: number, N: number, K: number): Promise<void> {
   await encodeDenseGemm(enc, b, M, N, K, dtype);
@@ -65,12 +61,12 @@ export async function encodeGemmNN(enc: StepEncoder, dtype: DType, b: GemmOperan
 
 /** C[M,N] = A[K,M]ᵀ·B[K,N]. */
 export async function encodeGemmTN(enc: StepEncoder, dtype: DType, b: GemmOperands, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: gemmTN(dtype), params: { M, N, K }, buffers: b, workgroups: gemmWorkgroups(M, N) });
+  await enc.dispatch({ source: gemmTN(dtype), params: { M, N, K }, buffers: b, workgroups: gemmGrid({ M }, N) });
 }
 
 /** C[M,N] = A[M,K]·B[N,K]ᵀ. */
 export async function encodeGemmNT(enc: StepEncoder, dtype: DType, b: GemmOperands, M: number, N: number, K: number): Promise<void> {
-  await enc.dispatch({ source: gemmNT(dtype), params: { M, N, K }, buffers: b, workgroups: gemmWorkgroups(M, N) });
+  await enc.dispatch({ source: gemmNT(dtype), params: { M, N, K }, buffers: b, workgroups: gemmGrid({ M }, N) });
 }
 
 /** An elementwise kernel's operand: type 'dt' is stored at the kernel's dtype, 'f32' is f32 at any dtype. */

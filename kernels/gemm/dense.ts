@@ -1,8 +1,8 @@
 import type { DType } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { perDtype, type StepEncoder } from '../program.js';
-import { gemmSource, LARGE_TILE } from './core.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from './tiling.js';
+import { gemmGrid, gemmSource, LARGE_TILE } from './core.js';
+import { DENSE_PARAMS, DENSE_ROWS_TILING } from './tiling.js';
 
 /**
  * Plain row-major C[M,N] = A[M,K]·B[K,N] through the shared core: the GEMM ceiling (always f32)
@@ -18,11 +18,16 @@ export const denseGemm = perDtype((dtype) =>
     aContiguous: 'k',
     bContiguous: 'n',
     bindings: [
-      { name: 'A', type: 'dt', access: 'read' },
-      { name: 'B', type: 'dt', access: 'read' },
+      { name: 'A', type: 'dt', access: 'read', vector: true },
+      { name: 'B', type: 'dt', access: 'read', vector: true },
       { name: 'C', type: 'dt', access: 'read_write' },
     ],
     params: DENSE_PARAMS,
+    vectorLoads: {
+      when: 'P.K % 8u == 0u && P.N % 8u == 0u',
+      functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> { return A8(m * P.K + k); }
+fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> { return B8(k * P.N + n); }`,
+    },
     functions: `${DENSE_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(A[m * P.K + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(B[k * P.N + n]); }
@@ -38,5 +43,5 @@ export type GemmOperands = {
 };
 
 export async function encodeDenseGemm(enc: StepEncoder, b: GemmOperands, M: number, N: number, K: number, dtype: DType = 'f32'): Promise<void> {
-  await enc.dispatch({ source: denseGemm(dtype), params: { M, N, K }, buffers: b, workgroups: [tiles(M, LARGE_TILE.m), tiles(N, LARGE_TILE.n), 1] });
+  await enc.dispatch({ source: denseGemm(dtype), params: { M, N, K }, buffers: b, workgroups: gemmGrid({ M }, N) });
 }

@@ -3,6 +3,7 @@ import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
+import { ACT, combineVectors, dW13Vectors, dW2Vectors, hiddenGradVectors, inputGradVectors, upVectors } from './vector-hooks.js';
 
 /**
  * (Over 300 lines on purpose: the six GEMMs share their gather hooks and row-target stores, and
@@ -31,9 +32,11 @@ export const SHAPE_PARAMS = [
 ] as const;
 
 export const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+const operand = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read', vector: true });
 export const write = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read_write' });
 
-export const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
+export { ACT };
 
 /** u(r, j), the expert's hidden activation, from what the checkpoint policy kept. */
 export function hiddenLoad(activation: Activation, keptU: boolean): string {
@@ -43,8 +46,8 @@ export function hiddenLoad(activation: Activation, keptU: boolean): string {
 }
 
 export function hiddenBindings(activation: Activation, keptU: boolean): GemmBinding[] {
-  if (keptU) return [read('U')];
-  return activation === 'swiglu' ? [read('Ab'), read('Bb')] : [read('Ab')];
+  if (keptU) return [operand('U')];
+  return activation === 'swiglu' ? [operand('Ab'), operand('Bb')] : [operand('Ab')];
 }
 
 export interface ExpertKernelOptions {
@@ -65,13 +68,14 @@ export function upProjection(o: ExpertKernelOptions): KernelSource {
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
+    vectorLoads: upVectors(swiglu),
     bindings: [
-      read('X'),
+      operand('X'),
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
       read('expertTileOffsets', 'u32'),
-      read('W1'),
-      ...(swiglu ? [read('W3')] : []),
+      operand('W1'),
+      ...(swiglu ? [operand('W3')] : []),
       write('Ab'),
       ...(swiglu ? [write('Bb')] : []),
       ...(o.keptU ? [write('U')] : []),
@@ -132,7 +136,8 @@ export function downCombine(o: ExpertKernelOptions, into: RowTarget = 'tokens'):
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [...hiddenBindings(o.activation, o.keptU), read('rowTokens', 'u32'), ...target.offsets, read('rowGates', 'f32'), read('W2'), target.out],
+    vectorLoads: combineVectors(o.activation, o.keptU),
+    bindings: [...hiddenBindings(o.activation, o.keptU), read('rowTokens', 'u32'), ...target.offsets, read('rowGates', 'f32'), operand('W2'), target.out],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `${ACTIVATION_WGSL}
 ${target.tiling}
@@ -160,9 +165,10 @@ export function weightGradW2(o: ExpertKernelOptions, mode: ReduceMode = 'add'): 
     tile: REDUCE_TILE,
     aContiguous: 'm',
     bContiguous: 'n',
+    vectorLoads: dW2Vectors(o.activation, o.keptU),
     bindings: [
       ...hiddenBindings(o.activation, o.keptU),
-      read('dO'),
+      operand('dO'),
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
       read('rowGates', 'f32'),
@@ -198,13 +204,14 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
+    vectorLoads: hiddenGradVectors(),
     bindings: [
-      read('dO'),
+      operand('dO'),
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
       read('expertTileOffsets', 'u32'),
       read('rowGates', 'f32'),
-      read('W2'),
+      operand('W2'),
       write('Ab'),
       ...(swiglu ? [write('Bb')] : []),
       write('dgPartial', 'f32'),
@@ -250,12 +257,13 @@ export function weightGradW13(o: ExpertKernelOptions, mode: ReduceMode = 'add'):
     dual: swiglu,
     aContiguous: 'm',
     bContiguous: 'n',
+    vectorLoads: dW13Vectors(swiglu),
     bindings: [
-      read('X'),
+      operand('X'),
       read('rowTokens', 'u32'),
       read('expertOffsets', 'u32'),
-      read('dA'),
-      ...(swiglu ? [read('dB')] : []),
+      operand('dA'),
+      ...(swiglu ? [operand('dB')] : []),
       write('dW1'),
       ...(swiglu ? [write('dW3')] : []),
     ],
@@ -284,7 +292,8 @@ export function inputGrad(o: ExpertKernelOptions, into: RowTarget = 'tokens'): K
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), read('rowTokens', 'u32'), ...target.offsets, read('W1'), ...(swiglu ? [read('W3')] : []), target.out],
+    vectorLoads: inputGradVectors(swiglu),
+    bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), read('rowTokens', 'u32'), ...target.offsets, operand('W1'), ...(swiglu ? [operand('W3')] : []), target.out],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `
 ${target.tiling}

@@ -1,4 +1,5 @@
-import { REDUCE_TILE, SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { gemmGrid } from '../../kernels/gemm/core.js';
+import { SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import type { DispatchBuffers, KernelSource } from '../../kernels/program.js';
 import { encodeRowReduce } from './row-reduce.js';
 import type { LayerConfig } from '../config.js';
@@ -61,7 +62,7 @@ export class ExpertPasses {
         source,
         params: this.rowsParams(rows, experts, { N, K, rowBase: 0, rowStride: 1, tileBase: 0, ...extra }),
         buffers: buffers(ac, wc),
-        workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
+        workgroups: gemmGrid({ rowTiles: maxTiles }, N),
       }),
     );
   }
@@ -76,7 +77,7 @@ export class ExpertPasses {
           source,
           params: this.rowsParams(rows, experts, { N, K, rowBase: s, rowStride: k, tileBase: s * (E + 1), slot: s }),
           buffers: buffers(ac, wc),
-          workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
+          workgroups: gemmGrid({ rowTiles: maxTiles }, N),
         }),
       );
     }
@@ -102,7 +103,7 @@ export class ExpertPasses {
             source,
             params: this.rowsParams(rows, chunkRowRange(weights.layout, wc), { N, K, rowBase: 0, rowStride: 1, tileBase: 0, rowBegin: r0, rowEnd: r1 }),
             buffers: buffers(ac, wc, scratch.chunks[0]),
-            workgroups: [maxTiles, tiles(N, SEGMENT_TILE.n), 1],
+            workgroups: gemmGrid({ rowTiles: maxTiles }, N),
           });
         }
         await encodeRowReduce(step.enc, this.c.dtype, { tokens: T, hidden: d, topK: k, rowBegin: r0, rowEnd: r1 }, { tokenSlotMap, rows: scratch.chunks[0], out: out.chunks[0] });
@@ -118,7 +119,7 @@ export class ExpertPasses {
         source: source[ac === 0 ? 'store' : 'add'],
         params: this.rowsParams(rows, experts, { M, N, rowBase: 0, rowStride: 1 }),
         buffers: buffers(ac, wc),
-        workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count],
+        workgroups: gemmGrid({ M }, N, experts.count),
       }),
     );
   }

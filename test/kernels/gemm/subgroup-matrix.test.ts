@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { gemmSource, withEngine, type GemmSpec, type TileShape } from '../../../kernels/gemm/core.js';
-import type { SubgroupMatrixOptions } from '../../../kernels/gemm/subgroup-matrix.js';
+import { gemmSource, withEngine, type GemmSpec, type SubgroupMatrixOptions, type TileShape } from '../../../kernels/gemm/core.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../../../kernels/gemm/tiling.js';
+import { KernelContext } from '../../../kernels/context.js';
 import { roundToHalf } from '../../../src/f16.js';
 import { readTensor } from '../../../src/gpu/readback.js';
 import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
@@ -28,13 +28,20 @@ function spec(tile: TileShape, c: Contiguity, dual: boolean, sm: SubgroupMatrixO
     bContiguous: c.b,
     subgroupMatrix: sm,
     bindings: [
-      { name: 'A', type: 'dt', access: 'read' },
-      { name: 'B', type: 'dt', access: 'read' },
-      { name: 'B2', type: 'dt', access: 'read' },
+      { name: 'A', type: 'dt', access: 'read', vector: true },
+      { name: 'B', type: 'dt', access: 'read', vector: true },
+      { name: 'B2', type: 'dt', access: 'read', vector: true },
       { name: 'C', type: 'f32', access: 'read_write' },
       { name: 'C2', type: 'f32', access: 'read_write' },
     ],
     params: DENSE_PARAMS,
+    // 8-wide hooks: the engine takes them where the contiguous row lengths are multiples of 8.
+    vectorLoads: {
+      when: `${c.a === 'k' ? 'P.K' : 'P.M'} % 8u == 0u && ${c.b === 'n' ? 'P.N' : 'P.K'} % 8u == 0u`,
+      functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> { return A8(${aIdx}); }
+fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> { return B8(${bIdx}); }
+fn loadB28(t: Tile, k: u32, n: u32) -> mat2x4<f16> { return B28(${bIdx}); }`,
+    },
     functions: `${DENSE_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(A[${aIdx}]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(B[${bIdx}]); }
@@ -69,6 +76,7 @@ const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrix
   { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'n' }, dual: false, sm: { k: 32, stages: 1 } },
   { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'k' }, dual: false, sm: { k: 16, stages: 2 } },
   { tile: { m: 128, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1 } },
+  { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'k' }, dual: true, sm: { k: 64, stages: 1 } },
 ];
 
 describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-off checked against float64)', () => {
@@ -77,9 +85,11 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
       [67, 131, 45],
       [1, 3, 7],
       [130, 70, 16],
+      [72, 136, 48],
     ]) {
       it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s): ${M}×${K}·${K}×${N}`, async () => {
-        const ctx = await testKernels();
+        // A context on the emulated engine: one on SIMT would rebuild the kernel for SIMT at dispatch.
+        const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated');
         if (!(await testGpu()).hasF16) return; // lavapipe has shader-f16; an adapter without it cannot stage f16
         const tensor = (name: string, n: number, bytes: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(1, n, bytes, Infinity));
         const a = roundToHalf(randomArray(M * K, 3 + M));
@@ -92,6 +102,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
         uploadTensor(ctx.device, B2, b2);
         const source = withEngine(gemmSource(spec(tile, c, dual, sm)), 'subgroup-matrix-emulated');
         expect(source.code).toContain('emulatedMma');
+        if (M === 72) expect(source.code).toContain('A_v8');
         const enc = ctx.encoder();
         await enc.dispatch({ source, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
         enc.flush();

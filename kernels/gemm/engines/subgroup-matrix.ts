@@ -1,0 +1,245 @@
+import { epilogueOf, kLoop, THREADS, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec } from '../spec.js';
+import { stagingOf, type Operand } from './staging.js';
+
+/**
+ * The GEMM core's matrix engine: the K loop on subgroup matrices (tensor cores on NVIDIA, WGSL
+ * `chromium_experimental_subgroup_matrix`, docs/design.md#tensor-cores). It keeps the core's
+ * contract whole: the same tileOf / load hooks stage each K step of the tile into workgroup
+ * memory as f16 (gathers through index lists and operands computed on load happen there);
+ * 8 subgroups of 32 multiply 16×16×16 fragments from those tiles into f32 accumulators; after the
+ * K loop the accumulators go back through workgroup memory, band by band, into the per-thread
+ * `acc` registers the SIMT engine leaves, so every epilogue runs unchanged.
+ *
+ * Staging (engines/staging.ts) follows the operand's contiguous index, 8 halves per vector where
+ * the spec has vector hooks; the workgroup tiles are arrays of vec4<f16> (one store per four
+ * halves), so fragment offsets and strides are counted in vectors. A contiguous along k is
+ * staged [m][k] and loaded row-major; A contiguous along m is staged [k][m] and loaded
+ * column-major (the transpose is free). B likewise. Edge tiles are zero-filled: fragment loads
+ * have no masks.
+ *
+ * `emulated` is the software stand-in CI runs (lavapipe has no subgroup matrices): the same
+ * staging, tile order, fragment offsets, strides and majorness, band epilogue and accumulator
+ * hand-off, with each 16×16×16 fragment product and fragment store done by plain loops, a
+ * "subgroup" being 32 consecutive invocations. Only the three intrinsics differ.
+ */
+
+/** Halves of padding after each staged row: rows then start 16 bytes apart in bank order. */
+const STAGE_PAD = 8;
+/** Workgroup bytes every adapter offers (lavapipe 32 KiB; NVIDIA 48 KiB). */
+const WORKGROUP_BUDGET = 32768;
+
+/** Subgroup grid over the tile: 8 subgroups, the squarest per-subgroup block of 16×16 fragments (fewest fragment loads per product). */
+function subgroupGrid(m: number, n: number): [number, number] {
+  const options: [number, number][] = [
+    [1, 8],
+    [2, 4],
+    [4, 2],
+    [8, 1],
+  ];
+  const valid = options.filter(([r, c]) => m / r >= 16 && n / c >= 16 && (m / r) % 16 === 0 && (n / c) % 16 === 0);
+  const cost = ([r, c]: [number, number]) => (m / r / 16 + n / c / 16) / ((m / r / 16) * (n / c / 16));
+  return valid.sort((x, y) => cost(x) - cost(y) || y[0] - x[0])[0];
+}
+
+const SCALAR_BYTES: Record<string, number> = { f16: 2, f32: 4, u32: 4, i32: 4, vec4f: 16, vec4u: 16 };
+
+/** Workgroup bytes a spec's own module scope declares (custom epilogues' arrays). */
+export function workgroupBytesOf(wgsl: string): number {
+  let bytes = 0;
+  for (const m of wgsl.matchAll(/var<workgroup>\s*\w+\s*:\s*array<(\w+),\s*(\d+)>/g)) {
+    const size = SCALAR_BYTES[m[1]];
+    if (!size) throw new Error(`workgroup array of ${m[1]}: add its size to SCALAR_BYTES`);
+    bytes += size * Number(m[2]);
+  }
+  return bytes;
+}
+
+function operand(name: string, reg: string, kInner: boolean, outer: number, K: number, which: 'a' | 'b' | 'b2', vector: boolean): Operand {
+  const inner = kInner ? K : outer;
+  const stride = inner + STAGE_PAD;
+  const rows = kInner ? outer : K;
+  return { name, reg, kInner, inner, rows, stride, halves: rows * stride, which, vector };
+}
+
+function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
+  const tile = spec.tile ?? { m: 64, n: 64 };
+  const opts = spec.subgroupMatrix ?? {};
+  const stages = opts.stages ?? 1;
+  const dual = spec.dual ?? false;
+  const budget = (opts.workgroupBytes ?? target.workgroupBytes ?? WORKGROUP_BUDGET) - workgroupBytesOf(spec.moduleScope ?? '');
+  const vl = opts.vectors !== false ? spec.vectorLoads : undefined;
+  const ops = (K: number) => {
+    const a = operand('As', 'ra', spec.aContiguous === 'k', tile.m, K, 'a', !!vl && vl.a !== false);
+    const b = operand('Bs', 'rb', spec.bContiguous === 'k', tile.n, K, 'b', !!vl && vl.b !== false);
+    return dual ? [a, b, { ...b, name: 'Bs2', reg: 'rc', which: 'b2' as const }] : [a, b];
+  };
+  const stagingBytes = (K: number) => 2 * stages * ops(K).reduce((s, o) => s + o.halves, 0);
+  // The longest K step whose staging and the smallest band fit: fewer barriers per product.
+  // K 64 against 32 took the dense 8192³ product from 82 to 109 TFLOP/s (H100, robust; session 5).
+  const K = opts.k ?? ([64, 32, 16] as const).find((k) => stagingBytes(k) + 16 * tile.n * 4 <= budget) ?? 16;
+  const [SGM, SGN] = opts.grid ?? subgroupGrid(tile.m, tile.n);
+  if (SGM * SGN * 32 !== THREADS) throw new Error(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not 8 subgroups`);
+  const SUBM = tile.m / SGM;
+  const SUBN = tile.n / SGN;
+  const FM = SUBM / 16;
+  const FN = SUBN / 16;
+  const [A, B] = ops(K);
+  const all = ops(K);
+  // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
+  const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
+  if (!band) throw new Error(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
+  const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated));
+
+  // Offsets (in vec4<f16> units) of fragment (row block i, column block j, k block kk) in the
+  // staged tiles; WGSL expressions, so the emulation can loop where the real engine unrolls.
+  // Element (r, c) of a fragment at offset o with stride s (halves) is o + r·s + c row-major,
+  // o + c·s + r column-major (Dawn's subgroup_matrix.md).
+  const u = (x: string | number) => (typeof x === 'number' ? `${x}u` : x);
+  const aOff = (i: string | number, kk: string | number) =>
+    A.kInner ? `(buf * ${A.halves}u + (sm * ${SUBM}u + (${u(i)}) * 16u) * ${A.stride}u + (${u(kk)}) * 16u) / 4u` : `(buf * ${A.halves}u + (${u(kk)}) * 16u * ${A.stride}u + sm * ${SUBM}u + (${u(i)}) * 16u) / 4u`;
+  const bOff = (j: string | number, kk: string | number) =>
+    B.kInner ? `(buf * ${B.halves}u + (sn * ${SUBN}u + (${u(j)}) * 16u) * ${B.stride}u + (${u(kk)}) * 16u) / 4u` : `(buf * ${B.halves}u + (${u(kk)}) * 16u * ${B.stride}u + sn * ${SUBN}u + (${u(j)}) * 16u) / 4u`;
+  const bandOff = (i: string | number, j: string | number) => `(sm * ${SUBM}u + (${u(i)}) * 16u - p * ${band}u) * ${tile.n}u + sn * ${SUBN}u + (${u(j)}) * 16u`;
+  const inBand = (i: string | number) => `(sm * ${SUBM}u + (${u(i)}) * 16u) / ${band}u == p`;
+  const accs = dual ? ['f', 'g'] : ['f'];
+  const frags: string[] = [];
+  const multiply: string[] = [];
+  if (emulated) {
+    // Loops, not one call per fragment: unrolled, lavapipe's LLVM took minutes per kernel.
+    multiply.push(`for (var kk = 0u; kk < ${K / 16}u; kk++) {
+        for (var f = 0u; f < ${FM * FN}u; f++) {
+          let i = f / ${FN}u;
+          let j = f % ${FN}u;
+          ${accs.map((acc, second) => `emulatedMma(&${acc}E, f, ${aOff('i', 'kk')}, ${second}u, ${bOff('j', 'kk')}, lane);`).join('\n          ')}
+        }
+      }`);
+  } else {
+    const major = (col: boolean) => (col ? 'col_major' : 'row_major');
+    for (let kk = 0; kk < K / 16; kk++) {
+      for (let i = 0; i < FM; i++) multiply.push(`let a${kk}_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, ${major(!A.kInner)}>(&As, ${aOff(i, kk)}, ${A.stride / 4}u);`);
+      for (let j = 0; j < FN; j++) multiply.push(`let b${kk}_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, ${major(B.kInner)}>(&Bs, ${bOff(j, kk)}, ${B.stride / 4}u);`);
+      if (dual) for (let j = 0; j < FN; j++) multiply.push(`let c${kk}_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, ${major(B.kInner)}>(&Bs2, ${bOff(j, kk)}, ${B.stride / 4}u);`);
+      for (const acc of accs)
+        for (let i = 0; i < FM; i++)
+          for (let j = 0; j < FN; j++) {
+            const idx = i * FN + j;
+            if (kk === 0) frags.push(`var ${acc}${idx}: subgroup_matrix_result<f32, 16, 16>;`);
+            multiply.push(`${acc}${idx} = subgroupMatrixMultiplyAccumulate(a${kk}_${i}, ${acc === 'f' ? 'b' : 'c'}${kk}_${j}, ${acc}${idx});`);
+          }
+    }
+  }
+
+  // Band hand-off: fragments whose rows lie in band p go to Cs, then each thread copies the
+  // outputs it owns in the SIMT layout (accRow/accCol) into acc (acc2 for the second product).
+  const handoff: string[] = [];
+  for (const acc of accs) {
+    const dst = acc === 'f' ? 'acc' : 'acc2';
+    const fragStores: string[] = [];
+    if (emulated) {
+      fragStores.push(`for (var f = 0u; f < ${FM * FN}u; f++) {
+      let i = f / ${FN}u;
+      let j = f % ${FN}u;
+      if (${inBand('i')}) { emulatedStore(&${acc}E, f, ${bandOff('i', 'j')}, lane); }
+    }`);
+    } else {
+      for (let i = 0; i < FM; i++)
+        for (let j = 0; j < FN; j++) fragStores.push(`if (${inBand(i)}) { subgroupMatrixStore(&Cs, ${bandOff(i, j)}, ${acc}${i * FN + j}, false, ${tile.n}u); }`);
+    }
+    handoff.push(`for (var p = 0u; p < ${tile.m / band}u; p++) {
+    workgroupBarrier();
+    ${fragStores.join('\n    ')}
+    workgroupBarrier();
+    for (var i = 0u; i < RM; i++) {
+      let row = accRow(ty, i);
+      if (row / ${band}u != p) { continue; }
+      for (var j = 0u; j < RN; j++) { ${dst}[i * RN4 + j / 4u][j % 4u] = Cs[(row % ${band}u) * ${tile.n}u + accCol(tx, j)]; }
+    }
+  }`);
+  }
+
+  const half = (arr: string, idx: string) => `${arr}[(${idx}) / 4u][(${idx}) % 4u]`;
+  const emulation = emulated
+    ? `
+// Stand-in for subgroupMatrixMultiplyAccumulate and subgroupMatrixStore: lane l of a 32-lane
+// group owns elements l, l + 32, … (row e / 16, column e % 16) of each 16×16 fragment.
+fn emulatedMma(acc: ptr<function, array<f32, ${FM * FN * 8}>>, frag: u32, aVec: u32, second: u32, bVec: u32, lane: u32) {
+  let aOff = aVec * 4u;
+  let bOff = bVec * 4u;
+  for (var r = 0u; r < 8u; r++) {
+    let e = lane + 32u * r;
+    let row = e / 16u;
+    let col = e % 16u;
+    var s = 0.0;
+    for (var kk = 0u; kk < 16u; kk++) {
+      let a = ${half('As', A.kInner ? `aOff + row * ${A.stride}u + kk` : `aOff + kk * ${A.stride}u + row`)};
+      let bi = ${B.kInner ? `bOff + col * ${B.stride}u + kk` : `bOff + kk * ${B.stride}u + col`};
+      let b = ${dual ? `select(${half('Bs', 'bi')}, ${half('Bs2', 'bi')}, second == 1u)` : half('Bs', 'bi')};
+      s = fma(f32(a), f32(b), s);
+    }
+    (*acc)[frag * 8u + r] += s;
+  }
+}
+fn emulatedStore(acc: ptr<function, array<f32, ${FM * FN * 8}>>, frag: u32, off: u32, lane: u32) {
+  for (var r = 0u; r < 8u; r++) {
+    let e = lane + 32u * r;
+    Cs[off + (e / 16u) * ${tile.n}u + e % 16u] = (*acc)[frag * 8u + r];
+  }
+}`
+    : '';
+
+  const main = `@compute @workgroup_size(${THREADS}, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${emulated ? '' : ', @builtin(subgroup_id) sg: u32'}) {
+  let t = tileOf(wg);
+  if (!t.valid) { return; }
+  let tx = li % 16u;
+  let ty = li / 16u;
+  ${emulated ? `let sg = li / 32u;\n  let lane = li % 32u;` : ''}
+  let sm = sg / ${SGN}u;
+  let sn = sg % ${SGN}u;
+  ${staged.map((s) => s.setup).join('\n  ')}
+  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
+  ${staged.map((s) => s.registers).join('\n  ')}
+  ${kLoop({ step: K, stages, load: staged.map((s) => s.load).join('\n      '), store: staged.map((s) => s.store).join('\n      '), multiply: multiply.join('\n      '), constantBuffers: true })}
+  // The SIMT engine's per-thread outputs, declared only now so they are not live in the K loop.
+  var acc: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;
+  ${dual ? `var acc2: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;` : ''}
+  ${handoff.join('\n  ')}
+  ${epilogueOf(spec)}
+}`;
+  const moduleScope = `${all.map((o) => `var<workgroup> ${o.name}: array<vec4<f16>, ${(stages * o.halves) / 4}>;`).join('\n')}
+var<workgroup> Cs: array<f32, ${band * tile.n}>;
+${vectorHelpers(spec, opts.views !== false && !!vl)}
+${vl?.functions ?? ''}
+${emulation}`;
+  const enables = emulated ? '' : `enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);`;
+  return { enables, bindings: vl && opts.views !== false ? viewBindings(spec) : [], moduleScope, main };
+}
+
+/** The 16-byte views of the spec's vector operands: read-only vec4<u32> bindings of the same buffers. */
+function viewBindings(spec: GemmSpec): GemmBinding[] {
+  return spec.bindings.filter((b) => b.vector).map((b) => {
+    if (b.access !== 'read' || b.type !== 'dt') throw new Error(`GEMM "${spec.name}": vector operand ${b.name} must be a read-only 'dt' binding`);
+    return { name: `${b.name}_v8`, type: 'vec4<u32>', access: 'read', view: b.name };
+  });
+}
+
+/** `NAME8(i)`: halves i … i + 7 of a vector operand, through its view (one 16-byte load) or as 8 scalar loads. */
+function vectorHelpers(spec: GemmSpec, views: boolean): string {
+  return spec.bindings
+    .filter((b) => b.vector)
+    .map((b) =>
+      views
+        ? `fn ${b.name}8(i: u32) -> mat2x4<f16> { let q = ${b.name}_v8[i / 8u]; return mat2x4<f16>(bitcast<vec4<f16>>(q.xy), bitcast<vec4<f16>>(q.zw)); }`
+        : `fn ${b.name}8(i: u32) -> mat2x4<f16> { return mat2x4<f16>(${Array.from({ length: 8 }, (_, e) => `${b.name}[i + ${e}u]`).join(', ')}); }`,
+    )
+    .join('\n');
+}
+
+function applies(spec: GemmSpec): string | null {
+  if (spec.dtype !== 'f16') return 'operands are not f16';
+  if (spec.tensorCores === false) return 'the spec keeps f32 operands (tensorCores: false)';
+  return null;
+}
+
+export const subgroupMatrixEngine: GemmEngineImpl = { id: 'subgroup-matrix', applies, emit: (spec, target) => emit(spec, target, false) };
+export const emulatedSubgroupMatrixEngine: GemmEngineImpl = { id: 'subgroup-matrix-emulated', applies, emit: (spec, target) => emit(spec, target, true) };

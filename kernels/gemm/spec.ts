@@ -1,0 +1,274 @@
+/**
+ * What every GEMM engine shares: the spec a strategy writes (tile, hooks, bindings), the engine
+ * interface, and the WGSL both engines emit around their own staging and multiply (the Tile
+ * struct, the per-thread output layout, the default epilogue and the one K-loop skeleton).
+ * Engines live in kernels/gemm/engines/; kernels/gemm/core.ts picks one (docs/design.md#tensor-cores).
+ */
+import type { DType, GemmEngine } from '../../src/config.js';
+import type { KernelBinding, KernelSource } from '../program.js';
+
+export type { GemmEngine };
+
+/** Invocations of every GEMM workgroup: 16×16 for the SIMT engine's per-thread layout, 8 subgroups of 32 for the matrix engine. */
+export const THREADS = 256;
+
+/** Output tile of one workgroup: 16×16 threads, each (m/16)×(n/16) outputs. n = 256 only where the caller's grid follows the kernel's tile (gemmGrid). */
+export interface TileShape {
+  m: 64 | 128;
+  n: 64 | 128 | 256;
+  /** SIMT K step through workgroup memory [default: 8, the fastest on the H200: docs/performance.md]. */
+  k?: 8 | 16 | 32;
+  /**
+   * SIMT workgroup tile buffers [default: 1]. With 2 the next K step is stored into the other
+   * buffer while this one is read, so one barrier per step instead of two (twice the memory).
+   */
+  stages?: 1 | 2;
+  /**
+   * SIMT floats of padding after each K row of a workgroup tile [default: 4]. The register-staged
+   * stores of an operand loaded along K write one K row per 8 adjacent threads: unpadded, the rows
+   * start 128 floats apart and land in one memory bank (+60% with B loaded along K at BK 16).
+   */
+  pad?: 0 | 4;
+}
+
+/** A storage binding of a GEMM: its name is the WGSL variable the hooks use and the dispatch's buffer key. */
+export interface GemmBinding extends KernelBinding {
+  /** 'dt': a float tensor stored as the spec's dtype (loads convert to f32, stores back). */
+  type: 'f32' | 'u32' | 'i32' | 'dt' | 'vec4<u32>';
+  /**
+   * A 'dt' operand the vector hooks read 8 halves at a time: at f16 the matrix engine declares
+   * `fn NAME8(i: u32) -> mat2x4<f16>` (elements i … i + 7, i a multiple of 8), one 16-byte load
+   * through a second, vec4<u32>-typed read-only binding of the same buffer.
+   */
+  vector?: boolean;
+}
+
+/**
+ * 8-wide operand loads for the subgroup-matrix engine at f16 (docs/performance.md, session 5):
+ * `loadA8(t, m, k)`, `loadB8(t, k, n)` (and `loadB28` when dual) return 8 consecutive elements
+ * along the operand's contiguous index as mat2x4<f16> (columns: elements 0–3, 4–7). The engine
+ * calls them only where `when` holds (uniform WGSL: the contiguous rows' lengths are multiples of
+ * 8, so every vector is 16-byte aligned) and the tile's range along the contiguous index starts
+ * and ends on a multiple of 8; with indices clamped into the tile and the result zeroed outside
+ * it. Elsewhere the scalar hooks run. `functions` holds the three hooks.
+ */
+export interface VectorLoads {
+  when: string;
+  functions: string;
+  /** Which operands have vector hooks [default: both]. */
+  a?: boolean;
+  b?: boolean;
+}
+
+export interface SubgroupMatrixOptions {
+  /** K step staged per barrier [default 32]. */
+  k?: 16 | 32 | 64;
+  /** Staging buffers [default 1]: with 2, the next step is staged while this one multiplies. */
+  stages?: 1 | 2;
+  /** Workgroup bytes the kernel may use [default 32 KiB, what every adapter offers]. */
+  workgroupBytes?: number;
+  /** Subgroup grid over the tile, rows × columns of subgroups (8 in all) [default: the squarest per-subgroup tile]. */
+  grid?: [number, number];
+  /** Vector hooks through 16-byte views [default true]; false: the same hooks, 8 scalar loads each (a measurement switch). */
+  views?: boolean;
+  /**
+   * The engine's own output tile [default: the spec's]. Only where the rows are not segment tiles
+   * (their height is the routing metadata's) and the dispatch counts its grid with gemmGrid.
+   */
+  tile?: TileShape;
+  /** Use the spec's vector hooks at all [default true]. */
+  vectors?: boolean;
+}
+
+export interface GemmSpec {
+  name: string;
+  /** Storage type of the 'dt' bindings [default: f32]; the tiles and accumulators are f32 either way. */
+  dtype?: DType;
+  /** Two B operands sharing A (e.g. W1 and W3 for SwiGLU), two accumulators. */
+  dual?: boolean;
+  /** Which index of A is contiguous in memory: tile loads walk it with adjacent threads. */
+  aContiguous: 'k' | 'm';
+  bContiguous: 'n' | 'k';
+  bindings: readonly GemmBinding[];
+  params: KernelSource['params'];
+  functions: string;
+  vectorLoads?: VectorLoads;
+  tile?: TileShape;
+  /**
+   * Replaces the default epilogue (storeC per output). It sees t, tx, ty, li, wg and the
+   * accumulators: output (i, j) of this thread, i < RM, j < RN, is row t.m0 + accRow(ty, i),
+   * column t.n0 + accCol(tx, j), value acc[i * RN4 + j / 4u][j % 4u] (acc2 likewise).
+   */
+  epilogue?: string;
+  /** Extra module-scope WGSL (workgroup arrays for custom epilogues). */
+  moduleScope?: string;
+  /** K loop engine [default 'simt']; the subgroup-matrix engines apply at dtype f16 only. */
+  engine?: GemmEngine;
+  /**
+   * false: stay on SIMT whatever the engine asked for, because an operand must not be rounded
+   * to f16 (the router's f32 Wr and dz, kept full width as DeepSpeed and Megatron keep them).
+   */
+  tensorCores?: boolean;
+  subgroupMatrix?: SubgroupMatrixOptions;
+}
+
+/** What an engine may learn of the device it builds for. */
+export interface EngineTarget {
+  /** Workgroup bytes the device offers (maxComputeWorkgroupStorageSize). */
+  workgroupBytes?: number;
+}
+
+/** The WGSL an engine contributes to a GEMM module; the core wraps it with the shared parts. */
+export interface EngineCode {
+  enables: string;
+  /** Extra storage bindings (views), appended after the spec's. */
+  bindings: GemmBinding[];
+  moduleScope: string;
+  main: string;
+}
+
+/** A K-loop engine: which specs it can build, and their WGSL. */
+export interface GemmEngineImpl {
+  id: GemmEngine;
+  /** Why this engine cannot build `spec` (null: it can). */
+  applies(spec: GemmSpec, target: EngineTarget): string | null;
+  emit(spec: GemmSpec, target: EngineTarget): EngineCode;
+}
+
+export const DEFAULT_TILE: TileShape = { m: 64, n: 64 };
+
+/** Module-scope WGSL of every GEMM: the tile constants, the Tile struct and the per-thread output layout. */
+export function tileWgsl(tile: TileShape): string {
+  const RM = tile.m / 16;
+  const RN = tile.n / 16;
+  return `const TM = ${tile.m}u;
+const TN = ${tile.n}u;
+const RM = ${RM}u;
+const RN = ${RN}u;
+const RN4 = ${RN / 4}u;
+
+struct Tile {
+  valid: bool,
+  seg: u32,
+  m0: u32, mEnd: u32,
+  n0: u32, nEnd: u32,
+  kBegin: u32, kEnd: u32,
+}
+
+// Thread (tx, ty) owns rows ty·4 + 64·q + r and columns tx·4 + 64·q + c: vec4 reads of
+// workgroup memory are then contiguous across a warp.
+fn accRow(ty: u32, i: u32) -> u32 { return (i / 4u) * 64u + ty * 4u + i % 4u; }
+fn accCol(tx: u32, j: u32) -> u32 { return (j / 4u) * 64u + tx * 4u + j % 4u; }`;
+}
+
+/** The epilogue a spec without its own runs: storeC for every in-range output of this thread. */
+export function epilogueOf(spec: GemmSpec): string {
+  if (spec.epilogue) return spec.epilogue;
+  const second = spec.dual ? ', acc2[i * RN4 + j / 4u][j % 4u]' : '';
+  return `
+  for (var i = 0u; i < RM; i++) {
+    let m = t.m0 + accRow(ty, i);
+    if (m >= t.mEnd) { continue; }
+    for (var j = 0u; j < RN; j++) {
+      let n = t.n0 + accCol(tx, j);
+      if (n < t.nEnd) { storeC(t, m, n, acc[i * RN4 + j / 4u][j % 4u]${second}); }
+    }
+  }`;
+}
+
+/**
+ * The one K loop both engines run. `load` issues a K step's global loads into registers (it sees
+ * the WGSL `k0`, the step's first k), `store` moves the registers into workgroup buffer `buf`,
+ * `multiply` consumes buffer `buf`. Single-buffered: store, barrier, load the next step, multiply,
+ * barrier (the next step's loads are in flight during the multiply). Double-buffered: the next
+ * step is stored into the other buffer after the multiply, one barrier per step.
+ */
+export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: string; multiply: string; constantBuffers?: boolean }): string {
+  const K = `${o.step}u`;
+  const prologue = `{
+    let k0 = t.kBegin;
+    ${o.load}
+  }`;
+  if (o.stages === 1)
+    return `${prologue}
+  for (var kb = t.kBegin; kb < t.kEnd; kb += ${K}) {
+    {
+      let buf = 0u;
+      ${o.store}
+    }
+    workgroupBarrier();
+    if (kb + ${K} < t.kEnd) {
+      let k0 = kb + ${K};
+      ${o.load}
+    }
+    {
+      let buf = 0u;
+      ${o.multiply}
+    }
+    workgroupBarrier();
+  }`;
+  if (o.constantBuffers) return unrolledDoubleBuffer(o, prologue);
+  // Buffer `cur` is read while the next step goes into the other; the one barrier per step both
+  // publishes the next step and tells every thread that the buffer it overwrites next is free.
+  return `${prologue}
+  {
+    let buf = 0u;
+    ${o.store}
+  }
+  workgroupBarrier();
+  var cur = 0u;
+  for (var kb = t.kBegin; kb < t.kEnd; kb += ${K}) {
+    let more = kb + ${K} < t.kEnd;
+    if (more) {
+      let k0 = kb + ${K};
+      ${o.load}
+    }
+    {
+      let buf = cur;
+      ${o.multiply}
+    }
+    if (more) {
+      let buf = 1u - cur;
+      ${o.store}
+    }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`;
+}
+
+/**
+ * Double buffering with the loop unrolled over the two buffers, so that `buf` is a constant in
+ * every multiply and store: with a run-time buffer index the matrix engine's fragment offsets are
+ * not constant, and Dawn's robustness bounds-checks each fragment load (128×128, K 32: 59.8
+ * TFLOP/s robust against 88.0 without robustness on the H100; docs/performance.md, session 5).
+ */
+function unrolledDoubleBuffer(o: { step: number; load: string; store: string; multiply: string }, prologue: string): string {
+  const K = `${o.step}u`;
+  const half = (from: number, to: number, ahead: string) => `{
+      let more = kb + ${ahead} < t.kEnd;
+      if (more) {
+        let k0 = kb + ${ahead};
+        ${o.load}
+      }
+      {
+        let buf = ${from}u;
+        ${o.multiply}
+      }
+      if (more) {
+        let buf = ${to}u;
+        ${o.store}
+      }
+      workgroupBarrier();
+    }`;
+  return `${prologue}
+  {
+    let buf = 0u;
+    ${o.store}
+  }
+  workgroupBarrier();
+  for (var kb = t.kBegin; kb < t.kEnd; kb += 2u * ${K}) {
+    ${half(0, 1, K)}
+    if (kb + ${K} >= t.kEnd) { break; }
+    ${half(1, 0, `2u * ${K}`)}
+  }`;
+}
