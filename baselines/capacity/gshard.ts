@@ -145,7 +145,7 @@ class GShardRunner extends CapacityRunner {
         if (count > 0) await step.enc.dispatch({ source: addRows, params: { count }, buffers: { a: this.chunk('combine1Sec', r.i), b: this.chunk('combine2Sec', r.i), c: this.chunk(f32, r.i) }, workgroups: grid(Math.ceil(count / DISPATCH_WORKGROUP)) });
       }
     } else await sec(f32, [0, k]);
-    for (const r of rows) {
+    for (const r of Q > 0 ? rows : []) {
       await step.enc.dispatch({ source: packNonzero, params: { tokenBegin: r.begin, tokenEnd: r.end, slotCount: Q, rowWords: Math.ceil(Q / 4) }, buffers: { src: this.chunk(f32, r.i), mask: this.chunk('dispatchBool', r.i) }, workgroups: grid(r.end - r.begin) });
     }
 

@@ -95,13 +95,13 @@ export function gshardWork(c: LayerConfig, routing: RoutingSummary): KernelWork[
   return capacityWork(c, routing, {
     dispatch: [
       gating(locationsOneHot.name, WORD * 2 * R + locations),
-      ...(k === 2 ? [gating(gatingSec.name, WORD * 2 * R + 2 * gatingRows), gating(addRows.name, 3 * gatingRows)] : [gating(gatingSec.name, WORD * 2 * R + gatingRows)]),
-      gating(packNonzero.name, gatingRows + T * Math.ceil(Q / 4) * WORD),
-      masks(castCombine(c.dtype).name, gatingRows + mask),
+      // With C = 0 the [T,E,C] tensors are empty: the element-wise passes over them dispatch nothing.
+      ...(k === 2 ? [gating(gatingSec.name, WORD * 2 * R + 2 * gatingRows), ...(grid ? [gating(addRows.name, 3 * gatingRows)] : [])] : [gating(gatingSec.name, WORD * 2 * R + gatingRows)]),
+      ...(grid ? [gating(packNonzero.name, gatingRows + T * Math.ceil(Q / 4) * WORD), masks(castCombine(c.dtype).name, gatingRows + mask)] : []),
       ...(grid ? [inPhase('forward', 'dispatch')(einsumDispatch(c.dtype).name, mask + tokenRows + slotRows)] : []),
     ],
     combine: [
-      ...(c.dtype === 'f32' ? [] : [inPhase('forward', 'combine')(castCombine(c.dtype).name, gatingRows + weights)]),
+      ...(c.dtype === 'f32' || !grid ? [] : [inPhase('forward', 'combine')(castCombine(c.dtype).name, gatingRows + weights)]),
       inPhase('forward', 'combine')(einsumCombine(c.dtype).name, weights + slotRows + tokenRows),
     ],
     combineGrad: [
