@@ -8,7 +8,7 @@ out=${OUT:-/tmp/engine-check}
 mkdir -p "$out"
 quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
-git rev-parse --short HEAD 2>/dev/null >> "$out/card.txt" || true
+cat dist/build-info.json >> "$out/card.txt" 2>/dev/null || true
 # 1. Dense 8192³ through the engine, robust and not (the first two figures).
 node tools/gemm-bench.mjs --only project-dense,vec-128x128-k64,scalar-128x128-k64,vec-128x128-k32-s2,vec-64x128-k32-s2,vec-64x128-k64,simt-f32-4096 2>&1 | quiet | tee "$out/dense.txt"
 node tools/gemm-bench.mjs --no-robustness --only project-dense,vec-128x128-k64,scalar-128x128-k64,vec-128x128-k32-s2 2>&1 | quiet | tee -a "$out/dense.txt"
