@@ -1,23 +1,25 @@
 import type { Activation, DType } from '../../src/config.js';
 import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
-import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_TILE, segmentReduceTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
 
 /**
- * ScatterMoE's grouped GEMMs (`scattermoe/kernels/ops.py`) as instances of the shared GEMM core.
+ * ScatterMoE's grouped GEMMs (`scattermoe/kernels/ops.py` of v0.2.0, commit ec4a1a3) as
+ * instances of the shared GEMM core.
  *
- * `scatter2scatter` walks the expert-sorted rows in fixed blocks, not per expert: a block's
- * experts are those of its first and last rows (the rows are sorted), and it runs the K loop once
- * per expert in the block with the other experts' rows masked to zero (`_compute_expert_block`).
- * Here the same: tiles are fixed 64-row blocks of the sorted rows, the K loop runs over the
- * block's experts one after another (K concatenated: step k belongs to expert seg + k / K), and a
- * row contributes only in its own expert's steps. So the three index lists are all it needs, no
- * tile offsets. Its input rows are either grouped (row m) or gathered from token rows
+ * `scatter2scatter` walks the expert-sorted rows in blocks that never span two experts:
+ * `padded_block_indices` pads each expert's row count up to whole blocks and lists every block's
+ * first row, so a block belongs to the expert of its first row and its rows past that expert's
+ * end are masked (`E_mask`). Here the same blocking through the shared segment tiling
+ * (kernels/gemm/tiling.ts `segmentRowsTiling`, as zero-buffer and MegaBlocks tile): segment e is
+ * expert e's rows [expertOffsets[e], expertOffsets[e+1]), its first tile is tileOffsets[e] (the
+ * sort's per-expert tile offsets, which stand for upstream's block list), and a tile's rows stop
+ * at its expert's end. One expert per tile, so one K loop and no row masks. Tile shapes are the
+ * project's (64 rows, not Triton's 128), so strategies differ in dispatch and memory, not in the
+ * matmul. Its input rows are either grouped (row m) or gathered from token rows
  * (sorted_scattered_idxs[m] / k), its output rows grouped (row m) or scattered (row
  * sorted_scattered_idxs[m]): x_grouped and y_grouped upstream, the loadA and storeC hooks here.
- * Tile shapes are the project's (64 rows, not Triton's 128), so strategies differ in dispatch and
- * memory, not in the matmul.
  *
  * `group_bwd_W` (groupXtY) reduces per expert over its rows: the shared per-segment reduction
  * over expert_offsets.
@@ -31,16 +33,12 @@ import type { KernelSource } from '../../kernels/program.js';
  */
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
-const INDEX_BINDINGS = [read('sortedExpertIdxs', 'u32'), read('sortedScatteredIdxs', 'u32')];
+/** The blocking (expert segments and their first tiles), then the scatter's index list. */
+const INDEX_BINDINGS = [read('expertOffsets', 'u32'), read('tileOffsets', 'u32'), read('sortedScatteredIdxs', 'u32')];
 
 const SCATTER_PARAMS = [
-  { name: 'N', type: 'u32' },
-  { name: 'K', type: 'u32' },
-  { name: 'rowBegin', type: 'u32' },
-  { name: 'rowEnd', type: 'u32' },
+  ...SEGMENT_ROWS_PARAMS,
   { name: 'rowChunkBase', type: 'u32' },
-  { name: 'segBegin', type: 'u32' },
-  { name: 'segEnd', type: 'u32' },
   { name: 'expertBase', type: 'u32' },
   { name: 'dstBegin', type: 'u32' },
   { name: 'dstEnd', type: 'u32' },
@@ -49,34 +47,8 @@ const SCATTER_PARAMS = [
   { name: 'h', type: 'u32' },
 ] as const;
 
-/** Rows are tiled in fixed blocks; the block's experts (within the weight chunk) share its K loop. */
-const SCATTER_TILING = `
-fn tileOf(wg: vec3u) -> Tile {
-  var t: Tile;
-  t.valid = false;
-  let m0 = P.rowBegin + wg.x * TM;
-  if (m0 >= P.rowEnd) { return t; }
-  let mEnd = min(m0 + TM, P.rowEnd);
-  let first = max(sortedExpertIdxs[m0], P.segBegin);
-  let last = min(sortedExpertIdxs[mEnd - 1u], P.segEnd - 1u);
-  if (first > last) { return t; }
-  t.seg = first;
-  t.m0 = m0;
-  t.mEnd = mEnd;
-  t.n0 = wg.y * TN;
-  t.nEnd = min(t.n0 + TN, P.N);
-  t.kBegin = 0u;
-  t.kEnd = (last - first + 1u) * P.K;
-  t.valid = t.n0 < t.nEnd;
-  return t;
-}
-// The expert of K step k, and k within that expert's K.
-fn stepExpert(t: Tile, k: u32) -> u32 { return t.seg + k / P.K; }
-fn stepK(t: Tile, k: u32) -> u32 { return k - (stepExpert(t, k) - t.seg) * P.K; }
-// Rows of other experts read as zero in this expert's steps (ScatterMoE's E_mask).
-fn ownStep(t: Tile, m: u32, k: u32) -> bool { return sortedExpertIdxs[m] == stepExpert(t, k); }
-// Only rows of this dispatch's experts are written (another weight chunk writes the others).
-fn ownRow(m: u32) -> bool { let e = sortedExpertIdxs[m]; return e >= P.segBegin && e < P.segEnd; }
+/** Tiles follow the expert-aligned blocks; helpers for the grouped and scattered rows. */
+const SCATTER_TILING = `${segmentRowsTiling('expertOffsets', 'tileOffsets')}
 fn rowAt(m: u32, width: u32) -> u32 { return (m - P.rowChunkBase) * width; }
 // The scattered output row of sorted row m inside the bound output chunk, or none.
 fn scatteredRow(m: u32) -> u32 {
@@ -85,7 +57,8 @@ fn scatteredRow(m: u32) -> u32 {
   return p - P.dstBegin;
 }`;
 
-const W_OFFSET = (rowsByCols: string) => `(stepExpert(t, k) - P.expertBase) * ${rowsByCols}`;
+/** The tile's expert's [rows × cols] weight matrix within the bound weight chunk. */
+const W_OFFSET = (rowsByCols: string) => `(t.seg - P.expertBase) * ${rowsByCols}`;
 
 /** u(r, j) of the activation, from the values as stored (torch applies it to the stored output). */
 function activationStores(activation: Activation): string {
@@ -118,14 +91,10 @@ export function upProjection(activation: Activation, dtype: DType): KernelSource
     params: SCATTER_PARAMS,
     functions: `${ACTIVATION_WGSL}
 ${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 {
-  if (!ownStep(t, m, k)) { return 0.0; }
-  return f32(X[(sortedScatteredIdxs[m] / P.topK) * P.d + stepK(t, k)]);
-}
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_OFFSET('P.d * P.h')} + stepK(t, k) * P.h + n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_OFFSET('P.d * P.h')} + stepK(t, k) * P.h + n]); }` : ''}
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[(sortedScatteredIdxs[m] / P.topK) * P.d + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_OFFSET('P.d * P.h')} + k * P.h + n]); }
+${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_OFFSET('P.d * P.h')} + k * P.h + n]); }` : ''}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
-  if (!ownRow(m)) { return; }
   ${activationStores(activation)}
 }`,
   });
@@ -142,11 +111,11 @@ export function downProjection(dtype: DType): KernelSource {
     bindings: [read('U'), ...INDEX_BINDINGS, read('W2'), write('Y')],
     params: SCATTER_PARAMS,
     functions: `${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return select(0.0, f32(U[rowAt(m, P.h) + stepK(t, k)]), ownStep(t, m, k)); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + stepK(t, k) * P.d + n]); }
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[rowAt(m, P.h) + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + k * P.d + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
   let row = scatteredRow(m);
-  if (!ownRow(m) || row == 0xffffffffu) { return; }
+  if (row == 0xffffffffu) { return; }
   Y[row * P.d + n] = dt(c);
 }`,
   });
@@ -163,9 +132,9 @@ export function hiddenGrad(dtype: DType): KernelSource {
     bindings: [read('dY'), ...INDEX_BINDINGS, read('W2'), write('dU')],
     params: SCATTER_PARAMS,
     functions: `${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return select(0.0, f32(dY[rowAt(m, P.d) + stepK(t, k)]), ownStep(t, m, k)); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + n * P.d + stepK(t, k)]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { if (ownRow(m)) { dU[rowAt(m, P.h) + n] = dt(c); } }`,
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[rowAt(m, P.d) + k]); }
+fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + n * P.d + k]); }
+fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[rowAt(m, P.h) + n] = dt(c); }`,
   });
 }
 
@@ -185,15 +154,14 @@ export function inputGrad(activation: Activation, dtype: DType): KernelSource {
     bindings: [read('dHidden'), ...INDEX_BINDINGS, read('W1'), ...(swiglu ? [read('W3')] : []), write('dXRows')],
     params: SCATTER_PARAMS,
     functions: `${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return select(0.0, f32(dHidden[rowAt(m, P.K) + stepK(t, k)]), ownStep(t, m, k)); }
+fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dHidden[rowAt(m, P.K) + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 {
   let w = ${W_OFFSET('P.d * P.h')} + n * P.h;
-  let kk = stepK(t, k);
-  ${swiglu ? 'if (kk < P.h) { return f32(W3[w + kk]); }\n  return f32(W1[w + kk - P.h]);' : 'return f32(W1[w + kk]);'}
+  ${swiglu ? 'if (k < P.h) { return f32(W3[w + k]); }\n  return f32(W1[w + k - P.h]);' : 'return f32(W1[w + k]);'}
 }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
   let row = scatteredRow(m);
-  if (!ownRow(m) || row == 0xffffffffu) { return; }
+  if (row == 0xffffffffu) { return; }
   dXRows[row * P.d + n] = dt(c);
 }`,
   });

@@ -81,17 +81,22 @@ export class ScatterMoERunner implements StrategyRunner {
 
   /**
    * scatter2scatter: one dispatch per (row chunk of the grouped rows, weight chunk, output chunk);
-   * a grouped output shares the input's row chunk, a scattered one is bound chunk by chunk.
+   * a grouped output shares the input's row chunk, a scattered one is bound chunk by chunk. The
+   * expert-aligned blocks number Σ_e ⌈n_e / 64⌉ ≤ ⌈R / 64⌉ + E: the grid has the bound, spare
+   * workgroups and those of other chunks exit at once (the tiling's tileOf), as upstream's grid
+   * has one program per block of padded_block_idxs.
    */
   private async scatterGemm(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, scattered: Tensor | null, buffers: (ac: number, wc: number, dc: number) => Buffers) {
-    const { hidden: d, ffn: h, topK } = this.c;
+    const { tokens: T, hidden: d, ffn: h, experts: E, topK } = this.c;
+    const blocks = tiles(T * topK, SEGMENT_TILE.m) + E;
     const outputs = scattered ? scattered.chunks.map((_, i) => chunkRowRange(scattered.layout, i)) : [{ start: 0, count: 0 }];
     for (const [ac, rows] of this.rowChunks().entries()) {
       for (let wc = 0; wc < weights.chunks.length; wc++) {
         const experts = chunkRowRange(weights.layout, wc);
         for (const [dc, out] of outputs.entries()) {
-          const params = { N, K, rowBegin: rows.start, rowEnd: rows.start + rows.count, rowChunkBase: rows.start, segBegin: experts.start, segEnd: experts.start + experts.count, expertBase: experts.start, dstBegin: out.start, dstEnd: out.start + out.count, topK, d, h };
-          await this.run(step, source, params, buffers(ac, wc, dc), [tiles(rows.count, SEGMENT_TILE.m), tiles(N, SEGMENT_TILE.n), 1]);
+          const tiling = { N, K, segCount: E, tileBase: 0, segBegin: experts.start, segEnd: experts.start + experts.count, rowBase: 0, rowStride: 1, rowBegin: rows.start, rowEnd: rows.start + rows.count };
+          const params = { ...tiling, rowChunkBase: rows.start, expertBase: experts.start, dstBegin: out.start, dstEnd: out.start + out.count, topK, d, h };
+          await this.run(step, source, params, buffers(ac, wc, dc), [blocks, tiles(N, SEGMENT_TILE.n), 1]);
         }
       }
     }
@@ -109,9 +114,9 @@ export class ScatterMoERunner implements StrategyRunner {
     }
   }
 
-  /** The sorted rows' index lists the GEMMs read. */
+  /** What scatter2scatter reads besides its operands: the expert-aligned blocks and the scatter's index list. */
   private indexLists() {
-    return { sortedExpertIdxs: this.chunk('sortedExpertIdxs'), sortedScatteredIdxs: this.chunk('sortedScatteredIdxs') };
+    return { expertOffsets: this.chunk('expertOffsets'), tileOffsets: this.chunk('tileOffsets'), sortedScatteredIdxs: this.chunk('sortedScatteredIdxs') };
   }
 
   private weights(layer: LayerTensors, wc: number, up: boolean): Buffers {
@@ -147,8 +152,9 @@ export class ScatterMoERunner implements StrategyRunner {
     this.enter(step, 'router', 'routerProbs', 'tokenExperts', 'gates');
     await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
 
-    // flatten_sort_count: a stable sort of the flattened [T·k] ids, each pair a "token" with k = 1.
-    this.enter(step, 'sort', 'sortBlockCounts', 'sortPositions', 'sortSegmentOffsets', 'sortTileOffsets', 'sortSegmentTileOffsets', 'sortedScatteredIdxs', 'sortedExpertIdxs', 'expertOffsets');
+    // flatten_sort_count: a stable sort of the flattened [T·k] ids, each pair a "token" with k = 1;
+    // its per-expert tile offsets are the expert-aligned blocks (padded_block_indices).
+    this.enter(step, 'sort', 'sortBlockCounts', 'sortPositions', 'sortSegmentOffsets', 'tileOffsets', 'sortSegmentTileOffsets', 'sortedScatteredIdxs', 'sortedExpertIdxs', 'expertOffsets');
     await encodeRoutingMetadata(step.enc, { tokens: T * k, experts: E, topK: 1 }, {
       tokenExperts: this.chunk('tokenExperts'),
       blockCounts: this.chunk('sortBlockCounts'),
@@ -156,7 +162,7 @@ export class ScatterMoERunner implements StrategyRunner {
       tokenSlotMap: this.chunk('sortPositions'),
       expertOffsets: this.chunk('expertOffsets'),
       expertSlotOffsets: this.chunk('sortSegmentOffsets'),
-      expertTileOffsets: this.chunk('sortTileOffsets'),
+      expertTileOffsets: this.chunk('tileOffsets'),
       slotTileOffsets: this.chunk('sortSegmentTileOffsets'),
     });
     await this.run(step, sortedExperts, { count: T * k }, { expertIds: this.chunk('tokenExperts'), sortedScatteredIdxs: this.chunk('sortedScatteredIdxs'), sortedExpertIdxs: this.chunk('sortedExpertIdxs') }, grid(elementGroups(T * k)));

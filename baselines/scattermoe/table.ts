@@ -14,15 +14,20 @@ import { persistentSpecs, type TableLimits } from '../../src/strategy/contract.j
  *
  * Forward
  * - router: the shared router's probabilities, top-k ids (`expert_idxs`) and gates (`expert_p`).
- * - sort (`parallel_experts.py` `flatten_sort_count`, under no_grad): `torch.sort` of the flattened
- *   [T·k] expert ids gives `sorted_expert_idxs` [R] and `sorted_scattered_idxs` [R] (the pair
- *   index t·k + s of each sorted position), `bincount` + `cumsum` give `expert_offsets`. All three
- *   are saved by both ParallelLinears. Here a stable counting sort (the shared routing-metadata
+ * - sort (`mlp.py`, under no_grad: `ops.py` `flatten_and_sort`, then `padded_block_indices`):
+ *   `torch.sort` of the flattened [T·k] expert ids gives `sorted_expert_idxs` [R] and
+ *   `sorted_scattered_idxs` [R] (the pair index t·k + s of each sorted position), `bincount` +
+ *   `cumsum` give `expert_offsets`, and each expert's rows padded up to whole blocks give
+ *   `padded_block_idxs` (every block's first row; no block spans two experts). All four are saved
+ *   by both ParallelLinears. Here a stable counting sort (the shared routing-metadata
  *   builder, kernels/routing/metadata.ts, run on the R pairs as if each were a token with k = 1)
  *   orders each expert's pairs by pair index (torch.sort leaves that order open; only the
  *   summation order of the weight gradients depends on it); its block counts, pair-to-position
  *   map and segment offsets are workspace of the phase, standing in for torch.sort's and
- *   bincount's temporaries.
+ *   bincount's temporaries. The blocks are the sort's per-expert tile offsets `tileOffsets` [E+1]
+ *   (expert e's blocks are tiles [tileOffsets[e], tileOffsets[e+1]), its rows start at
+ *   expert_offsets[e]): upstream's blocks in E+1 numbers instead of one per block, 64-row blocks
+ *   instead of Triton's 128.
  *   Index lists are u32 as for every strategy here (torch.sort returns int64: twice these bytes);
  *   expert_offsets keeps a leading 0 ([E+1], one u32 more than upstream's inclusive cumsum [E]).
  * - up (`ParallelLinear.forward` with grouped_out=True: `ops.py` `scatter2scatter`, X gathered
@@ -123,8 +128,10 @@ export function scatterMoETable(c: LayerConfig, limits: TableLimits): BufferTabl
   // flatten_sort_count: the counting sort's scratch, then the three saved index lists.
   add('sortBlockCounts', 'workspace', L.blockCounts, [L.blockCounts.rows], 'u32', 'sort', 'sort');
   add('sortPositions', 'workspace', L.perPair, [R], 'u32', 'sort', 'sort');
-  for (const name of ['sortSegmentOffsets', 'sortTileOffsets', 'sortSegmentTileOffsets']) add(name, 'workspace', L.offsets, [E + 1], 'u32', 'sort', 'sort');
+  for (const name of ['sortSegmentOffsets', 'sortSegmentTileOffsets']) add(name, 'workspace', L.offsets, [E + 1], 'u32', 'sort', 'sort');
   add('sortedScatteredIdxs', 'routing-metadata', L.perPair, [R], 'u32', 'sort', 'up-grad');
+  // padded_block_idxs, as each expert's first block: the GEMMs' blocking, to the last one (dX rows).
+  add('tileOffsets', 'routing-metadata', L.offsets, [E + 1], 'u32', 'sort', 'up-grad');
   add('sortedExpertIdxs', 'routing-metadata', L.perPair, [R], 'u32', 'sort', 'up-grad');
   add('expertOffsets', 'routing-metadata', L.offsets, [E + 1], 'u32', 'sort', 'router-grad');
   // First ParallelLinear (grouped out) and the activation autograd records.

@@ -17,8 +17,8 @@ export function scatterMoEWork(c: LayerConfig, routing: RoutingSummary): KernelW
  * The work of ScatterMoE's own kernels in one train step:
  * useful FLOPs (docs/design.md#useful-flops: the expert GEMMs only, over the R routed rows,
  * nothing padded) and compulsory bytes, every operand read once and every output written once
- * (index lists and gates 4 bytes, the rest at the dtype). Blocks that span several experts run
- * their K loop once per expert; that repeated work is not useful and not counted.
+ * (index lists and gates 4 bytes, the rest at the dtype). Blocks never span two experts
+ * (gemm-kernels.ts); a block's masked rows past its expert's end are not useful and not counted.
  */
 function ownWork(c: LayerConfig): KernelWork[] {
   const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
@@ -28,7 +28,8 @@ function ownWork(c: LayerConfig): KernelWork[] {
   const glu = swiglu ? 'swiglu' : 'plain';
   const m = swiglu ? 2 : 1;
   const W = E * d * h * f;
-  const index = 4 * 2 * R;
+  // What scatter2scatter reads besides its operands: sorted_scattered_idxs and the blocks (expert_offsets, tileOffsets).
+  const index = 4 * R + 4 * 2 * (E + 1);
   const order = phases(c);
   const backward = (phase: string) => order.indexOf(phase) > order.indexOf(FORWARD_END);
   const entry = (kernel: string, phase: string, bytes: number, flops = 0): KernelWork => ({ kernel, pass: backward(phase) ? 'backward' : 'forward', phase, flops, bytes });

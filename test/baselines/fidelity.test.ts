@@ -27,8 +27,12 @@ interface Case {
   savedBytes: number;
 }
 
-/** An upstream tensor's counterpart: a table buffer (with `extra` elements more), or a reason for none. */
-type Counterpart = { buffer: string; extra?: (c: LayerConfig) => number } | { none: string };
+/**
+ * An upstream tensor's counterpart: a table buffer (with `extra` elements more), the same content
+ * in another encoding (`encoding`: the buffer must be kept alike; its size is its own, as stated),
+ * or a reason for none.
+ */
+type Counterpart = { buffer: string; extra?: (c: LayerConfig) => number; encoding?: { elements: (c: LayerConfig) => number; why: string } } | { none: string };
 
 const LEADING_ZERO = { extra: () => 1 }; // offsets lists keep a leading 0 here: [E+1] for upstream's inclusive cumsum [E]
 /** The name the scripts give the gating's [T]- and [T,E]-sized tensors (softmax output, one-hot masks, gates). */
@@ -84,9 +88,11 @@ const COUNTERPARTS: Record<string, { saved: Record<string, Counterpart>; inputs:
       sorted_expert_idxs: { buffer: 'sortedExpertIdxs' },
       sorted_scattered_idxs: { buffer: 'sortedScatteredIdxs' },
       expert_offsets: { buffer: 'expertOffsets', ...LEADING_ZERO },
-      // v0.2.0's block list: each expert's rows padded to whole 128-row blocks. This port's blocks
-      // still span experts (v0.3.0's kernel), so it keeps no block list.
-      padded_block_idxs: { none: "v0.2.0's expert-aligned block list; this port tiles fixed blocks across experts (v0.3.0)" },
+      // v0.2.0's block list: each expert's rows padded to whole 128-row blocks, one entry per block.
+      padded_block_idxs: {
+        buffer: 'tileOffsets',
+        encoding: { elements: (c) => c.experts + 1, why: "the same expert-aligned blocks as each expert's first block [E+1] (64-row blocks; rows from expert_offsets), not each block's first row" },
+      },
     },
     inputs: { expert_p: 'gates' },
     portOnly: { routerProbs: ROUTER, tokenExperts: ROUTER },
@@ -185,7 +191,9 @@ describe('buffer tables against upstream autograd (fidelity/*.json)', () => {
           expect(buffer, `${name} → ${counterpart!.buffer}: not in the table`).toBeDefined();
           expect(saved.includes(buffer!), `${counterpart!.buffer} is kept across the forward pass's end`).toBe(true);
           const elements = buffer!.shape.reduce((a, b) => a * b, 1);
-          expect(elements, `${name} → ${counterpart!.buffer}: elements`).toBe(g.elements + (counterpart!.extra?.(config) ?? 0));
+          const encoding = counterpart!.encoding;
+          if (encoding) expect(elements, `${name} → ${counterpart!.buffer} (${encoding.why}): elements`).toBe(encoding.elements(config));
+          else expect(elements, `${name} → ${counterpart!.buffer}: elements`).toBe(g.elements + (counterpart!.extra?.(config) ?? 0));
           const here = buffer!.dtype;
           if (g.dtype !== here) expect(SAME_WIDTH[`${g.dtype}>${here}`], `${name}: ${g.dtype} upstream, ${here} here`).toBeDefined();
           matched.add(buffer!.name);

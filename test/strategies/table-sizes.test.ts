@@ -53,7 +53,7 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
       sortBlockCounts: Math.ceil(R / BLOCK_TOKENS) * E * U,
       sortPositions: R * U,
       sortSegmentOffsets: (E + 1) * U,
-      sortTileOffsets: (E + 1) * U,
+      tileOffsets: (E + 1) * U,
       sortSegmentTileOffsets: (E + 1) * U,
       sortedScatteredIdxs: R * U,
       sortedExpertIdxs: R * U,

@@ -37,7 +37,10 @@ describe('scattermoe memory: allocator = buffer table, to the byte', () => {
       const rowsByD = table.step.filter((s) => s.shape.reduce((a, b) => a * b, 1) === R * d && !['O', 'dX', ...hiddenRows].includes(s.name));
       expect(rowsByD.map((s) => s.name).sort()).toEqual(['Y', 'groupedX']);
       expect(byName.get('Y')!.shape).toEqual([T, k, d]);
-      expect(['sortedExpertIdxs', 'sortedScatteredIdxs', 'expertOffsets'].map((n) => byName.get(n)!.tag)).toEqual(['routing-metadata', 'routing-metadata', 'routing-metadata']);
+      // The saved index lists, with the GEMMs' expert-aligned blocks (padded_block_idxs) as tile offsets.
+      const lists = ['sortedExpertIdxs', 'sortedScatteredIdxs', 'expertOffsets', 'tileOffsets'];
+      expect(lists.map((n) => byName.get(n)!.tag)).toEqual(lists.map(() => 'routing-metadata'));
+      expect(byName.get('tileOffsets')).toMatchObject({ shape: [config.experts + 1], from: 'sort', to: 'up-grad' });
     });
   }
 
@@ -49,8 +52,8 @@ describe('scattermoe memory: allocator = buffer table, to the byte', () => {
     expect(tableFigures(skewed)).toEqual(tableFigures(uniform));
     const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
     const R = T * k;
-    // 4·R·h + R·d floats (SwiGLU) + probabilities, ids, gates, two index lists and offsets.
-    expect(tableFigures(uniform).savedForBackward).toBe(4 * (4 * R * h + R * d) + 4 * T * E + 4 * 2 * R + 4 * 2 * R + 4 * (E + 1));
+    // 4·R·h + R·d floats (SwiGLU) + probabilities, ids, gates, two index lists, offsets and tile offsets.
+    expect(tableFigures(uniform).savedForBackward).toBe(4 * (4 * R * h + R * d) + 4 * T * E + 4 * 2 * R + 4 * 2 * R + 4 * 2 * (E + 1));
   });
 });
 
@@ -66,9 +69,10 @@ describe('scattermoe against megablocks-grouped and zero-buffer, from the tables
         const routing = { expertLoads: new Array(E).fill(R / E), keptPairs: R, droppedPairs: 0, capacity: null };
         const figures = (id: string) => tableFigures(findStrategy(id).bufferTable(c, routing, { chunkBytes: 2 ** 31 }));
         const [scatter, grouped, zero] = ['scattermoe', 'megablocks-grouped', 'zero-buffer'].map(figures);
-        // Both keep silu(a) (autograd's mul saves both factors: fidelity/*.json); ScatterMoE keeps no
-        // sorted copy of X (and its offsets list once, MegaBlocks' bins and tile offsets twice).
-        expect(scatter.savedForBackward - grouped.savedForBackward).toBe(-R * d * f - 4 * (E + 1));
+        // Both keep silu(a) (autograd's mul saves both factors: fidelity/*.json) and two [E+1] lists
+        // (expert offsets and tile offsets, MegaBlocks' bins and tile offsets); ScatterMoE keeps no
+        // sorted copy of X.
+        expect(scatter.savedForBackward - grouped.savedForBackward).toBe(-R * d * f);
         // Both peak in the activation's backward where h > d: six [R,h] tensors each, beside
         // MegaBlocks' X_perm.
         if (h > d) expect([scatter.peakPhase, grouped.peakPhase]).toEqual(['mul-grad', 'act-grad']);

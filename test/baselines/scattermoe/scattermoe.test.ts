@@ -11,7 +11,7 @@ afterAll(async () => (await testGpu()).destroy());
 
 const GRID: GridCase[] = [
   ...EDGE_GRID,
-  ['capacity-free zipf:2 skew, k=2 (uneven loads, blocks spanning experts)', { tokens: 96, hidden: 16, ffn: 24, experts: 8, topK: 2, skew: { kind: 'zipf', s: 2 } }],
+  ['capacity-free zipf:2 skew, k=2 (uneven loads, experts of a few rows and of several blocks)', { tokens: 96, hidden: 16, ffn: 24, experts: 8, topK: 2, skew: { kind: 'zipf', s: 2 } }],
   ['extreme skew, k=2 renormalised', { tokens: 64, hidden: 16, ffn: 16, experts: 8, topK: 2, skew: { kind: 'zipf', s: 30 } }],
   ['rows, weights and scattered outputs in forced small chunks', { tokens: 150, hidden: 24, ffn: 40, experts: 8, topK: 2 }, 4096],
   ['forced small chunks, gelu, k=3', { tokens: 90, hidden: 24, ffn: 40, experts: 6, topK: 3, activation: 'gelu' }, 3840],
