@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeBenchReports } from '../src/bench/output.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
 import { saveSweep } from '../src/bench/sweep.js';
-import { runBench, sweepFailure } from '../src/bench/run.js';
+import { pairedReference, runBench, sweepFailure } from '../src/bench/run.js';
 import { onInterrupt } from '../src/cli/interrupt.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
@@ -172,7 +172,7 @@ export default class Bench extends BaseCommand {
     const out: string[] = [];
     for (const name of ['adapter', 'backend', 'baseline', 'retries', 'threshold']) if (flags[name] !== undefined) out.push(`--${name}`, String(flags[name]));
     if (flags['memory-tolerance'] !== undefined) out.push('--memory-tolerance', `${flags['memory-tolerance'] as number}B`);
-    for (const name of ['strict', 'advisory-speed', 'update-baseline', 'json']) if (flags[name]) out.push(`--${name}`);
+    for (const name of ['strict', 'advisory-speed', 'absolute-speed', 'update-baseline', 'force', 'json']) if (flags[name]) out.push(`--${name}`);
     return out;
   }
 
@@ -226,17 +226,18 @@ export default class Bench extends BaseCommand {
         if (flags.baseline && baseline !== undefined) {
           const device = reopened.at(-1) ?? gpu;
           const byKey = new Map(plan.cases.map((c) => [c.key, c]));
-          const { report, baselineMessage } = await gateAgainstBaseline(baseline, results, {
+          const { report, baselineMessage, refused } = await gateAgainstBaseline(baseline, results, {
             baselinePath: flags.baseline,
             options: gateOptionsFromFlags(flags, sampling.noiseTarget),
             retries: flags.retries ?? DEFAULT_RETRIES,
             update: flags['update-baseline'] ?? false,
+            force: flags.force,
             remeasure: async (keys) => {
               this.progress(`re-measuring ${keys.length} noisy or ambiguous case(s)`);
               const fresh = [];
               for (const key of keys) {
                 const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check }));
+                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check, pairWith: pairedReference(planned.config, results.cases) }));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -247,6 +248,7 @@ export default class Bench extends BaseCommand {
             process.exitCode = benchExitCode(results.cases, report.exitCode);
           }
           if (baselineMessage) this.progress(baselineMessage);
+          if (refused) process.exitCode = 3;
         }
         const failure = sweepFailure(results);
         if (failure) {

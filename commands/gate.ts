@@ -31,20 +31,22 @@ export default class Gate extends BaseCommand {
     if (flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
     const current = await loadResultsFile(flags.current, 'current');
     const baseline = await loadBaselineForRun(flags.baseline, flags['update-baseline']);
-    const { report, baselineMessage } = await gateAgainstBaseline(baseline, current, {
+    const { report, baselineMessage, refused } = await gateAgainstBaseline(baseline, current, {
       baselinePath: flags.baseline,
       options: gateOptionsFromFlags(flags),
       retries: 0,
       update: flags['update-baseline'],
+      force: flags.force,
     });
     if (report === null) {
-      // Nothing to compare with yet: the first baseline is written, and said so.
+      // Nothing to compare with yet: the first baseline is written (or refused), and said so.
       this.progress(baselineMessage!);
+      if (refused) process.exitCode = 3;
       return { baselineCreated: baselineMessage!, provenance: this.provenance() };
     }
     this.log(renderGate(report, { verbose: flags.verbose }));
-    process.exitCode = report.exitCode;
-    if (baselineMessage) this.progress(`${baselineMessage} (the verdict above, exit ${report.exitCode}, was against the old one)`);
+    process.exitCode = refused ? 3 : report.exitCode;
+    if (baselineMessage) this.progress(refused ? baselineMessage : `${baselineMessage} (the verdict above, exit ${report.exitCode}, was against the old one)`);
     return { ...report, provenance: this.provenance() };
   }
 }

@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { verboseFlag } from '../src/cli/verbose.js';
+import { presetShape } from '../src/cli/preset-shape.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, LAYER_DIMENSION_MAX, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
-import { findPreset, PRESETS, type LayerConfig } from '../src/config.js';
+import { PRESETS } from '../src/config.js';
 import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { OPTIMIZERS, PLAN_DTYPES } from '../src/plan/memory.js';
@@ -17,23 +18,6 @@ import { strategyIds, STRATEGIES } from '../src/registry.js';
 const integer = (min: number, max?: number) =>
   Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
 
-/** A preset's single shape; a sweep preset needs the swept dimensions pinned by flags. */
-function presetBase(name: string | undefined, flags: LayerFlagValues): Partial<LayerConfig> {
-  if (!name) return {};
-  const p = findPreset(name);
-  const one = (values: number[], flag: string, given: number | undefined): number => {
-    if (given !== undefined || values.length === 1) return given ?? values[0];
-    throw new UsageError(`--preset ${p.name} sweeps ${flag} over ${values.join(', ')}; plan takes one shape: add --${flag}`);
-  };
-  const hidden = one(p.hidden, 'hidden', flags.hidden);
-  return {
-    tokens: p.tokens,
-    hidden,
-    ffn: p.ffn === 'x4' ? 4 * hidden : one(p.ffn, 'ffn', flags.ffn),
-    experts: one(p.experts, 'experts', flags.experts),
-    topK: one(p.topK, 'top-k', flags['top-k']),
-  };
-}
 
 export default class Plan extends BaseCommand {
   static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
@@ -111,7 +95,7 @@ export default class Plan extends BaseCommand {
       skew: flags.skew,
       routing: flags.routing,
     };
-    const config = layerConfigFromFlags(layer, presetBase(flags.preset, layer));
+    const config = layerConfigFromFlags(layer, presetShape(flags.preset, layer, 'plan'));
     const { result, advice } = await runPlan({
       config,
       preset: flags.preset ?? null,

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { BaseCommand } from '../src/cli/base.js';
 import { gpuFlags, layerConfigFromFlags, layerFlags } from '../src/cli/flags.js';
-import { findPreset, PRESETS } from '../src/config.js';
+import { PRESETS } from '../src/config.js';
+import { presetShape } from '../src/cli/preset-shape.js';
 import { EnvironmentError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
 import { checkOutputFiles, checkOutputPath, writeFileAtomic } from '../src/fs.js';
@@ -24,7 +25,7 @@ export default class Profile extends BaseCommand {
     verbose: verboseFlag,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
-    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (its first value of each list; see `bench --list-presets`); size flags override' }),
+    preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'take the shape from a preset (`bench --list-presets`); size flags override, and a preset that sweeps a size needs it given' }),
     trace: Flags.string({ helpValue: '<file>', description: 'write a Chrome/Perfetto trace JSON to this file' }),
     out: Flags.string({ description: 'write index.html into this folder: live memory by tag over the step (peak marked) and a bar chart of kernel times, per strategy', helpValue: '<dir>' }),
     'driver-check': Flags.boolean({
@@ -35,11 +36,7 @@ export default class Profile extends BaseCommand {
 
   async run(): Promise<ProfileResult & { provenance: Provenance }> {
     const { flags } = await this.parse(Profile);
-    const preset = flags.preset ? findPreset(flags.preset) : null;
-    const base = preset
-      ? { tokens: preset.tokens, hidden: preset.hidden[0], ffn: preset.ffn === 'x4' ? 4 * preset.hidden[0] : preset.ffn[0], experts: preset.experts[0], topK: preset.topK[0] }
-      : {};
-    const config = layerConfigFromFlags(flags, base);
+    const config = layerConfigFromFlags(flags, presetShape(flags.preset, flags, 'profile'));
     const strategies = STRATEGIES.map((s) => s.id).filter((id) => (flags.impl ?? strategyIds()).includes(id));
     requireRunnable(strategies, config);
     if (flags.trace !== undefined) checkOutputPath(flags.trace, 'file', 'trace');

@@ -1,5 +1,6 @@
 import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
 import { withEngine, type GemmEngine, type GemmKernelSource } from './gemm/core.js';
+import { GemmRepeater, plantedSlowdown } from '../src/gpu/planted-slowdown.js';
 import { allocateParamArena, PipelineCache, StepEncoder, type KernelSource } from './program.js';
 
 /** What kernels need from the device: one allocator, one pipeline cache, one param arena, one GEMM engine. */
@@ -22,7 +23,8 @@ export class KernelContext {
     return this.allocator.device;
   }
 
-  encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null, passPerKernel = false): StepEncoder {
+  /** `strategy`: whose step this encoder records, for the planted-slowdown test hook. */
+  encoder(timestamps: ConstructorParameters<typeof StepEncoder>[3] = null, passPerKernel = false, strategy?: string): StepEncoder {
     return new StepEncoder(
       this.device,
       this.cache,
@@ -34,7 +36,18 @@ export class KernelContext {
         fallback: (source, error) => this.fallBack(source, error),
       },
       this.allocator,
+      strategy ? this.repeaterFor(strategy) : null,
     );
+  }
+
+  private readonly repeaters = new Map<string, GemmRepeater | null>();
+
+  private repeaterFor(strategy: string): GemmRepeater | null {
+    if (!this.repeaters.has(strategy)) {
+      const plant = plantedSlowdown();
+      this.repeaters.set(strategy, plant && plant.strategy === strategy ? new GemmRepeater(this.device, plant.extra) : null);
+    }
+    return this.repeaters.get(strategy)!;
   }
 
   /** A subgroup-matrix pipeline that fails to build (an experimental Dawn feature) runs on SIMT. */
@@ -49,6 +62,7 @@ export class KernelContext {
   }
 
   destroy(): void {
+    for (const r of this.repeaters.values()) r?.destroy();
     this.allocator.free(this.paramArena);
   }
 }

@@ -2,6 +2,7 @@ import { withGpuErrors } from '../src/gpu/runtime.js';
 import type { AllocatorActivity, GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
 import type { DType } from '../src/config.js';
 import type { GapCause, PassTiming } from '../src/gpu/timer.js';
+import type { GemmRepeater } from '../src/gpu/planted-slowdown.js';
 
 /**
  * One storage binding of a kernel: its WGSL name (the key a dispatch binds a buffer under), its
@@ -207,6 +208,8 @@ export class StepEncoder {
      * points; and its activity, which names what the host did in each gap between passes.
      */
     private readonly pause: { readonly pauseDue: boolean; pausePoint(): Promise<void>; readonly activity?: AllocatorActivity } | null = null,
+    /** The planted-slowdown test hook (src/gpu/planted-slowdown.ts); null unless asked for. */
+    private readonly repeater: GemmRepeater | null = null,
   ) {
     this.encoder = device.createCommandEncoder();
   }
@@ -300,6 +303,12 @@ export class StepEncoder {
     this.pass!.setBindGroup(0, group);
     this.pass!.dispatchWorkgroups(x, y, z);
     this.passes[this.passes.length - 1].kernels.push(d.source.name);
+    const repeats = this.repeater && 'gemm' in d.source ? this.repeater.repeats() : 0;
+    if (repeats > 0) {
+      const stand = buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: this.repeater!.stand(b, i, d.source.bindings[i].access === 'read_write') } }));
+      this.pass!.setBindGroup(0, this.device.createBindGroup({ label: `${d.source.name} (planted repeat)`, layout, entries: [entries[0], ...stand] }));
+      for (let r = 0; r < repeats; r++) this.pass!.dispatchWorkgroups(x, y, z);
+    }
   }
 
   /** Clears buffers to zero; must happen outside a compute pass. */

@@ -1,5 +1,5 @@
 import { KernelContext } from '../kernels/context.js';
-import { currentNames, layerConfig, validateLayerConfig, type DeprecatedNames, type DType, type LayerConfig } from './config.js';
+import { DEFAULT_LAYER, currentNames, layerConfig, validateLayerConfig, type DeprecatedNames, type DType, type LayerConfig } from './config.js';
 import { roundToHalf } from './f16.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
@@ -12,6 +12,7 @@ import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './measure/mem
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
 import { findStrategy, REFERENCE_STRATEGY } from './registry.js';
+import { nearest } from './suggest.js';
 import { allocateLayerTensors, layerTensorSpecs, StepContext, type LayerTensors, type RoutingSummary, type Strategy, type StrategyRunner } from './strategy/contract.js';
 import { requireBindingFits } from './layer-limits.js';
 
@@ -28,6 +29,25 @@ export interface LayerRuntime {
    * memory record (src/train). The layer that created the context destroys it.
    */
   kernels?: KernelContext;
+}
+
+/** Every option MoELayer.create takes: the layer's fields, the runtime's, and the deprecated 0.1 names. */
+const OPTION_NAMES = [...Object.keys(DEFAULT_LAYER), 'impl', 'memoryLimit', 'chunkBytes', 'kernels', 'numExperts', 'dispatch', 'auxLossCoef'];
+
+/** A misspelled option is an error naming the nearest one (issue 25), not a default silently used. */
+function checkOptionNames(options: Record<string, unknown>): void {
+  const unknown = Object.keys(options).filter((k) => !OPTION_NAMES.includes(k));
+  if (!unknown.length) return;
+  const parts = unknown.map((k) => {
+    const guess = nearest(k, OPTION_NAMES);
+    return `\`${k}\`${guess ? ` (did you mean \`${guess}\`?)` : ''}`;
+  });
+  throw new UsageError(`MoELayer.create: unknown option ${parts.join(', ')}; the options are ${OPTION_NAMES.filter((n) => !['numExperts', 'dispatch', 'auxLossCoef'].includes(n)).join(', ')}`);
+}
+
+/** "--top-k: 3 is larger than --experts 2" → "topK: 3 is larger than experts 2": the option names a library caller typed. */
+export function apiWording(message: string): string {
+  return message.replace(/--([a-z][\w-]*)/g, (_, flag: string) => (flag === 'impl' ? 'impl' : flag.replace(/-([a-z])/g, (__, c: string) => c.toUpperCase())));
 }
 
 /** What MoELayer.create requires; every other field of the layer has a default (DEFAULT_LAYER). */
@@ -113,10 +133,20 @@ export class MoELayer {
    * the others defaulted) and runtime options, the deprecated 0.1 names included.
    */
   static async create(gpu: GpuContext, options: MoELayerOptions): Promise<MoELayer> {
+    checkOptionNames(options as Record<string, unknown>);
     const { impl, memoryLimit, chunkBytes, ...fields } = currentNames(options);
     const missing = REQUIRED_FIELDS.filter((name) => fields[name] === undefined);
     if (missing.length) throw new UsageError(`MoELayer.create: ${missing.map((name) => `\`${name}\``).join(', ')} required (the layer's T, d, h, E and k)`);
-    return MoELayer.fromConfig(gpu, layerConfig(fields), { impl, memoryLimit, chunkBytes });
+    let config: LayerConfig;
+    try {
+      config = layerConfig(fields);
+      if (impl !== undefined) findStrategy(impl);
+    } catch (error) {
+      // The checks are shared with the CLI, which names flags; a library caller gave options.
+      if (error instanceof UsageError) throw new UsageError(`MoELayer.create: ${apiWording(error.message)}`);
+      throw error;
+    }
+    return MoELayer.fromConfig(gpu, config, { impl, memoryLimit, chunkBytes });
   }
 
   /** A layer of `config` (checked again here: callers may build one by spreading) run as `runtime` says. */
@@ -185,7 +215,7 @@ export class MoELayer {
   }
 
   private stepContext(timing?: StepTimingOptions): StepContext {
-    const enc = this.kernels.encoder(timing?.timer?.writes ?? null, timing?.perKernel ?? false);
+    const enc = this.kernels.encoder(timing?.timer?.writes ?? null, timing?.perKernel ?? false, this.strategy.id);
     return new StepContext(this.kernels, enc, this.config, this.chunkBytes);
   }
 

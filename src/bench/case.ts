@@ -26,6 +26,12 @@ export interface CaseOptions {
   check?: 'auto' | 'sampled';
   /** Creates the step timer; tests substitute a double (a slower clock, say). */
   makeTimer?: (layer: MoELayer) => StepTimer | null;
+  /**
+   * Time the case step by step alternately with this strategy's layer of the same config (the
+   * reference, REFERENCE_STRATEGY), and record the paired ratios (time.vsReference): load that
+   * comes and goes during the sweep slows both sides of a pair alike (docs/design.md#gate-verdicts).
+   */
+  pairWith?: string | null;
 }
 
 /** What the sampler needs of a timer: GpuTimer, or a test double of it. */
@@ -88,6 +94,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     }
   }
   let layer: MoELayer | null = null;
+  let reference: MoELayer | null = null;
   try {
     layer = await MoELayer.fromConfig(gpu, c, { impl: planned.config.impl, memoryLimit: options.memoryLimit ?? undefined });
     const hostInputs = fullReferenceFits(c);
@@ -102,22 +109,42 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     const gemm = { engine: layer.kernels.gemmEngine, fallbacks: [...layer.kernels.engineFallbacks] };
     if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing, gemm };
 
-    const timer = options.makeTimer ? options.makeTimer(layer) : gpu.hasTimestamps ? new GpuTimer(layer.allocator) : null;
+    const makeTimer = (l: MoELayer) => (options.makeTimer ? options.makeTimer(l) : gpu.hasTimestamps ? new GpuTimer(l.allocator) : null);
+    const timer = makeTimer(layer);
+    if (options.pairWith) {
+      reference = await MoELayer.fromConfig(gpu, c, { impl: options.pairWith });
+      if (inputs) reference.setInputs(inputs);
+      else await reference.randomizeOnGpu();
+    }
+    const referenceTimer = reference ? makeTimer(reference) : null;
     const forward: number[] = [];
     const backward: number[] = [];
     const timings: StepTiming[] = [];
     const created: number[] = [];
+    const ratios: number[] = [];
     let memory = null as Awaited<ReturnType<MoELayer['step']>>['memory'] | null;
+    const timeStep = async (l: MoELayer, t: StepTimer | null) => {
+      const r = await l.step({ timer: t ?? undefined, pass: planned.config.pass });
+      return { r, ms: r.timing ? r.timing.totalMs : r.wallMs };
+    };
+    let pair = 0;
     const samples = await sampleUntilStable(async () => {
-      const r = await layer!.step({ timer: timer ?? undefined, pass: planned.config.pass });
+      // Pairs alternate which side goes first, so neither always runs on a warmer machine.
+      const referenceFirst = reference !== null && pair++ % 2 === 1;
+      const before = referenceFirst ? (await timeStep(reference!, referenceTimer)).ms : null;
+      const { r, ms } = await timeStep(layer!, timer);
+      const after = reference !== null && !referenceFirst ? (await timeStep(reference, referenceTimer)).ms : null;
+      const referenceMs = before ?? after;
+      if (referenceMs !== null) ratios.push(ms / referenceMs);
       memory = r.memory;
       created.push(r.memory.buffersCreated);
       if (r.timing) timings.push(r.timing);
       if (r.timing?.forwardMs != null) forward.push(r.timing.forwardMs);
       if (r.timing?.backwardMs != null) backward.push(r.timing.backwardMs);
-      return r.timing ? r.timing.totalMs : r.wallMs;
+      return ms;
     }, options.sampling);
     timer?.destroy();
+    referenceTimer?.destroy();
     // The sampler's warm-up steps are timed too; keep only the sampled ones.
     const keep = <T>(list: T[]) => (list.length >= samples.length ? list.slice(list.length - samples.length) : list);
     const step = stats(samples);
@@ -136,6 +163,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
         backward: backward.length ? stats(keep(backward)) : null,
         // Only where each timed step has its GPU timestamps (a timer double may give none).
         ...(timings.length >= samples.length && { split: stepSplit(keep(timings)) }),
+        ...(options.pairWith && ratios.length ? { vsReference: { impl: options.pairWith, ratio: stats(keep(ratios)) } } : {}),
       },
       throughput: {
         tokensPerS: c.tokens / (step.median * 1e-3),
@@ -162,6 +190,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     return { ...base, status: 'error', message: (error as Error).message.split('\n')[0] };
   } finally {
     layer?.destroy();
+    reference?.destroy();
     await gpu.device.queue.onSubmittedWorkDone();
   }
 }

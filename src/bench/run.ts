@@ -1,4 +1,6 @@
 import { REFERENCE_STRATEGY } from '../registry.js';
+import { watchLoad } from '../measure/load.js';
+import { plantNote } from '../gpu/planted-slowdown.js';
 import { join } from 'node:path';
 import { measureCeilings } from '../measure/ceilings.js';
 import { UsageError } from '../errors.js';
@@ -53,6 +55,16 @@ export function isSoftwareAdapter(gpu: GpuContext): boolean {
   return a.isFallbackAdapter || a.architecture === 'software' || /llvmpipe|lavapipe|swiftshader|warp/i.test(`${a.description} ${a.device}`);
 }
 
+/**
+ * LP_NUM_THREADS as lavapipe reads it, where set: the CI gate runs lavapipe on the calling thread
+ * (0) so that a busy machine cannot stretch the waits between its worker threads unevenly across
+ * strategies (docs/design.md#gate-verdicts).
+ */
+export function softwareThreads(gpu: GpuContext, env: NodeJS.ProcessEnv = process.env): string[] {
+  const threads = env.LP_NUM_THREADS?.trim();
+  return threads && isSoftwareAdapter(gpu) ? [`LP_NUM_THREADS=${threads}`] : [];
+}
+
 export function testbedOf(gpu: GpuContext, provenance: Provenance): Testbed {
   const a = gpu.adapter;
   const dawnVersion = provenance.dawnVersion ?? 'unknown';
@@ -63,7 +75,8 @@ export function testbedOf(gpu: GpuContext, provenance: Provenance): Testbed {
     description: a.description,
     backend: a.backend,
     dawnVersion,
-    fingerprint: [a.vendor, a.architecture, a.device, a.backend, a.description, dawnVersion].join('|'),
+    // A software adapter's thread count changes its times as much as another driver would.
+    fingerprint: [a.vendor, a.architecture, a.device, a.backend, a.description, dawnVersion, ...softwareThreads(gpu)].join('|'),
   };
 }
 
@@ -85,6 +98,21 @@ function caseEngine(gpu: GpuContext, dtype: DType): GemmEngine | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Cases timed pair by pair with the reference strategy's layer (CaseOptions.pairWith): every case
+ * but the reference's own, where the reference ran ok in this sweep and both layers together stay
+ * small (2 × its step peak ≤ PAIRED_MAX_BYTES): on large shapes the GPU's timestamps, not the
+ * host's load, decide the time, and two layers might not fit.
+ */
+export const PAIRED_MAX_BYTES = 512 * 2 ** 20;
+
+export function pairedReference(config: BenchCase['config'], done: readonly BenchCase[]): string | null {
+  if (config.impl === REFERENCE_STRATEGY) return null;
+  const key = configKey(config);
+  const reference = done.find((c) => c.config.impl === REFERENCE_STRATEGY && c.status === 'ok' && configKey(c.config) === key);
+  return reference?.memory && reference.memory.stepPeak <= PAIRED_MAX_BYTES ? REFERENCE_STRATEGY : null;
 }
 
 /** Memory and speed of every case against zero-buffer's case of the same config. */
@@ -145,6 +173,8 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     complete: false,
     notes: resume ? resume.notes.filter((n) => !n.startsWith('resumed')) : [...plan.notes],
   };
+  const plant = plantNote();
+  if (plant && !results.notes.includes(plant)) results.notes.push(plant);
   if (!gpu.hasTimestamps && !results.notes.some((n) => n.startsWith('the adapter has no timestamp'))) results.notes.push('the adapter has no timestamp queries: times are wall clock around onSubmittedWorkDone()');
   const resultsPath = join(options.outDir, 'results.json');
   const save = () => writeFileAtomic(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
@@ -167,6 +197,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     }
   }
   const previous = new Map((resume?.cases ?? []).map((c) => [c.key, c]));
+  const load = watchLoad();
   const toRun = plan.cases.filter((c) => !previous.has(c.key)).length;
   let device = gpu;
   let lastPeak = 0;
@@ -184,6 +215,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
         gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? results.ceilings?.gemmSubgroupMatrix?.tflops : results.ceilings?.gemm.tflops) ?? null,
         check: options.check,
         makeTimer: options.makeTimer,
+        pairWith: pairedReference(planned.config, results.cases),
       }));
     results.cases.push(result);
     lastPeak = result.memory?.stepPeak ?? 0;
@@ -193,6 +225,8 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     await save();
   }
   if (previous.size) results.notes.push(`resumed: ${plan.cases.length - toRun} case(s) kept from ${resume?.provenance.time}, ${toRun} run ${options.provenance.time}`);
+  // The load of the session that ran the cases; a resumed sweep's cases come from two sessions.
+  results.provenance = { ...results.provenance, load: previous.size ? null : load() };
   results.complete = true;
   await save();
   await options.writeReports?.(options.outDir, results);

@@ -117,6 +117,12 @@ export interface BenchCase {
     forward: TimeStats | null;
     backward: TimeStats | null;
     split?: StepSplit;
+    /**
+     * This case's step time over the reference strategy's (`impl`), the two timed alternately step
+     * by step in the same job: one ratio per pair (docs/design.md#gate-verdicts). Absent for the
+     * reference itself, for cases too large to hold both layers, and in older files.
+     */
+    vsReference?: { impl: string; ratio: TimeStats };
   };
   throughput?: {
     tokensPerS: number;

@@ -1,6 +1,7 @@
 import { GEMM_ENGINES, ROUTINGS } from '../config.js';
 import { ALLOCATOR_MODES, BUFFER_TAGS } from '../gpu/allocator.js';
-import { BENCH_SCHEMA, type CaseStatus } from './schema.js';
+import { caseKey } from './plan.js';
+import { BENCH_SCHEMA, type CaseConfig, type CaseStatus } from './schema.js';
 import { shardRecord, shardRuns } from './validate-shard.js';
 import { caseBuffers, stepSplit } from './validate-buffers.js';
 
@@ -158,6 +159,13 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
       timeStats(ch, t.forward, `${path}.time.forward`, true);
       timeStats(ch, t.backward, `${path}.time.backward`, true);
       if (t.split !== undefined) stepSplit(ch, t.split, `${path}.time.split`, (t.step as { n?: unknown } | null)?.n);
+      if (t.vsReference !== undefined) {
+        const p = ch.object(t.vsReference, `${path}.time.vsReference`);
+        if (p) {
+          ch.string(p, 'impl', `${path}.time.vsReference`);
+          timeStats(ch, p.ratio, `${path}.time.vsReference.ratio`, false);
+        }
+      }
     }
   }
   if (c.throughput !== undefined) {
@@ -308,6 +316,7 @@ export function validateBenchResults(json: unknown): string[] {
   else {
     const keys = new Set<string>();
     r.cases.forEach((c, i) => benchCase(ch, c, `results.cases[${i}]`, keys));
+    if (!ch.problems.length) caseIdentities(ch, r.cases as { key: string; config: CaseConfig }[]);
   }
   if (r.shards !== undefined) shardRuns(ch, r.shards, r.cases, { provenance, testbed, ceilings });
   ch.boolean(r, 'complete', 'results');
@@ -327,4 +336,20 @@ function checkRecord(ch: Checker, k: Obj, path: string): void {
   if (k.pass !== undefined) ch.boolean(k, 'pass', path);
   if (k.seconds !== undefined) ch.number(k, 'seconds', path, { min: 0 });
   if (k.forcedTokens !== undefined && (!Array.isArray(k.forcedTokens) || k.forcedTokens.some((t) => !Number.isInteger(t) || (t as number) < 0))) ch.fail(`${path}.forcedTokens`, 'expected a list of token indices');
+}
+
+/**
+ * Readers match cases by their config (the gate by caseKey(config)), so a key that does not say
+ * what the config says, or two cases with one config (a hand-edited copy), would let one case
+ * stand for another: a duplicate could hide a regression (issue 28).
+ */
+function caseIdentities(ch: Checker, cases: readonly { key: string; config: CaseConfig }[]): void {
+  const seen = new Map<string, number>();
+  cases.forEach((c, i) => {
+    const expected = caseKey(c.config);
+    if (c.key !== expected) ch.fail(`results.cases[${i}].key`, `${JSON.stringify(c.key)} does not match its config, whose key is ${JSON.stringify(expected)}`);
+    const first = seen.get(expected);
+    if (first !== undefined) ch.fail(`results.cases[${i}].config`, `the same config as results.cases[${first}] (${expected}); each config may appear once`);
+    else seen.set(expected, i);
+  });
 }

@@ -1,3 +1,4 @@
+import { nearest } from '../suggest.js';
 import { Command, Errors, type Interfaces } from '@oclif/core';
 import { ExitCode, GpuError, MoeblazeError, UsageError } from '../errors.js';
 import { diagnoseNoAdapter } from '../gpu/diagnose.js';
@@ -48,6 +49,18 @@ function cleanParseMessage(message: string): string {
     .replace(/\s*See more help with --help\s*$/, '')
     .replace(/\s*\n\s*/g, '; ')
     .trim();
+}
+
+/**
+ * Flag names as typed, with their dashes ("Missing required flag --current"), and the nearest
+ * flag for one that does not exist ("Nonexistent flag: --expert; did you mean --experts?").
+ */
+export function explainParseError(text: string, flags: readonly string[]): string {
+  const out = text.replace(/Missing required flag:?\s+(?!--)([\w-]+)/g, 'Missing required flag --$1');
+  return out.replace(/Nonexistent flags?: (--?[\w-]+)/, (match, typed: string) => {
+    const guess = nearest(typed.replace(/^-+/, ''), flags);
+    return guess ? `${match}; did you mean --${guess}?` : match;
+  });
 }
 
 /** Maps anything a command can throw to an exit code and one line of text (docs/design.md#exit-codes). */
@@ -128,7 +141,7 @@ export abstract class BaseCommand extends Command {
       // Parsing was attempted; without this oclif warns "did not parse its arguments" outside production.
       this.parsed = true;
       if (error instanceof Errors.ExitError) throw error;
-      const text = cleanParseMessage(error instanceof Error ? error.message : String(error));
+      const text = explainParseError(cleanParseMessage(error instanceof Error ? error.message : String(error)), Object.keys(options?.flags ?? {}));
       throw new UsageError(`${text}; see \`${this.config.bin} ${this.commandName()} --help\``);
     }
     rejectContradictions(options?.flags ?? {}, parsed.raw, parsed.flags);

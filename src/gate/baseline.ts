@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
+import { lstat, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { readBenchResults } from '../bench/read.js';
 import type { BenchResults } from '../bench/schema.js';
 import { UsageError } from '../errors.js';
@@ -10,7 +11,8 @@ import { describeTestbed } from './compare.js';
  * unusable is a UsageError (exit 2) naming the flag: a gate that silently compared against
  * nothing would pass every submission.
  */
-export async function loadResultsFile(path: string, flag = 'baseline'): Promise<BenchResults> {
+export async function loadResultsFile(given: string, flag = 'baseline'): Promise<BenchResults> {
+  const path = await resultsFileIn(given, flag);
   const hint = flag === 'baseline' ? '; create one with `moeblaze gate --baseline FILE --current results.json --update-baseline`' : '';
   const results = await readBenchResults(path, flag, hint);
   // An interrupted sweep lacks cases: gating it (or against it) would pass on what never ran.
@@ -20,14 +22,36 @@ export async function loadResultsFile(path: string, flag = 'baseline'): Promise<
   return results;
 }
 
+/**
+ * A bench output folder stands for its results.json (what `bench --out` prints), so that
+ * `--current moeblaze-results/ci` works; a folder without one is a usage error saying so.
+ */
+export async function resultsFileIn(path: string, flag: string): Promise<string> {
+  const isFolder = await stat(path).then((s) => s.isDirectory(), () => false);
+  if (!isFolder) return path;
+  const inside = join(path, 'results.json');
+  if (await stat(inside).then((s) => s.isFile(), () => false)) return inside;
+  throw new UsageError(`--${flag}: "${path}" is a folder without a results.json; give a moeblaze.bench results file, e.g. the results.json that \`moeblaze bench --out DIR\` writes`);
+}
+
 export function loadBaseline(path: string): Promise<BenchResults> {
   return loadResultsFile(path, 'baseline');
 }
 
 /**
- * Replaces the baseline with `results`: written to a temporary file beside it, then renamed, so a
- * reader (or a crash) never sees half a file. Returns the sentence to print: a baseline is never
- * changed silently.
+ * The file a baseline path stands for: a symlink's target (followed to the end; a dangling link's
+ * own target), so that an update replaces the target and the link stays a link (issue 28).
+ */
+export async function baselineTarget(path: string): Promise<string> {
+  const link = await lstat(path).then((s) => s.isSymbolicLink(), () => false);
+  if (!link) return path;
+  return realpath(path).catch(async () => resolve(dirname(path), await readlink(path)));
+}
+
+/**
+ * Replaces the baseline with `results`: written to a temporary file beside it (beside a symlink's
+ * target), then renamed, so a reader (or a crash) never sees half a file. Returns the sentence to
+ * print: a baseline is never changed silently.
  */
 export async function updateBaseline(path: string, results: BenchResults): Promise<string> {
   let before: string | null = null;
@@ -41,7 +65,9 @@ export async function updateBaseline(path: string, results: BenchResults): Promi
     }
   }
   const ok = results.cases.filter((c) => c.status === 'ok').length;
-  await writeFileAtomic(path, `${JSON.stringify(results, null, 2)}\n`);
+  const target = await baselineTarget(path);
+  await writeFileAtomic(target, `${JSON.stringify(results, null, 2)}\n`);
   const what = `${results.cases.length} case(s) (${ok} ok) measured ${results.provenance?.time ?? 'at an unknown time'} on ${describeTestbed(results.testbed)}`;
-  return before === null ? `wrote a new baseline ${path}: ${what}` : `updated the baseline ${path}: ${what}, replacing ${before}`;
+  const where = target === path ? path : `${path} (→ ${target})`;
+  return before === null ? `wrote a new baseline ${where}: ${what}` : `updated the baseline ${where}: ${what}, replacing ${before}`;
 }

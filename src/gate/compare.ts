@@ -1,21 +1,27 @@
 import { REFERENCE_STRATEGY } from '../registry.js';
 import { caseKey, configKey } from '../bench/plan.js';
 import type { BenchCase, BenchResults, Testbed } from '../bench/schema.js';
-import { caseCeilings, caseTestbed } from '../bench/testbeds.js';
+import { sameTestbed } from './speed-rows.js';
 import { formatBytes } from '../units.js';
-import { ceilingShift, judgeSpeed, speedSide, type BootstrapOptions, type SpeedSide } from './speed.js';
+import type { BootstrapOptions } from './speed.js';
+import { loadComparable } from '../measure/load.js';
+import { referenceRows, speedRows, strategyRows } from './speed-rows.js';
 
 export type Verdict = 'SAME' | 'FASTER' | 'SLOWER' | 'MEM+' | 'MEM-' | 'AMBG' | 'INCOMPARABLE';
 
 /**
  * - status: the case's status changed (ok → oom is MEM+);
  * - stepPeak, activationPeak: bytes, deterministic, compared exactly (up to --memory-tolerance);
- * - time/zero-buffer: the case's median step time over zero-buffer's of the same config in the
- *   same run (machine drift cancels); larger = this case slowed down relative to zero-buffer;
+ * - time/zero-buffer: the case's step time over zero-buffer's of the same config in the same run,
+ *   from pairs of steps timed alternately where both files have them (time.vsReference), so that
+ *   load which comes and goes cancels; larger = this case slowed down relative to zero-buffer;
+ *   a row keyed `<strategy>|all configs` pools a strategy's configs (speed-rows.ts strategyRows);
+ * - time/others: zero-buffer's own verdict, from the others' (speed-rows.ts referenceRows);
  * - gemmFraction: useful TFLOP/s over the same run's GEMM ceiling; smaller = slower;
- * - time: the absolute median step time, only between identical testbeds.
+ * - time: the absolute median step time, only between identical testbeds; gated only with
+ *   --absolute-speed or when both runs recorded a machine about as idle (measure/load.ts).
  */
-export type GateMetric = 'status' | 'stepPeak' | 'activationPeak' | 'time/zero-buffer' | 'gemmFraction' | 'time';
+export type GateMetric = 'status' | 'stepPeak' | 'activationPeak' | 'time/zero-buffer' | 'time/others' | 'gemmFraction' | 'time';
 export type GateUnit = 'status' | 'bytes' | 'ratio' | 'fraction' | 'ms';
 
 export interface GateRow {
@@ -29,6 +35,8 @@ export interface GateRow {
   verdict: Verdict;
   /** Counts towards the exit code. */
   regression: boolean;
+  /** A speed verdict shown but not gated (the note says why: another ceiling, a busier machine). */
+  ungated?: boolean;
   note?: string;
 }
 
@@ -39,8 +47,13 @@ export interface GateOptions {
   memoryTolerance: number;
   /** INCOMPARABLE fails (exit 3) instead of warning. */
   strict: boolean;
-  /** Speed verdicts are printed but never fail (shared CI machines). */
+  /** Speed verdicts are printed but never fail. */
   advisorySpeed: boolean;
+  /**
+   * Absolute times fail the gate whatever the machine's load; by default they do only when both
+   * runs recorded their load and the current machine was about as idle as the baseline's.
+   */
+  absoluteSpeed: boolean;
   bootstrap: BootstrapOptions;
   /** Current cases noisier than this (IQR/median) are listed in `noisy` for re-measurement. */
   noiseTarget?: number | null;
@@ -51,6 +64,7 @@ export const DEFAULT_GATE_OPTIONS: GateOptions = {
   memoryTolerance: 0,
   strict: false,
   advisorySpeed: false,
+  absoluteSpeed: false,
   bootstrap: { resamples: 2000, seed: 1 },
   noiseTarget: null,
 };
@@ -64,6 +78,8 @@ export interface GateReport {
   /** Keys of current cases noisier than the noise target. */
   noisy: string[];
   matched: number;
+  /** Matched cases that ran ok on both sides: the ones whose figures were compared. */
+  compared: number;
   testbed: { baseline: string; current: string; comparable: boolean };
   regressions: number;
   summary: string;
@@ -73,11 +89,16 @@ export interface GateReport {
 }
 
 export function describeTestbed(t: Testbed): string {
-  return `${t.description || t.device || t.vendor} (${t.backend}, Dawn ${t.dawnVersion})`;
+  // A software adapter's thread count is part of the fingerprint (bench/run.ts softwareThreads).
+  const threads = /\|(LP_NUM_THREADS=[^|]*)$/.exec(t.fingerprint)?.[1];
+  return `${t.description || t.device || t.vendor} (${t.backend}, Dawn ${t.dawnVersion}${threads ? `, ${threads}` : ''})`;
 }
 
-interface Context {
+/** What every row of one comparison shares (src/gate/speed-rows.ts reads it too). */
+export interface Context {
   opts: GateOptions;
+  /** null: absolute times are gated; otherwise why they are shown without failing (a busier machine). */
+  absoluteUngated: string | null;
   zeroBase: Map<string, BenchCase>;
   zeroCur: Map<string, BenchCase>;
   base: BenchResults;
@@ -85,10 +106,7 @@ interface Context {
   ambiguous: Set<string>;
 }
 
-/** GFLOP/s below 1 TFLOP/s (software GPUs), TFLOP/s above. */
-const formatRate = (tflops: number) => (tflops < 1 ? `${(tflops * 1e3).toPrecision(3)} GFLOP/s` : `${tflops.toPrecision(3)} TFLOP/s`);
-
-const pct = (b: number, c: number) => (b !== 0 ? ((c - b) / b) * 100 : c === 0 ? 0 : null);
+export const pct = (b: number, c: number) => (b !== 0 ? ((c - b) / b) * 100 : c === 0 ? 0 : null);
 
 function statusRow(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateRow | null {
   if (b.status === c.status) return null;
@@ -98,6 +116,8 @@ function statusRow(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateR
   if (b.status === 'oom' && c.status === 'ok') return { ...row, verdict: 'MEM-', regression: false, note: 'was out of memory, now fits' };
   // Wrong results are never a pass, strict or not: a case that now fails its correctness check regressed.
   if (c.status === 'mismatch') return { ...row, verdict: 'INCOMPARABLE', regression: true, note: `now fails its correctness check${why}` };
+  // A case that ran before and now errors or is refused measured nothing: never a pass (issue 28).
+  if (b.status === 'ok') return { ...row, verdict: 'INCOMPARABLE', regression: true, note: `ran before, now ${c.status}${why}` };
   return { ...row, verdict: 'INCOMPARABLE', regression: ctx.opts.strict, note: `status ${b.status} → ${c.status}${why}` };
 }
 
@@ -114,88 +134,6 @@ function memoryRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): Gate
   });
 }
 
-/** `ungated`: why this row's verdict is shown but never fails (null: it is gated). */
-function speedRow(key: string, metric: GateMetric, unit: GateUnit, shown: [number, number], base: SpeedSide, cur: SpeedSide, ctx: Context, ungated: string | null = null): GateRow {
-  // The ceiling is one measurement of the run: its fraction separates by raw intervals only.
-  const j = judgeSpeed(base, cur, ctx.opts.threshold, metric === 'gemmFraction' ? null : ctx.opts.bootstrap, `${key}#${metric}`);
-  const row: GateRow = {
-    key,
-    metric,
-    unit,
-    baseline: shown[0],
-    current: shown[1],
-    changePct: pct(shown[0], shown[1]),
-    verdict: j.verdict,
-    regression: j.verdict === 'SLOWER' && !ctx.opts.advisorySpeed && ungated === null,
-  };
-  const ci = j.ci ? `bootstrap 95% CI ×${j.ci[0].toFixed(3)}–${j.ci[1].toFixed(3)}` : '';
-  const intervals = metric === 'gemmFraction' ? ' (ceiling spread included)' : '';
-  if (j.separatedBy === 'intervals') row.note = (j.verdict === 'SLOWER' ? 'current p10 above baseline p90' : 'current p90 below baseline p10') + intervals;
-  else if (j.separatedBy === 'bootstrap') row.note = ci;
-  else if (j.verdict === 'AMBG') row.note = `beyond ±${(ctx.opts.threshold * 100).toFixed(0)}% but the runs overlap${ci ? ` (${ci})` : intervals}`;
-  if (ungated !== null && j.verdict !== 'SAME') row.note = ungated;
-  else if (j.verdict === 'SLOWER' && ctx.opts.advisorySpeed) row.note = `advisory; ${row.note}`;
-  if (j.verdict === 'AMBG' && ungated === null) ctx.ambiguous.add(key);
-  return row;
-}
-
-/** Whether two cases ran on one testbed (a merged file keeps each case's own: bench/testbeds.ts), and the note when not. */
-function sameTestbed(b: BenchCase, c: BenchCase, ctx: Pick<Context, 'base' | 'cur'>): { comparable: boolean; note: string } {
-  const tb = caseTestbed(ctx.base, b);
-  const tc = caseTestbed(ctx.cur, c);
-  return { comparable: tb.fingerprint === tc.fingerprint, note: `testbed differs: ${describeTestbed(tb)} → ${describeTestbed(tc)}` };
-}
-
-function speedRows(key: string, b: BenchCase, c: BenchCase, ctx: Context): GateRow[] {
-  if (!b.time || !c.time) return [];
-  const rows: GateRow[] = [];
-  // Zero-buffer's case counts only where it ran on the case's own testbed (always, outside merged files).
-  const zb = (map: Map<string, BenchCase>, results: BenchResults, own: BenchCase) => {
-    const z = map.get(configKey(c.config));
-    return z && caseTestbed(results, z).fingerprint === caseTestbed(results, own).fingerprint ? (z.time?.step ?? null) : null;
-  };
-  const zbBase = zb(ctx.zeroBase, ctx.base, b);
-  const zbCur = zb(ctx.zeroCur, ctx.cur, c);
-  if (c.config.impl !== REFERENCE_STRATEGY && zbBase && zbCur) {
-    const before = speedSide(b.time.step, zbBase);
-    const after = speedSide(c.time.step, zbCur);
-    const row = speedRow(key, 'time/zero-buffer', 'ratio', [before.point, after.point], before, after, ctx);
-    if (row.verdict === 'AMBG') ctx.ambiguous.add(caseKey(ctx.zeroCur.get(configKey(c.config))!.config));
-    rows.push(row);
-  }
-  const gb = caseCeilings(ctx.base, b)?.gemm;
-  const gc = caseCeilings(ctx.cur, c)?.gemm;
-  const fb = b.throughput?.gemmFraction;
-  const fc = c.throughput?.gemmFraction;
-  if (gb && gc && fb != null && fc != null) {
-    // Time over the GEMM's time is the fraction's reciprocal up to the (fixed) useful FLOPs.
-    const before = speedSide(b.time.step, { median: gb.medianMs, samples: gb.samples });
-    const after = speedSide(c.time.step, { median: gc.medianMs, samples: gc.samples });
-    const shift = ceilingShift(gb, gc, ctx.opts.threshold);
-    const ungated = shift.stable ? null : `not gated: GEMM ceiling ${formatRate(gb.tflops)} → ${formatRate(gc.tflops)} (${shift.change > 0 ? '+' : ''}${(shift.change * 100).toFixed(1)}%)`;
-    rows.push(speedRow(key, 'gemmFraction', 'fraction', [fb, fc], before, after, ctx, ungated));
-  }
-  const sameSource = b.time.source === c.time.source;
-  const testbed = sameTestbed(b, c, ctx);
-  if (testbed.comparable && sameSource) {
-    rows.push(speedRow(key, 'time', 'ms', [b.time.step.median, c.time.step.median], speedSide(b.time.step, null), speedSide(c.time.step, null), ctx));
-  } else {
-    const note = sameSource ? testbed.note : `timing source differs: ${b.time.source} → ${c.time.source}`;
-    rows.push({
-      key,
-      metric: 'time',
-      unit: 'ms',
-      baseline: b.time.step.median,
-      current: c.time.step.median,
-      changePct: pct(b.time.step.median, c.time.step.median),
-      verdict: 'INCOMPARABLE',
-      regression: ctx.opts.strict && !ctx.opts.advisorySpeed,
-      note,
-    });
-  }
-  return rows;
-}
-
 function zeroBufferCases(results: BenchResults): Map<string, BenchCase> {
   const map = new Map<string, BenchCase>();
   for (const c of results.cases) if (c.config.impl === REFERENCE_STRATEGY && c.status === 'ok' && c.time) map.set(configKey(c.config), c);
@@ -209,10 +147,12 @@ function summarize(report: Omit<GateReport, 'summary' | 'exitCode'>, opts: GateO
   const kinds = [...failing].map(([v, n]) => `${n} ${v}`).join(', ');
   const parts = [
     report.regressions ? `FAIL: ${report.regressions} regression(s) (${kinds})` : 'PASS: no regression',
-    `${report.matched} case(s) compared`,
+    report.compared === report.matched ? `${report.matched} case(s) compared` : `${report.compared} of ${report.matched} matched case(s) compared (ok on both sides)`,
   ];
-  const advisory = count((r) => r.verdict === 'SLOWER' && !r.regression);
+  const advisory = count((r) => r.verdict === 'SLOWER' && !r.regression && !r.ungated);
   if (advisory) parts.push(`${advisory} SLOWER (advisory)`);
+  const ungated = count((r) => r.verdict === 'SLOWER' && !!r.ungated);
+  if (ungated) parts.push(`${ungated} SLOWER not gated (absolute times without an idle machine in both runs, which --absolute-speed gates, or a moved GEMM ceiling)`);
   for (const v of ['AMBG', 'FASTER', 'MEM-'] as const) {
     const n = count((r) => r.verdict === v);
     if (n) parts.push(`${n} ${v}`);
@@ -235,8 +175,10 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
   const index = (r: BenchResults) => new Map(r.cases.map((c) => [caseKey(c.config), c]));
   const b = index(baseline);
   const c = index(current);
+  const load = loadComparable(baseline.provenance.load, current.provenance.load);
   const ctx: Context = {
     opts,
+    absoluteUngated: opts.absoluteSpeed || load.comparable ? null : `not gated: ${load.why}`,
     zeroBase: zeroBufferCases(baseline),
     zeroCur: zeroBufferCases(current),
     base: baseline,
@@ -246,6 +188,7 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
   const rows: GateRow[] = [];
   const noisy: string[] = [];
   let matched = 0;
+  let compared = 0;
   // Absolute times compare where every matched case ran on the same testbed as its baseline (one each, outside merged files).
   let comparable = baseline.testbed.fingerprint === current.testbed.fingerprint;
   for (const [key, now] of c) {
@@ -253,11 +196,14 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
     if (!before) continue;
     if (matched++ === 0) comparable = true;
     comparable &&= sameTestbed(before, now, ctx).comparable;
+    if (before.status === 'ok' && now.status === 'ok') compared++;
     const status = statusRow(key, before, now, ctx);
     if (status) rows.push(status);
     rows.push(...memoryRows(key, before, now, ctx), ...speedRows(key, before, now, ctx));
     if (opts.noiseTarget != null && now.time && now.time.step.noise > opts.noiseTarget) noisy.push(key);
   }
+  rows.push(...referenceRows(rows, new Map([...c].filter(([k]) => b.has(k))), ctx));
+  rows.push(...strategyRows(b, c, ctx));
   const testbed = { baseline: describeTestbed(baseline.testbed), current: describeTestbed(current.testbed), comparable };
   const partial = {
     rows,
@@ -266,6 +212,7 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
     ambiguous: [...ctx.ambiguous],
     noisy,
     matched,
+    compared,
     testbed,
     regressions: rows.filter((r) => r.regression).length,
   };

@@ -39,8 +39,17 @@ export const gateFlags = {
     helpGroup: 'GATE',
   })(),
   strict: Flags.boolean({ description: 'INCOMPARABLE (another testbed, a case that no longer runs) fails too', helpGroup: 'GATE' }),
-  'advisory-speed': Flags.boolean({ description: 'print speed verdicts but fail on memory only (shared or noisy CI machines)', helpGroup: 'GATE' }),
-  'update-baseline': Flags.boolean({ description: 'after the verdict, replace the baseline file with the current results (atomically; says so on stderr)', helpGroup: 'GATE' }),
+  'advisory-speed': Flags.boolean({ description: 'print speed verdicts but fail on memory only', helpGroup: 'GATE' }),
+  'absolute-speed': Flags.boolean({
+    description: 'absolute step times fail the gate even when the machine was busier than during the baseline (by default they do only when both runs recorded a machine about as idle)',
+    helpGroup: 'GATE',
+  }),
+  'update-baseline': Flags.boolean({ description: 'after the verdict, replace the baseline file with the current results (atomically, through a symlink; says so on stderr); refused when the gate fails', helpGroup: 'GATE' }),
+  force: Flags.boolean({
+    description: 'with --update-baseline: write the baseline even from a run that fails the gate or has cases failing their correctness check',
+    dependsOn: ['update-baseline'],
+    helpGroup: 'GATE',
+  }),
 };
 
 /** Only where the gate runs the benchmark itself (bench --baseline). */
@@ -59,6 +68,7 @@ export function gateOptionsFromFlags(flags: GateFlagValues, noiseTarget: number 
     memoryTolerance: flags['memory-tolerance'] ?? DEFAULT_GATE_OPTIONS.memoryTolerance,
     strict: flags.strict ?? false,
     advisorySpeed: flags['advisory-speed'] ?? false,
+    absoluteSpeed: flags['absolute-speed'] ?? false,
     noiseTarget,
   };
 }
@@ -74,5 +84,7 @@ export const benchGateFlags: typeof gateFlags = {
   'memory-tolerance': { ...gateFlags['memory-tolerance'], dependsOn: ['baseline'] },
   strict: { ...gateFlags.strict, dependsOn: ['baseline'] },
   'advisory-speed': { ...gateFlags['advisory-speed'], dependsOn: ['baseline'] },
+  'absolute-speed': { ...gateFlags['absolute-speed'], dependsOn: ['baseline'] },
+  force: { ...gateFlags.force, dependsOn: ['baseline', 'update-baseline'] },
   'update-baseline': { ...gateFlags['update-baseline'], dependsOn: ['baseline'] },
 };

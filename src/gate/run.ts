@@ -27,13 +27,17 @@ export interface GateRunOptions extends RetryOptions {
   remeasure?: (keys: string[]) => Promise<void>;
   /** Replace the baseline with `current` after the verdict. */
   update: boolean;
+  /** Update even from a run that fails the gate or has mismatching cases (--force). */
+  force?: boolean;
 }
 
 export interface GateRunResult {
   /** null when there was no baseline yet and `update` created it. */
   report: GateReport | null;
-  /** What --update-baseline wrote, to print on stderr; null when nothing was written. */
+  /** What --update-baseline wrote (or why it did not), to print on stderr; null when not asked. */
   baselineMessage: string | null;
+  /** --update-baseline was refused (updateRefusal): the command exits 3, the baseline untouched. */
+  refused?: boolean;
 }
 
 /**
@@ -64,10 +68,42 @@ export function requireSharedCases(baseline: BenchResults, currentKeys: readonly
  * sets process.exitCode from report.exitCode.
  */
 export async function gateAgainstBaseline(baseline: BenchResults | null, current: BenchResults, run: GateRunOptions): Promise<GateRunResult> {
-  if (baseline === null) return { report: null, baselineMessage: await updateBaseline(run.baselinePath, current) };
+  if (baseline === null) {
+    const refusal = updateRefusal(null, current);
+    if (refusal && !run.force) return { report: null, baselineMessage: `no baseline written to ${run.baselinePath}: ${refusal}; --force writes it anyway`, refused: true };
+    return { report: null, baselineMessage: await updateBaseline(run.baselinePath, current) };
+  }
   requireSharedCases(baseline, current.cases.map((c) => caseKey(c.config)), run.baselinePath);
   const compare = () => compareResults(baseline, current, run.options);
   const report = run.remeasure ? await gateWithRetries(compare, run.remeasure, run.retries, run) : compare();
-  const baselineMessage = run.update ? await updateBaseline(run.baselinePath, current) : null;
-  return { report, baselineMessage };
+  requireSomethingCompared(report, current);
+  if (!run.update) return { report, baselineMessage: null };
+  const refusal = updateRefusal(report, current);
+  if (refusal && !run.force) {
+    return { report, baselineMessage: `baseline ${run.baselinePath} left unchanged: ${refusal}; --force writes it anyway`, refused: true };
+  }
+  const written = await updateBaseline(run.baselinePath, current);
+  return { report, baselineMessage: refusal ? `--force: ${written}, although ${refusal}` : written };
+}
+
+/**
+ * Matched cases that all failed to run on one side or the other compare nothing: unless a case
+ * regressed (ok before, an error now: exit 3), that is exit 2, not a pass (issue 28).
+ */
+export function requireSomethingCompared(report: GateReport, current: BenchResults): void {
+  if (report.compared > 0 || report.regressions > 0) return;
+  const statuses = new Map<string, number>();
+  for (const c of current.cases) statuses.set(c.status, (statuses.get(c.status) ?? 0) + 1);
+  const list = [...statuses].map(([s, n]) => `${n} ${s}`).join(', ');
+  throw new UsageError(`--current: none of the ${report.matched} matched case(s) ran ok in both files (current: ${list}), so nothing was compared`);
+}
+
+/** Why the current run must not become the baseline, or null: it failed the gate, or some case gave wrong results. */
+export function updateRefusal(report: GateReport | null, current: BenchResults): string | null {
+  const mismatches = current.cases.filter((c) => c.status === 'mismatch').length;
+  const reasons = [
+    report && report.exitCode !== 0 && `the current run fails the gate (${report.regressions} regression(s))`,
+    mismatches > 0 && `${mismatches} current case(s) fail their correctness check`,
+  ].filter(Boolean);
+  return reasons.length ? reasons.join(' and ') : null;
 }

@@ -122,3 +122,38 @@ export function ceilingShift(base: CeilingSide, cur: CeilingSide, threshold: num
   const change = base.medianMs / cur.medianMs - 1;
   return { change, stable: Math.abs(change) <= threshold };
 }
+
+/** One config's paired ratios in the two runs (time.vsReference samples). */
+export interface PairedRuns {
+  base: readonly number[];
+  cur: readonly number[];
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+};
+
+/**
+ * A strategy's change over all its configs: the geometric mean over configs of current median /
+ * baseline median of the paired ratios, with a percentile bootstrap that resamples every config's
+ * two sample sets independently. A change in a strategy's own kernels moves all its configs, so
+ * pooling them separates what one config's few pairs on a busy machine cannot.
+ */
+export function judgePooled(runs: readonly PairedRuns[], threshold: number, options: BootstrapOptions, label: string): SpeedJudgement {
+  const geo = (values: readonly number[]) => Math.exp(values.reduce((a, v) => a + Math.log(v), 0) / values.length);
+  const ratio = geo(runs.map((r) => median(r.cur) / median(r.base)));
+  if (!Number.isFinite(ratio)) return { ratio, verdict: 'SAME', separatedBy: null, ci: null };
+  const slower = ratio - 1 > threshold;
+  const faster = ratio - 1 < -threshold;
+  if (!slower && !faster) return { ratio, verdict: 'SAME', separatedBy: null, ci: null };
+  const rng = new Xoshiro128((options.seed ^ hash(label)) >>> 0);
+  const scratch = new Float64Array(Math.max(...runs.flatMap((r) => [r.base.length, r.cur.length])));
+  const draws = new Float64Array(Math.max(1, options.resamples));
+  for (let i = 0; i < draws.length; i++) draws[i] = geo(runs.map((r) => resampledMedian(rng, r.cur, scratch) / resampledMedian(rng, r.base, scratch)));
+  const sorted = Array.from(draws.sort());
+  const ci: [number, number] = [quantile(sorted, 0.025), quantile(sorted, 0.975)];
+  const separated = slower ? ci[0] > 1 + threshold : ci[1] < 1 - threshold;
+  return { ratio, verdict: separated ? (slower ? 'SLOWER' : 'FASTER') : 'AMBG', separatedBy: separated ? 'bootstrap' : null, ci };
+}

@@ -11,6 +11,7 @@ import { figures, type DriverProbe } from './driver-step.js';
 import { checkAtPeak, settled, startDriverCheck, type DriverCheckReport } from './driver-check.js';
 import type { GapCause } from '../gpu/timer.js';
 import type { AllocatorMode } from '../gpu/allocator.js';
+import { sampleUntilStable, summarize, type SamplingPolicy } from './stats.js';
 
 export { DRIVER_TOLERANCE, type DriverFigures, type DriverProbe, type ReservedCheck, type StepPeakCheck } from './driver-step.js';
 export { DRIVER_CHECK_NOTE, DRIVER_RESOLUTION_BYTES, type DriverCheckReport, type StrategyDriverCheck } from './driver-check.js';
@@ -30,8 +31,10 @@ export interface KernelRow {
 
 export interface StrategyProfile {
   strategy: string;
-  /** The step timed normally (one pass per phase): what bench reports. */
+  /** The median of the steps timed normally (one pass per phase): what bench reports. */
   stepMs: number;
+  /** Those steps' spread: p10, p90, IQR/median and how many were timed (PROFILE_SAMPLING). */
+  stepTime: { median: number; p10: number; p90: number; noise: number; n: number };
   /** The same step's forward and backward spans. */
   forwardMs: number | null;
   backwardMs: number | null;
@@ -67,7 +70,15 @@ export interface ProfileResult {
 
 export interface ProfileOptions {
   driverCheck?: boolean | DriverProbe;
+  /** How the phased step is timed [default: PROFILE_SAMPLING]. */
+  sampling?: SamplingPolicy;
 }
+
+/**
+ * Profile times the phased step several times, as bench does, but on a shorter budget: one step
+ * on a shared machine varied 3× between runs (issue 25). The phases shown are the median step's.
+ */
+export const PROFILE_SAMPLING: SamplingPolicy = { warmup: 1, minSamples: 5, maxSamples: 100, noiseTarget: 0.02, maxTimeMs: 3000 };
 
 export const PER_KERNEL_NOTE = 'per-kernel times come from a separate step that runs every kernel in a compute pass of its own; that split adds pass overhead, so they sum to more than stepMs, the step timed with one pass per phase as bench times it';
 
@@ -102,8 +113,16 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
       const entries = layer.strategy.work(config, routing, { chunkBytes: layer.chunkBytes });
       const work = workByKernel(entries);
       await layer.backward();
-      await layer.step({ timer }); // warm-up: pipelines compiled, caches hot
-      const phased = await layer.step({ timer });
+      const phasedSteps: Awaited<ReturnType<MoELayer['step']>>[] = [];
+      const samples = await sampleUntilStable(async () => {
+        const r = await layer.step({ timer });
+        phasedSteps.push(r);
+        return r.timing!.totalMs;
+      }, options.sampling ?? PROFILE_SAMPLING);
+      const time = summarize(samples);
+      // The phase breakdown of the timed step closest to the median (warm-up steps excluded).
+      const timed = phasedSteps.slice(phasedSteps.length - samples.length);
+      const phased = timed.reduce((a, b) => (Math.abs(b.timing!.totalMs - time.median) < Math.abs(a.timing!.totalMs - time.median) ? b : a));
       const split = await layer.step({ timer, perKernel: true });
       const byKernel = new Map<string, KernelRow>();
       const total = split.timing!.passes.reduce((a, p) => a + p.ms, 0);
@@ -121,10 +140,11 @@ export async function profileStrategies(gpu: GpuContext, config: LayerConfig, st
           row.gbPerS = w.bytes / (row.ms * 1e-3) / 1e9;
         }
       }
-      const stepMs = phased.timing!.totalMs;
+      const stepMs = time.median;
       out.push({
         strategy: id,
         stepMs,
+        stepTime: { median: time.median, p10: time.p10, p90: time.p90, noise: time.noise, n: time.n },
         forwardMs: phased.timing!.forwardMs,
         backwardMs: phased.timing!.backwardMs,
         busyMs: phased.timing!.busyMs,

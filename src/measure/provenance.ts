@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { AdapterReport } from '../gpu/runtime.js';
 import { describeCheckout, readBuildInfo } from './build-info.js';
 import type { AllocatorMode } from '../gpu/allocator.js';
+import type { MachineLoad } from './load.js';
 
 /** Where a result came from (docs/design.md#provenance): enough to rerun it and to tell two runs apart. */
 export interface Provenance {
@@ -31,6 +32,8 @@ export interface Provenance {
    */
   allocator?: AllocatorMode;
   time: string;
+  /** How busy the machine was while a bench ran (src/measure/load.ts); absent elsewhere and in older files. */
+  load?: MachineLoad | null;
 }
 
 interface PackageJson {

@@ -27,6 +27,39 @@ export function formatRatio(ratio: number | null | undefined): string {
   return ratio == null || !Number.isFinite(ratio) ? DASH : `${ratio.toFixed(2)}×`;
 }
 
+/**
+ * A step time over zero-buffer's, said the way it reads: "1.32× slower", "1.25× faster" (the
+ * inverse, so both read as "how many times"), "same" within 0.5% (docs/design.md#report-columns).
+ */
+export function formatVsZeroBuffer(ratio: number | null | undefined): string {
+  if (ratio == null || !Number.isFinite(ratio) || ratio <= 0) return DASH;
+  if (Math.abs(ratio - 1) < 0.005) return 'same';
+  return ratio > 1 ? `${ratio.toFixed(2)}× slower` : `${(1 / ratio).toFixed(2)}× faster`;
+}
+
+/** The mark a case that dropped pairs carries next to its name, in every report, at any width. */
+export const DROP_MARK = '†';
+
+export function droppedPairs(c: BenchCase): boolean {
+  return (c.routing?.droppedPairs ?? 0) > 0;
+}
+
+/** The strategy's label, marked when it dropped pairs. */
+export function markedLabel(c: BenchCase): string {
+  return `${strategyLabel(c.config)}${droppedPairs(c) ? DROP_MARK : ''}`;
+}
+
+/**
+ * The footnote that goes with DROP_MARK, or null when no case dropped pairs: a case that drops
+ * pairs computes less than the others, so its time is not a rank among them.
+ */
+export function dropFootnote(cases: readonly BenchCase[], withConfig: boolean): string | null {
+  const dropping = cases.filter(droppedPairs);
+  if (!dropping.length) return null;
+  const list = dropping.map((c) => `${strategyLabel(c.config)}${withConfig ? ` (E=${c.config.experts} k=${c.config.topK})` : ''} ${formatPercent(c.routing!.droppedPercent / 100)}`);
+  return `${DROP_MARK} dropped pairs (capacity overflow): ${list.join(', ')}. Such a case computes less than the dropless ones; its time does not rank with theirs.`;
+}
+
 /** SI suffixes for rates: "1.23M" reads faster than 1234567 in a narrow column. */
 export function formatCount(value: number): string {
   if (!Number.isFinite(value)) return DASH;

@@ -10,6 +10,9 @@ import {
   formatPercent,
   formatRatio,
   formatTflops,
+  formatVsZeroBuffer,
+  dropFootnote,
+  markedLabel,
   groupCases,
   memoryVsZeroBuffer,
   missedNoiseTarget,
@@ -23,6 +26,7 @@ import {
 } from './bench-format.js';
 import { allocatorLine, busyIdleCell, idleNotes, reservedCell } from './bench-gpu-time.js';
 import { escapeXml as esc } from './svg-chart.js';
+import { memorySection } from './bench-memory.js';
 
 /** Inline only: the report must open offline and from a CI artifact, with nothing fetched. */
 const CSS = `
@@ -55,11 +59,11 @@ function row(cells: string[], tag: 'td' | 'th' = 'td'): string {
 }
 
 /** Column heads; the cells of caseRow follow this order. */
-const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'GPU busy (idle)', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'reserved', 'saved', 'L-layer est.', 'mem ×ZB', 'ZB speedup', 'dropped'];
+const HEAD = ['strategy', 'median (ms)', 'p10–p90 (ms)', 'noise', 'GPU busy (idle)', 'tokens/s', 'TFLOP/s (GEMM %)', 'step peak', 'act. peak', 'reserved', 'saved', 'L-layer est.', 'mem ×ZB', 'vs zero-buffer', 'dropped'];
 
 function caseRow(results: BenchResults, c: BenchCase, noisy: boolean): string {
   const status = `<span class="${TONE_CLASS[statusTone(c.status)]}">${esc(c.status)}</span>`;
-  const name = esc(`${strategyLabel(c.config)}${testbedTag(results, c)}`);
+  const name = esc(`${markedLabel(c)}${testbedTag(results, c)}`);
   // No status column: a case that ran shows its time; one that did not, its status and why.
   if (c.status !== 'ok') return `<tr><td>${name}</td><td class="msg" colspan="${HEAD.length - 1}">${status}: ${esc(firstLine(c.message) || DASH)}</td></tr>`;
   const s = c.time?.step;
@@ -78,7 +82,7 @@ function caseRow(results: BenchResults, c: BenchCase, noisy: boolean): string {
     bytesOrDash(m?.savedForBackward),
     bytesOrDash(m?.modelEstimate),
     formatRatio(memoryVsZeroBuffer(c)),
-    formatRatio(c.relative?.zeroBufferSpeedup),
+    formatVsZeroBuffer(c.relative?.zeroBufferSpeedup),
     c.routing ? formatPercent(c.routing.droppedPercent / 100) : DASH,
   ];
   // A figure with its qualifier in parentheses may wrap before it, to keep the table in a 1000 px window.
@@ -154,8 +158,10 @@ ${notes.map((n) => `<p class="note">${esc(n)}</p>`).join('\n')}
 <h2>Charts</h2>
 ${chartsSection(results)}
 <h2>Cases</h2>
-<p class="muted">${esc('mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer\'s (>1: zero-buffer is faster); noise: IQR/median, ! above the noise target; est.: L × saved for backward + backward transient. Definitions: docs/design.md, section Measured figures.')}</p>
+<p class="muted">${esc('mem ×ZB: activation peak over zero-buffer\'s; vs zero-buffer: this step time against zero-buffer\'s of the same config; noise: IQR/median, ! above the noise target; est.: L × saved for backward + backward transient. Definitions: docs/design.md, section Report columns.')}</p>
 ${caseTables(results)}
+${(() => { const f = dropFootnote(results.cases, true); return f ? `<p class="note">${esc(f)}</p>` : ''; })()}
+${memorySection(results)}
 <h2>Provenance</h2>
 ${provenanceTable(results)}
 </body>

@@ -11,6 +11,9 @@ import {
   formatPercent,
   formatRatio,
   formatTflops,
+  dropFootnote,
+  droppedPairs,
+  markedLabel,
   groupCases,
   noiseWarning,
   samplingLine,
@@ -20,6 +23,7 @@ import {
   timingLine,
 } from './bench-format.js';
 import { allocatorLine, busyIdleCell, idleNotes, reservedCell } from './bench-gpu-time.js';
+import { BREAKDOWN_INTRO, memoryBreakdownMarkdown } from './bench-memory.js';
 
 /** Pipes end a cell and newlines end a row: both would break the table. */
 function cell(text: string): string {
@@ -61,9 +65,11 @@ function provenance(r: BenchResults): string {
  */
 function timeTable(results: BenchResults, cases: BenchCase[], noiseTarget: number): string {
   const ok = cases.filter((c) => c.status === 'ok' && c.time);
-  const fastest = Math.min(...ok.map((c) => c.time!.step.median));
+  // A case that dropped pairs did less work: the fastest is picked among those that dropped none.
+  const ranked = ok.some((c) => !droppedPairs(c)) ? ok.filter((c) => !droppedPairs(c)) : ok;
+  const fastest = Math.min(...ranked.map((c) => c.time!.step.median));
   const rows = cases.map((c) => {
-    const name = code(`${strategyLabel(c.config)}${testbedTag(results, c)}`);
+    const name = code(`${markedLabel(c)}${testbedTag(results, c)}`);
     if (c.status !== 'ok' || !c.time) return [name, `**${c.status}**: ${firstLine(c.message) || DASH}`, DASH, DASH, DASH, DASH, DASH, DASH, DASH];
     const s = c.time.step;
     const relative = s.median / fastest;
@@ -79,7 +85,7 @@ function timeTable(results: BenchResults, cases: BenchCase[], noiseTarget: numbe
       c.time.forward && c.time.backward ? `${formatMs(c.time.forward.median)} / ${formatMs(c.time.backward.median)}` : DASH,
       tp ? formatCount(tp.tokensPerS) : DASH,
       tflops,
-      relative === 1 ? '**1.00**' : relative.toFixed(2),
+      relative === 1 && !droppedPairs(c) ? '**1.00**' : relative.toFixed(2),
     ];
   });
   return table(['Case', 'Median [p10, p90] (ms)', 'Noise', 'n', 'GPU busy (idle)', 'Fwd / bwd (ms)', 'Tokens/s', 'TFLOP/s (GEMM %)', 'Relative'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
@@ -114,7 +120,7 @@ export function renderBenchMarkdown(results: BenchResults): string {
   if (!results.complete) out.push(`> **Incomplete sweep**: ${results.cases.length} case(s) so far; continue with \`--resume\`.`, '');
   for (const note of results.notes) out.push(`> Note: ${note}`, '');
   out.push('## Step time', '');
-  out.push(`Median of n samples after warm-up, [p10, p90] across them, noise = IQR/median; relative to the fastest case of the config.`, '');
+  out.push(`Median of n samples after warm-up, [p10, p90] across them, noise = IQR/median; relative to the fastest case of the config that dropped no pairs.`, '');
   const groups = groupCases(results.cases);
   if (groups.length > 1 && groups.common) out.push(`Every case: ${groups.common}.`, '');
   const noise = noiseWarning(results);
@@ -123,6 +129,8 @@ export function renderBenchMarkdown(results: BenchResults): string {
   out.push('GPU busy: the step\'s kernel passes summed; idle: the rest of the step, where the GPU waits for the host (docs/design.md#time).', '');
   for (const note of idleNotes(results)) out.push(`- Idle: ${note}`);
   if (idleNotes(results).length) out.push('');
+  const drops = dropFootnote(results.cases, true);
+  if (drops) out.push(drops, '');
   out.push('## Memory', '');
   out.push(
     `Step peak: most bytes live during the step; activation peak: step peak minus what is live when it starts; reserved: the most bytes the allocator held, live or pooled for reuse (torch.cuda.max_memory_reserved); saved for backward: what each of L layers holds at once; estimate: L × saved + the backward transient.`,
@@ -130,5 +138,7 @@ export function renderBenchMarkdown(results: BenchResults): string {
     memoryTable(results),
     '',
   );
+  const breakdown = memoryBreakdownMarkdown(results);
+  if (breakdown) out.push('### Memory at the peak', '', BREAKDOWN_INTRO, '', breakdown, '');
   return out.join('\n');
 }

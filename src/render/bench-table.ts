@@ -12,6 +12,9 @@ import {
   formatPercent,
   formatRatio,
   formatTflops,
+  formatVsZeroBuffer,
+  dropFootnote,
+  markedLabel,
   groupCases,
   memoryVsZeroBuffer,
   missedNoiseTarget,
@@ -41,7 +44,7 @@ export interface BenchTableOptions {
  */
 const COLUMNS: FitColumn[] = [
   { head: 'strategy' },
-  { head: 'step (median)' },
+  { head: 'step (median)', wrap: true, minWidth: 7 },
   { head: 'GPU busy (idle)', dropOrder: 7, wrap: true, minWidth: 10 },
   { head: 'tokens/s', dropOrder: 1 },
   { head: 'TFLOP/s (GEMM %)' },
@@ -51,7 +54,7 @@ const COLUMNS: FitColumn[] = [
   { head: 'saved', dropOrder: 4 },
   { head: 'L-layer est.', dropOrder: 2 },
   { head: 'mem ×ZB' },
-  { head: 'ZB speedup' },
+  { head: 'vs zero-buffer', wrap: true, minWidth: 6 },
   { head: 'dropped', dropOrder: 3 },
 ];
 const HEAD = COLUMNS.map((c) => c.head);
@@ -87,7 +90,7 @@ function okRow(c: BenchCase, ch: ChalkInstance, noisy: boolean): string[] {
     bytesOrDash(m?.savedForBackward),
     bytesOrDash(m?.modelEstimate),
     formatRatio(memoryVsZeroBuffer(c)),
-    formatRatio(c.relative?.zeroBufferSpeedup),
+    formatVsZeroBuffer(c.relative?.zeroBufferSpeedup),
     c.routing ? formatPercent(c.routing.droppedPercent / 100) : DASH,
   ];
 }
@@ -122,7 +125,7 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
     for (const c of group.cases) {
       if (c.status !== 'ok') reasons.push(`${strategyLabel(c.config)}${groups.length > 1 ? ` (${group.short})` : ''}: ${c.status}: ${firstLine(c.message) || 'no message'}`);
       const rest = c.status === 'ok' ? okRow(c, ch, missedNoiseTarget(c, results)) : notRunRow(c, ch);
-      rows.push([`${groups.length > 1 ? '  ' : ''}${strategyLabel(c.config)}${testbedTag(results, c)}`, ...rest]);
+      rows.push([`${groups.length > 1 ? '  ' : ''}${markedLabel(c)}${testbedTag(results, c)}`, ...rest]);
     }
   }
   if (results.cases.length) {
@@ -134,7 +137,9 @@ export function renderBenchTable(results: BenchResults, options: BenchTableOptio
   }
   for (const reason of reasons) out.push(ch.dim(wrap(reason, width, '  ')));
   for (const note of idleNotes(results)) out.push(ch.yellow(wrap(`idle: ${note}`, width, '  ')));
-  out.push(ch.dim(wrap("mem ×ZB: activation peak relative to zero-buffer; ZB speedup: this step time / zero-buffer's (>1: zero-buffer is faster); ± is IQR/median, ! above the noise target; GPU busy: the step's kernel passes summed, idle the rest of the step (! above 2%); reserved: the most bytes the allocator held, live or pooled; (plan): the buffer table's figure for a case refused before it ran.", width)));
+  const drops = dropFootnote(results.cases, groups.length > 1);
+  if (drops) out.push(ch.yellow(wrap(drops, width, '  ')));
+  out.push(ch.dim(wrap(`mem ×ZB: activation peak over zero-buffer's; vs zero-buffer: this step time against zero-buffer's of the same config; ± is IQR/median, ! above the noise target; GPU busy: the step's kernel passes summed, idle the rest of the step (! above 2%); reserved: the most bytes the allocator held, live or pooled; (plan): the buffer table's figure for a case refused before it ran. Every term: docs/design.md#report-columns.`, width)));
   const noise = noiseWarning(results);
   if (noise) out.push(ch.yellow(wrap(`warning: ${noise}`, width, '  ')));
   return out.join('\n');

@@ -5,6 +5,7 @@ import type { HostReport } from '../measure/host.js';
 import { formatBytes } from '../units.js';
 import { deviceName } from './bench-format.js';
 import { reportChalk } from './style.js';
+import { terminalWidth, wrapText } from './fit-table.js';
 
 export interface RenderOptions {
   /** Defaults to colour when stdout is a TTY and NO_COLOR is unset. */
@@ -34,7 +35,8 @@ function wrapList(items: string[], width: number): string {
   let line = '';
   for (const item of items) {
     const next = line ? `${line}, ${item}` : item;
-    if (line && next.length > width) {
+    // The comma that ends a full line counts too.
+    if (line && next.length + 1 > width) {
       lines.push(`${line},`);
       line = item;
     } else {
@@ -56,22 +58,33 @@ function subgroups(a: AdapterReport): string {
   return a.features.includes('subgroups') ? sizes : `${sizes} (feature "subgroups" absent)`;
 }
 
+/**
+ * Characters left for a value beside the widest key: a key/value table is │ key │ value │, so
+ * two borders, the middle one and a space either side of each cell (7 in all).
+ */
+function valueWidth(keys: readonly string[], width: number): number {
+  return Math.max(20, width - Math.max(...keys.map((k) => k.length)) - 7);
+}
+
+const ADAPTER_KEYS = ['vendor', 'architecture', 'device', 'description', 'backend', 'subgroup sizes', 'features (000)', 'subgroup matrices', 'Dawn toggles', ...KEY_LIMITS];
+
 function adapterTable(a: AdapterReport, index: number, options: Required<RenderOptions>): string {
   const c = reportChalk(options.color);
   const table = new Table({ style: { head: [], border: [] }, chars: COMPACT });
-  let features = wrapList(a.features, Math.max(30, options.width - 40));
+  const w = valueWidth(ADAPTER_KEYS, options.width);
+  let features = wrapList(a.features, w);
   // Colour after wrapping: escape codes would count towards the width.
   for (const f of USED_FEATURES) features = features.replace(new RegExp(`(?<![\\w-])${f}(?![\\w-])`), c.green(f));
   table.push(
     { vendor: a.vendor || '—' },
     { architecture: a.architecture || '—' },
     { device: deviceName(a.device) || '—' },
-    { description: a.description || '—' },
+    { description: wrapText(a.description || '—', w) },
     { backend: a.backend + (a.isFallbackAdapter ? c.yellow(' (fallback adapter: software)') : '') },
     { 'subgroup sizes': subgroups(a) },
     { [`features (${a.features.length})`]: features || '—' },
-    { 'subgroup matrices': matrixConfigs(a, Math.max(30, options.width - 40)) },
-    { 'Dawn toggles': a.toggles ? [...a.toggles.enabled, ...a.toggles.disabled.map((t) => `no ${t}`)].join(', ') : '—' },
+    { 'subgroup matrices': matrixConfigs(a, w) },
+    { 'Dawn toggles': a.toggles ? wrapList([...a.toggles.enabled, ...a.toggles.disabled.map((t) => `no ${t}`)], w) || '—' : '—' },
   );
   for (const name of KEY_LIMITS) table.push({ [name]: limitValue(name, a.limits[name]) });
   // Numbered from 0, as --adapter N takes them.
@@ -81,19 +94,20 @@ function adapterTable(a: AdapterReport, index: number, options: Required<RenderO
 function hostTable(host: HostReport, options: Required<RenderOptions>): string {
   const c = reportChalk(options.color);
   const table = new Table({ style: { head: [], border: [] }, chars: COMPACT });
+  const w = valueWidth(['CPU', 'memory', 'OS', 'GPUs', 'unavailable'], options.width);
   const cores = host.cpu.physicalCores && host.cpu.physicalCores !== host.cpu.cores ? `${host.cpu.cores} cores (${host.cpu.physicalCores} physical)` : `${host.cpu.cores} cores`;
   const gpus = host.gpus.length
     ? host.gpus
-        .map((g) => [`${g.vendor} ${g.model}`, g.driver ? `driver ${g.driver}` : null, g.vramBytes ? `${formatBytes(g.vramBytes)} VRAM` : null].filter(Boolean).join(', '))
+        .map((g) => wrapText([`${g.vendor} ${g.model}`, g.driver ? `driver ${g.driver}` : null, g.vramBytes ? `${formatBytes(g.vramBytes)} VRAM` : null].filter(Boolean).join(', '), w))
         .join('\n')
     : c.dim('none found (software adapters have none)');
   table.push(
-    { CPU: `${host.cpu.model}, ${cores}` },
+    { CPU: wrapText(`${host.cpu.model}, ${cores}`, w) },
     { memory: formatBytes(host.memoryBytes) },
-    { OS: `${host.os.distro} ${host.os.release}${host.os.codename ? ` (${host.os.codename})` : ''}, kernel ${host.os.kernel}, ${host.os.arch}` },
+    { OS: wrapText(`${host.os.distro} ${host.os.release}${host.os.codename ? ` (${host.os.codename})` : ''}, kernel ${host.os.kernel}, ${host.os.arch}`, w) },
     { GPUs: gpus },
   );
-  if (host.unavailable.length) table.push({ unavailable: c.yellow(host.unavailable.join('\n')) });
+  if (host.unavailable.length) table.push({ unavailable: c.yellow(host.unavailable.map((u) => wrapText(u, w)).join('\n')) });
   return `${c.bold('Host')}\n${table.toString()}`;
 }
 
@@ -101,10 +115,10 @@ function hostTable(host: HostReport, options: Required<RenderOptions>): string {
 export function renderDevices(report: DevicesReport, options: RenderOptions = {}): string {
   const resolved: Required<RenderOptions> = {
     color: options.color ?? !process.env.NO_COLOR,
-    width: options.width ?? Math.min(process.stdout.columns || 100, 100),
+    width: options.width ?? terminalWidth(),
   };
   const c = reportChalk(resolved.color);
   const p = report.provenance;
   const footer = c.dim(`${p.tool.name} ${p.tool.version}${p.gitCommit ? ` (${p.gitCommit.slice(0, 12)})` : ''}, Dawn (webgpu) ${p.dawnVersion ?? 'unknown'}, Node ${p.node}, ${p.platform}`);
-  return [...report.adapters.map((a, i) => adapterTable(a, i, resolved)), hostTable(report.host, resolved), footer].join('\n\n');
+  return [...report.adapters.map((a, i) => adapterTable(a, i, resolved)), hostTable(report.host, resolved), wrapText(footer, resolved.width)].join('\n\n');
 }

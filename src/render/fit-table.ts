@@ -29,9 +29,14 @@ export function visibleWidth(text: string): number {
   return Math.max(0, ...text.replace(ANSI, '').split('\n').map((line) => [...line].length));
 }
 
-/** Width for terminal tables: the terminal's, or 100 when stdout is not a terminal (logs, pipes). */
-export function terminalWidth(stream: { columns?: number; isTTY?: boolean } = process.stdout): number {
-  return stream.isTTY && stream.columns ? stream.columns : 100;
+/**
+ * Width for terminal tables and prose: the terminal's; when stdout is not a terminal (logs,
+ * pipes), the COLUMNS variable where it is set (as `ls` and git honour it), else 100.
+ */
+export function terminalWidth(stream: { columns?: number; isTTY?: boolean } = process.stdout, env: NodeJS.ProcessEnv = process.env): number {
+  if (stream.isTTY && stream.columns) return stream.columns;
+  const columns = Number(env.COLUMNS);
+  return Number.isInteger(columns) && columns >= 20 ? columns : 100;
 }
 
 const longestWord = (text: string) => Math.max(1, ...text.replace(ANSI, '').split(/\s+/).map((w) => [...w].length));

@@ -25,7 +25,7 @@ const COLUMNS: FitColumn[] = [
 
 /** A row worth showing without --verbose: it fails the gate, or would without --advisory-speed. */
 export function isFailureRow(row: GateRow): boolean {
-  return row.regression || row.verdict === 'SLOWER';
+  return row.regression || (row.verdict === 'SLOWER' && !row.ungated);
 }
 
 /**
@@ -89,12 +89,28 @@ export function renderGateSummary(report: GateReport, options: GateRenderOptions
   return report.exitCode === 0 ? c.green(report.summary) : c.red.bold(report.summary);
 }
 
+/** How many keys a one-sided list shows without --verbose. */
+const ONE_SIDED_SHOWN = 3;
+
+/**
+ * "12 case(s) only in the baseline (listed, not failed): <3 keys> and 9 more; --verbose lists
+ * them": keys repeat every config field, so a full list runs to thousands of characters.
+ */
+export function oneSidedLine(title: string, keys: readonly string[], verbose: boolean): string {
+  const names = keys.map((k) => k.split('|').join(' '));
+  if (verbose || names.length <= ONE_SIDED_SHOWN) return `${keys.length} case(s) ${title} (listed, not failed): ${names.join(', ')}`;
+  return `${keys.length} case(s) ${title} (listed, not failed): ${names.slice(0, ONE_SIDED_SHOWN).join(', ')} and ${names.length - ONE_SIDED_SHOWN} more; --verbose lists them`;
+}
+
 /** The verdict table (a row per case and metric), the one-sided cases, then the summary line. */
 export function renderGate(report: GateReport, options: GateRenderOptions = {}): string {
   const c = reportChalk(options.color);
   const width = options.width ?? terminalWidth();
   const keys = [...new Set(report.rows.map((r) => r.key))];
-  const { labels, common } = compactLabels(keys);
+  // A strategy's pooled row (`<strategy>|all configs`) names itself; the cases' keys share fields.
+  const pooled = keys.filter((k) => k.endsWith('|all configs'));
+  const { labels, common } = compactLabels(keys.filter((k) => !pooled.includes(k)));
+  for (const k of pooled) labels.set(k, k.replace('|', ' '));
   const lines = [
     c.bold(wrapText(`baseline: ${report.testbed.baseline}`, width, '  ')),
     c.bold(wrapText(`current:  ${report.testbed.current}${report.testbed.comparable ? ' (same testbed: absolute times compared)' : ' (different testbed: absolute times INCOMPARABLE)'}`, width, '  ')),
@@ -124,12 +140,17 @@ export function renderGate(report: GateReport, options: GateRenderOptions = {}):
   const hidden = report.rows.length - shown.length;
   if (hidden) lines.push(c.dim(`${hidden} of ${report.rows.length} row(s) not shown (${hiddenKinds(report.rows.filter((r) => !shown.includes(r)))}); --verbose shows every row`));
   const oneSided = (title: string, list: string[]) => {
-    if (list.length) lines.push(c.dim(`${title} (listed, not failed): ${list.join(', ')}`));
+    if (list.length) lines.push(c.dim(wrapText(oneSidedLine(title, list, options.verbose ?? false), width, '  ')));
   };
   oneSided('only in the baseline', report.onlyInBaseline);
   oneSided('only in the current run', report.onlyInCurrent);
   // The summary is `; `-separated clauses: break between clauses, never inside one.
-  const summary = report.summary.split('; ').reduce((text, part) => (visibleWidth(`${text.split('\n').at(-1)}; ${part}`) > width ? `${text};\n  ${part}` : `${text}; ${part}`));
+  const summary = report.summary
+    .split('; ')
+    .reduce((text, part) => (visibleWidth(`${text.split('\n').at(-1)}; ${part}`) > width ? `${text};\n  ${part}` : `${text}; ${part}`))
+    .split('\n')
+    .map((line) => (visibleWidth(line) > width ? wrapText(line, width, '    ') : line))
+    .join('\n');
   lines.push(report.exitCode === 0 ? c.green(summary) : c.red.bold(summary));
   return lines.join('\n');
 }

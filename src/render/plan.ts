@@ -3,7 +3,7 @@ import type { FitAdvice } from '../plan/advice.js';
 import type { PlanResult, StrategyPlan } from '../plan/model.js';
 import type { ValidationResult, ValidationRow } from '../plan/validate.js';
 import { formatBytes } from '../units.js';
-import { fitTable, terminalWidth, type FitColumn } from './fit-table.js';
+import { fitTable, terminalWidth, wrapText, type FitColumn } from './fit-table.js';
 import { reportChalk } from './style.js';
 
 export interface PlanRenderOptions {
@@ -25,7 +25,8 @@ function table(
   const rows: string[][] = [];
   const columns: FitColumn[] = head.map((h, i) => ({
     head: h,
-    ...(wraps(i) && { wrap: true, minWidth: 8 }),
+    // 6: a size ("3.27 MiB") may break before its unit on a narrow terminal.
+    ...(wraps(i) && { wrap: true, minWidth: 6 }),
     ...(dropOrder.includes(h) && { dropOrder: dropOrder.indexOf(h) }),
   }));
   return {
@@ -70,7 +71,7 @@ function memoryTable(r: PlanResult, ch: ChalkInstance): string {
   const L = r.settings.layers;
   const fit = r.settings.memory !== null;
   // Gradients mirror the weights, layer inputs are 0 for one layer, the peak at the largest T is ≈ --memory: they go first.
-  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])], undefined, ['peak at largest', 'layer inputs', 'gradients']);
+  const t = table(['strategy', 'weights', 'gradients', 'optimizer', `saved ×${L}`, 'layer inputs', 'transient', 'peak (est.)', ...(fit ? ['fits', 'largest T', 'peak at largest'] : [])], undefined, ['peak at largest', 'layer inputs', 'gradients', 'transient', 'weights']);
   for (const p of r.strategies) {
     const e = p.estimate;
     const fitCells = [fitCell(p, ch), largestCell(p, ch), p.atLargest ? formatBytes(p.atLargest.estimate.total) : '—'];
@@ -93,7 +94,7 @@ function layerTable(r: PlanResult): string {
   const note = (p: StrategyPlan) => (p.unsupported ? `this tool cannot run it: ${p.unsupported}` : p.unsupportedAtLargest ? `this tool cannot run the largest T: ${p.unsupportedAtLargest}` : '');
   // The note column only when a strategy has something to say.
   const notes = r.strategies.some((p) => note(p) !== '');
-  const t = table(['strategy', 'step peak', 'act. peak', 'saved', 'peak phase', 'dropped', 'padding', 'capacity C', ...(notes ? ['note'] : [])]);
+  const t = table(['strategy', 'step peak', 'act. peak', 'saved', 'peak phase', 'dropped', 'padding', 'capacity C', ...(notes ? ['note'] : [])], undefined, ['padding', 'capacity C', 'peak phase']);
   for (const p of r.strategies) {
     const m = p.layer;
     t.push([
@@ -112,7 +113,7 @@ function layerTable(r: PlanResult): string {
 }
 
 function parallelTable(r: PlanResult): string {
-  const t = table(['strategy', 'rows / all-to-all', 'remote', 'dispatch fwd', 'combine fwd', 'backward (both)', 'per step', 'max received rows']);
+  const t = table(['strategy', 'rows / all-to-all', 'remote', 'dispatch fwd', 'combine fwd', 'backward (both)', 'per step', 'max received rows'], undefined, ['max received rows', 'remote', 'rows / all-to-all']);
   for (const p of r.strategies) {
     const a = p.allToAll;
     if (!a) continue;
@@ -131,7 +132,7 @@ function parallelTable(r: PlanResult): string {
 }
 
 function trafficTable(r: PlanResult): string {
-  const t = table(['strategy', 'forward', 'backward', 'total', 'largest kernel']);
+  const t = table(['strategy', 'forward', 'backward', 'total', 'largest kernel'], undefined, ['forward', 'backward']);
   for (const p of r.strategies) {
     const tr = p.traffic;
     const top = [...tr.kernels].sort((a, b) => b.bytes - a.bytes)[0];
@@ -166,24 +167,29 @@ export function adviceLines(advice: readonly FitAdvice[], r: PlanResult): string
 export function renderPlan(r: PlanResult, options: PlanRenderOptions = {}, advice: readonly FitAdvice[] = []): string {
   const ch = reportChalk(options.color);
   const s = r.settings;
-  const perGpu = s.expertParallel > 1 ? ', per GPU' : '';
+  const width = terminalWidth();
+  // Prose wraps at the terminal's width (COLUMNS when piped); tables fit it (issue 25).
+  const wrap = (text: string) => wrapText(text, width, '  ');
+  const ep = s.expertParallel;
+  // Every figure says its scope: with --expert-parallel, per GPU (E/N experts) or one GPU with every expert.
+  const scope = ep > 1 ? `, per GPU: ${s.experts / ep} of ${s.experts} experts on each of ${ep} GPUs` : ', one GPU';
   const out = [
-    settingsLine(r),
+    wrap(settingsLine(r)),
     '',
-    ch.bold(`Memory of a ${s.layers}-layer step at T=${s.tokens}${perGpu} (estimate)`),
+    ch.bold(wrap(`Memory of a ${s.layers}-layer step at T=${s.tokens}${scope} (estimate)`)),
     memoryTable(r, ch),
-    ch.bold(`One layer at T=${s.tokens}, as bench measures it (expected routing)`),
+    ch.bold(wrap(`One layer at T=${s.tokens}, as bench measures it: one GPU with all ${s.experts} experts${ep > 1 ? ', not split across GPUs' : ''} (expected routing)`)),
     layerTable(r),
   ];
-  if (s.expertParallel > 1) out.push(ch.bold(`All-to-all per GPU per layer and step, ${s.expertParallel} GPUs (model)`), parallelTable(r));
-  out.push(ch.bold(`Bytes moved by the kernels of one layer step at T=${s.tokens}, one GPU with every expert (estimate: compulsory traffic)`), trafficTable(r));
+  if (ep > 1) out.push(ch.bold(wrap(`All-to-all per GPU per layer and step, ${ep} GPUs (model)`)), parallelTable(r));
+  out.push(ch.bold(wrap(`Bytes moved by the kernels of one layer step at T=${s.tokens}, one GPU with every expert (estimate: compulsory traffic)`)), trafficTable(r));
   const none = r.strategies.filter((p) => p.largestTokens === 0);
   if (none.length) {
     const fixed = none[0].estimate.weights + none[0].estimate.gradients + none[0].estimate.optimizer;
-    out.push(ch.yellow(`no micro-batch fits for ${none.map((p) => p.strategy).join(', ')}: weights, gradients and optimizer state alone need about ${formatBytes(fixed)}`));
+    out.push(ch.yellow(wrap(`no micro-batch fits for ${none.map((p) => p.strategy).join(', ')}: weights, gradients and optimizer state alone need about ${formatBytes(fixed)}`)));
   }
-  out.push(...adviceLines(advice, r).map((l) => ch.yellow(l)));
-  out.push(ch.dim(['assumptions:', ...r.assumptions.map((a) => `  - ${a}`)].join('\n')));
+  out.push(...adviceLines(advice, r).map((l) => ch.yellow(wrap(l))));
+  out.push(ch.dim(['assumptions:', ...r.assumptions.map((a) => wrapText(`  - ${a}`, width, '    '))].join('\n')));
   return out.join('\n');
 }
 

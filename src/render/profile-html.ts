@@ -2,7 +2,7 @@ import { BUFFER_TAGS, type BufferTag, type MemoryEvent } from '../gpu/allocator.
 import type { ProfileResult, StrategyProfile } from '../measure/profile.js';
 import type { Provenance } from '../measure/provenance.js';
 import { formatBytes } from '../units.js';
-import { phaseSummary } from './profile.js';
+import { phaseSummary, stepTimeText } from './profile.js';
 import { escapeXml as esc, niceTicks } from './svg-chart.js';
 
 /** Okabe–Ito colours again, one per buffer tag, in the allocator's tag order. */
@@ -125,7 +125,7 @@ export function renderProfileHtml(result: ProfileResult, provenance?: Provenance
   const sections = result.strategies.map((s) => {
     const saved = s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`;
     return `<h2>${esc(s.strategy)}</h2>
-<p>${esc(`step ${s.stepMs.toFixed(3)} ms (${s.usefulTflops.toPrecision(3)} useful TFLOP/s); step peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}${saved}`)}</p>
+<p>${esc(`step ${stepTimeText(s)} (${s.usefulTflops.toPrecision(3)} useful TFLOP/s); step peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}${saved}`)}</p>
 <p class="muted">${esc(`phases (ms): ${phaseSummary(s)}`)}</p>
 <figure>${memoryAreaSvg(s)}</figure>
 <figure>${kernelBarsSvg(s)}</figure>`;

@@ -1,6 +1,6 @@
 import chalk from 'chalk';
-import { formatTflops } from './bench-format.js';
-import { fitTable, terminalWidth } from './fit-table.js';
+import { formatMs, formatPercent, formatTflops } from './bench-format.js';
+import { fitTable, terminalWidth, wrapText } from './fit-table.js';
 import type { DriverCheckReport, DriverFigures, ProfileResult, StrategyProfile } from '../measure/profile.js';
 import { formatBytes } from '../units.js';
 import { maxOf, minOf } from '../arrays.js';
@@ -40,6 +40,12 @@ export function phaseSummary(s: Pick<StrategyProfile, 'phases' | 'forwardMs' | '
   return parts.join('; ');
 }
 
+/** "26.3 ms (median of 9 steps, p10–p90 25.1–27.9 ms, IQR/median 3.1%)": a time with its spread. */
+export function stepTimeText(s: Pick<StrategyProfile, 'stepTime'>): string {
+  const t = s.stepTime;
+  return `${formatMs(t.median)} ms (median of ${t.n} steps, p10–p90 ${formatMs(t.p10)}–${formatMs(t.p90)} ms, IQR/median ${formatPercent(t.noise)})`;
+}
+
 function strategyBlock(s: StrategyProfile): string {
   const num = (v: number | null, digits: number) => (v === null ? '—' : v.toPrecision(digits));
   const rows = s.kernels.map((k) => [k.kernel, String(k.calls), k.ms.toFixed(3), `${k.percent.toFixed(1)}%`, num(k.tflops, 3), num(k.gbPerS, 3)]);
@@ -56,15 +62,15 @@ function strategyBlock(s: StrategyProfile): string {
     .join(', ');
   const live = s.memory.timeline.filter((e) => e.kind !== 'mark').map((e) => e.live);
   return [
-    chalk.bold(`${s.strategy}: step ${s.stepMs.toFixed(3)} ms (${formatTflops(s.usefulTflops)} useful TFLOP/s)`),
+    chalk.bold(`${s.strategy}: step ${stepTimeText(s)} (${formatTflops(s.usefulTflops)} useful TFLOP/s)`),
     `GPU busy ${s.busyMs.toFixed(3)} ms, idle ${s.idleMs.toFixed(3)} ms (${s.stepMs > 0 ? ((100 * s.idleMs) / s.stepMs).toFixed(1) : '0.0'}%)${idleCauses(s)}`,
-    `phases (ms): ${phases}`,
+    wrapText(`phases (ms): ${phases}`, terminalWidth(), '  '),
     kernels.text,
     `memory over the step  ${sparkline(live)}  peak ${formatBytes(s.memory.stepPeak)}, activation peak ${formatBytes(s.memory.activationPeak)}` +
       (s.memory.savedForBackward === null ? '' : `, saved for backward ${formatBytes(s.memory.savedForBackward)}`) +
       `, reserved ${formatBytes(s.memory.reservedPeak)}, ${s.memory.buffersCreated} buffer${s.memory.buffersCreated === 1 ? '' : 's'} created`,
-    `peak by tag: ${tags}`,
-    `largest buffers at the peak: ${buffers}`,
+    wrapText(`peak by tag: ${tags}`, terminalWidth(), '  '),
+    wrapText(`largest buffers at the peak: ${buffers}`, terminalWidth(), '  '),
   ].join('\n');
 }
 
@@ -110,7 +116,7 @@ export function renderProfile(result: ProfileResult): string {
   return [
     `T=${c.tokens} d=${c.hidden} h=${c.ffn} E=${c.experts} k=${c.topK} ${c.activation} checkpoint=${c.checkpoint}${c.routing === 'balanced' ? ' routing=balanced' : ''}`,
     chalk.dim(`allocator: ${result.allocator}`),
-    chalk.dim(`note: ${result.note}; TFLOP/s count useful FLOPs (— for a kernel that does none), GB/s a lower-bound traffic estimate (operands read once, outputs written once), both from the work the strategy declares per kernel`),
+    chalk.dim(wrapText(`note: ${result.note}; TFLOP/s count useful FLOPs (— for a kernel that does none), GB/s a lower-bound traffic estimate (operands read once, outputs written once), both from the work the strategy declares per kernel`, terminalWidth(), '  ')),
     ...result.strategies.map(strategyBlock),
     ...(result.driverCheck ? [driverCheckBlock(result.driverCheck)] : []),
   ].join('\n\n');

@@ -1,11 +1,12 @@
 /** Rendering of `moeblaze train`: the live progress line, the terminal summary, train.html. */
 import type { StackMemory } from '../train/stack.js';
-import type { TrainProgress, TrainResult } from '../train/run.js';
+import type { StrategyTraining, TrainProgress, TrainResult } from '../train/run.js';
 import { formatBytes } from '../units.js';
 import { strategyColor, strategyMarker } from './bench-format.js';
 import { escapeXml as esc, renderLineChart } from './svg-chart.js';
 import { maxOf } from '../arrays.js';
 import { terminalOf, type TerminalStream } from './terminal.js';
+import { terminalWidth, visibleWidth, wrapText } from './fit-table.js';
 
 /** Four significant figures in one notation from 1e-4 up, so a value near 0.01 keeps its form. */
 export function formatLoss(v: number): string {
@@ -94,6 +95,19 @@ export function stackLines(m: StackMemory): string[] {
   ];
 }
 
+/**
+ * Pairs dropped over the run (issue 25): a strategy that drops pairs trains on less, which a
+ * higher loss may reflect. Files from before the count have no `drops`.
+ */
+export function dropsLine(run: Pick<StrategyTraining, 'drops'>): string {
+  const d = run.drops;
+  if (!d) return 'pairs dropped: not recorded';
+  if (!d.dropped) return `pairs dropped: none of ${d.pairs.toLocaleString('en-US')}`;
+  return `pairs dropped: ${d.dropped.toLocaleString('en-US')} of ${d.pairs.toLocaleString('en-US')} (${d.percent.toFixed(2)}%), in ${d.steps} step(s)`;
+}
+
+const dropsCell = (run: Pick<StrategyTraining, 'drops'>) => (run.drops ? (run.drops.dropped ? `${run.drops.dropped.toLocaleString('en-US')} (${run.drops.percent.toFixed(2)}%)` : '0') : '—');
+
 /** The histogram shows layer 1's loads; the JSON has every layer's. */
 function layerNote(r: TrainResult, file: string): string {
   const L = r.config.layers ?? 1;
@@ -107,6 +121,7 @@ export function renderTrainSummary(r: TrainResult): string {
     if (run.diverged) lines.push(`${run.strategy}: DIVERGED at step ${run.diverged.step} (loss ${run.diverged.loss})${run.steps.length ? `; loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.steps.at(-1)!.loss)} before it` : ''}`);
     else lines.push(`${run.strategy}: loss ${formatLoss(run.firstLoss)} → ${formatLoss(run.finalLoss)} (÷${run.reduction.toFixed(1)}, mean of the last ${Math.min(10, run.steps.length)} steps)`);
     lines.push(`  ${formatRate(run.tokensPerSecond)} tokens/s, ${run.wallSeconds.toFixed(1)} s, peak ${formatBytes(run.peakBytes)} (${Object.entries(run.peakByTag).map(([t, b]) => `${t} ${formatBytes(b ?? 0)}`).join(', ')})`);
+    lines.push(`  ${dropsLine(run)}`);
     if (run.memory) for (const line of stackLines(run.memory)) lines.push(`  ${line}`);
     const note = layerNote(r, '--json');
     if (run.expertLoads.length === 0) continue; // a diverged model's routing is not read
@@ -116,7 +131,9 @@ export function renderTrainSummary(r: TrainResult): string {
   const note = coincidenceNote(r);
   if (note) lines.push('', `note: ${note}`);
   if (r.runs.some((run) => run.memory)) lines.push('', `memory: ${STACK_NOTE}`);
-  return lines.join('\n');
+  // Prose wraps at the terminal's width (COLUMNS when piped); the histogram's bars are short already.
+  const width = terminalWidth();
+  return lines.map((line) => (visibleWidth(line) > width ? wrapText(line, width, `${line.match(/^\s*/)![0]}  `) : line)).join('\n');
 }
 
 const DASHES = ['9 5', '3 4', '12 4 3 4'];
@@ -163,7 +180,7 @@ export function renderTrainHtml(r: TrainResult): string {
   const rows = r.runs
     .map(
       (run) =>
-        `<tr><td>${esc(run.strategy)}</td><td>${formatLoss(run.firstLoss)}</td><td>${formatLoss(run.finalLoss)}</td><td>÷${run.reduction.toFixed(1)}</td><td>${formatRate(run.tokensPerSecond)}</td><td>${esc(formatBytes(run.peakBytes))}</td><td>${esc(formatBytes(run.peakByTag.optimizer ?? 0))}</td></tr>`,
+        `<tr><td>${esc(run.strategy)}</td><td>${formatLoss(run.firstLoss)}</td><td>${formatLoss(run.finalLoss)}</td><td>÷${run.reduction.toFixed(1)}</td><td>${formatRate(run.tokensPerSecond)}</td><td>${esc(formatBytes(run.peakBytes))}</td><td>${esc(formatBytes(run.peakByTag.optimizer ?? 0))}</td><td>${esc(dropsCell(run))}</td></tr>`,
     )
     .join('\n');
   const memoryRows = r.runs
@@ -197,7 +214,7 @@ ${memoryRows}
 ${prov}
 <figure>${trainChartSvg(r)}</figure>
 ${coincidenceNote(r) ? `<p class="note">${esc(`Note: ${coincidenceNote(r)}.`)}</p>` : ''}
-<table><tr><th>strategy</th><th>first loss</th><th>final loss</th><th>reduction</th><th>tokens/s</th><th>peak memory</th><th>optimizer state</th></tr>
+<table><tr><th>strategy</th><th>first loss</th><th>final loss</th><th>reduction</th><th>tokens/s</th><th>peak memory</th><th>optimizer state</th><th>pairs dropped</th></tr>
 ${rows}
 </table>
 ${memory}

@@ -33,6 +33,23 @@ export interface StrategyTraining {
   /** The same for every layer, in model order. */
   expertLoadsByLayer: number[][];
   wallSeconds: number;
+  /** Pairs routed over the run, every step and layer, and how many capacity dropped (0 for dropless strategies or cf 0). */
+  drops?: TrainDrops;
+}
+
+export interface TrainDrops {
+  pairs: number;
+  dropped: number;
+  /** dropped / pairs × 100 */
+  percent: number;
+  /** Steps in which at least one pair was dropped. */
+  steps: number;
+}
+
+export function trainDrops(steps: readonly Pick<TrainStepRecord, 'pairs' | 'droppedPairs'>[]): TrainDrops {
+  const pairs = steps.reduce((a, s) => a + s.pairs, 0);
+  const dropped = steps.reduce((a, s) => a + s.droppedPairs, 0);
+  return { pairs, dropped, percent: pairs ? (100 * dropped) / pairs : 0, steps: steps.filter((s) => s.droppedPairs > 0).length };
 }
 
 export interface TrainResult {
@@ -93,6 +110,7 @@ export async function trainStrategy(gpu: GpuContext, config: TrainConfig, strate
       expertLoads: expertLoadsByLayer[0] ?? [],
       expertLoadsByLayer,
       wallSeconds,
+      drops: trainDrops(steps),
     };
   } finally {
     trainer.destroy();

@@ -44,6 +44,9 @@ export interface TrainStepRecord {
   stepPeakBytes: number;
   /** The same as the strategy's buffer tables predict it from this step's routing (stackFigures, plus the model's own buffers). */
   tablePeakBytes: number;
+  /** Token-expert pairs this step routed (T·k per layer, every layer) and how many of them capacity dropped. */
+  pairs: number;
+  droppedPairs: number;
 }
 
 type MoeParam = keyof MoeWeights;
@@ -218,9 +221,13 @@ export class GpuTrainer {
     uploadTensor(device, t.target, batch.target);
     const inputGrads = this.layers.map((layer) => single(layer.gpuTensors().layer.dO));
     let aux = 0;
+    let pairs = 0;
+    let droppedPairs = 0;
     const tables: BufferTable[] = [];
     await this.forwardPass(async (layer) => {
       const routing = await layer.routingSummary();
+      pairs += layer.config.tokens * layer.config.topK;
+      droppedPairs += routing.droppedPairs;
       tables.push(layer.strategy.bufferTable(layer.config, routing, { chunkBytes: layer.chunkBytes }));
       if (c.auxLoss > 0) aux += await this.auxLoss(layer, routing);
     });
@@ -269,6 +276,8 @@ export class GpuTrainer {
       peakBytes: a.peakComposition.bytes,
       stepPeakBytes: a.timeline.slice(firstEvent).reduce((m, e) => Math.max(m, e.live), liveAtStart),
       tablePeakBytes,
+      pairs,
+      droppedPairs,
     };
     this.stepIndex++;
     return record;

@@ -1,3 +1,4 @@
+import { caseKey } from '../../src/bench/plan.js';
 import { describe, expect, it } from 'vitest';
 import { validateBenchResults } from '../../src/bench/validate.js';
 import { benchFixture } from '../helpers/bench-fixture.js';
@@ -39,6 +40,9 @@ describe('results.json: the routing of a case', () => {
     delete (r.cases[0].config as { routing?: string }).routing;
     expect(validateBenchResults(r)).toEqual([]);
     r.cases[0].config.routing = 'balanced';
+    // The key names the routing: a case's key must say what its config says (issue 28).
+    expect(validateBenchResults(r)).toEqual([expect.stringMatching(/cases\[0\]\.key: .* does not match its config/)]);
+    r.cases[0].key = caseKey(r.cases[0].config);
     expect(validateBenchResults(r)).toEqual([]);
     (r.cases[0].config as { routing: string }).routing = 'sideways';
     expect(validateBenchResults(r)).toEqual([expect.stringMatching(/config\.routing: expected one of top-k, balanced, got "sideways"/)]);

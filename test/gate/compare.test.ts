@@ -74,7 +74,9 @@ describe('compareResults: speed', () => {
     const current = scaled(results({ cases: SWEEP, seed: 2 }), 1.3);
     const report = compareResults(baseline, current);
     expect(report.exitCode).toBe(3);
-    for (const row of rowsOf(report, 'time')) expect(row).toMatchObject({ verdict: 'SLOWER', regression: true });
+    // Absolute times: SLOWER, but not gated without a load record saying both machines were idle.
+    for (const row of rowsOf(report, 'time')) expect(row).toMatchObject({ verdict: 'SLOWER', regression: false, ungated: true, note: expect.stringMatching(/not gated: the baseline has no load record/) });
+    for (const row of rowsOf(compareResults(baseline, current, { absoluteSpeed: true }), 'time')) expect(row).toMatchObject({ verdict: 'SLOWER', regression: true });
     expect(rowsOf(report, 'time')[0].changePct).toBeCloseTo(30, -1);
     // The GEMM ceiling did not slow down, so the fraction of it fell.
     for (const row of rowsOf(report, 'gemmFraction')) expect(row.verdict).toBe('SLOWER');

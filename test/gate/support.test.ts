@@ -132,7 +132,7 @@ describe('renderGate', () => {
     const baseline = results({ cases: SWEEP });
     const doctored = structuredClone(baseline);
     doctored.cases[0].memory!.stepPeak -= 1024;
-    const text = renderGate(compareResults(doctored, scaled(baseline, 1.3)), { color: false, width: 160 });
+    const text = renderGate(compareResults(doctored, scaled(baseline, 1.3), { absoluteSpeed: true }), { color: false, width: 160 });
     expect(text).not.toMatch(/\u001b\[/);
     expect(text).toMatch(/case\s+│ metric\s+│ baseline\s+│ current\s+│ change\s+│ verdict/);
     expect(text).toMatch(/zero-buffer cf-\s+│ stepPeak\s+│ 683 KiB\s+│ 684 KiB\s+│ \+0\.1%\s+│ MEM\+ ✗\s+│ \+1\.00 KiB/);

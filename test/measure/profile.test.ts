@@ -25,6 +25,11 @@ describe('profile', () => {
     expect(zb.kernels.find((k) => k.kernel === 'row-reduce')!.calls).toBe(4);
     expect(zb.kernels.reduce((a, k) => a + k.percent, 0)).toBeCloseTo(100, 6);
     expect(zb.stepMs).toBeGreaterThan(0);
+    // Several steps timed, as bench does (issue 25): the median with its spread and count, on screen too.
+    expect(zb.stepTime.n).toBeGreaterThanOrEqual(5);
+    expect(zb.stepTime.p10).toBeLessThanOrEqual(zb.stepMs);
+    expect(zb.stepTime.p90).toBeGreaterThanOrEqual(zb.stepMs);
+    expect(renderProfile(result)).toMatch(new RegExp(`median of ${zb.stepTime.n} steps, p10–p90 [\\d.]+–[\\d.]+ ms, IQR/median [\\d.]+%`));
     const up = zb.kernels.find((k) => k.kernel === 'expert-up-swiglu')!;
     // 2·R·d·h·2 useful FLOPs for the dual up-projection, over its measured time.
     expect(up.tflops).toBeCloseTo((2 * 192 * 16 * 32 * 2) / (up.ms * 1e-3) / 1e12, 12);

@@ -19,7 +19,7 @@ if (!browser) console.warn('screenshot test skipped: no chromium on PATH (`apt-g
 function trainRun(strategy: string, scale: number): StrategyTraining {
   const steps = Array.from({ length: 200 }, (_, step) => {
     const loss = 2.8 * Math.exp(-step / 40) * scale + 0.1 + 0.02 * Math.sin(step);
-    return { step, loss, mse: loss, aux: 0, ms: 5, peakBytes: 383_000, stepPeakBytes: 383_000, tablePeakBytes: 383_000 };
+    return { step, loss, mse: loss, aux: 0, ms: 5, peakBytes: 383_000, stepPeakBytes: 383_000, tablePeakBytes: 383_000, pairs: 1024, droppedPairs: 0 };
   });
   return { strategy, steps, firstLoss: steps[0].loss, finalLoss: steps.at(-1)!.loss, reduction: 20, tokensPerSecond: 4500, peakBytes: 383_000, peakByTag: { weights: 26_000 }, expertLoads: [60, 70, 66, 60], expertLoadsByLayer: [[60, 70, 66, 60]], wallSeconds: 7 };
 }

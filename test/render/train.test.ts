@@ -5,7 +5,7 @@ import { coincidingRuns, formatLoss, gap, renderTrainHtml, renderTrainSummary, s
 import type { StackMemory } from '../../src/train/stack.js';
 
 function run(strategy: string, losses: number[]): StrategyTraining {
-  const steps = losses.map((loss, step) => ({ step, loss, mse: loss, aux: 0, ms: 1, peakBytes: 1024, stepPeakBytes: 1024, tablePeakBytes: 1024 }));
+  const steps = losses.map((loss, step) => ({ step, loss, mse: loss, aux: 0, ms: 1, peakBytes: 1024, stepPeakBytes: 1024, tablePeakBytes: 1024, pairs: 16, droppedPairs: 0 }));
   return { strategy, steps, firstLoss: losses[0], finalLoss: losses.at(-1)!, reduction: losses[0] / losses.at(-1)!, tokensPerSecond: 1000, peakBytes: 1024, peakByTag: {}, expertLoads: [3, 5], expertLoadsByLayer: [[3, 5]], wallSeconds: 1 };
 }
 
