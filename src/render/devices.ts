@@ -29,15 +29,20 @@ function matrixConfigs(a: AdapterReport, width: number): string {
 /** No rule between rows: the tables are key/value lists. */
 const COMPACT = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
 
-/** Greedy word wrap of a comma-separated list; cli-table3's own wrapping needs fixed column widths. */
+/**
+ * Greedy word wrap of a comma-separated list; cli-table3's own wrapping needs fixed column widths.
+ * An item wider than the column (a 45-character feature name on an 80-column terminal) is broken
+ * after its hyphens.
+ */
 function wrapList(items: string[], width: number): string {
   const lines: string[] = [];
   let line = '';
-  for (const item of items) {
-    const next = line ? `${line}, ${item}` : item;
+  for (const item of items.flatMap((i) => hyphenPieces(i, width - 1))) {
+    const continued = line.endsWith('-');
+    const next = line ? `${line}${continued ? '' : ', '}${item}` : item;
     // The comma that ends a full line counts too.
     if (line && next.length + 1 > width) {
-      lines.push(`${line},`);
+      lines.push(continued ? line : `${line},`);
       line = item;
     } else {
       line = next;
@@ -45,6 +50,21 @@ function wrapList(items: string[], width: number): string {
   }
   if (line) lines.push(line);
   return lines.join('\n');
+}
+
+/** `item` as pieces of at most `width` characters, each but the last ending in a hyphen. */
+function hyphenPieces(item: string, width: number): string[] {
+  if (item.length <= width) return [item];
+  const pieces: string[] = [];
+  let piece = '';
+  for (const part of item.split(/(?<=-)/)) {
+    if (piece && piece.length + part.length > width) {
+      pieces.push(piece);
+      piece = '';
+    }
+    piece += part;
+  }
+  return [...pieces, piece];
 }
 
 function limitValue(name: string, value: number | undefined): string {
