@@ -196,14 +196,14 @@ export function renderPlan(r: PlanResult, options: PlanRenderOptions = {}, advic
 function validationCell(row: ValidationRow, ch: ChalkInstance): string[] {
   if (row.status !== 'ok' || !row.measured || !row.realised || !row.expected) {
     // An unsupported row's reason is listed once per strategy and dtype under the table.
-    if (row.status === 'unsupported') return ['—', '—', '—', '—', '—', ch.yellow('not run (unsupported)')];
-    return ['—', '—', '—', '—', '—', ch.red(`${row.status}: ${row.message ?? ''}`)];
+    if (row.status === 'unsupported') return ['—', '—', '—', '—', ch.yellow('not run (unsupported)')];
+    return ['—', '—', '—', '—', ch.red(`${row.status}: ${row.message ?? ''}`)];
   }
   const error = row.expectedError ?? 0;
   const errorText = Number.isFinite(error) ? `${(100 * error).toFixed(2)}%` : '∞';
   return [
-    formatBytes(row.measured.stepPeak),
-    row.reservedPeak === undefined ? '—' : formatBytes(row.reservedPeak),
+    // Reserved (live or pooled) beside the allocated peak, in parentheses: not a table figure, not compared.
+    `${formatBytes(row.measured.stepPeak)}${row.reservedPeak === undefined ? '' : ` (${formatBytes(row.reservedPeak)})`}`,
     row.exact ? ch.green('= to the byte') : ch.red(`${row.realised.stepPeak - row.measured.stepPeak} B off`),
     formatBytes(row.expected.stepPeak),
     row.checked ? (error <= 0.02 ? ch.green(errorText) : ch.red(errorText)) : ch.dim(`${errorText} (not claimed)`),
@@ -227,7 +227,7 @@ export function renderValidation(v: ValidationResult, options: PlanRenderOptions
   const ch = reportChalk(options.color);
   // Only the shape and the error ("0.31% (not claimed)") wrap: verdict cells ("= to the byte") stay on one line, as scripts grep them.
   // The dtype ends the shape's label, so it takes no column of its own.
-  const t = table(['shape, dtype', 'strategy', 'allocator peak', 'reserved', 'model, realised routing', 'model, expected', 'expected error', 'result'], (i) => i === 0 || i === 6);
+  const t = table(['shape, dtype', 'strategy', 'allocator peak (reserved)', 'model, realised routing', 'model, expected', 'expected error', 'result'], (i) => i === 0 || i === 2 || i === 5);
   // Rows come shape by shape, dtype by dtype: label each group once, at its top.
   let lastGroup = '';
   for (const row of v.rows) {
