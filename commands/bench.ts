@@ -1,7 +1,7 @@
 import { Flags, type Interfaces } from '@oclif/core';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeBenchReports } from '../src/bench/output.js';
+import { writeBenchReports } from '../src/render/bench-files.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
 import { saveSweep } from '../src/bench/sweep.js';
 import { pairedReference, runBench, sweepFailure } from '../src/bench/run.js';
@@ -20,7 +20,7 @@ import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';
 import { renderPresets } from '../src/render/presets.js';
 import type { Provenance } from '../src/measure/provenance.js';
-import { BASELINE_DESCRIPTION, benchGateFlags, DEFAULT_RETRIES, gateOptionsFromFlags, retriesFlag } from '../src/gate/flags.js';
+import { BASELINE_DESCRIPTION, benchGateFlags, DEFAULT_RETRIES, gateOptionsFromFlags, retriesFlag } from '../src/cli/gate-flags.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases, requireSharedCases } from '../src/gate/run.js';
 import { runCase } from '../src/bench/case.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';

@@ -4,7 +4,7 @@ import { checkOutputPath } from '../src/fs.js';
 import { loadResultsFile } from '../src/gate/baseline.js';
 import type { GateReport } from '../src/gate/compare.js';
 import type { Provenance } from '../src/measure/provenance.js';
-import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/gate/flags.js';
+import { BASELINE_DESCRIPTION, gateFlags, gateOptionsFromFlags } from '../src/cli/gate-flags.js';
 import { gateAgainstBaseline, loadBaselineForRun } from '../src/gate/run.js';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { renderGate } from '../src/render/gate.js';

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { mergeResultsFolders } from '../src/bench/merge-folders.js';
-import { writeBenchReports } from '../src/bench/output.js';
+import { writeBenchReports } from '../src/render/bench-files.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { benchExitCode } from '../src/bench/verdict.js';
 import { BaseCommand } from '../src/cli/base.js';

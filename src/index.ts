@@ -3,7 +3,7 @@
  * strategy, train it a step, and read its memory figures, timings and results.
  */
 export { MoELayer, type MoELayerOptions, type LayerRuntime, type LayerGradients } from './layer.js';
-export { MemoryProfiler, summarizeMemory, type StepMemory } from './measure/memory-profiler.js';
+export { MemoryProfiler, summarizeMemory, type StepMemory } from './gpu/memory-profiler.js';
 export { openGpu, enumerateAdapters, type GpuContext, type AdapterReport, type AdapterSelection } from './gpu/runtime.js';
 export { GpuAllocator, BUFFER_TAGS, type BufferTag } from './gpu/allocator.js';
 export { GpuTimer } from './gpu/timer.js';

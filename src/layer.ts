@@ -8,7 +8,7 @@ import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
 import { chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
 import { encodeFillHashed } from '../kernels/init.js';
 import { FILL_TENSORS, fillScale, fillStds, type FilledTensor } from './fill.js';
-import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './measure/memory-profiler.js';
+import { FORWARD_END_MARK, MemoryProfiler, type StepMemory } from './gpu/memory-profiler.js';
 import type { GpuTimer, StepTiming } from './gpu/timer.js';
 import { generateInputs, type LayerInputs } from './rng.js';
 import { findStrategy, REFERENCE_STRATEGY } from './registry.js';

@@ -242,6 +242,8 @@ class GShardRunner extends CapacityRunner {
 
 export const gshard: Strategy = {
   id: 'gshard',
+  // Okabe–Ito palette (src/render/bench-format.ts says why).
+  style: { color: '#CC79A7', marker: 'triangle' },
   title: 'GShard einsum dispatch: dense [T,E,C] mask and combine weights, contractions over T and E·C; saves everything (--checkpoint ignored)',
   dropless: false,
   unsupported: unsupportedCapacity,

@@ -108,6 +108,8 @@ class TutelRunner extends CapacityRunner {
 
 export const tutel: Strategy = {
   id: 'tutel',
+  // Okabe–Ito palette (src/render/bench-format.ts says why).
+  style: { color: '#E69F00', marker: 'square' },
   title: 'Tutel fast dispatcher: capacity C, cumsum locations, zero-padded [E,C,d] encode/decode; saves everything (--checkpoint ignored)',
   dropless: false,
   unsupported: unsupportedCapacity,

@@ -14,6 +14,8 @@ import { megablocksRows, megablocksWork } from './work.js';
  */
 export const megablocksGrouped: Strategy = {
   id: 'megablocks-grouped',
+  // Okabe–Ito palette (src/render/bench-format.ts says why).
+  style: { color: '#D55E00', marker: 'triangle-down' },
   title: 'MegaBlocks dMoE (grouped GEMM): radix sort, no padding, bin sizes read back to the host',
   dropless: true,
   unsupported: (c) => megablocksUnsupported(c, 'grouped'),

@@ -33,6 +33,8 @@ export function megablocksUnsupported(c: LayerConfig, mode: MegaBlocksMode): str
 
 export const megablocks: Strategy = {
   id: 'megablocks',
+  // Okabe–Ito palette (src/render/bench-format.ts says why).
+  style: { color: '#009E73', marker: 'diamond' },
   title: 'MegaBlocks dMoE (sparse): radix sort, bins padded to 128 rows, permuted [P,d] copies, [T,k,d] scatter',
   dropless: true,
   unsupported: (c) => megablocksUnsupported(c, 'sparse'),

@@ -28,6 +28,8 @@ export function scatterMoEUnsupported(c: LayerConfig): string | null {
 
 export const scatterMoE: Strategy = {
   id: 'scattermoe',
+  // Okabe–Ito palette (src/render/bench-format.ts says why).
+  style: { color: '#56B4E9', marker: 'hexagon' },
   title: 'ScatterMoE: indices sorted, nothing padded, gathers and scatters fused into grouped GEMMs',
   dropless: true,
   unsupported: scatterMoEUnsupported,

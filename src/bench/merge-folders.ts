@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { checkOutputPath, writeFileAtomic } from '../fs.js';
 import type { Provenance } from '../measure/provenance.js';
-import { lockFolder } from './lock.js';
+import { lockFolder } from '../lock.js';
 import { mergeShards, type MergeOutcome, type ShardInput } from './merge.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults } from './schema.js';

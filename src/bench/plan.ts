@@ -1,23 +1,8 @@
 import { findPreset, formatSkew, layerConfig, type LayerConfig } from '../config.js';
 import { findStrategy } from '../registry.js';
-import type { CaseConfig, CasePass } from './schema.js';
+import type { CaseConfig, SweepSpec } from './schema.js';
 
-/** The layer's sizes a sweep lists (comma lists); undefined: the preset's. */
-type SweptSizes = { [K in 'tokens' | 'hidden' | 'ffn' | 'experts' | 'topK']?: number[] };
-
-/**
- * What a sweep varies and what it holds fixed, named as the flags are: the strategies (`--impl`),
- * the sizes and capacity factors it lists, and the layer's other fields (LayerConfig's own);
- * normalizeGates undefined is the default (only when k > 1).
- */
-export type SweepSpec = SweptSizes &
-  Pick<LayerConfig, 'activation' | 'checkpoint' | 'dtype' | 'skew' | 'routing' | 'auxLoss' | 'seed'> &
-  Partial<Pick<LayerConfig, 'normalizeGates'>> & {
-    impl: string[];
-    preset: string | null;
-    capacityFactor: number[];
-    pass: CasePass;
-  };
+export type { SweepSpec } from './schema.js';
 
 export interface PlannedCase {
   key: string;

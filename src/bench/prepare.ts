@@ -4,7 +4,7 @@ import { DiskFullError, UsageError } from '../errors.js';
 import { checkOutputFiles, checkOutputPath, isDiskFull } from '../fs.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { findStrategy } from '../registry.js';
-import { LOCK_FILE, lockFolder, type FolderLock } from './lock.js';
+import { LOCK_FILE, lockFolder, type FolderLock } from '../lock.js';
 import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults, ShardRecord } from './schema.js';

@@ -5,7 +5,6 @@ import type { GapCause } from '../gpu/timer.js';
 import type { MemoryLimitKind } from '../errors.js';
 import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
-import type { SweepSpec } from './plan.js';
 
 /**
  * The results file of `moeblaze bench` (results.json), versioned: readers (the CI gate, other
@@ -84,8 +83,11 @@ export interface CaseBuffers {
 
 /** The float64 check a case passed (or failed) before it was timed. */
 export interface CaseCheck {
-  /** 'reference' (float64) for every case since issue 18; files written before may hold the GPU-anchor kinds. */
-  against: 'reference' | 'zero-buffer' | 'tutel' | 'none';
+  /**
+   * 'reference' (float64) for every case since issue 18; files written before may hold 'none' or
+   * the id of the strategy whose GPU output served as the anchor.
+   */
+  against: 'reference' | 'none' | (string & {});
   /** full: every element of every tensor; sampled: the rows and columns of reference/sampled.ts. */
   kind?: 'full' | 'sampled';
   /** Sampled tokens (rows of O, dX) and hidden units (slices of dW1, dW3, dW2); null for a full check. */
@@ -243,3 +245,20 @@ export interface BenchResults {
   /** A merged file (`moeblaze merge`): the shards it was made of, each case pointing at its own. */
   shards?: ShardRun[];
 }
+
+/** The layer's sizes a sweep lists (comma lists); undefined: the preset's. */
+type SweptSizes = { [K in 'tokens' | 'hidden' | 'ffn' | 'experts' | 'topK']?: number[] };
+
+/**
+ * What a sweep varies and what it holds fixed, named as the flags are: the strategies (`--impl`),
+ * the sizes and capacity factors it lists, and the layer's other fields (LayerConfig's own);
+ * normalizeGates undefined is the default (only when k > 1).
+ */
+export type SweepSpec = SweptSizes &
+  Pick<LayerConfig, 'activation' | 'checkpoint' | 'dtype' | 'skew' | 'routing' | 'auxLoss' | 'seed'> &
+  Partial<Pick<LayerConfig, 'normalizeGates'>> & {
+    impl: string[];
+    preset: string | null;
+    capacityFactor: number[];
+    pass: CasePass;
+  };

@@ -1,6 +1,6 @@
 import { ALLOCATOR_MODES } from '../gpu/allocator.js';
 import { GAP_CAUSES } from '../gpu/timer.js';
-import type { Checker } from './validate.js';
+import type { Checker } from './checker.js';
 
 /*
  * The fields issue 27 added to a case (schema.ts StepSplit, CaseBuffers, oomLimit), checked where

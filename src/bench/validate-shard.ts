@@ -1,4 +1,4 @@
-import type { Checker } from './validate.js';
+import type { Checker } from './checker.js';
 
 /*
  * The parts of a results.json that sharding adds (docs/design.md#shards), checked like the rest

@@ -1,3 +1,4 @@
+import { strategyIds } from '../registry.js';
 import { GEMM_ENGINES, ROUTINGS } from '../config.js';
 import { ALLOCATOR_MODES, BUFFER_TAGS } from '../gpu/allocator.js';
 import { caseKey } from './plan.js';
@@ -12,78 +13,12 @@ import { caseBuffers, stepSplit } from './validate-buffers.js';
  * deep inside a renderer. Empty list: valid.
  */
 
-type Obj = Record<string, unknown>;
-
 const STATUSES: readonly CaseStatus[] = ['ok', 'oom', 'unsupported', 'error', 'mismatch'];
-const CHECK_AGAINST = ['reference', 'zero-buffer', 'tutel', 'none'];
 const TAGS: readonly string[] = BUFFER_TAGS;
 
-export class Checker {
-  readonly problems: string[] = [];
+export { Checker, describe } from './checker.js';
+import { Checker, describe, type Obj } from './checker.js';
 
-  fail(path: string, message: string): void {
-    this.problems.push(`${path}: ${message}`);
-  }
-
-  object(v: unknown, path: string): Obj | null {
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Obj;
-    this.fail(path, `expected an object, got ${describe(v)}`);
-    return null;
-  }
-
-  string(o: Obj, key: string, path: string, nullable = false): void {
-    const v = o[key];
-    if (typeof v === 'string' || (nullable && v === null)) return;
-    this.fail(`${path}.${key}`, `expected a string${nullable ? ' or null' : ''}, got ${describe(v)}`);
-  }
-
-  number(o: Obj, key: string, path: string, opts: { nullable?: boolean; min?: number; integer?: boolean } = {}): number | null {
-    const v = o[key];
-    if (opts.nullable && v === null) return null;
-    if (typeof v !== 'number' || !Number.isFinite(v)) {
-      this.fail(`${path}.${key}`, `expected a finite number${opts.nullable ? ' or null' : ''}, got ${describe(v)}`);
-      return null;
-    }
-    if (opts.integer && !Number.isInteger(v)) this.fail(`${path}.${key}`, `expected an integer, got ${v}`);
-    if (opts.min !== undefined && v < opts.min) this.fail(`${path}.${key}`, `expected ≥ ${opts.min}, got ${v}`);
-    return v;
-  }
-
-  boolean(o: Obj, key: string, path: string): void {
-    if (typeof o[key] !== 'boolean') this.fail(`${path}.${key}`, `expected a boolean, got ${describe(o[key])}`);
-  }
-
-  oneOf(o: Obj, key: string, path: string, allowed: readonly string[]): void {
-    if (!allowed.includes(o[key] as string)) this.fail(`${path}.${key}`, `expected one of ${allowed.join(', ')}, got ${describe(o[key])}`);
-  }
-
-  numberArray(v: unknown, path: string): number[] | null {
-    if (!Array.isArray(v)) {
-      this.fail(path, `expected an array, got ${describe(v)}`);
-      return null;
-    }
-    const bad = v.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
-    if (bad >= 0) this.fail(`${path}[${bad}]`, `expected a finite number, got ${describe(v[bad])}`);
-    return bad >= 0 ? null : (v as number[]);
-  }
-
-  numberRecord(v: unknown, path: string, keys?: readonly string[]): void {
-    const o = this.object(v, path);
-    if (!o) return;
-    for (const [k, x] of Object.entries(o)) {
-      if (keys && !keys.includes(k)) this.fail(`${path}.${k}`, `unknown key (known: ${keys.join(', ')})`);
-      else if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) this.fail(`${path}.${k}`, `expected a byte count, got ${describe(x)}`);
-    }
-  }
-}
-
-export function describe(v: unknown): string {
-  if (v === undefined) return 'nothing (missing)';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
-}
 
 function timeStats(ch: Checker, v: unknown, path: string, nullable: boolean): void {
   if (nullable && v === null) return;
@@ -139,7 +74,8 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
   if (c.check !== undefined) {
     const k = ch.object(c.check, `${path}.check`);
     if (k) {
-      ch.oneOf(k, 'against', `${path}.check`, CHECK_AGAINST);
+      // Older files name the strategy whose output was the anchor: any registered id.
+      ch.oneOf(k, 'against', `${path}.check`, ['reference', 'none', ...strategyIds()]);
       ch.number(k, 'maxRelError', `${path}.check`, { nullable: true, min: 0 });
       checkRecord(ch, k, `${path}.check`);
       // A case is timed only after its check passed; a mismatch is a check that failed; 'none' checked nothing.

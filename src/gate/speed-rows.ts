@@ -2,7 +2,7 @@ import { REFERENCE_STRATEGY } from '../registry.js';
 import { caseKey, configKey } from '../bench/plan.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import { caseCeilings, caseTestbed } from '../bench/testbeds.js';
-import { describeTestbed, pct, type Context, type GateMetric, type GateRow, type GateUnit } from './compare.js';
+import { describeTestbed, pct, type Context, type GateMetric, type GateRow, type GateUnit } from './rows.js';
 import { ceilingShift, judgePooled, judgeSpeed, speedSide, type PairedRuns, type SpeedSide } from './speed.js';
 
 /** GFLOP/s below 1 TFLOP/s (software GPUs), TFLOP/s above. */

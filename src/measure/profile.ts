@@ -4,7 +4,7 @@ import type { GpuContext } from '../gpu/runtime.js';
 import { GpuTimer, type PassTime } from '../gpu/timer.js';
 import { MoELayer } from '../layer.js';
 import type { MemoryEvent, BufferTag } from '../gpu/allocator.js';
-import type { StepMemory } from './memory-profiler.js';
+import type { StepMemory } from '../gpu/memory-profiler.js';
 import { usefulFlops } from '../config.js';
 import { DriverMemoryReader, driverDelta } from './driver-memory.js';
 import { figures, type DriverProbe } from './driver-step.js';

@@ -1,7 +1,7 @@
 import { formatSkew, layerConfig, type DType, type LayerConfig } from '../config.js';
 import type { GpuContext } from '../gpu/runtime.js';
 import { MoELayer } from '../layer.js';
-import type { StepMemory } from '../measure/memory-profiler.js';
+import type { StepMemory } from '../gpu/memory-profiler.js';
 import { STRATEGIES } from '../registry.js';
 import type { RoutingSummary, Strategy } from '../strategy/contract.js';
 import { layerMemory, type LayerMemory } from './memory.js';

@@ -1,3 +1,5 @@
+import { STRATEGIES } from '../registry.js';
+import type { StrategyStyle } from '../strategy/contract.js';
 import { caseLabel } from '../bench/plan.js';
 import type { BenchCase, BenchResults, CaseConfig, CaseStatus, Testbed } from '../bench/schema.js';
 import { caseTestbed, testbedsOf } from '../bench/testbeds.js';
@@ -233,27 +235,23 @@ export function noiseWarning(r: BenchResults): string | null {
 }
 
 /**
- * Fixed colours and point shapes per strategy, so a strategy looks the same in every chart. The
- * colours are the Okabe–Ito palette, told apart with any common colour-vision deficiency; the
- * shapes tell them apart in greyscale too.
+ * Colours and point shapes come from each strategy (Strategy.style), so a strategy looks the same
+ * in every chart. The built-in ones use the Okabe–Ito palette, told apart with any common
+ * colour-vision deficiency; the shapes tell them apart in greyscale too. A strategy without a
+ * style (or a label no strategy has) takes a spare one.
  */
-const STRATEGY_STYLES: Record<string, { color: string; marker: MarkerShape }> = {
-  'zero-buffer': { color: '#0072B2', marker: 'circle' },
-  tutel: { color: '#E69F00', marker: 'square' },
-  gshard: { color: '#CC79A7', marker: 'triangle' },
-  megablocks: { color: '#009E73', marker: 'diamond' },
-  'megablocks-grouped': { color: '#D55E00', marker: 'triangle-down' },
-  scattermoe: { color: '#56B4E9', marker: 'hexagon' },
-};
+function styleOf(label: string): StrategyStyle | undefined {
+  return STRATEGIES.find((s) => s.id === label)?.style;
+}
 const SPARE_COLORS = ['#000000', '#F0E442'];
 const SPARE_MARKERS: MarkerShape[] = ['circle', 'square', 'triangle', 'diamond', 'triangle-down', 'hexagon'];
 
 export function strategyColor(label: string, index: number): string {
-  return STRATEGY_STYLES[label]?.color ?? SPARE_COLORS[index % SPARE_COLORS.length];
+  return styleOf(label)?.color ?? SPARE_COLORS[index % SPARE_COLORS.length];
 }
 
 export function strategyMarker(label: string, index: number): MarkerShape {
-  return STRATEGY_STYLES[label]?.marker ?? SPARE_MARKERS[index % SPARE_MARKERS.length];
+  return styleOf(label)?.marker ?? SPARE_MARKERS[index % SPARE_MARKERS.length];
 }
 
 /** Which float64 check each case got (issue 18): the reader of a table must see what was verified. */

@@ -12,10 +12,18 @@ import { allocateTensor, chunkLayout, freeTensor, type ChunkLayout, type Tensor 
  * The contract every dispatch strategy implements (zero-buffer and the baselines alike), so a
  * kernel author can add one without touching any command: register it in src/registry.ts.
  */
+/** How charts draw a strategy: a colour and a point shape (the shapes tell strategies apart in greyscale). */
+export interface StrategyStyle {
+  color: string;
+  marker: 'circle' | 'square' | 'triangle' | 'diamond' | 'triangle-down' | 'hexagon';
+}
+
 export interface Strategy {
   id: string;
   /** One line for tables and --help. */
   title: string;
+  /** Its colour and marker in every chart; without one, charts take a spare colour. */
+  style?: StrategyStyle;
   /** Dropless strategies ignore --capacity-factor. */
   dropless: boolean;
   /** Why this config cannot run with the strategy, or null. */

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LOCK_FILE, lockFolder, type FolderLock } from '../bench/lock.js';
+import { LOCK_FILE, lockFolder, type FolderLock } from '../lock.js';
 import { DiskFullError, UsageError } from '../errors.js';
 import { checkOutputFiles, isDiskFull, removeStaleTemps } from '../fs.js';
 import { processAlive } from '../pid.js';

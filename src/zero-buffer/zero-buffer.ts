@@ -231,6 +231,8 @@ class ZeroBufferRunner implements StrategyRunner {
 
 export const zeroBuffer: Strategy = {
   id: 'zero-buffer',
+  // Okabe–Ito palette (src/render/bench-format.ts says why).
+  style: { color: '#0072B2', marker: 'circle' },
   title: 'MoEBlaze zero-buffer: index lists, gathers fused into GEMMs, no [R,d] buffer',
   dropless: true,
   unsupported(c) {

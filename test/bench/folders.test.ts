@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { LOCK_FILE, lockFolder } from '../../src/bench/lock.js';
+import { LOCK_FILE, lockFolder } from '../../src/lock.js';
 import { prepareBench } from '../../src/bench/prepare.js';
 import { completeRunSettings, completeSweep, saveSweep } from '../../src/bench/sweep.js';
 import { parseSkew } from '../../src/config.js';

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lockFolder } from '../../src/bench/lock.js';
+import { lockFolder } from '../../src/lock.js';
 import { caseKey, planSweep } from '../../src/bench/plan.js';
 import { parseSkew } from '../../src/config.js';
 import { prepareBench } from '../../src/bench/prepare.js';

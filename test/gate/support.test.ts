@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode, UsageError } from '../../src/errors.js';
 import { loadBaseline, loadResultsFile, updateBaseline } from '../../src/gate/baseline.js';
 import { compareResults, type GateReport } from '../../src/gate/compare.js';
-import { parseThreshold, parseTolerance } from '../../src/gate/flags.js';
+import { parseThreshold, parseTolerance } from '../../src/cli/gate-flags.js';
 import { gateWithRetries } from '../../src/gate/remeasure.js';
 import { gateAgainstBaseline, loadBaselineForRun, replaceCases } from '../../src/gate/run.js';
 import { compactLabels, renderGate } from '../../src/render/gate.js';

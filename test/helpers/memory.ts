@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 import { tableFigures, type BufferTable } from '../../src/strategy/buffer-table.js';
 import { layerConfig, type LayerConfig } from '../../src/config.js';
 import { MoELayer } from '../../src/layer.js';
-import type { StepMemory } from '../../src/measure/memory-profiler.js';
+import type { StepMemory } from '../../src/gpu/memory-profiler.js';
 import type { RoutingSummary, Strategy } from '../../src/strategy/contract.js';
 import { testGpu } from './gpu.js';
 

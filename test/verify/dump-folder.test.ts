@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LOCK_FILE } from '../../src/bench/lock.js';
+import { LOCK_FILE } from '../../src/lock.js';
 import { ownIdentity, processStartTime } from '../../src/pid.js';
 import { DUMP_MARKER, finishDump, prepareDumpFolder } from '../../src/verify/dump-folder.js';
 

@@ -4,7 +4,7 @@ import { layerConfig, type LayerConfig } from '../../../src/config.js';
 import { MoELayer } from '../../../src/layer.js';
 import { routeReference, toFloat64 } from '../../../src/reference/index.js';
 import { generateInputs } from '../../../src/rng.js';
-import type { StepMemory } from '../../../src/measure/memory-profiler.js';
+import type { StepMemory } from '../../../src/gpu/memory-profiler.js';
 import type { Strategy } from '../../../src/strategy/contract.js';
 import { stepsMatchTable } from '../../helpers/memory.js';
 import { testGpu } from '../../helpers/gpu.js';

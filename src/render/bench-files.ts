@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { writeFileAtomic } from '../fs.js';
-import { renderBenchmarkAction } from '../render/bench-action.js';
-import { renderBenchHtml } from '../render/bench-html.js';
-import { renderBenchMarkdown } from '../render/bench-markdown.js';
-import type { BenchResults } from './schema.js';
+import { renderBenchmarkAction } from './bench-action.js';
+import { renderBenchHtml } from './bench-html.js';
+import { renderBenchMarkdown } from './bench-markdown.js';
+import type { BenchResults } from '../bench/schema.js';
 
 /** The three reports beside results.json, each written atomically. */
 export async function writeBenchReports(dir: string, results: BenchResults): Promise<void> {

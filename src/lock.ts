@@ -1,8 +1,8 @@
 import { mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { DiskFullError, UsageError } from '../errors.js';
-import { isDiskFull } from '../fs.js';
-import { ownIdentity, parseIdentity, processAlive } from '../pid.js';
+import { DiskFullError, UsageError } from './errors.js';
+import { isDiskFull } from './fs.js';
+import { ownIdentity, parseIdentity, processAlive } from './pid.js';
 
 /**
  * One writer per output folder (a bench's --out, a verify --dump): two runs writing one folder

@@ -1,8 +1,8 @@
 import { Flags, type Interfaces } from '@oclif/core';
-import { parseIntegerFlag, parseNonNegativeFloat } from '../cli/flags.js';
+import { parseIntegerFlag, parseNonNegativeFloat } from './flags.js';
 import { UsageError } from '../errors.js';
 import { parseBytes } from '../units.js';
-import { DEFAULT_GATE_OPTIONS, type GateOptions } from './compare.js';
+import { DEFAULT_GATE_OPTIONS, type GateOptions } from '../gate/compare.js';
 
 /** "10%" or "0.1" → 0.1; a threshold of 0 would call every wobble a change, 1000% none. */
 export function parseThreshold(text: string, flag = 'threshold'): number {

@@ -1,4 +1,4 @@
-import type { BufferTag, GpuAllocator, MemoryEvent } from '../gpu/allocator.js';
+import type { BufferTag, GpuAllocator, MemoryEvent } from './allocator.js';
 import { formatBytes } from '../units.js';
 
 /** The step figures of docs/design.md#memory, measured by the allocator. */
