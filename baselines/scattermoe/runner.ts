@@ -1,5 +1,6 @@
-import { REDUCE_TILE, SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
-import { grid, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
+import { gemmGrid } from '../../kernels/gemm/core.js';
+import { SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { grid, type Dispatch, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import { encodeRoutingMetadata } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
@@ -46,7 +47,7 @@ export class ScatterMoERunner implements StrategyRunner {
   }
 
   /** The one place this strategy dispatches a kernel. */
-  private run(step: StepContext, source: KernelSource, params: Record<string, number>, buffers: Buffers, workgroups: number | [number, number] | [number, number, number]) {
+  private run(step: StepContext, source: KernelSource, params: Record<string, number>, buffers: Buffers, workgroups: Dispatch['workgroups']) {
     return step.enc.dispatch({ source, params, buffers, workgroups });
   }
 
@@ -96,7 +97,7 @@ export class ScatterMoERunner implements StrategyRunner {
         for (const [dc, out] of outputs.entries()) {
           const tiling = { N, K, segCount: E, tileBase: 0, segBegin: experts.start, segEnd: experts.start + experts.count, rowBase: 0, rowStride: 1, rowBegin: rows.start, rowEnd: rows.start + rows.count };
           const params = { ...tiling, rowChunkBase: rows.start, expertBase: experts.start, dstBegin: out.start, dstEnd: out.start + out.count, topK, d, h };
-          await this.run(step, source, params, buffers(ac, wc, dc), [blocks, tiles(N, SEGMENT_TILE.n), 1]);
+          await this.run(step, source, params, buffers(ac, wc, dc), gemmGrid({ rowTiles: blocks }, N));
         }
       }
     }
@@ -109,7 +110,7 @@ export class ScatterMoERunner implements StrategyRunner {
       for (let wc = 0; wc < weights.chunks.length; wc++) {
         const experts = chunkRowRange(weights.layout, wc);
         const params = { M, N, segBegin: experts.start, segEnd: experts.start + experts.count, rowBase: 0, rowStride: 1, rowBegin: rows.start, rowEnd: rows.start + rows.count, d, h, expertBase: experts.start, rowChunkBase: rows.start };
-        await this.run(step, source[ac === 0 ? 'store' : 'add'], params, buffers(ac, wc), [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count]);
+        await this.run(step, source[ac === 0 ? 'store' : 'add'], params, buffers(ac, wc), gemmGrid({ M }, N, experts.count));
       }
     }
   }
