@@ -46,7 +46,8 @@ describe('moeblaze gate', () => {
     const r = await gate(['--baseline', file('run.json'), '--current', file('run.json')]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).not.toMatch(/│ case/);
-    expect(r.stdout).toMatch(/^14 of 14 row\(s\) not shown \(14 SAME\); --verbose shows every row$/m);
+    // 3 cases × (2 peaks, gemmFraction, time) + 2 time/zero-buffer + zero-buffer's time/others.
+    expect(r.stdout).toMatch(/^15 of 15 row\(s\) not shown \(15 SAME\); --verbose shows every row$/m);
     expect(r.stdout.trim().split('\n').at(-1)).toBe('PASS: no regression; 3 case(s) compared');
     expect(r.stdout).not.toMatch(/\u001b\[/);
     const verbose = await gate(['--baseline', file('run.json'), '--current', file('run.json'), '--verbose']);
