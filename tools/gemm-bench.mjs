@@ -5,8 +5,7 @@
 // largest relative error of 64 sampled outputs against a float64 reference (f16-rounded inputs).
 import { KernelContext } from '../dist/kernels/context.js';
 import { gemmGrid, gemmSource } from '../dist/kernels/gemm/core.js';
-import { denseGemm } from '../dist/kernels/gemm/dense.js';
-import { DENSE_PARAMS, DENSE_ROWS_TILING } from '../dist/kernels/gemm/tiling.js';
+import { denseGemm, denseGemmSpec } from '../dist/kernels/gemm/dense.js';
 import { GpuAllocator } from '../dist/src/gpu/allocator.js';
 import { openGpu } from '../dist/src/gpu/runtime.js';
 import { GpuTimer } from '../dist/src/gpu/timer.js';
@@ -18,31 +17,7 @@ const N = Number(args[args.indexOf('--n') + 1] || 8192) || 8192;
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : null;
 
 function spec(name, tile, sm, vectors = true) {
-  return {
-    name: `bench-${name}`,
-    dtype: 'f16',
-    tile,
-    aContiguous: 'k',
-    bContiguous: 'n',
-    subgroupMatrix: sm,
-    bindings: [
-      { name: 'A', type: 'dt', access: 'read', vector: vectors },
-      { name: 'B', type: 'dt', access: 'read', vector: vectors },
-      { name: 'C', type: 'dt', access: 'read_write' },
-    ],
-    params: DENSE_PARAMS,
-    ...(vectors && {
-      vectorLoads: {
-        when: 'P.K % 8u == 0u && P.N % 8u == 0u',
-        functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> { return A8(m * P.K + k); }
-fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> { return B8(k * P.N + n); }`,
-      },
-    }),
-    functions: `${DENSE_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(A[m * P.K + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(B[k * P.N + n]); }
-fn storeC(t: Tile, m: u32, n: u32, c: f32) { C[m * P.N + n] = dt(c); }`,
-  };
+  return denseGemmSpec('f16', { name: `bench-${name}`, tile, subgroupMatrix: sm, vectors });
 }
 
 const VARIANTS = [
