@@ -37,10 +37,10 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-
 .sub, .muted, figcaption { color: var(--muted); }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: .4rem 0 1rem; }
 th, td { padding: .25rem .45rem; border-bottom: 1px solid var(--rule); text-align: right; white-space: nowrap; }
-/* Heads wrap at their spaces so that 13 columns fit a 1000 px window; a wider table scrolls in its box, never the page. */
+/* Heads wrap at their spaces, and the cases tables are set tighter, so that their 16 columns fit a 1000 px window; a wider table scrolls in its box, never the page. */
 th { white-space: normal; vertical-align: bottom; min-width: 3.5rem; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
-table.cases { font-size: 12.5px; } td.wrap { white-space: normal; }
+table.cases { font-size: 11.5px; } table.cases th, table.cases td { padding: .25rem .3rem; } table.cases th { min-width: 2.6rem; } td.wrap { white-space: normal; }
 th { background: var(--head); font-weight: 600; } td:first-child, th:first-child, td.msg { text-align: left; }
 td.msg { white-space: normal; max-width: 60rem; }
 table.kv td { text-align: left; white-space: normal; } table.kv td:first-child { font-weight: 600; }
