@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import record
-from cases import CASES, TORCH_DTYPE, case_record, inputs, measure, routing, weight
+from cases import CASES, case_record, measure, setup, weight
 
 
 # ---- Tutel ----
@@ -239,10 +239,7 @@ def gshard_forward(rec, case, x, wg, experts):
 def run(strategy):
     cases = []
     for case in CASES:
-        dt = TORCH_DTYPE[case['dtype']]
-        logits, gates, idx, _ = routing(case)
-        x = inputs(case)
-        E, d, h = case['experts'], case['hidden'], case['ffn']
+        dt, (logits, gates, idx, _), x, (E, d, h) = setup(case)
         swiglu = case['activation'] == 'swiglu'
         torch.manual_seed(5)
         if strategy == 'tutel':

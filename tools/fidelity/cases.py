@@ -37,6 +37,11 @@ def inputs(case, seed=11):
     return x
 
 
+def setup(case):
+    """What every script takes from a case: its dtype, routing (logits, gates, idx, loads), input and sizes (E, d, h)."""
+    return TORCH_DTYPE[case['dtype']], routing(case), inputs(case), (case['experts'], case['hidden'], case['ffn'])
+
+
 def weight(*shape, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(*shape, generator=g) / shape[-2] ** 0.5).to(dtype).requires_grad_()

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import record
-from cases import CASES, TORCH_DTYPE, case_record, inputs, measure, routing, weight
+from cases import CASES, case_record, measure, setup, weight
 
 BLOCKING = 128
 
@@ -222,10 +222,7 @@ def grouped_forward(rec, case, x, expert_weights, top_experts, w1, v1, w2):
 def run(mode):
     cases = []
     for case in CASES:
-        dt = TORCH_DTYPE[case['dtype']]
-        _, gates, idx, loads = routing(case)
-        x = inputs(case)
-        E, d, h = case['experts'], case['hidden'], case['ffn']
+        dt, (_, gates, idx, loads), x, (E, d, h) = setup(case)
         # SparseMLP/SparseGLU weights: [E·h, d] each (mlp.py L315-330, glu.py L23-30).
         w1 = weight(E * h, d, dtype=dt, seed=1)
         v1 = weight(E * h, d, dtype=dt, seed=2) if case['activation'] == 'swiglu' else None

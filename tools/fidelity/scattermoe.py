@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import record
-from cases import CASES, TORCH_DTYPE, case_record, inputs, measure, routing, weight
+from cases import CASES, case_record, measure, setup, weight
 
 BLOCK_M = 128
 
@@ -92,10 +92,7 @@ def forward(rec, case, x, expert_p, expert_idxs, w_experts, w_output):
 def run():
     cases = []
     for case in CASES:
-        dt = TORCH_DTYPE[case['dtype']]
-        _, gates, idx, loads = routing(case)
-        x = inputs(case)
-        E, d, h = case['experts'], case['hidden'], case['ffn']
+        dt, (_, gates, idx, loads), x, (E, d, h) = setup(case)
         width = 2 * h if case['activation'] == 'swiglu' else h
         # ParallelExperts.weight is [E, output_size, input_size].
         leaves = {'x': x, 'experts.weight': weight(E, width, d, dtype=dt, seed=1), 'output_experts.weight': weight(E, d, h, dtype=dt, seed=3),
