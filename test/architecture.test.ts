@@ -104,7 +104,8 @@ export function fileCycles(all: readonly Edge[]): string[] {
  */
 export function quotedStrategyIds(files: readonly { path: string; text: string }[], ids: readonly string[]): string[] {
   const allowed = (path: string) => path === 'src/registry.ts' || path === 'src/bench/migrate.ts' || layerOf(path).layer === 'strategy';
-  const pattern = new RegExp(`(['"\`])(${ids.map((id) => id.replace(/[-]/g, '\\-')).join('|')})\\1`, 'g');
+  // Ids are lower-case words and hyphens, literal in a pattern outside a character class.
+  const pattern = new RegExp(`(['"\`])(${ids.join('|')})\\1`, 'g');
   return files.filter((f) => !allowed(f.path)).flatMap((f) => [...f.text.matchAll(pattern)].map((m) => `${f.path}: ${m[0]}`));
 }
 
