@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeBenchReports } from '../src/render/bench-files.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
 import { saveSweep } from '../src/bench/sweep.js';
-import { pairedReference, runBench, sweepFailure } from '../src/bench/run.js';
+import { caseOptions, runBench, sweepFailure } from '../src/bench/run.js';
 import { onInterrupt } from '../src/cli/interrupt.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
@@ -237,7 +237,7 @@ export default class Bench extends BaseCommand {
               const fresh = [];
               for (const key of keys) {
                 const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, { sampling, layers, memoryLimit, gemmCeilingTflops: results.ceilings?.gemm.tflops ?? null, check, pairWith: pairedReference(planned.config, results.cases) }));
+                if (planned) fresh.push(await runCase(device, planned, caseOptions(device, planned, results, { sampling, layers, memoryLimit, check })));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

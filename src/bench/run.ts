@@ -115,6 +115,24 @@ export function pairedReference(config: BenchCase['config'], done: readonly Benc
   return reference?.memory && reference.memory.stepPeak <= PAIRED_MAX_BYTES ? REFERENCE_STRATEGY : null;
 }
 
+/**
+ * How a planned case of this sweep runs: the sweep's sampling, layers, limit and check, the GEMM
+ * ceiling of the engine the case really uses, and its pairing. Shared by the sweep and by
+ * `bench --baseline`'s re-measure, so a re-measured case is timed and judged as it first was.
+ */
+export function caseOptions(device: GpuContext, planned: SweepPlan['cases'][number], results: BenchResults, options: Pick<BenchOptions, 'sampling' | 'layers' | 'memoryLimit' | 'check' | 'makeTimer'>): CaseOptions {
+  const ceilings = results.ceilings;
+  return {
+    sampling: options.sampling,
+    layers: options.layers,
+    memoryLimit: options.memoryLimit,
+    gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
+    check: options.check,
+    makeTimer: options.makeTimer,
+    pairWith: pairedReference(planned.config, results.cases),
+  };
+}
+
 /** Memory and speed of every case against zero-buffer's case of the same config. */
 export function addRelativeFigures(cases: BenchCase[]): void {
   const zero = new Map<string, BenchCase>();
@@ -208,15 +226,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     if (!done && options.reopenDevice && lastPeak > LARGE_CASE_BYTES) device = await options.reopenDevice(device);
     const result =
       done ??
-      (await runCase(device, planned, {
-        sampling: options.sampling,
-        layers: options.layers,
-        memoryLimit: options.memoryLimit,
-        gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? results.ceilings?.gemmSubgroupMatrix?.tflops : results.ceilings?.gemm.tflops) ?? null,
-        check: options.check,
-        makeTimer: options.makeTimer,
-        pairWith: pairedReference(planned.config, results.cases),
-      }));
+      (await runCase(device, planned, caseOptions(device, planned, results, options)));
     results.cases.push(result);
     lastPeak = result.memory?.stepPeak ?? 0;
     // Zero-buffer runs first within a config, so each case is final when saved: a resumed run keeps it as it is.
