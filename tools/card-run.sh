@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# The card figures issues 26, 27, 29 and 30 still need, in one device call (docs/performance.md,
-# "Session 5"). Here: commit, `npm run build`, `bash ../shared/gpu/pack.sh`, then copy the anchor
-# beside the bundle: `cp ../shared/anchors/torch_moe.py .gpu/`. On the device (carry [".gpu"]):
-#   bash tools/card-run.sh            (about 9 minutes; each step is cut at its limit and saves what it has)
+# The card figures issues 26, 27, 29 and 30 need, in one device call (docs/performance.md).
+# Here: commit, `npm run build`, `bash ../shared/gpu/pack.sh`, then copy the anchor beside the
+# bundle: `cp ../shared/anchors/torch_moe.py .gpu/`. On the device (carry [".gpu"]):
+#   bash tools/card-run.sh [engine|all]   (about 9½ minutes; each step is cut at its limit and saves what it has)
+# `engine` runs only the engine's figures (dense variants, zero-buffer's profile and steps).
 # Everything lands in $OUT/card.tgz; bench folders resume with `bench --resume DIR`.
 set -u
+what=${1:-all}
 W=/tmp/card-run; mkdir -p "$W"
 here=$(cd "$(dirname "$0")/.." && pwd)
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/card.txt"; cat "$here/dist/build-info.json" >> "$W/card.txt" 2>/dev/null
 ( cd "$W" && timeout 70 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 deepseek-v3-layer --impls torch-sorted torch-capacity --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
+quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
+export -f quiet
 bash "$here/.gpu/remote.sh" bash -c "
-  timeout 80 node bin/run.js verify --dtype f16 --gemm subgroup-matrix > $W/verify-f16-subgroup-matrix.log 2>&1; echo verify-exit=\$?
-  timeout -s INT 140 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
-  timeout -s INT 80 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
-  timeout -s INT 125 node bin/run.js bench --preset deepseek-v3-like-layer --dtype f16 --max-time 1 --out $W/deepseek-v3-like-layer-f16 > $W/deepseek.log 2>&1; echo deepseek-exit=\$?
+  timeout 100 node tools/gemm-bench.mjs --only \${DENSE:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,vec-64x128-k64,vec-64x128-k32-s2,simt-f32-4096} 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 45 node tools/gemm-bench.mjs --no-robustness --only \${DENSE_OFF:-project-dense,vec-128x128-k32-s2,vec-128x256-k32} 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
+  timeout 60 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer 2>&1 | quiet > $W/profile-conf4.txt; echo profile-exit=\$?
+  [ $what = engine ] && timeout -s INT 70 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --max-time 2 --out $W/engine-conf4 > $W/engine-conf4.log 2>&1
+  [ $what = engine ] && timeout -s INT 50 node bin/run.js bench --preset fine-64 --dtype f16 --impl zero-buffer --max-time 2 --out $W/engine-fine64 > $W/engine-fine64.log 2>&1
+  [ $what = engine ] && exit 0
+  timeout 70 node bin/run.js verify --dtype f16 --gemm subgroup-matrix 2>&1 | quiet > $W/verify-f16-subgroup-matrix.log; echo verify-exit=\$?
+  timeout -s INT 120 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
+  timeout -s INT 65 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
+  timeout -s INT 100 node bin/run.js bench --preset deepseek-v3-like-layer --dtype f16 --max-time 1 --out $W/deepseek-v3-like-layer-f16 > $W/deepseek.log 2>&1; echo deepseek-exit=\$?
 "
 tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
-tail -n 12 "$W/torch.txt"; grep -h -A14 'strategy ' "$W/conf4.log" "$W/fine64.log" "$W/deepseek.log" | cut -c1-200 | head -60
+cat "$W/card.txt"; tail -n 12 "$W/torch.txt"; cat "$W/dense.txt"; grep -h -A14 'strategy ' "$W"/*.log | cut -c1-200 | head -60
