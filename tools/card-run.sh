@@ -10,20 +10,21 @@ what=${1:-all}
 W=/tmp/card-run; mkdir -p "$W"
 here=$(cd "$(dirname "$0")/.." && pwd)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/card.txt"; cat "$here/dist/build-info.json" >> "$W/card.txt" 2>/dev/null
-( cd "$W" && timeout 70 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 deepseek-v3-layer --impls torch-sorted torch-capacity --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
+( cd "$W" && timeout 60 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 deepseek-v3-layer --impls torch-sorted torch-capacity --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
 quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
 export -f quiet
 bash "$here/.gpu/remote.sh" bash -c "
-  timeout 100 node tools/gemm-bench.mjs --only \${DENSE:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,vec-64x128-k64,vec-64x128-k32-s2,simt-f32-4096} 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
-  timeout 45 node tools/gemm-bench.mjs --no-robustness --only \${DENSE_OFF:-project-dense,vec-128x128-k32-s2,vec-128x256-k32} 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
-  timeout 60 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer 2>&1 | quiet > $W/profile-conf4.txt; echo profile-exit=\$?
+  timeout 80 node tools/gemm-bench.mjs --only \${DENSE:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,vec-64x128-k64,vec-64x128-k32-s2,unguarded-128x128-k64,unguarded-128x256-k32,simt-f32-4096} 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 25 node tools/gemm-bench.mjs --robust-access tint --only project-dense,vec-128x256-k32 2>&1 | quiet >> $W/dense.txt; echo dense-tint-exit=\$?
+  timeout 40 node tools/gemm-bench.mjs --no-robustness --only \${DENSE_OFF:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,unguarded-128x128-k64} 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
+  timeout 50 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer 2>&1 | quiet > $W/profile-conf4.txt; echo profile-exit=\$?
   [ $what = engine ] && timeout -s INT 70 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --max-time 2 --out $W/engine-conf4 > $W/engine-conf4.log 2>&1
   [ $what = engine ] && timeout -s INT 50 node bin/run.js bench --preset fine-64 --dtype f16 --impl zero-buffer --max-time 2 --out $W/engine-fine64 > $W/engine-fine64.log 2>&1
   [ $what = engine ] && exit 0
-  timeout 70 node bin/run.js verify --dtype f16 --gemm subgroup-matrix 2>&1 | quiet > $W/verify-f16-subgroup-matrix.log; echo verify-exit=\$?
-  timeout -s INT 120 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
+  timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix 2>&1 | quiet > $W/verify-f16-subgroup-matrix.log; echo verify-exit=\$?
+  timeout -s INT 110 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
   timeout -s INT 65 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
-  timeout -s INT 100 node bin/run.js bench --preset deepseek-v3-like-layer --dtype f16 --max-time 1 --out $W/deepseek-v3-like-layer-f16 > $W/deepseek.log 2>&1; echo deepseek-exit=\$?
+  timeout -s INT 90 node bin/run.js bench --preset deepseek-v3-like-layer --dtype f16 --max-time 1 --out $W/deepseek-v3-like-layer-f16 > $W/deepseek.log 2>&1; echo deepseek-exit=\$?
 "
 tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
 cat "$W/card.txt"; tail -n 12 "$W/torch.txt"; cat "$W/dense.txt"; grep -h -A14 'strategy ' "$W"/*.log | cut -c1-200 | head -60

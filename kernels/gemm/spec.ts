@@ -78,6 +78,11 @@ export interface SubgroupMatrixOptions {
   tile?: TileShape;
   /** Use the spec's vector hooks at all [default true]. */
   vectors?: boolean;
+  /**
+   * Range-test staged loads [default true]. false drops the clamps and selects: a measurement
+   * switch (tools/gemm-bench.mjs) for shapes whose every tile and K step is whole, nothing else.
+   */
+  guards?: boolean;
 }
 
 export interface GemmSpec {
@@ -193,7 +198,7 @@ export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: str
     return `${prologue}
   for (var kb = t.kBegin; kb < t.kEnd; kb += ${K}) {
     {
-      let buf = 0u;
+      const buf = 0u;
       ${o.store}
     }
     workgroupBarrier();
@@ -202,7 +207,7 @@ export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: str
       ${o.load}
     }
     {
-      let buf = 0u;
+      const buf = 0u;
       ${o.multiply}
     }
     workgroupBarrier();
@@ -212,7 +217,7 @@ export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: str
   // publishes the next step and tells every thread that the buffer it overwrites next is free.
   return `${prologue}
   {
-    let buf = 0u;
+    const buf = 0u;
     ${o.store}
   }
   workgroupBarrier();
@@ -251,18 +256,18 @@ function unrolledDoubleBuffer(o: { step: number; load: string; store: string; mu
         ${o.load}
       }
       {
-        let buf = ${from}u;
+        const buf = ${from}u;
         ${o.multiply}
       }
       if (more) {
-        let buf = ${to}u;
+        const buf = ${to}u;
         ${o.store}
       }
       workgroupBarrier();
     }`;
   return `${prologue}
   {
-    let buf = 0u;
+    const buf = 0u;
     ${o.store}
   }
   workgroupBarrier();

@@ -24,6 +24,14 @@ export interface AdapterSelection {
    * other memory, fault, or lose the device.
    */
   robustness?: boolean;
+  /**
+   * Where robustness bounds-checks happen [default 'driver']. 'driver': storage buffers by the
+   * Vulkan driver's robustBufferAccess2 where it offers it (`vulkan_use_buffer_robust_access_2`),
+   * and Tint skips the clamps its integer range analysis proves in range
+   * (`enable_integer_range_analysis_in_robustness`); out-of-bounds accesses stay as safe as
+   * with 'tint', Dawn's default, which clamps every index in the shader. Ignored with robustness off.
+   */
+  robustAccess?: 'driver' | 'tint';
   /** The GEMM engine asked for [default 'auto']; each layer resolves it with gemmEngineFor(). */
   gemm?: GemmRequest;
   /** `--allocator` [default: caching]: every layer's allocator on this device follows it (src/gpu/buffer-pool.ts). */
@@ -112,6 +120,7 @@ export function dawnToggles(selection: AdapterSelection): { enabled: string[]; d
   const enabled = ['allow_unsafe_apis'];
   if (selection.nvidiaF16 !== false) enabled.push('vulkan_enable_f16_on_nvidia');
   if (selection.robustness === false) enabled.push('disable_robustness');
+  else if (selection.robustAccess !== 'tint') enabled.push('vulkan_use_buffer_robust_access_2', 'enable_integer_range_analysis_in_robustness');
   // Unquantised timestamps: otherwise Dawn snaps them to 65.5 µs and short kernels read as 0.
   return { enabled, disabled: ['timestamp_quantization'] };
 }

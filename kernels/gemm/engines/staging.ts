@@ -45,7 +45,7 @@ const AXES: Record<'m' | 'n', Axis> = { m: { begin: 't.m0', base: 't.m0', end: '
  * `unrolled` false (the emulated engine) writes the same chunks and elements as loops: unrolled,
  * lavapipe's LLVM takes minutes per kernel; the real engine unrolls so registers stay registers.
  */
-export function stagingOf(o: Operand, K: number, when: string, unrolled = true) {
+export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards = true) {
   const outerName = o.which === 'a' ? 'm' : 'n';
   const row = o.kInner ? AXES[outerName] : K_AXIS;
   const col = o.kInner ? K_AXIS : AXES[outerName];
@@ -63,7 +63,7 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true) 
   const rowVecs = o.stride / 4;
 
   const scalar = (r: string, c: string) =>
-    `f16(select(0.0, ${hook}(${args(`min(${r}, max(${row.end}, 1u) - 1u)`, `min(${c}, max(${col.end}, 1u) - 1u)`)}), ${r} < ${row.end} && ${c} < ${col.end}))`;
+    !guards ? `f16(${hook}(${args(r, c)}))` : `f16(select(0.0, ${hook}(${args(`min(${r}, max(${row.end}, 1u) - 1u)`, `min(${c}, max(${col.end}, 1u) - 1u)`)}), ${r} < ${row.end} && ${c} < ${col.end}))`;
 
   const loads: string[] = [];
   const stores: string[] = [];
@@ -74,7 +74,8 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true) 
     const scalar8: string[] = [];
     for (let c = 0; c < regs / 2; c++) {
       const pos = `let e = li + ${c * THREADS}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * 8u;`;
-      vector.push(`{ ${pos}
+      if (!guards) vector.push(`{ ${pos} let v = ${hook}8(${args('r', 'c')}); ${o.reg}[${2 * c}] = v[0]; ${o.reg}[${2 * c + 1}] = v[1]; }`);
+      else vector.push(`{ ${pos}
         let v = ${hook}8(${args(`min(r, max(${row.end}, 1u) - 1u)`, `min(c, max(${col.end}, 8u) - 8u)`)});
         let ok = r < ${row.end} && c < ${col.end};
         ${o.reg}[${2 * c}] = select(vec4<f16>(), v[0], ok); ${o.reg}[${2 * c + 1}] = select(vec4<f16>(), v[1], ok); }`);
