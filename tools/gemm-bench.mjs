@@ -36,8 +36,9 @@ const VARIANTS = [
   ['vec-64x128-k32', spec('v8', { m: 64, n: 128 }, { k: 32 })],
   ['vec-64x128-k64', spec('v9', { m: 64, n: 128 }, { k: 64 })],
   // Diagnostics: no range tests on the staged loads (8192³ has only whole tiles), what the guards cost.
-  ['unguarded-128x128-k64', spec('d1', { m: 128, n: 128 }, { k: 64, guards: false })],
-  ['unguarded-128x256-k32', spec('d2', { m: 128, n: 256 }, { k: 32, guards: false })],
+  ['unguarded-128x128-k64', spec('d1', { m: 128, n: 128 }, { k: 64, guards: 'never' })],
+  ['edges-128x128-k64', spec('e1', { m: 128, n: 128 }, { k: 64, guards: 'edges' })],
+  ['unguarded-128x256-k32', spec('d2', { m: 128, n: 256 }, { k: 32, guards: 'never' })],
 ];
 
 const gpu = await openGpu({ robustness, robustAccess });

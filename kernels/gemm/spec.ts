@@ -79,10 +79,12 @@ export interface SubgroupMatrixOptions {
   /** Use the spec's vector hooks at all [default true]. */
   vectors?: boolean;
   /**
-   * Range-test staged loads [default true]. false drops the clamps and selects: a measurement
-   * switch (tools/gemm-bench.mjs) for shapes whose every tile and K step is whole, nothing else.
+   * Range tests on staged loads [default 'always']. 'edges': only in workgroups whose tile
+   * crosses an edge of the output or whose K range is not a whole number of steps (a uniform
+   * branch per tile; interior tiles load without clamps or selects). 'never': none at all, a
+   * measurement switch (tools/gemm-bench.mjs) for shapes whose every tile and step is whole.
    */
-  guards?: boolean;
+  guards?: 'always' | 'edges' | 'never';
 }
 
 export interface GemmSpec {

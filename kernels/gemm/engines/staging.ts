@@ -45,7 +45,7 @@ const AXES: Record<'m' | 'n', Axis> = { m: { begin: 't.m0', base: 't.m0', end: '
  * `unrolled` false (the emulated engine) writes the same chunks and elements as loops: unrolled,
  * lavapipe's LLVM takes minutes per kernel; the real engine unrolls so registers stay registers.
  */
-export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards = true) {
+export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: 'always' | 'edges' | 'never' = 'always') {
   const outerName = o.which === 'a' ? 'm' : 'n';
   const row = o.kInner ? AXES[outerName] : K_AXIS;
   const col = o.kInner ? K_AXIS : AXES[outerName];
@@ -63,19 +63,20 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
   const rowVecs = o.stride / 4;
 
   const scalar = (r: string, c: string) =>
-    !guards ? `f16(${hook}(${args(r, c)}))` : `f16(select(0.0, ${hook}(${args(`min(${r}, max(${row.end}, 1u) - 1u)`, `min(${c}, max(${col.end}, 1u) - 1u)`)}), ${r} < ${row.end} && ${c} < ${col.end}))`;
+    guards === 'never' ? `f16(${hook}(${args(r, c)}))` : `f16(select(0.0, ${hook}(${args(`min(${r}, max(${row.end}, 1u) - 1u)`, `min(${c}, max(${col.end}, 1u) - 1u)`)}), ${r} < ${row.end} && ${c} < ${col.end}))`;
 
   const loads: string[] = [];
   const stores: string[] = [];
-  if (!unrolled) return { ...loopStaging(o, when, row, col, hook, args, regs, vectorCapable, flag, tileBase, rowVecs, scalar), registers: `var ${o.reg}: array<vec4<f16>, ${regs}>;` };
+  if (!unrolled) return { ...loopStaging(o, when, row, col, hook, args, regs, vectorCapable, flag, tileBase, rowVecs, scalar, guards), registers: `var ${o.reg}: array<vec4<f16>, ${regs}>;` };
   if (vectorCapable) {
     const per = o.inner / 8;
     const vector: string[] = [];
+    const unguarded: string[] = [];
     const scalar8: string[] = [];
     for (let c = 0; c < regs / 2; c++) {
       const pos = `let e = li + ${c * THREADS}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * 8u;`;
-      if (!guards) vector.push(`{ ${pos} let v = ${hook}8(${args('r', 'c')}); ${o.reg}[${2 * c}] = v[0]; ${o.reg}[${2 * c + 1}] = v[1]; }`);
-      else vector.push(`{ ${pos}
+      unguarded.push(`{ ${pos} let v = ${hook}8(${args('r', 'c')}); ${o.reg}[${2 * c}] = v[0]; ${o.reg}[${2 * c + 1}] = v[1]; }`);
+      vector.push(`{ ${pos}
         let v = ${hook}8(${args(`min(r, max(${row.end}, 1u) - 1u)`, `min(c, max(${col.end}, 8u) - 8u)`)});
         let ok = r < ${row.end} && c < ${col.end};
         ${o.reg}[${2 * c}] = select(vec4<f16>(), v[0], ok); ${o.reg}[${2 * c + 1}] = select(vec4<f16>(), v[1], ok); }`);
@@ -85,8 +86,9 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
         ${o.reg}[${2 * c + 1}] = vec4<f16>(${xs.slice(4).join(', ')}); }`);
       stores.push(`{ let e = li + ${c * THREADS}u; let s = ${tileBase} + (e / ${per}u) * ${rowVecs}u + (e % ${per}u) * 2u; ${o.name}[s] = ${o.reg}[${2 * c}]; ${o.name}[s + 1u] = ${o.reg}[${2 * c + 1}]; }`);
     }
+    const guarded = guards === 'never' ? unguarded : vector;
     loads.push(`if (${flag}) {
-        ${vector.join('\n        ')}
+        ${guards === 'edges' ? `if (wholeTile) {\n        ${unguarded.join('\n        ')}\n        } else {\n        ${vector.join('\n        ')}\n        }` : guarded.join('\n        ')}
       } else {
         ${scalar8.join('\n        ')}
       }`);
@@ -120,6 +122,7 @@ function loopStaging(
   tileBase: string,
   rowVecs: number,
   scalar: (r: string, c: string) => string,
+  guards: 'always' | 'edges' | 'never',
 ) {
   const W = vectorCapable ? 8 : 4;
   const per = o.inner / W;
@@ -134,12 +137,16 @@ function loopStaging(
     : `for (var ci = 0u; ci < ${chunks}u; ci++) { ${pos}
         ${scalars}
         ${o.reg}[ci] = vec4<f16>(x[0], x[1], x[2], x[3]); }`;
-  const load = vectorCapable
-    ? `if (${flag}) {
-        for (var ci = 0u; ci < ${chunks}u; ci++) { ${pos}
+  const guardedVectors = `for (var ci = 0u; ci < ${chunks}u; ci++) { ${pos}
           let v = ${hook}8(${args(`min(r, max(${row.end}, 1u) - 1u)`, `min(c, max(${col.end}, 8u) - 8u)`)});
           let ok = r < ${row.end} && c < ${col.end};
-          ${o.reg}[2u * ci] = select(vec4<f16>(), v[0], ok); ${o.reg}[2u * ci + 1u] = select(vec4<f16>(), v[1], ok); }
+          ${o.reg}[2u * ci] = select(vec4<f16>(), v[0], ok); ${o.reg}[2u * ci + 1u] = select(vec4<f16>(), v[1], ok); }`;
+  const unguardedVectors = `for (var ci = 0u; ci < ${chunks}u; ci++) { ${pos}
+          let v = ${hook}8(${args('r', 'c')}); ${o.reg}[2u * ci] = v[0]; ${o.reg}[2u * ci + 1u] = v[1]; }`;
+  const vectors = { always: guardedVectors, never: unguardedVectors, edges: `if (wholeTile) { ${unguardedVectors} } else { ${guardedVectors} }` }[guards];
+  const load = vectorCapable
+    ? `if (${flag}) {
+        ${vectors}
       } else {
         ${scalarLoop}
       }`

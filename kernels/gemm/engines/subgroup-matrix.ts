@@ -88,7 +88,8 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
   const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
   if (!band) throw new Error(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
-  const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, opts.guards !== false));
+  const guards = opts.guards ?? 'always';
+  const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards));
 
   // Offsets (in vec4<f16> units) of fragment (row block i, column block j, k block kk) in the
   // staged tiles; WGSL expressions, so the emulation can loop where the real engine unrolls.
@@ -197,6 +198,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let sm = sg / ${SGN}u;
   let sn = sg % ${SGN}u;
   ${staged.map((s) => s.setup).join('\n  ')}
+  ${guards === 'edges' ? `let wholeTile = t.m0 + TM <= t.mEnd && t.n0 + TN <= t.nEnd && (t.kEnd - t.kBegin) % ${K}u == 0u;` : ''}
   ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
   ${staged.map((s) => s.registers).join('\n  ')}
   ${kLoop({ step: K, stages, load: staged.map((s) => s.load).join('\n      '), store: staged.map((s) => s.store).join('\n      '), multiply: multiply.join('\n      '), constantBuffers: true })}

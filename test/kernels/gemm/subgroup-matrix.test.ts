@@ -20,7 +20,7 @@ function spec(tile: TileShape, c: Contiguity, dual: boolean, sm: SubgroupMatrixO
   const aIdx = c.a === 'k' ? 'm * P.K + k' : 'k * P.M + m';
   const bIdx = c.b === 'n' ? 'k * P.N + n' : 'n * P.K + k';
   return {
-    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}`,
+    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}-${sm.guards ?? 'always'}`,
     dtype: 'f16',
     tile,
     dual,
@@ -77,6 +77,10 @@ const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrix
   { tile: { m: 128, n: 128 }, c: { a: 'm', b: 'k' }, dual: false, sm: { k: 16, stages: 2 } },
   { tile: { m: 128, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1 } },
   { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'k' }, dual: true, sm: { k: 64, stages: 1 } },
+  // Range tests only in edge tiles: 72×136 at K 48 has whole tiles (unguarded) beside edge ones.
+  { tile: { m: 64, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1, guards: 'edges' } },
+  { tile: { m: 64, n: 128 }, c: { a: 'm', b: 'k' }, dual: true, sm: { k: 16, stages: 1, guards: 'edges' } },
+  { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'n' }, dual: false, sm: { k: 16, stages: 2, guards: 'edges' } },
 ];
 
 describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-off checked against float64)', () => {
@@ -87,7 +91,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
       [130, 70, 16],
       [72, 136, 48],
     ]) {
-      it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s): ${M}×${K}·${K}×${N}`, async () => {
+      it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s)${sm.guards ? `, guards ${sm.guards}` : ''}: ${M}×${K}·${K}×${N}`, async () => {
         // A context on the emulated engine: one on SIMT would rebuild the kernel for SIMT at dispatch.
         const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated');
         if (!(await testGpu()).hasF16) return; // lavapipe has shader-f16; an adapter without it cannot stage f16
@@ -103,6 +107,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
         const source = withEngine(gemmSource(spec(tile, c, dual, sm)), 'subgroup-matrix-emulated');
         expect(source.code).toContain('emulatedMma');
         if (M === 72) expect(source.code).toContain('A_v8');
+        if (sm.guards === 'edges') expect(source.code).toContain('wholeTile');
         const enc = ctx.encoder();
         await enc.dispatch({ source, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
         enc.flush();
