@@ -14,9 +14,9 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/card.txt"
 quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
 export -f quiet
 bash "$here/.gpu/remote.sh" bash -c "
-  timeout 80 node tools/gemm-bench.mjs --only \${DENSE:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,vec-64x128-k64,vec-64x128-k32-s2,unguarded-128x128-k64,edges-128x128-k64,unguarded-128x256-k32,simt-f32-4096} 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
-  timeout 25 node tools/gemm-bench.mjs --robust-access tint --only project-dense,vec-128x256-k32 2>&1 | quiet >> $W/dense.txt; echo dense-tint-exit=\$?
-  timeout 40 node tools/gemm-bench.mjs --no-robustness --only \${DENSE_OFF:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,unguarded-128x128-k64,edges-128x128-k64} 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
+  timeout 80 node tools/gemm-bench.mjs --only \${DENSE:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,vec-64x128-k64,vec-64x128-k32-s2,unguarded-128x128-k64,always-128x128-k64,simt-f32-4096} 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 25 node tools/gemm-bench.mjs --toggles vulkan_use_buffer_robust_access_2,enable_integer_range_analysis_in_robustness --only project-dense,vec-128x256-k32 2>&1 | quiet >> $W/dense.txt; echo dense-tint-exit=\$?
+  timeout 40 node tools/gemm-bench.mjs --no-robustness --only \${DENSE_OFF:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,always-128x128-k64} 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
   timeout 50 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer 2>&1 | quiet > $W/profile-conf4.txt; echo profile-exit=\$?
   [ $what = engine ] && timeout -s INT 70 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --max-time 2 --out $W/engine-conf4 > $W/engine-conf4.log 2>&1
   [ $what = engine ] && timeout -s INT 50 node bin/run.js bench --preset fine-64 --dtype f16 --impl zero-buffer --max-time 2 --out $W/engine-fine64 > $W/engine-fine64.log 2>&1

@@ -1,6 +1,6 @@
 // Dense f16 GEMM sweep of the subgroup-matrix engine's tile configurations through the project's
 // own core (docs/performance.md, session 5). Run on the device machine after `npm run build`:
-//   node tools/gemm-bench.mjs [--no-robustness | --robust-access tint] [--n 8192] [--only name,name]
+//   node tools/gemm-bench.mjs [--no-robustness] [--toggles a,b] [--n 8192] [--only name,name]
 // Prints one line per variant: TFLOP/s (median of timestamped runs after a warm-up), and the
 // largest relative error of 64 sampled outputs against a float64 reference (f16-rounded inputs).
 import { KernelContext } from '../dist/kernels/context.js';
@@ -13,7 +13,7 @@ import { fromHalf, toHalf } from '../dist/src/f16.js';
 
 const args = process.argv.slice(2);
 const robustness = !args.includes('--no-robustness');
-const robustAccess = args.includes('--robust-access') ? args[args.indexOf('--robust-access') + 1] : 'driver';
+const extraToggles = args.includes('--toggles') ? args[args.indexOf('--toggles') + 1].split(',') : [];
 const N = Number(args[args.indexOf('--n') + 1] || 8192) || 8192;
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : null;
 
@@ -37,11 +37,11 @@ const VARIANTS = [
   ['vec-64x128-k64', spec('v9', { m: 64, n: 128 }, { k: 64 })],
   // Diagnostics: no range tests on the staged loads (8192³ has only whole tiles), what the guards cost.
   ['unguarded-128x128-k64', spec('d1', { m: 128, n: 128 }, { k: 64, guards: 'never' })],
-  ['edges-128x128-k64', spec('e1', { m: 128, n: 128 }, { k: 64, guards: 'edges' })],
+  ['always-128x128-k64', spec('e1', { m: 128, n: 128 }, { k: 64, guards: 'always' })],
   ['unguarded-128x256-k32', spec('d2', { m: 128, n: 256 }, { k: 32, guards: 'never' })],
 ];
 
-const gpu = await openGpu({ robustness, robustAccess });
+const gpu = await openGpu({ robustness, extraToggles });
 console.log(`adapter: ${gpu.adapter.description ?? ''} ${gpu.adapter.vendor ?? ''} ${gpu.adapter.architecture ?? ''}; robustness ${robustness ? 'on' : 'off'}, toggles ${gpu.toggles.enabled.join(',')}; N=${N}`);
 const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes });
 const kernels = new KernelContext(allocator, args.includes('--emulated') ? 'subgroup-matrix-emulated' : 'subgroup-matrix');

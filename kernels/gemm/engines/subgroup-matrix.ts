@@ -88,7 +88,7 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
   const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
   if (!band) throw new Error(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
-  const guards = opts.guards ?? 'always';
+  const guards = opts.guards ?? 'edges';
   const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards));
 
   // Offsets (in vec4<f16> units) of fragment (row block i, column block j, k block kk) in the
