@@ -3,12 +3,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeBenchReports } from '../src/render/bench-files.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
-import { saveSweep } from '../src/bench/sweep.js';
+import { givenSweep, saveSweep } from '../src/bench/sweep.js';
 import { caseOptions, runBench, sweepFailure } from '../src/bench/run.js';
 import { onInterrupt } from '../src/cli/interrupt.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
-import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
+import { gpuFlags, gpuSelection, layerFlags, sizeFlag, sweepListFlags } from '../src/cli/flags.js';
+import { parseIntegerFlag, parseNonNegativeFloat } from '../src/flag-parsers.js';
 import { PRESETS, type Preset } from '../src/config.js';
 import { DiskFullError, ExitCode, UsageError } from '../src/errors.js';
 import { benchExitCode } from '../src/bench/verdict.js';
@@ -52,12 +53,7 @@ export default class Bench extends BaseCommand {
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to run (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes (their d, h, E, k, T: --list-presets, or docs/design.md#presets); --tokens overrides T [default: quick]' }),
     'list-presets': Flags.boolean({ description: 'print every preset with its d, h, E, k and T, then exit (no GPU work)' }),
-    tokens: integerList({ description: 'T values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    hidden: integerList({ description: 'd values [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    ffn: integerList({ description: 'h values [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    experts: integerList({ description: 'E values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    'top-k': integerList({ description: 'k values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    'capacity-factor': floatList({ description: 'capacity factors for capacity strategies (0 = busiest expert) [default: 1]', helpGroup: 'SWEEP' }),
+    ...sweepListFlags,
     pass: Flags.option({ options: ['forward', 'train'] as const, description: 'time the forward pass only, or forward + backward [default: train]' })(),
     check: Flags.option({
       options: ['auto', 'sampled'] as const,
@@ -98,25 +94,7 @@ export default class Bench extends BaseCommand {
     const baseline = flags.baseline ? await loadBaselineForRun(flags.baseline, flags['update-baseline'] ?? false) : undefined;
     if (flags.baseline && flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
     const prepared = await prepareBench({
-      given: {
-        impl: flags.impl,
-        preset: flags.preset,
-        tokens: flags.tokens,
-        hidden: flags.hidden,
-        ffn: flags.ffn,
-        experts: flags.experts,
-        topK: flags['top-k'],
-        capacityFactor: flags['capacity-factor'],
-        activation: flags.activation,
-        checkpoint: flags.checkpoint,
-        dtype: flags.dtype,
-        skew: flags.skew,
-        routing: flags.routing,
-        normalizeGates: flags['normalize-gates'],
-        auxLoss: flags['aux-loss'],
-        seed: flags.seed,
-        pass: flags.pass,
-      },
+      given: givenSweep(flags),
       layers: flags.layers,
       memoryLimit: flags['memory-limit'],
       sampling: { warmup: flags.warmup, minSamples: flags['min-samples'], noiseTarget: flags['noise-target'], maxTimeS: flags['max-time'] },
@@ -188,7 +166,7 @@ export default class Bench extends BaseCommand {
     const { gemm, nvidiaF16, robustness } = prepared.run.gpu;
     const deviceFlags = { ...flags, dtype: spec.dtype, gemm, 'nvidia-f16': nvidiaF16, 'unsafe-disable-robustness': !robustness };
     return this.withGpu(deviceFlags, async (gpu) => {
-      for (const c of plan.cases) requireDtype(gpu, c.layer.dtype);
+      for (const c of plan.cases) requireDtype(gpu, c.config.dtype);
       for (const note of plan.notes) this.progress(`note: ${note}`);
       if (resume) this.progress(`resuming: ${kept} of ${plan.cases.length} case(s) already finished in ${flags.resume}; running the other ${plan.cases.length - kept}`);
       const progress = createProgress(plan.cases.length - kept);

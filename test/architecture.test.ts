@@ -19,7 +19,7 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), '..'));
 const LAYERS = ['foundation', 'kernels', 'contract', 'strategy', 'layer', 'measure', 'tool', 'render', 'cli', 'commands'] as const;
 type Layer = (typeof LAYERS)[number];
 
-const FOUNDATION_FILES = ['config', 'errors', 'f16', 'units', 'arrays', 'rng', 'fill', 'fs', 'npy', 'pid', 'suggest', 'offload', 'offload-worker', 'lock'].map((n) => `src/${n}.ts`);
+const FOUNDATION_FILES = ['config', 'layer-fields', 'flag-parsers', 'errors', 'f16', 'units', 'arrays', 'rng', 'fill', 'fs', 'npy', 'pid', 'suggest', 'offload', 'offload-worker', 'lock'].map((n) => `src/${n}.ts`);
 const LAYER_FILES = ['layer', 'layer-limits', 'registry'].map((n) => `src/${n}.ts`);
 const FOLDER_LAYERS: Record<string, Layer> = {
   gpu: 'foundation',

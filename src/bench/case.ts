@@ -12,7 +12,7 @@ import type { RoutingSummary } from '../strategy/contract.js';
 import { referenceOffThread } from '../reference/full.js';
 import { compareRun, expectedFrom, runTensors, type GpuRun, type TensorCheck } from '../verify/verify.js';
 import { fullReferenceFits, sampledCheck } from '../verify/sampled.js';
-import type { PlannedCase } from './plan.js';
+import { caseLayer, type PlannedCase } from './plan.js';
 import type { BenchCase, StepSplit, TimeStats } from './schema.js';
 import type { GapCause, StepTiming } from '../gpu/timer.js';
 import { formatBytes } from '../units.js';
@@ -77,7 +77,7 @@ async function runOnce(layer: MoELayer): Promise<GpuRun & { summary: RoutingSumm
 
 export async function runCase(gpu: GpuContext, planned: PlannedCase, options: CaseOptions): Promise<BenchCase> {
   const base: BenchCase = { key: planned.key, config: planned.config, status: 'ok' };
-  const c = planned.layer;
+  const c = caseLayer(planned.config);
   const strategy = findStrategy(planned.config.impl);
   const reason = strategy.unsupported(c);
   if (reason) return { ...base, status: 'unsupported', message: reason };

@@ -7,8 +7,16 @@ export type { SweepSpec } from './schema.js';
 export interface PlannedCase {
   key: string;
   config: CaseConfig;
-  /** The layer the case runs (a dropless case, which has no capacity factor, computes the cf = 0 function). */
-  layer: LayerConfig;
+}
+
+/**
+ * The layer a case runs: the one place a case's capacity factor becomes the layer's. A dropless
+ * case has none (null in its config and its key) and computes the cf = 0 function, whose
+ * capacity is the busiest expert's load.
+ */
+export function caseLayer(config: CaseConfig): LayerConfig {
+  const { impl: _impl, pass: _pass, capacityFactor, ...layer } = config;
+  return { ...layer, capacityFactor: capacityFactor ?? 0 };
 }
 
 export interface SweepPlan {
@@ -79,12 +87,14 @@ export function planSweep(spec: SweepSpec): SweepPlan {
               for (const id of spec.impl) {
                 const strategy = findStrategy(id);
                 if (strategy.dropless && spec.capacityFactor.length > 1) cfIgnored = true;
-                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: strategy.dropless ? 0 : cf });
-                const config: CaseConfig = { impl: id, ...layer, capacityFactor: strategy.dropless ? null : cf, pass: spec.pass };
+                const capacityFactor = strategy.dropless ? null : cf;
+                // Validated as the layer it runs.
+                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: capacityFactor ?? 0 });
+                const config: CaseConfig = { impl: id, ...layer, capacityFactor, pass: spec.pass };
                 const key = caseKey(config);
                 if (seen.has(key)) continue;
                 seen.add(key);
-                cases.push({ key, config, layer });
+                cases.push({ key, config });
               }
           }
     }

@@ -126,7 +126,7 @@ export function caseOptions(device: GpuContext, planned: SweepPlan['cases'][numb
     sampling: options.sampling,
     layers: options.layers,
     memoryLimit: options.memoryLimit,
-    gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
+    gemmCeilingTflops: (caseEngine(device, planned.config.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
     check: options.check,
     makeTimer: options.makeTimer,
     pairWith: pairedReference(planned.config, results.cases),
@@ -203,7 +203,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }, gpu.allocatorPolicy);
     const kernels = new KernelContext(allocator);
     // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
-    const usesMatrixUnits = plan.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
+    const usesMatrixUnits = plan.cases.some((c) => caseEngine(gpu, c.config.dtype) === 'subgroup-matrix');
     const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix') : null;
     try {
       const software = isSoftwareAdapter(gpu);

@@ -2,7 +2,7 @@ import { UsageError } from '../errors.js';
 import { routingModel, sampleRoutings } from '../plan/routing.js';
 import { meanWork } from '../plan/traffic.js';
 import { findStrategy } from '../registry.js';
-import { configKey, type PlannedCase, type SweepPlan } from './plan.js';
+import { caseLayer, configKey, type PlannedCase, type SweepPlan } from './plan.js';
 import type { ShardRecord } from './schema.js';
 
 /*
@@ -59,7 +59,7 @@ const COST_ROUTINGS = 4;
  */
 export function caseCost(planned: PlannedCase): number {
   const strategy = findStrategy(planned.config.impl);
-  const c = planned.layer;
+  const c = caseLayer(planned.config);
   if (strategy.unsupported(c) !== null) return 0;
   const routings = sampleRoutings(c, strategy.dropless, routingModel(c, COST_ROUTINGS));
   const work = meanWork(routings.map((r) => strategy.work(c, r, { chunkBytes: COST_CHUNK_BYTES })));

@@ -61,7 +61,7 @@ describe('bench --resume continues the saved sweep', () => {
     const resumed = resumeSweep(r, 'r.json', {}, noRun).spec;
     expect(resumed.routing).toBe('balanced');
     const [balancedCase] = planSweep(resumed).cases;
-    expect(balancedCase.layer.routing).toBe('balanced');
+    expect(balancedCase.config.routing).toBe('balanced');
     expect(balancedCase.config.routing).toBe('balanced');
     expect(balancedCase.key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|balanced|norm1|aux0|seed1|train');
     expect(() => resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun)).toThrow(/--routing top-k \(the saved sweep has balanced\)/);
