@@ -134,7 +134,7 @@ function relativeFigures(cases: BenchCase[]): void {
   const zero = new Map(cases.filter((c) => c.config.impl === REFERENCE_STRATEGY && c.status === 'ok').map((c) => [configKey(c.config), c]));
   for (const c of cases) {
     const z = zero.get(configKey(c.config));
-    if (c.relative && z && z.testbed?.fingerprint !== c.testbed?.fingerprint) c.relative.zeroBufferSpeedup = null;
+    if (c.relative && z && z.testbed?.fingerprint !== c.testbed?.fingerprint) c.relative.stepTimeVsReference = null;
   }
 }
 

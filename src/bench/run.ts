@@ -133,7 +133,7 @@ export function caseOptions(device: GpuContext, planned: SweepPlan['cases'][numb
   };
 }
 
-/** Memory and speed of every case against zero-buffer's case of the same config. */
+/** Memory and speed of every case against the reference strategy's case of the same config. */
 export function addRelativeFigures(cases: BenchCase[]): void {
   const zero = new Map<string, BenchCase>();
   for (const c of cases) if (c.config.impl === REFERENCE_STRATEGY && c.status === 'ok') zero.set(configKey(c.config), c);
@@ -142,10 +142,10 @@ export function addRelativeFigures(cases: BenchCase[]): void {
     const z = zero.get(configKey(c.config));
     if (c.status !== 'ok' || !z) continue;
     c.relative = {
-      stepPeakVsZeroBuffer: ratio(c.memory?.stepPeak, z.memory?.stepPeak),
-      activationPeakVsZeroBuffer: ratio(c.memory?.activationPeak, z.memory?.activationPeak),
-      savedVsZeroBuffer: ratio(c.memory?.savedForBackward, z.memory?.savedForBackward),
-      zeroBufferSpeedup: ratio(c.time?.step.median, z.time?.step.median),
+      stepPeakVsReference: ratio(c.memory?.stepPeak, z.memory?.stepPeak),
+      activationPeakVsReference: ratio(c.memory?.activationPeak, z.memory?.activationPeak),
+      savedVsReference: ratio(c.memory?.savedForBackward, z.memory?.savedForBackward),
+      stepTimeVsReference: ratio(c.time?.step.median, z.time?.step.median),
     };
   }
 }
