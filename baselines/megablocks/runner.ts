@@ -39,8 +39,8 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
 
     this.buffers.enter(step, 'router');
     this.alloc(step, 'routerProbs');
-    this.alloc(step, 'topExperts', 'gates');
-    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
+    this.alloc(step, 'tokenExperts', 'gates');
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
 
     this.buffers.enter(step, 'sort');
     if (S.sort.needsTemp) this.alloc(step, 'sortTempKeys', 'sortTempValues');
@@ -48,7 +48,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.alloc(step, 'binIds', 'indices');
     this.alloc(step, 'bins', ...(sparse ? ['paddedBins', 'tileOffsets'] : []));
     const temp = (n: string) => (this.buffers.has(n) ? this.chunk(n) : null);
-    await encodeRadixSort(step.enc, S.sort, { keysIn: this.chunk('topExperts'), keysOut: this.chunk('binIds'), valuesOut: this.chunk('indices'), tempKeys: temp('sortTempKeys'), tempValues: temp('sortTempValues'), hist: this.chunk('sortHist') });
+    await encodeRadixSort(step.enc, S.sort, { keysIn: this.chunk('tokenExperts'), keysOut: this.chunk('binIds'), valuesOut: this.chunk('indices'), tempKeys: temp('sortTempKeys'), tempValues: temp('sortTempValues'), hist: this.chunk('sortHist') });
     const bins = { sortedKeys: this.chunk('binIds'), bins: this.chunk('bins') };
     await encodeBins(step.enc, { count: R, experts: E, blocking: BLOCKING, tileRows: SEGMENT_TILE.m }, sparse ? { ...bins, paddedBins: this.chunk('paddedBins'), tileOffsets: this.chunk('tileOffsets') } : bins);
     this.free(step, 'sortTempKeys', 'sortTempValues', 'sortHist');
@@ -170,7 +170,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       layer,
       {
         probs: this.chunk('routerProbs'),
-        tokenExperts: this.chunk('topExperts'),
+        tokenExperts: this.chunk('tokenExperts'),
         gates: this.chunk('gates'),
         pairRows: this.chunk('pairRows'),
         dgPartial: this.chunk('dg'),
@@ -180,7 +180,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
       },
       { dgParts: 1 },
     );
-    this.free(step, 'routerGrad', 'routerProbs', 'topExperts', 'gates', 'dg', 'pairRows');
+    this.free(step, 'routerGrad', 'routerProbs', 'tokenExperts', 'gates', 'dg', 'pairRows');
 
     this.buffers.enter(step, 'input-grad');
     if (k > 1) {
@@ -209,7 +209,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
   }
 
   async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.get('topExperts'));
+    const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExperts'));
     const gates = await readTensor(step.kernels.allocator, this.get('gates'));
     return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
   }

@@ -69,13 +69,13 @@ class ZeroBufferRunner implements StrategyRunner {
     if (E * k > MAX_PAIRS) throw new Error(`experts × top-k ${E * k} exceeds ${MAX_PAIRS}`);
     this.buffers.use(bufferTable(c, null, { chunkBytes: step.chunkBytes }));
     this.buffers.enter(step, 'router');
-    this.buffers.alloc(step, 'routerProbs', 'tokenExpertIndices', 'gates');
-    await routeTokens(step, layer, { probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExpertIndices', 0), gates: this.chunk('gates', 0) });
+    this.buffers.alloc(step, 'routerProbs', 'tokenExperts', 'gates');
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExperts', 0), gates: this.chunk('gates', 0) });
 
     this.buffers.enter(step, 'metadata');
     const [blockCounts] = this.buffers.alloc(step, 'blockCounts', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets');
     await encodeRoutingMetadata(step.enc, { tokens: T, experts: E, topK: k }, {
-      tokenExperts: this.chunk('tokenExpertIndices', 0),
+      tokenExperts: this.chunk('tokenExperts', 0),
       blockCounts: blockCounts.chunks[0],
       expertTokenIndices: this.chunk('expertTokenIndices', 0),
       tokenSlotMap: this.chunk('tokenSlotMap', 0),
@@ -174,7 +174,7 @@ class ZeroBufferRunner implements StrategyRunner {
       layer,
       {
         probs: this.chunk('routerProbs', 0),
-        tokenExperts: this.chunk('tokenExpertIndices', 0),
+        tokenExperts: this.chunk('tokenExperts', 0),
         gates: this.chunk('rowGates', 0),
         pairRows: this.chunk('tokenSlotMap', 0),
         dgPartial: this.chunk('dgPartial', 0),
@@ -210,7 +210,7 @@ class ZeroBufferRunner implements StrategyRunner {
   }
 
   async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExpertIndices'));
+    const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExperts'));
     const rowGates = await readTensor(step.kernels.allocator, this.get('rowGates'));
     const slotRows = await readTensorU32(step.kernels.allocator, this.get('tokenSlotMap'));
     const gates = Float32Array.from(slotRows, (row) => rowGates[row]);
