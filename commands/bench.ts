@@ -104,13 +104,13 @@ export default class Bench extends BaseCommand {
       check: flags.check,
       gpu: { gemm: flags.gemm, nvidiaF16: flags['nvidia-f16'], robustness: flags['unsafe-disable-robustness'] ? false : undefined },
     });
-    const { plan, outDir, lock } = prepared;
+    const { sweep, outDir, lock } = prepared;
     const stopOnInterrupt = onInterrupt(() => {
       lock.release();
       return `interrupted; ${this.howToContinue(flags, outDir)}`;
     });
     try {
-      if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
+      if (baseline) requireSharedCases(baseline, sweep.cases.map((c) => c.key), flags.baseline!);
       return await this.sweep(flags, prepared, baseline);
     } catch (error) {
       // The finished cases are safe (every write is atomic): say how to go on once there is room.
@@ -159,20 +159,20 @@ export default class Bench extends BaseCommand {
     prepared: PreparedBench,
     baseline: BenchResults | null | undefined,
   ): Promise<BenchResults> {
-    const { plan, resume, spec, outDir } = prepared;
+    const { sweep, resume, spec, outDir } = prepared;
     const { sampling, layers, memoryLimit, check } = prepared.run;
-    const kept = resume ? plan.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
+    const kept = resume ? sweep.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
     // The device as the sweep runs (with --resume, as it ran before: sweep.ts holds the flags to the saved ones).
     const { gemm, nvidiaF16, robustness } = prepared.run.gpu;
     const deviceFlags = { ...flags, dtype: spec.dtype, gemm, 'nvidia-f16': nvidiaF16, 'unsafe-disable-robustness': !robustness };
     return this.withGpu(deviceFlags, async (gpu) => {
-      for (const c of plan.cases) requireDtype(gpu, c.config.dtype);
-      for (const note of plan.notes) this.progress(`note: ${note}`);
-      if (resume) this.progress(`resuming: ${kept} of ${plan.cases.length} case(s) already finished in ${flags.resume}; running the other ${plan.cases.length - kept}`);
-      const progress = createProgress(plan.cases.length - kept);
+      for (const c of sweep.cases) requireDtype(gpu, c.config.dtype);
+      for (const note of sweep.notes) this.progress(`note: ${note}`);
+      if (resume) this.progress(`resuming: ${kept} of ${sweep.cases.length} case(s) already finished in ${flags.resume}; running the other ${sweep.cases.length - kept}`);
+      const progress = createProgress(sweep.cases.length - kept);
       const reopened: GpuContext[] = [];
       try {
-        const results = await runBench(gpu, plan, {
+        const results = await runBench(gpu, sweep, {
           preset: spec.preset,
           pass: spec.pass,
           layers,
@@ -203,7 +203,7 @@ export default class Bench extends BaseCommand {
         process.exitCode = benchExitCode(results.cases, null);
         if (flags.baseline && baseline !== undefined) {
           const device = reopened.at(-1) ?? gpu;
-          const byKey = new Map(plan.cases.map((c) => [c.key, c]));
+          const byKey = new Map(sweep.cases.map((c) => [c.key, c]));
           const { report, baselineMessage, refused } = await gateAgainstBaseline(baseline, results, {
             baselinePath: flags.baseline,
             options: gateOptionsFromFlags(flags, sampling.noiseTarget),
@@ -214,8 +214,8 @@ export default class Bench extends BaseCommand {
               this.progress(`re-measuring ${keys.length} noisy or ambiguous case(s)`);
               const fresh = [];
               for (const key of keys) {
-                const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, caseOptions(device, planned, results, { sampling, layers, memoryLimit, check })));
+                const sweepCase = byKey.get(key);
+                if (sweepCase) fresh.push(await runCase(device, sweepCase, caseOptions(device, sweepCase, results, { sampling, layers, memoryLimit, check })));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -34,7 +34,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.loads = null;
     this.dropBinsCopy(step);
     this.chunkBytes = step.chunkBytes;
-    this.plan(R);
+    this.sizeFor(R);
     const S = megablocksLayouts(this.c, R, step.chunkBytes);
 
     this.buffers.enter(step, 'router');
@@ -54,7 +54,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.free(step, 'sortTempKeys', 'sortTempValues', 'sortHist');
 
     this.buffers.enter(step, 'permute');
-    this.plan(sparse ? (await readU32(step, this.chunk('paddedBins'), E, 1))[0] : R);
+    this.sizeFor(sparse ? (await readU32(step, this.chunk('paddedBins'), E, 1))[0] : R);
     const L = this.layouts();
     this.alloc(step, 'Xperm');
     await this.gather(step, layer.X.chunks[0], this.get('Xperm'), false);
@@ -165,21 +165,7 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.buffers.enter(step, 'router-grad');
     this.alloc(step, 'routerGrad');
     this.alloc(step, 'dX');
-    await routeTokensBackward(
-      step,
-      layer,
-      {
-        probs: this.chunk('routerProbs'),
-        tokenExperts: this.chunk('tokenExperts'),
-        gates: this.chunk('gates'),
-        pairRows: this.chunk('pairRows'),
-        dgPartial: this.chunk('dg'),
-        expertOffsets: this.chunk('bins'),
-        dz: this.chunk('routerGrad'),
-        dX: this.chunk('dX'),
-      },
-      { dgParts: 1 },
-    );
+    await routeTokensBackward(step, layer, (name) => this.chunk(name), { dgParts: 1, names: { expertOffsets: 'bins' } });
     this.free(step, 'routerGrad', 'routerProbs', 'tokenExperts', 'gates', 'dg', 'pairRows');
 
     this.buffers.enter(step, 'input-grad');

@@ -215,7 +215,7 @@ export interface ShardRecord {
   unit: 'config' | 'case';
   /** The slice's case keys, in the order they run. */
   keys: string[];
-  /** Every case key of the whole sweep, in plan order: what the merged shards must cover. */
+  /** Every case key of the whole sweep, in the sweep's order: what the merged shards must cover. */
   sweepKeys: string[];
   /** Predicted cost (byte-equivalents of the work model) of the slice and of the whole sweep. */
   cost: { slice: number; sweep: number };

@@ -3,7 +3,7 @@ import { flagOfField, LAYER_FIELDS } from '../layer-fields.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_SAMPLING, type SamplingPolicy } from '../measure/stats.js';
 import { STRATEGIES } from '../registry.js';
-import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
+import { sweepCases, type SweepCases, type SweepSpec } from './cases.js';
 import type { BenchResults, BenchSettings, GpuSettings, SavedSweep } from './schema.js';
 
 export type { GpuSettings };
@@ -97,7 +97,7 @@ export function completeRunSettings(
   };
 }
 
-const planKeys = (plan: SweepPlan) => plan.cases.map((c) => c.key).join('\n');
+const caseKeysOf = (sweep: SweepCases) => sweep.cases.map((c) => c.key).join('\n');
 const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : v === undefined || v === null ? 'its default' : typeof v === 'object' ? formatSkew(v as never) : String(v));
 
 /**
@@ -115,9 +115,9 @@ function gpuFlag(key: keyof GpuSettings, value: GpuSettings[keyof GpuSettings]):
  * The saved sweep's plan. Its values were validated as JSON, not as a sweep: one that cannot be
  * planned (tokens 0, say) is the file's fault, and said so, not reported as a flag nobody gave.
  */
-function planSaved(spec: SweepSpec, path: string): SweepPlan {
+function savedSweepCases(spec: SweepSpec, path: string): SweepCases {
   try {
-    return planSweep(spec);
+    return sweepCases(spec);
   } catch (error) {
     if (error instanceof UsageError) throw new UsageError(`--resume: the sweep saved in "${path}" is not valid (${error.message}); it was edited or written by another version: start the sweep again`);
     throw error;
@@ -133,12 +133,12 @@ export function resumeSweep(
   const settings: BenchSettings = saved.settings;
   if (!settings.sweep) throw new UsageError(`--resume: "${path}" does not record its sweep (written by an older moeblaze); rerun the sweep instead`);
   const spec = sweepFromSaved(settings.sweep);
-  const base = planKeys(planSaved(spec, path));
+  const base = caseKeysOf(savedSweepCases(spec, path));
   const conflicts: string[] = [];
   for (const [key, value] of Object.entries(given) as [keyof SweepSpec, unknown][]) {
     if (value === undefined) continue;
     const changed = key === 'impl' ? orderStrategies(value as string[]) : value;
-    if (planKeys(planSweep({ ...spec, [key]: changed })) !== base) conflicts.push(`--${flagOf(key)} ${show(value)} (the saved sweep has ${show(spec[key])})`);
+    if (caseKeysOf(sweepCases({ ...spec, [key]: changed })) !== base) conflicts.push(`--${flagOf(key)} ${show(value)} (the saved sweep has ${show(spec[key])})`);
   }
   const differs = (flag: string, now: number | undefined, before: number | null) => {
     if (now !== undefined && now !== before) conflicts.push(`--${flag} ${now} (the saved sweep has ${before ?? 'none'})`);

@@ -1,7 +1,7 @@
 import { strategyIds } from '../registry.js';
 import { GEMM_ENGINES, ROUTINGS } from '../config.js';
 import { ALLOCATOR_MODES, BUFFER_TAGS } from '../gpu/allocator.js';
-import { caseKey } from './plan.js';
+import { caseKey } from './cases.js';
 import { BENCH_SCHEMA, type CaseConfig, type CaseStatus } from './schema.js';
 import { shardRecord, shardRuns } from './validate-shard.js';
 import { caseBuffers, stepSplit } from './validate-buffers.js';

@@ -1,6 +1,6 @@
 import { STRATEGIES } from '../registry.js';
 import type { StrategyStyle } from '../strategy/contract.js';
-import { caseLabel } from '../bench/plan.js';
+import { caseLabel } from '../bench/cases.js';
 import type { BenchCase, BenchResults, CaseConfig, CaseStatus, Testbed } from '../bench/schema.js';
 import { caseTestbed, testbedsOf } from '../bench/testbeds.js';
 import { formatSkew } from '../config.js';

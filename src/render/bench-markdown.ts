@@ -1,4 +1,4 @@
-import { caseLabel } from '../bench/plan.js';
+import { caseLabel } from '../bench/cases.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import {
   bytesOrDash,

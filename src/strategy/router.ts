@@ -12,14 +12,35 @@ export function routeTokens(step: StepContext, layer: LayerTensors, b: { probs: 
 }
 
 /**
+ * The router backward's buffers under the names the buffer tables mostly give them; a strategy
+ * names, in `names`, only those its table calls otherwise.
+ */
+export const ROUTER_GRAD_BUFFERS = {
+  probs: 'routerProbs',
+  tokenExperts: 'tokenExperts',
+  gates: 'gates',
+  pairRows: 'pairRows',
+  dgPartial: 'dg',
+  expertOffsets: 'expertOffsets',
+  dz: 'routerGrad',
+  dX: 'dX',
+} as const;
+
+export type RouterGradBuffer = keyof typeof ROUTER_GRAD_BUFFERS;
+
+/**
  * The router's backward: dg (as `dgParts` partial sums per routed row, found through `pairRows`)
  * → dz → dWr and the router's share of dX, plus the load-balancing term of the layer's auxLoss.
+ * `chunk` finds a step buffer (one binding) by its table name.
  */
 export function routeTokensBackward(
   step: StepContext,
   layer: LayerTensors,
-  b: { probs: TrackedBuffer; tokenExperts: TrackedBuffer; gates: TrackedBuffer; pairRows: TrackedBuffer; dgPartial: TrackedBuffer; expertOffsets: TrackedBuffer; dz: TrackedBuffer; dX: TrackedBuffer },
-  options: { dgParts: number; gatesByRow?: boolean },
+  chunk: (name: string) => TrackedBuffer,
+  options: { dgParts: number; gatesByRow?: boolean; names?: Partial<Record<RouterGradBuffer, string>> },
 ): Promise<void> {
-  return encodeRouterBackward(step.enc, { ...routerShape(step.config), ...options, auxLoss: step.config.auxLoss }, { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], dWr: layer.dWr.chunks[0], ...b });
+  const names = { ...ROUTER_GRAD_BUFFERS, ...options.names };
+  const b = Object.fromEntries(Object.entries(names).map(([role, name]) => [role, chunk(name)])) as Record<RouterGradBuffer, TrackedBuffer>;
+  const shape = { ...routerShape(step.config), dgParts: options.dgParts, gatesByRow: options.gatesByRow, auxLoss: step.config.auxLoss };
+  return encodeRouterBackward(step.enc, shape, { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], dWr: layer.dWr.chunks[0], ...b });
 }

@@ -8,7 +8,7 @@ import { ExpertPasses } from './passes.js';
 import { encodeRowGates } from './row-gates.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { BufferPlan } from '../strategy/buffer-plan.js';
+import { StepBuffers } from '../strategy/step-buffers.js';
 import { routeTokens, routeTokensBackward } from '../strategy/router.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy/contract.js';
 
@@ -19,7 +19,7 @@ import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy
  * from the saved a and b. No [R,d] buffer exists at any time.
  */
 class ZeroBufferRunner implements StrategyRunner {
-  private readonly buffers = new BufferPlan('zero-buffer');
+  private readonly buffers = new StepBuffers('zero-buffer');
   private readonly kernels: ReturnType<typeof expertKernels>;
   private readonly keptU: boolean;
   private readonly passes: ExpertPasses;
@@ -168,22 +168,8 @@ class ZeroBufferRunner implements StrategyRunner {
     }));
 
     this.buffers.enter(step, 'router-grad');
-    const [routerGrad] = this.buffers.alloc(step, 'routerGrad', 'dX');
-    await routeTokensBackward(
-      step,
-      layer,
-      {
-        probs: this.chunk('routerProbs', 0),
-        tokenExperts: this.chunk('tokenExperts', 0),
-        gates: this.chunk('rowGates', 0),
-        pairRows: this.chunk('tokenSlotMap', 0),
-        dgPartial: this.chunk('dgPartial', 0),
-        expertOffsets: this.chunk('expertOffsets', 0),
-        dz: routerGrad.chunks[0],
-        dX: this.chunk('dX', 0),
-      },
-      { dgParts: dgParts(h), gatesByRow: true },
-    );
+    this.buffers.alloc(step, 'routerGrad', 'dX');
+    await routeTokensBackward(step, layer, (name) => this.chunk(name, 0), { dgParts: dgParts(h), gatesByRow: true, names: { gates: 'rowGates', pairRows: 'tokenSlotMap', dgPartial: 'dgPartial' } });
 
     this.buffers.enter(step, 'input-grad');
     const gradRows = (ac: number) => ({ dA: this.chunk('a', ac), ...(swiglu && { dB: this.chunk('b', ac) }), rowTokens: this.chunk('expertTokenIndices', 0) });

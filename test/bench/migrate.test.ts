@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BENCH_SCHEMA_V1, migrateBenchResults } from '../../src/bench/migrate.js';
-import { caseKey, planSweep } from '../../src/bench/plan.js';
+import { caseKey, sweepCases } from '../../src/bench/cases.js';
 import { prepareBench } from '../../src/bench/prepare.js';
 import { addRelativeFigures } from '../../src/bench/run.js';
 import { readBenchResults } from '../../src/bench/read.js';
@@ -81,7 +81,7 @@ describe('results.json written as moeblaze.bench/v1', () => {
     expect(v1.cases[0].config).toMatchObject({ strategy: 'zero-buffer', skew: 'zipf:3' });
     const migrated = migrateBenchResults(v1) as BenchResults;
     expect(migrated).toEqual(current);
-    expect(planSweep(sweepFromSaved(migrated.settings.sweep!)).cases.map((c) => c.key)).toContain(migrated.cases[0].key);
+    expect(sweepCases(sweepFromSaved(migrated.settings.sweep!)).cases.map((c) => c.key)).toContain(migrated.cases[0].key);
   });
 
   it('bench\'s reader takes a v1 file (the gate\'s baselines, --resume), and refuses an unknown schema', async () => {
@@ -105,7 +105,7 @@ describe('results.json written as moeblaze.bench/v1', () => {
     const prepared = await prepareBench({ given: {}, sampling: {}, resume: dir });
     try {
       expect(prepared.resume).toEqual(r);
-      expect(prepared.plan.cases.map((c) => c.key)).toEqual(planSweep(spec).cases.map((c) => c.key));
+      expect(prepared.sweep.cases.map((c) => c.key)).toEqual(sweepCases(spec).cases.map((c) => c.key));
     } finally {
       prepared.lock.release();
     }

@@ -4,7 +4,12 @@ import type { CaseConfig, SweepSpec } from './schema.js';
 
 export type { SweepSpec } from './schema.js';
 
-export interface PlannedCase {
+/*
+ * A sweep's cases: the cross product a SweepSpec stands for (`sweepCases`), and each case's key,
+ * label and layer.
+ */
+
+export interface SweepCase {
   key: string;
   config: CaseConfig;
 }
@@ -19,8 +24,8 @@ export function caseLayer(config: CaseConfig): LayerConfig {
   return { ...layer, capacityFactor: capacityFactor ?? 0 };
 }
 
-export interface SweepPlan {
-  cases: PlannedCase[];
+export interface SweepCases {
+  cases: SweepCase[];
   axes: Record<string, (number | string)[]>;
   notes: string[];
 }
@@ -62,14 +67,14 @@ export function caseLabel(c: CaseConfig): string {
  * cannot exist (k > E) are skipped with a note; dropless strategies ignore the capacity factor
  * (one case instead of one per cf, said once).
  */
-export function planSweep(spec: SweepSpec): SweepPlan {
+export function sweepCases(spec: SweepSpec): SweepCases {
   const preset = findPreset(spec.preset ?? 'quick');
   const tokens = spec.tokens ?? [preset.tokens];
   const hidden = spec.hidden ?? preset.hidden;
   const experts = spec.experts ?? preset.experts;
   const topK = spec.topK ?? preset.topK;
   const notes: string[] = [];
-  const cases: PlannedCase[] = [];
+  const cases: SweepCase[] = [];
   const seen = new Set<string>();
   let skippedK = 0;
   let cfIgnored = false;
