@@ -3,10 +3,9 @@ import { scatterWgrad } from './permute.js';
 import { grid } from '../../kernels/program.js';
 import { encodeBins, encodeRadixSort } from './sort.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
-import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, uploadTensor, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
-import { routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
+import { readRouterOutput, routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import { MegaBlocksBuffers, readU32 } from './buffers.js';
 import { megablocksGemms } from './gemm-kernels.js';
 import { activationGradGrid } from '../../kernels/activation.js';
@@ -194,10 +193,8 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.binsCopy = null;
   }
 
-  async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExperts'));
-    const gates = await readTensor(step.kernels.allocator, this.get('gates'));
-    return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
+  readRouting(step: StepContext) {
+    return readRouterOutput(step, (name) => this.get(name));
   }
 
   async summary(step: StepContext): Promise<RoutingSummary> {

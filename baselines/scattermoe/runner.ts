@@ -4,10 +4,9 @@ import { grid, type Dispatch, type DispatchBuffers, type KernelSource } from '..
 import { encodeRoutingMetadata } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
-import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
 import { StepBuffers } from '../../src/strategy/step-buffers.js';
-import { routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
+import { droplessSummary, readRouterOutput, routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
 import { scatterMoEGemms } from './gemm-kernels.js';
 import { activationGrad, catGrad, combine, elementGroups, gateGrad, groupRows, identityRows, mulGrad, sortedExperts, sumOverK } from './row-kernels.js';
@@ -236,19 +235,13 @@ export class ScatterMoERunner implements StrategyRunner {
     return this.buffers.get('dX');
   }
 
-  async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.buffers.get('tokenExperts'));
-    const gates = await readTensor(step.kernels.allocator, this.buffers.get('gates'));
-    return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
+  readRouting(step: StepContext) {
+    return readRouterOutput(step, (name) => this.buffers.get(name));
   }
 
   /** Expert loads from expert_offsets: readable from forward() until the router's backward. */
   async summary(step: StepContext): Promise<RoutingSummary> {
-    if (!this.summaryCache) {
-      const offsets = await readTensorU32(step.kernels.allocator, this.buffers.get('expertOffsets'));
-      const expertLoads = Array.from({ length: this.c.experts }, (_, e) => offsets[e + 1] - offsets[e]);
-      this.summaryCache = { expertLoads, keptPairs: this.c.tokens * this.c.topK, droppedPairs: 0, capacity: null };
-    }
+    this.summaryCache ??= await droplessSummary(step, this.buffers.get('expertOffsets'));
     return this.summaryCache;
   }
 

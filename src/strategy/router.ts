@@ -1,6 +1,8 @@
 import { encodeRouterBackward, encodeRouterForward, routerShape } from '../../kernels/routing/router.js';
 import type { TrackedBuffer } from '../gpu/allocator.js';
-import type { LayerTensors, StepContext } from './contract.js';
+import { readTensor, readTensorU32 } from '../gpu/readback.js';
+import type { Tensor } from '../gpu/tensor.js';
+import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from './contract.js';
 
 /**
  * The shared router as every strategy calls it (docs/design.md#strategies: they differ after
@@ -43,4 +45,19 @@ export function routeTokensBackward(
   const b = Object.fromEntries(Object.entries(names).map(([role, name]) => [role, chunk(name)])) as Record<RouterGradBuffer, TrackedBuffer>;
   const shape = { ...routerShape(step.config), dgParts: options.dgParts, gatesByRow: options.gatesByRow, auxLoss: step.config.auxLoss };
   return encodeRouterBackward(step.enc, shape, { X: layer.X.chunks[0], Wr: layer.Wr.chunks[0], dWr: layer.dWr.chunks[0], ...b });
+}
+
+/** A dropless strategy's routing as the router wrote it (`tokenExperts`, `gates` by pair): every pair is kept. */
+export async function readRouterOutput(step: StepContext, get: (name: string) => Tensor): ReturnType<StrategyRunner['readRouting']> {
+  const experts = await readTensorU32(step.kernels.allocator, get('tokenExperts'));
+  const gates = await readTensor(step.kernels.allocator, get('gates'));
+  return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
+}
+
+/** A dropless strategy's routing summary from its expert offsets [E+1] (where each expert's rows start): no pair dropped. */
+export async function droplessSummary(step: StepContext, expertOffsets: Tensor): Promise<RoutingSummary> {
+  const offsets = await readTensorU32(step.kernels.allocator, expertOffsets);
+  const { experts: E, tokens: T, topK: k } = step.config;
+  const expertLoads = Array.from({ length: E }, (_, e) => offsets[e + 1] - offsets[e]);
+  return { expertLoads, keptPairs: T * k, droppedPairs: 0, capacity: null };
 }

@@ -9,7 +9,7 @@ import { encodeRowGates } from './row-gates.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { StepBuffers } from '../strategy/step-buffers.js';
-import { routeTokens, routeTokensBackward } from '../strategy/router.js';
+import { droplessSummary, routeTokens, routeTokensBackward } from '../strategy/router.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy/contract.js';
 
 /**
@@ -203,11 +203,8 @@ class ZeroBufferRunner implements StrategyRunner {
     return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
   }
 
-  async summary(step: StepContext): Promise<RoutingSummary> {
-    const offsets = await readTensorU32(step.kernels.allocator, this.get('expertOffsets'));
-    const expertLoads = Array.from({ length: this.c.experts }, (_, e) => offsets[e + 1] - offsets[e]);
-    const R = this.c.tokens * this.c.topK;
-    return { expertLoads, keptPairs: R, droppedPairs: 0, capacity: null };
+  summary(step: StepContext): Promise<RoutingSummary> {
+    return droplessSummary(step, this.get('expertOffsets'));
   }
 
   release(step: StepContext): void {
