@@ -9,6 +9,7 @@ export type { SweepSpec } from './schema.js';
  * label and layer.
  */
 
+/** One case of a sweep: its config as results.json records it, and the key built from all of it. */
 export interface SweepCase {
   key: string;
   config: CaseConfig;

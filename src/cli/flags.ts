@@ -112,17 +112,12 @@ export function pickLayerFlags<N extends keyof LayerFlags>(names: readonly N[]):
 
 export type LayerFlagValues = Partial<Interfaces.InferredFlags<LayerFlags>>;
 
-/** The fields the layer flags give, by LayerConfig name; undefined for a flag not given. */
-export function layerFieldsFromFlags(flags: Record<string, unknown>): Partial<LayerConfig> {
-  return Object.fromEntries(LAYER_FIELDS.map((e) => [e.field, flags[e.flag]]));
-}
-
 /**
  * The layer the flags describe, over `base` (a preset's shape, say); validated, so an
  * inconsistent combination (k > E) is a UsageError (exit 2) before any GPU work.
  */
 export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<LayerConfig> = {}): LayerConfig {
   // A flag not given leaves the base's value (a preset's size), not the default.
-  const given = Object.entries(layerFieldsFromFlags(flags)).filter(([, value]) => value !== undefined);
+  const given = LAYER_FIELDS.flatMap((e) => (flags[e.flag] === undefined ? [] : [[e.field, flags[e.flag]]]));
   return layerConfig({ ...base, ...Object.fromEntries(given) });
 }
