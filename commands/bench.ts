@@ -3,12 +3,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeBenchReports } from '../src/render/bench-files.js';
 import { prepareBench, resumeCommand, type PreparedBench } from '../src/bench/prepare.js';
-import { saveSweep } from '../src/bench/sweep.js';
+import { givenSweep, saveSweep } from '../src/bench/sweep.js';
 import { caseOptions, runBench, sweepFailure } from '../src/bench/run.js';
 import { onInterrupt } from '../src/cli/interrupt.js';
 import type { BenchResults } from '../src/bench/schema.js';
 import { BaseCommand } from '../src/cli/base.js';
-import { floatList, gpuFlags, gpuSelection, integerList, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../src/cli/flags.js';
+import { gpuFlags, gpuSelection, layerFlags, sizeFlag, sweepListFlags } from '../src/cli/flags.js';
+import { parseIntegerFlag, parseNonNegativeFloat } from '../src/flag-parsers.js';
 import { PRESETS, type Preset } from '../src/config.js';
 import { DiskFullError, ExitCode, UsageError } from '../src/errors.js';
 import { benchExitCode } from '../src/bench/verdict.js';
@@ -52,12 +53,7 @@ export default class Bench extends BaseCommand {
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to run (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes (their d, h, E, k, T: --list-presets, or docs/design.md#presets); --tokens overrides T [default: quick]' }),
     'list-presets': Flags.boolean({ description: 'print every preset with its d, h, E, k and T, then exit (no GPU work)' }),
-    tokens: integerList({ description: 'T values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    hidden: integerList({ description: 'd values [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    ffn: integerList({ description: 'h values [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    experts: integerList({ description: 'E values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    'top-k': integerList({ description: 'k values to sweep [default: the preset\'s]', helpGroup: 'SWEEP' }),
-    'capacity-factor': floatList({ description: 'capacity factors for capacity strategies (0 = busiest expert) [default: 1]', helpGroup: 'SWEEP' }),
+    ...sweepListFlags,
     pass: Flags.option({ options: ['forward', 'train'] as const, description: 'time the forward pass only, or forward + backward [default: train]' })(),
     check: Flags.option({
       options: ['auto', 'sampled'] as const,
@@ -98,25 +94,7 @@ export default class Bench extends BaseCommand {
     const baseline = flags.baseline ? await loadBaselineForRun(flags.baseline, flags['update-baseline'] ?? false) : undefined;
     if (flags.baseline && flags['update-baseline']) checkOutputPath(flags.baseline, 'file', 'baseline');
     const prepared = await prepareBench({
-      given: {
-        impl: flags.impl,
-        preset: flags.preset,
-        tokens: flags.tokens,
-        hidden: flags.hidden,
-        ffn: flags.ffn,
-        experts: flags.experts,
-        topK: flags['top-k'],
-        capacityFactor: flags['capacity-factor'],
-        activation: flags.activation,
-        checkpoint: flags.checkpoint,
-        dtype: flags.dtype,
-        skew: flags.skew,
-        routing: flags.routing,
-        normalizeGates: flags['normalize-gates'],
-        auxLoss: flags['aux-loss'],
-        seed: flags.seed,
-        pass: flags.pass,
-      },
+      given: givenSweep(flags),
       layers: flags.layers,
       memoryLimit: flags['memory-limit'],
       sampling: { warmup: flags.warmup, minSamples: flags['min-samples'], noiseTarget: flags['noise-target'], maxTimeS: flags['max-time'] },
@@ -126,13 +104,13 @@ export default class Bench extends BaseCommand {
       check: flags.check,
       gpu: { gemm: flags.gemm, nvidiaF16: flags['nvidia-f16'], robustness: flags['unsafe-disable-robustness'] ? false : undefined },
     });
-    const { plan, outDir, lock } = prepared;
+    const { sweep, outDir, lock } = prepared;
     const stopOnInterrupt = onInterrupt(() => {
       lock.release();
       return `interrupted; ${this.howToContinue(flags, outDir)}`;
     });
     try {
-      if (baseline) requireSharedCases(baseline, plan.cases.map((c) => c.key), flags.baseline!);
+      if (baseline) requireSharedCases(baseline, sweep.cases.map((c) => c.key), flags.baseline!);
       return await this.sweep(flags, prepared, baseline);
     } catch (error) {
       // The finished cases are safe (every write is atomic): say how to go on once there is room.
@@ -181,20 +159,20 @@ export default class Bench extends BaseCommand {
     prepared: PreparedBench,
     baseline: BenchResults | null | undefined,
   ): Promise<BenchResults> {
-    const { plan, resume, spec, outDir } = prepared;
+    const { sweep, resume, spec, outDir } = prepared;
     const { sampling, layers, memoryLimit, check } = prepared.run;
-    const kept = resume ? plan.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
+    const kept = resume ? sweep.cases.filter((c) => resume.cases.some((k) => k.key === c.key)).length : 0;
     // The device as the sweep runs (with --resume, as it ran before: sweep.ts holds the flags to the saved ones).
     const { gemm, nvidiaF16, robustness } = prepared.run.gpu;
     const deviceFlags = { ...flags, dtype: spec.dtype, gemm, 'nvidia-f16': nvidiaF16, 'unsafe-disable-robustness': !robustness };
     return this.withGpu(deviceFlags, async (gpu) => {
-      for (const c of plan.cases) requireDtype(gpu, c.layer.dtype);
-      for (const note of plan.notes) this.progress(`note: ${note}`);
-      if (resume) this.progress(`resuming: ${kept} of ${plan.cases.length} case(s) already finished in ${flags.resume}; running the other ${plan.cases.length - kept}`);
-      const progress = createProgress(plan.cases.length - kept);
+      for (const c of sweep.cases) requireDtype(gpu, c.config.dtype);
+      for (const note of sweep.notes) this.progress(`note: ${note}`);
+      if (resume) this.progress(`resuming: ${kept} of ${sweep.cases.length} case(s) already finished in ${flags.resume}; running the other ${sweep.cases.length - kept}`);
+      const progress = createProgress(sweep.cases.length - kept);
       const reopened: GpuContext[] = [];
       try {
-        const results = await runBench(gpu, plan, {
+        const results = await runBench(gpu, sweep, {
           preset: spec.preset,
           pass: spec.pass,
           layers,
@@ -225,7 +203,7 @@ export default class Bench extends BaseCommand {
         process.exitCode = benchExitCode(results.cases, null);
         if (flags.baseline && baseline !== undefined) {
           const device = reopened.at(-1) ?? gpu;
-          const byKey = new Map(plan.cases.map((c) => [c.key, c]));
+          const byKey = new Map(sweep.cases.map((c) => [c.key, c]));
           const { report, baselineMessage, refused } = await gateAgainstBaseline(baseline, results, {
             baselinePath: flags.baseline,
             options: gateOptionsFromFlags(flags, sampling.noiseTarget),
@@ -236,8 +214,8 @@ export default class Bench extends BaseCommand {
               this.progress(`re-measuring ${keys.length} noisy or ambiguous case(s)`);
               const fresh = [];
               for (const key of keys) {
-                const planned = byKey.get(key);
-                if (planned) fresh.push(await runCase(device, planned, caseOptions(device, planned, results, { sampling, layers, memoryLimit, check })));
+                const sweepCase = byKey.get(key);
+                if (sweepCase) fresh.push(await runCase(device, sweepCase, caseOptions(device, sweepCase, results, { sampling, layers, memoryLimit, check })));
               }
               replaceCases(results, fresh);
               await writeFileAtomic(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -2,7 +2,8 @@ import { Flags } from '@oclif/core';
 import { verboseFlag } from '../src/cli/verbose.js';
 import { presetShape } from '../src/cli/preset-shape.js';
 import { BaseCommand } from '../src/cli/base.js';
-import { gpuFlags, LAYER_DIMENSION_MAX, layerConfigFromFlags, layerFlags, parseIntegerFlag, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
+import { gpuFlags, layerConfigFromFlags, pickLayerFlags, sizeFlag, type LayerFlagValues } from '../src/cli/flags.js';
+import { LAYER_DIMENSION_MAX, parseIntegerFlag } from '../src/flag-parsers.js';
 import { PRESETS } from '../src/config.js';
 import { ExitCode, UsageError } from '../src/errors.js';
 import { requireDtype } from '../src/layer.js';
@@ -18,6 +19,8 @@ import { strategyIds, STRATEGIES } from '../src/registry.js';
 const integer = (min: number, max?: number) =>
   Flags.custom<number>({ parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, min, max) });
 
+/** The layer flags plan models (its --dtype is its own; gates, aux loss and seed change no byte). */
+const PLAN_LAYER_FLAGS = ['tokens', 'hidden', 'ffn', 'experts', 'top-k', 'activation', 'capacity-factor', 'checkpoint', 'skew', 'routing'] as const;
 
 export default class Plan extends BaseCommand {
   static override summary = 'Model every strategy\'s memory and traffic for a shape: per-GPU peak, whether it fits, the largest micro-batch that does.';
@@ -34,16 +37,7 @@ export default class Plan extends BaseCommand {
     ...gpuFlags,
     verbose: verboseFlag,
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'a preset shape (`bench --list-presets`, docs/design.md#presets); size flags override it' }),
-    tokens: layerFlags.tokens,
-    hidden: layerFlags.hidden,
-    ffn: layerFlags.ffn,
-    experts: layerFlags.experts,
-    'top-k': layerFlags['top-k'],
-    activation: layerFlags.activation,
-    'capacity-factor': layerFlags['capacity-factor'],
-    checkpoint: layerFlags.checkpoint,
-    skew: layerFlags.skew,
-    routing: layerFlags.routing,
+    ...pickLayerFlags(PLAN_LAYER_FLAGS),
     dtype: Flags.option({
       options: PLAN_DTYPES,
       description:
@@ -60,7 +54,7 @@ export default class Plan extends BaseCommand {
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to model (repeatable) [default: every strategy]' }),
     validate: Flags.boolean({
       // --validate checks the tables on a fixed grid: a shape or budget given with it would be ignored.
-      exclusive: ['preset', 'tokens', 'hidden', 'ffn', 'experts', 'top-k', 'activation', 'capacity-factor', 'checkpoint', 'skew', 'routing', 'layers', 'memory', 'optimizer', 'expert-parallel'],
+      exclusive: ['preset', ...PLAN_LAYER_FLAGS, 'layers', 'memory', 'optimizer', 'expert-parallel'],
       description: 'run every strategy on this adapter over a small grid, at f32 and f16 (f16 skipped, with a note, without shader-f16), and check the model against the allocator (exit 3 on a mismatch)',
     }),
   };
@@ -83,18 +77,7 @@ export default class Plan extends BaseCommand {
     // Without --validate, plan opens no GPU: an adapter flag would be ignored without a word.
     const gpuGiven = (['adapter', 'backend', 'gemm', 'nvidia-f16', 'unsafe-disable-robustness'] as const).filter((name) => flags[name] !== undefined && flags[name] !== false);
     if (gpuGiven.length) throw new UsageError(`--${gpuGiven[0]} applies to plan --validate only (plan alone models memory and runs nothing on a GPU); add --validate or drop --${gpuGiven[0]}`);
-    const layer: LayerFlagValues = {
-      tokens: flags.tokens,
-      hidden: flags.hidden,
-      ffn: flags.ffn,
-      experts: flags.experts,
-      'top-k': flags['top-k'],
-      activation: flags.activation,
-      'capacity-factor': flags['capacity-factor'],
-      checkpoint: flags.checkpoint,
-      skew: flags.skew,
-      routing: flags.routing,
-    };
+    const layer: LayerFlagValues = Object.fromEntries(PLAN_LAYER_FLAGS.map((name) => [name, flags[name]]));
     const config = layerConfigFromFlags(layer, presetShape(flags.preset, layer, 'plan'));
     const { result, advice } = await runPlan({
       config,

@@ -19,7 +19,7 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), '..'));
 const LAYERS = ['foundation', 'kernels', 'contract', 'strategy', 'layer', 'measure', 'tool', 'render', 'cli', 'commands'] as const;
 type Layer = (typeof LAYERS)[number];
 
-const FOUNDATION_FILES = ['config', 'errors', 'f16', 'units', 'arrays', 'rng', 'fill', 'fs', 'npy', 'pid', 'suggest', 'offload', 'offload-worker', 'lock'].map((n) => `src/${n}.ts`);
+const FOUNDATION_FILES = ['config', 'layer-fields', 'flag-parsers', 'errors', 'f16', 'units', 'arrays', 'rng', 'fill', 'fs', 'npy', 'pid', 'suggest', 'offload', 'offload-worker', 'lock'].map((n) => `src/${n}.ts`);
 const LAYER_FILES = ['layer', 'layer-limits', 'registry'].map((n) => `src/${n}.ts`);
 const FOLDER_LAYERS: Record<string, Layer> = {
   gpu: 'foundation',
@@ -179,6 +179,22 @@ describe('architecture', () => {
     it('a file in no layer', () => {
       expect(() => layerOf('src/newfolder/x.ts')).toThrow(/no layer/);
     });
+  });
+
+  it("docs/design.md's layer map names the layers in this order, each folder and foundation or layer file where this test places it", () => {
+    const design = readFileSync(join(ROOT, 'docs/design.md'), 'utf8');
+    const section = design.slice(design.indexOf('## Code layout'), design.indexOf('## Conventions'));
+    const rows = [...section.matchAll(/^\| (\w+) \| (.*?) \| .* \|$/gm)].filter((m) => m[1] !== 'layer' || m[2].includes('`')).map((m) => ({ layer: m[1], where: m[2] }));
+    // The table says "strategies" for the strategy layer.
+    expect(rows.map((r) => (r.layer === 'strategies' ? 'strategy' : r.layer))).toEqual([...LAYERS]);
+    const where = (layer: Layer) => rows[LAYERS.indexOf(layer)].where;
+    const named = (layer: Layer, name: string) => where(layer).includes(`\`${name}\``) || where(layer).includes(`\`src/${name}\``);
+    const misplaced = [
+      ...FOUNDATION_FILES.filter((f) => f !== 'src/offload-worker.ts').map((f) => f.slice(4, -3)).filter((n) => !named('foundation', n) && !named('foundation', `${n}.ts`)),
+      ...LAYER_FILES.map((f) => f.slice(4, -3)).filter((n) => !named('layer', n) && !named('layer', `${n}.ts`)),
+      ...Object.entries(FOLDER_LAYERS).filter(([folder, layer]) => !named(layer, `${folder}/`)).map(([folder]) => `src/${folder}/`),
+    ];
+    expect(misplaced).toEqual([]);
   });
 
   it('the top-level folders form no cycle, with src split at its layers', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import Gate from '../commands/gate.js';
 import { maxOf, minOf } from '../src/arrays.js';
-import { parseIntegerFlag } from '../src/cli/flags.js';
+import { parseIntegerFlag } from '../src/flag-parsers.js';
 import { layerConfig } from '../src/config.js';
 import { prepareDumpFolder } from '../src/verify/dump-folder.js';
 import { EnvironmentError, UsageError } from '../src/errors.js';

@@ -82,21 +82,7 @@ export abstract class CapacityRunner extends CapacityRunnerBase {
     this.alloc(step, 'routerGrad');
     this.alloc(step, 'dX');
     // pairRows = slots: a kept pair's dg sits at its slot in dgPartial; a dropped pair reads 0.
-    await routeTokensBackward(
-      step,
-      layer,
-      {
-        probs: this.chunk('routerProbs'),
-        tokenExperts: this.chunk('tokenExperts'),
-        gates: this.chunk('gates'),
-        pairRows: this.chunk('slots'),
-        dgPartial: this.chunk('dgPartial'),
-        expertOffsets: this.chunk('expertOffsets'),
-        dz: this.chunk('routerGrad'),
-        dX: this.chunk('dX'),
-      },
-      { dgParts: 1 },
-    );
+    await routeTokensBackward(step, layer, (name) => this.chunk(name), { dgParts: 1, names: { pairRows: 'slots', dgPartial: 'dgPartial' } });
 
     this.enter(step, 'down-grad');
     // With C > 0 every expert's first row chunk stores its weight gradient; with C = 0 no row does.

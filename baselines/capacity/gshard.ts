@@ -11,7 +11,7 @@ import { chunkLayout, chunkRowRange, type Tensor } from '../../src/gpu/tensor.js
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
 import { formatBytes } from '../../src/units.js';
 import { checkGrid, unsupportedCapacity } from './runner.js';
-import { commonBuffers, planTable, type CapacityPlan } from './table.js';
+import { commonBuffers, withPersistent, type CapacityStepTable } from './table.js';
 import { spec } from '../../src/strategy/buffer-table.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, gshardWork } from './work.js';
@@ -51,7 +51,7 @@ export function denseLayouts(c: LayerConfig, Q: number, chunkBytes: number) {
   return { f32: rows(Q, 4), dt: rows(Q, floatBytes(c.dtype)), packed: rows(Math.ceil(Q / 4), 4) };
 }
 
-export function gshardPlan(c: LayerConfig, C: number, chunkBytes: number): CapacityPlan {
+export function gshardStepTable(c: LayerConfig, C: number, chunkBytes: number): CapacityStepTable {
   const { tokens: T, experts: E, topK: k } = c;
   const Q = E * C;
   const buffers = commonBuffers(c, C, chunkBytes, { dispatch: 'dispatch', combine: 'combine', combineGrad: 'combine-grad', dispatchGrad: 'dispatch-grad', slotsUntil: 'router-grad' });
@@ -86,7 +86,7 @@ function ranges(tensor: Tensor): Range[] {
 
 class GShardRunner extends CapacityRunner {
   constructor(c: LayerConfig) {
-    super(c, gshardPlan, 'gshard');
+    super(c, gshardStepTable, 'gshard');
   }
 
   /** One contraction chunk pair: rows m of the output, columns n, reduction k. */
@@ -247,7 +247,7 @@ export const gshard: Strategy = {
   title: 'GShard einsum dispatch: dense [T,E,C] mask and combine weights, contractions over T and E·C; saves everything (--checkpoint ignored)',
   dropless: false,
   unsupported: unsupportedCapacity,
-  bufferTable: (c, routing, limits) => planTable(gshardPlan(c, capacityOf(c, routing.expertLoads), limits.chunkBytes), c, limits),
+  bufferTable: (c, routing, limits) => withPersistent(gshardStepTable(c, capacityOf(c, routing.expertLoads), limits.chunkBytes), c, limits),
   work: gshardWork,
   expertRows: capacityRows,
   create: (c) => new GShardRunner(c),

@@ -8,13 +8,13 @@ import { capacityOf, type LayerConfig } from '../../src/config.js';
 import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
-import { BufferPlan } from '../../src/strategy/buffer-plan.js';
+import { StepBuffers } from '../../src/strategy/step-buffers.js';
 import { routeTokens } from '../../src/strategy/router.js';
-import { planTable, type PlanFor } from './table.js';
+import { withPersistent, type StepTableFor } from './table.js';
 
 /**
  * The runner skeleton the capacity strategies (Tutel, GShard) share: routing, the capacity rule
- * (capacityOf in src/config.ts) and the lifetimes, kept by a BufferPlan over the strategy's table
+ * (capacityOf in src/config.ts) and the lifetimes, kept by StepBuffers over the strategy's table
  * (table.ts), so the declared table and the allocator's record cannot drift apart.
  */
 export function unsupportedCapacity(c: LayerConfig): string | null {
@@ -45,16 +45,16 @@ export interface ExpertChunk {
  */
 export abstract class CapacityRunnerBase implements StrategyRunner {
   protected C = 0;
-  private readonly buffers: BufferPlan;
+  private readonly buffers: StepBuffers;
   private routingCache: { experts: Uint32Array; gates: Float32Array; kept: Uint8Array } | null = null;
   private summaryCache: RoutingSummary | null = null;
 
   constructor(
     protected readonly c: LayerConfig,
-    private readonly planFor: PlanFor,
+    private readonly stepTableFor: StepTableFor,
     protected readonly id: string,
   ) {
-    this.buffers = new BufferPlan(id);
+    this.buffers = new StepBuffers(id);
   }
 
   abstract forward(step: StepContext, layer: LayerTensors): Promise<Tensor>;
@@ -87,7 +87,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
   }
 
   private usePlan(step: StepContext): void {
-    this.buffers.use(planTable(this.planFor(this.c, this.C, step.chunkBytes), this.c, { chunkBytes: step.chunkBytes }));
+    this.buffers.use(withPersistent(this.stepTableFor(this.c, this.C, step.chunkBytes), this.c, { chunkBytes: step.chunkBytes }));
   }
 
   /** Router, routing metadata, C (read back to the host when cf = 0, as Tutel all-reduces it) and the slots map. */
@@ -97,7 +97,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
     const reason = unsupportedCapacity(c);
     if (reason) throw new Error(`${this.id}: ${reason}`);
     this.routingCache = this.summaryCache = null;
-    this.C = capacityOf(c); // with cf = 0, re-planned below once the loads are read back
+    this.C = capacityOf(c); // with cf = 0, the table is resized below once the loads are read back
     this.usePlan(step);
     this.enter(step, 'router');
     for (const name of ['routerProbs', 'tokenExperts', 'gates']) this.alloc(step, name);

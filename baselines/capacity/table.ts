@@ -9,22 +9,25 @@ import { persistentSpecs, type TableLimits } from '../../src/strategy/contract.j
  * The buffer tables of the capacity strategies (Tutel, GShard): the padded [E, C, ·] layouts and
  * the buffers both keep (router, routing metadata, the expert MLP over the slots and its
  * gradients); each strategy adds its own dispatch and combine buffers and phases.
+ *
+ * A capacity strategy's phases and step buffers: its buffer table without the persistent part.
  */
-export interface CapacityPlan {
+export interface CapacityStepTable {
   phases: string[];
   forwardEnd: string;
   /** The step buffers, each with its layout and lifetime (the table's step part). */
   buffers: BufferSpec[];
 }
 
-export type PlanFor = (c: LayerConfig, capacity: number, chunkBytes: number) => CapacityPlan;
+export type StepTableFor = (c: LayerConfig, capacity: number, chunkBytes: number) => CapacityStepTable;
 
-export function planTable(plan: CapacityPlan, c: LayerConfig, limits: TableLimits): BufferTable {
+/** The whole buffer table: the step part with the layer's persistent tensors. */
+export function withPersistent(step: CapacityStepTable, c: LayerConfig, limits: TableLimits): BufferTable {
   return {
-    phases: plan.phases,
-    forwardEnd: plan.forwardEnd,
+    phases: step.phases,
+    forwardEnd: step.forwardEnd,
     persistent: persistentSpecs(c, limits),
-    step: plan.buffers,
+    step: step.buffers,
   };
 }
 

@@ -4,7 +4,7 @@ import { capacityOf, type LayerConfig } from '../../src/config.js';
 import { chunkRowRange } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
 import { unsupportedCapacity } from './runner.js';
-import { commonBuffers, planTable, type CapacityPlan } from './table.js';
+import { commonBuffers, withPersistent, type CapacityStepTable } from './table.js';
 import { CapacityRunner } from './experts.js';
 import { capacityRows, tutelWork } from './work.js';
 
@@ -20,14 +20,14 @@ import { capacityRows, tutelWork } from './work.js';
  */
 const PHASES = ['router', 'metadata', 'encode', 'up', 'down', 'decode', 'decode-grad', 'router-grad', 'down-grad', 'act-grad', 'up-grad', 'encode-grad'];
 
-export function tutelPlan(c: LayerConfig, C: number, chunkBytes: number): CapacityPlan {
+export function tutelStepTable(c: LayerConfig, C: number, chunkBytes: number): CapacityStepTable {
   const buffers = commonBuffers(c, C, chunkBytes, { dispatch: 'encode', combine: 'decode', combineGrad: 'decode-grad', dispatchGrad: 'encode-grad', slotsUntil: 'encode-grad' });
   return { phases: PHASES, forwardEnd: 'decode', buffers };
 }
 
 class TutelRunner extends CapacityRunner {
   constructor(c: LayerConfig) {
-    super(c, tutelPlan, 'tutel');
+    super(c, tutelStepTable, 'tutel');
   }
 
   private rowChunks(name: string) {
@@ -113,7 +113,7 @@ export const tutel: Strategy = {
   title: 'Tutel fast dispatcher: capacity C, cumsum locations, zero-padded [E,C,d] encode/decode; saves everything (--checkpoint ignored)',
   dropless: false,
   unsupported: unsupportedCapacity,
-  bufferTable: (c, routing, limits) => planTable(tutelPlan(c, capacityOf(c, routing.expertLoads), limits.chunkBytes), c, limits),
+  bufferTable: (c, routing, limits) => withPersistent(tutelStepTable(c, capacityOf(c, routing.expertLoads), limits.chunkBytes), c, limits),
   work: tutelWork,
   expertRows: capacityRows,
   create: (c) => new TutelRunner(c),

@@ -6,7 +6,7 @@ import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import { chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
 import type { StepContext } from '../../src/strategy/contract.js';
 import { megablocksLayouts, tableForRows, type MegaBlocksMode } from './table.js';
-import { BufferPlan } from '../../src/strategy/buffer-plan.js';
+import { StepBuffers } from '../../src/strategy/step-buffers.js';
 
 type Range = { start: number; count: number };
 type Chunks = (ac: number, wc: number) => DispatchBuffers;
@@ -35,7 +35,7 @@ export async function readU32(step: StepContext, buffer: TrackedBuffer, first: n
  * activation chunk and weight chunk). The phases themselves are in runner.ts.
  */
 export class MegaBlocksBuffers {
-  protected readonly buffers: BufferPlan;
+  protected readonly buffers: StepBuffers;
   protected rows = 0;
   protected chunkBytes = 0;
   protected totalTiles = 0;
@@ -44,7 +44,7 @@ export class MegaBlocksBuffers {
     protected readonly c: LayerConfig,
     protected readonly mode: MegaBlocksMode,
   ) {
-    this.buffers = new BufferPlan(mode === 'sparse' ? 'megablocks' : 'megablocks-grouped');
+    this.buffers = new StepBuffers(mode === 'sparse' ? 'megablocks' : 'megablocks-grouped');
   }
 
   protected get(name: string): Tensor {
@@ -60,8 +60,8 @@ export class MegaBlocksBuffers {
     return megablocksLayouts(this.c, this.rows, this.chunkBytes);
   }
 
-  /** Plans the step for `rows` permuted rows: a first guess at the start, the real count once the bins are read. */
-  protected plan(rows: number): void {
+  /** Sizes the step's buffer table for `rows` permuted rows: a first guess at the start, the real count once the bins are read. */
+  protected sizeFor(rows: number): void {
     this.rows = rows;
     this.buffers.use(tableForRows(this.c, this.mode, rows, { chunkBytes: this.chunkBytes }));
   }

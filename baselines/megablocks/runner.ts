@@ -3,10 +3,9 @@ import { scatterWgrad } from './permute.js';
 import { grid } from '../../kernels/program.js';
 import { encodeBins, encodeRadixSort } from './sort.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
-import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, uploadTensor, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
-import { routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
+import { readRouterOutput, routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import { MegaBlocksBuffers, readU32 } from './buffers.js';
 import { megablocksGemms } from './gemm-kernels.js';
 import { activationGradGrid } from '../../kernels/activation.js';
@@ -34,13 +33,13 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.loads = null;
     this.dropBinsCopy(step);
     this.chunkBytes = step.chunkBytes;
-    this.plan(R);
+    this.sizeFor(R);
     const S = megablocksLayouts(this.c, R, step.chunkBytes);
 
     this.buffers.enter(step, 'router');
     this.alloc(step, 'routerProbs');
-    this.alloc(step, 'topExperts', 'gates');
-    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('topExperts'), gates: this.chunk('gates') });
+    this.alloc(step, 'tokenExperts', 'gates');
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
 
     this.buffers.enter(step, 'sort');
     if (S.sort.needsTemp) this.alloc(step, 'sortTempKeys', 'sortTempValues');
@@ -48,13 +47,13 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.alloc(step, 'binIds', 'indices');
     this.alloc(step, 'bins', ...(sparse ? ['paddedBins', 'tileOffsets'] : []));
     const temp = (n: string) => (this.buffers.has(n) ? this.chunk(n) : null);
-    await encodeRadixSort(step.enc, S.sort, { keysIn: this.chunk('topExperts'), keysOut: this.chunk('binIds'), valuesOut: this.chunk('indices'), tempKeys: temp('sortTempKeys'), tempValues: temp('sortTempValues'), hist: this.chunk('sortHist') });
+    await encodeRadixSort(step.enc, S.sort, { keysIn: this.chunk('tokenExperts'), keysOut: this.chunk('binIds'), valuesOut: this.chunk('indices'), tempKeys: temp('sortTempKeys'), tempValues: temp('sortTempValues'), hist: this.chunk('sortHist') });
     const bins = { sortedKeys: this.chunk('binIds'), bins: this.chunk('bins') };
     await encodeBins(step.enc, { count: R, experts: E, blocking: BLOCKING, tileRows: SEGMENT_TILE.m }, sparse ? { ...bins, paddedBins: this.chunk('paddedBins'), tileOffsets: this.chunk('tileOffsets') } : bins);
     this.free(step, 'sortTempKeys', 'sortTempValues', 'sortHist');
 
     this.buffers.enter(step, 'permute');
-    this.plan(sparse ? (await readU32(step, this.chunk('paddedBins'), E, 1))[0] : R);
+    this.sizeFor(sparse ? (await readU32(step, this.chunk('paddedBins'), E, 1))[0] : R);
     const L = this.layouts();
     this.alloc(step, 'Xperm');
     await this.gather(step, layer.X.chunks[0], this.get('Xperm'), false);
@@ -165,22 +164,8 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.buffers.enter(step, 'router-grad');
     this.alloc(step, 'routerGrad');
     this.alloc(step, 'dX');
-    await routeTokensBackward(
-      step,
-      layer,
-      {
-        probs: this.chunk('routerProbs'),
-        tokenExperts: this.chunk('topExperts'),
-        gates: this.chunk('gates'),
-        pairRows: this.chunk('pairRows'),
-        dgPartial: this.chunk('dg'),
-        expertOffsets: this.chunk('bins'),
-        dz: this.chunk('routerGrad'),
-        dX: this.chunk('dX'),
-      },
-      { dgParts: 1 },
-    );
-    this.free(step, 'routerGrad', 'routerProbs', 'topExperts', 'gates', 'dg', 'pairRows');
+    await routeTokensBackward(step, layer, (name) => this.chunk(name), { dgParts: 1, names: { expertOffsets: 'bins' } });
+    this.free(step, 'routerGrad', 'routerProbs', 'tokenExperts', 'gates', 'dg', 'pairRows');
 
     this.buffers.enter(step, 'input-grad');
     if (k > 1) {
@@ -208,10 +193,8 @@ export class MegaBlocksRunner extends MegaBlocksBuffers implements StrategyRunne
     this.binsCopy = null;
   }
 
-  async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.get('topExperts'));
-    const gates = await readTensor(step.kernels.allocator, this.get('gates'));
-    return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
+  readRouting(step: StepContext) {
+    return readRouterOutput(step, (name) => this.get(name));
   }
 
   async summary(step: StepContext): Promise<RoutingSummary> {

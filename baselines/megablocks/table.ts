@@ -100,7 +100,8 @@ export function tableForRows(c: LayerConfig, mode: MegaBlocksMode, P: number, li
   const swiglu = c.activation === 'swiglu';
   const f = c.dtype;
   add('routerProbs', 'activations-saved', L.probs, [T, E], 'f32', 'router', 'router-grad');
-  add('topExperts', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
+  // The router's output, each token's k expert ids (upstream's top_experts): tokenExperts in every strategy.
+  add('tokenExperts', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
   add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', 'router-grad');
   if (L.sort.needsTemp) {
     add('sortTempKeys', 'workspace', L.perPair, [R], 'u32', 'sort', 'sort');

@@ -4,10 +4,9 @@ import { grid, type Dispatch, type DispatchBuffers, type KernelSource } from '..
 import { encodeRoutingMetadata } from '../../kernels/routing/metadata.js';
 import type { LayerConfig } from '../../src/config.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
-import { readTensor, readTensorU32 } from '../../src/gpu/readback.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../../src/gpu/tensor.js';
-import { BufferPlan } from '../../src/strategy/buffer-plan.js';
-import { routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
+import { StepBuffers } from '../../src/strategy/step-buffers.js';
+import { droplessSummary, readRouterOutput, routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
 import { scatterMoEGemms } from './gemm-kernels.js';
 import { activationGrad, catGrad, combine, elementGroups, gateGrad, groupRows, identityRows, mulGrad, sortedExperts, sumOverK } from './row-kernels.js';
@@ -19,11 +18,11 @@ type Buffers = DispatchBuffers;
 
 /**
  * One ScatterMoE layer: the phases and buffers of table.ts, in that order, every buffer allocated
- * and freed through the table (buffer-plan.ts). Dispatches go through `run` and the three loops
+ * and freed through the table (step-buffers.ts). Dispatches go through `run` and the three loops
  * over chunks below.
  */
 export class ScatterMoERunner implements StrategyRunner {
-  private readonly plan = new BufferPlan('scattermoe');
+  private readonly buffers = new StepBuffers('scattermoe');
   private readonly gemms: ReturnType<typeof scatterMoEGemms>;
   private readonly actGrad: KernelSource;
   private summaryCache: RoutingSummary | null = null;
@@ -38,12 +37,12 @@ export class ScatterMoERunner implements StrategyRunner {
   }
 
   private chunk(name: string, i = 0): TrackedBuffer {
-    return this.plan.chunk(name, i);
+    return this.buffers.chunk(name, i);
   }
 
   private enter(step: StepContext, phase: string, ...allocate: string[]): void {
-    this.plan.enter(step, phase);
-    this.plan.alloc(step, ...allocate);
+    this.buffers.enter(step, phase);
+    this.buffers.alloc(step, ...allocate);
   }
 
   /** The one place this strategy dispatches a kernel. */
@@ -53,7 +52,7 @@ export class ScatterMoERunner implements StrategyRunner {
 
   /** The row chunks every [R,·] tensor shares. */
   private rowChunks(): Range[] {
-    const layout = this.plan.layoutOf('u');
+    const layout = this.buffers.layoutOf('u');
     return Array.from({ length: layout.chunkCount }, (_, i) => chunkRowRange(layout, i));
   }
 
@@ -148,7 +147,7 @@ export class ScatterMoERunner implements StrategyRunner {
     const { tokens: T, hidden: d, ffn: h, experts: E, topK: k } = c;
     const swiglu = this.swiglu;
     this.summaryCache = null;
-    this.plan.use(scatterMoETable(c, { chunkBytes: step.chunkBytes }));
+    this.buffers.use(scatterMoETable(c, { chunkBytes: step.chunkBytes }));
 
     this.enter(step, 'router', 'routerProbs', 'tokenExperts', 'gates');
     await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
@@ -179,31 +178,31 @@ export class ScatterMoERunner implements StrategyRunner {
     }));
 
     this.enter(step, 'down', 'Y');
-    const Y = this.plan.get('Y');
+    const Y = this.buffers.get('Y');
     await this.scatterGemm(step, this.gemms.down, layer.W2, d, h, Y, (ac, wc, dc) => ({ U: this.chunk('u', ac), ...this.indexLists(), ...this.weights(layer, wc, false), Y: Y.chunks[dc] }));
 
     this.enter(step, 'combine', 'O');
     await this.perElement(step, combine(c.dtype), this.tokens(Y.layout), { topK: k }, (i) => ({ Y: Y.chunks[i], gates: this.chunk('gates'), O: this.chunk('O') }));
-    this.plan.endPhase(step);
-    return this.plan.get('O');
+    this.buffers.endPhase(step);
+    return this.buffers.get('O');
   }
 
   private async runBackward(step: StepContext, layer: LayerTensors): Promise<Tensor> {
     const c = this.c;
     const { hidden: d, ffn: h, topK: k } = c;
     const swiglu = this.swiglu;
-    const Y = this.plan.get('Y');
+    const Y = this.buffers.get('Y');
 
     // Second ParallelLinear.backward: d_gates, then g·dO grouped into Y's storage, dW2 and dU.
     this.enter(step, 'down-grad', 'dg');
     await this.perRow(step, gateGrad(c.dtype), Y.layout, { topK: k }, (i) => ({ Y: Y.chunks[i], dO: layer.dO.chunks[0], dg: this.chunk('dg') }));
     await this.perRow(step, groupRows(c.dtype), Y.layout, { topK: k, scaled: 1 }, (i) => ({ src: layer.dO.chunks[0], sortedScatteredIdxs: this.chunk('sortedScatteredIdxs'), gates: this.chunk('gates'), dst: Y.chunks[i] }));
     await this.reduce(step, this.gemms.dW2, layer.dW2, h, d, (ac, wc) => ({ U: this.chunk('u', ac), dY: Y.chunks[ac], expertOffsets: this.chunk('expertOffsets'), dW2: layer.dW2.chunks[wc] }));
-    this.plan.alloc(step, 'dU');
+    this.buffers.alloc(step, 'dU');
     await this.scatterGemm(step, this.gemms.dU, layer.W2, h, d, null, (ac, wc) => ({ dY: Y.chunks[ac], ...this.indexLists(), ...this.weights(layer, wc, false), dU: this.chunk('dU', ac) }));
 
     // The activation's autograd nodes.
-    const rowsH = this.plan.layoutOf('dU');
+    const rowsH = this.buffers.layoutOf('dU');
     // Binding name → buffer name, chunk by chunk.
     const each = (names: Record<string, string>) => (i: number) => Object.fromEntries(Object.entries(names).map(([binding, buffer]) => [binding, this.chunk(buffer, i)]));
     if (swiglu) {
@@ -220,7 +219,7 @@ export class ScatterMoERunner implements StrategyRunner {
 
     // First ParallelLinear.backward: X grouped, dW1|dW3, then the input gradient's rows over it.
     this.enter(step, 'up-grad', 'groupedX');
-    const groupedX = this.plan.get('groupedX');
+    const groupedX = this.buffers.get('groupedX');
     await this.perRow(step, groupRows(c.dtype), groupedX.layout, { topK: k, scaled: 0 }, (i) => ({ src: layer.X.chunks[0], sortedScatteredIdxs: this.chunk('sortedScatteredIdxs'), gates: this.chunk('gates'), dst: groupedX.chunks[i] }));
     const gradients = (wc: number) => ({ dW1: layer.dW1.chunks[wc], ...(swiglu && { dW3: layer.dW3!.chunks[wc] }) });
     await this.reduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => ({ groupedX: groupedX.chunks[ac], dHidden: this.chunk('dHidden', ac), expertOffsets: this.chunk('expertOffsets'), ...gradients(wc) }));
@@ -228,45 +227,25 @@ export class ScatterMoERunner implements StrategyRunner {
 
     this.enter(step, 'router-grad', 'routerGrad', 'pairRows', 'dX');
     await this.run(step, identityRows, { count: c.tokens * k }, { pairRows: this.chunk('pairRows') }, grid(elementGroups(c.tokens * k)));
-    await routeTokensBackward(
-      step,
-      layer,
-      {
-        probs: this.chunk('routerProbs'),
-        tokenExperts: this.chunk('tokenExperts'),
-        gates: this.chunk('gates'),
-        pairRows: this.chunk('pairRows'),
-        dgPartial: this.chunk('dg'),
-        expertOffsets: this.chunk('expertOffsets'),
-        dz: this.chunk('routerGrad'),
-        dX: this.chunk('dX'),
-      },
-      { dgParts: 1 },
-    );
+    await routeTokensBackward(step, layer, (name) => this.chunk(name), { dgParts: 1 });
 
     this.enter(step, 'input-grad');
     await this.perElement(step, sumOverK(c.dtype), this.tokens(groupedX.layout), { topK: k }, (i) => ({ rows: groupedX.chunks[i], dX: this.chunk('dX') }));
-    this.plan.endPhase(step);
-    return this.plan.get('dX');
+    this.buffers.endPhase(step);
+    return this.buffers.get('dX');
   }
 
-  async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.plan.get('tokenExperts'));
-    const gates = await readTensor(step.kernels.allocator, this.plan.get('gates'));
-    return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
+  readRouting(step: StepContext) {
+    return readRouterOutput(step, (name) => this.buffers.get(name));
   }
 
   /** Expert loads from expert_offsets: readable from forward() until the router's backward. */
   async summary(step: StepContext): Promise<RoutingSummary> {
-    if (!this.summaryCache) {
-      const offsets = await readTensorU32(step.kernels.allocator, this.plan.get('expertOffsets'));
-      const expertLoads = Array.from({ length: this.c.experts }, (_, e) => offsets[e + 1] - offsets[e]);
-      this.summaryCache = { expertLoads, keptPairs: this.c.tokens * this.c.topK, droppedPairs: 0, capacity: null };
-    }
+    this.summaryCache ??= await droplessSummary(step, this.buffers.get('expertOffsets'));
     return this.summaryCache;
   }
 
   release(step: StepContext): void {
-    this.plan.release(step);
+    this.buffers.release(step);
   }
 }

@@ -10,7 +10,7 @@ import { persistentSpecs, type TableLimits } from '../../src/strategy/contract.j
  * (shawntan/scattermoe `scattermoe/mlp.py`, `GLUMLP.forward` and `MLP.forward`) runs under torch
  * autograd: two `ParallelLinear` autograd functions (`scattermoe/parallel_experts.py`) around
  * the activation, which autograd records op by op. Every buffer below is named after the upstream
- * tensor it stands for; the runner allocates exactly these (buffer-plan.ts).
+ * tensor it stands for; the runner allocates exactly these (step-buffers.ts).
  *
  * Forward
  * - router: the shared router's probabilities, top-k ids (`expert_idxs`) and gates (`expert_p`).

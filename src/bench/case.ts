@@ -10,9 +10,9 @@ import { findStrategy } from '../registry.js';
 import { tableFigures } from '../strategy/buffer-table.js';
 import type { RoutingSummary } from '../strategy/contract.js';
 import { referenceOffThread } from '../reference/full.js';
-import { compareRun, expectedFrom, runTensors, type GpuRun, type TensorCheck } from '../verify/verify.js';
+import { compareRun, expectedFrom, runTensors, stepAndReadBack, type TensorCheck } from '../verify/verify.js';
 import { fullReferenceFits, sampledCheck } from '../verify/sampled.js';
-import type { PlannedCase } from './plan.js';
+import { caseLayer, type SweepCase } from './cases.js';
 import type { BenchCase, StepSplit, TimeStats } from './schema.js';
 import type { GapCause, StepTiming } from '../gpu/timer.js';
 import { formatBytes } from '../units.js';
@@ -64,21 +64,10 @@ export function uniformRouting(c: LayerConfig, dropless: boolean): RoutingSummar
   return summaryFromLoads(c, dropless, loads);
 }
 
-/** One step with every result read back, for the full check. */
-async function runOnce(layer: MoELayer): Promise<GpuRun & { summary: RoutingSummary }> {
-  await layer.forward();
-  const routing = await layer.readRouting();
-  const summary = await layer.routingSummary();
-  await layer.backward();
-  const O = await layer.readOutput();
-  const g = await layer.readGradients();
-  return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks], summary };
-}
-
-export async function runCase(gpu: GpuContext, planned: PlannedCase, options: CaseOptions): Promise<BenchCase> {
-  const base: BenchCase = { key: planned.key, config: planned.config, status: 'ok' };
-  const c = planned.layer;
-  const strategy = findStrategy(planned.config.impl);
+export async function runCase(gpu: GpuContext, sweepCase: SweepCase, options: CaseOptions): Promise<BenchCase> {
+  const base: BenchCase = { key: sweepCase.key, config: sweepCase.config, status: 'ok' };
+  const c = caseLayer(sweepCase.config);
+  const strategy = findStrategy(sweepCase.config.impl);
   const reason = strategy.unsupported(c);
   if (reason) return { ...base, status: 'unsupported', message: reason };
   if (options.memoryLimit !== null) {
@@ -96,7 +85,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
   let layer: MoELayer | null = null;
   let reference: MoELayer | null = null;
   try {
-    layer = await MoELayer.fromConfig(gpu, c, { impl: planned.config.impl, memoryLimit: options.memoryLimit ?? undefined });
+    layer = await MoELayer.fromConfig(gpu, c, { impl: sweepCase.config.impl, memoryLimit: options.memoryLimit ?? undefined });
     const hostInputs = fullReferenceFits(c);
     const inputs = hostInputs ? seededInputs(c) : null;
     if (inputs) layer.setInputs(inputs);
@@ -124,7 +113,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     const ratios: number[] = [];
     let memory = null as Awaited<ReturnType<MoELayer['step']>>['memory'] | null;
     const timeStep = async (l: MoELayer, t: StepTimer | null) => {
-      const r = await l.step({ timer: t ?? undefined, pass: planned.config.pass });
+      const r = await l.step({ timer: t ?? undefined, pass: sweepCase.config.pass });
       return { r, ms: r.timing ? r.timing.totalMs : r.wallMs };
     };
     let pair = 0;
@@ -148,7 +137,7 @@ export async function runCase(gpu: GpuContext, planned: PlannedCase, options: Ca
     // The sampler's warm-up steps are timed too; keep only the sampled ones.
     const keep = <T>(list: T[]) => (list.length >= samples.length ? list.slice(list.length - samples.length) : list);
     const step = stats(samples);
-    const flops = usefulFlops(c, check.summary.keptPairs, planned.config.pass);
+    const flops = usefulFlops(c, check.summary.keptPairs, sweepCase.config.pass);
     const tflops = flops / (step.median * 1e-3) / 1e12;
     const m = memory!;
     // Everything at the peak beyond what forward saved: the same definition `plan` uses.
@@ -216,7 +205,7 @@ async function checkCase(layer: MoELayer, dropless: boolean, inputs: ReturnType<
   let sample: { tokens: number; units: number } | null = null;
   let forcedTokens: number[];
   if (full && inputs) {
-    const run = await runOnce(layer);
+    const run = await stepAndReadBack(layer);
     const { ref, forcedTokens: forced } = await referenceOffThread(c, toFloat64(inputs), !dropless, run.experts);
     forcedTokens = forced;
     tensors = compareRun(runTensors(run), expectedFrom(ref), tolerance);

@@ -1,7 +1,7 @@
 import { REFERENCE_STRATEGY } from '../registry.js';
 import { UsageError } from '../errors.js';
 import type { Provenance } from '../measure/provenance.js';
-import { configKey } from './plan.js';
+import { configKey } from './cases.js';
 import { addRelativeFigures } from './run.js';
 import type { BenchCase, BenchResults, ShardRecord, ShardRun, Testbed } from './schema.js';
 import { formatShard } from './shard.js';
@@ -31,7 +31,7 @@ export interface MergeOptions {
 
 export interface MergeOutcome {
   results: BenchResults;
-  /** Keys of the sweep's cases that no shard holds, in plan order. */
+  /** Keys of the sweep's cases that no shard holds, in the sweep's order. */
   missing: string[];
 }
 
@@ -134,7 +134,7 @@ function relativeFigures(cases: BenchCase[]): void {
   const zero = new Map(cases.filter((c) => c.config.impl === REFERENCE_STRATEGY && c.status === 'ok').map((c) => [configKey(c.config), c]));
   for (const c of cases) {
     const z = zero.get(configKey(c.config));
-    if (c.relative && z && z.testbed?.fingerprint !== c.testbed?.fingerprint) c.relative.zeroBufferSpeedup = null;
+    if (c.relative && z && z.testbed?.fingerprint !== c.testbed?.fingerprint) c.relative.stepTimeVsReference = null;
   }
 }
 
@@ -146,7 +146,7 @@ function ceilingsNote(run: ShardRun): string {
 }
 
 /**
- * The shards as one results file: the sweep's cases in plan order, each as its shard wrote it
+ * The shards as one results file: the sweep's cases in its order, each as its shard wrote it
  * plus its shard and testbed, the figures against zero-buffer recomputed across shards, and
  * every shard's run (provenance, testbed, ceilings) in `shards`.
  */

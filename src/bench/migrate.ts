@@ -39,10 +39,28 @@ function migrateConfig(config: unknown, from: string, to: string): unknown {
  * are read (the gate's committed baselines, --resume of a sweep an older moeblaze wrote). From v1:
  * a case's `strategy` and the saved sweep's `strategies` are `impl`, as the flag is, and the skew
  * is the object form, and the routing top-k where --routing did not exist yet. From any: a check
- * record's `pass` where it predates it. Anything else, and any value it cannot read, is left for the validator.
+ * record's `pass` where it predates it, and the relative figures' names from before they were named
+ * for the reference strategy (`stepPeakVsZeroBuffer` is `stepPeakVsReference`, `zeroBufferSpeedup`
+ * `stepTimeVsReference`). Anything else, and any value it cannot read, is left for the validator.
  */
 export function migrateBenchResults(json: unknown): unknown {
-  return withCheckVerdicts(fromV1(json));
+  return withReferenceNames(withCheckVerdicts(fromV1(json)));
+}
+
+/** The relative figures' names before they were named for the reference strategy rather than for zero-buffer. */
+const REFERENCE_NAMES: Record<string, string> = {
+  stepPeakVsZeroBuffer: 'stepPeakVsReference',
+  activationPeakVsZeroBuffer: 'activationPeakVsReference',
+  savedVsZeroBuffer: 'savedVsReference',
+  zeroBufferSpeedup: 'stepTimeVsReference',
+};
+
+/** A case's `relative` figures under their current names (each keeps its place, so the file reads as before). */
+function withReferenceNames(json: unknown): unknown {
+  const old = (c: unknown) => isObject(c) && isObject(c.relative) && Object.keys(c.relative).some((key) => key in REFERENCE_NAMES);
+  if (!isObject(json) || !Array.isArray(json.cases) || !json.cases.some(old)) return json;
+  const rename = (relative: Obj) => Object.fromEntries(Object.entries(relative).map(([key, value]) => [REFERENCE_NAMES[key] ?? key, value]));
+  return { ...json, cases: json.cases.map((c: unknown) => (old(c) ? { ...(c as Obj), relative: rename((c as Obj).relative as Obj) } : c)) };
 }
 
 /**

@@ -5,10 +5,10 @@ import { checkOutputFiles, checkOutputPath, isDiskFull } from '../fs.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { findStrategy } from '../registry.js';
 import { LOCK_FILE, lockFolder, type FolderLock } from '../lock.js';
-import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
+import { caseLayer, sweepCases, type SweepCases, type SweepSpec } from './cases.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults, ShardRecord } from './schema.js';
-import { formatShard, planOfSlice, sliceSweep, type ShardSpec } from './shard.js';
+import { formatShard, casesOfSlice, sliceSweep, type ShardSpec } from './shard.js';
 import { completeRunSettings, completeSweep, resumeSweep, type CheckMode, type GivenSweep, type GpuSettings, type RunSettings } from './sweep.js';
 
 export interface BenchRequest {
@@ -28,7 +28,7 @@ export interface BenchRequest {
 
 export interface PreparedBench {
   spec: SweepSpec;
-  plan: SweepPlan;
+  sweep: SweepCases;
   run: RunSettings;
   outDir: string;
   resume?: BenchResults;
@@ -98,15 +98,15 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     spec = completeSweep(request.given);
     run = completeRunSettings({ layers: request.layers, memoryLimit: request.memoryLimit, ...request.sampling, check: request.check, gpu: request.gpu });
   }
-  const whole = planSweep(spec);
+  const whole = sweepCases(spec);
   if (whole.cases.length === 0) throw new UsageError(`the sweep is empty: ${whole.notes.join('; ') || 'no case to run'}`);
   // The whole sweep, not the slice: a shard of cases this adapter-independent check refuses still records them.
-  const reasons = whole.cases.map((c) => findStrategy(c.config.impl).unsupported(c.layer));
+  const reasons = whole.cases.map((c) => findStrategy(c.config.impl).unsupported(caseLayer(c.config)));
   if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
-  const { plan, shard } = shardOf(whole, request, resume);
+  const { sweep, shard } = shardOf(whole, request, resume);
   if (resume) {
     // A finished case the sweep no longer plans would be dropped from the rewritten file.
-    const planned = new Set(plan.cases.map((c) => c.key));
+    const planned = new Set(sweep.cases.map((c) => c.key));
     const stray = resume.cases.filter((c) => !planned.has(c.key));
     if (stray.length) throw new UsageError(`--resume: "${request.resume}" holds ${stray.length} case(s) its saved sweep does not plan (e.g. ${stray[0].key}); resuming would drop them`);
   }
@@ -126,15 +126,15 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
     lock.release();
     throw error;
   }
-  return { spec, plan, run, outDir, resume, shard, lock };
+  return { spec, sweep, run, outDir, resume, shard, lock };
 }
 
 /**
  * The slice to run: --shard's of a new sweep, or exactly the slice a resumed shard saved (a
  * --shard that contradicts it, or a --shard on a whole sweep's folder, exits 2).
  */
-function shardOf(whole: SweepPlan, request: BenchRequest, resume: BenchResults | undefined): { plan: SweepPlan; shard?: ShardRecord } {
-  if (!resume) return request.shard ? sliceSweep(whole, request.shard) : { plan: whole };
+function shardOf(whole: SweepCases, request: BenchRequest, resume: BenchResults | undefined): { sweep: SweepCases; shard?: ShardRecord } {
+  if (!resume) return request.shard ? sliceSweep(whole, request.shard) : { sweep: whole };
   // Resumed, a merged file would be rewritten as one run on one adapter, losing its shards' runs.
   if (resume.shards) throw new UsageError(`--resume: "${request.resume}" holds a sweep merged from ${resume.shards.length} shard(s) by \`moeblaze merge\`; resume the unfinished shard's own folder, then merge again`);
   const saved = resume.settings.shard;
@@ -142,7 +142,7 @@ function shardOf(whole: SweepPlan, request: BenchRequest, resume: BenchResults |
     const holds = saved ? `shard ${formatShard(saved)}` : 'a whole sweep (run without --shard)';
     throw new UsageError(`--resume: --shard ${formatShard(request.shard)} contradicts "${request.resume}", which holds ${holds}; resume with --resume alone`);
   }
-  return saved ? { plan: planOfSlice(whole, saved), shard: saved } : { plan: whole };
+  return saved ? { sweep: casesOfSlice(whole, saved), shard: saved } : { sweep: whole };
 }
 
 function sameFolder(a: string, b: string | undefined): boolean {

@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../fs.js';
 import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { runCase, type CaseOptions } from './case.js';
-import { caseLabel, configKey, type SweepPlan } from './plan.js';
+import { caseLabel, configKey, type SweepCase, type SweepCases } from './cases.js';
 import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type GpuSettings, type SavedSweep, type ShardRecord, type Testbed } from './schema.js';
 
 export interface BenchOptions {
@@ -23,7 +23,7 @@ export interface BenchOptions {
   memoryLimit: number | null;
   outDir: string;
   provenance: Provenance;
-  /** The sweep the plan came from, saved in the settings so that --resume continues exactly it. */
+  /** The sweep the cases came from, saved in the settings so that --resume continues exactly it. */
   sweep?: SavedSweep;
   /** bench --shard: the slice `plan` holds, saved in the settings (--resume and merge read it). */
   shard?: ShardRecord;
@@ -116,24 +116,24 @@ export function pairedReference(config: BenchCase['config'], done: readonly Benc
 }
 
 /**
- * How a planned case of this sweep runs: the sweep's sampling, layers, limit and check, the GEMM
+ * How a case of this sweep runs: the sweep's sampling, layers, limit and check, the GEMM
  * ceiling of the engine the case really uses, and its pairing. Shared by the sweep and by
  * `bench --baseline`'s re-measure, so a re-measured case is timed and judged as it first was.
  */
-export function caseOptions(device: GpuContext, planned: SweepPlan['cases'][number], results: BenchResults, options: Pick<BenchOptions, 'sampling' | 'layers' | 'memoryLimit' | 'check' | 'makeTimer'>): CaseOptions {
+export function caseOptions(device: GpuContext, sweepCase: SweepCase, results: BenchResults, options: Pick<BenchOptions, 'sampling' | 'layers' | 'memoryLimit' | 'check' | 'makeTimer'>): CaseOptions {
   const ceilings = results.ceilings;
   return {
     sampling: options.sampling,
     layers: options.layers,
     memoryLimit: options.memoryLimit,
-    gemmCeilingTflops: (caseEngine(device, planned.layer.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
+    gemmCeilingTflops: (caseEngine(device, sweepCase.config.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
     check: options.check,
     makeTimer: options.makeTimer,
-    pairWith: pairedReference(planned.config, results.cases),
+    pairWith: pairedReference(sweepCase.config, results.cases),
   };
 }
 
-/** Memory and speed of every case against zero-buffer's case of the same config. */
+/** Memory and speed of every case against the reference strategy's case of the same config. */
 export function addRelativeFigures(cases: BenchCase[]): void {
   const zero = new Map<string, BenchCase>();
   for (const c of cases) if (c.config.impl === REFERENCE_STRATEGY && c.status === 'ok') zero.set(configKey(c.config), c);
@@ -142,20 +142,20 @@ export function addRelativeFigures(cases: BenchCase[]): void {
     const z = zero.get(configKey(c.config));
     if (c.status !== 'ok' || !z) continue;
     c.relative = {
-      stepPeakVsZeroBuffer: ratio(c.memory?.stepPeak, z.memory?.stepPeak),
-      activationPeakVsZeroBuffer: ratio(c.memory?.activationPeak, z.memory?.activationPeak),
-      savedVsZeroBuffer: ratio(c.memory?.savedForBackward, z.memory?.savedForBackward),
-      zeroBufferSpeedup: ratio(c.time?.step.median, z.time?.step.median),
+      stepPeakVsReference: ratio(c.memory?.stepPeak, z.memory?.stepPeak),
+      activationPeakVsReference: ratio(c.memory?.activationPeak, z.memory?.activationPeak),
+      savedVsReference: ratio(c.memory?.savedForBackward, z.memory?.savedForBackward),
+      stepTimeVsReference: ratio(c.time?.step.median, z.time?.step.median),
     };
   }
 }
 
 /**
- * The sweep: ceilings once, then every case in plan order, each checked against float64 before
+ * The sweep: ceilings once, then every case in the sweep's order, each checked against float64 before
  * it is timed. results.json is rewritten atomically after each
  * case, so an interrupted run leaves a valid file that --resume continues.
  */
-export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchOptions): Promise<BenchResults> {
+export async function runBench(gpu: GpuContext, sweep: SweepCases, options: BenchOptions): Promise<BenchResults> {
   const settings: BenchSettings = {
     preset: options.preset,
     pass: options.pass,
@@ -164,7 +164,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     memoryLimit: options.memoryLimit,
     allocator: gpu.allocatorPolicy.mode,
     timing: gpu.hasTimestamps ? 'timestamp' : 'wall',
-    axes: plan.axes,
+    axes: sweep.axes,
     ...(options.sweep && { sweep: options.sweep }),
     ...(options.shard && { shard: options.shard }),
     check: options.check ?? 'auto',
@@ -189,7 +189,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     ceilings: resume?.ceilings ?? null,
     cases: [],
     complete: false,
-    notes: resume ? resume.notes.filter((n) => !n.startsWith('resumed')) : [...plan.notes],
+    notes: resume ? resume.notes.filter((n) => !n.startsWith('resumed')) : [...sweep.notes],
   };
   const plant = plantNote();
   if (plant && !results.notes.includes(plant)) results.notes.push(plant);
@@ -203,7 +203,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }, gpu.allocatorPolicy);
     const kernels = new KernelContext(allocator);
     // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
-    const usesMatrixUnits = plan.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
+    const usesMatrixUnits = sweep.cases.some((c) => caseEngine(gpu, c.config.dtype) === 'subgroup-matrix');
     const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix') : null;
     try {
       const software = isSoftwareAdapter(gpu);
@@ -216,17 +216,17 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
   }
   const previous = new Map((resume?.cases ?? []).map((c) => [c.key, c]));
   const load = watchLoad();
-  const toRun = plan.cases.filter((c) => !previous.has(c.key)).length;
+  const toRun = sweep.cases.filter((c) => !previous.has(c.key)).length;
   let device = gpu;
   let lastPeak = 0;
   let started = 0;
-  for (const planned of plan.cases) {
-    const done = previous.get(planned.key);
-    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(planned.config));
+  for (const sweepCase of sweep.cases) {
+    const done = previous.get(sweepCase.key);
+    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(sweepCase.config));
     if (!done && options.reopenDevice && lastPeak > LARGE_CASE_BYTES) device = await options.reopenDevice(device);
     const result =
       done ??
-      (await runCase(device, planned, caseOptions(device, planned, results, options)));
+      (await runCase(device, sweepCase, caseOptions(device, sweepCase, results, options)));
     results.cases.push(result);
     lastPeak = result.memory?.stepPeak ?? 0;
     // Zero-buffer runs first within a config, so each case is final when saved: a resumed run keeps it as it is.
@@ -234,7 +234,7 @@ export async function runBench(gpu: GpuContext, plan: SweepPlan, options: BenchO
     if (!done) options.onCaseDone?.(result);
     await save();
   }
-  if (previous.size) results.notes.push(`resumed: ${plan.cases.length - toRun} case(s) kept from ${resume?.provenance.time}, ${toRun} run ${options.provenance.time}`);
+  if (previous.size) results.notes.push(`resumed: ${sweep.cases.length - toRun} case(s) kept from ${resume?.provenance.time}, ${toRun} run ${options.provenance.time}`);
   // The load of the session that ran the cases; a resumed sweep's cases come from two sessions.
   results.provenance = { ...results.provenance, load: previous.size ? null : load() };
   results.complete = true;

@@ -141,13 +141,17 @@ export interface BenchCase {
   routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
   /** The GEMM engine the case's f16 GEMMs ran on, and the kernels that fell back to simt (kernels/gemm/core.ts). */
   gemm?: { engine: GemmEngine; fallbacks: string[] };
-  /** Against the zero-buffer case with the same config (null when there is none or it did not run). */
+  /**
+   * Against the reference strategy's case with the same config (registry.ts REFERENCE_STRATEGY;
+   * null when there is none or it did not run). Files written before these names had
+   * `*VsZeroBuffer` and `zeroBufferSpeedup`: migrate.ts renames them on reading.
+   */
   relative?: {
-    stepPeakVsZeroBuffer: number | null;
-    activationPeakVsZeroBuffer: number | null;
-    savedVsZeroBuffer: number | null;
-    /** this case's median step time / zero-buffer's: >1 means zero-buffer is faster. */
-    zeroBufferSpeedup: number | null;
+    stepPeakVsReference: number | null;
+    activationPeakVsReference: number | null;
+    savedVsReference: number | null;
+    /** this case's median step time / the reference's: >1 means the reference is faster. */
+    stepTimeVsReference: number | null;
   };
   /**
    * In a merged file (`moeblaze merge`): the shard the case ran in (ShardRun.index) and that
@@ -211,7 +215,7 @@ export interface ShardRecord {
   unit: 'config' | 'case';
   /** The slice's case keys, in the order they run. */
   keys: string[];
-  /** Every case key of the whole sweep, in plan order: what the merged shards must cover. */
+  /** Every case key of the whole sweep, in the sweep's order: what the merged shards must cover. */
   sweepKeys: string[];
   /** Predicted cost (byte-equivalents of the work model) of the slice and of the whole sweep. */
   cost: { slice: number; sweep: number };

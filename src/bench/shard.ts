@@ -2,7 +2,7 @@ import { UsageError } from '../errors.js';
 import { routingModel, sampleRoutings } from '../plan/routing.js';
 import { meanWork } from '../plan/traffic.js';
 import { findStrategy } from '../registry.js';
-import { configKey, type PlannedCase, type SweepPlan } from './plan.js';
+import { caseLayer, configKey, type SweepCase, type SweepCases } from './cases.js';
 import type { ShardRecord } from './schema.js';
 
 /*
@@ -57,20 +57,20 @@ const COST_ROUTINGS = 4;
  * cases count their forward kernels. A case the strategy cannot run costs nothing. Rounded to
  * an integer so that the slices never hinge on the last bit of a float.
  */
-export function caseCost(planned: PlannedCase): number {
-  const strategy = findStrategy(planned.config.impl);
-  const c = planned.layer;
+export function caseCost(sweepCase: SweepCase): number {
+  const strategy = findStrategy(sweepCase.config.impl);
+  const c = caseLayer(sweepCase.config);
   if (strategy.unsupported(c) !== null) return 0;
   const routings = sampleRoutings(c, strategy.dropless, routingModel(c, COST_ROUTINGS));
   const work = meanWork(routings.map((r) => strategy.work(c, r, { chunkBytes: COST_CHUNK_BYTES })));
-  const counted = planned.config.pass === 'forward' ? work.filter((w) => w.pass === 'forward') : work;
+  const counted = sweepCase.config.pass === 'forward' ? work.filter((w) => w.pass === 'forward') : work;
   return Math.round(counted.reduce((sum, w) => sum + Math.max(w.bytes, w.flops / FLOPS_PER_BYTE), 0));
 }
 
 interface Unit {
-  cases: PlannedCase[];
+  cases: SweepCase[];
   cost: number;
-  /** Position of its first case in the plan: the tie-break. */
+  /** Position of its first case in the sweep: the tie-break. */
   first: number;
 }
 
@@ -80,11 +80,11 @@ type Partition = { unit: ShardRecord['unit']; slices: { keys: string[]; cost: nu
 export const CONFIG_IMBALANCE = 0.1;
 
 /**
- * Longest-processing-time first: units by cost, largest first (ties in plan order), each to the
+ * Longest-processing-time first: units by cost, largest first (ties in the sweep's order), each to the
  * shard with the smallest total so far (ties: the lowest index). Within a shard, cases keep the
  * plan's order (zero-buffer first within a config).
  */
-function assign(plan: SweepPlan, unit: ShardRecord['unit'], list: Unit[], count: number): Partition {
+function assign(sweep: SweepCases, unit: ShardRecord['unit'], list: Unit[], count: number): Partition {
   const order = [...list].sort((a, b) => b.cost - a.cost || a.first - b.first);
   const shards = Array.from({ length: count }, () => ({ units: [] as Unit[], cost: 0 }));
   for (const u of order) {
@@ -93,7 +93,7 @@ function assign(plan: SweepPlan, unit: ShardRecord['unit'], list: Unit[], count:
     shards[best].units.push(u);
     shards[best].cost += u.cost;
   }
-  const position = new Map(plan.cases.map((c, i) => [c.key, i]));
+  const position = new Map(sweep.cases.map((c, i) => [c.key, i]));
   const slices = shards.map((s) => ({ keys: s.units.flatMap((u) => u.cases.map((c) => c.key)).sort((a, b) => position.get(a)! - position.get(b)!), cost: s.cost }));
   return { unit, slices };
 }
@@ -106,37 +106,37 @@ const largest = (p: Partition) => Math.max(...p.slices.map((s) => s.cost));
  * device, unless that leaves the largest slice more than CONFIG_IMBALANCE above an even split
  * (or there are fewer configs than shards) and slicing case by case does better.
  */
-export function partitionSweep(plan: SweepPlan, count: number): Partition {
-  if (plan.cases.length < count) throw new UsageError(`--shard: the sweep has ${plan.cases.length} case(s), fewer than the ${count} shards asked for; use at most ${plan.cases.length}`);
-  const costs = plan.cases.map(caseCost);
+export function partitionSweep(sweep: SweepCases, count: number): Partition {
+  if (sweep.cases.length < count) throw new UsageError(`--shard: the sweep has ${sweep.cases.length} case(s), fewer than the ${count} shards asked for; use at most ${sweep.cases.length}`);
+  const costs = sweep.cases.map(caseCost);
   const byConfig = new Map<string, Unit>();
-  plan.cases.forEach((c, i) => {
+  sweep.cases.forEach((c, i) => {
     const key = configKey(c.config);
     const unit = byConfig.get(key) ?? { cases: [], cost: 0, first: i };
     unit.cases.push(c);
     unit.cost += costs[i];
     byConfig.set(key, unit);
   });
-  const byCase = assign(plan, 'case', plan.cases.map((c, i) => ({ cases: [c], cost: costs[i], first: i })), count);
+  const byCase = assign(sweep, 'case', sweep.cases.map((c, i) => ({ cases: [c], cost: costs[i], first: i })), count);
   if (byConfig.size < count) return byCase;
-  const together = assign(plan, 'config', [...byConfig.values()], count);
+  const together = assign(sweep, 'config', [...byConfig.values()], count);
   const even = costs.reduce((a, b) => a + b, 0) / count;
   return largest(together) <= (1 + CONFIG_IMBALANCE) * even || largest(together) <= largest(byCase) ? together : byCase;
 }
 
-/** Shard i/n of a sweep: the plan of its cases alone, and the record results.json keeps of it. */
-export function sliceSweep(plan: SweepPlan, spec: ShardSpec): { plan: SweepPlan; shard: ShardRecord } {
-  const { unit, slices } = partitionSweep(plan, spec.count);
+/** Shard i/n of a sweep: its cases alone, and the record results.json keeps of it. */
+export function sliceSweep(sweep: SweepCases, spec: ShardSpec): { sweep: SweepCases; shard: ShardRecord } {
+  const { unit, slices } = partitionSweep(sweep, spec.count);
   const slice = slices[spec.index - 1];
   const shard: ShardRecord = {
     index: spec.index,
     count: spec.count,
     unit,
     keys: slice.keys,
-    sweepKeys: plan.cases.map((c) => c.key),
+    sweepKeys: sweep.cases.map((c) => c.key),
     cost: { slice: slice.cost, sweep: slices.reduce((a, s) => a + s.cost, 0) },
   };
-  return { plan: planOfSlice(plan, shard), shard };
+  return { sweep: casesOfSlice(sweep, shard), shard };
 }
 
 /**
@@ -144,15 +144,15 @@ export function sliceSweep(plan: SweepPlan, spec: ShardSpec): { plan: SweepPlan;
  * slice it saved, even if a later version would slice the sweep otherwise). A recorded key the
  * sweep does not plan is a UsageError.
  */
-export function planOfSlice(plan: SweepPlan, shard: ShardRecord): SweepPlan {
+export function casesOfSlice(sweep: SweepCases, shard: ShardRecord): SweepCases {
   const keys = new Set(shard.keys);
-  const cases = plan.cases.filter((c) => keys.has(c.key));
+  const cases = sweep.cases.filter((c) => keys.has(c.key));
   if (cases.length !== keys.size) {
-    const planned = new Set(plan.cases.map((c) => c.key));
+    const planned = new Set(sweep.cases.map((c) => c.key));
     const stray = shard.keys.find((k) => !planned.has(k));
     throw new UsageError(`--shard ${formatShard(shard)}: the slice holds a case its sweep does not plan (${stray}); rerun the shard instead of resuming it`);
   }
   const share = shard.cost.sweep > 0 ? ` (${((100 * shard.cost.slice) / shard.cost.sweep).toFixed(1)}% of its predicted cost)` : '';
   const note = `shard ${formatShard(shard)}: ${cases.length} of the sweep's ${shard.sweepKeys.length} case(s)${share}, sliced by ${shard.unit}; \`moeblaze merge\` joins the shards`;
-  return { ...plan, cases, notes: [...plan.notes, note] };
+  return { ...sweep, cases, notes: [...sweep.notes, note] };
 }

@@ -1,8 +1,9 @@
-import { DEFAULT_LAYER, formatSkew } from '../config.js';
+import { DEFAULT_LAYER, formatSkew, type LayerConfig } from '../config.js';
+import { flagOfField, LAYER_FIELDS } from '../layer-fields.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_SAMPLING, type SamplingPolicy } from '../measure/stats.js';
 import { STRATEGIES } from '../registry.js';
-import { planSweep, type SweepPlan, type SweepSpec } from './plan.js';
+import { sweepCases, type SweepCases, type SweepSpec } from './cases.js';
 import type { BenchResults, BenchSettings, GpuSettings, SavedSweep } from './schema.js';
 
 export type { GpuSettings };
@@ -33,25 +34,19 @@ export interface RunSettings {
 export const DEFAULT_MAX_TIME_S = 5;
 export const DEFAULT_LAYERS = 32;
 
-const FLAG_OF: Record<keyof SweepSpec, string> = {
-  impl: 'impl',
-  preset: 'preset',
-  tokens: 'tokens',
-  hidden: 'hidden',
-  ffn: 'ffn',
-  experts: 'experts',
-  topK: 'top-k',
-  capacityFactor: 'capacity-factor',
-  activation: 'activation',
-  checkpoint: 'checkpoint',
-  dtype: 'dtype',
-  skew: 'skew',
-  routing: 'routing',
-  normalizeGates: 'normalize-gates',
-  auxLoss: 'aux-loss',
-  seed: 'seed',
-  pass: 'pass',
-};
+/** The sweep's own settings beyond the layer's fields; each is set by the flag of the same name. */
+const OWN_FIELDS = ['impl', 'preset', 'pass'] as const;
+
+/** The flag that sets a sweep field, without the dashes. */
+function flagOf(key: keyof SweepSpec): string {
+  return (OWN_FIELDS as readonly string[]).includes(key) ? key : flagOfField(key as keyof LayerConfig);
+}
+
+/** The sweep as bench's parsed flags give it: the layer fields by the layer-field table, undefined where not given. */
+export function givenSweep(flags: Record<string, unknown>): GivenSweep {
+  const own = OWN_FIELDS.map((key) => [key, flags[key]]);
+  return Object.fromEntries([...own, ...LAYER_FIELDS.map((e) => [e.field, flags[e.flag]])]) as GivenSweep;
+}
 
 /** The strategies in the tool's own order (zero-buffer first: large cases are checked against it). */
 export function orderStrategies(ids: readonly string[] | undefined): string[] {
@@ -60,25 +55,15 @@ export function orderStrategies(ids: readonly string[] | undefined): string[] {
 
 /** A new sweep: the given flags over the defaults. */
 export function completeSweep(given: GivenSweep): SweepSpec {
-  return {
-    impl: orderStrategies(given.impl),
-    preset: given.preset ?? null,
-    tokens: given.tokens,
-    hidden: given.hidden,
-    ffn: given.ffn,
-    experts: given.experts,
-    topK: given.topK,
-    capacityFactor: given.capacityFactor ?? [DEFAULT_LAYER.capacityFactor],
-    activation: given.activation ?? DEFAULT_LAYER.activation,
-    checkpoint: given.checkpoint ?? DEFAULT_LAYER.checkpoint,
-    dtype: given.dtype ?? DEFAULT_LAYER.dtype,
-    skew: given.skew ?? DEFAULT_LAYER.skew,
-    routing: given.routing ?? DEFAULT_LAYER.routing,
-    normalizeGates: given.normalizeGates,
-    auxLoss: given.auxLoss ?? DEFAULT_LAYER.auxLoss,
-    seed: given.seed ?? DEFAULT_LAYER.seed,
-    pass: given.pass ?? 'train',
+  const layer = (e: (typeof LAYER_FIELDS)[number]) => {
+    // A listed size not given comes from the preset when the sweep is planned; normalizeGates is worked out from k.
+    const fallback = 'list' in e ? (e.list.default === 'preset' ? undefined : [DEFAULT_LAYER[e.field]]) : 'derivedDefault' in e ? undefined : DEFAULT_LAYER[e.field];
+    return [e.field, given[e.field] ?? fallback];
   };
+  // Saved in this order: the listed fields, then the ones the sweep holds fixed.
+  const listed = LAYER_FIELDS.filter((e) => 'list' in e).map(layer);
+  const fixed = LAYER_FIELDS.filter((e) => !('list' in e)).map(layer);
+  return { impl: orderStrategies(given.impl), preset: given.preset ?? null, ...Object.fromEntries([...listed, ...fixed]), pass: given.pass ?? 'train' } as SweepSpec;
 }
 
 /** JSON has no undefined: the default normalizeGates is saved as null. */
@@ -112,7 +97,7 @@ export function completeRunSettings(
   };
 }
 
-const planKeys = (plan: SweepPlan) => plan.cases.map((c) => c.key).join('\n');
+const caseKeysOf = (sweep: SweepCases) => sweep.cases.map((c) => c.key).join('\n');
 const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : v === undefined || v === null ? 'its default' : typeof v === 'object' ? formatSkew(v as never) : String(v));
 
 /**
@@ -130,9 +115,9 @@ function gpuFlag(key: keyof GpuSettings, value: GpuSettings[keyof GpuSettings]):
  * The saved sweep's plan. Its values were validated as JSON, not as a sweep: one that cannot be
  * planned (tokens 0, say) is the file's fault, and said so, not reported as a flag nobody gave.
  */
-function planSaved(spec: SweepSpec, path: string): SweepPlan {
+function savedSweepCases(spec: SweepSpec, path: string): SweepCases {
   try {
-    return planSweep(spec);
+    return sweepCases(spec);
   } catch (error) {
     if (error instanceof UsageError) throw new UsageError(`--resume: the sweep saved in "${path}" is not valid (${error.message}); it was edited or written by another version: start the sweep again`);
     throw error;
@@ -148,12 +133,12 @@ export function resumeSweep(
   const settings: BenchSettings = saved.settings;
   if (!settings.sweep) throw new UsageError(`--resume: "${path}" does not record its sweep (written by an older moeblaze); rerun the sweep instead`);
   const spec = sweepFromSaved(settings.sweep);
-  const base = planKeys(planSaved(spec, path));
+  const base = caseKeysOf(savedSweepCases(spec, path));
   const conflicts: string[] = [];
   for (const [key, value] of Object.entries(given) as [keyof SweepSpec, unknown][]) {
     if (value === undefined) continue;
     const changed = key === 'impl' ? orderStrategies(value as string[]) : value;
-    if (planKeys(planSweep({ ...spec, [key]: changed })) !== base) conflicts.push(`--${FLAG_OF[key]} ${show(value)} (the saved sweep has ${show(spec[key])})`);
+    if (caseKeysOf(sweepCases({ ...spec, [key]: changed })) !== base) conflicts.push(`--${flagOf(key)} ${show(value)} (the saved sweep has ${show(spec[key])})`);
   }
   const differs = (flag: string, now: number | undefined, before: number | null) => {
     if (now !== undefined && now !== before) conflicts.push(`--${flag} ${now} (the saved sweep has ${before ?? 'none'})`);

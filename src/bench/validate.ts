@@ -1,7 +1,7 @@
 import { strategyIds } from '../registry.js';
 import { GEMM_ENGINES, ROUTINGS } from '../config.js';
 import { ALLOCATOR_MODES, BUFFER_TAGS } from '../gpu/allocator.js';
-import { caseKey } from './plan.js';
+import { caseKey } from './cases.js';
 import { BENCH_SCHEMA, type CaseConfig, type CaseStatus } from './schema.js';
 import { shardRecord, shardRuns } from './validate-shard.js';
 import { caseBuffers, stepSplit } from './validate-buffers.js';
@@ -127,7 +127,7 @@ function benchCase(ch: Checker, v: unknown, path: string, keys: Set<string>): vo
   }
   if (c.relative !== undefined) {
     const r = ch.object(c.relative, `${path}.relative`);
-    if (r) for (const key of ['stepPeakVsZeroBuffer', 'activationPeakVsZeroBuffer', 'savedVsZeroBuffer', 'zeroBufferSpeedup']) ch.number(r, key, `${path}.relative`, { nullable: true, min: 0 });
+    if (r) for (const key of ['stepPeakVsReference', 'activationPeakVsReference', 'savedVsReference', 'stepTimeVsReference']) ch.number(r, key, `${path}.relative`, { nullable: true, min: 0 });
   }
   if (c.shard !== undefined) ch.number(c, 'shard', path, { min: 1, integer: true });
   if (c.testbed !== undefined) testbed(ch, c.testbed, `${path}.testbed`);

@@ -1,50 +1,11 @@
 import { Flags, type Interfaces } from '@oclif/core';
-import { ACTIVATIONS, CHECKPOINTS, DTYPES, GEMM_ENGINES, layerConfig, parseSkew, ROUTINGS, type LayerConfig, type Skew } from '../config.js';
+import { GEMM_ENGINES, layerConfig, type LayerConfig } from '../config.js';
+import { parseList } from '../flag-parsers.js';
+import { LAYER_FIELDS, type LayerField } from '../layer-fields.js';
 import { UsageError } from '../errors.js';
 import { BACKENDS, type AdapterSelection } from '../gpu/runtime.js';
 import { ALLOCATOR_MODES } from '../gpu/allocator.js';
 import { parseBytes } from '../units.js';
-
-/*
- * Flag parsers throw UsageError with a one-line message that names the flag: oclif would
- * otherwise print a generic multi-line message, and exit 1 for a plain Error (docs/design.md#exit-codes
- * wants 2 for every bad value).
- */
-
-export function parseIntegerFlag(text: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const value = /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
-  // Digits beyond the safe range are still "an integer": say what the limit is, not what an integer is.
-  if (!Number.isNaN(value) && value > max) throw new UsageError(`--${flag}: "${text.trim()}" is too large; at most ${max}`);
-  if (!Number.isSafeInteger(value) || value < min) {
-    const atMost = max === Number.MAX_SAFE_INTEGER ? '' : ` (at most ${max})`;
-    const range = min === 1 ? `a positive integer${atMost}` : max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer ${min}..${max}`;
-    throw new UsageError(`--${flag}: "${text}" is not allowed; use ${range}`);
-  }
-  return value;
-}
-
-/**
- * The largest tokens, hidden, ffn, experts and top-k the tool takes: the kernels index elements
- * and rows with 32-bit integers, and an array of one row per token or expert must fit in memory.
- */
-export const LAYER_DIMENSION_MAX = 2 ** 31 - 1;
-
-/** Floats ≥ 0 (oclif has no float flag); exponents are accepted, NaN and Infinity are not. */
-export function parseNonNegativeFloat(text: string, flag: string): number {
-  const value = /^\s*\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
-  // "1e400" overflows to Infinity: too large, and said so rather than "not a number".
-  if (value === Infinity) throw new UsageError(`--${flag}: "${text.trim()}" is too large; use a finite number ≥ 0`);
-  if (!Number.isFinite(value) || value < 0) throw new UsageError(`--${flag}: "${text}" is not allowed; use a number ≥ 0`);
-  return value;
-}
-
-const positiveInteger = Flags.custom<number>({
-  parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 1, LAYER_DIMENSION_MAX),
-});
-
-const nonNegativeFloat = Flags.custom<number>({
-  parse: async (input, _ctx, opts) => parseNonNegativeFloat(input, opts.name),
-});
 
 /** A byte-size flag (--memory-limit, --chunk-bytes …): B, KiB, MiB, GiB suffixes; a bare number is GiB. */
 export const sizeFlag = Flags.custom<number>({
@@ -110,94 +71,53 @@ export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): Adapter
   };
 }
 
-/** The layer of docs/design.md#the-layer. No flag has a default here, so that a preset or the command can supply one. */
-export const layerFlags = {
-  tokens: positiveInteger({ description: 'T, tokens in the batch [default: 512]', helpGroup: 'LAYER' }),
-  hidden: positiveInteger({ description: 'd, hidden size [default: 64]', helpGroup: 'LAYER' }),
-  ffn: positiveInteger({ description: 'h, expert FFN size [default: 128]', helpGroup: 'LAYER' }),
-  experts: positiveInteger({ description: 'E, number of experts [default: 8]', helpGroup: 'LAYER' }),
-  'top-k': positiveInteger({ description: 'k, experts per token [default: 2]', helpGroup: 'LAYER' }),
-  activation: Flags.option({ options: ACTIVATIONS, description: 'expert MLP: SwiGLU (3 matrices) or a 2-matrix MLP [default: swiglu]', helpGroup: 'LAYER' })(),
-  'capacity-factor': nonNegativeFloat({
-    description: 'capacity strategies: C = k·⌊cf·⌈T/E⌉⌋; 0 = the busiest expert\'s load [default: 1]',
-    helpGroup: 'LAYER',
-    helpValue: '<cf>',
-  }),
-  checkpoint: Flags.option({
-    options: CHECKPOINTS,
-    description: 'what the forward keeps for backward: a and b (activations), also u (none), nothing [R,h] (full) [default: activations]',
-    helpGroup: 'LAYER',
-  })(),
-  skew: Flags.custom<Skew>({
-    parse: async (input) => parseSkew(input),
-    description: 'router bias: uniform, or zipf:<s> (β_e = −s·ln(e+1), hot low-numbered experts) [default: uniform]',
-    helpGroup: 'LAYER',
-    helpValue: 'uniform|zipf:<s>',
-  })(),
-  routing: Flags.option({
-    options: ROUTINGS,
-    description: 'top-k: each token\'s k largest logits; balanced: pair t·k+j goes to expert (t·k+j) mod E, so every expert gets T·k/E pairs (the best case; gates stay the softmax probabilities; not with --skew zipf) [default: top-k]',
-    helpGroup: 'LAYER',
-  })(),
-  'normalize-gates': Flags.boolean({
-    allowNo: true,
-    description: 'renormalise the k gates to sum to 1 [default: only when k > 1]',
-    helpGroup: 'LAYER',
-  }),
-  dtype: Flags.option({ options: DTYPES, description: 'storage type; f16 needs the adapter\'s shader-f16 [default: f32]', helpGroup: 'LAYER' })(),
-  'aux-loss': nonNegativeFloat({ description: 'load-balancing loss coefficient α; 0 = off [default: 0]', helpGroup: 'LAYER', helpValue: '<alpha>' }),
-  seed: Flags.custom<number>({
-    parse: async (input, _ctx, opts) => parseIntegerFlag(input, opts.name, 0, 0xffffffff),
-    description: 'seed of the input generator [default: 1]',
-    helpGroup: 'LAYER',
-  })(),
-};
+/** The oclif flag of one entry of the layer-field table, in the LAYER help group. */
+function layerFlag(entry: LayerField): unknown {
+  const help = { description: entry.help, helpGroup: 'LAYER', ...(entry.helpValue === undefined ? {} : { helpValue: entry.helpValue }) };
+  if ('negatable' in entry) return Flags.boolean({ allowNo: true, ...help });
+  if ('options' in entry) return Flags.option({ options: entry.options as readonly string[], ...help })();
+  const parse = entry.parse as (text: string, flag: string) => unknown;
+  return Flags.custom<unknown>({ parse: async (input, _ctx, opts) => parse(input, opts.name), ...help })();
+}
 
-export type LayerFlagValues = Partial<Interfaces.InferredFlags<typeof layerFlags>>;
+/** The comma-list flag bench sweeps an entry with, in the SWEEP help group. */
+function listFlag(entry: LayerField & { list: object; parse: unknown }): unknown {
+  const parse = entry.parse as (text: string, flag: string) => unknown;
+  return Flags.custom<unknown[]>({
+    parse: async (input, _ctx, opts) => parseList(input, opts.name, parse),
+    description: entry.list.help,
+    helpGroup: 'SWEEP',
+    helpValue: entry.list.helpValue,
+  })();
+}
+
+type Entry = (typeof LAYER_FIELDS)[number];
+type ListEntry = Extract<Entry, { list: object }>;
+type LayerFlags = { [E in Entry as E['flag']]: E extends { negatable: true } ? Interfaces.BooleanFlag<boolean> : Interfaces.OptionFlag<LayerConfig[E['field']] | undefined> };
+type ListFlags = { [E in ListEntry as E['flag']]: Interfaces.OptionFlag<LayerConfig[E['field']][] | undefined> };
+
+/**
+ * The layer of docs/design.md#the-layer, one flag per entry of the layer-field table
+ * (src/layer-fields.ts). No flag has a default here, so that a preset or the command can supply one.
+ */
+export const layerFlags = Object.fromEntries(LAYER_FIELDS.map((e) => [e.flag, layerFlag(e)])) as LayerFlags;
+
+/** bench's flags for the fields it sweeps, as comma lists (they replace the single-value layer flags). */
+export const sweepListFlags = Object.fromEntries(LAYER_FIELDS.flatMap((e) => ('list' in e ? [[e.flag, listFlag(e)]] : []))) as ListFlags;
+
+/** Some of the layer flags, by name (a command that models only part of the layer). */
+export function pickLayerFlags<N extends keyof LayerFlags>(names: readonly N[]): Pick<LayerFlags, N> {
+  return Object.fromEntries(names.map((n) => [n, layerFlags[n]])) as Pick<LayerFlags, N>;
+}
+
+export type LayerFlagValues = Partial<Interfaces.InferredFlags<LayerFlags>>;
 
 /**
  * The layer the flags describe, over `base` (a preset's shape, say); validated, so an
  * inconsistent combination (k > E) is a UsageError (exit 2) before any GPU work.
  */
 export function layerConfigFromFlags(flags: LayerFlagValues, base: Partial<LayerConfig> = {}): LayerConfig {
-  const fromFlags: Partial<LayerConfig> = {
-    tokens: flags.tokens,
-    hidden: flags.hidden,
-    ffn: flags.ffn,
-    experts: flags.experts,
-    topK: flags['top-k'],
-    activation: flags.activation,
-    capacityFactor: flags['capacity-factor'],
-    checkpoint: flags.checkpoint,
-    skew: flags.skew,
-    routing: flags.routing,
-    normalizeGates: flags['normalize-gates'],
-    dtype: flags.dtype,
-    auxLoss: flags['aux-loss'],
-    seed: flags.seed,
-  };
   // A flag not given leaves the base's value (a preset's size), not the default.
-  const given = Object.entries(fromFlags).filter(([, value]) => value !== undefined);
+  const given = LAYER_FIELDS.flatMap((e) => (flags[e.flag] === undefined ? [] : [[e.field, flags[e.flag]]]));
   return layerConfig({ ...base, ...Object.fromEntries(given) });
 }
-
-/** Comma-separated lists for sweeps: --experts 4,8,16. Each item is parsed and checked like the single flag. */
-export function parseList<T>(text: string, flag: string, item: (text: string, flag: string) => T): T[] {
-  const parts = text.split(',').map((p) => p.trim());
-  if (parts.some((p) => p === '')) throw new UsageError(`--${flag}: "${text}" has an empty item; use a comma-separated list, e.g. 4,8,16`);
-  const values = parts.map((p) => item(p, flag));
-  // A sweep runs each value once: a repeated one would be dropped without a word (as --impl a --impl a is refused).
-  const twice = values.findIndex((v, i) => values.indexOf(v) !== i);
-  if (twice >= 0) throw new UsageError(`--${flag}: "${text}" lists ${parts[twice]} twice; give each value once`);
-  return values;
-}
-
-export const integerList = Flags.custom<number[]>({
-  parse: async (input, _ctx, opts) => parseList(input, opts.name, (t, f) => parseIntegerFlag(t, f, 1, LAYER_DIMENSION_MAX)),
-  helpValue: '<n,n,…>',
-});
-
-export const floatList = Flags.custom<number[]>({
-  parse: async (input, _ctx, opts) => parseList(input, opts.name, parseNonNegativeFloat),
-  helpValue: '<x,x,…>',
-});

@@ -1,5 +1,5 @@
 import { Flags, type Interfaces } from '@oclif/core';
-import { parseIntegerFlag, parseNonNegativeFloat } from './flags.js';
+import { parseIntegerFlag, parseNonNegativeFloat } from '../flag-parsers.js';
 import { UsageError } from '../errors.js';
 import { parseBytes } from '../units.js';
 import { DEFAULT_GATE_OPTIONS, type GateOptions } from '../gate/compare.js';

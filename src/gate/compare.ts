@@ -1,5 +1,5 @@
 import { REFERENCE_STRATEGY } from '../registry.js';
-import { caseKey, configKey } from '../bench/plan.js';
+import { caseKey, configKey } from '../bench/cases.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import { sameTestbed } from './speed-rows.js';
 import { formatBytes } from '../units.js';

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { caseKey } from '../bench/plan.js';
+import { caseKey } from '../bench/cases.js';
 import { UsageError } from '../errors.js';
 import { addRelativeFigures } from '../bench/run.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';

@@ -1,5 +1,5 @@
 import { REFERENCE_STRATEGY } from '../registry.js';
-import { caseKey, configKey } from '../bench/plan.js';
+import { caseKey, configKey } from '../bench/cases.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import { caseCeilings, caseTestbed } from '../bench/testbeds.js';
 import { describeTestbed, pct, type Context, type GateMetric, type GateRow, type GateUnit } from './rows.js';

@@ -1,5 +1,5 @@
 import type { BenchResults } from '../bench/schema.js';
-import { caseLabel } from '../bench/plan.js';
+import { caseLabel } from '../bench/cases.js';
 import { caseTestbed } from '../bench/testbeds.js';
 import { formatPercent } from './bench-format.js';
 

@@ -1,6 +1,6 @@
 import { STRATEGIES } from '../registry.js';
 import type { StrategyStyle } from '../strategy/contract.js';
-import { caseLabel } from '../bench/plan.js';
+import { caseLabel } from '../bench/cases.js';
 import type { BenchCase, BenchResults, CaseConfig, CaseStatus, Testbed } from '../bench/schema.js';
 import { caseTestbed, testbedsOf } from '../bench/testbeds.js';
 import { formatSkew } from '../config.js';
@@ -30,10 +30,10 @@ export function formatRatio(ratio: number | null | undefined): string {
 }
 
 /**
- * A step time over zero-buffer's, said the way it reads: "1.32× slower", "1.25× faster" (the
+ * A step time over the reference strategy's, said the way it reads: "1.32× slower", "1.25× faster" (the
  * inverse, so both read as "how many times"), "same" within 0.5% (docs/design.md#report-columns).
  */
-export function formatVsZeroBuffer(ratio: number | null | undefined): string {
+export function formatVsReference(ratio: number | null | undefined): string {
   if (ratio == null || !Number.isFinite(ratio) || ratio <= 0) return DASH;
   if (Math.abs(ratio - 1) < 0.005) return 'same';
   return ratio > 1 ? `${ratio.toFixed(2)}× slower` : `${(1 / ratio).toFixed(2)}× faster`;
@@ -171,8 +171,8 @@ export function statusTone(status: CaseStatus): StatusTone {
 }
 
 /** Memory ratio shown when only one fits: the activation peak is what dispatch strategies change. */
-export function memoryVsZeroBuffer(c: BenchCase): number | null {
-  return c.relative?.activationPeakVsZeroBuffer ?? c.relative?.stepPeakVsZeroBuffer ?? null;
+export function memoryVsReference(c: BenchCase): number | null {
+  return c.relative?.activationPeakVsReference ?? c.relative?.stepPeakVsReference ?? null;
 }
 
 /** Dawn derives some device names from the driver's by replacing punctuation with "-", leaving one at the end. */

@@ -1,4 +1,4 @@
-import { caseLabel } from '../bench/plan.js';
+import { caseLabel } from '../bench/cases.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import {
   bytesOrDash,
@@ -103,7 +103,7 @@ function memoryTable(results: BenchResults): string {
       reservedCell(c),
       bytesOrDash(m?.savedForBackward),
       bytesOrDash(m?.modelEstimate),
-      rel ? `${formatRatio(rel.stepPeakVsZeroBuffer)} / ${formatRatio(rel.activationPeakVsZeroBuffer)} / ${formatRatio(rel.savedVsZeroBuffer)}` : DASH,
+      rel ? `${formatRatio(rel.stepPeakVsReference)} / ${formatRatio(rel.activationPeakVsReference)} / ${formatRatio(rel.savedVsReference)}` : DASH,
       c.routing ? formatPercent(c.routing.droppedPercent / 100) : DASH,
     ];
   });

@@ -1,6 +1,6 @@
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import { formatBytes } from '../units.js';
-import { caseLabel } from '../bench/plan.js';
+import { caseLabel } from '../bench/cases.js';
 import { escapeXml as esc } from './svg-chart.js';
 
 /**

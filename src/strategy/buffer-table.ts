@@ -15,7 +15,7 @@ export interface BufferSpec {
   /** Bytes as allocated (chunks rounded to 4 bytes each). */
   bytes: number;
   chunks: number;
-  /** How the tensor is chunked; a runner allocates it with exactly this layout (buffer-plan.ts). */
+  /** How the tensor is chunked; a runner allocates it with exactly this layout (step-buffers.ts). */
   layout: ChunkLayout;
   from: string;
   to: string;

@@ -10,6 +10,7 @@ import { compareTensors, toFloat64, toleranceFor, type ReferenceResult, type Tol
 import { referenceFor, referenceOffThread, routingFor } from '../reference/full.js';
 import type { LayerInputs } from '../rng.js';
 import { findStrategy } from '../registry.js';
+import type { RoutingSummary } from '../strategy/contract.js';
 import { finishDump } from './dump-folder.js';
 
 export const VERIFIED_TENSORS = ['O', 'dX', 'dWr', 'dW1', 'dW2', 'dW3'] as const;
@@ -69,17 +70,23 @@ export interface GpuRun {
   gemmFallbacks: string[];
 }
 
+/** One training step of `layer` with every result read back (verify's check, and bench's full check). */
+export async function stepAndReadBack(layer: MoELayer): Promise<GpuRun & { summary: RoutingSummary }> {
+  await layer.forward();
+  const routing = await layer.readRouting();
+  const summary = await layer.routingSummary();
+  await layer.backward();
+  const O = await layer.readOutput();
+  const g = await layer.readGradients();
+  return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks], summary };
+}
+
 async function runOnGpu(gpu: GpuContext, config: LayerConfig, strategy: string, inputs: LayerInputs, chunkBytes?: number): Promise<GpuRun> {
   const layer = await MoELayer.fromConfig(gpu, config, { impl: strategy, chunkBytes });
   try {
     layer.setInputs(inputs);
-    await layer.forward();
-    const routing = await layer.readRouting();
-    const summary = await layer.routingSummary();
-    await layer.backward();
-    const O = await layer.readOutput();
-    const g = await layer.readGradients();
-    return { O, grads: { dX: g.dX, dWr: g.dWr, dW1: g.dW1, dW2: g.dW2, dW3: g.dW3 }, experts: routing.experts, droppedPairs: summary.droppedPairs, gemmFallbacks: [...layer.kernels.engineFallbacks] };
+    const { summary: _summary, ...run } = await stepAndReadBack(layer);
+    return run;
   } finally {
     layer.destroy();
   }

@@ -6,7 +6,7 @@ import type { LayerConfig } from '../config.js';
 import type { TrackedBuffer } from '../gpu/allocator.js';
 import { chunkRowRange, type ChunkLayout, type Tensor } from '../gpu/tensor.js';
 import type { StepContext } from '../strategy/contract.js';
-import type { BufferPlan } from '../strategy/buffer-plan.js';
+import type { StepBuffers } from '../strategy/step-buffers.js';
 
 /**
  * How zero-buffer's expert GEMMs are dispatched over chunked tensors: every (activation chunk,
@@ -18,7 +18,7 @@ export class ExpertPasses {
   constructor(
     private readonly c: LayerConfig,
     /** The runner's buffers: the scratch rows come from its table, and a's layout fixes the activation chunks. */
-    private readonly buffers: BufferPlan,
+    private readonly buffers: StepBuffers,
   ) {}
 
   /** The layout of the [R,h] activations (a), which fixes the activation chunks. */

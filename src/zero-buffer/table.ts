@@ -62,7 +62,7 @@ export function bufferTable(c: LayerConfig, _routing: RoutingSummary | null, lim
     step.push(spec(name, tag, layout, shape, dtype, from, to));
   const last = 'input-grad';
   add('routerProbs', 'activations-saved', L.probs, [T, E], 'f32', 'router', 'router-grad');
-  add('tokenExpertIndices', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
+  add('tokenExperts', 'routing-metadata', L.pairs, [T, k], 'u32', 'router', 'router-grad');
   add('gates', 'routing-metadata', L.pairs, [T, k], 'f32', 'router', 'metadata');
   add('blockCounts', 'workspace', L.blockCounts, [metadataSizes(T, E, k).blockCounts], 'u32', 'metadata', 'metadata');
   add('expertTokenIndices', 'routing-metadata', L.rows, [R], 'u32', 'metadata', last);

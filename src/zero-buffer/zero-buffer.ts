@@ -8,8 +8,8 @@ import { ExpertPasses } from './passes.js';
 import { encodeRowGates } from './row-gates.js';
 import { readTensor, readTensorU32 } from '../gpu/readback.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { BufferPlan } from '../strategy/buffer-plan.js';
-import { routeTokens, routeTokensBackward } from '../strategy/router.js';
+import { StepBuffers } from '../strategy/step-buffers.js';
+import { droplessSummary, routeTokens, routeTokensBackward } from '../strategy/router.js';
 import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy, type StrategyRunner } from '../strategy/contract.js';
 
 /**
@@ -19,7 +19,7 @@ import { type LayerTensors, type RoutingSummary, type StepContext, type Strategy
  * from the saved a and b. No [R,d] buffer exists at any time.
  */
 class ZeroBufferRunner implements StrategyRunner {
-  private readonly buffers = new BufferPlan('zero-buffer');
+  private readonly buffers = new StepBuffers('zero-buffer');
   private readonly kernels: ReturnType<typeof expertKernels>;
   private readonly keptU: boolean;
   private readonly passes: ExpertPasses;
@@ -69,13 +69,13 @@ class ZeroBufferRunner implements StrategyRunner {
     if (E * k > MAX_PAIRS) throw new Error(`experts × top-k ${E * k} exceeds ${MAX_PAIRS}`);
     this.buffers.use(bufferTable(c, null, { chunkBytes: step.chunkBytes }));
     this.buffers.enter(step, 'router');
-    this.buffers.alloc(step, 'routerProbs', 'tokenExpertIndices', 'gates');
-    await routeTokens(step, layer, { probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExpertIndices', 0), gates: this.chunk('gates', 0) });
+    this.buffers.alloc(step, 'routerProbs', 'tokenExperts', 'gates');
+    await routeTokens(step, layer, { probs: this.chunk('routerProbs', 0), tokenExperts: this.chunk('tokenExperts', 0), gates: this.chunk('gates', 0) });
 
     this.buffers.enter(step, 'metadata');
     const [blockCounts] = this.buffers.alloc(step, 'blockCounts', 'expertTokenIndices', 'tokenSlotMap', 'expertOffsets', 'expertSlotOffsets', 'expertTileOffsets', 'slotTileOffsets');
     await encodeRoutingMetadata(step.enc, { tokens: T, experts: E, topK: k }, {
-      tokenExperts: this.chunk('tokenExpertIndices', 0),
+      tokenExperts: this.chunk('tokenExperts', 0),
       blockCounts: blockCounts.chunks[0],
       expertTokenIndices: this.chunk('expertTokenIndices', 0),
       tokenSlotMap: this.chunk('tokenSlotMap', 0),
@@ -168,22 +168,8 @@ class ZeroBufferRunner implements StrategyRunner {
     }));
 
     this.buffers.enter(step, 'router-grad');
-    const [routerGrad] = this.buffers.alloc(step, 'routerGrad', 'dX');
-    await routeTokensBackward(
-      step,
-      layer,
-      {
-        probs: this.chunk('routerProbs', 0),
-        tokenExperts: this.chunk('tokenExpertIndices', 0),
-        gates: this.chunk('rowGates', 0),
-        pairRows: this.chunk('tokenSlotMap', 0),
-        dgPartial: this.chunk('dgPartial', 0),
-        expertOffsets: this.chunk('expertOffsets', 0),
-        dz: routerGrad.chunks[0],
-        dX: this.chunk('dX', 0),
-      },
-      { dgParts: dgParts(h), gatesByRow: true },
-    );
+    this.buffers.alloc(step, 'routerGrad', 'dX');
+    await routeTokensBackward(step, layer, (name) => this.chunk(name, 0), { dgParts: dgParts(h), gatesByRow: true, names: { gates: 'rowGates', pairRows: 'tokenSlotMap', dgPartial: 'dgPartial' } });
 
     this.buffers.enter(step, 'input-grad');
     const gradRows = (ac: number) => ({ dA: this.chunk('a', ac), ...(swiglu && { dB: this.chunk('b', ac) }), rowTokens: this.chunk('expertTokenIndices', 0) });
@@ -210,18 +196,15 @@ class ZeroBufferRunner implements StrategyRunner {
   }
 
   async readRouting(step: StepContext) {
-    const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExpertIndices'));
+    const experts = await readTensorU32(step.kernels.allocator, this.get('tokenExperts'));
     const rowGates = await readTensor(step.kernels.allocator, this.get('rowGates'));
     const slotRows = await readTensorU32(step.kernels.allocator, this.get('tokenSlotMap'));
     const gates = Float32Array.from(slotRows, (row) => rowGates[row]);
     return { experts, gates, kept: new Uint8Array(experts.length).fill(1) };
   }
 
-  async summary(step: StepContext): Promise<RoutingSummary> {
-    const offsets = await readTensorU32(step.kernels.allocator, this.get('expertOffsets'));
-    const expertLoads = Array.from({ length: this.c.experts }, (_, e) => offsets[e + 1] - offsets[e]);
-    const R = this.c.tokens * this.c.topK;
-    return { expertLoads, keptPairs: R, droppedPairs: 0, capacity: null };
+  summary(step: StepContext): Promise<RoutingSummary> {
+    return droplessSummary(step, this.get('expertOffsets'));
   }
 
   release(step: StepContext): void {

@@ -71,12 +71,12 @@ const COUNTERPARTS: Record<string, { saved: Record<string, Counterpart>; inputs:
   megablocks: {
     saved: MEGABLOCKS,
     inputs: { expert_weights: 'gates' },
-    portOnly: { tileOffsets: "the GEMM tiles' row layout: stands for stk's topology (sparse) or the host's batch sizes (grouped)", routerProbs: ROUTER, topExperts: ROUTER },
+    portOnly: { tileOffsets: "the GEMM tiles' row layout: stands for stk's topology (sparse) or the host's batch sizes (grouped)", routerProbs: ROUTER, tokenExperts: ROUTER },
   },
   'megablocks-grouped': {
     saved: MEGABLOCKS,
     inputs: { expert_weights: 'gates' },
-    portOnly: { tileOffsets: "the GEMM tiles' row layout, uploaded from the host's batch sizes", routerProbs: ROUTER, topExperts: ROUTER },
+    portOnly: { tileOffsets: "the GEMM tiles' row layout, uploaded from the host's batch sizes", routerProbs: ROUTER, tokenExperts: ROUTER },
   },
   scattermoe: {
     saved: {

@@ -102,7 +102,7 @@ describe('a read-only resume source with --out elsewhere (item 15)', () => {
       const prepared = await prepareBench({ given: {}, sampling: {}, resume: source, out });
       prepared.lock.release();
       expect(resolve(prepared.outDir)).toBe(resolve(out));
-      expect(prepared.plan.cases).toHaveLength(4);
+      expect(prepared.sweep.cases).toHaveLength(4);
       expect(prepared.resume?.cases).toHaveLength(1);
       // Without --out the finished sweep would go back into the source: that still needs it writable.
       await expect(prepareBench({ given: {}, sampling: {}, resume: source })).rejects.toThrow(/^--resume: cannot write to .* is not writable/);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mergeShards, type ShardInput } from '../../src/bench/merge.js';
-import { planSweep } from '../../src/bench/plan.js';
+import { sweepCases } from '../../src/bench/cases.js';
 import { addRelativeFigures } from '../../src/bench/run.js';
 import { BENCH_SCHEMA, type BenchResults } from '../../src/bench/schema.js';
 import { sliceSweep } from '../../src/bench/shard.js';
@@ -19,7 +19,7 @@ import { OTHER_GPU, results, type CaseSpec } from '../fixtures/gate/synthetic.js
  */
 
 const SPEC = completeSweep({ impl: ['zero-buffer', 'tutel', 'megablocks'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: parseSkew('zipf:3') });
-const PLAN = planSweep(SPEC);
+const PLAN = sweepCases(SPEC);
 const CASES: CaseSpec[] = PLAN.cases.map((c, i) => ({ strategy: c.config.impl, experts: c.config.experts, ms: 10 + i, stepPeak: 700_000 + 1000 * i }));
 const provenance = collectProvenance(['merge', 'test']);
 
@@ -53,7 +53,7 @@ const refusal = (inputs: ShardInput[]) => {
 };
 
 describe('moeblaze merge', () => {
-  it('joins every shard into the unsharded file: same cases in plan order, same figures, each with its shard and testbed', () => {
+  it('joins every shard into the unsharded file: same cases in sweep order, same figures, each with its shard and testbed', () => {
     const whole = unsharded();
     for (const count of [1, 2, 3]) {
       const inputs = Array.from({ length: count }, (_, i) => shard(count - i, count)); // in any order
@@ -124,8 +124,8 @@ describe('moeblaze merge', () => {
     // Zero-buffer's speed ratio only on its own testbed; memory ratios everywhere.
     for (const c of merged.cases.filter((x) => x.config.impl !== 'zero-buffer')) {
       const zero = merged.cases.find((z) => z.config.impl === 'zero-buffer' && z.config.experts === c.config.experts)!;
-      expect(c.relative!.stepPeakVsZeroBuffer).toBe(c.memory!.stepPeak / zero.memory!.stepPeak);
-      expect(c.relative!.zeroBufferSpeedup === null, c.key).toBe(zero.testbed!.fingerprint !== c.testbed!.fingerprint);
+      expect(c.relative!.stepPeakVsReference).toBe(c.memory!.stepPeak / zero.memory!.stepPeak);
+      expect(c.relative!.stepTimeVsReference === null, c.key).toBe(zero.testbed!.fingerprint !== c.testbed!.fingerprint);
     }
     const report = compareResults(whole, merged);
     expect(report.testbed.comparable).toBe(false);

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BENCH_SCHEMA_V1, migrateBenchResults } from '../../src/bench/migrate.js';
-import { caseKey, planSweep } from '../../src/bench/plan.js';
+import { caseKey, sweepCases } from '../../src/bench/cases.js';
 import { prepareBench } from '../../src/bench/prepare.js';
+import { addRelativeFigures } from '../../src/bench/run.js';
 import { readBenchResults } from '../../src/bench/read.js';
 import { BENCH_SCHEMA, type BenchResults } from '../../src/bench/schema.js';
 import { completeRunSettings, completeSweep, saveSweep, sweepFromSaved } from '../../src/bench/sweep.js';
@@ -30,6 +31,22 @@ function asV1(r: BenchResults): Json {
   return file;
 }
 
+/** The relative figures' names in files written before they were named for the reference strategy. */
+const OLD_RELATIVE_NAMES: Record<string, string> = {
+  stepPeakVsZeroBuffer: 'stepPeakVsReference',
+  activationPeakVsZeroBuffer: 'activationPeakVsReference',
+  savedVsZeroBuffer: 'savedVsReference',
+  zeroBufferSpeedup: 'stepTimeVsReference',
+};
+
+/** A current file as moeblaze wrote it before the relative figures were renamed. */
+function withOldRelativeNames(r: BenchResults): Json {
+  const file = structuredClone(r) as Json;
+  const old = Object.fromEntries(Object.entries(OLD_RELATIVE_NAMES).map(([a, b]) => [b, a]));
+  for (const c of file.cases) if (c.relative) c.relative = Object.fromEntries(Object.entries(c.relative).map(([key, value]) => [old[key], value]));
+  return file;
+}
+
 describe('results.json written as moeblaze.bench/v1', () => {
   it('the committed fixture migrates to a valid v2 file: each case the same case, under the flag\'s names', () => {
     const v1 = benchFixtureJson() as Json;
@@ -46,8 +63,9 @@ describe('results.json written as moeblaze.bench/v1', () => {
       expect(skew).toBe('uniform');
       // The key, built from every field, is unchanged: the gate and --resume match on it.
       expect(caseKey(c.config)).toBe(old.key);
-      // Its check predates `pass`: a case that is not a mismatch passed it.
-      expect({ ...c, config: null }).toEqual({ ...old, config: null, ...(old.check && { check: { ...old.check, pass: old.status !== 'mismatch' } }) });
+      // Its check predates `pass`: a case that is not a mismatch passed it; its relative figures were named for zero-buffer.
+      const relative = old.relative && Object.fromEntries(Object.entries(old.relative).map(([key, value]) => [OLD_RELATIVE_NAMES[key], value]));
+      expect({ ...c, config: null }).toEqual({ ...old, config: null, ...(old.check && { check: { ...old.check, pass: old.status !== 'mismatch' } }), ...(relative && { relative }) });
     });
     expect({ ...v2, cases: null, schema: null }).toEqual({ ...v1, cases: null, schema: null });
     // The input is left as it was.
@@ -63,7 +81,7 @@ describe('results.json written as moeblaze.bench/v1', () => {
     expect(v1.cases[0].config).toMatchObject({ strategy: 'zero-buffer', skew: 'zipf:3' });
     const migrated = migrateBenchResults(v1) as BenchResults;
     expect(migrated).toEqual(current);
-    expect(planSweep(sweepFromSaved(migrated.settings.sweep!)).cases.map((c) => c.key)).toContain(migrated.cases[0].key);
+    expect(sweepCases(sweepFromSaved(migrated.settings.sweep!)).cases.map((c) => c.key)).toContain(migrated.cases[0].key);
   });
 
   it('bench\'s reader takes a v1 file (the gate\'s baselines, --resume), and refuses an unknown schema', async () => {
@@ -87,7 +105,7 @@ describe('results.json written as moeblaze.bench/v1', () => {
     const prepared = await prepareBench({ given: {}, sampling: {}, resume: dir });
     try {
       expect(prepared.resume).toEqual(r);
-      expect(prepared.plan.cases.map((c) => c.key)).toEqual(planSweep(spec).cases.map((c) => c.key));
+      expect(prepared.sweep.cases.map((c) => c.key)).toEqual(sweepCases(spec).cases.map((c) => c.key));
     } finally {
       prepared.lock.release();
     }
@@ -117,5 +135,28 @@ describe('results.json written as moeblaze.bench/v1', () => {
     const contradiction = structuredClone(migrated);
     contradiction.cases[0].check!.pass = false;
     expect(validateBenchResults(contradiction)).toContainEqual(expect.stringMatching(/cases\[0\]\.check\.pass.*false contradicts status ok against reference/));
+  });
+
+  it('a v2 file with the relative figures named for zero-buffer reads, and resumes, under the reference names', async () => {
+    const spec = completeSweep({ impl: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: { kind: 'zipf', s: 3 } });
+    const r = results({ cases: SWEEP.slice(0, 2) });
+    addRelativeFigures(r.cases);
+    expect(r.cases[1].relative?.stepTimeVsReference).toBeGreaterThan(0);
+    r.settings = { ...r.settings, ...completeRunSettings({ maxTimeS: 0.5 }), sweep: saveSweep(spec) };
+    r.complete = false;
+    const file = withOldRelativeNames(r);
+    expect(Object.keys(file.cases[1].relative)).toEqual(['stepPeakVsZeroBuffer', 'activationPeakVsZeroBuffer', 'savedVsZeroBuffer', 'zeroBufferSpeedup']);
+    // Unmigrated, the old names are not the schema's: the reader is what makes the old file good.
+    expect(validateBenchResults(file).length).toBeGreaterThan(0);
+    expect(migrateBenchResults(file)).toEqual(r);
+    const dir = mkdtempSync(join(tmpdir(), 'moeblaze-migrate-'));
+    writeFileSync(join(dir, 'results.json'), JSON.stringify(file));
+    expect(await readBenchResults(join(dir, 'results.json'), 'baseline')).toEqual(r);
+    const prepared = await prepareBench({ given: {}, sampling: {}, resume: dir });
+    try {
+      expect(prepared.resume).toEqual(r);
+    } finally {
+      prepared.lock.release();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lockFolder } from '../../src/lock.js';
-import { caseKey, planSweep } from '../../src/bench/plan.js';
+import { caseKey, sweepCases } from '../../src/bench/cases.js';
 import { parseSkew } from '../../src/config.js';
 import { prepareBench } from '../../src/bench/prepare.js';
 import type { BenchResults } from '../../src/bench/schema.js';
@@ -30,8 +30,8 @@ describe('bench --resume continues the saved sweep', () => {
   it('alone, it plans exactly the saved sweep, whatever the new defaults', () => {
     const r = saved();
     const { spec, run } = resumeSweep(r, 'r.json', {}, noRun);
-    expect(planSweep(spec).cases.map((c) => c.key)).toEqual(planSweep(sweepFromSaved(r.settings.sweep!)).cases.map((c) => c.key));
-    expect(planSweep(spec).cases).toHaveLength(4);
+    expect(sweepCases(spec).cases.map((c) => c.key)).toEqual(sweepCases(sweepFromSaved(r.settings.sweep!)).cases.map((c) => c.key));
+    expect(sweepCases(spec).cases).toHaveLength(4);
     expect(run.sampling.maxTimeMs).toBe(500);
   });
 
@@ -60,8 +60,8 @@ describe('bench --resume continues the saved sweep', () => {
     r.settings = { ...r.settings, sweep: saveSweep(spec) };
     const resumed = resumeSweep(r, 'r.json', {}, noRun).spec;
     expect(resumed.routing).toBe('balanced');
-    const [balancedCase] = planSweep(resumed).cases;
-    expect(balancedCase.layer.routing).toBe('balanced');
+    const [balancedCase] = sweepCases(resumed).cases;
+    expect(balancedCase.config.routing).toBe('balanced');
     expect(balancedCase.config.routing).toBe('balanced');
     expect(balancedCase.key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|balanced|norm1|aux0|seed1|train');
     expect(() => resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun)).toThrow(/--routing top-k \(the saved sweep has balanced\)/);
@@ -69,7 +69,7 @@ describe('bench --resume continues the saved sweep', () => {
     const old = resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun).spec;
     expect(old.routing).toBe('top-k');
     // Top-k keys are those of files written before --routing, so their baselines still match.
-    expect(planSweep(old).cases[0].key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|norm1|aux0|seed1|train');
+    expect(sweepCases(old).cases[0].key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|norm1|aux0|seed1|train');
   });
 
   it('a file without a saved sweep cannot be resumed (exit 2), and is not replaced by the default sweep', () => {

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configKey, planSweep, type SweepPlan } from '../../src/bench/plan.js';
+import { configKey, sweepCases, type SweepCases } from '../../src/bench/cases.js';
 import { prepareBench } from '../../src/bench/prepare.js';
 import { caseCost, CONFIG_IMBALANCE, parseShardSpec, partitionSweep, sliceSweep } from '../../src/bench/shard.js';
 import { completeSweep, saveSweep } from '../../src/bench/sweep.js';
@@ -10,9 +10,9 @@ import { parseSkew } from '../../src/config.js';
 import { UsageError } from '../../src/errors.js';
 import { results } from '../fixtures/gate/synthetic.js';
 
-const plan = (given: Parameters<typeof completeSweep>[0]) => planSweep(completeSweep(given));
-const keysOf = (p: SweepPlan) => p.cases.map((c) => c.key);
-const costOf = (p: SweepPlan, keys: string[]) => keys.reduce((a, k) => a + caseCost(p.cases.find((c) => c.key === k)!), 0);
+const sweep = (given: Parameters<typeof completeSweep>[0]) => sweepCases(completeSweep(given));
+const keysOf = (p: SweepCases) => p.cases.map((c) => c.key);
+const costOf = (p: SweepCases, keys: string[]) => keys.reduce((a, k) => a + caseCost(p.cases.find((c) => c.key === k)!), 0);
 
 describe('--shard i/n', () => {
   it('takes i/n with 1 ≤ i ≤ n, and refuses anything else with one line naming what is allowed', () => {
@@ -24,10 +24,10 @@ describe('--shard i/n', () => {
     }
   });
 
-  it('the slices of a sweep are stable, disjoint, cover it, and keep the plan order within a slice', () => {
-    const p = plan({});
+  it('the slices of a sweep are stable, disjoint, cover it, and keep the sweep\'s order within a slice', () => {
+    const p = sweep({});
     const first = partitionSweep(p, 3);
-    expect(partitionSweep(plan({}), 3)).toEqual(first);
+    expect(partitionSweep(sweep({}), 3)).toEqual(first);
     const all = first.slices.flatMap((s) => s.keys);
     expect(new Set(all).size).toBe(all.length);
     expect([...all].sort()).toEqual([...keysOf(p)].sort());
@@ -39,7 +39,7 @@ describe('--shard i/n', () => {
   });
 
   it('balances predicted cost, not count: moeblaze-paper in 4 and 8 shards', () => {
-    const p = plan({ preset: 'moeblaze-paper' });
+    const p = sweep({ preset: 'moeblaze-paper' });
     const costs = new Map(p.cases.map((c) => [c.key, caseCost(c)]));
     const sum = (keys: string[]) => keys.reduce((a, k) => a + costs.get(k)!, 0);
     const total = sum(keysOf(p));
@@ -49,7 +49,7 @@ describe('--shard i/n', () => {
       units.push(unit);
       const largest = Math.max(...slices.map((s) => s.cost));
       expect(largest / (total / n), `${n} shards`).toBeLessThanOrEqual(1 + CONFIG_IMBALANCE);
-      // An even split by count (the plan cut in n runs of cases) leaves one shard far heavier.
+      // An even split by count (the case list cut in n runs) leaves one shard far heavier.
       const size = Math.ceil(p.cases.length / n);
       const byCount = Array.from({ length: n }, (_, i) => sum(keysOf(p).slice(i * size, (i + 1) * size)));
       expect(largest, `${n} shards`).toBeLessThan(0.8 * Math.max(...byCount));
@@ -66,7 +66,7 @@ describe('--shard i/n', () => {
   });
 
   it('a case costs its work model: more for a bigger layer, a padded or dense strategy and a train step than a forward pass', () => {
-    const cost = (given: Parameters<typeof completeSweep>[0]) => caseCost(plan(given).cases[0]);
+    const cost = (given: Parameters<typeof completeSweep>[0]) => caseCost(sweep(given).cases[0]);
     const base = { experts: [8], tokens: [512], hidden: [64], ffn: [128], topK: [2] };
     const zero = cost({ ...base, impl: ['zero-buffer'] });
     expect(zero).toBeGreaterThan(0);
@@ -78,7 +78,7 @@ describe('--shard i/n', () => {
   });
 
   it('more shards than cases is refused; fewer configs than shards slices case by case', () => {
-    const one = plan({ impl: ['zero-buffer', 'tutel'], experts: [4], tokens: [64], hidden: [16], ffn: [32] });
+    const one = sweep({ impl: ['zero-buffer', 'tutel'], experts: [4], tokens: [64], hidden: [16], ffn: [32] });
     expect(() => partitionSweep(one, 3)).toThrow(/^--shard: the sweep has 2 case\(s\), fewer than the 3 shards asked for; use at most 2$/);
     const split = partitionSweep(one, 2);
     expect(split.unit).toBe('case');
@@ -87,8 +87,8 @@ describe('--shard i/n', () => {
 
   it('records the whole sweep, the slice and i/n; prepareBench runs the slice and --resume continues exactly it', async () => {
     const given = { impl: ['zero-buffer', 'tutel'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: parseSkew('zipf:3') };
-    const whole = plan(given);
-    const { plan: slice, shard } = sliceSweep(whole, { index: 2, count: 2 });
+    const whole = sweep(given);
+    const { sweep: slice, shard } = sliceSweep(whole, { index: 2, count: 2 });
     expect(shard.sweepKeys).toEqual(keysOf(whole));
     expect(keysOf(slice)).toEqual(shard.keys);
     expect(slice.notes.at(-1)).toMatch(/^shard 2\/2: \d of the sweep's 4 case\(s\)/);
@@ -96,7 +96,7 @@ describe('--shard i/n', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'moeblaze-shard-')), 'out');
     const prepared = await prepareBench({ given, sampling: {}, out: dir, shard: { index: 2, count: 2 } });
     prepared.lock.release();
-    expect(keysOf(prepared.plan)).toEqual(shard.keys);
+    expect(keysOf(prepared.sweep)).toEqual(shard.keys);
     expect(prepared.shard).toEqual(shard);
 
     // The folder of an interrupted shard: its settings, no case finished yet.
@@ -107,7 +107,7 @@ describe('--shard i/n', () => {
     writeFileSync(join(dir, 'results.json'), JSON.stringify(saved));
     const resumed = await prepareBench({ given: {}, sampling: {}, resume: dir });
     resumed.lock.release();
-    expect(keysOf(resumed.plan)).toEqual(shard.keys);
+    expect(keysOf(resumed.sweep)).toEqual(shard.keys);
     expect(resumed.shard).toEqual(shard);
     const again = await prepareBench({ given: {}, sampling: {}, resume: dir, shard: { index: 2, count: 2 } });
     again.lock.release();

@@ -1,4 +1,4 @@
-import { caseKey } from '../../src/bench/plan.js';
+import { caseKey } from '../../src/bench/cases.js';
 import { describe, expect, it } from 'vitest';
 import { validateBenchResults } from '../../src/bench/validate.js';
 import { benchFixture } from '../helpers/bench-fixture.js';

@@ -1,7 +1,8 @@
 import { Errors } from '@oclif/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BaseCommand, describeFailure, withGpu } from '../../src/cli/base.js';
-import { gpuFlags, layerConfigFromFlags, layerFlags, parseIntegerFlag, parseNonNegativeFloat, sizeFlag } from '../../src/cli/flags.js';
+import { gpuFlags, layerConfigFromFlags, layerFlags, sizeFlag } from '../../src/cli/flags.js';
+import { parseIntegerFlag, parseNonNegativeFloat } from '../../src/flag-parsers.js';
 import { EnvironmentError, GpuError, UsageError } from '../../src/errors.js';
 import { NO_ADAPTER_HELP } from '../../src/gpu/runtime.js';
 import { packageRoot } from '../../src/measure/provenance.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { StepTimer } from '../../src/bench/case.js';
-import { planSweep } from '../../src/bench/plan.js';
+import { sweepCases } from '../../src/bench/cases.js';
 import { runBench, type BenchOptions } from '../../src/bench/run.js';
 import type { BenchResults } from '../../src/bench/schema.js';
 import { compareResults } from '../../src/gate/compare.js';
@@ -14,7 +14,7 @@ import { collectProvenance } from '../../src/measure/provenance.js';
 import { summarize } from '../../src/measure/stats.js';
 import { testGpu } from '../helpers/gpu.js';
 
-const plan = planSweep({
+const sweep = sweepCases({
   impl: ['zero-buffer'],
   preset: null,
   tokens: [64],
@@ -53,7 +53,7 @@ function slowerTimer(factor: number) {
 
 async function bench(makeTimer?: BenchOptions['makeTimer']): Promise<BenchResults> {
   const gpu = await testGpu();
-  return runBench(gpu, plan, {
+  return runBench(gpu, sweep, {
     preset: null,
     pass: 'train',
     layers: 32,

@@ -109,7 +109,7 @@ describe('gateAgainstBaseline (the entry point of bench --baseline)', () => {
     expect(report).toMatchObject({ exitCode: 0, noisy: [], remeasured: [[baseline.cases[0].key]] });
     expect(current.cases[0].time!.step).toEqual(baseline.cases[0].time!.step);
     // Figures relative to zero-buffer follow its re-measurement.
-    expect(current.cases[1].relative?.zeroBufferSpeedup).toBeCloseTo(baseline.cases[1].time!.step.median / baseline.cases[0].time!.step.median);
+    expect(current.cases[1].relative?.stepTimeVsReference).toBeCloseTo(baseline.cases[1].time!.step.median / baseline.cases[0].time!.step.median);
     expect(baselineMessage).toMatch(/^updated the baseline .*replacing 3 case\(s\)/);
   });
 });

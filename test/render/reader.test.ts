@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dropFootnote, formatVsZeroBuffer, markedLabel } from '../../src/render/bench-format.js';
+import { dropFootnote, formatVsReference, markedLabel } from '../../src/render/bench-format.js';
 import { renderBenchHtml } from '../../src/render/bench-html.js';
 import { renderBenchMarkdown } from '../../src/render/bench-markdown.js';
 import { peakBreakdown } from '../../src/render/bench-memory.js';
@@ -37,10 +37,10 @@ describe('drops next to a time (§3.1)', () => {
 
 describe('the vs zero-buffer column (§3.2)', () => {
   it('says slower or faster with the factor that reads that way', () => {
-    expect(formatVsZeroBuffer(1.32)).toBe('1.32× slower');
-    expect(formatVsZeroBuffer(0.8)).toBe('1.25× faster');
-    expect(formatVsZeroBuffer(1.001)).toBe('same');
-    expect(formatVsZeroBuffer(null)).toBe('—');
+    expect(formatVsReference(1.32)).toBe('1.32× slower');
+    expect(formatVsReference(0.8)).toBe('1.25× faster');
+    expect(formatVsReference(1.001)).toBe('same');
+    expect(formatVsReference(null)).toBe('—');
     const text = renderBenchTable(benchFixture(), { color: false, width: 200 });
     expect(text).toMatch(/vs zero-buffer/);
     expect(text).toMatch(/1\.34× slower/);

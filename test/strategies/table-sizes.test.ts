@@ -30,7 +30,7 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
     return {
       ...router,
       ...scanOffsets,
-      tokenExpertIndices: R * U,
+      tokenExperts: R * U,
       expertTokenIndices: R * U,
       tokenSlotMap: R * U,
       rowGates: R * F,
@@ -75,7 +75,7 @@ function sizes(strategy: string, c: LayerConfig): Record<string, number> {
     const P = padded ? LOADS.reduce((n, l) => n + Math.ceil(l / 128) * 128, 0) : R;
     return {
       ...router,
-      topExperts: R * U,
+      tokenExperts: R * U,
       sortHist: E * U,
       binIds: R * U,
       indices: R * U,
@@ -157,7 +157,7 @@ describe('step buffer sizes from first principles (docs/design.md#the-layer and 
         if (strategy === 'zero-buffer') {
           // DESIGN §3's own figure: indices and gates 16·R + 4·(E+1) bytes, no [R,d] buffer.
           const R = base.tokens * base.topK;
-          expect(got.tokenExpertIndices + got.expertTokenIndices + got.tokenSlotMap + got.rowGates + got.expertOffsets).toBe(16 * R + 4 * (base.experts + 1));
+          expect(got.tokenExperts + got.expertTokenIndices + got.tokenSlotMap + got.rowGates + got.expertOffsets).toBe(16 * R + 4 * (base.experts + 1));
         }
       });
     }

@@ -62,7 +62,7 @@ describe.each(STRATEGIES)('$id memory at f16', (strategy) => {
       const dtypes = Object.fromEntries(table.step.map((s) => [s.name, s.dtype]));
       for (const name of ['Xperm', 'a', 'u', 'Y', 'O', 'dY', 'dU', 'dA', 'dXperm', 'dX']) expect(dtypes[name], name).toBe('f16');
       for (const name of ['routerProbs', 'gates', 'dg', 'routerGrad']) expect(dtypes[name], name).toBe('f32');
-      for (const name of ['topExperts', 'indices', 'binIds', 'bins', 'pairRows']) expect(dtypes[name], name).toBe('u32');
+      for (const name of ['tokenExperts', 'indices', 'binIds', 'bins', 'pairRows']) expect(dtypes[name], name).toBe('u32');
     });
   }
 

@@ -4,15 +4,29 @@ import type { CaseConfig, SweepSpec } from './schema.js';
 
 export type { SweepSpec } from './schema.js';
 
-export interface PlannedCase {
+/*
+ * A sweep's cases: the cross product a SweepSpec stands for (`sweepCases`), and each case's key,
+ * label and layer.
+ */
+
+/** One case of a sweep: its config as results.json records it, and the key built from all of it. */
+export interface SweepCase {
   key: string;
   config: CaseConfig;
-  /** The layer the case runs (a dropless case, which has no capacity factor, computes the cf = 0 function). */
-  layer: LayerConfig;
 }
 
-export interface SweepPlan {
-  cases: PlannedCase[];
+/**
+ * The layer a case runs: the one place a case's capacity factor becomes the layer's. A dropless
+ * case has none (null in its config and its key) and computes the cf = 0 function, whose
+ * capacity is the busiest expert's load.
+ */
+export function caseLayer(config: CaseConfig): LayerConfig {
+  const { impl: _impl, pass: _pass, capacityFactor, ...layer } = config;
+  return { ...layer, capacityFactor: capacityFactor ?? 0 };
+}
+
+export interface SweepCases {
+  cases: SweepCase[];
   axes: Record<string, (number | string)[]>;
   notes: string[];
 }
@@ -54,14 +68,14 @@ export function caseLabel(c: CaseConfig): string {
  * cannot exist (k > E) are skipped with a note; dropless strategies ignore the capacity factor
  * (one case instead of one per cf, said once).
  */
-export function planSweep(spec: SweepSpec): SweepPlan {
+export function sweepCases(spec: SweepSpec): SweepCases {
   const preset = findPreset(spec.preset ?? 'quick');
   const tokens = spec.tokens ?? [preset.tokens];
   const hidden = spec.hidden ?? preset.hidden;
   const experts = spec.experts ?? preset.experts;
   const topK = spec.topK ?? preset.topK;
   const notes: string[] = [];
-  const cases: PlannedCase[] = [];
+  const cases: SweepCase[] = [];
   const seen = new Set<string>();
   let skippedK = 0;
   let cfIgnored = false;
@@ -79,12 +93,14 @@ export function planSweep(spec: SweepSpec): SweepPlan {
               for (const id of spec.impl) {
                 const strategy = findStrategy(id);
                 if (strategy.dropless && spec.capacityFactor.length > 1) cfIgnored = true;
-                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: strategy.dropless ? 0 : cf });
-                const config: CaseConfig = { impl: id, ...layer, capacityFactor: strategy.dropless ? null : cf, pass: spec.pass };
+                const capacityFactor = strategy.dropless ? null : cf;
+                // Validated as the layer it runs.
+                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: capacityFactor ?? 0 });
+                const config: CaseConfig = { impl: id, ...layer, capacityFactor, pass: spec.pass };
                 const key = caseKey(config);
                 if (seen.has(key)) continue;
                 seen.add(key);
-                cases.push({ key, config, layer });
+                cases.push({ key, config });
               }
           }
     }

@@ -9,7 +9,7 @@ import type { StepContext } from './contract.js';
  * stay until the runner releases them after the caller has read them. So the table and the
  * allocator's record cannot drift apart, which the memory tests check to the byte.
  */
-export class BufferPlan {
+export class StepBuffers {
   private table: BufferTable | null = null;
   private current: string | null = null;
   /** Index of the last phase entered this step: phases only move forward. */
@@ -19,7 +19,7 @@ export class BufferPlan {
   constructor(private readonly owner: string) {}
 
   /**
-   * Starts a step on `table`, or re-plans one mid-step once routing is known (MegaBlocks' padded
+   * Starts a step on `table`, or swaps in a resized one mid-step once routing is known (MegaBlocks' padded
    * bins): buffers already live must keep their size in the new table.
    */
   use(table: BufferTable): void {
@@ -39,7 +39,7 @@ export class BufferPlan {
 
   /** Ends the current phase (freeing what ended with it), then starts `phase`. */
   enter(step: StepContext, phase: string): void {
-    const phases = this.plan().phases;
+    const phases = this.tableInUse().phases;
     const next = phases.indexOf(phase);
     if (next < 0) throw new Error(`${this.owner}: phase ${phase} is not in the buffer table (${phases.join(', ')})`);
     if (next <= this.last) throw new Error(`${this.owner}: phase ${phase} comes before ${phases[this.last]} in the buffer table`);
@@ -52,7 +52,7 @@ export class BufferPlan {
   /** Frees the buffers whose last phase is the current one, outputs excepted. */
   endPhase(step: StepContext): void {
     if (this.current === null) return;
-    const ending = this.plan().step.filter((s) => s.to === this.current && s.tag !== 'output' && this.live.has(s.name));
+    const ending = this.tableInUse().step.filter((s) => s.to === this.current && s.tag !== 'output' && this.live.has(s.name));
     this.free(step, ...ending.map((s) => s.name));
     this.current = null;
   }
@@ -61,7 +61,7 @@ export class BufferPlan {
   alloc(step: StepContext, ...names: string[]): Tensor[] {
     return names.map((name) => {
       // A name may appear more than once (a buffer dropped and recomputed): the entry starting now.
-      const s = this.plan().step.find((x) => x.name === name && x.from === this.current);
+      const s = this.tableInUse().step.find((x) => x.name === name && x.from === this.current);
       if (!s) throw new Error(`${this.owner}: ${name} is planned from phase ${this.spec(name).from}, allocated in ${this.current}`);
       if (this.live.has(name)) throw new Error(`${this.owner}: ${name} is already live`);
       const tensor = step.alloc(name, s.tag, s.layout);
@@ -104,12 +104,12 @@ export class BufferPlan {
   }
 
   private spec(name: string): BufferSpec {
-    const s = this.plan().step.find((x) => x.name === name);
+    const s = this.tableInUse().step.find((x) => x.name === name);
     if (!s) throw new Error(`${this.owner}: ${name} is not in the buffer table`);
     return s;
   }
 
-  private plan(): BufferTable {
+  private tableInUse(): BufferTable {
     if (!this.table) throw new Error(`${this.owner}: no buffer table in use (forward() starts a step)`);
     return this.table;
   }
