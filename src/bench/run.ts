@@ -153,7 +153,7 @@ export function addRelativeFigures(cases: BenchCase[]): void {
 /**
  * The sweep: ceilings once, then every case in the sweep's order, each checked against float64 before
  * it is timed. results.json is rewritten atomically after each
- * case, so an interrupted run leaves a valid file that --resume continues.
+ * case, so an interrupted run leaves a valid file that --resume continues, and the reports beside it.
  */
 export async function runBench(gpu: GpuContext, sweep: SweepCases, options: BenchOptions): Promise<BenchResults> {
   const settings: BenchSettings = {
@@ -233,6 +233,8 @@ export async function runBench(gpu: GpuContext, sweep: SweepCases, options: Benc
     if (!done) addRelativeFigures([...results.cases.filter((c) => c.config.impl === REFERENCE_STRATEGY), result]);
     if (!done) options.onCaseDone?.(result);
     await save();
+    // The reports follow each case too (marked incomplete): a sweep cut short still reads as one.
+    if (!done) await options.writeReports?.(options.outDir, results);
   }
   if (previous.size) results.notes.push(`resumed: ${sweep.cases.length - toRun} case(s) kept from ${resume?.provenance.time}, ${toRun} run ${options.provenance.time}`);
   // The load of the session that ran the cases; a resumed sweep's cases come from two sessions.
