@@ -4,8 +4,8 @@
 # bundle: `cp ../shared/anchors/torch_moe.py .gpu/`. On the device (carry [".gpu"]):
 #   bash tools/card-run.sh [engine|all|final]   (about 9½ minutes; each step is cut at its limit and saves what it has)
 # `engine` runs only the engine's figures (dense variants, zero-buffer's profile and steps);
-# `final` (about 7 minutes) the anchor at conf4 and fine-64, the default engine dense, zero-buffer's
-# profile, verify, and every strategy at conf4 and fine-64.
+# `final` (under 6 minutes) the anchor at conf4 and fine-64, the default engine's dense product,
+# zero-buffer's profile, and every strategy at conf4 and fine-64 (VERIFY=1 adds verify, 1 minute).
 # Everything lands in $OUT/card.tgz; bench folders resume with `bench --resume DIR`.
 set -u
 what=${1:-all}
@@ -16,14 +16,13 @@ if [ "$what" = final ]; then
   ( cd "$W" && timeout 40 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 --impls torch-sorted --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
   bash "$here/.gpu/remote.sh" bash -c "
   timeout 30 node tools/gemm-bench.mjs --only project-dense,always-128x128-k64 > $W/dense.txt 2>&1; echo dense-exit=\$?
-  timeout 15 node tools/gemm-bench.mjs --no-robustness --only project-dense >> $W/dense.txt 2>&1; echo dense-off-exit=\$?
   timeout 50 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer > $W/profile-conf4.txt 2>&1; echo profile-exit=\$?
-  timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix > $W/verify-f16-subgroup-matrix.log 2>&1; echo verify-exit=\$?
-  timeout -s INT 150 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
-  timeout -s INT 95 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
+  [ -n \"\${VERIFY:-}\" ] && timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix > $W/verify-f16-subgroup-matrix.log 2>&1
+  timeout -s INT 140 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
+  timeout -s INT 80 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
-  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; grep -v 'warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning' "$W/dense.txt"; grep -h 'step\|│ expert' "$W/profile-conf4.txt" | head -9; tail -3 "$W/verify-f16-subgroup-matrix.log"; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; grep -v 'warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning' "$W/dense.txt"; grep -h 'step\|│ expert' "$W/profile-conf4.txt" | head -9; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
   exit 0
 fi
 ( cd "$W" && timeout 60 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 deepseek-v3-layer --impls torch-sorted torch-capacity --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
