@@ -38,7 +38,7 @@ function restText(b: PeakBreakdown): string {
 export const BREAKDOWN_INTRO = `What is live at each case's step peak: by tag (weights, gradients, activations, workspace, …; docs/design.md#memory), then the ${LARGEST_TENSORS} largest tensors.`;
 
 export function memoryBreakdownMarkdown(results: BenchResults): string {
-  const rows = results.cases.map(peakBreakdown).filter((b) => b !== null);
+  const rows = results.cases.map((c) => peakBreakdown(c)).filter((b) => b !== null);
   if (!rows.length) return '';
   const cell = (t: string) => t.replace(/\|/g, '\\|');
   return [
@@ -49,7 +49,7 @@ export function memoryBreakdownMarkdown(results: BenchResults): string {
 }
 
 export function memorySection(results: BenchResults): string {
-  const rows = results.cases.map(peakBreakdown).filter((b) => b !== null);
+  const rows = results.cases.map((c) => peakBreakdown(c)).filter((b) => b !== null);
   if (!rows.length) return '';
   const body = rows.map((b) => `<tr><td>${esc(b.label)}</td><td>${esc(formatBytes(b.stepPeak))}</td><td class="wrap">${esc(list(b.byTag))}</td><td class="wrap">${esc(list(b.largest) + restText(b))}</td></tr>`);
   return `<h2>Memory at the peak</h2>

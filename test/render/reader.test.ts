@@ -1,3 +1,4 @@
+import { formatBytes } from '../../src/units.js';
 import { describe, expect, it } from 'vitest';
 import { dropFootnote, formatVsReference, markedLabel } from '../../src/render/bench-format.js';
 import { renderBenchHtml } from '../../src/render/bench-html.js';
@@ -61,6 +62,12 @@ describe('memory by tensor in the reports (§3.6)', () => {
     expect(md).toMatch(/### Memory at the peak/);
     expect(md).toContain(`| \`${b.label}\` |`);
     expect(md).toContain(b.largest[0][0]);
+    // Every case's row lists its own largest tensors (the first case once listed none: map's index became the count).
+    for (const x of r.cases.filter((y) => y.memory)) {
+      const own = peakBreakdown(x)!;
+      const row = md.split('\n').find((l) => l.startsWith(`| \`${own.label}\` | ${formatBytes(own.stepPeak)}`))!;
+      for (const [name, bytes] of own.largest) expect(row).toContain(`${name} ${formatBytes(bytes)}`);
+    }
     const html = renderBenchHtml(r);
     expect(html).toMatch(/<h2>Memory at the peak<\/h2>/);
     expect(html).toContain(b.largest[0][0]);
