@@ -72,7 +72,7 @@ describe('busy time, idle gaps, reserved bytes and buffer creations in results',
   });
 
   it('a results file written before issue 27 still reads: fresh allocator, no split, dashes', () => {
-    const old = migrateBenchResults(JSON.parse(readFileSync(new URL('../../reports/h100/moeblaze-conf4-f16/results.json', import.meta.url), 'utf8'))) as BenchResults;
+    const old = migrateBenchResults(JSON.parse(readFileSync(new URL('../../reports/h200/moeblaze-conf4-f16/results.json', import.meta.url), 'utf8'))) as BenchResults;
     expect(validateBenchResults(old)).toEqual([]);
     expect(old.settings.allocator).toBeUndefined();
     expect(allocatorLine(old)).toMatch(/^fresh/);

@@ -95,8 +95,9 @@ describe('compareTensors: the Σ|terms| floor and the largest-element gate', () 
       for (const c of results.cases) {
         if (c.config.dtype !== 'f16' || c.status !== 'ok') continue;
         f16Cases++;
-        const old = c.check!.maxErrorRatio!;
-        expect(old / shrink, `${file} ${c.key}`).toBeLessThan(1);
+        // A check with a pass field was judged under the derived bound already (issue 29).
+        const ratio = c.check!.maxErrorRatio!;
+        expect('pass' in c.check! ? ratio : ratio / shrink, `${file} ${c.key}`).toBeLessThan(1);
       }
     }
     expect(f16Cases).toBeGreaterThan(10);
