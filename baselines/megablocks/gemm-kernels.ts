@@ -3,6 +3,8 @@ import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
+import { inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
+import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, upVectors } from './vector-hooks.js';
 
 /**
  * MegaBlocks' expert MLP as instances of the shared GEMM core: every operand is a dense,
@@ -29,6 +31,8 @@ const SHAPE_PARAMS = [
 ] as const;
 
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
+/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+const operand = (name: string): GemmBinding => ({ ...read(name), vector: true });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
 const SEGMENTS = [read('offsets', 'u32'), read('tileOffsets', 'u32')];
 const local = (row: string, width: string) => `(${row} - P.rowChunkBase) * P.${width}`;
@@ -49,8 +53,9 @@ export function upProjection(activation: Activation, dtype: DType): KernelSource
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [read('Xp'), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
+    bindings: [operand('Xp'), ...SEGMENTS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    vectorLoads: upVectors(swiglu),
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('offsets', 'tileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('m', 'd')} + k]); }
@@ -73,8 +78,9 @@ export const downProjection = perDtype((dtype) => gemmSource({
   tile: SEGMENT_TILE,
   aContiguous: 'k',
   bContiguous: 'n',
-  bindings: [read('U'), ...SEGMENTS, read('W2'), write('Y')],
+  bindings: [operand('U'), ...SEGMENTS, operand('W2'), write('Y')],
   params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+  vectorLoads: DOWN_VECTORS,
   functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('m', 'h')} + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + k * P.d + n]); }
@@ -88,8 +94,9 @@ export const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   tile: REDUCE_TILE,
   aContiguous: 'm',
   bContiguous: 'n',
-  bindings: [read('U'), read('dY'), read('offsets', 'u32'), write('dW2')],
+  bindings: [operand('U'), operand('dY'), read('offsets', 'u32'), write('dW2')],
   params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
+  vectorLoads: DW2_VECTORS,
   functions: `${segmentReduceTiling('offsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('k', 'h')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${local('k', 'd')} + n]); }
@@ -103,8 +110,9 @@ export const hiddenGrad = perDtype((dtype) => gemmSource({
   tile: TRANSPOSED_SEGMENT_TILE,
   aContiguous: 'k',
   bContiguous: 'k',
-  bindings: [read('dY'), ...SEGMENTS, read('W2'), write('dU')],
+  bindings: [operand('dY'), ...SEGMENTS, operand('W2'), write('dU')],
   params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+  vectorLoads: HIDDEN_GRAD_VECTORS,
   functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${local('m', 'd')} + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + n * P.d + k]); }
@@ -121,8 +129,9 @@ export function weightGradW13(activation: Activation, dtype: DType, mode: Reduce
     dual: swiglu,
     aContiguous: 'm',
     bContiguous: 'n',
-    bindings: [read('Xp'), read('dA'), ...(swiglu ? [read('dB')] : []), read('offsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
+    bindings: [operand('Xp'), operand('dA'), ...(swiglu ? [operand('dB')] : []), read('offsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
+    vectorLoads: dW13Vectors(swiglu),
     functions: `${segmentReduceTiling('offsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('k', 'd')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${local('k', 'h')} + n]); }
@@ -144,8 +153,9 @@ export function inputGrad(activation: Activation, dtype: DType): KernelSource {
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), ...SEGMENTS, read('W1'), ...(swiglu ? [read('W3')] : []), write('dXp')],
+    bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), ...SEGMENTS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dXp')],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
+    vectorLoads: inputGradVectors(swiglu),
     functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${local('m', 'h')};

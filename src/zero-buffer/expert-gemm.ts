@@ -3,7 +3,8 @@ import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
-import { ACT, combineVectors, dW13Vectors, dW2Vectors, hiddenGradVectors, inputGradVectors, upVectors } from './vector-hooks.js';
+import { ACT, inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
+import { combineVectors, dW13Vectors, dW2Vectors, hiddenGradVectors, upVectors } from './vector-hooks.js';
 
 /**
  * (Over 300 lines on purpose: the six GEMMs share their gather hooks and row-target stores, and

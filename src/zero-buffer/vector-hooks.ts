@@ -1,6 +1,7 @@
 import type { Activation } from '../config.js';
 import { plainActivation } from '../../kernels/activation.js';
 import type { VectorLoads } from '../../kernels/gemm/core.js';
+import { ACT, EXPERT_WEIGHTS, ROWS_ALIGNED } from '../../kernels/gemm/segment-vectors.js';
 
 /**
  * The zero-buffer expert GEMMs' 8-wide operand loads for the subgroup-matrix engine at f16
@@ -22,11 +23,7 @@ fn hidden8(l: u32) -> mat2x4<f16> { let a = Ab8(l); let b = Bb8(l); return mat2x
 fn hidden8(l: u32) -> mat2x4<f16> { let a = Ab8(l); return mat2x4<f16>(act4(a[0]), act4(a[1])); }`;
 }
 
-/** Element offset of row m's hidden-size row in an activation chunk ([R,h] rows from rowChunkBase). */
-export const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
-
-const ROWS_ALIGNED = 'P.d % 8u == 0u && P.h % 8u == 0u';
-const W = '(t.seg - P.expertBase) * P.d * P.h';
+const W = EXPERT_WEIGHTS;
 
 /** a, b = X·W1, X·W3: X rows gathered once per vector. */
 export function upVectors(swiglu: boolean): VectorLoads {
@@ -78,22 +75,5 @@ export function dW13Vectors(swiglu: boolean): VectorLoads {
     functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> { return X8(rowTokens[k] * P.d + m); }
 fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> { return dA8(${ACT('k')} + n); }
 ${swiglu ? `fn loadB28(t: Tile, k: u32, n: u32) -> mat2x4<f16> { return dB8(${ACT('k')} + n); }` : ''}`,
-  };
-}
-
-/** dX = [da‖db]·[W1‖W3]ᵀ: with h a multiple of 8 a vector never straddles the two halves, so one branch per vector picks its half. */
-export function inputGradVectors(swiglu: boolean): VectorLoads {
-  return {
-    when: ROWS_ALIGNED,
-    functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> {
-  let l = ${ACT('m')};
-  ${swiglu ? 'if (k >= P.h) { return dB8(l + k - P.h); }' : ''}
-  return dA8(l + k);
-}
-fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> {
-  let w = ${W} + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return W38(w + k - P.h); }' : ''}
-  return W18(w + k);
-}`,
   };
 }

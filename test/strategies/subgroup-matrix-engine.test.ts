@@ -12,6 +12,8 @@ afterAll(async () => (await testGpu()).destroy());
 const GRID: GridCase[] = [
   ...EDGE_GRID.filter(([name]) => /k=E|off every multiple|zipf/.test(name)),
   ['a single token and a single expert (T=1, E=1)', { tokens: 1, hidden: 10, ffn: 14, experts: 1, topK: 1 }],
+  // d and h multiples of 8: the 16-byte vector hooks (zero-buffer's and MegaBlocks') stage the tiles.
+  ['d 16, h 24: the vector hooks', { tokens: 70, hidden: 16, ffn: 24, experts: 5, topK: 2 }],
 ];
 
 /**
