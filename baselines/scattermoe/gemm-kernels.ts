@@ -3,6 +3,7 @@ import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
+import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, inputGradVectors, upVectors } from './vector-hooks.js';
 
 /**
  * ScatterMoE's grouped GEMMs (`scattermoe/kernels/ops.py` of v0.2.0, commit ec4a1a3) as
@@ -33,6 +34,8 @@ import type { KernelSource } from '../../kernels/program.js';
  */
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+const operand = (name: string): GemmBinding => ({ ...read(name), vector: true });
 /** The blocking (expert segments and their first tiles), then the scatter's index list. */
 const INDEX_BINDINGS = [read('expertOffsets', 'u32'), read('tileOffsets', 'u32'), read('sortedScatteredIdxs', 'u32')];
 
@@ -87,8 +90,9 @@ export function upProjection(activation: Activation, dtype: DType): KernelSource
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [read('X'), ...INDEX_BINDINGS, read('W1'), ...(swiglu ? [read('W3')] : []), write('Hidden'), ...(swiglu ? [write('SiluA')] : []), write('U')],
+    bindings: [operand('X'), ...INDEX_BINDINGS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('Hidden'), ...(swiglu ? [write('SiluA')] : []), write('U')],
     params: SCATTER_PARAMS,
+    vectorLoads: upVectors(swiglu),
     functions: `${ACTIVATION_WGSL}
 ${SCATTER_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[(sortedScatteredIdxs[m] / P.topK) * P.d + k]); }
@@ -108,8 +112,9 @@ export function downProjection(dtype: DType): KernelSource {
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [read('U'), ...INDEX_BINDINGS, read('W2'), write('Y')],
+    bindings: [operand('U'), ...INDEX_BINDINGS, operand('W2'), write('Y')],
     params: SCATTER_PARAMS,
+    vectorLoads: DOWN_VECTORS,
     functions: `${SCATTER_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[rowAt(m, P.h) + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + k * P.d + n]); }
@@ -129,8 +134,9 @@ export function hiddenGrad(dtype: DType): KernelSource {
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [read('dY'), ...INDEX_BINDINGS, read('W2'), write('dU')],
+    bindings: [operand('dY'), ...INDEX_BINDINGS, operand('W2'), write('dU')],
     params: SCATTER_PARAMS,
+    vectorLoads: HIDDEN_GRAD_VECTORS,
     functions: `${SCATTER_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[rowAt(m, P.d) + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + n * P.d + k]); }
@@ -151,8 +157,9 @@ export function inputGrad(activation: Activation, dtype: DType): KernelSource {
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [read('dHidden'), ...INDEX_BINDINGS, read('W1'), ...(swiglu ? [read('W3')] : []), write('dXRows')],
+    bindings: [operand('dHidden'), ...INDEX_BINDINGS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dXRows')],
     params: SCATTER_PARAMS,
+    vectorLoads: inputGradVectors(swiglu),
     functions: `${SCATTER_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dHidden[rowAt(m, P.K) + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 {
@@ -178,8 +185,9 @@ export function weightGradW2(dtype: DType, mode: ReduceMode): KernelSource {
     tile: REDUCE_TILE,
     aContiguous: 'm',
     bContiguous: 'n',
-    bindings: [read('U'), read('dY'), read('expertOffsets', 'u32'), write('dW2')],
+    bindings: [operand('U'), operand('dY'), read('expertOffsets', 'u32'), write('dW2')],
     params: REDUCE_PARAMS,
+    vectorLoads: DW2_VECTORS,
     functions: `${segmentReduceTiling('expertOffsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k', 'P.h')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k', 'P.d')} + n]); }
@@ -198,8 +206,9 @@ export function weightGradW13(activation: Activation, dtype: DType, mode: Reduce
     dual: swiglu,
     aContiguous: 'm',
     bContiguous: 'n',
-    bindings: [read('groupedX'), read('dHidden'), read('expertOffsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
+    bindings: [operand('groupedX'), operand('dHidden'), read('expertOffsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: REDUCE_PARAMS,
+    vectorLoads: dW13Vectors(swiglu),
     functions: `${segmentReduceTiling('expertOffsets', mode)}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(groupedX[${LOCAL('k', 'P.d')} + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dHidden[${LOCAL('k', width)} + ${swiglu ? 'P.h + ' : ''}n]); }
