@@ -3,6 +3,7 @@ import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/
 import { gemmSource, TILE_M, TILE_N, type GemmBinding } from '../../kernels/gemm/core.js';
 import { reduceStore, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
+import { dispatchedGradVectors, DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, upVectors } from './vector-hooks.js';
 
 /**
  * GEMMs of the capacity strategies, all instances of the shared core.
@@ -68,6 +69,8 @@ fn tileOf(wg: vec3u) -> Tile {
 
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
+/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+const operand = (name: string): GemmBinding => ({ ...read(name), vector: true });
 /** target[i] += c through storage: widened, summed in f32, narrowed back. */
 const addTo = (target: string, i: string, c = 'c') => `${target}[${i}] = dt(f32(${target}[${i}]) + ${c});`;
 /** Row r of a chunked [E·C, ·] tensor, relative to its chunk. */
@@ -89,8 +92,9 @@ export function capacityUp(activation: Activation, dtype: DType): KernelSource {
     dual: swiglu,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [read('dispatched'), read('W1'), ...(swiglu ? [read('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
+    bindings: [operand('dispatched'), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
     params: EXPERT_PARAMS,
+    vectorLoads: upVectors(swiglu),
     functions: `${ACTIVATION_WGSL}
 ${EXPERT_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('m')} * P.d + k]); }
@@ -111,8 +115,9 @@ export const capacityDown = perDtype((dtype) => gemmSource({
   name: 'capacity-down',
   aContiguous: 'k',
   bContiguous: 'n',
-  bindings: [read('U'), read('W2'), write('Y')],
+  bindings: [operand('U'), operand('W2'), write('Y')],
   params: EXPERT_PARAMS,
+  vectorLoads: DOWN_VECTORS,
   functions: `${EXPERT_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('m')} * P.h + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + k * P.d + n]); }
@@ -125,8 +130,9 @@ const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   name: 'capacity-dW2',
   aContiguous: 'm',
   bContiguous: 'n',
-  bindings: [read('U'), read('dY'), write('dW2')],
+  bindings: [operand('U'), operand('dY'), write('dW2')],
   params: EXPERT_PARAMS,
+  vectorLoads: DW2_VECTORS,
   functions: `${EXPERT_REDUCE_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
@@ -139,8 +145,9 @@ export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
   name: 'capacity-dU',
   aContiguous: 'k',
   bContiguous: 'k',
-  bindings: [read('dY'), read('W2'), write('dU')],
+  bindings: [operand('dY'), operand('W2'), write('dU')],
   params: EXPERT_PARAMS,
+  vectorLoads: HIDDEN_GRAD_VECTORS,
   functions: `${EXPERT_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${LOCAL('m')} * P.d + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + n * P.d + k]); }
@@ -156,8 +163,9 @@ function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): 
     dual: swiglu,
     aContiguous: 'm',
     bContiguous: 'n',
-    bindings: [read('dispatched'), read('dA'), ...(swiglu ? [read('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
+    bindings: [operand('dispatched'), operand('dA'), ...(swiglu ? [operand('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: EXPERT_PARAMS,
+    vectorLoads: dW13Vectors(swiglu),
     functions: `${EXPERT_REDUCE_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('k')} * P.d + m]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${LOCAL('k')} * P.h + n]); }
@@ -195,8 +203,9 @@ export function capacityDispatchedGrad(activation: Activation, dtype: DType): Ke
     name: `capacity-dDispatched-${swiglu ? 'swiglu' : 'plain'}`,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [read('dA'), ...(swiglu ? [read('dB')] : []), read('W1'), ...(swiglu ? [read('W3')] : []), write('dDispatched')],
+    bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dDispatched')],
     params: EXPERT_PARAMS,
+    vectorLoads: dispatchedGradVectors(swiglu),
     functions: `${EXPERT_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${LOCAL('m')} * P.h;

@@ -14,12 +14,16 @@ export const EXPERT_WEIGHTS = '(t.seg - P.expertBase) * P.d * P.h';
 /** Element offset of row m's hidden-size row in an activation chunk ([R,h] rows from rowChunkBase). */
 export const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
 
-/** dX = [da‖db]·[W1‖W3]ᵀ: with h a multiple of 8 a vector never straddles the two halves, so one branch per vector picks its half. */
-export function inputGradVectors(swiglu: boolean): VectorLoads {
+/**
+ * dX = [da‖db]·[W1‖W3]ᵀ: with h a multiple of 8 a vector never straddles the two halves, so one
+ * branch per vector picks its half. `row(m)`: where row m's da starts (Tutel's and GShard's
+ * capacity buffers count rows from rowBegin).
+ */
+export function inputGradVectors(swiglu: boolean, row: (m: string) => string = ACT): VectorLoads {
   return {
     when: ROWS_ALIGNED,
     functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> {
-  let l = ${ACT('m')};
+  let l = ${row('m')};
   ${swiglu ? 'if (k >= P.h) { return dB8(l + k - P.h); }' : ''}
   return dA8(l + k);
 }
