@@ -60,6 +60,8 @@ export interface VectorLoads {
   b?: boolean;
 }
 
+export type StagingGuards = 'always' | 'edges' | 'never';
+
 export interface SubgroupMatrixOptions {
   /** K step staged per barrier [default 32]. */
   k?: 16 | 32 | 64;
@@ -79,14 +81,14 @@ export interface SubgroupMatrixOptions {
   /** Use the spec's vector hooks at all [default true]. */
   vectors?: boolean;
   /**
-   * Range tests on staged loads [default 'edges']. 'edges': only in workgroups whose tile
-   * crosses an edge of the output or whose K range is not a whole number of steps (a uniform
-   * branch per tile; interior tiles load without clamps or selects). 'never': none at all, a
+   * Range tests on staged 8-wide loads [default 'edges'] (the scalar path always tests). 'edges':
+   * only in workgroups whose tile crosses an edge of the output or whose K range is not a whole
+   * number of steps (a uniform branch per tile; interior tiles load without clamps or selects). 'never': none at all, a
    * measurement switch (tools/gemm-bench.mjs) for shapes whose every tile and step is whole.
    * 'edges' against 'always': 114.4 against 109.4 TFLOP/s robust, 132.0 against 125.0 without
    * robustness, dense 8192³ on the H100 (docs/performance.md, session 6).
    */
-  guards?: 'always' | 'edges' | 'never';
+  guards?: StagingGuards;
 }
 
 export interface GemmSpec {

@@ -1,4 +1,4 @@
-import { THREADS } from '../spec.js';
+import { THREADS, type StagingGuards } from '../spec.js';
 
 /**
  * Staging of one operand of the subgroup-matrix engine: a K step of the tile, global memory →
@@ -45,7 +45,7 @@ const AXES: Record<'m' | 'n', Axis> = { m: { begin: 't.m0', base: 't.m0', end: '
  * `unrolled` false (the emulated engine) writes the same chunks and elements as loops: unrolled,
  * lavapipe's LLVM takes minutes per kernel; the real engine unrolls so registers stay registers.
  */
-export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: 'always' | 'edges' | 'never' = 'always') {
+export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: StagingGuards = 'always') {
   const outerName = o.which === 'a' ? 'm' : 'n';
   const row = o.kInner ? AXES[outerName] : K_AXIS;
   const col = o.kInner ? K_AXIS : AXES[outerName];
@@ -86,9 +86,10 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
         ${o.reg}[${2 * c + 1}] = vec4<f16>(${xs.slice(4).join(', ')}); }`);
       stores.push(`{ let e = li + ${c * THREADS}u; let s = ${tileBase} + (e / ${per}u) * ${rowVecs}u + (e % ${per}u) * 2u; ${o.name}[s] = ${o.reg}[${2 * c}]; ${o.name}[s + 1u] = ${o.reg}[${2 * c + 1}]; }`);
     }
-    const guarded = guards === 'never' ? unguarded : vector;
+    const [all, none] = [vector.join('\n        '), unguarded.join('\n        ')];
+    const vectors = { always: all, never: none, edges: `if (wholeTile) {\n        ${none}\n        } else {\n        ${all}\n        }` }[guards];
     loads.push(`if (${flag}) {
-        ${guards === 'edges' ? `if (wholeTile) {\n        ${unguarded.join('\n        ')}\n        } else {\n        ${vector.join('\n        ')}\n        }` : guarded.join('\n        ')}
+        ${vectors}
       } else {
         ${scalar8.join('\n        ')}
       }`);
@@ -122,7 +123,7 @@ function loopStaging(
   tileBase: string,
   rowVecs: number,
   scalar: (r: string, c: string) => string,
-  guards: 'always' | 'edges' | 'never',
+  guards: StagingGuards,
 ) {
   const W = vectorCapable ? 8 : 4;
   const per = o.inner / W;
