@@ -12,22 +12,25 @@ what=${1:-all}
 W=/tmp/card-run; mkdir -p "$W"
 here=$(cd "$(dirname "$0")/.." && pwd)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/card.txt"; cat "$here/dist/build-info.json" >> "$W/card.txt" 2>/dev/null
+# Dawn's compile warnings (the deprecated subgroupMatrixStore form) out of every log.
+quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
+export -f quiet
+# The PyTorch anchor in the same lease: anchor SECONDS IMPLS CONFIGS...
+anchor() { ( cd "$W" && timeout "$1" python3 "$here/.gpu/torch_moe.py" --impls $2 --configs "${@:3}" --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"; }
 if [ "$what" = final ]; then
-  ( cd "$W" && timeout 40 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 --impls torch-sorted --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
+  anchor 40 torch-sorted moeblaze-conf4 fine-64
   bash "$here/.gpu/remote.sh" bash -c "
-  timeout 30 node tools/gemm-bench.mjs --only project-dense,always-128x128-k64 > $W/dense.txt 2>&1; echo dense-exit=\$?
+  timeout 30 node tools/gemm-bench.mjs --only project-dense,always-128x128-k64 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
   timeout 50 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer > $W/profile-conf4.txt 2>&1; echo profile-exit=\$?
   [ -n \"\${VERIFY:-}\" ] && timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix > $W/verify-f16-subgroup-matrix.log 2>&1
   timeout -s INT 140 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
   timeout -s INT 80 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
-  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; grep -v 'warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning' "$W/dense.txt"; grep -h 'step\|│ expert' "$W/profile-conf4.txt" | head -9; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; grep -h 'step\|│ expert' "$W/profile-conf4.txt" | head -9; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
   exit 0
 fi
-( cd "$W" && timeout 60 python3 "$here/.gpu/torch_moe.py" --configs moeblaze-conf4 fine-64 deepseek-v3-layer --impls torch-sorted torch-capacity --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"
-quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
-export -f quiet
+anchor 60 "torch-sorted torch-capacity" moeblaze-conf4 fine-64 deepseek-v3-layer
 bash "$here/.gpu/remote.sh" bash -c "
   timeout 80 node tools/gemm-bench.mjs --only \${DENSE:-project-dense,vec-128x128-k32-s2,vec-128x256-k32,vec-64x128-k64,vec-64x128-k32-s2,unguarded-128x128-k64,always-128x128-k64,simt-f32-4096} 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
   timeout 25 node tools/gemm-bench.mjs --toggles vulkan_use_buffer_robust_access_2,enable_integer_range_analysis_in_robustness --only project-dense,vec-128x256-k32 2>&1 | quiet >> $W/dense.txt; echo dense-tint-exit=\$?
