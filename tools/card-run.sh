@@ -4,8 +4,10 @@
 # bundle: `cp ../shared/anchors/torch_moe.py .gpu/`. On the device (carry [".gpu"]):
 #   bash tools/card-run.sh [engine|all|final]   (about 9½ minutes; each step is cut at its limit and saves what it has)
 # `engine` runs only the engine's figures (dense variants, zero-buffer's profile and steps);
-# `final` (under 6 minutes) the anchor at conf4 and fine-64, the default engine's dense product,
-# zero-buffer's profile, and every strategy at conf4 and fine-64 (VERIFY=1 adds verify, 1 minute).
+# `final` (about 9 minutes) the anchor at conf4 and fine-64, the default engine's dense product,
+# verify at f16 on the real intrinsics, the driver check and per-kernel profile of zero-buffer,
+# ScatterMoE and megablocks-grouped at conf4, and every strategy at conf4 and fine-64;
+# `deepseek` (about 7 minutes) the anchor and every strategy at deepseek-v3-like-layer, checked.
 # Everything lands in $OUT/card.tgz; bench folders resume with `bench --resume DIR`.
 set -u
 what=${1:-all}
@@ -21,13 +23,22 @@ if [ "$what" = final ]; then
   anchor 40 torch-sorted moeblaze-conf4 fine-64
   bash "$here/.gpu/remote.sh" bash -c "
   timeout 30 node tools/gemm-bench.mjs --only project-dense,always-128x128-k64 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
-  timeout 50 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer > $W/profile-conf4.txt 2>&1; echo profile-exit=\$?
-  [ -n \"\${VERIFY:-}\" ] && timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix > $W/verify-f16-subgroup-matrix.log 2>&1
-  timeout -s INT 140 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
+  timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix 2>&1 | quiet > $W/verify-f16-subgroup-matrix.log; echo verify-exit=\$?
+  timeout 100 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --driver-check --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
+  timeout -s INT 190 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
   timeout -s INT 80 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
-  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; grep -h 'step\|│ expert' "$W/profile-conf4.txt" | head -9; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; tail -n 4 "$W/verify-f16-subgroup-matrix.log"; tail -n 3 "$W/profile-conf4.err"; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  exit 0
+fi
+if [ "$what" = deepseek ]; then
+  anchor 40 torch-sorted deepseek-v3-layer
+  bash "$here/.gpu/remote.sh" bash -c "
+  timeout -s INT \${DEEPSEEK_S:-420} node bin/run.js bench --preset deepseek-v3-like-layer --dtype f16 --max-time 1 --out $W/deepseek-v3-like-layer-f16 > $W/deepseek.log 2>&1; echo deepseek-exit=\$?
+  "
+  tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
+  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; tail -n 22 "$W/deepseek.log" | cut -c1-170
   exit 0
 fi
 anchor 60 "torch-sorted torch-capacity" moeblaze-conf4 fine-64 deepseek-v3-layer
