@@ -166,7 +166,7 @@ export default class Bench extends BaseCommand {
     const { gemm, nvidiaF16, robustness } = prepared.run.gpu;
     const deviceFlags = { ...flags, dtype: spec.dtype, gemm, 'nvidia-f16': nvidiaF16, 'unsafe-disable-robustness': !robustness };
     return this.withGpu(deviceFlags, async (gpu) => {
-      for (const c of sweep.cases) requireDtype(gpu, c.config.dtype);
+      for (const c of sweep.cases) requireDtype(gpu, c.layer.dtype);
       for (const note of sweep.notes) this.progress(`note: ${note}`);
       if (resume) this.progress(`resuming: ${kept} of ${sweep.cases.length} case(s) already finished in ${flags.resume}; running the other ${sweep.cases.length - kept}`);
       const progress = createProgress(sweep.cases.length - kept);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LAYER, type LayerConfig } from '../src/config.js';
-import { LAYER_FIELDS } from '../src/layer-fields.js';
+import { LAYER_FIELDS, LAYER_FIELDS_IN_KEY_ORDER, type LayerField } from '../src/layer-fields.js';
 import { layerConfigFromFlags, layerFlags, sweepListFlags } from '../src/cli/flags.js';
-import { completeSweep, givenSweep } from '../src/bench/sweep.js';
+import { completeSweep, givenSweep, saveSweep } from '../src/bench/sweep.js';
 import { UsageError } from '../src/errors.js';
 
 describe('the layer-field table', () => {
@@ -46,5 +46,20 @@ describe('the layer-field table', () => {
     const fixed: (keyof LayerConfig)[] = ['activation', 'checkpoint', 'dtype', 'skew', 'routing', 'auxLoss', 'seed'];
     for (const field of fixed) expect(spec[field as keyof typeof spec]).toEqual(DEFAULT_LAYER[field]);
     expect(spec.pass).toBe('train');
+  });
+
+  it('gives every field one place in the case key: the places are 0..n−1, each once', () => {
+    expect(LAYER_FIELDS.map((e) => e.key.at).sort((a, b) => a - b)).toEqual(LAYER_FIELDS.map((_, i) => i));
+    // The key's order is not the usage line's: dtype comes after checkpoint, as in every results file.
+    expect(LAYER_FIELDS_IN_KEY_ORDER.map((e) => e.field)).toEqual(['tokens', 'hidden', 'ffn', 'experts', 'topK', 'activation', 'capacityFactor', 'checkpoint', 'dtype', 'skew', 'routing', 'normalizeGates', 'auxLoss', 'seed']);
+    // A field without its key part is not an entry of the table (checked by `npm run typecheck`).
+    // @ts-expect-error key is required
+    const keyless: LayerField = { flag: 'seed', field: 'seed', parse: Number, help: 'seed' };
+    expect('key' in keyless).toBe(false);
+  });
+
+  it('saves a sweep with its listed fields, then its fixed ones, in the key order (dtype after checkpoint)', () => {
+    const saved = saveSweep(completeSweep({ experts: [4], tokens: [64] }));
+    expect(Object.keys(saved)).toEqual(['impl', 'preset', 'tokens', 'hidden', 'ffn', 'experts', 'topK', 'capacityFactor', 'activation', 'checkpoint', 'dtype', 'skew', 'routing', 'normalizeGates', 'auxLoss', 'seed', 'pass']);
   });
 });

@@ -12,7 +12,7 @@ import type { RoutingSummary } from '../strategy/contract.js';
 import { referenceOffThread } from '../reference/full.js';
 import { compareRun, expectedFrom, runTensors, stepAndReadBack, type TensorCheck } from '../verify/verify.js';
 import { fullReferenceFits, sampledCheck } from '../verify/sampled.js';
-import { caseLayer, type SweepCase } from './cases.js';
+import { caseConfig, type SweepCase } from './cases.js';
 import type { BenchCase, StepSplit, TimeStats } from './schema.js';
 import type { GapCause, StepTiming } from '../gpu/timer.js';
 import { formatBytes } from '../units.js';
@@ -65,9 +65,9 @@ export function uniformRouting(c: LayerConfig, dropless: boolean): RoutingSummar
 }
 
 export async function runCase(gpu: GpuContext, sweepCase: SweepCase, options: CaseOptions): Promise<BenchCase> {
-  const base: BenchCase = { key: sweepCase.key, config: sweepCase.config, status: 'ok' };
-  const c = caseLayer(sweepCase.config);
-  const strategy = findStrategy(sweepCase.config.impl);
+  const base: BenchCase = { key: sweepCase.key, config: caseConfig(sweepCase), status: 'ok' };
+  const c = sweepCase.layer;
+  const strategy = findStrategy(sweepCase.impl);
   const reason = strategy.unsupported(c);
   if (reason) return { ...base, status: 'unsupported', message: reason };
   if (options.memoryLimit !== null) {
@@ -85,7 +85,7 @@ export async function runCase(gpu: GpuContext, sweepCase: SweepCase, options: Ca
   let layer: MoELayer | null = null;
   let reference: MoELayer | null = null;
   try {
-    layer = await MoELayer.fromConfig(gpu, c, { impl: sweepCase.config.impl, memoryLimit: options.memoryLimit ?? undefined });
+    layer = await MoELayer.fromConfig(gpu, c, { impl: sweepCase.impl, memoryLimit: options.memoryLimit ?? undefined });
     const hostInputs = fullReferenceFits(c);
     const inputs = hostInputs ? seededInputs(c) : null;
     if (inputs) layer.setInputs(inputs);
@@ -113,7 +113,7 @@ export async function runCase(gpu: GpuContext, sweepCase: SweepCase, options: Ca
     const ratios: number[] = [];
     let memory = null as Awaited<ReturnType<MoELayer['step']>>['memory'] | null;
     const timeStep = async (l: MoELayer, t: StepTimer | null) => {
-      const r = await l.step({ timer: t ?? undefined, pass: sweepCase.config.pass });
+      const r = await l.step({ timer: t ?? undefined, pass: sweepCase.pass });
       return { r, ms: r.timing ? r.timing.totalMs : r.wallMs };
     };
     let pair = 0;
@@ -137,7 +137,7 @@ export async function runCase(gpu: GpuContext, sweepCase: SweepCase, options: Ca
     // The sampler's warm-up steps are timed too; keep only the sampled ones.
     const keep = <T>(list: T[]) => (list.length >= samples.length ? list.slice(list.length - samples.length) : list);
     const step = stats(samples);
-    const flops = usefulFlops(c, check.summary.keptPairs, sweepCase.config.pass);
+    const flops = usefulFlops(c, check.summary.keptPairs, sweepCase.pass);
     const tflops = flops / (step.median * 1e-3) / 1e12;
     const m = memory!;
     // Everything at the peak beyond what forward saved: the same definition `plan` uses.

@@ -1,6 +1,7 @@
-import { findPreset, formatSkew, layerConfig, type LayerConfig } from '../config.js';
+import { findPreset, layerConfig, type LayerConfig } from '../config.js';
+import { layerKeyParts } from '../layer-fields.js';
 import { findStrategy } from '../registry.js';
-import type { CaseConfig, SweepSpec } from './schema.js';
+import type { CaseConfig, CasePass, SweepSpec } from './schema.js';
 
 export type { SweepSpec } from './schema.js';
 
@@ -9,20 +10,26 @@ export type { SweepSpec } from './schema.js';
  * label and layer.
  */
 
-/** One case of a sweep: its config as results.json records it, and the key built from all of it. */
+/**
+ * One case of a sweep, each value once: the strategy (`--impl`), the pass it times, and the layer
+ * it runs. A dropless strategy's layer has capacity factor 0, the function it computes (capacity =
+ * the busiest expert's load); its record and key say it has none (`caseConfig`). `key` is
+ * caseKey of that record, kept since every reader matches on it.
+ */
 export interface SweepCase {
   key: string;
-  config: CaseConfig;
+  impl: string;
+  pass: CasePass;
+  layer: LayerConfig;
 }
 
 /**
- * The layer a case runs: the one place a case's capacity factor becomes the layer's. A dropless
- * case has none (null in its config and its key) and computes the cf = 0 function, whose
- * capacity is the busiest expert's load.
+ * A case as results.json records it (CaseConfig: the layer's fields, flat, beside impl and pass):
+ * the one place a case's layer becomes its record, the capacity factor null where the strategy
+ * ignores it.
  */
-export function caseLayer(config: CaseConfig): LayerConfig {
-  const { impl: _impl, pass: _pass, capacityFactor, ...layer } = config;
-  return { ...layer, capacityFactor: capacityFactor ?? 0 };
+export function caseConfig(c: Omit<SweepCase, 'key'>): CaseConfig {
+  return { impl: c.impl, ...c.layer, capacityFactor: findStrategy(c.impl).dropless ? null : c.layer.capacityFactor, pass: c.pass };
 }
 
 export interface SweepCases {
@@ -31,26 +38,13 @@ export interface SweepCases {
   notes: string[];
 }
 
+/**
+ * A case's identity, which results files, the gate's baselines and --resume match cases on: the
+ * strategy, the layer's parts as the layer-field table orders and writes them (src/layer-fields.ts
+ * `key`), and the pass.
+ */
 export function caseKey(c: CaseConfig): string {
-  return [
-    c.impl,
-    `T${c.tokens}`,
-    `d${c.hidden}`,
-    `h${c.ffn}`,
-    `E${c.experts}`,
-    `k${c.topK}`,
-    c.activation,
-    `cf${c.capacityFactor ?? '-'}`,
-    c.checkpoint,
-    c.dtype,
-    formatSkew(c.skew),
-    // Only balanced cases say so: top-k keys stay those of files written before --routing.
-    ...(c.routing === 'balanced' ? ['balanced'] : []),
-    `norm${c.normalizeGates ? 1 : 0}`,
-    `aux${c.auxLoss}`,
-    `seed${c.seed}`,
-    c.pass,
-  ].join('|');
+  return [c.impl, ...layerKeyParts(c), c.pass].join('|');
 }
 
 /** The same key without the strategy: cases that share it are compared with each other. */
@@ -93,14 +87,12 @@ export function sweepCases(spec: SweepSpec): SweepCases {
               for (const id of spec.impl) {
                 const strategy = findStrategy(id);
                 if (strategy.dropless && spec.capacityFactor.length > 1) cfIgnored = true;
-                const capacityFactor = strategy.dropless ? null : cf;
                 // Validated as the layer it runs.
-                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: capacityFactor ?? 0 });
-                const config: CaseConfig = { impl: id, ...layer, capacityFactor, pass: spec.pass };
-                const key = caseKey(config);
+                const layer = layerConfig({ ...spec, tokens: T, hidden: d, ffn: h, experts: E, topK: k, capacityFactor: strategy.dropless ? 0 : cf });
+                const key = caseKey(caseConfig({ impl: id, pass: spec.pass, layer }));
                 if (seen.has(key)) continue;
                 seen.add(key);
-                cases.push({ key, config });
+                cases.push({ key, impl: id, pass: spec.pass, layer });
               }
           }
     }

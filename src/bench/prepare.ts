@@ -5,7 +5,7 @@ import { checkOutputFiles, checkOutputPath, isDiskFull } from '../fs.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { findStrategy } from '../registry.js';
 import { LOCK_FILE, lockFolder, type FolderLock } from '../lock.js';
-import { caseLayer, sweepCases, type SweepCases, type SweepSpec } from './cases.js';
+import { sweepCases, type SweepCases, type SweepSpec } from './cases.js';
 import { readBenchResults } from './read.js';
 import type { BenchResults, ShardRecord } from './schema.js';
 import { formatShard, casesOfSlice, sliceSweep, type ShardSpec } from './shard.js';
@@ -101,7 +101,7 @@ export async function prepareBench(request: BenchRequest): Promise<PreparedBench
   const whole = sweepCases(spec);
   if (whole.cases.length === 0) throw new UsageError(`the sweep is empty: ${whole.notes.join('; ') || 'no case to run'}`);
   // The whole sweep, not the slice: a shard of cases this adapter-independent check refuses still records them.
-  const reasons = whole.cases.map((c) => findStrategy(c.config.impl).unsupported(caseLayer(c.config)));
+  const reasons = whole.cases.map((c) => findStrategy(c.impl).unsupported(c.layer));
   if (reasons.every((r) => r !== null)) throw new UsageError(`no case of the sweep can run: ${[...new Set(reasons)].join('; ')}`);
   const { sweep, shard } = shardOf(whole, request, resume);
   if (resume) {

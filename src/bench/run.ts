@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../fs.js';
 import type { Provenance } from '../measure/provenance.js';
 import type { SamplingPolicy } from '../measure/stats.js';
 import { runCase, type CaseOptions } from './case.js';
-import { caseLabel, configKey, type SweepCase, type SweepCases } from './cases.js';
+import { caseConfig, caseLabel, configKey, type SweepCase, type SweepCases } from './cases.js';
 import { BENCH_SCHEMA, type BenchCase, type BenchResults, type BenchSettings, type GpuSettings, type SavedSweep, type ShardRecord, type Testbed } from './schema.js';
 
 export interface BenchOptions {
@@ -126,10 +126,10 @@ export function caseOptions(device: GpuContext, sweepCase: SweepCase, results: B
     sampling: options.sampling,
     layers: options.layers,
     memoryLimit: options.memoryLimit,
-    gemmCeilingTflops: (caseEngine(device, sweepCase.config.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
+    gemmCeilingTflops: (caseEngine(device, sweepCase.layer.dtype) === 'subgroup-matrix' ? ceilings?.gemmSubgroupMatrix?.tflops : ceilings?.gemm.tflops) ?? null,
     check: options.check,
     makeTimer: options.makeTimer,
-    pairWith: pairedReference(sweepCase.config, results.cases),
+    pairWith: pairedReference(caseConfig(sweepCase), results.cases),
   };
 }
 
@@ -203,7 +203,7 @@ export async function runBench(gpu: GpuContext, sweep: SweepCases, options: Benc
     const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }, gpu.allocatorPolicy);
     const kernels = new KernelContext(allocator);
     // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
-    const usesMatrixUnits = sweep.cases.some((c) => caseEngine(gpu, c.config.dtype) === 'subgroup-matrix');
+    const usesMatrixUnits = sweep.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
     const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix') : null;
     try {
       const software = isSoftwareAdapter(gpu);
@@ -222,7 +222,7 @@ export async function runBench(gpu: GpuContext, sweep: SweepCases, options: Benc
   let started = 0;
   for (const sweepCase of sweep.cases) {
     const done = previous.get(sweepCase.key);
-    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(sweepCase.config));
+    if (!done) options.onCaseStart?.(started++, toRun, caseLabel(caseConfig(sweepCase)));
     if (!done && options.reopenDevice && lastPeak > LARGE_CASE_BYTES) device = await options.reopenDevice(device);
     const result =
       done ??

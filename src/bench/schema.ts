@@ -1,4 +1,5 @@
 import type { GemmEngine, LayerConfig } from '../config.js';
+import type { RecordedLayer } from '../layer-fields.js';
 import type { Ceilings } from '../measure/ceilings.js';
 import type { AllocatorMode, BufferTag } from '../gpu/allocator.js';
 import type { GapCause } from '../gpu/timer.js';
@@ -18,15 +19,13 @@ export type CaseStatus = 'ok' | 'oom' | 'unsupported' | 'error' | 'mismatch';
 export type CasePass = 'forward' | 'train';
 
 /**
- * Every field that identifies a case (`key` is built from all of them): the layer's (LayerConfig,
- * the skew in its object form) and the case's own, the strategy (`--impl`) and the pass.
+ * Every field that identifies a case (`key` is built from all of them), as results.json records
+ * it: the case's own, the strategy (`--impl`) and the pass, beside the layer's fields, flat (the
+ * skew in its object form, the capacity factor null for dropless strategies, which ignore it).
+ * In memory a case is {impl, pass, layer} (cases.ts SweepCase); the record stays flat so that
+ * every file written since v1 reads as it is.
  */
-export type CaseConfig = Omit<LayerConfig, 'capacityFactor'> & {
-  impl: string;
-  /** null for dropless strategies, which ignore it. */
-  capacityFactor: number | null;
-  pass: CasePass;
-};
+export type CaseConfig = RecordedLayer & { impl: string; pass: CasePass };
 
 export interface TimeStats {
   median: number;

@@ -2,7 +2,7 @@ import { UsageError } from '../errors.js';
 import { routingModel, sampleRoutings } from '../plan/routing.js';
 import { meanWork } from '../plan/traffic.js';
 import { findStrategy } from '../registry.js';
-import { caseLayer, configKey, type SweepCase, type SweepCases } from './cases.js';
+import { caseConfig, configKey, type SweepCase, type SweepCases } from './cases.js';
 import type { ShardRecord } from './schema.js';
 
 /*
@@ -58,12 +58,12 @@ const COST_ROUTINGS = 4;
  * an integer so that the slices never hinge on the last bit of a float.
  */
 export function caseCost(sweepCase: SweepCase): number {
-  const strategy = findStrategy(sweepCase.config.impl);
-  const c = caseLayer(sweepCase.config);
+  const strategy = findStrategy(sweepCase.impl);
+  const c = sweepCase.layer;
   if (strategy.unsupported(c) !== null) return 0;
   const routings = sampleRoutings(c, strategy.dropless, routingModel(c, COST_ROUTINGS));
   const work = meanWork(routings.map((r) => strategy.work(c, r, { chunkBytes: COST_CHUNK_BYTES })));
-  const counted = sweepCase.config.pass === 'forward' ? work.filter((w) => w.pass === 'forward') : work;
+  const counted = sweepCase.pass === 'forward' ? work.filter((w) => w.pass === 'forward') : work;
   return Math.round(counted.reduce((sum, w) => sum + Math.max(w.bytes, w.flops / FLOPS_PER_BYTE), 0));
 }
 
@@ -111,7 +111,7 @@ export function partitionSweep(sweep: SweepCases, count: number): Partition {
   const costs = sweep.cases.map(caseCost);
   const byConfig = new Map<string, Unit>();
   sweep.cases.forEach((c, i) => {
-    const key = configKey(c.config);
+    const key = configKey(caseConfig(c));
     const unit = byConfig.get(key) ?? { cases: [], cost: 0, first: i };
     unit.cases.push(c);
     unit.cost += costs[i];

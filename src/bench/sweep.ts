@@ -1,5 +1,5 @@
 import { DEFAULT_LAYER, formatSkew, type LayerConfig } from '../config.js';
-import { flagOfField, LAYER_FIELDS } from '../layer-fields.js';
+import { flagOfField, LAYER_FIELDS, LAYER_FIELDS_IN_KEY_ORDER } from '../layer-fields.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_SAMPLING, type SamplingPolicy } from '../measure/stats.js';
 import { STRATEGIES } from '../registry.js';
@@ -60,9 +60,9 @@ export function completeSweep(given: GivenSweep): SweepSpec {
     const fallback = 'list' in e ? (e.list.default === 'preset' ? undefined : [DEFAULT_LAYER[e.field]]) : 'derivedDefault' in e ? undefined : DEFAULT_LAYER[e.field];
     return [e.field, given[e.field] ?? fallback];
   };
-  // Saved in this order: the listed fields, then the ones the sweep holds fixed.
-  const listed = LAYER_FIELDS.filter((e) => 'list' in e).map(layer);
-  const fixed = LAYER_FIELDS.filter((e) => !('list' in e)).map(layer);
+  // Saved in this order: the listed fields, then the ones the sweep holds fixed, each in the case key's order (dtype after checkpoint, as files have always listed them).
+  const listed = LAYER_FIELDS_IN_KEY_ORDER.filter((e) => 'list' in e).map(layer);
+  const fixed = LAYER_FIELDS_IN_KEY_ORDER.filter((e) => !('list' in e)).map(layer);
   return { impl: orderStrategies(given.impl), preset: given.preset ?? null, ...Object.fromEntries([...listed, ...fixed]), pass: given.pass ?? 'train' } as SweepSpec;
 }
 

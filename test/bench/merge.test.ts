@@ -20,7 +20,7 @@ import { OTHER_GPU, results, type CaseSpec } from '../fixtures/gate/synthetic.js
 
 const SPEC = completeSweep({ impl: ['zero-buffer', 'tutel', 'megablocks'], experts: [4, 8], tokens: [256], hidden: [32], ffn: [64], topK: [2], skew: parseSkew('zipf:3') });
 const PLAN = sweepCases(SPEC);
-const CASES: CaseSpec[] = PLAN.cases.map((c, i) => ({ strategy: c.config.impl, experts: c.config.experts, ms: 10 + i, stepPeak: 700_000 + 1000 * i }));
+const CASES: CaseSpec[] = PLAN.cases.map((c, i) => ({ strategy: c.impl, experts: c.layer.experts, ms: 10 + i, stepPeak: 700_000 + 1000 * i }));
 const provenance = collectProvenance(['merge', 'test']);
 
 /** The whole sweep as one bench run writes it. */

@@ -61,8 +61,7 @@ describe('bench --resume continues the saved sweep', () => {
     const resumed = resumeSweep(r, 'r.json', {}, noRun).spec;
     expect(resumed.routing).toBe('balanced');
     const [balancedCase] = sweepCases(resumed).cases;
-    expect(balancedCase.config.routing).toBe('balanced');
-    expect(balancedCase.config.routing).toBe('balanced');
+    expect(balancedCase.layer.routing).toBe('balanced');
     expect(balancedCase.key).toBe('zero-buffer|T256|d32|h64|E4|k2|swiglu|cf-|activations|f32|uniform|balanced|norm1|aux0|seed1|train');
     expect(() => resumeSweep(r, 'r.json', { routing: 'top-k' }, noRun)).toThrow(/--routing top-k \(the saved sweep has balanced\)/);
     delete (r.settings.sweep as { routing?: string }).routing;

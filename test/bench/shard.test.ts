@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configKey, sweepCases, type SweepCases } from '../../src/bench/cases.js';
+import { caseConfig, configKey, sweepCases, type SweepCases } from '../../src/bench/cases.js';
 import { prepareBench } from '../../src/bench/prepare.js';
 import { caseCost, CONFIG_IMBALANCE, parseShardSpec, partitionSweep, sliceSweep } from '../../src/bench/shard.js';
 import { completeSweep, saveSweep } from '../../src/bench/sweep.js';
@@ -56,7 +56,7 @@ describe('--shard i/n', () => {
       if (unit !== 'config') continue;
       const shardOfConfig = new Map<string, number>();
       slices.forEach((s, i) => s.keys.forEach((k) => {
-        const config = configKey(p.cases.find((c) => c.key === k)!.config);
+        const config = configKey(caseConfig(p.cases.find((c) => c.key === k)!));
         expect(shardOfConfig.get(config) ?? i, k).toBe(i);
         shardOfConfig.set(config, i);
       }));
