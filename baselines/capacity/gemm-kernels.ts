@@ -1,7 +1,7 @@
 import type { Activation, DType } from '../../src/config.js';
 import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/activation.js';
-import { gemmSource, TILE_M, TILE_N, type GemmBinding } from '../../kernels/gemm/core.js';
-import { reduceStore, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
+import { REDUCE_TILE, reduceStore, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
 import { dispatchedGradVectors, DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, upVectors } from './vector-hooks.js';
 
@@ -41,10 +41,10 @@ fn tileOf(wg: vec3u) -> Tile {
   let e = P.expertFirst + wg.z;
   t.seg = e;
   let segEnd = min((e + 1u) * P.C, P.rowEnd);
-  t.m0 = max(e * P.C, P.rowBegin) + wg.x * ${TILE_M}u;
-  t.mEnd = min(t.m0 + ${TILE_M}u, segEnd);
-  t.n0 = wg.y * ${TILE_N}u;
-  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.m0 = max(e * P.C, P.rowBegin) + wg.x * TM;
+  t.mEnd = min(t.m0 + TM, segEnd);
+  t.n0 = wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = 0u;
   t.kEnd = P.K;
   t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd;
@@ -57,10 +57,10 @@ fn tileOf(wg: vec3u) -> Tile {
   var t: Tile;
   let e = P.expertFirst + wg.z;
   t.seg = e;
-  t.m0 = wg.x * ${TILE_M}u;
-  t.mEnd = min(t.m0 + ${TILE_M}u, P.M);
-  t.n0 = wg.y * ${TILE_N}u;
-  t.nEnd = min(t.n0 + ${TILE_N}u, P.N);
+  t.m0 = wg.x * TM;
+  t.mEnd = min(t.m0 + TM, P.M);
+  t.n0 = wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.N);
   t.kBegin = max(e * P.C, P.rowBegin);
   t.kEnd = min((e + 1u) * P.C, P.rowEnd);
   t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd && t.kBegin < t.kEnd;
@@ -90,6 +90,7 @@ export function capacityUp(activation: Activation, dtype: DType): KernelSource {
     dtype,
     name: `capacity-up-${activation}`,
     dual: swiglu,
+    tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
     bindings: [operand('dispatched'), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
@@ -113,7 +114,8 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 export const capacityDown = perDtype((dtype) => gemmSource({
   dtype,
   name: 'capacity-down',
-  aContiguous: 'k',
+  tile: SEGMENT_TILE,
+    aContiguous: 'k',
   bContiguous: 'n',
   bindings: [operand('U'), operand('W2'), write('Y')],
   params: EXPERT_PARAMS,
@@ -128,7 +130,8 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c);
 const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   dtype,
   name: 'capacity-dW2',
-  aContiguous: 'm',
+  tile: REDUCE_TILE,
+    aContiguous: 'm',
   bContiguous: 'n',
   bindings: [operand('U'), operand('dY'), write('dW2')],
   params: EXPERT_PARAMS,
@@ -143,7 +146,8 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${
 export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
   dtype,
   name: 'capacity-dU',
-  aContiguous: 'k',
+  tile: TRANSPOSED_SEGMENT_TILE,
+    aContiguous: 'k',
   bContiguous: 'k',
   bindings: [operand('dY'), operand('W2'), write('dU')],
   params: EXPERT_PARAMS,
@@ -161,6 +165,7 @@ function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): 
     dtype,
     name: `capacity-dW13-${swiglu ? 'swiglu' : 'plain'}`,
     dual: swiglu,
+    tile: REDUCE_TILE,
     aContiguous: 'm',
     bContiguous: 'n',
     bindings: [operand('dispatched'), operand('dA'), ...(swiglu ? [operand('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
@@ -201,6 +206,7 @@ export function capacityDispatchedGrad(activation: Activation, dtype: DType): Ke
   return gemmSource({
     dtype,
     name: `capacity-dDispatched-${swiglu ? 'swiglu' : 'plain'}`,
+    tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dDispatched')],
@@ -237,10 +243,10 @@ const RANGE_TILING = `
 fn tileOf(wg: vec3u) -> Tile {
   var t: Tile;
   t.seg = 0u;
-  t.m0 = P.mBegin + wg.x * ${TILE_M}u;
-  t.mEnd = min(t.m0 + ${TILE_M}u, P.mEnd);
-  t.n0 = P.nBegin + wg.y * ${TILE_N}u;
-  t.nEnd = min(t.n0 + ${TILE_N}u, P.nEnd);
+  t.m0 = P.mBegin + wg.x * TM;
+  t.mEnd = min(t.m0 + TM, P.mEnd);
+  t.n0 = P.nBegin + wg.y * TN;
+  t.nEnd = min(t.n0 + TN, P.nEnd);
   t.kBegin = P.kBegin;
   t.kEnd = P.kEnd;
   t.valid = t.m0 < t.mEnd && t.n0 < t.nEnd;

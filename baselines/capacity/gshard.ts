@@ -1,8 +1,6 @@
 import { DISPATCH_WORKGROUP, gateGradFromCombine } from './dispatch-kernels.js';
 import { addRows, castCombine, gatingSec, locationsOneHot, packNonzero } from './gshard-gating.js';
 import { einsumCombine, einsumCombineGradWeights, einsumCombineGradY, einsumDispatch, einsumDispatchGradX } from './gemm-kernels.js';
-import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
-import { tiles } from '../../kernels/gemm/tiling.js';
 import { grid, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import { capacityOf, type DType, type LayerConfig } from '../../src/config.js';
 import { floatBytes } from '../../src/f16.js';
@@ -10,7 +8,7 @@ import { OutOfMemoryError } from '../../src/errors.js';
 import { chunkLayout, chunkRowRange, type Tensor } from '../../src/gpu/tensor.js';
 import type { LayerTensors, StepContext, Strategy } from '../../src/strategy/contract.js';
 import { formatBytes } from '../../src/units.js';
-import { checkGrid, unsupportedCapacity } from './runner.js';
+import { checkedGemmGrid, unsupportedCapacity } from './runner.js';
 import { commonBuffers, withPersistent, type CapacityStepTable } from './table.js';
 import { spec } from '../../src/strategy/buffer-table.js';
 import { CapacityRunner } from './experts.js';
@@ -97,7 +95,7 @@ class GShardRunner extends CapacityRunner {
       source: kernel,
       params: { mBegin: m[0], mEnd: m[1], nBegin: n[0], nEnd: n[1], kBegin: k[0], kEnd: k[1], d: this.c.hidden, slotCount: Q, accumulate: accumulate ? 1 : 0 },
       buffers,
-      workgroups: [checkGrid(kernel.name, tiles(m[1] - m[0], TILE_M)), checkGrid(kernel.name, tiles(n[1] - n[0], TILE_N)), 1],
+      workgroups: checkedGemmGrid(kernel.name, { M: m[1] - m[0] }, n[1] - n[0]),
     });
   }
 

@@ -1,6 +1,6 @@
 import { capacitySlots, DISPATCH_WORKGROUP, DROPPED } from './dispatch-kernels.js';
-import { TILE_M, TILE_N } from '../../kernels/gemm/core.js';
-import { tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { gemmGrid } from '../../kernels/gemm/core.js';
+import { type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import { MAX_TOP_K } from '../../kernels/routing/router.js';
 import { encodeRoutingMetadata, MAX_PAIRS } from '../../kernels/routing/metadata.js';
@@ -26,6 +26,12 @@ export function unsupportedCapacity(c: LayerConfig): string | null {
 export function checkGrid(kernel: string, count: number): number {
   if (count > MAX_WORKGROUPS_PER_DIM) throw new Error(`${kernel}: ${count} workgroups along one grid dimension exceed ${MAX_WORKGROUPS_PER_DIM}; use a smaller capacity or fewer tokens`);
   return count;
+}
+
+/** A GEMM's grid in the tile of the kernel the encoder builds (gemmGrid), each dimension checked. */
+export function checkedGemmGrid(kernel: string, ...args: Parameters<typeof gemmGrid>): (built: KernelSource) => [number, number, number] {
+  const inTiles = gemmGrid(...args);
+  return (built) => inTiles(built).map((count) => checkGrid(kernel, count)) as [number, number, number];
 }
 
 export interface ExpertChunk {
@@ -159,7 +165,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
         source,
         params: this.expertParams(x, 0, N, K),
         buffers: buffers(x),
-        workgroups: [checkGrid(source.name, tiles(Math.min(this.C, x.rowEnd - x.rowBegin), TILE_M)), checkGrid(source.name, tiles(N, TILE_N)), checkGrid(source.name, x.experts)],
+        workgroups: checkedGemmGrid(source.name, { M: Math.min(this.C, x.rowEnd - x.rowBegin) }, N, x.experts),
       }),
     );
   }
@@ -183,7 +189,7 @@ export abstract class CapacityRunnerBase implements StrategyRunner {
           source: kernel,
           params: this.expertParams(part, M, N, 0),
           buffers: buffers(part),
-          workgroups: [tiles(M, TILE_M), tiles(N, TILE_N), checkGrid(kernel.name, part.experts)],
+          workgroups: checkedGemmGrid(kernel.name, { M }, N, part.experts),
         });
       }
     });

@@ -1,4 +1,5 @@
-import { REDUCE_TILE, SEGMENT_TILE, tiles, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { gemmGrid } from '../../kernels/gemm/core.js';
+import { type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { paddedGather, paddedScatter, sumTopK, sumTopKGroups } from './permute.js';
 import { grid, MAX_WORKGROUPS_PER_DIM, type Dispatch, type DispatchBuffers, type KernelSource } from '../../kernels/program.js';
 import type { LayerConfig } from '../../src/config.js';
@@ -154,7 +155,7 @@ export class MegaBlocksBuffers {
         source,
         params: { ...this.shape(rows, experts), N, K, segCount: this.c.experts, tileBase: 0 },
         buffers: buffers(ac, wc),
-        workgroups: [this.totalTiles, tiles(N, SEGMENT_TILE.n), 1],
+        workgroups: gemmGrid({ rowTiles: this.totalTiles }, N),
       }),
     );
   }
@@ -163,7 +164,7 @@ export class MegaBlocksBuffers {
   /** Weight gradients: the first activation chunk stores each expert's tiles, later ones add. */
   protected async segmentReduce(step: StepContext, source: Record<ReduceMode, KernelSource>, weights: Tensor, M: number, N: number, buffers: Chunks) {
     await this.perChunk(weights, (ac, wc, rows, experts) =>
-      this.dispatch(step, { source: source[ac === 0 ? 'store' : 'add'], params: { ...this.shape(rows, experts), M, N }, buffers: buffers(ac, wc), workgroups: [tiles(M, REDUCE_TILE.m), tiles(N, REDUCE_TILE.n), experts.count] }),
+      this.dispatch(step, { source: source[ac === 0 ? 'store' : 'add'], params: { ...this.shape(rows, experts), M, N }, buffers: buffers(ac, wc), workgroups: gemmGrid({ M }, N, experts.count) }),
     );
   }
 

@@ -73,8 +73,10 @@ export function withEngine(source: KernelSource, engine: GemmEngine, target: Eng
 
 function build(spec: GemmSpec, target: EngineTarget): GemmKernelSource {
   const engine = effectiveEngine(spec, spec.engine ?? 'simt', target);
-  // The matrix engine may take its own output tile (a wider one where the shape allows).
-  const tile = (engine !== 'simt' && spec.subgroupMatrix?.tile) || spec.tile || DEFAULT_TILE;
+  // The matrix engine may take its own output tile (a wider or taller one where the shape allows).
+  const simtTile = spec.tile ?? DEFAULT_TILE;
+  const matrixTile = spec.subgroupMatrix?.tile ?? (simtTile.matrix ? { ...simtTile, ...simtTile.matrix } : simtTile);
+  const tile = engine === 'simt' ? simtTile : matrixTile;
   const code = ENGINES[engine].emit({ ...spec, tile }, target);
   const bindings = [...spec.bindings, ...code.bindings];
   const code_ = `${code.enables}

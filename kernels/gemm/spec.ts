@@ -29,6 +29,13 @@ export interface TileShape {
    * start 128 floats apart and land in one memory bank (+60% with B loaded along K at BK 16).
    */
   pad?: 0 | 4;
+  /**
+   * The subgroup-matrix engine's own tile for this spec [default: the same as SIMT's]. A segment
+   * tiling may take more rows than the routing metadata's row tile: its grid counts metadata tiles,
+   * and a workgroup whose tile starts past its segment's end exits at once (tiling.ts), so a taller
+   * tile over-covers the grid but computes every row once (SEGMENT_TILE).
+   */
+  matrix?: Pick<TileShape, 'm' | 'n'>;
 }
 
 /** A storage binding of a GEMM: its name is the WGSL variable the hooks use and the dispatch's buffer key. */
@@ -73,10 +80,7 @@ export interface SubgroupMatrixOptions {
   grid?: [number, number];
   /** Vector hooks through 16-byte views [default true]; false: the same hooks, 8 scalar loads each (a measurement switch). */
   views?: boolean;
-  /**
-   * The engine's own output tile [default: the spec's]. Only where the rows are not segment tiles
-   * (their height is the routing metadata's) and the dispatch counts its grid with gemmGrid.
-   */
+  /** The engine's own output tile [default: the spec's tile.matrix, else its tile]; the dispatch counts its grid with gemmGrid. */
   tile?: TileShape;
   /** Use the spec's vector hooks at all [default true]. */
   vectors?: boolean;

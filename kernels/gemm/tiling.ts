@@ -7,11 +7,15 @@
 import { LARGE_TILE, TILE_M, type TileShape } from './core.js';
 
 /**
- * Tile shapes of the routed-row GEMMs, shared by every strategy whose expert GEMMs walk segments
- * (zero-buffer and MegaBlocks), so that the two differ in dispatch, not in tiling. Row tiles
- * follow the routing metadata's tile offsets (TILE_M rows); columns can be wider.
+ * Tile shapes of the routed-row GEMMs, shared by every strategy's expert GEMMs (segments of
+ * zero-buffer, MegaBlocks and ScatterMoE; capacity slots of Tutel and GShard), so that they differ
+ * in dispatch, not in tiling. The routing metadata counts row tiles of TILE_M (64) rows, the SIMT
+ * engine's height; the matrix engine takes 128 rows: on the H100 a 128×128 tile ran the dense
+ * product at 114 TFLOP/s against 72 for 64×128 (docs/performance.md, session 6), so it wins even
+ * where segments average 128 rows (DeepSeek-like: about 2/3 of a 128-row tile used against 4/5 of
+ * 64-row ones). Its grid stays counted in metadata tiles; tiles past a segment's end exit.
  */
-export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128 };
+export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128, matrix: { m: 128, n: 128 } };
 /** Segment GEMMs whose B is loaded along K (transposed weights): BK 16 beat BK 8 there on the H200. */
 export const TRANSPOSED_SEGMENT_TILE: TileShape = { ...SEGMENT_TILE, k: 16 };
 /** Weight gradients tile their [d,h] outputs, never a segment: the large tile. */

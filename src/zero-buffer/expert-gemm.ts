@@ -218,7 +218,7 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
       write('dgPartial', 'f32'),
     ],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS, { name: 'dgParts', type: 'u32' }],
-    moduleScope: `var<workgroup> rowDg: array<f32, ${SEGMENT_TILE.m * 16}>;`,
+    moduleScope: `var<workgroup> rowDg: array<f32, ${Math.max(SEGMENT_TILE.m, SEGMENT_TILE.matrix?.m ?? 0) * 16}>;`,
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('expertOffsets', 'expertTileOffsets')}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dO[rowTokens[m] * P.d + k]); }

@@ -14,6 +14,10 @@ const GRID: GridCase[] = [
   ['a single token and a single expert (T=1, E=1)', { tokens: 1, hidden: 10, ffn: 14, experts: 1, topK: 1 }],
   // d and h multiples of 8: the 16-byte vector hooks (zero-buffer's and MegaBlocks') stage the tiles.
   ['d 16, h 24: the vector hooks', { tokens: 70, hidden: 16, ffn: 24, experts: 5, topK: 2 }],
+  // Segments of 300 rows: several 128-row matrix tiles per expert (SEGMENT_TILE.matrix), the last
+  // partial, over a grid counted in 64-row metadata tiles; then row chunks of 170 cutting tiles.
+  ['long segments: 128-row matrix tiles', { tokens: 300, hidden: 16, ffn: 24, experts: 2, topK: 2 }],
+  ['long segments cut by row chunks', { tokens: 300, hidden: 16, ffn: 24, experts: 2, topK: 2 }, 16384],
 ];
 
 /**
@@ -25,10 +29,10 @@ const GRID: GridCase[] = [
 describe('every strategy on the emulated subgroup-matrix engine at f16', { timeout: 600_000 }, async () => {
   const emulated = async () => ({ ...(await testGpu()), gemmRequest: 'subgroup-matrix-emulated' as const });
   for (const id of strategyIds()) {
-    for (const [name, partial] of GRID) {
+    for (const [name, partial, chunkBytes] of GRID) {
       it(`${id}: ${name}`, async () => {
         const config = layerConfig({ seed: 9, ...partial, dtype: 'f16', capacityFactor: 0 });
-        const run = await expectVerified(id, config, undefined, await emulated());
+        const run = await expectVerified(id, config, chunkBytes, await emulated());
         expect(run.gemmFallbacks ?? []).toEqual([]);
       });
     }
