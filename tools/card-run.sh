@@ -5,9 +5,10 @@
 #   bash tools/card-run.sh [engine|all|final]   (about 9½ minutes; each step is cut at its limit and saves what it has)
 # `engine` runs only the engine's figures (dense variants, zero-buffer's profile and steps);
 # `final` (about 9 minutes) the anchor at conf4 and fine-64, the default engine's dense product,
-# verify at f16 on the real intrinsics, the driver check and per-kernel profile of zero-buffer,
-# ScatterMoE and megablocks-grouped at conf4, and every strategy at conf4 and fine-64;
-# `deepseek` (about 7 minutes) the anchor and every strategy at deepseek-v3-like-layer, checked.
+# the per-kernel profile of zero-buffer, ScatterMoE and megablocks-grouped at conf4, every strategy
+# at conf4 and fine-64, and verify's edge grid at f16 on the real intrinsics;
+# `deepseek` (about 7 minutes) the anchor and every strategy at deepseek-v3-like-layer, checked;
+# `paper` (about 5 minutes) docs/paper.md's speed sweep and the driver check of the other three.
 # Everything lands in $OUT/card.tgz; bench folders resume with `bench --resume DIR`.
 set -u
 what=${1:-all}
@@ -19,17 +20,36 @@ quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^
 export -f quiet
 # The PyTorch anchor in the same lease: anchor SECONDS IMPLS CONFIGS...
 anchor() { ( cd "$W" && timeout "$1" python3 "$here/.gpu/torch_moe.py" --impls $2 --configs "${@:3}" --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"; }
+# The edge grid of verify on the real intrinsics, one invocation per shape (the lavapipe grid's).
+edge_grid() {
+  for shape in "40 12 20 1 1" "50 16 24 6 1" "30 8 12 4 4" "96 16 16 64 8" "1 10 14 5 2" "131 67 69 7 3" \
+               "60 20 36 5 2 --activation silu" "64 16 16 8 1 --skew zipf:30" "1000 200 264 8 2 --capacity-factor 1.25" \
+               "131 67 69 7 3 --routing balanced" "300 16 24 2 2" "600 64 72 3 2"; do
+    set -- $shape
+    node bin/run.js verify --dtype f16 --gemm subgroup-matrix --tokens $1 --hidden $2 --ffn $3 --experts $4 --top-k $5 "${@:6}" 2>&1 | quiet
+  done
+}
+export -f edge_grid
 if [ "$what" = final ]; then
   anchor 40 torch-sorted moeblaze-conf4 fine-64
   bash "$here/.gpu/remote.sh" bash -c "
-  timeout 30 node tools/gemm-bench.mjs --only project-dense,always-128x128-k64 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
-  timeout 60 node bin/run.js verify --dtype f16 --gemm subgroup-matrix 2>&1 | quiet > $W/verify-f16-subgroup-matrix.log; echo verify-exit=\$?
-  timeout 100 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --driver-check --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
+  timeout 25 node tools/gemm-bench.mjs --only project-dense 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 80 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
   timeout -s INT 190 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
-  timeout -s INT 80 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
+  timeout -s INT 110 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
+  timeout 90 bash -c edge_grid > $W/verify-f16-subgroup-matrix-grid.log 2>&1; echo grid-exit=\$?
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
-  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; tail -n 4 "$W/verify-f16-subgroup-matrix.log"; tail -n 3 "$W/profile-conf4.err"; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; grep -c '│ pass' "$W/verify-f16-subgroup-matrix-grid.log"; grep -i 'fail\|mismatch\|error:' "$W/verify-f16-subgroup-matrix-grid.log" | head -5; tail -n 3 "$W/profile-conf4.err"; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  exit 0
+fi
+if [ "$what" = paper ]; then
+  bash "$here/.gpu/remote.sh" bash -c "
+  for act in silu swiglu; do timeout -s INT \${PAPER_S:-110} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation \$act --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-\$act > $W/paper-\$act.log 2>&1; echo paper-\$act-exit=\$?; done
+  for s in megablocks tutel gshard; do timeout 45 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl \$s --driver-check --json > $W/driver-check-\$s.json 2> $W/driver-check-\$s.err; echo driver-\$s-exit=\$?; done
+  "
+  tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
+  tail -n 18 "$W"/paper-*.log | cut -c1-170
   exit 0
 fi
 if [ "$what" = deepseek ]; then

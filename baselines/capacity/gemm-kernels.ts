@@ -1,7 +1,8 @@
 import type { Activation, DType } from '../../src/config.js';
 import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
-import { REDUCE_TILE, reduceStore, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
+import { DEFAULT_TILE, type TileShape } from '../../kernels/gemm/spec.js';
+import { reduceStore, SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
 import { dispatchedGradVectors, DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, upVectors } from './vector-hooks.js';
 
@@ -21,6 +22,14 @@ import { dispatchedGradVectors, DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_G
  * stored at the layer's dtype, bound as `dt`; tiles and accumulators are f32. Sums across K chunks
  * go through storage, so at f16 they are rounded once per chunk.
  */
+/**
+ * The expert GEMMs' tile: on the matrix engine every strategy's (SEGMENT_TILE.matrix, 128×128);
+ * SIMT keeps 64×64, what these kernels always had: MegaBlocks' SIMT tiles (64×128 rows, 128×128
+ * reductions) made Tutel and GShard 24–43% slower against zero-buffer in the lavapipe gate's
+ * quick shapes, and their effect at full size on a GPU's SIMT path is not measured.
+ */
+const CAPACITY_TILE: TileShape = { ...DEFAULT_TILE, matrix: SEGMENT_TILE.matrix };
+
 export const EXPERT_PARAMS = [
   { name: 'M', type: 'u32' },
   { name: 'N', type: 'u32' },
@@ -90,7 +99,7 @@ export function capacityUp(activation: Activation, dtype: DType): KernelSource {
     dtype,
     name: `capacity-up-${activation}`,
     dual: swiglu,
-    tile: SEGMENT_TILE,
+    tile: CAPACITY_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
     bindings: [operand('dispatched'), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
@@ -114,7 +123,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 export const capacityDown = perDtype((dtype) => gemmSource({
   dtype,
   name: 'capacity-down',
-  tile: SEGMENT_TILE,
+  tile: CAPACITY_TILE,
     aContiguous: 'k',
   bContiguous: 'n',
   bindings: [operand('U'), operand('W2'), write('Y')],
@@ -130,7 +139,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c);
 const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   dtype,
   name: 'capacity-dW2',
-  tile: REDUCE_TILE,
+  tile: CAPACITY_TILE,
     aContiguous: 'm',
   bContiguous: 'n',
   bindings: [operand('U'), operand('dY'), write('dW2')],
@@ -146,7 +155,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${
 export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
   dtype,
   name: 'capacity-dU',
-  tile: TRANSPOSED_SEGMENT_TILE,
+  tile: CAPACITY_TILE,
     aContiguous: 'k',
   bContiguous: 'k',
   bindings: [operand('dY'), operand('W2'), write('dU')],
@@ -165,7 +174,7 @@ function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): 
     dtype,
     name: `capacity-dW13-${swiglu ? 'swiglu' : 'plain'}`,
     dual: swiglu,
-    tile: REDUCE_TILE,
+    tile: CAPACITY_TILE,
     aContiguous: 'm',
     bContiguous: 'n',
     bindings: [operand('dispatched'), operand('dA'), ...(swiglu ? [operand('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
@@ -206,7 +215,7 @@ export function capacityDispatchedGrad(activation: Activation, dtype: DType): Ke
   return gemmSource({
     dtype,
     name: `capacity-dDispatched-${swiglu ? 'swiglu' : 'plain'}`,
-    tile: TRANSPOSED_SEGMENT_TILE,
+    tile: CAPACITY_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
     bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dDispatched')],
