@@ -33,7 +33,8 @@ export -f edge_grid
 if [ "$what" = final ]; then
   anchor 40 torch-sorted moeblaze-conf4 fine-64
   bash "$here/.gpu/remote.sh" bash -c "
-  timeout 25 node tools/gemm-bench.mjs --only project-dense 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 40 node tools/gemm-bench.mjs --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64,stage-once-128x256-k32 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 30 node tools/gemm-bench.mjs --no-robustness --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
   timeout 80 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
   timeout -s INT 190 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
   timeout -s INT 110 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?

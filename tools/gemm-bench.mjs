@@ -39,6 +39,11 @@ const VARIANTS = [
   ['unguarded-128x128-k64', spec('d1', { m: 128, n: 128 }, { k: 64, guards: 'never' })],
   ['always-128x128-k64', spec('e1', { m: 128, n: 128 }, { k: 64, guards: 'always' })],
   ['unguarded-128x256-k32', spec('d2', { m: 128, n: 256 }, { k: 32, guards: 'never' })],
+  // Where the time goes (wrong products, errors not meaningful): the multiply and barriers alone,
+  // the staging and barriers alone, at the default tile and K.
+  ['stage-once-128x128-k64', spec('x1', { m: 128, n: 128 }, { k: 64, diagnostic: 'stage-once' })],
+  ['no-multiply-128x128-k64', spec('x2', { m: 128, n: 128 }, { k: 64, diagnostic: 'no-multiply' })],
+  ['stage-once-128x256-k32', spec('x3', { m: 128, n: 256 }, { k: 32, diagnostic: 'stage-once' })],
 ];
 
 const gpu = await openGpu({ robustness, extraToggles });

@@ -93,6 +93,12 @@ export interface SubgroupMatrixOptions {
    * robustness, dense 8192³ on the H100 (docs/performance.md, session 6).
    */
   guards?: StagingGuards;
+  /**
+   * Measurement switches that give wrong products, for tools/gemm-bench.mjs only: 'stage-once'
+   * stages the first K step and multiplies it every step (the multiply and barriers without the
+   * staging); 'no-multiply' stages every step and multiplies nothing (the staging and barriers).
+   */
+  diagnostic?: 'stage-once' | 'no-multiply';
 }
 
 export interface GemmSpec {

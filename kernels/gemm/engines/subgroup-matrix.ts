@@ -1,4 +1,4 @@
-import { epilogueOf, kLoop, THREADS, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec } from '../spec.js';
+import { epilogueOf, kLoop, THREADS, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
 import { stagingOf, type Operand } from './staging.js';
 
 /**
@@ -201,7 +201,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   ${guards === 'edges' ? `let wholeTile = t.m0 + TM <= t.mEnd && t.n0 + TN <= t.nEnd && (t.kEnd - t.kBegin) % ${K}u == 0u;` : ''}
   ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
   ${staged.map((s) => s.registers).join('\n  ')}
-  ${kLoop({ step: K, stages, load: staged.map((s) => s.load).join('\n      '), store: staged.map((s) => s.store).join('\n      '), multiply: multiply.join('\n      '), constantBuffers: true })}
+  ${kLoop({ step: K, stages, ...diagnosed(opts.diagnostic, staged.map((s) => s.load).join('\n      '), staged.map((s) => s.store).join('\n      '), multiply.join('\n      ')), constantBuffers: true })}
   // The SIMT engine's per-thread outputs, declared only now so they are not live in the K loop.
   var acc: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;
   ${dual ? `var acc2: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;` : ''}
@@ -215,6 +215,13 @@ ${vl?.functions ?? ''}
 ${emulation}`;
   const enables = emulated ? '' : `enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);`;
   return { enables, bindings: vl && opts.views !== false ? viewBindings(spec) : [], moduleScope, main };
+}
+
+/** The K loop's parts under a measurement switch (SubgroupMatrixOptions.diagnostic); `kb` is the single-stage loop's step. */
+function diagnosed(diagnostic: SubgroupMatrixOptions['diagnostic'], load: string, store: string, multiply: string) {
+  if (diagnostic === 'no-multiply') return { load, store, multiply: '' };
+  if (diagnostic === 'stage-once') return { load: `if (k0 == t.kBegin) {\n${load}\n}`, store: `if (kb == t.kBegin) {\n${store}\n}`, multiply };
+  return { load, store, multiply };
 }
 
 /** The 16-byte views of the spec's vector operands: read-only vec4<u32> bindings of the same buffers. */

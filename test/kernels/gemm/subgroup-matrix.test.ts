@@ -118,6 +118,36 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
     }
   }
 
+  // tools/gemm-bench.mjs's measurement switches compute what they say: the first K step's
+  // product once per step (K/16 times), or nothing.
+  for (const diagnostic of ['stage-once', 'no-multiply'] as const) {
+    it(`diagnostic ${diagnostic}: 64×64·64×64 at K step 16`, async () => {
+      const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated');
+      const [M, N, K] = [64, 64, 64];
+      const tensor = (name: string, n: number, bytes: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(1, n, bytes, Infinity));
+      const a = roundToHalf(randomArray(M * K, 21));
+      const b = roundToHalf(randomArray(K * N, 22));
+      const [A, B, B2, C, C2] = [tensor('A', M * K, 2), tensor('B', K * N, 2), tensor('B2', K * N, 2), tensor('C', M * N, 4), tensor('C2', M * N, 4)];
+      uploadTensor(ctx.device, A, a);
+      uploadTensor(ctx.device, B, b);
+      const source = withEngine(gemmSource(spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, { k: 16, stages: 1, diagnostic })), 'subgroup-matrix-emulated');
+      const enc = ctx.encoder();
+      await enc.dispatch({ source, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [1, 1, 1] });
+      enc.flush();
+      const got = await readTensor(ctx.allocator, C);
+      let worst = 0;
+      for (let m = 0; m < M; m++)
+        for (let n = 0; n < N; n++) {
+          let first = 0;
+          for (let k = 0; k < 16; k++) first += a[m * K + k] * b[k * N + n];
+          const want = diagnostic === 'stage-once' ? 4 * first : 0;
+          worst = Math.max(worst, Math.abs(got[m * N + n] - want));
+        }
+      expect(worst).toBeLessThan(1e-3);
+      ctx.allocator.freeAll();
+    });
+  }
+
   it('keeps f32 GEMMs and kernels that opt out (the router) on SIMT', () => {
     const base = spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, {});
     const f32 = gemmSource({ ...base, dtype: 'f32' });
