@@ -1,7 +1,7 @@
 import { bindingPrelude, grid, LINEAR_WORKGROUP, perDtype, type KernelBinding, type KernelSource, type StepEncoder } from '../program.js';
 import type { TrackedBuffer } from '../../src/gpu/allocator.js';
 import type { DType, LayerConfig } from '../../src/config.js';
-import { gemmSource, TILE_M, TILE_N } from '../gemm/core.js';
+import { gemmGrid, gemmSource } from '../gemm/core.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../gemm/tiling.js';
 
 /**
@@ -272,7 +272,7 @@ export async function encodeRouterForward(
   b: { X: TrackedBuffer; Wr: TrackedBuffer; probs: TrackedBuffer; tokenExperts: TrackedBuffer; gates: TrackedBuffer },
 ): Promise<void> {
   const { tokens: T, hidden: d, experts: E, topK: k } = shape;
-  await enc.dispatch({ source: routerLogits(shape.dtype), params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: { X: b.X, Wr: b.Wr, logits: b.probs }, workgroups: [tiles(T, TILE_M), tiles(E, TILE_N), 1] });
+  await enc.dispatch({ source: routerLogits(shape.dtype), params: { M: T, N: E, K: d, skewS: shape.skewS }, buffers: { X: b.X, Wr: b.Wr, logits: b.probs }, workgroups: gemmGrid({ M: T }, E) });
   await enc.dispatch({
     source: routerTopK,
     params: { T, E, k, normalize: shape.normalizeGates ? 1 : 0, balanced: shape.balanced ? 1 : 0 },
@@ -307,6 +307,6 @@ export async function encodeRouterBackward(
     buffers: { probs: b.probs, tokenExperts: b.tokenExperts, gates: b.gates, pairRows: b.pairRows, dgPartial: b.dgPartial, expertOffsets: b.expertOffsets, dz: b.dz },
     workgroups: grid(tiles(T, TOKEN_WG)),
   });
-  await enc.dispatch({ source: routerWeightGrad(shape.dtype), params: { M: d, N: E, K: T }, buffers: { X: b.X, dz: b.dz, dWr: b.dWr }, workgroups: [tiles(d, TILE_M), tiles(E, TILE_N), 1] });
-  await enc.dispatch({ source: routerInputGrad(shape.dtype), params: { M: T, N: d, K: E }, buffers: { dz: b.dz, Wr: b.Wr, dX: b.dX }, workgroups: [tiles(T, TILE_M), tiles(d, TILE_N), 1] });
+  await enc.dispatch({ source: routerWeightGrad(shape.dtype), params: { M: d, N: E, K: T }, buffers: { X: b.X, dz: b.dz, dWr: b.dWr }, workgroups: gemmGrid({ M: d }, E) });
+  await enc.dispatch({ source: routerInputGrad(shape.dtype), params: { M: T, N: d, K: E }, buffers: { dz: b.dz, Wr: b.Wr, dX: b.dX }, workgroups: gemmGrid({ M: T }, d) });
 }
