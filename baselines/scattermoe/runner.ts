@@ -51,7 +51,10 @@ export class ScatterMoERunner implements StrategyRunner {
     return this.built.gemms;
   }
 
-  /** Builds the GEMMs once for the table's chunking: the scattered outputs' chunks bound side by side. */
+  /**
+   * Builds the GEMMs once for the table's chunking: the scattered outputs' chunks bound side by
+   * side (Y's, and grouped_x's, which shares its layout: table.ts rowsD).
+   */
   private buildGemms(step: StepContext): void {
     const chunks = this.buffers.layoutOf('Y').chunkCount;
     const maxStorageBuffers = this.options.maxStorageBuffers ?? step.enc.device.limits.maxStorageBuffersPerShaderStage;
