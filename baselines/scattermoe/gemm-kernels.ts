@@ -3,6 +3,7 @@ import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
+import { OUTPUT_PARAMS, outputBindings, outputSlots, scatteredStore } from './scattered-output.js';
 import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, inputGradVectors, upVectors } from './vector-hooks.js';
 
 /**
@@ -26,11 +27,11 @@ import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, inputGradV
  * over expert_offsets.
  *
  * Dispatches cover one row chunk of the grouped [R,·] tensors (rows [rowBegin, rowEnd), based at
- * rowChunkBase), one weight chunk (experts [segBegin, segEnd), based at expertBase) and, for
- * scattered outputs, one chunk of the output (pair rows [dstBegin, dstEnd)); the host dispatches
- * every combination (runner.ts), so a scattered output over several bindings (an [R,d] tensor
- * beyond one binding) has each tile computed once per output chunk. Float tensors are stored at
- * the layer's dtype ('dt').
+ * rowChunkBase) and one weight chunk (experts [segBegin, segEnd), based at expertBase). A
+ * scattered output beyond one binding (an [R,d] tensor over several row chunks) has its chunks
+ * bound side by side and its store picks the chunk of each scattered row (scattered-output.ts),
+ * so each tile is computed once, as upstream's, wherever the adapter's storage bindings hold all
+ * the chunks. Float tensors are stored at the layer's dtype ('dt').
  */
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
@@ -43,22 +44,16 @@ const SCATTER_PARAMS = [
   ...SEGMENT_ROWS_PARAMS,
   { name: 'rowChunkBase', type: 'u32' },
   { name: 'expertBase', type: 'u32' },
-  { name: 'dstBegin', type: 'u32' },
-  { name: 'dstEnd', type: 'u32' },
   { name: 'topK', type: 'u32' },
   { name: 'd', type: 'u32' },
   { name: 'h', type: 'u32' },
 ] as const;
+/** A scattered output's kernels also take the window of its chunks they store. */
+const SCATTERED_OUT_PARAMS = [...SCATTER_PARAMS, ...OUTPUT_PARAMS] as const;
 
 /** Tiles follow the expert-aligned blocks; helpers for the grouped and scattered rows. */
 const SCATTER_TILING = `${segmentRowsTiling('expertOffsets', 'tileOffsets')}
-fn rowAt(m: u32, width: u32) -> u32 { return (m - P.rowChunkBase) * width; }
-// The scattered output row of sorted row m inside the bound output chunk, or none.
-fn scatteredRow(m: u32) -> u32 {
-  let p = sortedScatteredIdxs[m];
-  if (p < P.dstBegin || p >= P.dstEnd) { return 0xffffffffu; }
-  return p - P.dstBegin;
-}`;
+fn rowAt(m: u32, width: u32) -> u32 { return (m - P.rowChunkBase) * width; }`;
 
 /** The tile's expert's [rows × cols] weight matrix within the bound weight chunk. */
 const W_OFFSET = (rowsByCols: string) => `(t.seg - P.expertBase) * ${rowsByCols}`;
@@ -104,24 +99,27 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   });
 }
 
-/** output_experts: scatter2scatter(u, W2, x_grouped=True, y_grouped=False) into the scattered rows of Y. */
-export function downProjection(dtype: DType): KernelSource {
+const DOWN_BINDINGS = [operand('U'), ...INDEX_BINDINGS, operand('W2')];
+
+/**
+ * output_experts: scatter2scatter(u, W2, x_grouped=True, y_grouped=False) into the scattered rows
+ * of Y, `slots` of Y's chunks bound as Y0, Y1, … (scattered-output.ts).
+ */
+export function downProjection(dtype: DType, slots = 1): KernelSource {
   return gemmSource({
     name: 'smoe-down',
     dtype,
     tile: SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'n',
-    bindings: [operand('U'), ...INDEX_BINDINGS, operand('W2'), write('Y')],
-    params: SCATTER_PARAMS,
+    bindings: [...DOWN_BINDINGS, ...outputBindings('Y', slots)],
+    params: SCATTERED_OUT_PARAMS,
     vectorLoads: DOWN_VECTORS,
     functions: `${SCATTER_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[rowAt(m, P.h) + k]); }
 fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + k * P.d + n]); }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
-  let row = scatteredRow(m);
-  if (row == 0xffffffffu) { return; }
-  Y[row * P.d + n] = dt(c);
+  ${scatteredStore('Y', slots, 'P.d', 'dt(c)')}
 }`,
   });
 }
@@ -144,12 +142,14 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[rowAt(m, P.h) + n] = dt(c); }`,
   });
 }
 
+const inputGradBindings = (swiglu: boolean) => [operand('dHidden'), ...INDEX_BINDINGS, operand('W1'), ...(swiglu ? [operand('W3')] : [])];
+
 /**
  * The input gradient's rows: scatter2scatter(d_hidden, (W1|W3)ᵀ, x_grouped=True, y_grouped=False)
- * into the scattered rows of grouped_x's buffer. SwiGLU's K is 2h, d_hidden's halves [db | da]
- * against W3 then W1.
+ * into the scattered rows of grouped_x's buffer, `slots` of its chunks bound as dXRows0, dXRows1, ….
+ * SwiGLU's K is 2h, d_hidden's halves [db | da] against W3 then W1.
  */
-export function inputGrad(activation: Activation, dtype: DType): KernelSource {
+export function inputGrad(activation: Activation, dtype: DType, slots = 1): KernelSource {
   const swiglu = activation === 'swiglu';
   return gemmSource({
     name: `smoe-dX-${swiglu ? 'swiglu' : 'plain'}`,
@@ -157,8 +157,8 @@ export function inputGrad(activation: Activation, dtype: DType): KernelSource {
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    bindings: [operand('dHidden'), ...INDEX_BINDINGS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dXRows')],
-    params: SCATTER_PARAMS,
+    bindings: [...inputGradBindings(swiglu), ...outputBindings('dXRows', slots)],
+    params: SCATTERED_OUT_PARAMS,
     vectorLoads: inputGradVectors(swiglu),
     functions: `${SCATTER_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dHidden[rowAt(m, P.K) + k]); }
@@ -167,9 +167,7 @@ fn loadB(t: Tile, k: u32, n: u32) -> f32 {
   ${swiglu ? 'if (k < P.h) { return f32(W3[w + k]); }\n  return f32(W1[w + k - P.h]);' : 'return f32(W1[w + k]);'}
 }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
-  let row = scatteredRow(m);
-  if (row == 0xffffffffu) { return; }
-  dXRows[row * P.d + n] = dt(c);
+  ${scatteredStore('dXRows', slots, 'P.d', 'dt(c)')}
 }`,
   });
 }
@@ -221,14 +219,28 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   });
 }
 
-/** Every GEMM of one layer, built once per runner. */
-export function scatterMoEGemms(activation: Activation, dtype: DType) {
+/** The scattered outputs' row chunks (Y's and grouped_x's, table.ts `layouts`) and the adapter's storage bindings. */
+export interface ScatteredOutputs {
+  chunks: number;
+  maxStorageBuffers: number;
+}
+
+/**
+ * Every GEMM of one layer, built once per runner and chunking; `slots`: how many chunks of the
+ * scattered outputs the down projection and the input gradient bind per dispatch.
+ */
+export function scatterMoEGemms(activation: Activation, dtype: DType, outputs: ScatteredOutputs) {
+  const slots = {
+    down: outputSlots(DOWN_BINDINGS, outputs.chunks, outputs.maxStorageBuffers),
+    dX: outputSlots(inputGradBindings(activation === 'swiglu'), outputs.chunks, outputs.maxStorageBuffers),
+  };
   return {
     up: upProjection(activation, dtype),
-    down: downProjection(dtype),
+    down: downProjection(dtype, slots.down),
     dW2: { store: weightGradW2(dtype, 'store'), add: weightGradW2(dtype, 'add') },
     dU: hiddenGrad(dtype),
     dW13: { store: weightGradW13(activation, dtype, 'store'), add: weightGradW13(activation, dtype, 'add') },
-    dX: inputGrad(activation, dtype),
+    dX: inputGrad(activation, dtype, slots.dX),
+    slots,
   };
 }

@@ -9,12 +9,23 @@ import { StepBuffers } from '../../src/strategy/step-buffers.js';
 import { droplessSummary, readRouterOutput, routeTokens, routeTokensBackward } from '../../src/strategy/router.js';
 import type { LayerTensors, RoutingSummary, StepContext, StrategyRunner } from '../../src/strategy/contract.js';
 import { scatterMoEGemms } from './gemm-kernels.js';
+import { outputWindows, windowBindings } from './scattered-output.js';
 import { activationGrad, catGrad, combine, elementGroups, gateGrad, groupRows, identityRows, mulGrad, sortedExperts, sumOverK } from './row-kernels.js';
 import { hiddenWidth, scatterMoETable } from './table.js';
 
 type Range = { start: number; count: number };
 /** A dispatch's buffers, by the binding names its kernel declares. */
 type Buffers = DispatchBuffers;
+type Gemms = ReturnType<typeof scatterMoEGemms>;
+
+export interface ScatterMoEOptions {
+  /**
+   * Storage bindings a kernel may use [default: the device's maxStorageBuffersPerShaderStage]:
+   * bounds how many chunks of a scattered output one dispatch binds (scattered-output.ts). Tests
+   * set it low to run the windowed fallback.
+   */
+  maxStorageBuffers?: number;
+}
 
 /**
  * One ScatterMoE layer: the phases and buffers of table.ts, in that order, every buffer allocated
@@ -23,13 +34,32 @@ type Buffers = DispatchBuffers;
  */
 export class ScatterMoERunner implements StrategyRunner {
   private readonly buffers = new StepBuffers('scattermoe');
-  private readonly gemms: ReturnType<typeof scatterMoEGemms>;
+  /** The GEMMs, built for the step's output chunks and binding limit (the same every step). */
+  private built: { key: string; gemms: Gemms } | null = null;
   private readonly actGrad: KernelSource;
   private summaryCache: RoutingSummary | null = null;
 
-  constructor(private readonly c: LayerConfig) {
-    this.gemms = scatterMoEGemms(c.activation, c.dtype);
+  constructor(
+    private readonly c: LayerConfig,
+    private readonly options: ScatterMoEOptions = {},
+  ) {
     this.actGrad = activationGrad(c.activation, c.dtype);
+  }
+
+  private get gemms(): Gemms {
+    if (!this.built) throw new Error('scattermoe: GEMMs used before the forward pass built them');
+    return this.built.gemms;
+  }
+
+  /**
+   * Builds the GEMMs once for the table's chunking: the scattered outputs' chunks bound side by
+   * side (Y's, and grouped_x's, which shares its layout: table.ts rowsD).
+   */
+  private buildGemms(step: StepContext): void {
+    const chunks = this.buffers.layoutOf('Y').chunkCount;
+    const maxStorageBuffers = this.options.maxStorageBuffers ?? step.enc.device.limits.maxStorageBuffersPerShaderStage;
+    const key = `${chunks}:${maxStorageBuffers}`;
+    if (this.built?.key !== key) this.built = { key, gemms: scatterMoEGemms(this.c.activation, this.c.dtype, { chunks, maxStorageBuffers }) };
   }
 
   private get swiglu(): boolean {
@@ -80,23 +110,28 @@ export class ScatterMoERunner implements StrategyRunner {
   }
 
   /**
-   * scatter2scatter: one dispatch per (row chunk of the grouped rows, weight chunk, output chunk);
-   * a grouped output shares the input's row chunk, a scattered one is bound chunk by chunk. The
-   * expert-aligned blocks number Σ_e ⌈n_e / 64⌉ ≤ ⌈R / 64⌉ + E: the grid has the bound, spare
-   * workgroups and those of other chunks exit at once (the tiling's tileOf), as upstream's grid
-   * has one program per block of padded_block_idxs.
+   * scatter2scatter: one dispatch per (row chunk of the grouped rows, weight chunk); a grouped
+   * output shares the input's row chunk. A scattered one (`scattered`: its tensor, binding name
+   * and slots) has its chunks bound side by side, the store picking each row's chunk, so each
+   * tile is computed once as upstream's; only where the adapter cannot bind them all does a
+   * dispatch go per window of `slots` chunks (scattered-output.ts). The expert-aligned blocks
+   * number Σ_e ⌈n_e / 64⌉ ≤ ⌈R / 64⌉ + E: the grid has the bound, spare workgroups and those of
+   * other chunks exit at once (the tiling's tileOf), as upstream's grid has one program per
+   * block of padded_block_idxs.
    */
-  private async scatterGemm(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, scattered: Tensor | null, buffers: (ac: number, wc: number, dc: number) => Buffers) {
+  private async scatterGemm(step: StepContext, source: KernelSource, weights: Tensor, N: number, K: number, scattered: { tensor: Tensor; name: string; slots: number } | null, buffers: (ac: number, wc: number) => Buffers) {
     const { tokens: T, hidden: d, ffn: h, experts: E, topK } = this.c;
     const blocks = tiles(T * topK, SEGMENT_TILE.m) + E;
-    const outputs = scattered ? scattered.chunks.map((_, i) => chunkRowRange(scattered.layout, i)) : [{ start: 0, count: 0 }];
+    const outputs = scattered
+      ? outputWindows(scattered.tensor.chunks.length, scattered.slots).map((w) => windowBindings(scattered.name, scattered.tensor.chunks, scattered.tensor.layout.rowsPerChunk, w, scattered.slots))
+      : [{ buffers: {}, params: {} }];
     for (const [ac, rows] of this.rowChunks().entries()) {
       for (let wc = 0; wc < weights.chunks.length; wc++) {
         const experts = chunkRowRange(weights.layout, wc);
-        for (const [dc, out] of outputs.entries()) {
+        for (const out of outputs) {
           const tiling = { N, K, segCount: E, tileBase: 0, segBegin: experts.start, segEnd: experts.start + experts.count, rowBase: 0, rowStride: 1, rowBegin: rows.start, rowEnd: rows.start + rows.count };
-          const params = { ...tiling, rowChunkBase: rows.start, expertBase: experts.start, dstBegin: out.start, dstEnd: out.start + out.count, topK, d, h };
-          await this.run(step, source, params, buffers(ac, wc, dc), gemmGrid({ rowTiles: blocks }, N));
+          const params = { ...tiling, rowChunkBase: rows.start, expertBase: experts.start, ...out.params, topK, d, h };
+          await this.run(step, source, params, { ...buffers(ac, wc), ...out.buffers }, gemmGrid({ rowTiles: blocks }, N));
         }
       }
     }
@@ -148,6 +183,7 @@ export class ScatterMoERunner implements StrategyRunner {
     const swiglu = this.swiglu;
     this.summaryCache = null;
     this.buffers.use(scatterMoETable(c, { chunkBytes: step.chunkBytes }));
+    this.buildGemms(step);
 
     this.enter(step, 'router', 'routerProbs', 'tokenExperts', 'gates');
     await routeTokens(step, layer, { probs: this.chunk('routerProbs'), tokenExperts: this.chunk('tokenExperts'), gates: this.chunk('gates') });
@@ -179,7 +215,8 @@ export class ScatterMoERunner implements StrategyRunner {
 
     this.enter(step, 'down', 'Y');
     const Y = this.buffers.get('Y');
-    await this.scatterGemm(step, this.gemms.down, layer.W2, d, h, Y, (ac, wc, dc) => ({ U: this.chunk('u', ac), ...this.indexLists(), ...this.weights(layer, wc, false), Y: Y.chunks[dc] }));
+    const intoY = { tensor: Y, name: 'Y', slots: this.gemms.slots.down };
+    await this.scatterGemm(step, this.gemms.down, layer.W2, d, h, intoY, (ac, wc) => ({ U: this.chunk('u', ac), ...this.indexLists(), ...this.weights(layer, wc, false) }));
 
     this.enter(step, 'combine', 'O');
     await this.perElement(step, combine(c.dtype), this.tokens(Y.layout), { topK: k }, (i) => ({ Y: Y.chunks[i], gates: this.chunk('gates'), O: this.chunk('O') }));
@@ -223,7 +260,8 @@ export class ScatterMoERunner implements StrategyRunner {
     await this.perRow(step, groupRows(c.dtype), groupedX.layout, { topK: k, scaled: 0 }, (i) => ({ src: layer.X.chunks[0], sortedScatteredIdxs: this.chunk('sortedScatteredIdxs'), gates: this.chunk('gates'), dst: groupedX.chunks[i] }));
     const gradients = (wc: number) => ({ dW1: layer.dW1.chunks[wc], ...(swiglu && { dW3: layer.dW3!.chunks[wc] }) });
     await this.reduce(step, this.gemms.dW13, layer.dW1, d, h, (ac, wc) => ({ groupedX: groupedX.chunks[ac], dHidden: this.chunk('dHidden', ac), expertOffsets: this.chunk('expertOffsets'), ...gradients(wc) }));
-    await this.scatterGemm(step, this.gemms.dX, layer.W1, d, hiddenWidth(c), groupedX, (ac, wc, dc) => ({ dHidden: this.chunk('dHidden', ac), ...this.indexLists(), ...this.weights(layer, wc, true), dXRows: groupedX.chunks[dc] }));
+    const intoRows = { tensor: groupedX, name: 'dXRows', slots: this.gemms.slots.dX };
+    await this.scatterGemm(step, this.gemms.dX, layer.W1, d, hiddenWidth(c), intoRows, (ac, wc) => ({ dHidden: this.chunk('dHidden', ac), ...this.indexLists(), ...this.weights(layer, wc, true) }));
 
     this.enter(step, 'router-grad', 'routerGrad', 'pairRows', 'dX');
     await this.run(step, identityRows, { count: c.tokens * k }, { pairRows: this.chunk('pairRows') }, grid(elementGroups(c.tokens * k)));
