@@ -4,9 +4,10 @@
 # bundle: `cp ../shared/anchors/torch_moe.py .gpu/`. On the device (carry [".gpu"]):
 #   bash tools/card-run.sh [engine|all|final]   (about 9½ minutes; each step is cut at its limit and saves what it has)
 # `engine` runs only the engine's figures (dense variants, zero-buffer's profile and steps);
-# `final` (about 9 minutes) the anchor at conf4 and fine-64, the default engine's dense product,
-# the per-kernel profile of zero-buffer, ScatterMoE and megablocks-grouped at conf4, every strategy
-# at conf4 and fine-64, and verify's edge grid at f16 on the real intrinsics;
+# `final` (about 9 minutes) the anchor at conf4 and fine-64, the default engine's dense product
+# and its diagnostics, every strategy at conf4 and fine-64, the per-kernel profile of zero-buffer,
+# ScatterMoE and megablocks-grouped at conf4, docs/paper.md's SiLU sweep, and verify's edge grid
+# at f16 on the real intrinsics (each step cut at its limit);
 # `deepseek` (about 7 minutes) the anchor and every strategy at deepseek-v3-like-layer, checked;
 # `paper` (about 5 minutes) docs/paper.md's speed sweep and the driver check of the other three.
 # Everything lands in $OUT/card.tgz; bench folders resume with `bench --resume DIR`.
@@ -31,17 +32,17 @@ edge_grid() {
 }
 export -f edge_grid
 if [ "$what" = final ]; then
-  anchor 40 torch-sorted moeblaze-conf4 fine-64
+  anchor 30 torch-sorted moeblaze-conf4 fine-64
   bash "$here/.gpu/remote.sh" bash -c "
   timeout 40 node tools/gemm-bench.mjs --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64,stage-once-128x256-k32 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
-  timeout 30 node tools/gemm-bench.mjs --no-robustness --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?
-  timeout 80 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
-  timeout -s INT 190 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
-  timeout -s INT 110 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
-  timeout 90 bash -c edge_grid > $W/verify-f16-subgroup-matrix-grid.log 2>&1; echo grid-exit=\$?
+  timeout -s INT 170 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
+  timeout -s INT 105 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
+  timeout 60 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
+  timeout -s INT \${PAPER_S:-90} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation silu --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-silu > $W/paper-silu.log 2>&1; echo paper-silu-exit=\$?
+  timeout 55 bash -c edge_grid > $W/verify-f16-subgroup-matrix-grid.log 2>&1; echo grid-exit=\$?
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
-  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; grep -c '│ pass' "$W/verify-f16-subgroup-matrix-grid.log"; grep -i 'fail\|mismatch\|error:' "$W/verify-f16-subgroup-matrix-grid.log" | head -5; tail -n 3 "$W/profile-conf4.err"; tail -n 22 "$W/conf4.log" "$W/fine64.log" | cut -c1-170
+  cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; grep -c '│ pass' "$W/verify-f16-subgroup-matrix-grid.log"; grep -i 'fail\|mismatch\|error:' "$W/verify-f16-subgroup-matrix-grid.log" | head -5; tail -n 2 "$W/profile-conf4.err"; grep -A21 'strategy ' "$W/conf4.log" "$W/fine64.log" | grep '│ [a-z]' | cut -c1-120; tail -n 14 "$W/paper-silu.log" | cut -c1-150
   exit 0
 fi
 if [ "$what" = paper ]; then
