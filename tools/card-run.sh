@@ -19,6 +19,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/card.txt"
 # Dawn's compile warnings (the deprecated subgroupMatrixStore form) out of every log.
 quiet() { grep -v "warning\|deprecated\|\^\^\|subgroupMatrix\|Compilation log\|^$\|Warning"; }
 export -f quiet
+# Everything so far into $OUT/card.tgz (at most 8 files come back): after each step, so a call cut at its limit still returns what it measured.
+save() { tar czf "${OUT:-/tmp}/card.tgz" -C "$W" . 2>/dev/null; }
+export -f save
+export W
 # The PyTorch anchor in the same lease: anchor SECONDS IMPLS CONFIGS...
 anchor() { ( cd "$W" && timeout "$1" python3 "$here/.gpu/torch_moe.py" --impls $2 --configs "${@:3}" --no-selfcheck --out "$W/torch.jsonl" > "$W/torch.txt" 2>&1 ); echo "torch exit $?"; }
 # The edge grid of verify on the real intrinsics, one invocation per shape (the lavapipe grid's).
@@ -32,14 +36,14 @@ edge_grid() {
 }
 export -f edge_grid
 if [ "$what" = final ]; then
-  anchor 30 torch-sorted moeblaze-conf4 fine-64
+  anchor 30 torch-sorted moeblaze-conf4 fine-64; save
   bash "$here/.gpu/remote.sh" bash -c "
-  timeout 40 node tools/gemm-bench.mjs --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64,stage-once-128x256-k32 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
-  timeout -s INT 170 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?
-  timeout -s INT 105 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?
-  timeout 60 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?
-  timeout -s INT \${PAPER_S:-90} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation silu --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-silu > $W/paper-silu.log 2>&1; echo paper-silu-exit=\$?
-  timeout 55 bash -c edge_grid > $W/verify-f16-subgroup-matrix-grid.log 2>&1; echo grid-exit=\$?
+  timeout 40 node tools/gemm-bench.mjs --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64,stage-once-128x256-k32 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?; save
+  timeout -s INT 170 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?; save
+  timeout -s INT 105 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?; save
+  timeout 60 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?; save
+  timeout -s INT \${PAPER_S:-80} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation silu --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-silu > $W/paper-silu.log 2>&1; echo paper-silu-exit=\$?; save
+  timeout 50 bash -c edge_grid > $W/verify-f16-subgroup-matrix-grid.log 2>&1; echo grid-exit=\$?; save
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
   cat "$W/card.txt"; tail -n 6 "$W/torch.txt"; cat "$W/dense.txt"; grep -c '│ pass' "$W/verify-f16-subgroup-matrix-grid.log"; grep -i 'fail\|mismatch\|error:' "$W/verify-f16-subgroup-matrix-grid.log" | head -5; tail -n 2 "$W/profile-conf4.err"; grep -A21 'strategy ' "$W/conf4.log" "$W/fine64.log" | grep '│ [a-z]' | cut -c1-120; tail -n 14 "$W/paper-silu.log" | cut -c1-150
