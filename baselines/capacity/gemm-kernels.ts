@@ -4,7 +4,8 @@ import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { DEFAULT_TILE, type TileShape } from '../../kernels/gemm/spec.js';
 import { reduceStore, SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
-import { dispatchedGradVectors, DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, upVectors } from './vector-hooks.js';
+import { plainLoads } from '../../kernels/gemm/plain-loads.js';
+import { inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
 
 /**
  * GEMMs of the capacity strategies, all instances of the shared core.
@@ -78,7 +79,7 @@ fn tileOf(wg: vec3u) -> Tile {
 
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
-/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+/** An operand the matrix engine's vector hooks read 8 halves at a time (kernels/gemm/plain-loads.ts). */
 const operand = (name: string): GemmBinding => ({ ...read(name), vector: true });
 /** target[i] += c through storage: widened, summed in f32, narrowed back. */
 const addTo = (target: string, i: string, c = 'c') => `${target}[${i}] = dt(f32(${target}[${i}]) + ${c});`;
@@ -95,6 +96,7 @@ const WEIGHT = '(t.seg - P.expertBase) * P.d * P.h';
 export function capacityUp(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
   const u = swiglu ? 'f32(s) * f32(dt(c2))' : `${plainActivation(activation as Exclude<Activation, 'swiglu'>).fn}(f32(dt(c)))`;
+  const loads = plainLoads({ A: ['dispatched', `${LOCAL('m')} * P.d + k`], B: ['W1', `${WEIGHT} + k * P.h + n`], ...(swiglu && { B2: ['W3', `${WEIGHT} + k * P.h + n`] as const }) });
   return gemmSource({
     dtype,
     name: `capacity-up-${activation}`,
@@ -104,12 +106,10 @@ export function capacityUp(activation: Activation, dtype: DType): KernelSource {
     bContiguous: 'n',
     bindings: [operand('dispatched'), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
     params: EXPERT_PARAMS,
-    vectorLoads: upVectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${ACTIVATION_WGSL}
 ${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('m')} * P.d + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${WEIGHT} + k * P.h + n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${WEIGHT} + k * P.h + n]); }` : ''}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${LOCAL('m')} * P.h + n;
   A[l] = dt(c);
@@ -120,6 +120,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 }
 
 /** y = u·W2_e, the expert output of every capacity slot. */
+const DOWN_LOADS = plainLoads({ A: ['U', `${LOCAL('m')} * P.h + k`], B: ['W2', `${WEIGHT} + k * P.d + n`] });
 export const capacityDown = perDtype((dtype) => gemmSource({
   dtype,
   name: 'capacity-down',
@@ -128,14 +129,14 @@ export const capacityDown = perDtype((dtype) => gemmSource({
   bContiguous: 'n',
   bindings: [operand('U'), operand('W2'), write('Y')],
   params: EXPERT_PARAMS,
-  vectorLoads: DOWN_VECTORS,
+  vectorLoads: DOWN_LOADS.vectorLoads,
   functions: `${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('m')} * P.h + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + k * P.d + n]); }
+${DOWN_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${LOCAL('m')} * P.d + n] = dt(c); }`,
 }));
 
 /** dW2_e (+)= uᵀ·dy over the expert's slots in this row chunk (dy already carries the gate). */
+const DW2_LOADS = plainLoads({ A: ['U', `${LOCAL('k')} * P.h + m`], B: ['dY', `${LOCAL('k')} * P.d + n`] });
 const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   dtype,
   name: 'capacity-dW2',
@@ -144,14 +145,14 @@ const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   bContiguous: 'n',
   bindings: [operand('U'), operand('dY'), write('dW2')],
   params: EXPERT_PARAMS,
-  vectorLoads: DW2_VECTORS,
+  vectorLoads: DW2_LOADS.vectorLoads,
   functions: `${EXPERT_REDUCE_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k')} * P.h + m]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k')} * P.d + n]); }
+${DW2_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${WEIGHT} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
 });
 
 /** dU = dy·W2_eᵀ. */
+const DU_LOADS = plainLoads({ A: ['dY', `${LOCAL('m')} * P.d + k`], B: ['W2', `${WEIGHT} + n * P.d + k`] });
 export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
   dtype,
   name: 'capacity-dU',
@@ -160,16 +161,16 @@ export const capacityHiddenGrad = perDtype((dtype) => gemmSource({
   bContiguous: 'k',
   bindings: [operand('dY'), operand('W2'), write('dU')],
   params: EXPERT_PARAMS,
-  vectorLoads: HIDDEN_GRAD_VECTORS,
+  vectorLoads: DU_LOADS.vectorLoads,
   functions: `${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${LOCAL('m')} * P.d + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${WEIGHT} + n * P.d + k]); }
+${DU_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${LOCAL('m')} * P.h + n] = dt(c); }`,
 }));
 
 /** dW1_e (+)= xᵀ·da and dW3_e (+)= xᵀ·db over the expert's slots, x being the dispatched input. */
 function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
   const swiglu = activation === 'swiglu';
+  const loads = plainLoads({ A: ['dispatched', `${LOCAL('k')} * P.d + m`], B: ['dA', `${LOCAL('k')} * P.h + n`], ...(swiglu && { B2: ['dB', `${LOCAL('k')} * P.h + n`] as const }) });
   return gemmSource({
     dtype,
     name: `capacity-dW13-${swiglu ? 'swiglu' : 'plain'}`,
@@ -179,11 +180,9 @@ function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): 
     bContiguous: 'n',
     bindings: [operand('dispatched'), operand('dA'), ...(swiglu ? [operand('dB')] : []), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: EXPERT_PARAMS,
-    vectorLoads: dW13Vectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${EXPERT_REDUCE_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dispatched[${LOCAL('k')} * P.d + m]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${LOCAL('k')} * P.h + n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${LOCAL('k')} * P.h + n]); }` : ''}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${WEIGHT} + m * P.h + n;
   ${reduceStore('dW1', 'w', 'c', mode)}
@@ -220,7 +219,7 @@ export function capacityDispatchedGrad(activation: Activation, dtype: DType): Ke
     bContiguous: 'k',
     bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dDispatched')],
     params: EXPERT_PARAMS,
-    vectorLoads: dispatchedGradVectors(swiglu),
+    vectorLoads: inputGradVectors(swiglu, (m) => `${LOCAL(m)} * P.h`),
     functions: `${EXPERT_ROWS_TILING}
 fn loadA(t: Tile, m: u32, k: u32) -> f32 {
   let l = ${LOCAL('m')} * P.h;

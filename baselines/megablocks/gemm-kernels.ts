@@ -4,7 +4,7 @@ import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
 import { inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
-import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, upVectors } from './vector-hooks.js';
+import { plainLoads } from '../../kernels/gemm/plain-loads.js';
 
 /**
  * MegaBlocks' expert MLP as instances of the shared GEMM core: every operand is a dense,
@@ -31,7 +31,7 @@ const SHAPE_PARAMS = [
 ] as const;
 
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
-/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+/** An operand the matrix engine's vector hooks read 8 halves at a time (kernels/gemm/plain-loads.ts). */
 const operand = (name: string): GemmBinding => ({ ...read(name), vector: true });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
 const SEGMENTS = [read('offsets', 'u32'), read('tileOffsets', 'u32')];
@@ -46,6 +46,7 @@ function uOf(activation: Activation): string {
 /** a = Xp·W1_e, b = Xp·W3_e, silu(a) and u = act(a)(·b): torch's sdd outputs and the activation's, kept for backward. */
 export function upProjection(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
+  const loads = plainLoads({ A: ['Xp', `${local('m', 'd')} + k`], B: ['W1', `${W_DH} + k * P.h + n`], ...(swiglu && { B2: ['W3', `${W_DH} + k * P.h + n`] as const }) });
   return gemmSource({
     name: `mb-up-${activation}`,
     dtype,
@@ -55,12 +56,10 @@ export function upProjection(activation: Activation, dtype: DType): KernelSource
     bContiguous: 'n',
     bindings: [operand('Xp'), ...SEGMENTS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('A'), ...(swiglu ? [write('B'), write('S')] : []), write('U')],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
-    vectorLoads: upVectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${ACTIVATION_WGSL}
 ${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('m', 'd')} + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_DH} + k * P.h + n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_DH} + k * P.h + n]); }` : ''}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let l = ${local('m', 'h')} + n;
   let a = dt(c);
@@ -72,6 +71,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 }
 
 /** Y = u·W2_e (unweighted: the gates are applied in the scatter). */
+const DOWN_LOADS = plainLoads({ A: ['U', `${local('m', 'h')} + k`], B: ['W2', `${W_DH} + k * P.d + n`] });
 export const downProjection = perDtype((dtype) => gemmSource({
   name: 'mb-down',
   dtype,
@@ -80,14 +80,14 @@ export const downProjection = perDtype((dtype) => gemmSource({
   bContiguous: 'n',
   bindings: [operand('U'), ...SEGMENTS, operand('W2'), write('Y')],
   params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
-  vectorLoads: DOWN_VECTORS,
+  vectorLoads: DOWN_LOADS.vectorLoads,
   functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('m', 'h')} + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + k * P.d + n]); }
+${DOWN_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { Y[${local('m', 'd')} + n] = dt(c); }`,
 }));
 
 /** dW2_e (+)= uᵀ·dY over the bin's rows in this chunk (stored by the first chunk). */
+const DW2_LOADS = plainLoads({ A: ['U', `${local('k', 'h')} + m`], B: ['dY', `${local('k', 'd')} + n`] });
 export const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   name: 'mb-dW2',
   dtype,
@@ -96,14 +96,14 @@ export const weightGradW2 = (dtype: DType, mode: ReduceMode) => gemmSource({
   bContiguous: 'n',
   bindings: [operand('U'), operand('dY'), read('offsets', 'u32'), write('dW2')],
   params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
-  vectorLoads: DW2_VECTORS,
+  vectorLoads: DW2_LOADS.vectorLoads,
   functions: `${segmentReduceTiling('offsets', mode)}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${local('k', 'h')} + m]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${local('k', 'd')} + n]); }
+${DW2_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = ${W_DH} + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
 });
 
 /** dU = dY·W2_eᵀ (the gradient of u, materialised as torch's sdd backward does). */
+const DU_LOADS = plainLoads({ A: ['dY', `${local('m', 'd')} + k`], B: ['W2', `${W_DH} + n * P.d + k`] });
 export const hiddenGrad = perDtype((dtype) => gemmSource({
   name: 'mb-dU',
   dtype,
@@ -112,16 +112,16 @@ export const hiddenGrad = perDtype((dtype) => gemmSource({
   bContiguous: 'k',
   bindings: [operand('dY'), ...SEGMENTS, operand('W2'), write('dU')],
   params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
-  vectorLoads: HIDDEN_GRAD_VECTORS,
+  vectorLoads: DU_LOADS.vectorLoads,
   functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[${local('m', 'd')} + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_DH} + n * P.d + k]); }
+${DU_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[${local('m', 'h')} + n] = dt(c); }`,
 }));
 
 /** dW1_e (+)= Xpᵀ·da and dW3_e (+)= Xpᵀ·db (stored by the first chunk). */
 export function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
   const swiglu = activation === 'swiglu';
+  const loads = plainLoads({ A: ['Xp', `${local('k', 'd')} + m`], B: ['dA', `${local('k', 'h')} + n`], ...(swiglu && { B2: ['dB', `${local('k', 'h')} + n`] as const }) });
   return gemmSource({
     name: `mb-dW13-${swiglu ? 'swiglu' : 'plain'}`,
     dtype,
@@ -131,11 +131,9 @@ export function weightGradW13(activation: Activation, dtype: DType, mode: Reduce
     bContiguous: 'n',
     bindings: [operand('Xp'), operand('dA'), ...(swiglu ? [operand('dB')] : []), read('offsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: [...SEGMENT_REDUCE_PARAMS, ...SHAPE_PARAMS],
-    vectorLoads: dW13Vectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${segmentReduceTiling('offsets', mode)}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(Xp[${local('k', 'd')} + m]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dA[${local('k', 'h')} + n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dB[${local('k', 'h')} + n]); }` : ''}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = ${W_DH} + m * P.h + n;
   ${reduceStore('dW1', 'w', 'c', mode)}

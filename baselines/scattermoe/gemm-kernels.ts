@@ -4,7 +4,8 @@ import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
 import { OUTPUT_PARAMS, outputBindings, outputSlots, scatteredStore } from './scattered-output.js';
-import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, inputGradVectors, upVectors } from './vector-hooks.js';
+import { plainLoads } from '../../kernels/gemm/plain-loads.js';
+import { ROWS_ALIGNED } from '../../kernels/gemm/segment-vectors.js';
 
 /**
  * ScatterMoE's grouped GEMMs (`scattermoe/kernels/ops.py` of v0.2.0, commit ec4a1a3) as
@@ -35,7 +36,7 @@ import { DOWN_VECTORS, DW2_VECTORS, dW13Vectors, HIDDEN_GRAD_VECTORS, inputGradV
  */
 const read = (name: string, type: GemmBinding['type'] = 'dt'): GemmBinding => ({ name, type, access: 'read' });
 const write = (name: string): GemmBinding => ({ name, type: 'dt', access: 'read_write' });
-/** An operand the matrix engine's vector hooks read 8 halves at a time (vector-hooks.ts). */
+/** An operand the matrix engine's vector hooks read 8 halves at a time (kernels/gemm/plain-loads.ts). */
 const operand = (name: string): GemmBinding => ({ ...read(name), vector: true });
 /** The blocking (expert segments and their first tiles), then the scatter's index list. */
 const INDEX_BINDINGS = [read('expertOffsets', 'u32'), read('tileOffsets', 'u32'), read('sortedScatteredIdxs', 'u32')];
@@ -78,6 +79,9 @@ function activationStores(activation: Activation): string {
 /** experts: scatter2scatter(X, W1|W3, x_grouped=False, y_grouped=True), and the activation's tensors. */
 export function upProjection(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
+  const weight = `${W_OFFSET('P.d * P.h')} + k * P.h + n`;
+  // X rows gathered through the scatter's index list, once per vector on the vector path.
+  const loads = plainLoads({ A: ['X', '(sortedScatteredIdxs[m] / P.topK) * P.d + k'], B: ['W1', weight], ...(swiglu && { B2: ['W3', weight] as const }) });
   return gemmSource({
     name: `smoe-up-${activation}`,
     dtype,
@@ -87,18 +91,25 @@ export function upProjection(activation: Activation, dtype: DType): KernelSource
     bContiguous: 'n',
     bindings: [operand('X'), ...INDEX_BINDINGS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('Hidden'), ...(swiglu ? [write('SiluA')] : []), write('U')],
     params: SCATTER_PARAMS,
-    vectorLoads: upVectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${ACTIVATION_WGSL}
 ${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(X[(sortedScatteredIdxs[m] / P.topK) * P.d + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W1[${W_OFFSET('P.d * P.h')} + k * P.h + n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(W3[${W_OFFSET('P.d * P.h')} + k * P.h + n]); }` : ''}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   ${activationStores(activation)}
 }`,
   });
 }
 
+const DOWN_LOADS = plainLoads({ A: ['U', 'rowAt(m, P.h) + k'], B: ['W2', `${W_OFFSET('P.h * P.d')} + k * P.d + n`] });
+const DU_LOADS = plainLoads({ A: ['dY', 'rowAt(m, P.d) + k'], B: ['W2', `${W_OFFSET('P.h * P.d')} + n * P.d + k`] });
+const DX_A_LOADS = plainLoads({ A: ['dHidden', 'rowAt(m, P.K) + k'] });
+/** Element (k, n) of the input gradient's B, [W3 | W1]ᵀ for SwiGLU: `suffix` '8' reads the 8 halves from there (h a multiple of 8: a vector never straddles the halves). */
+const concatenatedWeights = (swiglu: boolean, suffix: '' | '8') => {
+  const load = (w: string, i: string) => (suffix ? `${w}8(${i})` : `f32(${w}[${i}])`);
+  return `let w = ${W_OFFSET('P.d * P.h')} + n * P.h;
+  ${swiglu ? `if (k < P.h) { return ${load('W3', 'w + k')}; }\n  return ${load('W1', 'w + k - P.h')};` : `return ${load('W1', 'w + k')};`}`;
+};
 const DOWN_BINDINGS = [operand('U'), ...INDEX_BINDINGS, operand('W2')];
 
 /**
@@ -114,10 +125,9 @@ export function downProjection(dtype: DType, slots = 1): KernelSource {
     bContiguous: 'n',
     bindings: [...DOWN_BINDINGS, ...outputBindings('Y', slots)],
     params: SCATTERED_OUT_PARAMS,
-    vectorLoads: DOWN_VECTORS,
+    vectorLoads: DOWN_LOADS.vectorLoads,
     functions: `${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[rowAt(m, P.h) + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + k * P.d + n]); }
+${DOWN_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
   ${scatteredStore('Y', slots, 'P.d', 'dt(c)')}
 }`,
@@ -134,10 +144,9 @@ export function hiddenGrad(dtype: DType): KernelSource {
     bContiguous: 'k',
     bindings: [operand('dY'), ...INDEX_BINDINGS, operand('W2'), write('dU')],
     params: SCATTER_PARAMS,
-    vectorLoads: HIDDEN_GRAD_VECTORS,
+    vectorLoads: DU_LOADS.vectorLoads,
     functions: `${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dY[rowAt(m, P.d) + k]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(W2[${W_OFFSET('P.h * P.d')} + n * P.d + k]); }
+${DU_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dU[rowAt(m, P.h) + n] = dt(c); }`,
   });
 }
@@ -159,12 +168,15 @@ export function inputGrad(activation: Activation, dtype: DType, slots = 1): Kern
     bContiguous: 'k',
     bindings: [...inputGradBindings(swiglu), ...outputBindings('dXRows', slots)],
     params: SCATTERED_OUT_PARAMS,
-    vectorLoads: inputGradVectors(swiglu),
+    // d_hidden is a plain load; W's K runs over [W3 | W1], one branch per element or vector.
+    vectorLoads: { when: ROWS_ALIGNED, functions: `${DX_A_LOADS.vectors}
+fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> {
+  ${concatenatedWeights(swiglu, '8')}
+}` },
     functions: `${SCATTER_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(dHidden[rowAt(m, P.K) + k]); }
+${DX_A_LOADS.functions}
 fn loadB(t: Tile, k: u32, n: u32) -> f32 {
-  let w = ${W_OFFSET('P.d * P.h')} + n * P.h;
-  ${swiglu ? 'if (k < P.h) { return f32(W3[w + k]); }\n  return f32(W1[w + k - P.h]);' : 'return f32(W1[w + k]);'}
+  ${concatenatedWeights(swiglu, '')}
 }
 fn storeC(t: Tile, m: u32, n: u32, c: f32) {
   ${scatteredStore('dXRows', slots, 'P.d', 'dt(c)')}
@@ -174,6 +186,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) {
 
 const REDUCE_PARAMS = [...SEGMENT_REDUCE_PARAMS, { name: 'd', type: 'u32' }, { name: 'h', type: 'u32' }, { name: 'expertBase', type: 'u32' }, { name: 'rowChunkBase', type: 'u32' }] as const;
 const LOCAL = (row: string, width: string) => `(${row} - P.rowChunkBase) * ${width}`;
+const DW2_LOADS = plainLoads({ A: ['U', `${LOCAL('k', 'P.h')} + m`], B: ['dY', `${LOCAL('k', 'P.d')} + n`] });
 
 /** group_bwd_W for W2: dW2_e (+)= uᵀ·dY over the expert's grouped rows in this chunk. */
 export function weightGradW2(dtype: DType, mode: ReduceMode): KernelSource {
@@ -185,10 +198,9 @@ export function weightGradW2(dtype: DType, mode: ReduceMode): KernelSource {
     bContiguous: 'n',
     bindings: [operand('U'), operand('dY'), read('expertOffsets', 'u32'), write('dW2')],
     params: REDUCE_PARAMS,
-    vectorLoads: DW2_VECTORS,
+    vectorLoads: DW2_LOADS.vectorLoads,
     functions: `${segmentReduceTiling('expertOffsets', mode)}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(U[${LOCAL('k', 'P.h')} + m]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dY[${LOCAL('k', 'P.d')} + n]); }
+${DW2_LOADS.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.h * P.d + m * P.d + n; ${reduceStore('dW2', 'w', 'c', mode)} }`,
   });
 }
@@ -197,6 +209,8 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32) { let w = (t.seg - P.expertBase) * P.
 export function weightGradW13(activation: Activation, dtype: DType, mode: ReduceMode): KernelSource {
   const swiglu = activation === 'swiglu';
   const width = swiglu ? '2u * P.h' : 'P.h';
+  // d_hidden's halves are [db | da]: dW1 takes the second, dW3 the first.
+  const loads = plainLoads({ A: ['groupedX', `${LOCAL('k', 'P.d')} + m`], B: ['dHidden', `${LOCAL('k', width)} + ${swiglu ? 'P.h + ' : ''}n`], ...(swiglu && { B2: ['dHidden', `${LOCAL('k', width)} + n`] as const }) });
   return gemmSource({
     name: `smoe-dW13-${swiglu ? 'swiglu' : 'plain'}`,
     dtype,
@@ -206,11 +220,9 @@ export function weightGradW13(activation: Activation, dtype: DType, mode: Reduce
     bContiguous: 'n',
     bindings: [operand('groupedX'), operand('dHidden'), read('expertOffsets', 'u32'), write('dW1'), ...(swiglu ? [write('dW3')] : [])],
     params: REDUCE_PARAMS,
-    vectorLoads: dW13Vectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${segmentReduceTiling('expertOffsets', mode)}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 { return f32(groupedX[${LOCAL('k', 'P.d')} + m]); }
-fn loadB(t: Tile, k: u32, n: u32) -> f32 { return f32(dHidden[${LOCAL('k', width)} + ${swiglu ? 'P.h + ' : ''}n]); }
-${swiglu ? `fn loadB2(t: Tile, k: u32, n: u32) -> f32 { return f32(dHidden[${LOCAL('k', width)} + n]); }` : ''}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
   let w = (t.seg - P.expertBase) * P.d * P.h + m * P.h + n;
   ${reduceStore('dW1', 'w', 'c', mode)}

@@ -38,6 +38,38 @@ describe('every strategy on the emulated subgroup-matrix engine at f16', { timeo
     }
   }
 
+  // Each peer's plain 8-wide hooks (kernels/gemm/plain-loads.ts) are really taken, at the scalar
+  // hook's index: the same step with W1's vector index planted 8 elements off gives another O.
+  for (const id of strategyIds().filter((s) => s !== 'zero-buffer')) {
+    it(`${id}: a planted vector index in W1's 8-wide hook changes O`, async () => {
+      const gpu = await emulated();
+      const config = layerConfig({ tokens: 70, hidden: 16, ffn: 24, experts: 5, topK: 2, dtype: 'f16', capacityFactor: 0, seed: 4 });
+      const run = async (plant: boolean) => {
+        const layer = await MoELayer.fromConfig(gpu, config, { impl: id });
+        const original = layer.kernels.cache.get.bind(layer.kernels.cache);
+        let planted = 0;
+        if (plant) {
+          layer.kernels.cache.get = (source) => {
+            const code = source.code.replace(/return W18\(/g, 'return W18(8u + ');
+            if (code !== source.code) planted++;
+            return original({ ...source, code });
+          };
+        }
+        layer.randomize();
+        await layer.forward();
+        const O = await layer.readOutput();
+        layer.destroy();
+        return { O, planted };
+      };
+      const clean = await run(false);
+      const bad = await run(true);
+      expect(bad.planted).toBeGreaterThan(0);
+      expect(clean.O.every(Number.isFinite)).toBe(true);
+      const moved = clean.O.reduce((worst, v, i) => Math.max(worst, Math.abs(v - bad.O[i])), 0);
+      expect(moved).toBeGreaterThan(1e-3);
+    });
+  }
+
   it('runs every f16 expert GEMM on the engine and keeps the router on simt', async () => {
     const gpu = await emulated();
     const layer = await MoELayer.fromConfig(gpu, layerConfig({ tokens: 40, hidden: 12, ffn: 20, experts: 3, topK: 2, dtype: 'f16' }), { impl: 'zero-buffer' });
