@@ -27,6 +27,7 @@ import { runCase } from '../src/bench/case.js';
 import { checkOutputPath, writeFileAtomic } from '../src/fs.js';
 import { strategyIds } from '../src/registry.js';
 import { parseShardSpec, type ShardSpec } from '../src/bench/shard.js';
+import { tuningAdapterWarning, tuningFlag, tuningProvenance, type TuningFlag } from '../src/cli/tuning-flag.js';
 
 /** "2%" or "0.02" → 0.02. */
 function parseFraction(text: string, flag: string): number {
@@ -49,6 +50,7 @@ export default class Bench extends BaseCommand {
   ];
   static override flags = {
     ...gpuFlags,
+    tuning: tuningFlag,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to run (repeatable) [default: every strategy]' }),
     preset: Flags.string({ options: PRESETS.map((p) => p.name), description: 'real shapes (their d, h, E, k, T: --list-presets, or docs/design.md#presets); --tokens overrides T [default: quick]' }),
@@ -149,6 +151,8 @@ export default class Bench extends BaseCommand {
   private runFlags(flags: Record<string, unknown>): string[] {
     const out: string[] = [];
     for (const name of ['adapter', 'backend', 'baseline', 'retries', 'threshold']) if (flags[name] !== undefined) out.push(`--${name}`, String(flags[name]));
+    // The table is not in the saved sweep: a resumed run must give the same file (runBench holds it to the saved hash).
+    if (flags.tuning !== undefined) out.push('--tuning', (flags.tuning as TuningFlag).path);
     if (flags['memory-tolerance'] !== undefined) out.push('--memory-tolerance', `${flags['memory-tolerance'] as number}B`);
     for (const name of ['strict', 'advisory-speed', 'absolute-speed', 'update-baseline', 'force', 'json']) if (flags[name]) out.push(`--${name}`);
     return out;
@@ -168,6 +172,8 @@ export default class Bench extends BaseCommand {
     return this.withGpu(deviceFlags, async (gpu) => {
       for (const c of sweep.cases) requireDtype(gpu, c.layer.dtype);
       for (const note of sweep.notes) this.progress(`note: ${note}`);
+      const mismatch = tuningAdapterWarning(flags.tuning, gpu);
+      if (mismatch) this.progress(mismatch);
       if (resume) this.progress(`resuming: ${kept} of ${sweep.cases.length} case(s) already finished in ${flags.resume}; running the other ${sweep.cases.length - kept}`);
       const progress = createProgress(sweep.cases.length - kept);
       const reopened: GpuContext[] = [];
@@ -183,7 +189,7 @@ export default class Bench extends BaseCommand {
           outDir,
           sweep: saveSweep(spec),
           shard: prepared.shard,
-          provenance: this.provenance(gpu.adapter, gpu.allocatorPolicy.mode),
+          provenance: { ...this.provenance(gpu.adapter, gpu.allocatorPolicy.mode), ...tuningProvenance(flags.tuning) },
           resume,
           onCaseStart: (_i, _n, label) => progress.tick(label),
           writeReports: writeBenchReports,

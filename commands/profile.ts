@@ -14,6 +14,7 @@ import type { Provenance } from '../src/measure/provenance.js';
 import { renderProfile } from '../src/render/profile.js';
 import { renderProfileHtml } from '../src/render/profile-html.js';
 import { strategyIds, STRATEGIES } from '../src/registry.js';
+import { tuningAdapterWarning, tuningFlag, tuningProvenance } from '../src/cli/tuning-flag.js';
 
 export default class Profile extends BaseCommand {
   static override summary = 'Per-kernel GPU time and the memory timeline of one training step.';
@@ -22,6 +23,7 @@ export default class Profile extends BaseCommand {
   static override examples = ['<%= config.bin %> profile', '<%= config.bin %> profile --impl zero-buffer --impl megablocks --trace step.json', '<%= config.bin %> profile --preset moeblaze-conf4 --impl zero-buffer --driver-check'];
   static override flags = {
     ...gpuFlags,
+    tuning: tuningFlag,
     verbose: verboseFlag,
     ...layerFlags,
     impl: Flags.string({ multiple: true, options: strategyIds(), description: 'strategy to profile (repeatable) [default: every strategy]' }),
@@ -43,6 +45,8 @@ export default class Profile extends BaseCommand {
     if (flags.out !== undefined) checkOutputFiles(flags.out, ['index.html'], 'out');
     return this.withGpu(flags, async (gpu) => {
       requireDtype(gpu, config.dtype);
+      const mismatch = tuningAdapterWarning(flags.tuning, gpu);
+      if (mismatch) this.progress(mismatch);
       if (!gpu.hasTimestamps) throw new EnvironmentError(`profile needs the timestamp-query feature for per-kernel times; ${gpu.adapter.description} lacks it (bench falls back to wall-clock times)`);
       const result = await profileStrategies(gpu, config, strategies, (m) => this.progress(m), { driverCheck: flags['driver-check'] });
       this.log(renderProfile(result));
@@ -51,7 +55,7 @@ export default class Profile extends BaseCommand {
         this.progress(`wrote ${flags.trace}: open it in ui.perfetto.dev or chrome://tracing`);
       }
       // Provenance (commit, adapter, Dawn) makes a committed --driver-check output say where it ran.
-      const provenance = this.provenance(gpu.adapter, gpu.allocatorPolicy.mode);
+      const provenance = { ...this.provenance(gpu.adapter, gpu.allocatorPolicy.mode), ...tuningProvenance(flags.tuning) };
       if (flags.out) {
         await writeFileAtomic(join(flags.out, 'index.html'), renderProfileHtml(result, provenance));
         this.progress(`wrote ${join(flags.out, 'index.html')}`);

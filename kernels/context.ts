@@ -1,5 +1,6 @@
 import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
 import { withEngine, type GemmEngine, type GemmKernelSource } from './gemm/core.js';
+import type { TuningTable } from '../src/gpu/tuning.js';
 import { GemmRepeater, plantedSlowdown } from '../src/gpu/planted-slowdown.js';
 import { allocateParamArena, PipelineCache, StepEncoder, type KernelSource } from './program.js';
 
@@ -14,6 +15,8 @@ export class KernelContext {
     readonly allocator: GpuAllocator,
     /** The engine every f16 GEMM of the core runs on (f32 GEMMs and the router stay SIMT). */
     readonly gemmEngine: GemmEngine = 'simt',
+    /** The tile table the matrix engine's kernels follow (bench --tuning; src/gpu/tuning.ts) [default: none]. */
+    readonly tuning: TuningTable | null = null,
   ) {
     this.cache = new PipelineCache(allocator.device);
     this.paramArena = allocateParamArena(allocator);
@@ -32,7 +35,7 @@ export class KernelContext {
       timestamps,
       passPerKernel,
       {
-        resolve: (source) => withEngine(source, this.gemmEngine, { workgroupBytes: this.device.limits.maxComputeWorkgroupStorageSize }),
+        resolve: (source) => withEngine(source, this.gemmEngine, { workgroupBytes: this.device.limits.maxComputeWorkgroupStorageSize, tuning: this.tuning }),
         fallback: (source, error) => this.fallBack(source, error),
       },
       this.allocator,

@@ -32,6 +32,7 @@ const FOLDER_LAYERS: Record<string, Layer> = {
   plan: 'tool',
   gate: 'tool',
   train: 'tool',
+  tune: 'tool',
   render: 'render',
   cli: 'cli',
 };

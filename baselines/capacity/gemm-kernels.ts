@@ -29,7 +29,7 @@ import { inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
  * reductions) made Tutel and GShard 24–43% slower against zero-buffer in the lavapipe gate's
  * quick shapes, and their effect at full size on a GPU's SIMT path is not measured.
  */
-const CAPACITY_TILE: TileShape = { ...DEFAULT_TILE, matrix: SEGMENT_TILE.matrix };
+const CAPACITY_TILE: TileShape = { ...DEFAULT_TILE, matrix: SEGMENT_TILE.matrix, class: 'segment' };
 
 export const EXPERT_PARAMS = [
   { name: 'M', type: 'u32' },

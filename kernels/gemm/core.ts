@@ -1,7 +1,8 @@
 import { bindingPrelude, type KernelSource } from '../program.js';
 import { simtEngine } from './engines/simt.js';
 import { emulatedSubgroupMatrixEngine, subgroupMatrixEngine } from './engines/subgroup-matrix.js';
-import { DEFAULT_TILE, tileWgsl, type EngineTarget, type GemmEngine, type GemmEngineImpl, type GemmSpec, type TileShape } from './spec.js';
+import { DEFAULT_TILE, tileWgsl, WorkgroupBudgetError, type EngineTarget, type GemmEngine, type GemmEngineImpl, type GemmSpec, type TileShape } from './spec.js';
+import { tuningHash, type TuningTable } from '../../src/gpu/tuning.js';
 
 export type { GemmBinding, GemmEngine, GemmSpec, SubgroupMatrixOptions, TileShape, VectorLoads } from './spec.js';
 export { DEFAULT_TILE } from './spec.js';
@@ -40,6 +41,8 @@ export interface GemmKernelSource extends KernelSource {
   engine: GemmEngine;
   /** The workgroup's output tile (what its dispatch grid is counted in: gemmGrid). */
   tile: TileShape;
+  /** Built from a tuning table's entry (tunedSpec); false where the spec has none, or its tile did not fit the workgroup memory. */
+  tuned?: boolean;
 }
 
 /** Why `engine` cannot build `spec` (null: it can). */
@@ -65,7 +68,8 @@ export function withEngine(source: KernelSource, engine: GemmEngine, target: Eng
   if (to === g.engine && to === 'simt') return source;
   let byEngine = rebuilt.get(g.gemm);
   if (!byEngine) rebuilt.set(g.gemm, (byEngine = new Map()));
-  const key = `${to}:${target.workgroupBytes ?? ''}`;
+  // Two contexts with different tables (or none) must not share a kernel: the table is in the key.
+  const key = `${to}:${target.workgroupBytes ?? ''}:${target.tuning ? tuningHash(target.tuning) : ''}`;
   let built = byEngine.get(key);
   if (!built) byEngine.set(key, (built = build({ ...g.gemm, engine: to }, target)));
   return built;
@@ -73,6 +77,20 @@ export function withEngine(source: KernelSource, engine: GemmEngine, target: Eng
 
 function build(spec: GemmSpec, target: EngineTarget): GemmKernelSource {
   const engine = effectiveEngine(spec, spec.engine ?? 'simt', target);
+  const tuned = engine === 'simt' ? spec : tunedSpec(spec, target.tuning);
+  if (tuned !== spec) {
+    // A tuned tile whose staging does not fit this kernel's workgroup memory (a dual product, a
+    // custom epilogue's arrays) keeps the built-in one: the table tunes, it never breaks a kernel.
+    try {
+      return { ...emitted(tuned, engine, target), tuned: true };
+    } catch (error) {
+      if (!(error instanceof WorkgroupBudgetError)) throw error;
+    }
+  }
+  return emitted(spec, engine, target);
+}
+
+function emitted(spec: GemmSpec, engine: GemmEngine, target: EngineTarget): GemmKernelSource {
   // The matrix engine may take its own output tile (a wider or taller one where the shape allows).
   const simtTile = spec.tile ?? DEFAULT_TILE;
   const matrixTile = spec.subgroupMatrix?.tile ?? (simtTile.matrix ? { ...simtTile, ...simtTile.matrix } : simtTile);
@@ -92,6 +110,21 @@ ${spec.functions}
 ${code.main}
 `;
   return { name: spec.name, code: code_, bindings, params: spec.params, gemm: spec, engine, tile };
+}
+
+/**
+ * The spec the matrix engine builds under `table`: its class's tile as the engine's own tile
+ * (SubgroupMatrixOptions.tile) and K step and stages as given. The spec itself where its tile has
+ * no class, the table no entry for it, or the spec pins the engine's tile already (a measurement).
+ * The SIMT tile is unchanged, so a segment tiling's grid stays counted in metadata row tiles
+ * (any matrix m of 64 or 128 covers them: spec.ts TileShape.matrix).
+ */
+export function tunedSpec(spec: GemmSpec, table: TuningTable | null | undefined): GemmSpec {
+  const cls = spec.tile?.class;
+  const entry = cls && table?.classes[cls];
+  if (!entry || spec.subgroupMatrix?.tile) return spec;
+  const tile: TileShape = { ...spec.tile!, m: entry.m, n: entry.n };
+  return { ...spec, subgroupMatrix: { ...spec.subgroupMatrix, tile, ...(entry.k !== undefined && { k: entry.k, fitK: true }), ...(entry.stages !== undefined && { stages: entry.stages }) } };
 }
 
 export function gemmSource(spec: GemmSpec): GemmKernelSource {

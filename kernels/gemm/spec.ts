@@ -6,6 +6,7 @@
  */
 import type { DType, GemmEngine } from '../../src/config.js';
 import type { KernelBinding, KernelSource } from '../program.js';
+import type { TileClass, TuningTable } from '../../src/gpu/tuning.js';
 
 export type { GemmEngine };
 
@@ -36,6 +37,8 @@ export interface TileShape {
    * tile over-covers the grid but computes every row once (SEGMENT_TILE).
    */
   matrix?: Pick<TileShape, 'm' | 'n'>;
+  /** Which entry of a tuning table sets the matrix engine's tile [default: none, the tile is fixed] (src/gpu/tuning.ts). */
+  class?: TileClass;
 }
 
 /** A storage binding of a GEMM: its name is the WGSL variable the hooks use and the dispatch's buffer key. */
@@ -70,8 +73,10 @@ export interface VectorLoads {
 export type StagingGuards = 'always' | 'edges' | 'never';
 
 export interface SubgroupMatrixOptions {
-  /** K step staged per barrier [default 32]. */
+  /** K step staged per barrier [default: the longest of 64, 32, 16 whose staging fits the workgroup budget]. */
   k?: 16 | 32 | 64;
+  /** `k` is the longest to try: a shorter one where it does not fit (a tuning table's K, measured on a single product, may not fit a dual one). */
+  fitK?: boolean;
   /** Staging buffers [default 1]: with 2, the next step is staged while this one multiplies. */
   stages?: 1 | 2;
   /** Workgroup bytes the kernel may use [default 32 KiB, what every adapter offers]. */
@@ -137,7 +142,12 @@ export interface GemmSpec {
 export interface EngineTarget {
   /** Workgroup bytes the device offers (maxComputeWorkgroupStorageSize). */
   workgroupBytes?: number;
+  /** The tuning table the matrix engine's tiles follow (src/gpu/tuning.ts) [default: none]. */
+  tuning?: TuningTable | null;
 }
+
+/** A tile whose staging does not fit the workgroup memory: a tuned tile falls back to the built-in one on it (core.ts). */
+export class WorkgroupBudgetError extends Error {}
 
 /** The WGSL an engine contributes to a GEMM module; the core wraps it with the shared parts. */
 export interface EngineCode {

@@ -15,11 +15,12 @@ import { LARGE_TILE, TILE_M, type TileShape } from './core.js';
  * where segments average 128 rows (DeepSeek-like: about 2/3 of a 128-row tile used against 4/5 of
  * 64-row ones). Its grid stays counted in metadata tiles; tiles past a segment's end exit.
  */
-export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128, matrix: { m: 128, n: 128 } };
+// Both carry class 'segment': a tuning table's entry may change their matrix tile (src/gpu/tuning.ts).
+export const SEGMENT_TILE: TileShape = { m: TILE_M, n: 128, matrix: { m: 128, n: 128 }, class: 'segment' };
 /** Segment GEMMs whose B is loaded along K (transposed weights): BK 16 beat BK 8 there on the H200. */
 export const TRANSPOSED_SEGMENT_TILE: TileShape = { ...SEGMENT_TILE, k: 16 };
-/** Weight gradients tile their [d,h] outputs, never a segment: the large tile. */
-export const REDUCE_TILE: TileShape = LARGE_TILE;
+/** Weight gradients tile their [d,h] outputs, never a segment: the large tile. A tuning table's 'reduce' entry may change it on the matrix engine. */
+export const REDUCE_TILE: TileShape = { ...LARGE_TILE, class: 'reduce' };
 
 /**
  * Tiling over rows of a dense [M, N] output: wg.x = row tile, wg.y = column tile.

@@ -175,6 +175,13 @@ export async function runBench(gpu: GpuContext, sweep: SweepCases, options: Benc
   if (resume?.cases.length && resume.testbed.fingerprint !== testbed.fingerprint) {
     throw new UsageError(`--resume: the saved cases ran on ${resume.testbed.fingerprint}, this adapter is ${testbed.fingerprint}; resume on the same adapter, or start a new sweep`);
   }
+  // The tile table changes every matrix-engine kernel: a resumed sweep keeps the one it started with.
+  const savedTuning = resume?.provenance.tuning?.hash ?? null;
+  const tuning = options.provenance.tuning?.hash ?? null;
+  if (resume?.cases.length && savedTuning !== tuning) {
+    const was = savedTuning ? `with the --tuning table ${savedTuning}` : 'without --tuning';
+    throw new UsageError(`--resume: the saved cases ran ${was}, this run ${tuning ? `gives the table ${tuning}` : 'gives none'}; resume with the same --tuning file, or start a new sweep`);
+  }
   const savedAllocator = resume?.settings.allocator ?? 'fresh';
   if (resume?.cases.length && savedAllocator !== settings.allocator) {
     throw new UsageError(`--resume: the saved cases ran with --allocator ${savedAllocator}, this run asks for ${settings.allocator}; resume with --allocator ${savedAllocator}, or start a new sweep`);

@@ -18,6 +18,7 @@ const TAGS: readonly string[] = BUFFER_TAGS;
 
 export { Checker, describe } from './checker.js';
 import { Checker, describe, type Obj } from './checker.js';
+import { parseTuning, tuningHash } from '../gpu/tuning.js';
 
 
 function timeStats(ch: Checker, v: unknown, path: string, nullable: boolean): void {
@@ -172,8 +173,22 @@ function provenance(ch: Checker, v: unknown, path: string): void {
   ch.string(p, 'platform', path);
   if (p.adapter !== null) ch.object(p.adapter, `${path}.adapter`);
   if (p.allocator !== undefined) ch.oneOf(p, 'allocator', path, ALLOCATOR_MODES);
+  // Absent without --tuning and in files before it; present, the table must parse and match its hash.
+  if (p.tuning !== undefined) tuningRecord(ch, p.tuning, `${path}.tuning`);
   ch.string(p, 'time', path);
   if (typeof p.time === 'string' && Number.isNaN(Date.parse(p.time))) ch.fail(`${path}.time`, `not a date: ${describe(p.time)}`);
+}
+
+function tuningRecord(ch: Checker, v: unknown, path: string): void {
+  const t = ch.object(v, path);
+  if (!t) return;
+  ch.string(t, 'hash', path);
+  try {
+    const table = parseTuning(t.table, `${path}.table`);
+    if (tuningHash(table) !== t.hash) ch.fail(`${path}.hash`, `${describe(t.hash)} is not the table's hash (${tuningHash(table)})`);
+  } catch (error) {
+    ch.fail(`${path}.table`, (error as Error).message);
+  }
 }
 
 function settings(ch: Checker, v: unknown, path: string): void {

@@ -5,6 +5,7 @@ import { LAYER_FIELDS, type LayerField } from '../layer-fields.js';
 import { UsageError } from '../errors.js';
 import { BACKENDS, type AdapterSelection } from '../gpu/runtime.js';
 import { ALLOCATOR_MODES } from '../gpu/allocator.js';
+import type { TuningTable } from '../gpu/tuning.js';
 import { parseBytes } from '../units.js';
 
 /** A byte-size flag (--memory-limit, --chunk-bytes …): B, KiB, MiB, GiB suffixes; a bare number is GiB. */
@@ -56,7 +57,7 @@ export type GpuFlagValues = Partial<Interfaces.InferredFlags<typeof gpuFlags>>;
  * The adapter, toggles and GEMM engine the flags ask for. A forced subgroup-matrix engine needs
  * f16 operands: with --dtype f32 (the default) that is a usage error here, before any GPU work.
  */
-export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): AdapterSelection {
+export function gpuSelection(flags: GpuFlagValues & { dtype?: string; tuning?: { table: TuningTable } }): AdapterSelection {
   if (flags.gemm && flags.gemm !== 'auto' && flags.gemm !== 'simt' && (flags.dtype ?? 'f32') !== 'f16') {
     throw new UsageError(`--gemm ${flags.gemm} multiplies f16 operands; add --dtype f16 (f32 layers run on simt; --gemm auto picks per dtype)`);
   }
@@ -68,6 +69,7 @@ export function gpuSelection(flags: GpuFlagValues & { dtype?: string }): Adapter
     nvidiaF16: flags['nvidia-f16'] !== false,
     robustness: !flags['unsafe-disable-robustness'],
     allocator: flags.allocator ?? 'caching',
+    ...(flags.tuning && { tuning: flags.tuning.table }),
   };
 }
 

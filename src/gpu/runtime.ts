@@ -1,4 +1,5 @@
 import type { DType, GemmEngine, GemmRequest } from '../config.js';
+import type { TuningTable } from './tuning.js';
 import { EnvironmentError, GpuError, UsageError } from '../errors.js';
 import { policyFromEnv, type AllocatorMode, type AllocatorPolicy } from './buffer-pool.js';
 
@@ -28,6 +29,8 @@ export interface AdapterSelection {
   extraToggles?: string[];
   /** The GEMM engine asked for [default 'auto']; each layer resolves it with gemmEngineFor(). */
   gemm?: GemmRequest;
+  /** `--tuning FILE`: the matrix engine's tile table every layer on this device follows [default: none]. */
+  tuning?: TuningTable | null;
   /** `--allocator` [default: caching]: every layer's allocator on this device follows it (src/gpu/buffer-pool.ts). */
   allocator?: AllocatorMode;
   /** Poison every buffer handed out [default: MOEBLAZE_POISON_POOL=1]. */
@@ -192,6 +195,8 @@ export interface GpuContext {
   hasSubgroupMatrix: boolean;
   /** --gemm as asked; gemmEngineFor() turns it into the engine a layer of some dtype runs. */
   gemmRequest: GemmRequest;
+  /** The tile table of the matrix engine's kernels (--tuning), or null. */
+  tuning: TuningTable | null;
   /** How allocators on this device keep freed buffers (--allocator) and whether they poison them. */
   allocatorPolicy: AllocatorPolicy;
   /** The Dawn toggles the instance was created with (provenance records them). */
@@ -266,6 +271,7 @@ export async function openGpu(selection: AdapterSelection = {}): Promise<GpuCont
     hasSubgroupMatrix: device.features.has('chromium-experimental-subgroup-matrix' as GPUFeatureName),
     toggles: dawnToggles(selection),
     gemmRequest: selection.gemm ?? 'auto',
+    tuning: selection.tuning ?? null,
     allocatorPolicy: { ...policyFromEnv(selection.allocator), ...(selection.poisonPool !== undefined && { poison: selection.poisonPool }) },
     maxBindingBytes: device.limits.maxStorageBufferBindingSize,
     maxBufferBytes: device.limits.maxBufferSize,

@@ -7,6 +7,7 @@ import type { AdapterReport } from '../gpu/runtime.js';
 import { describeCheckout, readBuildInfo } from './build-info.js';
 import type { AllocatorMode } from '../gpu/allocator.js';
 import type { MachineLoad } from './load.js';
+import type { TuningRecord } from '../gpu/tuning.js';
 
 /** Where a result came from (docs/design.md#provenance): enough to rerun it and to tell two runs apart. */
 export interface Provenance {
@@ -32,6 +33,8 @@ export interface Provenance {
    */
   allocator?: AllocatorMode;
   time: string;
+  /** `bench --tuning`: the matrix engine's tile table the run used; absent where none was given (and in older files). */
+  tuning?: TuningRecord;
   /** How busy the machine was while a bench ran (src/measure/load.ts); absent elsewhere and in older files. */
   load?: MachineLoad | null;
 }

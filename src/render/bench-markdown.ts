@@ -40,6 +40,12 @@ function code(text: string): string {
   return text.includes('`') ? `\`\` ${text} \`\`` : `\`${text}\``;
 }
 
+/** bench --tuning: the table's hash, adapter and each class's matrix tile (K and stages where set). */
+function tuningLine(t: NonNullable<BenchResults['provenance']['tuning']>): string {
+  const classes = Object.entries(t.table.classes).map(([c, e]) => `${c} ${e.m}×${e.n}${e.k ? ` K${e.k}` : ''}${e.stages ? ` ${e.stages} stage(s)` : ''}`);
+  return `table ${code(t.hash)} measured on ${t.table.adapter}: ${classes.join(', ') || 'no class (built-in tiles)'}`;
+}
+
 function provenance(r: BenchResults): string {
   const p = r.provenance;
   const rows = [
@@ -55,6 +61,7 @@ function provenance(r: BenchResults): string {
     ['checks', checksLine(r)],
     ['pass, layers', `${r.settings.pass}, L = ${r.settings.layers}${r.settings.memoryLimit ? `, --memory-limit ${bytesOrDash(r.settings.memoryLimit)}` : ''}`],
     ['allocator', allocatorLine(r)],
+    ...(p.tuning ? [['tuning', tuningLine(p.tuning)]] : []),
   ];
   return table(['', ''], rows);
 }

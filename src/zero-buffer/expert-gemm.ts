@@ -202,7 +202,8 @@ export function hiddenGrad(o: ExpertKernelOptions): KernelSource {
   return gemmSource({
     dtype: o.dtype,
     name: `expert-hidden-grad-${o.activation}`,
-    tile: TRANSPOSED_SEGMENT_TILE,
+    // Untuned (no class): dgParts counts this kernel's column tiles, SEGMENT_TILE.n wide, in the buffer table.
+    tile: { ...TRANSPOSED_SEGMENT_TILE, class: undefined },
     aContiguous: 'k',
     bContiguous: 'k',
     vectorLoads: hiddenGradVectors(),

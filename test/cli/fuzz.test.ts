@@ -11,6 +11,7 @@ import Plan from '../../commands/plan.js';
 import Profile from '../../commands/profile.js';
 import Train from '../../commands/train.js';
 import Verify from '../../commands/verify.js';
+import Tune from '../../commands/tune.js';
 import { packageRoot } from '../../src/measure/provenance.js';
 import { Xoshiro128 } from '../../src/rng.js';
 
@@ -49,7 +50,7 @@ const KINDS: Record<string, Kind> = {
   skew: 'skew',
   shard: 'shard',
   out: 'folderOut', dump: 'folderOut', trace: 'fileOut',
-  resume: 'folderIn', baseline: 'fileIn', current: 'fileIn',
+  resume: 'folderIn', baseline: 'fileIn', current: 'fileIn', tuning: 'fileIn',
   adapter: 'skip', json: 'skip',
 };
 
@@ -113,6 +114,7 @@ const COMMANDS: [string, typeof Command, string[]][] = [
   ['verify', Verify, NO_ADAPTER],
   ['profile', Profile, NO_ADAPTER],
   ['train', Train, NO_ADAPTER],
+  ['tune', Tune, NO_ADAPTER],
   // Plan without --validate opens no GPU, and refuses --adapter (issue 28, item 18): a value that slips through runs the model, and fails the test by exiting 0.
   ['plan', Plan, []],
   ['gate', Gate, []],
@@ -216,7 +218,8 @@ describe('fuzz: bad values for every flag of every command (seed 16)', () => {
       const flags = command.flags as Record<string, { type: string; allowNo?: boolean }>;
       let runs = 0;
       for (const [name, flag] of Object.entries(flags)) {
-        const kind = flag.type === 'boolean' ? 'boolean' : KINDS[name];
+        // tune's --out is a file (the table), everywhere else a folder.
+        const kind = flag.type === 'boolean' ? 'boolean' : id === 'tune' && name === 'out' ? 'fileOut' : KINDS[name];
         expect(kind, `${id} --${name} has no fuzz kind`).toBeDefined();
         if (kind === 'skip' || kind === 'boolean') continue;
         const listKind = (id === 'bench' && ['tokens', 'hidden', 'ffn', 'experts', 'top-k'].includes(name)) ? 'intList' : id === 'bench' && name === 'capacity-factor' ? 'floatList' : kind;

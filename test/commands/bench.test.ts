@@ -132,3 +132,37 @@ describe('moeblaze bench --preset moeblaze-conf4 (issue 18)', () => {
     }
   });
 });
+
+describe('moeblaze bench --tuning', () => {
+  it('--tuning: a bad table exits 2 before any GPU work; a good one is used, recorded and shown, with one warning for another adapter', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moeblaze-bench-'));
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ format: 'moeblaze.tuning/v1', adapter: 'x', classes: { segment: { m: 96, n: 128 } } }));
+    for (const [file, message] of [
+      [bad, `--tuning ${bad}: classes.segment.m is 96; allowed: 64, 128`],
+      [join(dir, 'missing.json'), 'cannot read'],
+    ]) {
+      const r = await cli(['bench', '--tuning', file, '--out', join(dir, 'never'), ...TINY]);
+      expect(r.code, r.stderr).toBe(2);
+      const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('moeblaze:'));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(message);
+      expect(existsSync(join(dir, 'never'))).toBe(false);
+    }
+    const good = join(dir, 'good.json');
+    const table = { format: 'moeblaze.tuning/v1', adapter: 'another adapter', classes: { segment: { m: 64, n: 64, k: 16 } } };
+    writeFileSync(good, JSON.stringify(table));
+    const out = join(dir, 'tuned');
+    const r = await cli(['bench', '--impl', 'zero-buffer', '--experts', '4', ...TINY, '--dtype', 'f16', '--gemm', 'subgroup-matrix-emulated', '--tuning', good, '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.match(/measured on "another adapter"/g)).toHaveLength(1);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
+    expect(validateBenchResults(results)).toEqual([]);
+    expect(results.provenance.tuning?.table).toEqual(table);
+    expect(results.provenance.tuning?.hash).toMatch(/^[0-9a-f]{12}$/);
+    expect(results.cases[0].status).toBe('ok');
+    expect(readFileSync(join(out, 'results.md'), 'utf8')).toContain(`| tuning | table \`${results.provenance.tuning!.hash}\` measured on another adapter: segment 64×64 K16 |`);
+    // A hash that is not the table's is refused by the validator.
+    expect(validateBenchResults({ ...results, provenance: { ...results.provenance, tuning: { ...results.provenance.tuning!, hash: '000000000000' } } }).join(' ')).toMatch(/tuning\.hash/);
+  });
+});

@@ -1,4 +1,4 @@
-import { epilogueOf, kLoop, THREADS, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
+import { epilogueOf, kLoop, THREADS, WorkgroupBudgetError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
 import { stagingOf, type Operand } from './staging.js';
 
 /**
@@ -76,7 +76,9 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const stagingBytes = (K: number) => 2 * stages * ops(K).reduce((s, o) => s + o.halves, 0);
   // The longest K step whose staging and the smallest band fit: fewer barriers per product.
   // K 64 against 32 took the dense 8192³ product from 82 to 109 TFLOP/s (H100, robust; session 5).
-  const K = opts.k ?? ([64, 32, 16] as const).find((k) => stagingBytes(k) + 16 * tile.n * 4 <= budget) ?? 16;
+  const fits = (k: number) => stagingBytes(k) + 16 * tile.n * 4 <= budget;
+  const longest = opts.k === undefined || opts.fitK ? (opts.k ?? 64) : null;
+  const K = longest === null ? opts.k! : (([64, 32, 16] as const).filter((k) => k <= longest).find(fits) ?? 16);
   const [SGM, SGN] = opts.grid ?? subgroupGrid(tile.m, tile.n);
   if (SGM * SGN * 32 !== THREADS) throw new Error(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not 8 subgroups`);
   const SUBM = tile.m / SGM;
@@ -87,7 +89,7 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const all = ops(K);
   // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
   const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
-  if (!band) throw new Error(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
+  if (!band) throw new WorkgroupBudgetError(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
   const guards = opts.guards ?? 'edges';
   const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards));
 
