@@ -9,7 +9,7 @@
 # ScatterMoE and megablocks-grouped at conf4, docs/paper.md's SiLU sweep, and verify's edge grid
 # at f16 on the real intrinsics (each step cut at its limit);
 # `deepseek` (about 7 minutes) the anchor and every strategy at deepseek-v3-like-layer, checked;
-# `paper` (about 5 minutes) docs/paper.md's speed sweep and the driver check of the other three.
+# `paper` (about 6 minutes) docs/paper.md's speed sweep, `tune` at conf4 and the driver check of the other three.
 # Everything lands in $OUT/card.tgz; bench folders resume with `bench --resume DIR`.
 set -u
 what=${1:-all}
@@ -52,6 +52,7 @@ fi
 if [ "$what" = paper ]; then
   bash "$here/.gpu/remote.sh" bash -c "
   for act in silu swiglu; do timeout -s INT \${PAPER_S:-110} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation \$act --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-\$act > $W/paper-\$act.log 2>&1; echo paper-\$act-exit=\$?; done
+  timeout 60 node bin/run.js tune --preset moeblaze-conf4 --dtype f16 --out $W/tuning-conf4.json > $W/tune-conf4.txt 2>&1; echo tune-exit=\$?; save
   for s in megablocks tutel gshard; do timeout 45 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl \$s --driver-check --json > $W/driver-check-\$s.json 2> $W/driver-check-\$s.err; echo driver-\$s-exit=\$?; done
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
