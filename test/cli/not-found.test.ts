@@ -8,7 +8,7 @@ describe('an unknown command', () => {
     const r = await startCli(['nosuch', '--json']).done;
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^moeblaze: unknown command "nosuch"; the commands are (\w+, )+\w+; see `moeblaze --help`$/);
-    expect(r.stderr).toMatch(/the commands are bench, devices, gate, (\w+, )*plan, profile, train, verify;/);
+    expect(r.stderr).toMatch(/the commands are bench, devices, gate, merge, plan, profile, train, tune, verify;/);
     expect(JSON.parse(r.stdout)).toEqual({ error: { name: 'UsageError', message: r.stderr.trim().replace(/^moeblaze: /, ''), exitCode: 2 } });
     const plain = await startCli(['nosuch']).done;
     expect(plain.code).toBe(2);
