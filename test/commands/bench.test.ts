@@ -1,20 +1,13 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { validateBenchResults } from '../../src/bench/validate.js';
 import type { BenchResults } from '../../src/bench/schema.js';
 import { strategyIds } from '../../src/registry.js';
 
-const run = promisify(execFile);
-const root = resolve(import.meta.dirname, '../..');
-const cli = (args: string[]) =>
-  run(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, timeout: 300_000 }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
+const cli = (args: string[]) => runCli(args);
 
 const TINY = ['--tokens', '64', '--hidden', '16', '--ffn', '32', '--max-time', '0.3', '--min-samples', '3', '--warmup', '1'];
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import type { BenchResults } from '../../src/bench/schema.js';
 import { validateBenchResults } from '../../src/bench/validate.js';
 
@@ -15,11 +16,7 @@ import { validateBenchResults } from '../../src/bench/validate.js';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '../..');
-const cli = (args: string[], cwd: string) =>
-  run(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd, timeout: 300_000 }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
+const cli = (args: string[], cwd: string) => runCli(args, { cwd });
 
 /** The README section's first shell block, which must run as written. */
 function readmeBlock(): string {

@@ -1,19 +1,12 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { parseTuningText } from '../../src/gpu/tuning.js';
 import type { TuneResult } from '../../src/tune/run.js';
 
-const run = promisify(execFile);
-const root = resolve(import.meta.dirname, '../..');
-const cli = (args: string[]) =>
-  run(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, timeout: 300_000 }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
+const cli = (args: string[]) => runCli(args);
 
 const TINY = ['--preset', 'quick', '--experts', '8', '--tokens', '64', '--max-time', '0.1'];
 

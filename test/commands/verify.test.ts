@@ -1,16 +1,8 @@
-import { execFile } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import type { VerifyResult } from '../../src/verify/verify.js';
 
-const run = promisify(execFile);
-const root = resolve(import.meta.dirname, '../..');
-const cli = (args: string[]) =>
-  run(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: root, timeout: 120_000 }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
+const cli = (args: string[]) => runCli(args, { timeout: 120_000 });
 
 describe('moeblaze verify', () => {
   it('passes correct results on a saturated router, where dWr is ~1e-15 and its relative error large (issue 16 item 3)', async () => {

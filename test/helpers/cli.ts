@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -9,6 +10,14 @@ import { join, resolve } from 'node:path';
  */
 
 export const root = resolve(import.meta.dirname, '../..');
+
+/** One CLI run to its end, as a shell runs it (through the stderr-filtering parent): its exit status and output. */
+export function runCli(args: string[], options: { cwd?: string; timeout?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, [join(root, 'bin/run.js'), ...args], { cwd: options.cwd ?? root, timeout: options.timeout ?? 300_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+}
 
 export interface CliRun {
   code: number | null;
