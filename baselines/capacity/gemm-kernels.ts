@@ -5,7 +5,7 @@ import { DEFAULT_TILE, type TileShape } from '../../kernels/gemm/spec.js';
 import { reduceStore, SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
 import { plainLoads } from '../../kernels/gemm/plain-loads.js';
-import { inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
+import { inputGradLoads } from '../../kernels/gemm/segment-vectors.js';
 
 /**
  * GEMMs of the capacity strategies, all instances of the shared core.
@@ -211,6 +211,7 @@ export function capacityGemms(activation: Activation, dtype: DType) {
 /** Gradient of the dispatched input: da·W1_eᵀ (+ db·W3_eᵀ, as one K = 2h product). */
 export function capacityDispatchedGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
+  const loads = inputGradLoads(swiglu, (m) => `${LOCAL(m)} * P.h`);
   return gemmSource({
     dtype,
     name: `capacity-dDispatched-${swiglu ? 'swiglu' : 'plain'}`,
@@ -219,18 +220,9 @@ export function capacityDispatchedGrad(activation: Activation, dtype: DType): Ke
     bContiguous: 'k',
     bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dDispatched')],
     params: EXPERT_PARAMS,
-    vectorLoads: inputGradVectors(swiglu, (m) => `${LOCAL(m)} * P.h`),
+    vectorLoads: loads.vectorLoads,
     functions: `${EXPERT_ROWS_TILING}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 {
-  let l = ${LOCAL('m')} * P.h;
-  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
-  return f32(dA[l + k]);
-}
-fn loadB(t: Tile, k: u32, n: u32) -> f32 {
-  let w = ${WEIGHT} + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
-  return f32(W1[w + k]);
-}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dDispatched[${LOCAL('m')} * P.d + n] = dt(c); }`,
   });
 }

@@ -3,7 +3,7 @@ import { ACTIVATION_WGSL, activationGrad, plainActivation } from '../../kernels/
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_ROWS_PARAMS, SEGMENT_TILE, segmentReduceTiling, segmentRowsTiling, TRANSPOSED_SEGMENT_TILE, type ReduceMode } from '../../kernels/gemm/tiling.js';
 import { perDtype, type KernelSource } from '../../kernels/program.js';
-import { inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
+import { inputGradLoads } from '../../kernels/gemm/segment-vectors.js';
 import { plainLoads } from '../../kernels/gemm/plain-loads.js';
 
 /**
@@ -145,6 +145,7 @@ fn storeC(t: Tile, m: u32, n: u32, c: f32${swiglu ? ', c2: f32' : ''}) {
 /** dXp = da·W1_eᵀ + db·W3_eᵀ, one GEMM over K = 2h for SwiGLU (the two halves concatenated). */
 export function inputGrad(activation: Activation, dtype: DType): KernelSource {
   const swiglu = activation === 'swiglu';
+  const loads = inputGradLoads(swiglu);
   return gemmSource({
     name: `mb-dXp-${swiglu ? 'swiglu' : 'plain'}`,
     dtype,
@@ -153,18 +154,9 @@ export function inputGrad(activation: Activation, dtype: DType): KernelSource {
     bContiguous: 'k',
     bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), ...SEGMENTS, operand('W1'), ...(swiglu ? [operand('W3')] : []), write('dXp')],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
-    vectorLoads: inputGradVectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     functions: `${segmentRowsTiling('offsets', 'tileOffsets')}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 {
-  let l = ${local('m', 'h')};
-  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
-  return f32(dA[l + k]);
-}
-fn loadB(t: Tile, k: u32, n: u32) -> f32 {
-  let w = ${W_DH} + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
-  return f32(W1[w + k]);
-}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { dXp[${local('m', 'd')} + n] = dt(c); }`,
   });
 }

@@ -15,22 +15,25 @@ export const EXPERT_WEIGHTS = '(t.seg - P.expertBase) * P.d * P.h';
 export const ACT = (m: string) => `(${m} - P.rowChunkBase) * P.h`;
 
 /**
- * dX = [da‖db]·[W1‖W3]ᵀ: with h a multiple of 8 a vector never straddles the two halves, so one
- * branch per vector picks its half. `row(m)`: where row m's da starts (Tutel's and GShard's
- * capacity buffers count rows from rowBegin).
+ * dX = [da‖db]·[W1‖W3]ᵀ: K runs over h (da, W1) then h more (db, W3) for SwiGLU. The scalar hooks
+ * (every engine) and their 8-wide twins (with h a multiple of 8 a vector never straddles the two
+ * halves, so one branch per vector picks its half), from one template. `row(m)`: where row m's da
+ * starts (Tutel's and GShard's capacity buffers count rows from rowBegin).
  */
-export function inputGradVectors(swiglu: boolean, row: (m: string) => string = ACT): VectorLoads {
-  return {
-    when: ROWS_ALIGNED,
-    functions: `fn loadA8(t: Tile, m: u32, k: u32) -> mat2x4<f16> {
+export function inputGradLoads(swiglu: boolean, row: (m: string) => string = ACT): { functions: string; vectorLoads: VectorLoads } {
+  const hooks = (wide: boolean) => {
+    const load = (buffer: string, index: string) => (wide ? `${buffer}8(${index})` : `f32(${buffer}[${index}])`);
+    const [suffix, type] = wide ? ['8', 'mat2x4<f16>'] : ['', 'f32'];
+    return `fn loadA${suffix}(t: Tile, m: u32, k: u32) -> ${type} {
   let l = ${row('m')};
-  ${swiglu ? 'if (k >= P.h) { return dB8(l + k - P.h); }' : ''}
-  return dA8(l + k);
+  ${swiglu ? `if (k >= P.h) { return ${load('dB', 'l + k - P.h')}; }` : ''}
+  return ${load('dA', 'l + k')};
 }
-fn loadB8(t: Tile, k: u32, n: u32) -> mat2x4<f16> {
+fn loadB${suffix}(t: Tile, k: u32, n: u32) -> ${type} {
   let w = ${EXPERT_WEIGHTS} + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return W38(w + k - P.h); }' : ''}
-  return W18(w + k);
-}`,
+  ${swiglu ? `if (k >= P.h) { return ${load('W3', 'w + k - P.h')}; }` : ''}
+  return ${load('W1', 'w + k')};
+}`;
   };
+  return { functions: hooks(false), vectorLoads: { when: ROWS_ALIGNED, functions: hooks(true) } };
 }

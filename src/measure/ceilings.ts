@@ -30,7 +30,8 @@ export function ceilingSizes(software: boolean): { gemmN: number; copyBytes: num
   return software ? { gemmN: 256, copyBytes: 16 * 2 ** 20, subgroupMatrixN: 256 } : { gemmN: 4096, copyBytes: 1024 * 2 ** 20, subgroupMatrixN: 8192 };
 }
 
-async function timeKernel(kernels: KernelContext, timer: GpuTimer | null, encode: (enc: ReturnType<KernelContext['encoder']>) => Promise<void>): Promise<number> {
+/** One timed submission of what `encode` records: GPU time from timestamps where the adapter has them, else wall time to completion. */
+export async function timeKernel(kernels: KernelContext, timer: GpuTimer | null, encode: (enc: ReturnType<KernelContext['encoder']>) => Promise<void>): Promise<number> {
   const enc = kernels.encoder(timer?.writes ?? null);
   const start = performance.now();
   await encode(enc);
@@ -49,11 +50,16 @@ async function timeKernel(kernels: KernelContext, timer: GpuTimer | null, encode
 const WARM_MS = 1000;
 const WARM_MAX_MS = 8000;
 
+/** Samples of `run` as a ceiling is sampled: on a GPU busy at least WARM_MS first, then until steady; software adapters have no clocks. */
+export function sampleWarmed(run: () => Promise<number>, sampling: SamplingPolicy, software: boolean): Promise<number[]> {
+  return software ? sampleUntilStable(run, sampling) : sampleSteadyCeiling(run, sampling, { minMs: WARM_MS, maxMs: WARM_MAX_MS });
+}
+
 /**
  * One GEMM ceiling: a dense N³ product at `dtype` through `kernels` (whose engine is the one
  * measured), on non-zero operands (some GPUs run faster on zeros).
  */
-async function measureGemm(kernels: KernelContext, n: number, dtype: DType, timer: GpuTimer | null, sampling: SamplingPolicy, warmMs: number): Promise<GemmCeiling> {
+async function measureGemm(kernels: KernelContext, n: number, dtype: DType, timer: GpuTimer | null, sampling: SamplingPolicy, software: boolean): Promise<GemmCeiling> {
   const a = kernels.allocator;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
   const prefix = dtype === 'f32' ? 'ceiling:' : `ceiling:${dtype}`;
@@ -64,7 +70,7 @@ async function measureGemm(kernels: KernelContext, n: number, dtype: DType, time
     kernels.device.queue.writeBuffer(buffers[0].buffer, 0, data);
     kernels.device.queue.writeBuffer(buffers[1].buffer, 0, data);
     const run = () => timeKernel(kernels, timer, (enc) => encodeDenseGemm(enc, { A: buffers[0], B: buffers[1], C: buffers[2] }, n, n, n, dtype));
-    const samples = warmMs > 0 ? await sampleSteadyCeiling(run, sampling, { minMs: warmMs, maxMs: WARM_MAX_MS }) : await sampleUntilStable(run, sampling);
+    const samples = await sampleWarmed(run, sampling, software);
     const medianMs = summarize(samples).median;
     return { n, tflops: (2 * n ** 3) / (medianMs * 1e-3) / 1e12, medianMs, samples };
   } finally {
@@ -80,18 +86,17 @@ async function measureGemm(kernels: KernelContext, n: number, dtype: DType, time
 export async function measureCeilings(kernels: KernelContext, options: { software: boolean; timestamps: boolean; sampling: SamplingPolicy; subgroupMatrix?: KernelContext | null }): Promise<Ceilings> {
   const a = kernels.allocator;
   const sizes = ceilingSizes(options.software);
-  const warmMs = options.software ? 0 : WARM_MS;
   const copyBytes = Math.min(sizes.copyBytes, Math.floor(a.limits.maxBindingBytes / 16) * 16);
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
   const timer = options.timestamps ? new GpuTimer(a, 8) : null;
   try {
-    const gemm = await measureGemm(kernels, sizes.gemmN, 'f32', timer, options.sampling, warmMs);
+    const gemm = await measureGemm(kernels, sizes.gemmN, 'f32', timer, options.sampling, options.software);
     const src = a.create('ceiling:src', 'workspace', copyBytes, usage);
     const dst = a.create('ceiling:dst', 'workspace', copyBytes, usage);
     try {
       const copySamples = await sampleUntilStable(() => timeKernel(kernels, timer, (enc) => encodeStreamCopy(enc, { src, dst }, copyBytes / 16)), options.sampling);
       const copyMs = summarize(copySamples).median;
-      const gemmSubgroupMatrix = options.subgroupMatrix ? await measureGemm(options.subgroupMatrix, sizes.subgroupMatrixN, 'f16', timer, options.sampling, warmMs) : null;
+      const gemmSubgroupMatrix = options.subgroupMatrix ? await measureGemm(options.subgroupMatrix, sizes.subgroupMatrixN, 'f16', timer, options.sampling, options.software) : null;
       return {
         gemm,
         gemmSubgroupMatrix,

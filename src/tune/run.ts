@@ -8,11 +8,12 @@ import { roundToHalf } from '../f16.js';
 import { GpuAllocator } from '../gpu/allocator.js';
 import { readTensor } from '../gpu/readback.js';
 import { gemmEngineFor, subgroupMatrixUnavailable, type GpuContext } from '../gpu/runtime.js';
-import { allocateTensor, chunkLayout, uploadTensor } from '../gpu/tensor.js';
+import { allocateTensor, chunkLayout, freeTensor, uploadTensor } from '../gpu/tensor.js';
 import { GpuTimer } from '../gpu/timer.js';
 import { TILE_CLASSES, TUNING_FORMAT, type TileClass, type TunedTile, type TuningTable } from '../gpu/tuning.js';
 import { Xoshiro128 } from '../rng.js';
-import { sampleSteadyCeiling, sampleUntilStable, summarize, type SamplingPolicy } from '../measure/stats.js';
+import { sampleWarmed, timeKernel } from '../measure/ceilings.js';
+import { summarize, type SamplingPolicy } from '../measure/stats.js';
 import { isSoftwareAdapter } from '../bench/run.js';
 import { classShapes, TUNE_CANDIDATES, type GemmShape } from './shapes.js';
 
@@ -96,27 +97,19 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
           candidates.push({ ...base, status: 'skipped', message: 'its staging does not fit the workgroup memory' });
           continue;
         }
-        const run = async () => {
-          const enc = kernels.encoder(timer?.writes ?? null);
-          const start = performance.now();
-          await enc.dispatch({ source: built, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], C: C.chunks[0] }, workgroups: gemmGrid({ M }, N) });
-          enc.flush();
-          await gpu.device.queue.onSubmittedWorkDone();
-          const wall = performance.now() - start;
-          return timer ? (await timer.read(enc.passes)).totalMs : wall;
-        };
+        const run = () => timeKernel(kernels, timer, (enc) => enc.dispatch({ source: built, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], C: C.chunks[0] }, workgroups: gemmGrid({ M }, N) }));
         await run();
         const errorRatio = checkProduct(await readTensor(allocator, C), a, b, { M, N, K }, checked);
         if (!(errorRatio <= 1)) {
           candidates.push({ ...base, status: 'wrong', errorRatio, message: `its product is off the float64 reference (error ratio ${errorRatio})` });
           continue;
         }
-        // On a GPU each candidate keeps the card busy a while first, as the GEMM ceilings do (clocks rise from idle: src/measure/ceilings.ts).
-        const samples = software ? await sampleUntilStable(run, options.sampling) : await sampleSteadyCeiling(run, options.sampling, { minMs: 1000, maxMs: 8000 });
+        // On a GPU each candidate keeps the card busy a while first, as the GEMM ceilings do (clocks rise from idle).
+        const samples = await sampleWarmed(run, options.sampling, software);
         const medianMs = summarize(samples).median;
         candidates.push({ ...base, status: 'ok', medianMs, tflops: (2 * M * N * K) / (medianMs * 1e-3) / 1e12, errorRatio });
       }
-      [A, B, C].forEach((t) => t.chunks.forEach((c) => allocator.free(c)));
+      [A, B, C].forEach((t) => freeTensor(allocator, t));
     }
   } finally {
     timer?.destroy();

@@ -3,7 +3,7 @@ import { ACTIVATION_WGSL, plainActivation } from '../../kernels/activation.js';
 import { gemmSource, type GemmBinding } from '../../kernels/gemm/core.js';
 import { REDUCE_TILE, reduceStore, SEGMENT_REDUCE_PARAMS, SEGMENT_TILE, TRANSPOSED_SEGMENT_TILE, type ReduceMode, SEGMENT_ROWS_PARAMS, segmentReduceTiling, segmentRowsTiling } from '../../kernels/gemm/tiling.js';
 import type { KernelSource } from '../../kernels/program.js';
-import { ACT, inputGradVectors } from '../../kernels/gemm/segment-vectors.js';
+import { ACT, inputGradLoads } from '../../kernels/gemm/segment-vectors.js';
 import { combineVectors, dW13Vectors, dW2Vectors, hiddenGradVectors, upVectors } from './vector-hooks.js';
 
 /**
@@ -288,27 +288,19 @@ export function inputGrad(o: ExpertKernelOptions, into: RowTarget = 'tokens'): K
   const swiglu = o.activation === 'swiglu';
   const target = rowTargetParts(into, 'dX');
   const store = into === 'tokens' ? 'let i = rowTokens[m] * P.d + n; dX[i] = dt(f32(dX[i]) + c);' : 'rowsOut[(m - P.rowBegin) * P.d + n] = dt(c);';
+  const loads = inputGradLoads(swiglu);
   return gemmSource({
     dtype: o.dtype,
     name: `expert-dX-${swiglu ? 'swiglu' : 'plain'}${target.suffix}`,
     tile: TRANSPOSED_SEGMENT_TILE,
     aContiguous: 'k',
     bContiguous: 'k',
-    vectorLoads: inputGradVectors(swiglu),
+    vectorLoads: loads.vectorLoads,
     bindings: [operand('dA'), ...(swiglu ? [operand('dB')] : []), read('rowTokens', 'u32'), ...target.offsets, operand('W1'), ...(swiglu ? [operand('W3')] : []), target.out],
     params: [...SEGMENT_ROWS_PARAMS, ...SHAPE_PARAMS],
     functions: `
 ${target.tiling}
-fn loadA(t: Tile, m: u32, k: u32) -> f32 {
-  let l = ${ACT('m')};
-  ${swiglu ? 'if (k >= P.h) { return f32(dB[l + k - P.h]); }' : ''}
-  return f32(dA[l + k]);
-}
-fn loadB(t: Tile, k: u32, n: u32) -> f32 {
-  let w = (t.seg - P.expertBase) * P.d * P.h + n * P.h;
-  ${swiglu ? 'if (k >= P.h) { return f32(W3[w + k - P.h]); }' : ''}
-  return f32(W1[w + k]);
-}
+${loads.functions}
 fn storeC(t: Tile, m: u32, n: u32, c: f32) { ${store} }`,
   });
 }
