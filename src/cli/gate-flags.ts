@@ -41,7 +41,7 @@ export const gateFlags = {
   strict: Flags.boolean({ description: 'INCOMPARABLE (another testbed, a case that no longer runs) fails too', helpGroup: 'GATE' }),
   'advisory-speed': Flags.boolean({ description: 'print speed verdicts but fail on memory only', helpGroup: 'GATE' }),
   'absolute-speed': Flags.boolean({
-    description: 'absolute step times fail the gate even when the machine was busier than during the baseline (by default they do only when both runs recorded a machine about as idle)',
+    description: 'absolute step times fail the gate too (by default they are shown with each run\'s machine load but never fail: two runs drift apart beyond either run\'s spread, idle machine or not)',
     helpGroup: 'GATE',
   }),
   'update-baseline': Flags.boolean({ description: 'after the verdict, replace the baseline file with the current results (atomically, through a symlink; says so on stderr); refused when the gate fails', helpGroup: 'GATE' }),

@@ -18,7 +18,7 @@ export type Verdict = 'SAME' | 'FASTER' | 'SLOWER' | 'MEM+' | 'MEM-' | 'AMBG' | 
  * - time/others: zero-buffer's own verdict, from the others' (speed-rows.ts referenceRows);
  * - gemmFraction: useful TFLOP/s over the same run's GEMM ceiling; smaller = slower;
  * - time: the absolute median step time, only between identical testbeds; gated only with
- *   --absolute-speed or when both runs recorded a machine about as idle (measure/load.ts).
+ *   --absolute-speed (two runs on one idle machine drift apart beyond either run's spread).
  */
 export type GateMetric = 'status' | 'stepPeak' | 'activationPeak' | 'time/zero-buffer' | 'time/others' | 'gemmFraction' | 'time';
 export type GateUnit = 'status' | 'bytes' | 'ratio' | 'fraction' | 'ms';
@@ -49,8 +49,8 @@ export interface GateOptions {
   /** Speed verdicts are printed but never fail. */
   advisorySpeed: boolean;
   /**
-   * Absolute times fail the gate whatever the machine's load; by default they do only when both
-   * runs recorded their load and the current machine was about as idle as the baseline's.
+   * Absolute times fail the gate whatever the machine's load; by default they are shown, with
+   * each run's load, but never fail (docs/design.md#gate-verdicts).
    */
   absoluteSpeed: boolean;
   bootstrap: BootstrapOptions;

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 
 /**
- * How busy the machine was while a sweep ran (docs/design.md#gate-verdicts): the gate compares
- * absolute times only between runs made on a machine about as idle as the baseline's. Measured
+ * How busy the machine was while a sweep ran (docs/design.md#gate-verdicts): the gate names it
+ * beside every absolute time it shows, and says so when either run was not idle. Measured
  * from /proc/stat (Linux) around the run, minus this process's own CPU time, so that the
  * benchmark's own work (a software GPU's threads included) is not counted as load.
  */
@@ -84,8 +84,9 @@ export function watchLoad(): () => MachineLoad {
 export const IDLE_MAX = 0.15;
 
 /**
- * Whether absolute times of `current` can be judged against `baseline`'s: both loads known, and
- * both runs made on an idle machine (other processes and steal under IDLE_MAX of all CPUs). Two
+ * Whether both runs were made on an idle machine (loads known, other processes and steal under
+ * IDLE_MAX of all CPUs): needed before absolute times compare, though not enough (the gate leaves
+ * them ungated by default; docs/design.md#gate-verdicts). Two
  * busy runs are not comparable either, even at the same average load: load comes and goes, and a
  * busy machine slows every case at once, which is not a regression of the code.
  */
