@@ -1,6 +1,7 @@
 import type { GpuAllocator, TrackedBuffer } from '../src/gpu/allocator.js';
 import { withEngine, type GemmEngine, type GemmKernelSource } from './gemm/core.js';
 import type { TuningTable } from '../src/gpu/tuning.js';
+import { DEFAULT_FRAGMENT, type FragmentShape } from './gemm/engines/fragment.js';
 import { GemmRepeater, plantedSlowdown } from '../src/gpu/planted-slowdown.js';
 import { allocateParamArena, PipelineCache, StepEncoder, type KernelSource } from './program.js';
 
@@ -17,6 +18,8 @@ export class KernelContext {
     readonly gemmEngine: GemmEngine = 'simt',
     /** The tile table the matrix engine's kernels follow (bench --tuning; src/gpu/tuning.ts) [default: none]. */
     readonly tuning: TuningTable | null = null,
+    /** The matrix engine's fragment, from the adapter (src/gpu/runtime.ts matrixFragment) [default: 16×16×16, subgroups of 32]. */
+    readonly fragment: FragmentShape = DEFAULT_FRAGMENT,
   ) {
     this.cache = new PipelineCache(allocator.device);
     this.paramArena = allocateParamArena(allocator);
@@ -35,7 +38,7 @@ export class KernelContext {
       timestamps,
       passPerKernel,
       {
-        resolve: (source) => withEngine(source, this.gemmEngine, { workgroupBytes: this.device.limits.maxComputeWorkgroupStorageSize, tuning: this.tuning }),
+        resolve: (source) => withEngine(source, this.gemmEngine, { workgroupBytes: this.device.limits.maxComputeWorkgroupStorageSize, tuning: this.tuning, fragment: this.fragment }),
         fallback: (source, error) => this.fallBack(source, error),
       },
       this.allocator,

@@ -4,7 +4,8 @@ import { roundToHalf } from './f16.js';
 import { EnvironmentError, UsageError } from './errors.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { readTensor } from './gpu/readback.js';
-import { gemmEngineFor, type GpuContext } from './gpu/runtime.js';
+import type { GpuContext } from './gpu/runtime.js';
+import { gemmEngineFor, matrixFragment } from '../kernels/gemm/engine-choice.js';
 import { chunkRowRange, freeTensor, uploadTensor, type Tensor } from './gpu/tensor.js';
 import { encodeFillHashed } from '../kernels/init.js';
 import { FILL_TENSORS, fillScale, fillStds, type FilledTensor } from './fill.js';
@@ -121,7 +122,7 @@ export class MoELayer {
     requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
     const gemmEngine = gemmEngineFor(gpu, config.dtype);
     this.ownsKernels = !runtime.kernels;
-    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }, gpu.allocatorPolicy), gemmEngine, gpu.tuning);
+    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }, gpu.allocatorPolicy), gemmEngine, gpu.tuning, matrixFragment(gpu));
     this.allocator = this.kernels.allocator;
     // The persistent part of every strategy's buffer table, allocated as the table declares it.
     this.tensors = allocateLayerTensors(this.allocator, layerTensorSpecs(config, { chunkBytes: this.chunkBytes }));

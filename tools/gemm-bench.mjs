@@ -8,6 +8,7 @@ import { gemmGrid, gemmSource } from '../dist/kernels/gemm/core.js';
 import { denseGemm, denseGemmSpec } from '../dist/kernels/gemm/dense.js';
 import { GpuAllocator } from '../dist/src/gpu/allocator.js';
 import { openGpu } from '../dist/src/gpu/runtime.js';
+import { matrixFragment } from '../dist/kernels/gemm/engine-choice.js';
 import { GpuTimer } from '../dist/src/gpu/timer.js';
 import { fromHalf, toHalf } from '../dist/src/f16.js';
 
@@ -49,7 +50,7 @@ const VARIANTS = [
 const gpu = await openGpu({ robustness, extraToggles });
 console.log(`adapter: ${gpu.adapter.description ?? ''} ${gpu.adapter.vendor ?? ''} ${gpu.adapter.architecture ?? ''}; robustness ${robustness ? 'on' : 'off'}, toggles ${gpu.toggles.enabled.join(',')}; N=${N}`);
 const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes });
-const kernels = new KernelContext(allocator, args.includes('--emulated') ? 'subgroup-matrix-emulated' : 'subgroup-matrix');
+const kernels = new KernelContext(allocator, args.includes('--emulated') ? 'subgroup-matrix-emulated' : 'subgroup-matrix', null, matrixFragment(gpu));
 const timer = new GpuTimer(allocator, 8);
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 const bufs = ['A', 'B', 'C'].map((n) => allocator.create(`bench:${n}`, 'workspace', N * N * 2, usage));

@@ -3,6 +3,7 @@ import { simtEngine } from './engines/simt.js';
 import { emulatedSubgroupMatrixEngine, subgroupMatrixEngine } from './engines/subgroup-matrix.js';
 import { DEFAULT_TILE, tileWgsl, WorkgroupBudgetError, type EngineTarget, type GemmEngine, type GemmEngineImpl, type GemmSpec, type TileShape } from './spec.js';
 import { tuningHash, type TuningTable } from '../../src/gpu/tuning.js';
+import { fragmentLabel } from './engines/fragment.js';
 
 export type { GemmBinding, GemmEngine, GemmSpec, SubgroupMatrixOptions, TileShape, VectorLoads } from './spec.js';
 export { DEFAULT_TILE } from './spec.js';
@@ -59,7 +60,8 @@ const rebuilt = new WeakMap<GemmSpec, Map<string, GemmKernelSource>>();
 
 /**
  * The same kernel on another engine (cached per spec), or the source itself where it stays SIMT.
- * `target.workgroupBytes`: the device's workgroup memory, which the matrix engine may fill.
+ * `target.workgroupBytes`: the device's workgroup memory, which the matrix engine may fill;
+ * `target.fragment`: the adapter's fragment shape (engines/fragment.ts).
  */
 export function withEngine(source: KernelSource, engine: GemmEngine, target: EngineTarget = {}): KernelSource {
   if (!('gemm' in source)) return source;
@@ -69,7 +71,7 @@ export function withEngine(source: KernelSource, engine: GemmEngine, target: Eng
   let byEngine = rebuilt.get(g.gemm);
   if (!byEngine) rebuilt.set(g.gemm, (byEngine = new Map()));
   // Two contexts with different tables (or none) must not share a kernel: the table is in the key.
-  const key = `${to}:${target.workgroupBytes ?? ''}:${target.tuning ? tuningHash(target.tuning) : ''}`;
+  const key = `${to}:${target.workgroupBytes ?? ''}:${target.tuning ? tuningHash(target.tuning) : ''}:${target.fragment ? fragmentLabel(target.fragment) : ''}`;
   let built = byEngine.get(key);
   if (!built) byEngine.set(key, (built = build({ ...g.gemm, engine: to }, target)));
   return built;

@@ -81,7 +81,7 @@ export interface SubgroupMatrixOptions {
   stages?: 1 | 2;
   /** Workgroup bytes the kernel may use [default 32 KiB, what every adapter offers]. */
   workgroupBytes?: number;
-  /** Subgroup grid over the tile, rows × columns of subgroups (8 in all) [default: the squarest per-subgroup tile]. */
+  /** Subgroup grid over the tile, rows × columns of subgroups (all of the workgroup's: 8 of 32 invocations) [default: the squarest per-subgroup tile]. */
   grid?: [number, number];
   /** Vector hooks through 16-byte views [default true]; false: the same hooks, 8 scalar loads each (a measurement switch). */
   views?: boolean;
@@ -138,8 +138,18 @@ export interface GemmSpec {
   subgroupMatrix?: SubgroupMatrixOptions;
 }
 
+/** One subgroup multiplies an m×k by a k×n fragment into an m×n f32 accumulator, `subgroupSize` invocations sharing it (engines/fragment.ts). */
+export interface FragmentShape {
+  m: number;
+  n: number;
+  k: number;
+  subgroupSize: number;
+}
+
 /** What an engine may learn of the device it builds for. */
 export interface EngineTarget {
+  /** The matrix engine's fragment, from the adapter's configurations [default: 16×16×16, subgroups of 32]. */
+  fragment?: FragmentShape;
   /** Workgroup bytes the device offers (maxComputeWorkgroupStorageSize). */
   workgroupBytes?: number;
   /** The tuning table the matrix engine's tiles follow (src/gpu/tuning.ts) [default: none]. */

@@ -6,7 +6,8 @@ import { measureCeilings } from '../measure/ceilings.js';
 import { UsageError } from '../errors.js';
 import { GpuAllocator } from '../gpu/allocator.js';
 import type { DType, GemmEngine } from '../config.js';
-import { gemmEngineFor, type GpuContext } from '../gpu/runtime.js';
+import type { GpuContext } from '../gpu/runtime.js';
+import { gemmEngineFor, matrixFragment } from '../../kernels/gemm/engine-choice.js';
 import { KernelContext } from '../../kernels/context.js';
 import { writeFileAtomic } from '../fs.js';
 import type { Provenance } from '../measure/provenance.js';
@@ -211,7 +212,7 @@ export async function runBench(gpu: GpuContext, sweep: SweepCases, options: Benc
     const kernels = new KernelContext(allocator);
     // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
     const usesMatrixUnits = sweep.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
-    const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix') : null;
+    const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix', null, matrixFragment(gpu)) : null;
     try {
       const software = isSoftwareAdapter(gpu);
       results.ceilings = await measureCeilings(kernels, { software, timestamps: gpu.hasTimestamps, sampling: { ...options.sampling, maxTimeMs: Math.min(options.sampling.maxTimeMs, 3000) }, subgroupMatrix: matrixKernels });

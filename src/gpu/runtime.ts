@@ -303,35 +303,3 @@ export async function withGpuErrors<T>(device: GPUDevice, kernel: string, work: 
   return result;
 }
 
-/**
- * Why this device cannot run the subgroup-matrix engine, or null if it can: the engine multiplies
- * f16 16×16×16 fragments into f32 and lays 8 subgroups of exactly 32 over a 256-thread workgroup.
- */
-export function subgroupMatrixUnavailable(gpu: Pick<GpuContext, 'hasSubgroupMatrix' | 'hasF16' | 'hasSubgroups' | 'adapter' | 'toggles'>): string | null {
-  const a = gpu.adapter;
-  if (!gpu.hasSubgroupMatrix) {
-    const f16Off = a.vendor.toLowerCase().includes('nvidia') && !gpu.toggles?.enabled.includes('vulkan_enable_f16_on_nvidia');
-    return `${a.description} offers no subgroup matrices (chromium-experimental-subgroup-matrix)${f16Off ? '; on NVIDIA, --no-nvidia-f16 turns off the f16 ones' : ''}`;
-  }
-  if (!gpu.hasF16 || !gpu.hasSubgroups) return `${a.description} lacks shader-f16 or subgroups`;
-  if (!a.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)) {
-    return `${a.description} has no f16→f32 16×16×16 subgroup-matrix configuration`;
-  }
-  if (a.subgroupMinSize !== 32 || a.subgroupMaxSize !== 32) return `the engine needs subgroups of exactly 32; ${a.description} has ${a.subgroupMinSize}..${a.subgroupMaxSize}`;
-  return null;
-}
-
-/**
- * The engine a layer of `dtype` runs its GEMMs on: 'auto' takes subgroup matrices at f16 where
- * the adapter has them (f32 stays SIMT: the engine rounds operands to f16); an explicit
- * 'subgroup-matrix' the device cannot run is an environment error (exit 4), at f32 a usage error.
- */
-export function gemmEngineFor(gpu: Pick<GpuContext, 'gemmRequest' | 'hasSubgroupMatrix' | 'hasF16' | 'hasSubgroups' | 'adapter' | 'toggles'>, dtype: DType): GemmEngine {
-  const request = gpu.gemmRequest ?? 'auto';
-  if (request === 'simt') return 'simt';
-  if (request !== 'auto' && dtype !== 'f16') throw new UsageError(`--gemm ${request} multiplies f16 operands; use it with --dtype f16 (f32 runs on simt)`);
-  if (request === 'subgroup-matrix-emulated') return request;
-  const reason = subgroupMatrixUnavailable(gpu);
-  if (request === 'subgroup-matrix' && reason) throw new EnvironmentError(`--gemm subgroup-matrix: ${reason}; use --gemm simt or auto`);
-  return dtype === 'f16' && !reason ? 'subgroup-matrix' : 'simt';
-}

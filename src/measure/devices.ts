@@ -2,6 +2,7 @@ import { EnvironmentError } from '../errors.js';
 import type { Backend } from '../gpu/runtime.js';
 import { NO_ADAPTER_HELP, adapterIndex, enumerateAdapters, type AdapterReport } from '../gpu/runtime.js';
 import { collectHost, type HostReport } from './host.js';
+import { chooseFragment } from '../../kernels/gemm/engines/fragment.js';
 import { collectProvenance, type Provenance } from './provenance.js';
 
 /** The limits that decide what this tool can run: binding and buffer sizes bound the chunking, the rest the kernels' tiles. */
@@ -19,7 +20,7 @@ export const KEY_LIMITS = [
 export const BYTE_LIMITS: ReadonlySet<string> = new Set(['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize']);
 
 export interface DevicesReport {
-  adapters: AdapterReport[];
+  adapters: (AdapterReport & { matrixEngine: string })[];
   host: HostReport;
   provenance: Provenance;
 }
@@ -42,6 +43,19 @@ export function adapterMatches(a: AdapterReport, needle: string): boolean {
 }
 
 /**
+ * What the matrix engine would build with on this adapter (kernels/gemm/engines/fragment.ts): its
+ * fragment and subgroup size, or why it cannot run there.
+ */
+export function matrixEngineOf(a: AdapterReport): string {
+  const needs = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'].filter((f) => !a.features.includes(f));
+  if (needs.length) return `unavailable: no ${needs.join(', ')}`;
+  const choice = chooseFragment(a.subgroupMatrixConfigs, a.subgroupMinSize, a.subgroupMaxSize);
+  if ('reason' in choice) return `unavailable: ${choice.reason}`;
+  const f = choice.fragment;
+  return `f16→f32 ${f.m}×${f.n}×${f.k}, subgroups of ${f.subgroupSize}`;
+}
+
+/**
  * Every adapter Dawn finds (optionally filtered), the host, and provenance. Throws the exit-4
  * error with the fix when there is none, or none that matches the filter.
  */
@@ -61,5 +75,5 @@ export async function collectDevices(filter: DeviceFilter, argv: readonly string
     adapters = adapters.filter((a) => (numbered !== null ? a.index === numbered : adapterMatches(a, needle)));
     if (adapters.length === 0) throw new EnvironmentError(`--adapter: no adapter matches "${needle}"; adapters found: ${found}. Use a substring of one of those names, or an adapter's number`);
   }
-  return { adapters, host, provenance: collectProvenance(argv) };
+  return { adapters: adapters.map((a) => ({ ...a, matrixEngine: matrixEngineOf(a) })), host, provenance: collectProvenance(argv) };
 }

@@ -17,7 +17,7 @@ export interface RenderOptions {
 /** The features the layer's kernels use; highlighted so a reader sees at once what this adapter enables. */
 const USED_FEATURES = new Set(['timestamp-query', 'shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']);
 
-/** Subgroup-matrix shapes as "f16→f32 16×16×16"; the engine uses the f16→f32 16×16×16 one. */
+/** Subgroup-matrix shapes as "f16→f32 16×16×16"; the row below names the one the matrix engine takes. */
 function matrixConfigs(a: AdapterReport, width: number): string {
   if (!a.subgroupMatrixConfigs?.length) return 'none';
   return wrapList(
@@ -86,9 +86,9 @@ function valueWidth(keys: readonly string[], width: number): number {
   return Math.max(20, width - Math.max(...keys.map((k) => k.length)) - 7);
 }
 
-const ADAPTER_KEYS = ['vendor', 'architecture', 'device', 'description', 'backend', 'subgroup sizes', 'features (000)', 'subgroup matrices', 'Dawn toggles', ...KEY_LIMITS];
+const ADAPTER_KEYS = ['vendor', 'architecture', 'device', 'description', 'backend', 'subgroup sizes', 'features (000)', 'subgroup matrices', 'matrix engine', 'Dawn toggles', ...KEY_LIMITS];
 
-function adapterTable(a: AdapterReport, index: number, options: Required<RenderOptions>): string {
+function adapterTable(a: DevicesReport['adapters'][number], index: number, options: Required<RenderOptions>): string {
   const c = reportChalk(options.color);
   const table = new Table({ style: { head: [], border: [] }, chars: COMPACT });
   const w = valueWidth(ADAPTER_KEYS, options.width);
@@ -104,6 +104,7 @@ function adapterTable(a: AdapterReport, index: number, options: Required<RenderO
     { 'subgroup sizes': subgroups(a) },
     { [`features (${a.features.length})`]: features || '—' },
     { 'subgroup matrices': matrixConfigs(a, w) },
+    { 'matrix engine': wrapText(a.matrixEngine, w) },
     { 'Dawn toggles': a.toggles ? wrapList([...a.toggles.enabled, ...a.toggles.disabled.map((t) => `no ${t}`)], w) || '—' : '—' },
   );
   for (const name of KEY_LIMITS) table.push({ [name]: limitValue(name, a.limits[name]) });

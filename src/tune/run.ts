@@ -7,7 +7,8 @@ import { EnvironmentError, UsageError } from '../errors.js';
 import { roundToHalf } from '../f16.js';
 import { GpuAllocator } from '../gpu/allocator.js';
 import { readTensor } from '../gpu/readback.js';
-import { gemmEngineFor, subgroupMatrixUnavailable, type GpuContext } from '../gpu/runtime.js';
+import type { GpuContext } from '../gpu/runtime.js';
+import { gemmEngineFor, matrixFragment, subgroupMatrixUnavailable } from '../../kernels/gemm/engine-choice.js';
 import { allocateTensor, chunkLayout, freeTensor, uploadTensor } from '../gpu/tensor.js';
 import { GpuTimer } from '../gpu/timer.js';
 import { TILE_CLASSES, TUNING_FORMAT, type TileClass, type TunedTile, type TuningTable } from '../gpu/tuning.js';
@@ -67,7 +68,8 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
   const engine = tuneEngine(gpu);
   const shapes = classShapes(config);
   const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }, gpu.allocatorPolicy);
-  const kernels = new KernelContext(allocator, engine);
+  const fragment = matrixFragment(gpu);
+  const kernels = new KernelContext(allocator, engine, null, fragment);
   const timer = gpu.hasTimestamps ? new GpuTimer(allocator, 8) : null;
   const candidates: TunedCandidate[] = [];
   const software = isSoftwareAdapter(gpu);
@@ -91,7 +93,7 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
         const base = { class: cls, ...tile, medianMs: null, tflops: null, errorRatio: null, chosen: false };
         let built: GemmKernelSource;
         try {
-          built = withEngine(gemmSource(source), engine, { workgroupBytes: gpu.device.limits.maxComputeWorkgroupStorageSize }) as GemmKernelSource;
+          built = withEngine(gemmSource(source), engine, { workgroupBytes: gpu.device.limits.maxComputeWorkgroupStorageSize, fragment }) as GemmKernelSource;
         } catch (error) {
           if (!(error instanceof WorkgroupBudgetError)) throw error;
           candidates.push({ ...base, status: 'skipped', message: 'its staging does not fit the workgroup memory' });

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { currentNames, formatSkew, type DeprecatedNames, type GemmEngine, type LayerConfig } from '../config.js';
-import { gemmEngineFor, type GpuContext } from '../gpu/runtime.js';
+import type { GpuContext } from '../gpu/runtime.js';
+import { gemmEngineFor } from '../../kernels/gemm/engine-choice.js';
 import { toHalf } from '../f16.js';
 import { MoELayer, seededInputs } from '../layer.js';
 import { requireBindingFits, requireVerifiable } from '../layer-limits.js';

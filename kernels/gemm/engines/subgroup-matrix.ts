@@ -1,12 +1,14 @@
 import { epilogueOf, kLoop, THREADS, WorkgroupBudgetError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
 import { stagingOf, type Operand } from './staging.js';
+import { DEFAULT_FRAGMENT, fragmentLabel, fragmentRefusal, type FragmentShape } from './fragment.js';
 
 /**
  * The GEMM core's matrix engine: the K loop on subgroup matrices (tensor cores on NVIDIA, WGSL
  * `chromium_experimental_subgroup_matrix`, docs/design.md#tensor-cores). It keeps the core's
  * contract whole: the same tileOf / load hooks stage each K step of the tile into workgroup
  * memory as f16 (gathers through index lists and operands computed on load happen there);
- * 8 subgroups of 32 multiply 16×16×16 fragments from those tiles into f32 accumulators; after the
+ * the workgroup's subgroups multiply fragments of the adapter's shape (engines/fragment.ts; 16×16×16
+ * with 8 subgroups of 32 on NVIDIA) from those tiles into f32 accumulators; after the
  * K loop the accumulators go back through workgroup memory, band by band, into the per-thread
  * `acc` registers the SIMT engine leaves, so every epilogue runs unchanged.
  *
@@ -19,8 +21,8 @@ import { stagingOf, type Operand } from './staging.js';
  *
  * `emulated` is the software stand-in CI runs (lavapipe has no subgroup matrices): the same
  * staging, tile order, fragment offsets, strides and majorness, band epilogue and accumulator
- * hand-off, with each 16×16×16 fragment product and fragment store done by plain loops, a
- * "subgroup" being 32 consecutive invocations. Only the three intrinsics differ.
+ * hand-off, with each fragment product and fragment store done by plain loops, a "subgroup" being
+ * `subgroupSize` consecutive invocations. Only the three intrinsics differ.
  */
 
 /** Halves of padding after each staged row: rows then start 16 bytes apart in bank order. */
@@ -28,16 +30,16 @@ const STAGE_PAD = 8;
 /** Workgroup bytes every adapter offers (lavapipe 32 KiB; NVIDIA 48 KiB). */
 const WORKGROUP_BUDGET = 32768;
 
-/** Subgroup grid over the tile: 8 subgroups, the squarest per-subgroup block of 16×16 fragments (fewest fragment loads per product). */
-function subgroupGrid(m: number, n: number): [number, number] {
-  const options: [number, number][] = [
-    [1, 8],
-    [2, 4],
-    [4, 2],
-    [8, 1],
-  ];
-  const valid = options.filter(([r, c]) => m / r >= 16 && n / c >= 16 && (m / r) % 16 === 0 && (n / c) % 16 === 0);
-  const cost = ([r, c]: [number, number]) => (m / r / 16 + n / c / 16) / ((m / r / 16) * (n / c / 16));
+/**
+ * Subgroup grid over the tile (rows × columns of subgroups, all of the workgroup's): the
+ * per-subgroup block of whole fragments with the fewest fragment loads per product, taller first.
+ */
+function subgroupGrid(m: number, n: number, f: FragmentShape): [number, number] | undefined {
+  const count = THREADS / f.subgroupSize;
+  const options: [number, number][] = [];
+  for (let r = 1; r <= count; r++) if (count % r === 0) options.push([r, count / r]);
+  const valid = options.filter(([r, c]) => (m / r) % f.m === 0 && (n / c) % f.n === 0 && m / r >= f.m && n / c >= f.n);
+  const cost = ([r, c]: [number, number]) => (m / r / f.m + n / c / f.n) / ((m / r / f.m) * (n / c / f.n));
   return valid.sort((x, y) => cost(x) - cost(y) || y[0] - x[0])[0];
 }
 
@@ -79,12 +81,17 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const fits = (k: number) => stagingBytes(k) + 16 * tile.n * 4 <= budget;
   const longest = opts.k === undefined || opts.fitK ? (opts.k ?? 64) : null;
   const K = longest === null ? opts.k! : (([64, 32, 16] as const).filter((k) => k <= longest).find(fits) ?? 16);
-  const [SGM, SGN] = opts.grid ?? subgroupGrid(tile.m, tile.n);
-  if (SGM * SGN * 32 !== THREADS) throw new Error(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not 8 subgroups`);
+  const F = target.fragment ?? DEFAULT_FRAGMENT;
+  const grid = opts.grid ?? subgroupGrid(tile.m, tile.n, F);
+  if (!grid) throw new Error(`GEMM "${spec.name}": a ${tile.m}×${tile.n} tile has no grid of ${THREADS / F.subgroupSize} subgroups on whole ${fragmentLabel(F)} fragments`);
+  const [SGM, SGN] = grid;
+  if (SGM * SGN * F.subgroupSize !== THREADS) throw new Error(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not ${THREADS / F.subgroupSize} subgroups`);
   const SUBM = tile.m / SGM;
   const SUBN = tile.n / SGN;
-  const FM = SUBM / 16;
-  const FN = SUBN / 16;
+  const FM = SUBM / F.m;
+  const FN = SUBN / F.n;
+  // Accumulator elements each lane holds per fragment (the emulation's lane ownership).
+  const PER_LANE = (F.m * F.n) / F.subgroupSize;
   const [A, B] = ops(K);
   const all = ops(K);
   // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
@@ -99,17 +106,17 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   // o + c·s + r column-major (Dawn's subgroup_matrix.md).
   const u = (x: string | number) => (typeof x === 'number' ? `${x}u` : x);
   const aOff = (i: string | number, kk: string | number) =>
-    A.kInner ? `(buf * ${A.halves}u + (sm * ${SUBM}u + (${u(i)}) * 16u) * ${A.stride}u + (${u(kk)}) * 16u) / 4u` : `(buf * ${A.halves}u + (${u(kk)}) * 16u * ${A.stride}u + sm * ${SUBM}u + (${u(i)}) * 16u) / 4u`;
+    A.kInner ? `(buf * ${A.halves}u + (sm * ${SUBM}u + (${u(i)}) * ${F.m}u) * ${A.stride}u + (${u(kk)}) * ${F.k}u) / 4u` : `(buf * ${A.halves}u + (${u(kk)}) * ${F.k}u * ${A.stride}u + sm * ${SUBM}u + (${u(i)}) * ${F.m}u) / 4u`;
   const bOff = (j: string | number, kk: string | number) =>
-    B.kInner ? `(buf * ${B.halves}u + (sn * ${SUBN}u + (${u(j)}) * 16u) * ${B.stride}u + (${u(kk)}) * 16u) / 4u` : `(buf * ${B.halves}u + (${u(kk)}) * 16u * ${B.stride}u + sn * ${SUBN}u + (${u(j)}) * 16u) / 4u`;
-  const bandOff = (i: string | number, j: string | number) => `(sm * ${SUBM}u + (${u(i)}) * 16u - p * ${band}u) * ${tile.n}u + sn * ${SUBN}u + (${u(j)}) * 16u`;
-  const inBand = (i: string | number) => `(sm * ${SUBM}u + (${u(i)}) * 16u) / ${band}u == p`;
+    B.kInner ? `(buf * ${B.halves}u + (sn * ${SUBN}u + (${u(j)}) * ${F.n}u) * ${B.stride}u + (${u(kk)}) * ${F.k}u) / 4u` : `(buf * ${B.halves}u + (${u(kk)}) * ${F.k}u * ${B.stride}u + sn * ${SUBN}u + (${u(j)}) * ${F.n}u) / 4u`;
+  const bandOff = (i: string | number, j: string | number) => `(sm * ${SUBM}u + (${u(i)}) * ${F.m}u - p * ${band}u) * ${tile.n}u + sn * ${SUBN}u + (${u(j)}) * ${F.n}u`;
+  const inBand = (i: string | number) => `(sm * ${SUBM}u + (${u(i)}) * ${F.m}u) / ${band}u == p`;
   const accs = dual ? ['f', 'g'] : ['f'];
   const frags: string[] = [];
   const multiply: string[] = [];
   if (emulated) {
     // Loops, not one call per fragment: unrolled, lavapipe's LLVM took minutes per kernel.
-    multiply.push(`for (var kk = 0u; kk < ${K / 16}u; kk++) {
+    multiply.push(`for (var kk = 0u; kk < ${K / F.k}u; kk++) {
         for (var f = 0u; f < ${FM * FN}u; f++) {
           let i = f / ${FN}u;
           let j = f % ${FN}u;
@@ -118,15 +125,18 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
       }`);
   } else {
     const major = (col: boolean) => (col ? 'col_major' : 'row_major');
-    for (let kk = 0; kk < K / 16; kk++) {
-      for (let i = 0; i < FM; i++) multiply.push(`let a${kk}_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, ${major(!A.kInner)}>(&As, ${aOff(i, kk)}, ${A.stride / 4}u);`);
-      for (let j = 0; j < FN; j++) multiply.push(`let b${kk}_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, ${major(B.kInner)}>(&Bs, ${bOff(j, kk)}, ${B.stride / 4}u);`);
-      if (dual) for (let j = 0; j < FN; j++) multiply.push(`let c${kk}_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, ${major(B.kInner)}>(&Bs2, ${bOff(j, kk)}, ${B.stride / 4}u);`);
+    // Dawn's types: left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N.
+    const left = `subgroup_matrix_left<f16, ${F.k}, ${F.m}>`;
+    const right = `subgroup_matrix_right<f16, ${F.n}, ${F.k}>`;
+    for (let kk = 0; kk < K / F.k; kk++) {
+      for (let i = 0; i < FM; i++) multiply.push(`let a${kk}_${i} = subgroupMatrixLoad<${left}, ${major(!A.kInner)}>(&As, ${aOff(i, kk)}, ${A.stride / 4}u);`);
+      for (let j = 0; j < FN; j++) multiply.push(`let b${kk}_${j} = subgroupMatrixLoad<${right}, ${major(B.kInner)}>(&Bs, ${bOff(j, kk)}, ${B.stride / 4}u);`);
+      if (dual) for (let j = 0; j < FN; j++) multiply.push(`let c${kk}_${j} = subgroupMatrixLoad<${right}, ${major(B.kInner)}>(&Bs2, ${bOff(j, kk)}, ${B.stride / 4}u);`);
       for (const acc of accs)
         for (let i = 0; i < FM; i++)
           for (let j = 0; j < FN; j++) {
             const idx = i * FN + j;
-            if (kk === 0) frags.push(`var ${acc}${idx}: subgroup_matrix_result<f32, 16, 16>;`);
+            if (kk === 0) frags.push(`var ${acc}${idx}: subgroup_matrix_result<f32, ${F.n}, ${F.m}>;`);
             multiply.push(`${acc}${idx} = subgroupMatrixMultiplyAccumulate(a${kk}_${i}, ${acc === 'f' ? 'b' : 'c'}${kk}_${j}, ${acc}${idx});`);
           }
     }
@@ -163,29 +173,29 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const half = (arr: string, idx: string) => `${arr}[(${idx}) / 4u][(${idx}) % 4u]`;
   const emulation = emulated
     ? `
-// Stand-in for subgroupMatrixMultiplyAccumulate and subgroupMatrixStore: lane l of a 32-lane
-// group owns elements l, l + 32, … (row e / 16, column e % 16) of each 16×16 fragment.
-fn emulatedMma(acc: ptr<function, array<f32, ${FM * FN * 8}>>, frag: u32, aVec: u32, second: u32, bVec: u32, lane: u32) {
+// Stand-in for subgroupMatrixMultiplyAccumulate and subgroupMatrixStore: lane l of a ${F.subgroupSize}-lane
+// group owns elements l, l + ${F.subgroupSize}, … (row e / ${F.n}, column e % ${F.n}) of each ${F.m}×${F.n} fragment.
+fn emulatedMma(acc: ptr<function, array<f32, ${FM * FN * PER_LANE}>>, frag: u32, aVec: u32, second: u32, bVec: u32, lane: u32) {
   let aOff = aVec * 4u;
   let bOff = bVec * 4u;
-  for (var r = 0u; r < 8u; r++) {
-    let e = lane + 32u * r;
-    let row = e / 16u;
-    let col = e % 16u;
+  for (var r = 0u; r < ${PER_LANE}u; r++) {
+    let e = lane + ${F.subgroupSize}u * r;
+    let row = e / ${F.n}u;
+    let col = e % ${F.n}u;
     var s = 0.0;
-    for (var kk = 0u; kk < 16u; kk++) {
+    for (var kk = 0u; kk < ${F.k}u; kk++) {
       let a = ${half('As', A.kInner ? `aOff + row * ${A.stride}u + kk` : `aOff + kk * ${A.stride}u + row`)};
       let bi = ${B.kInner ? `bOff + col * ${B.stride}u + kk` : `bOff + kk * ${B.stride}u + col`};
       let b = ${dual ? `select(${half('Bs', 'bi')}, ${half('Bs2', 'bi')}, second == 1u)` : half('Bs', 'bi')};
       s = fma(f32(a), f32(b), s);
     }
-    (*acc)[frag * 8u + r] += s;
+    (*acc)[frag * ${PER_LANE}u + r] += s;
   }
 }
-fn emulatedStore(acc: ptr<function, array<f32, ${FM * FN * 8}>>, frag: u32, off: u32, lane: u32) {
-  for (var r = 0u; r < 8u; r++) {
-    let e = lane + 32u * r;
-    Cs[off + (e / 16u) * ${tile.n}u + e % 16u] = (*acc)[frag * 8u + r];
+fn emulatedStore(acc: ptr<function, array<f32, ${FM * FN * PER_LANE}>>, frag: u32, off: u32, lane: u32) {
+  for (var r = 0u; r < ${PER_LANE}u; r++) {
+    let e = lane + ${F.subgroupSize}u * r;
+    Cs[off + (e / ${F.n}u) * ${tile.n}u + e % ${F.n}u] = (*acc)[frag * ${PER_LANE}u + r];
   }
 }`
     : '';
@@ -196,12 +206,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   if (!t.valid) { return; }
   let tx = li % 16u;
   let ty = li / 16u;
-  ${emulated ? `let sg = li / 32u;\n  let lane = li % 32u;` : ''}
+  ${emulated ? `let sg = li / ${F.subgroupSize}u;\n  let lane = li % ${F.subgroupSize}u;` : ''}
   let sm = sg / ${SGN}u;
   let sn = sg % ${SGN}u;
   ${staged.map((s) => s.setup).join('\n  ')}
   ${guards === 'edges' ? `let wholeTile = t.m0 + TM <= t.mEnd && t.n0 + TN <= t.nEnd && (t.kEnd - t.kBegin) % ${K}u == 0u;` : ''}
-  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * 8}>;`).join('\n  ') : frags.join('\n  ')}
+  ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * PER_LANE}>;`).join('\n  ') : frags.join('\n  ')}
   ${staged.map((s) => s.registers).join('\n  ')}
   ${kLoop({ step: K, stages, ...diagnosed(opts.diagnostic, staged.map((s) => s.load).join('\n      '), staged.map((s) => s.store).join('\n      '), multiply.join('\n      ')), constantBuffers: true })}
   // The SIMT engine's per-thread outputs, declared only now so they are not live in the K loop.
@@ -246,10 +256,10 @@ function vectorHelpers(spec: GemmSpec, views: boolean): string {
     .join('\n');
 }
 
-function applies(spec: GemmSpec): string | null {
+function applies(spec: GemmSpec, target: EngineTarget): string | null {
   if (spec.dtype !== 'f16') return 'operands are not f16';
   if (spec.tensorCores === false) return 'the spec keeps f32 operands (tensorCores: false)';
-  return null;
+  return fragmentRefusal(target.fragment ?? DEFAULT_FRAGMENT);
 }
 
 export const subgroupMatrixEngine: GemmEngineImpl = { id: 'subgroup-matrix', applies, emit: (spec, target) => emit(spec, target, false) };

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { gemmSource, withEngine, type GemmSpec, type SubgroupMatrixOptions, type TileShape } from '../../../kernels/gemm/core.js';
 import { DENSE_PARAMS, DENSE_ROWS_TILING, tiles } from '../../../kernels/gemm/tiling.js';
 import { KernelContext } from '../../../kernels/context.js';
+import { fragmentLabel, type FragmentShape } from '../../../kernels/gemm/engines/fragment.js';
 import { roundToHalf } from '../../../src/f16.js';
 import { readTensor } from '../../../src/gpu/readback.js';
 import { allocateTensor, chunkLayout, uploadTensor } from '../../../src/gpu/tensor.js';
@@ -83,6 +84,36 @@ const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrix
   { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'n' }, dual: false, sm: { k: 16, stages: 2, guards: 'always' } },
 ];
 
+/**
+ * Runs C = A·B (C2 = A·B2) on the emulated engine with `fragment` (default: 16×16×16 over
+ * subgroups of 32) and checks it against float64 on every output.
+ */
+async function checkProduct({ tile, c, dual, sm }: (typeof CASES)[number], M: number, N: number, K: number, fragment?: FragmentShape): Promise<void> {
+  // A context on the emulated engine: one on SIMT would rebuild the kernel for SIMT at dispatch.
+  const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated', null, fragment);
+  if (!(await testGpu()).hasF16) return; // lavapipe has shader-f16; an adapter without it cannot stage f16
+  const tensor = (name: string, n: number, bytes: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(1, n, bytes, Infinity));
+  const a = roundToHalf(randomArray(M * K, 3 + M));
+  const b = roundToHalf(randomArray(K * N, 5 + N));
+  const b2 = roundToHalf(randomArray(K * N, 11 + K));
+  const [A, B, B2] = [tensor('A', M * K, 2), tensor('B', K * N, 2), tensor('B2', K * N, 2)];
+  const [C, C2] = [tensor('C', M * N, 4), tensor('C2', M * N, 4)];
+  uploadTensor(ctx.device, A, a);
+  uploadTensor(ctx.device, B, b);
+  uploadTensor(ctx.device, B2, b2);
+  const source = withEngine(gemmSource(spec(tile, c, dual, sm)), 'subgroup-matrix-emulated', { fragment });
+  expect(source.code).toContain('emulatedMma');
+  if (M === 72) expect(source.code).toContain('A_v8');
+  expect(source.code.includes('wholeTile')).toBe(sm.guards !== 'always');
+  if (fragment) expect(source.code).toContain(`of each ${fragment.m}×${fragment.n} fragment`);
+  const enc = ctx.encoder();
+  await enc.dispatch({ source, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
+  enc.flush();
+  expect(productError(await readTensor(ctx.allocator, C), a, b, M, N, K, c)).toBeLessThan(1e-5);
+  if (dual) expect(productError(await readTensor(ctx.allocator, C2), a, b2, M, N, K, c)).toBeLessThan(1e-5);
+  ctx.allocator.freeAll();
+}
+
 describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-off checked against float64)', () => {
   for (const { tile, c, dual, sm } of CASES) {
     for (const [M, N, K] of [
@@ -92,28 +123,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
       [72, 136, 48],
     ]) {
       it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s)${sm.guards ? `, guards ${sm.guards}` : ''}: ${M}×${K}·${K}×${N}`, async () => {
-        // A context on the emulated engine: one on SIMT would rebuild the kernel for SIMT at dispatch.
-        const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated');
-        if (!(await testGpu()).hasF16) return; // lavapipe has shader-f16; an adapter without it cannot stage f16
-        const tensor = (name: string, n: number, bytes: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(1, n, bytes, Infinity));
-        const a = roundToHalf(randomArray(M * K, 3 + M));
-        const b = roundToHalf(randomArray(K * N, 5 + N));
-        const b2 = roundToHalf(randomArray(K * N, 11 + K));
-        const [A, B, B2] = [tensor('A', M * K, 2), tensor('B', K * N, 2), tensor('B2', K * N, 2)];
-        const [C, C2] = [tensor('C', M * N, 4), tensor('C2', M * N, 4)];
-        uploadTensor(ctx.device, A, a);
-        uploadTensor(ctx.device, B, b);
-        uploadTensor(ctx.device, B2, b2);
-        const source = withEngine(gemmSource(spec(tile, c, dual, sm)), 'subgroup-matrix-emulated');
-        expect(source.code).toContain('emulatedMma');
-        if (M === 72) expect(source.code).toContain('A_v8');
-        expect(source.code.includes('wholeTile')).toBe(sm.guards !== 'always');
-        const enc = ctx.encoder();
-        await enc.dispatch({ source, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], B2: B2.chunks[0], C: C.chunks[0], C2: C2.chunks[0] }, workgroups: [tiles(M, tile.m), tiles(N, tile.n), 1] });
-        enc.flush();
-        expect(productError(await readTensor(ctx.allocator, C), a, b, M, N, K, c)).toBeLessThan(1e-5);
-        if (dual) expect(productError(await readTensor(ctx.allocator, C2), a, b2, M, N, K, c)).toBeLessThan(1e-5);
-        ctx.allocator.freeAll();
+        await checkProduct({ tile, c, dual, sm }, M, N, K);
       });
     }
   }
@@ -147,6 +157,35 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
       ctx.allocator.freeAll();
     });
   }
+
+  // Other adapters' fragment shapes (engines/fragment.ts): the grid, offsets, loop counts and lane
+  // ownership follow the shape, checked where a planted 16 would misplace rows or columns.
+  const FRAGMENTS: FragmentShape[] = [
+    { m: 8, n: 8, k: 8, subgroupSize: 32 },
+    { m: 16, n: 8, k: 16, subgroupSize: 32 },
+    { m: 8, n: 16, k: 16, subgroupSize: 16 },
+    { m: 16, n: 16, k: 16, subgroupSize: 64 },
+  ];
+  // One case each (lavapipe compiles each emulated kernel for 6–20 s): between them, both
+  // contiguities of A and B, the dual product, 8-wide hooks, edge tiles and 64/128-row tiles.
+  const SHAPES: [number, number, number, number][] = [
+    [1, 67, 131, 45],
+    [6, 130, 70, 16],
+    [3, 72, 136, 48],
+    [4, 67, 131, 45],
+  ];
+  FRAGMENTS.forEach((fragment, f) => {
+    const [i, M, N, K] = SHAPES[f];
+    it(`fragment ${fragmentLabel(fragment)}: case ${i} (${CASES[i].tile.m}×${CASES[i].tile.n}${CASES[i].dual ? ', dual' : ''}), ${M}×${K}·${K}×${N}`, () => checkProduct(CASES[i], M, N, K, fragment));
+  });
+
+  it("the real engine declares the fragment's types in Dawn's order (left<T, K, M>, right<T, N, K>, result<T, N, M>)", () => {
+    const code = withEngine(gemmSource(spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, {})), 'subgroup-matrix', { fragment: { m: 16, n: 8, k: 8, subgroupSize: 32 } }).code;
+    expect(code).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 8, 16>, row_major>');
+    expect(code).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 8, 8>, row_major>');
+    expect(code).toContain(': subgroup_matrix_result<f32, 8, 16>;');
+    expect(code).not.toMatch(/<f16, 16, 16>|<f32, 16, 16>/);
+  });
 
   it('keeps f32 GEMMs and kernels that opt out (the router) on SIMT', () => {
     const base = spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, {});

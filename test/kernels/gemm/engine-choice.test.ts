@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { gpuSelection } from '../../src/cli/flags.js';
-import { EnvironmentError, UsageError } from '../../src/errors.js';
-import { gemmEngineFor, subgroupMatrixUnavailable, type AdapterReport, type GpuContext } from '../../src/gpu/runtime.js';
+import { gpuSelection } from '../../../src/cli/flags.js';
+import { EnvironmentError, UsageError } from '../../../src/errors.js';
+import type { AdapterReport, GpuContext } from '../../../src/gpu/runtime.js';
+import { gemmEngineFor, matrixFragment, subgroupMatrixUnavailable } from '../../../kernels/gemm/engine-choice.js';
+import { chooseFragment, DEFAULT_FRAGMENT, fragmentRefusal } from '../../../kernels/gemm/engines/fragment.js';
 
 const F16_16 = { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 };
 
@@ -38,6 +40,24 @@ describe('GEMM engine choice', () => {
     const off = device({ hasSubgroupMatrix: false, toggles: { enabled: ['allow_unsafe_apis'], disabled: [] } });
     expect(subgroupMatrixUnavailable(off)).toMatch(/--no-nvidia-f16/);
     expect(subgroupMatrixUnavailable(device())).toBeNull();
+  });
+
+  it("the fragment is the adapter's: the most multiply-adds per instruction of its f16→f32 shapes, at its one subgroup size", () => {
+    // H100 through Dawn (docs/performance.md, session 3): 16×16×16 first, whatever the list's order.
+    const nvidia = [{ ...F16_16, M: 16, N: 8, K: 8 }, { ...F16_16, N: 8 }, F16_16, { componentType: 'i8', resultComponentType: 'i32', M: 16, N: 16, K: 32 }];
+    expect(chooseFragment(nvidia, 32, 32)).toEqual({ fragment: DEFAULT_FRAGMENT });
+    expect(chooseFragment([{ ...F16_16, M: 8, N: 8, K: 8 }], 32, 32)).toEqual({ fragment: { m: 8, n: 8, k: 8, subgroupSize: 32 } });
+    expect(chooseFragment([{ ...F16_16, M: 8, N: 16, K: 16 }], 16, 16)).toEqual({ fragment: { m: 8, n: 16, k: 16, subgroupSize: 16 } });
+    // Nothing usable: named, with what the engine needs.
+    expect(chooseFragment([{ ...F16_16, resultComponentType: 'f16' }], 32, 32)).toEqual({ reason: 'no f16→f32 subgroup-matrix configuration' });
+    expect(chooseFragment([F16_16], 16, 32)).toMatchObject({ reason: expect.stringMatching(/subgroup size varies \(16\.\.32\)/) });
+    expect(chooseFragment([{ ...F16_16, K: 32 }], 32, 32)).toMatchObject({ reason: expect.stringMatching(/k of 8 or 16/) });
+    expect(fragmentRefusal({ m: 8, n: 8, k: 8, subgroupSize: 128 })).toMatch(/64 accumulator elements do not split evenly over 128 lanes/);
+    expect(fragmentRefusal({ m: 16, n: 16, k: 16, subgroupSize: 48 })).toMatch(/do not divide a 256-thread workgroup/);
+    // The device's: the chosen one, else the default (an adapter without subgroup matrices, where only the emulation runs).
+    expect(matrixFragment(device({}, { subgroupMatrixConfigs: [{ ...F16_16, M: 8, N: 8, K: 8 }] }))).toEqual({ m: 8, n: 8, k: 8, subgroupSize: 32 });
+    expect(matrixFragment(device({}, { subgroupMatrixConfigs: [], subgroupMinSize: null, subgroupMaxSize: null }))).toEqual(DEFAULT_FRAGMENT);
+    expect(subgroupMatrixUnavailable(device({}, { subgroupMatrixConfigs: [{ ...F16_16, K: 32 }] }))).toMatch(/^NVIDIA test: no f16→f32 configuration the engine takes/);
   });
 
   it('flags: a forced subgroup-matrix engine without --dtype f16 is a usage error before any GPU work; toggles follow the flags', () => {
