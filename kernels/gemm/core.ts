@@ -1,7 +1,7 @@
 import { bindingPrelude, type KernelSource } from '../program.js';
 import { simtEngine } from './engines/simt.js';
 import { emulatedSubgroupMatrixEngine, subgroupMatrixEngine } from './engines/subgroup-matrix.js';
-import { DEFAULT_TILE, tileWgsl, WorkgroupBudgetError, type EngineTarget, type GemmEngine, type GemmEngineImpl, type GemmSpec, type TileShape } from './spec.js';
+import { DEFAULT_TILE, tileWgsl, TileRefusedError, type EngineTarget, type GemmEngine, type GemmEngineImpl, type GemmSpec, type TileShape } from './spec.js';
 import { tuningHash, type TuningTable } from '../../src/gpu/tuning.js';
 import { fragmentLabel } from './engines/fragment.js';
 
@@ -86,7 +86,7 @@ function build(spec: GemmSpec, target: EngineTarget): GemmKernelSource {
     try {
       return { ...emitted(tuned, engine, target), tuned: true };
     } catch (error) {
-      if (!(error instanceof WorkgroupBudgetError)) throw error;
+      if (!(error instanceof TileRefusedError)) throw error;
     }
   }
   return emitted(spec, engine, target);
@@ -116,7 +116,7 @@ ${code.main}
 
 /**
  * The spec the matrix engine builds under `table`: its class's tile as the engine's own tile
- * (SubgroupMatrixOptions.tile) and K step and stages as given. The spec itself where its tile has
+ * (SubgroupMatrixOptions.tile) and K step, stages and subgroup grid as given. The spec itself where its tile has
  * no class, the table no entry for it, or the spec pins the engine's tile already (a measurement).
  * The SIMT tile is unchanged, so a segment tiling's grid stays counted in metadata row tiles
  * (any matrix m of 64 or 128 covers them: spec.ts TileShape.matrix).
@@ -126,7 +126,10 @@ export function tunedSpec(spec: GemmSpec, table: TuningTable | null | undefined)
   const entry = cls && table?.classes[cls];
   if (!entry || spec.subgroupMatrix?.tile) return spec;
   const tile: TileShape = { ...spec.tile!, m: entry.m, n: entry.n };
-  return { ...spec, subgroupMatrix: { ...spec.subgroupMatrix, tile, ...(entry.k !== undefined && { k: entry.k, fitK: true }), ...(entry.stages !== undefined && { stages: entry.stages }) } };
+  return {
+    ...spec,
+    subgroupMatrix: { ...spec.subgroupMatrix, tile, ...(entry.k !== undefined && { k: entry.k, fitK: true }), ...(entry.stages !== undefined && { stages: entry.stages }), ...(entry.grid && { grid: entry.grid }) },
+  };
 }
 
 export function gemmSource(spec: GemmSpec): GemmKernelSource {

@@ -156,8 +156,12 @@ export interface EngineTarget {
   tuning?: TuningTable | null;
 }
 
-/** A tile whose staging does not fit the workgroup memory: a tuned tile falls back to the built-in one on it (core.ts). */
-export class WorkgroupBudgetError extends Error {}
+/**
+ * A tile the matrix engine cannot build on this device: its staging does not fit the workgroup
+ * memory, or its subgroup grid does not cover it with whole fragments. A tuned tile falls back to
+ * the built-in one on it (core.ts); `tune` skips the candidate.
+ */
+export class TileRefusedError extends Error {}
 
 /** The WGSL an engine contributes to a GEMM module; the core wraps it with the shared parts. */
 export interface EngineCode {

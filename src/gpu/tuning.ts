@@ -1,6 +1,7 @@
 /**
  * Tile configurations as data (issue 26, docs/design.md#tensor-cores): a per-adapter table of the
- * matrix engine's output tile, K step and staging buffers for each GEMM shape class, chosen when a
+ * matrix engine's output tile, subgroup grid (the warp tile: the tile over the grid), K step and
+ * staging buffers for each GEMM shape class, chosen when a
  * kernel is built. The model is vLLM's fused_moe/configs/*.json (one file per device and shape,
  * measured by a tuning script); here `moeblaze tune` measures and writes it, and `bench --tuning`
  * reads it. Only the subgroup-matrix engines are tuned: SIMT kernels are built as before. This
@@ -19,6 +20,8 @@ export const TUNED_M = [64, 128] as const;
 export const TUNED_N = [64, 128, 256] as const;
 export const TUNED_K = [16, 32, 64] as const;
 export const TUNED_STAGES = [1, 2] as const;
+/** Subgroups along one side of the grid (the grid's product is the workgroup's subgroup count, checked when a kernel is built). */
+export const TUNED_GRID_SIDE = [1, 2, 4, 8, 16] as const;
 
 /** The matrix engine's choice for one shape class. */
 export interface TunedTile {
@@ -27,6 +30,8 @@ export interface TunedTile {
   /** K step staged per barrier [default: the engine's, the longest that fits the workgroup memory]. */
   k?: (typeof TUNED_K)[number];
   stages?: (typeof TUNED_STAGES)[number];
+  /** Subgroups over the tile, rows × columns [default: the engine's, fewest fragment loads per product]; a grid the adapter's fragments cannot take keeps the built-in tile. */
+  grid?: [number, number];
 }
 
 export interface TuningTable {
@@ -43,7 +48,7 @@ export interface TuningRecord {
   table: TuningTable;
 }
 
-const FIELDS: Record<keyof TunedTile, readonly number[]> = { m: TUNED_M, n: TUNED_N, k: TUNED_K, stages: TUNED_STAGES };
+const FIELDS: Record<Exclude<keyof TunedTile, 'grid'>, readonly number[]> = { m: TUNED_M, n: TUNED_N, k: TUNED_K, stages: TUNED_STAGES };
 
 /** A table from parsed JSON, or a UsageError naming the first thing wrong and what is allowed. `source` names the file. */
 export function parseTuning(value: unknown, source: string): TuningTable {
@@ -59,15 +64,18 @@ export function parseTuning(value: unknown, source: string): TuningTable {
   const classes: TuningTable['classes'] = {};
   for (const [name, entry] of Object.entries(value.classes)) {
     if (!TILE_CLASSES.includes(name as TileClass)) fail(`unknown class "${name}"; allowed: ${TILE_CLASSES.join(', ')}`);
-    if (!isObject(entry)) fail(`classes.${name} must be an object with m, n and optional k, stages`);
+    if (!isObject(entry)) fail(`classes.${name} must be an object with m, n and optional k, stages, grid`);
     const e = entry as Record<string, unknown>;
-    for (const key of Object.keys(e)) if (!(key in FIELDS)) fail(`classes.${name}: unknown field "${key}"; allowed: m, n, k, stages`);
+    for (const key of Object.keys(e)) if (!(key in FIELDS) && key !== 'grid') fail(`classes.${name}: unknown field "${key}"; allowed: m, n, k, stages, grid`);
     for (const [key, allowed] of Object.entries(FIELDS)) {
       const required = key === 'm' || key === 'n';
       if (e[key] === undefined && !required) continue;
       if (!allowed.includes(e[key] as number)) fail(`classes.${name}.${key} is ${JSON.stringify(e[key] ?? null)}; allowed: ${allowed.join(', ')}`);
     }
-    classes[name as TileClass] = { m: e.m, n: e.n, ...(e.k !== undefined && { k: e.k }), ...(e.stages !== undefined && { stages: e.stages }) } as TunedTile;
+    const g = e.grid;
+    if (g !== undefined && !(Array.isArray(g) && g.length === 2 && g.every((x) => (TUNED_GRID_SIDE as readonly unknown[]).includes(x))))
+      fail(`classes.${name}.grid is ${JSON.stringify(g)}; allowed: [rows, columns] of subgroups, each one of ${TUNED_GRID_SIDE.join(', ')}`);
+    classes[name as TileClass] = { m: e.m, n: e.n, ...(e.k !== undefined && { k: e.k }), ...(e.stages !== undefined && { stages: e.stages }), ...(g !== undefined && { grid: [...(g as number[])] }) } as TunedTile;
   }
   return { format: TUNING_FORMAT, adapter: value.adapter as string, classes };
 }
@@ -83,11 +91,11 @@ export function parseTuningText(text: string, source: string): TuningTable {
   return parseTuning(value, source);
 }
 
-/** The table in one canonical form: classes in TILE_CLASSES order, fields in m, n, k, stages order. */
+/** The table in one canonical form: classes in TILE_CLASSES order, fields in m, n, k, stages, grid order. */
 export function canonicalTuning(table: TuningTable): string {
   const classes = TILE_CLASSES.flatMap((c) => {
     const t = table.classes[c];
-    return t ? [[c, { m: t.m, n: t.n, ...(t.k !== undefined && { k: t.k }), ...(t.stages !== undefined && { stages: t.stages }) }]] : [];
+    return t ? [[c, { m: t.m, n: t.n, ...(t.k !== undefined && { k: t.k }), ...(t.stages !== undefined && { stages: t.stages }), ...(t.grid && { grid: t.grid }) }]] : [];
   });
   return JSON.stringify({ format: table.format, adapter: table.adapter, classes: Object.fromEntries(classes) });
 }

@@ -9,7 +9,7 @@ export function renderTune(result: TuneResult, written: string | null, width = t
     return [
       c.class,
       `${shape.M}×${shape.N}×${shape.K}`,
-      `${c.m}×${c.n} K${c.k}${c.stages === 2 ? ' 2 stages' : ''}`,
+      `${c.m}×${c.n} K${c.k}${c.stages === 2 ? ' 2 stages' : ''}${c.grid ? ` grid ${c.grid.join('×')}` : ''}`,
       c.tflops === null ? '—' : c.tflops < 0.01 ? c.tflops.toExponential(2) : c.tflops.toFixed(2),
       c.errorRatio === null ? '—' : Number.isFinite(c.errorRatio) ? c.errorRatio.toPrecision(2) : 'NaN/Inf',
       c.chosen ? chalk.green('chosen') : c.status === 'ok' ? '' : c.status === 'wrong' ? chalk.red(`wrong: ${c.message}`) : chalk.dim(`skipped: ${c.message}`),

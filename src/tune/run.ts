@@ -1,7 +1,7 @@
 import { KernelContext } from '../../kernels/context.js';
 import { gemmGrid, gemmSource, withEngine, type GemmKernelSource } from '../../kernels/gemm/core.js';
 import { denseGemmSpec } from '../../kernels/gemm/dense.js';
-import { WorkgroupBudgetError } from '../../kernels/gemm/spec.js';
+import { TileRefusedError } from '../../kernels/gemm/spec.js';
 import type { GemmEngine, GemmRequest, LayerConfig } from '../config.js';
 import { EnvironmentError, UsageError } from '../errors.js';
 import { roundToHalf } from '../f16.js';
@@ -20,7 +20,7 @@ import { classShapes, TUNE_CANDIDATES, type GemmShape } from './shapes.js';
 
 export interface TunedCandidate extends TunedTile {
   class: TileClass;
-  /** ok: timed and correct; skipped: its staging does not fit the workgroup memory; wrong: its product failed the float64 check (never chosen). */
+  /** ok: timed and correct; skipped: the engine cannot build it here (workgroup memory, subgroup grid); wrong: its product failed the float64 check (never chosen). */
   status: 'ok' | 'skipped' | 'wrong';
   medianMs: number | null;
   tflops: number | null;
@@ -87,16 +87,17 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
       uploadTensor(gpu.device, B, b);
       const checked = sampledOutputs(M, N, rng);
       for (const tile of TUNE_CANDIDATES) {
-        const label = `${cls} ${M}×${N}×${K}: ${tile.m}×${tile.n} K${tile.k}`;
+        const label = `${cls} ${M}×${N}×${K}: ${tile.m}×${tile.n} K${tile.k}${tile.grid ? ` grid ${tile.grid.join('×')}` : ''}`;
         options.onProgress?.(label);
-        const source = denseGemmSpec('f16', { name: `tune-${tile.m}x${tile.n}k${tile.k}`, tile: { m: tile.m, n: tile.n }, subgroupMatrix: { tile: { m: tile.m, n: tile.n }, k: tile.k, stages: tile.stages } });
+        const subgroupMatrix = { tile: { m: tile.m, n: tile.n }, k: tile.k, stages: tile.stages, ...(tile.grid && { grid: tile.grid }) };
+        const source = denseGemmSpec('f16', { name: `tune-${tile.m}x${tile.n}k${tile.k}${tile.grid ? `g${tile.grid.join('')}` : ''}`, tile: { m: tile.m, n: tile.n }, subgroupMatrix });
         const base = { class: cls, ...tile, medianMs: null, tflops: null, errorRatio: null, chosen: false };
         let built: GemmKernelSource;
         try {
           built = withEngine(gemmSource(source), engine, { workgroupBytes: gpu.device.limits.maxComputeWorkgroupStorageSize, fragment }) as GemmKernelSource;
         } catch (error) {
-          if (!(error instanceof WorkgroupBudgetError)) throw error;
-          candidates.push({ ...base, status: 'skipped', message: 'its staging does not fit the workgroup memory' });
+          if (!(error instanceof TileRefusedError)) throw error;
+          candidates.push({ ...base, status: 'skipped', message: (error as Error).message.replace(/^GEMM "[^"]*": /, '') });
           continue;
         }
         const run = () => timeKernel(kernels, timer, (enc) => enc.dispatch({ source: built, params: { M, N, K }, buffers: { A: A.chunks[0], B: B.chunks[0], C: C.chunks[0] }, workgroups: gemmGrid({ M }, N) }));
@@ -123,7 +124,7 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
     const best = candidates.filter((c) => c.class === cls && c.status === 'ok').sort((x, y) => x.medianMs! - y.medianMs!)[0];
     if (!best) continue;
     best.chosen = true;
-    classes[cls] = { m: best.m, n: best.n, k: best.k, stages: best.stages };
+    classes[cls] = { m: best.m, n: best.n, k: best.k, stages: best.stages, ...(best.grid && { grid: best.grid }) };
   }
   return { adapter: gpu.adapter.description, engine, shapes, candidates, table: { format: TUNING_FORMAT, adapter: gpu.adapter.description, classes } };
 }

@@ -1,4 +1,4 @@
-import { epilogueOf, kLoop, THREADS, WorkgroupBudgetError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
+import { epilogueOf, kLoop, THREADS, TileRefusedError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
 import { stagingOf, type Operand } from './staging.js';
 import { DEFAULT_FRAGMENT, fragmentLabel, fragmentRefusal, type FragmentShape } from './fragment.js';
 
@@ -83,9 +83,10 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const K = longest === null ? opts.k! : (([64, 32, 16] as const).filter((k) => k <= longest).find(fits) ?? 16);
   const F = target.fragment ?? DEFAULT_FRAGMENT;
   const grid = opts.grid ?? subgroupGrid(tile.m, tile.n, F);
-  if (!grid) throw new Error(`GEMM "${spec.name}": a ${tile.m}×${tile.n} tile has no grid of ${THREADS / F.subgroupSize} subgroups on whole ${fragmentLabel(F)} fragments`);
+  if (!grid) throw new TileRefusedError(`GEMM "${spec.name}": a ${tile.m}×${tile.n} tile has no grid of ${THREADS / F.subgroupSize} subgroups on whole ${fragmentLabel(F)} fragments`);
   const [SGM, SGN] = grid;
-  if (SGM * SGN * F.subgroupSize !== THREADS) throw new Error(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not ${THREADS / F.subgroupSize} subgroups`);
+  if (SGM * SGN * F.subgroupSize !== THREADS) throw new TileRefusedError(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not ${THREADS / F.subgroupSize} subgroups`);
+  if ((tile.m / SGM) % F.m !== 0 || (tile.n / SGN) % F.n !== 0) throw new TileRefusedError(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} does not split a ${tile.m}×${tile.n} tile into whole ${fragmentLabel(F)} fragments`);
   const SUBM = tile.m / SGM;
   const SUBN = tile.n / SGN;
   const FM = SUBM / F.m;
@@ -96,7 +97,7 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const all = ops(K);
   // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
   const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
-  if (!band) throw new WorkgroupBudgetError(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
+  if (!band) throw new TileRefusedError(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
   const guards = opts.guards ?? 'edges';
   const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards));
 

@@ -66,6 +66,19 @@ describe('a tuning table at kernel build (kernels/gemm/core.ts tunedSpec)', () =
     expect(at32.code).toBe(built(dual, null, 32768).code);
   });
 
+  it("sets the subgroup grid (the warp tile), and keeps the built-in tile where the grid cannot split it into fragments", () => {
+    const segment = spec(SEGMENT_TILE);
+    const grid = (code: string) => /let sm = sg \/ (\d+)u;/.exec(code)?.[1];
+    expect(grid(built(segment, null).code)).toBe('2'); // the built-in 4×2 grid: 4 rows of 2 subgroups
+    const tuned = built(segment, table({ segment: { m: 128, n: 128, grid: [2, 4] } }));
+    expect(tuned.tuned).toBe(true);
+    expect(grid(tuned.code)).toBe('4');
+    // 8 rows of subgroups over a 64-row tile leaves 8 rows each, under a 16-row fragment.
+    const refused = built(segment, table({ segment: { m: 64, n: 128, grid: [8, 1] } }));
+    expect(refused.tuned).toBeUndefined();
+    expect(refused.code).toBe(built(segment, null).code);
+  });
+
   it('builds one kernel per table: equal tables share it, different ones never do', () => {
     const segment = spec(SEGMENT_TILE);
     const a = built(segment, table({ segment: { m: 64, n: 128 } }));
