@@ -45,6 +45,8 @@ const VARIANTS = [
   ['stage-once-128x128-k64', spec('x1', { m: 128, n: 128 }, { k: 64, diagnostic: 'stage-once' })],
   ['no-multiply-128x128-k64', spec('x2', { m: 128, n: 128 }, { k: 64, diagnostic: 'no-multiply' })],
   ['stage-once-128x256-k32', spec('x3', { m: 128, n: 256 }, { k: 32, diagnostic: 'stage-once' })],
+  // The multiply-adds and barriers alone (fragments loaded once): against stage-once, the fragment loads.
+  ['fragments-once-128x128-k64', spec('x4', { m: 128, n: 128 }, { k: 64, diagnostic: 'fragments-once' })],
 ];
 
 const gpu = await openGpu({ robustness, extraToggles });

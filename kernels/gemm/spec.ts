@@ -101,9 +101,11 @@ export interface SubgroupMatrixOptions {
   /**
    * Measurement switches that give wrong products, for tools/gemm-bench.mjs only: 'stage-once'
    * stages the first K step and multiplies it every step (the multiply and barriers without the
-   * staging); 'no-multiply' stages every step and multiplies nothing (the staging and barriers).
+   * staging); 'no-multiply' stages every step and multiplies nothing (the staging and barriers);
+   * 'fragments-once' is 'stage-once' with the fragments loaded from workgroup memory once too
+   * (the multiply-adds and barriers alone: against 'stage-once', what the fragment loads cost).
    */
-  diagnostic?: 'stage-once' | 'no-multiply';
+  diagnostic?: 'stage-once' | 'no-multiply' | 'fragments-once';
 }
 
 export interface GemmSpec {

@@ -129,10 +129,18 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
     // Dawn's types: left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N.
     const left = `subgroup_matrix_left<f16, ${F.k}, ${F.m}>`;
     const right = `subgroup_matrix_right<f16, ${F.n}, ${F.k}>`;
+    // 'fragments-once' (a measurement switch) loads the first step's fragments into variables
+    // declared before the K loop and only multiplies in it.
+    const once = opts.diagnostic === 'fragments-once';
+    const fragLoads: string[] = [];
+    const load = (name: string, type: string, call: string) => {
+      if (once) frags.push(`var ${name}: ${type};`);
+      (once ? fragLoads : multiply).push(`${once ? '' : 'let '}${name} = ${call};`);
+    };
     for (let kk = 0; kk < K / F.k; kk++) {
-      for (let i = 0; i < FM; i++) multiply.push(`let a${kk}_${i} = subgroupMatrixLoad<${left}, ${major(!A.kInner)}>(&As, ${aOff(i, kk)}, ${A.stride / 4}u);`);
-      for (let j = 0; j < FN; j++) multiply.push(`let b${kk}_${j} = subgroupMatrixLoad<${right}, ${major(B.kInner)}>(&Bs, ${bOff(j, kk)}, ${B.stride / 4}u);`);
-      if (dual) for (let j = 0; j < FN; j++) multiply.push(`let c${kk}_${j} = subgroupMatrixLoad<${right}, ${major(B.kInner)}>(&Bs2, ${bOff(j, kk)}, ${B.stride / 4}u);`);
+      for (let i = 0; i < FM; i++) load(`a${kk}_${i}`, left, `subgroupMatrixLoad<${left}, ${major(!A.kInner)}>(&As, ${aOff(i, kk)}, ${A.stride / 4}u)`);
+      for (let j = 0; j < FN; j++) load(`b${kk}_${j}`, right, `subgroupMatrixLoad<${right}, ${major(B.kInner)}>(&Bs, ${bOff(j, kk)}, ${B.stride / 4}u)`);
+      if (dual) for (let j = 0; j < FN; j++) load(`c${kk}_${j}`, right, `subgroupMatrixLoad<${right}, ${major(B.kInner)}>(&Bs2, ${bOff(j, kk)}, ${B.stride / 4}u)`);
       for (const acc of accs)
         for (let i = 0; i < FM; i++)
           for (let j = 0; j < FN; j++) {
@@ -141,6 +149,7 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
             multiply.push(`${acc}${idx} = subgroupMatrixMultiplyAccumulate(a${kk}_${i}, ${acc === 'f' ? 'b' : 'c'}${kk}_${j}, ${acc}${idx});`);
           }
     }
+    if (once) multiply.unshift(`if (kb == t.kBegin) {\n${fragLoads.join('\n')}\n}`);
   }
 
   // Band hand-off: fragments whose rows lie in band p go to Cs, then each thread copies the
@@ -233,7 +242,8 @@ ${emulation}`;
 /** The K loop's parts under a measurement switch (SubgroupMatrixOptions.diagnostic); `kb` is the single-stage loop's step. */
 function diagnosed(diagnostic: SubgroupMatrixOptions['diagnostic'], load: string, store: string, multiply: string) {
   if (diagnostic === 'no-multiply') return { load, store, multiply: '' };
-  if (diagnostic === 'stage-once') return { load: `if (k0 == t.kBegin) {\n${load}\n}`, store: `if (kb == t.kBegin) {\n${store}\n}`, multiply };
+  // 'fragments-once' stages once too: the loop is the multiply and barriers alone (the emulation has no separate fragment loads: it is 'stage-once' there).
+  if (diagnostic === 'stage-once' || diagnostic === 'fragments-once') return { load: `if (k0 == t.kBegin) {\n${load}\n}`, store: `if (kb == t.kBegin) {\n${store}\n}`, multiply };
   return { load, store, multiply };
 }
 

@@ -130,7 +130,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
 
   // tools/gemm-bench.mjs's measurement switches compute what they say: the first K step's
   // product once per step (K/16 times), or nothing.
-  for (const diagnostic of ['stage-once', 'no-multiply'] as const) {
+  for (const diagnostic of ['stage-once', 'no-multiply', 'fragments-once'] as const) {
     it(`diagnostic ${diagnostic}: 64×64·64×64 at K step 16`, async () => {
       const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated');
       const [M, N, K] = [64, 64, 64];
@@ -150,7 +150,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
         for (let n = 0; n < N; n++) {
           let first = 0;
           for (let k = 0; k < 16; k++) first += a[m * K + k] * b[k * N + n];
-          const want = diagnostic === 'stage-once' ? 4 * first : 0;
+          const want = diagnostic === 'no-multiply' ? 0 : 4 * first;
           worst = Math.max(worst, Math.abs(got[m * N + n] - want));
         }
       expect(worst).toBeLessThan(1e-3);
@@ -177,6 +177,13 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
   FRAGMENTS.forEach((fragment, f) => {
     const [i, M, N, K] = SHAPES[f];
     it(`fragment ${fragmentLabel(fragment)}: case ${i} (${CASES[i].tile.m}×${CASES[i].tile.n}${CASES[i].dual ? ', dual' : ''}), ${M}×${K}·${K}×${N}`, () => checkProduct(CASES[i], M, N, K, fragment));
+  });
+
+  it("'fragments-once' loads the fragments in the first step only, into variables declared before the K loop", () => {
+    const code = withEngine(gemmSource(spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, { k: 32, stages: 1, diagnostic: 'fragments-once' })), 'subgroup-matrix').code;
+    expect(code).toMatch(/var a1_0: subgroup_matrix_left<f16, 16, 16>;[^]*for \(var kb = [^]*if \(kb == t\.kBegin\) \{\na0_0 = subgroupMatrixLoad/);
+    expect(code).not.toContain('let a0_0');
+    expect(code.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(2 * 2); // K 32: two k blocks of 2 accumulators (8 subgroups of 16×32 each)
   });
 
   it("the real engine declares the fragment's types in Dawn's order (left<T, K, M>, right<T, N, K>, result<T, N, M>)", () => {
