@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { parseTuningText } from '../../src/gpu/tuning.js';
 import type { TuneResult } from '../../src/tune/run.js';
+import { TUNE_CANDIDATES } from '../../src/tune/shapes.js';
 
 const cli = (args: string[]) => runCli(args);
 
@@ -19,7 +20,9 @@ describe('moeblaze tune', () => {
     const result = JSON.parse(r.stdout) as TuneResult & { written: string };
     // quick at E 8, T 64, k 2: 16 rows per expert; d 64, h 128.
     expect(result.shapes).toEqual({ segment: { M: 16, N: 128, K: 64 }, reduce: { M: 64, N: 128, K: 16 } });
-    expect(result.candidates).toHaveLength(12);
+    expect(result.candidates).toHaveLength(2 * TUNE_CANDIDATES.length);
+    // The grid candidates were built with their own grid (8 subgroups of 32 in the emulation).
+    expect(result.candidates.filter((c) => c.grid).map((c) => `${c.class} ${c.m}×${c.n} ${c.grid!.join('×')}`)).toEqual(['segment 128×128 2×4', 'segment 128×256 4×2', 'reduce 128×128 2×4', 'reduce 128×256 4×2']);
     expect(r.stderr).toMatch(/timing segment 16×128×64: 64×128 K32/);
     const table = parseTuningText(readFileSync(out, 'utf8'), out);
     expect(table).toEqual(result.table);
@@ -31,7 +34,7 @@ describe('moeblaze tune', () => {
       const chosen = result.candidates.filter((c) => c.class === cls && c.chosen);
       expect(chosen).toHaveLength(1);
       expect(chosen[0].medianMs).toBe(Math.min(...ok.map((c) => c.medianMs!)));
-      expect(table.classes[cls]).toEqual({ m: chosen[0].m, n: chosen[0].n, k: chosen[0].k, stages: 1 });
+      expect(table.classes[cls]).toEqual({ m: chosen[0].m, n: chosen[0].n, k: chosen[0].k, stages: 1, ...(chosen[0].grid && { grid: chosen[0].grid }) });
     }
     // Candidates whose staging is over lavapipe's 32 KiB are skipped, not failed.
     expect(result.candidates.filter((c) => c.status === 'skipped').length).toBeGreaterThan(0);

@@ -21,7 +21,7 @@ function spec(tile: TileShape, c: Contiguity, dual: boolean, sm: SubgroupMatrixO
   const aIdx = c.a === 'k' ? 'm * P.K + k' : 'k * P.M + m';
   const bIdx = c.b === 'n' ? 'k * P.N + n' : 'n * P.K + k';
   return {
-    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}-${sm.guards ?? 'edges'}`,
+    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}-${sm.guards ?? 'edges'}${sm.grid ? `-g${sm.grid.join('')}` : ''}`,
     dtype: 'f16',
     tile,
     dual,
@@ -82,6 +82,8 @@ const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrix
   { tile: { m: 64, n: 64 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1, guards: 'always' } },
   { tile: { m: 64, n: 128 }, c: { a: 'm', b: 'k' }, dual: true, sm: { k: 16, stages: 1, guards: 'always' } },
   { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'n' }, dual: false, sm: { k: 16, stages: 2, guards: 'always' } },
+  // The other subgroup grid (tune's grid candidates): 2×4 where the built-in one is 4×2.
+  { tile: { m: 128, n: 128 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, stages: 1, grid: [2, 4] } },
 ];
 
 /**
@@ -122,7 +124,7 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
       [130, 70, 16],
       [72, 136, 48],
     ]) {
-      it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s)${sm.guards ? `, guards ${sm.guards}` : ''}: ${M}×${K}·${K}×${N}`, async () => {
+      it(`${tile.m}×${tile.n} A ${c.a}-contiguous, B ${c.b}-contiguous${dual ? ', dual' : ''}, K step ${sm.k}, ${sm.stages} stage(s)${sm.guards ? `, guards ${sm.guards}` : ''}${sm.grid ? `, grid ${sm.grid.join('×')}` : ''}: ${M}×${K}·${K}×${N}`, async () => {
         await checkProduct({ tile, c, dual, sm }, M, N, K);
       });
     }
