@@ -16,6 +16,7 @@ import { caseConfig, type SweepCase } from './cases.js';
 import type { BenchCase, StepSplit, TimeStats } from './schema.js';
 import type { GapCause, StepTiming } from '../gpu/timer.js';
 import { formatBytes } from '../units.js';
+import { fragmentLabel } from '../../kernels/gemm/engines/fragment.js';
 
 export interface CaseOptions {
   sampling: SamplingPolicy;
@@ -95,7 +96,8 @@ export async function runCase(gpu: GpuContext, sweepCase: SweepCase, options: Ca
     const check = await checkCase(layer, strategy.dropless, inputs, hostInputs && options.check !== 'sampled');
     const R = c.tokens * c.topK;
     const routing = { keptPairs: check.summary.keptPairs, droppedPairs: check.summary.droppedPairs, droppedPercent: (100 * check.summary.droppedPairs) / R, capacity: check.summary.capacity, expertLoads: check.summary.expertLoads };
-    const gemm = { engine: layer.kernels.gemmEngine, fallbacks: [...layer.kernels.engineFallbacks] };
+    const { gemmEngine, engineFallbacks, fragment } = layer.kernels;
+    const gemm = { engine: gemmEngine, fallbacks: [...engineFallbacks], ...(gemmEngine !== 'simt' && { fragment: fragmentLabel(fragment) }) };
     if (!check.pass) return { ...base, status: 'mismatch', message: check.message, check: check.record, routing, gemm };
 
     const makeTimer = (l: MoELayer) => (options.makeTimer ? options.makeTimer(l) : gpu.hasTimestamps ? new GpuTimer(l.allocator) : null);

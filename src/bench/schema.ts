@@ -138,8 +138,12 @@ export interface BenchCase {
   /** A case refused before it ran (oom above --memory-limit): its buffer table's figures under expected routing. */
   planned?: { stepPeak: number; activationPeak: number };
   routing?: { keptPairs: number; droppedPairs: number; droppedPercent: number; capacity: number | null; expertLoads: number[] };
-  /** The GEMM engine the case's f16 GEMMs ran on, and the kernels that fell back to simt (kernels/gemm/core.ts). */
-  gemm?: { engine: GemmEngine; fallbacks: string[] };
+  /**
+   * The GEMM engine the case's f16 GEMMs ran on, the kernels that fell back to simt
+   * (kernels/gemm/core.ts), and on a matrix engine its fragment, m×n×k/subgroup size
+   * (kernels/gemm/engines/fragment.ts; absent before 2026-12-08, when it was always 16×16×16/32).
+   */
+  gemm?: { engine: GemmEngine; fallbacks: string[]; fragment?: string };
   /**
    * Against the reference strategy's case with the same config (registry.ts REFERENCE_STRATEGY;
    * null when there is none or it did not run). Files written before these names had

@@ -23,6 +23,7 @@ import {
   timingLine,
 } from './bench-format.js';
 import { allocatorLine, busyIdleCell, idleNotes, reservedCell } from './bench-gpu-time.js';
+import { tunedTileLabel } from './tune.js';
 import { BREAKDOWN_INTRO, memoryBreakdownMarkdown } from './bench-memory.js';
 
 /** Pipes end a cell and newlines end a row: both would break the table. */
@@ -40,9 +41,9 @@ function code(text: string): string {
   return text.includes('`') ? `\`\` ${text} \`\`` : `\`${text}\``;
 }
 
-/** bench --tuning: the table's hash, adapter and each class's matrix tile (K and stages where set). */
+/** bench --tuning: the table's hash, adapter and each class's matrix tile (K, stages and grid where set). */
 function tuningLine(t: NonNullable<BenchResults['provenance']['tuning']>): string {
-  const classes = Object.entries(t.table.classes).map(([c, e]) => `${c} ${e.m}×${e.n}${e.k ? ` K${e.k}` : ''}${e.stages ? ` ${e.stages} stage(s)` : ''}`);
+  const classes = Object.entries(t.table.classes).map(([c, e]) => `${c} ${tunedTileLabel(e)}`);
   return `table ${code(t.hash)} measured on ${t.table.adapter}: ${classes.join(', ') || 'no class (built-in tiles)'}`;
 }
 

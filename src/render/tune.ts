@@ -1,6 +1,12 @@
 import chalk from 'chalk';
 import type { TuneResult } from '../tune/run.js';
 import { fitTable, terminalWidth, wrapText } from './fit-table.js';
+import type { TunedTile } from '../gpu/tuning.js';
+
+/** A tuned tile as "128×256 K32 2 stages grid 4×2" (K, stages and grid only where set and not the default). */
+export function tunedTileLabel(t: TunedTile): string {
+  return `${t.m}×${t.n}${t.k ? ` K${t.k}` : ''}${t.stages === 2 ? ' 2 stages' : ''}${t.grid ? ` grid ${t.grid.join('×')}` : ''}`;
+}
 
 /** `moeblaze tune`'s report: each class's shape, one row per candidate (TFLOP/s, the float64 check), the chosen one marked. */
 export function renderTune(result: TuneResult, written: string | null, width = terminalWidth()): string {
@@ -9,7 +15,7 @@ export function renderTune(result: TuneResult, written: string | null, width = t
     return [
       c.class,
       `${shape.M}×${shape.N}×${shape.K}`,
-      `${c.m}×${c.n} K${c.k}${c.stages === 2 ? ' 2 stages' : ''}${c.grid ? ` grid ${c.grid.join('×')}` : ''}`,
+      tunedTileLabel(c),
       c.tflops === null ? '—' : c.tflops < 0.01 ? c.tflops.toExponential(2) : c.tflops.toFixed(2),
       c.errorRatio === null ? '—' : Number.isFinite(c.errorRatio) ? c.errorRatio.toPrecision(2) : 'NaN/Inf',
       c.chosen ? chalk.green('chosen') : c.status === 'ok' ? '' : c.status === 'wrong' ? chalk.red(`wrong: ${c.message}`) : chalk.dim(`skipped: ${c.message}`),

@@ -22,6 +22,8 @@ describe('moeblaze bench', () => {
     expect(validateBenchResults(results)).toEqual([]);
     expect(stdout.cases.map((c) => c.key)).toEqual(results.cases.map((c) => c.key));
     expect(results.cases.map((c) => `${c.config.impl}:E${c.config.experts}:${c.status}`)).toEqual(['zero-buffer:E4:ok', 'gshard:E4:oom', 'zero-buffer:E8:ok', 'gshard:E8:oom']);
+    // f32 runs on SIMT: no fragment to record.
+    expect(results.cases[0].gemm).toEqual({ engine: 'simt', fallbacks: [] });
     expect(results.cases[1].message).toMatch(/memory-limit/);
     expect(results.cases[0].check?.against).toBe('reference');
     expect(results.complete).toBe(true);
@@ -154,6 +156,8 @@ describe('moeblaze bench --tuning', () => {
     expect(results.provenance.tuning?.table).toEqual(table);
     expect(results.provenance.tuning?.hash).toMatch(/^[0-9a-f]{12}$/);
     expect(results.cases[0].status).toBe('ok');
+    // The matrix engine's fragment is recorded with the engine (the emulation's default).
+    expect(results.cases[0].gemm).toEqual({ engine: 'subgroup-matrix-emulated', fallbacks: [], fragment: '16×16×16/32' });
     expect(readFileSync(join(out, 'results.md'), 'utf8')).toContain(`| tuning | table \`${results.provenance.tuning!.hash}\` measured on another adapter: segment 64×64 K16 |`);
     // A hash that is not the table's is refused by the validator.
     expect(validateBenchResults({ ...results, provenance: { ...results.provenance, tuning: { ...results.provenance.tuning!, hash: '000000000000' } } }).join(' ')).toMatch(/tuning\.hash/);
