@@ -3,8 +3,8 @@
 # 2 minutes on 2 cores) and compares it with reports/baselines/lavapipe-quick.json. Memory is
 # exact (exit 3 on MEM+). Speed fails too (exit 3 on SLOWER), judged on what a busy shared machine
 # cannot move: each strategy's step time over zero-buffer's, timed pair by pair in the same run,
-# and the GEMM-ceiling fraction; absolute times count only when both runs had an idle machine
-# (docs/design.md#gate-verdicts). Pass --advisory-speed to report speed without failing on it.
+# and the GEMM-ceiling fraction; absolute times are shown, gated only with --absolute-speed (two runs drift apart
+# even on an idle machine: docs/design.md#gate-verdicts). Pass --advisory-speed to report speed without failing on it.
 #
 #   .ci/gate.sh                     gate (exit 0 pass, 3 regression, 1/2/4 tool errors)
 #   .ci/gate.sh --update-baseline   also replace the baseline with this run (says so; commit it)
