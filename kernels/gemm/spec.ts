@@ -1,7 +1,7 @@
 /**
  * What every GEMM engine shares: the spec a strategy writes (tile, hooks, bindings), the engine
  * interface, and the WGSL both engines emit around their own staging and multiply (the Tile
- * struct, the per-thread output layout, the default epilogue and the one K-loop skeleton).
+ * struct, the per-thread output layout, and the default epilogue; the one K-loop skeleton is k-loop.ts).
  * Engines live in kernels/gemm/engines/; kernels/gemm/core.ts picks one (docs/design.md#tensor-cores).
  */
 import type { DType, GemmEngine } from '../../src/config.js';
@@ -220,102 +220,5 @@ export function epilogueOf(spec: GemmSpec): string {
       let n = t.n0 + accCol(tx, j);
       if (n < t.nEnd) { storeC(t, m, n, acc[i * RN4 + j / 4u][j % 4u]${second}); }
     }
-  }`;
-}
-
-/**
- * The one K loop both engines run. `load` issues a K step's global loads into registers (it sees
- * the WGSL `k0`, the step's first k), `store` moves the registers into workgroup buffer `buf`,
- * `multiply` consumes buffer `buf`. Single-buffered: store, barrier, load the next step, multiply,
- * barrier (the next step's loads are in flight during the multiply). Double-buffered: the next
- * step is stored into the other buffer after the multiply, one barrier per step.
- */
-export function kLoop(o: { step: number; stages: 1 | 2; load: string; store: string; multiply: string; constantBuffers?: boolean }): string {
-  const K = `${o.step}u`;
-  const prologue = `{
-    let k0 = t.kBegin;
-    ${o.load}
-  }`;
-  if (o.stages === 1)
-    return `${prologue}
-  for (var kb = t.kBegin; kb < t.kEnd; kb += ${K}) {
-    {
-      const buf = 0u;
-      ${o.store}
-    }
-    workgroupBarrier();
-    if (kb + ${K} < t.kEnd) {
-      let k0 = kb + ${K};
-      ${o.load}
-    }
-    {
-      const buf = 0u;
-      ${o.multiply}
-    }
-    workgroupBarrier();
-  }`;
-  if (o.constantBuffers) return unrolledDoubleBuffer(o, prologue);
-  // Buffer `cur` is read while the next step goes into the other; the one barrier per step both
-  // publishes the next step and tells every thread that the buffer it overwrites next is free.
-  return `${prologue}
-  {
-    const buf = 0u;
-    ${o.store}
-  }
-  workgroupBarrier();
-  var cur = 0u;
-  for (var kb = t.kBegin; kb < t.kEnd; kb += ${K}) {
-    let more = kb + ${K} < t.kEnd;
-    if (more) {
-      let k0 = kb + ${K};
-      ${o.load}
-    }
-    {
-      let buf = cur;
-      ${o.multiply}
-    }
-    if (more) {
-      let buf = 1u - cur;
-      ${o.store}
-    }
-    workgroupBarrier();
-    cur = 1u - cur;
-  }`;
-}
-
-/**
- * Double buffering with the loop unrolled over the two buffers, so that `buf` is a constant in
- * every multiply and store: with a run-time buffer index the matrix engine's fragment offsets are
- * not constant, and Dawn's robustness bounds-checks each fragment load (128×128, K 32: 59.8
- * TFLOP/s robust against 88.0 without robustness on the H100; docs/performance.md, session 5).
- */
-function unrolledDoubleBuffer(o: { step: number; load: string; store: string; multiply: string }, prologue: string): string {
-  const K = `${o.step}u`;
-  const half = (from: number, to: number, ahead: string) => `{
-      let more = kb + ${ahead} < t.kEnd;
-      if (more) {
-        let k0 = kb + ${ahead};
-        ${o.load}
-      }
-      {
-        const buf = ${from}u;
-        ${o.multiply}
-      }
-      if (more) {
-        const buf = ${to}u;
-        ${o.store}
-      }
-      workgroupBarrier();
-    }`;
-  return `${prologue}
-  {
-    const buf = 0u;
-    ${o.store}
-  }
-  workgroupBarrier();
-  for (var kb = t.kBegin; kb < t.kEnd; kb += 2u * ${K}) {
-    ${half(0, 1, K)}
-    if (kb + ${K} >= t.kEnd) { break; }
-    ${half(1, 0, `2u * ${K}`)}
   }`;
 }

@@ -1,4 +1,5 @@
-import { epilogueOf, kLoop, THREADS, type GemmEngineImpl, type GemmSpec } from '../spec.js';
+import { kLoop } from '../k-loop.js';
+import { epilogueOf, THREADS, type GemmEngineImpl, type GemmSpec } from '../spec.js';
 
 /**
  * The portable engine: f32 FMAs on 16×16 threads, each (m/16)×(n/16) outputs, K in steps of

@@ -1,4 +1,5 @@
-import { epilogueOf, kLoop, THREADS, TileRefusedError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
+import { kLoop } from '../k-loop.js';
+import { epilogueOf, THREADS, TileRefusedError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
 import { stagingOf, type Operand } from './staging.js';
 import { DEFAULT_FRAGMENT, fragmentLabel, fragmentRefusal, type FragmentShape } from './fragment.js';
 
