@@ -45,6 +45,10 @@ const VARIANTS = [
   ['stage-once-128x128-k64', spec('x1', { m: 128, n: 128 }, { k: 64, diagnostic: 'stage-once' })],
   ['no-multiply-128x128-k64', spec('x2', { m: 128, n: 128 }, { k: 64, diagnostic: 'no-multiply' })],
   ['stage-once-128x256-k32', spec('x3', { m: 128, n: 256 }, { k: 32, diagnostic: 'stage-once' })],
+  // Warp specialization: 4 subgroups stage into two buffers while 4 multiply (64×64 each, 16 accumulators).
+  ['spec-128x128-k32-p4', spec('p1', { m: 128, n: 128 }, { k: 32, producers: 4 })],
+  ['spec-128x128-k16-p4', spec('p2', { m: 128, n: 128 }, { k: 16, producers: 4 })],
+  ['spec-64x128-k32-p4', spec('p3', { m: 64, n: 128 }, { k: 32, producers: 4 })],
   // The multiply-adds and barriers alone (fragments loaded once): against stage-once, the fragment loads.
   ['fragments-once-128x128-k64', spec('x4', { m: 128, n: 128 }, { k: 64, diagnostic: 'fragments-once' })],
 ];

@@ -96,3 +96,48 @@ function unrolledDoubleBuffer(o: { step: number; load: string; store: string; mu
     ${half(1, 0, `2u * ${K}`)}
   }`;
 }
+
+/**
+ * Warp specialization (SubgroupMatrixOptions.producers): the threads for which `producer` holds
+ * only load and store, the others only multiply. Two buffers and the loop unrolled over them, so
+ * every buffer index is a constant: in each half step the multipliers read one buffer while the
+ * producers fill the other with the next K step, and one barrier both publishes that step and
+ * frees the buffer just read. Barriers stay in workgroup-uniform control flow (the conditions are
+ * the tile's K range); `producer` is uniform per subgroup, as the matrix builtins need.
+ */
+export function specializedKLoop(o: { step: number; load: string; store: string; multiply: string; producer: string }): string {
+  const K = `${o.step}u`;
+  const fill = (ahead: string, buf: number) => `if (${o.producer}) {
+      if (kb + ${ahead} < t.kEnd) {
+        let k0 = kb + ${ahead};
+        ${o.load}
+        {
+          const buf = ${buf}u;
+          ${o.store}
+        }
+      }
+    }`;
+  const consume = (buf: number) => `if (!(${o.producer})) {
+      const buf = ${buf}u;
+      ${o.multiply}
+    }`;
+  return `if (${o.producer}) {
+    let k0 = t.kBegin;
+    ${o.load}
+    {
+      const buf = 0u;
+      ${o.store}
+    }
+  }
+  workgroupBarrier();
+  for (var kb = t.kBegin; kb < t.kEnd; kb += 2u * ${K}) {
+    ${fill(K, 1)}
+    ${consume(0)}
+    workgroupBarrier();
+    if (kb + ${K} < t.kEnd) {
+      ${fill(`2u * ${K}`, 0)}
+      ${consume(1)}
+      workgroupBarrier();
+    }
+  }`;
+}

@@ -106,6 +106,13 @@ export interface SubgroupMatrixOptions {
    * (the multiply-adds and barriers alone: against 'stage-once', what the fragment loads cost).
    */
   diagnostic?: 'stage-once' | 'no-multiply' | 'fragments-once';
+  /**
+   * Subgroups that only stage (warp specialization) [default 0: every subgroup stages and
+   * multiplies]. The others multiply one staging buffer while these fill the other, one barrier
+   * per K step (two buffers, the loop unrolled over them: engines/k-loop.ts): without async copies
+   * this is how the global loads and workgroup stores of one workgroup overlap its multiply.
+   */
+  producers?: number;
 }
 
 export interface GemmSpec {

@@ -1,4 +1,4 @@
-import { THREADS, type StagingGuards } from '../spec.js';
+import { THREADS, TileRefusedError, type StagingGuards } from '../spec.js';
 
 /**
  * Staging of one operand of the subgroup-matrix engine: a K step of the tile, global memory →
@@ -45,7 +45,8 @@ const AXES: Record<'m' | 'n', Axis> = { m: { begin: 't.m0', base: 't.m0', end: '
  * `unrolled` false (the emulated engine) writes the same chunks and elements as loops: unrolled,
  * lavapipe's LLVM takes minutes per kernel; the real engine unrolls so registers stay registers.
  */
-export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: StagingGuards = 'always') {
+export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: StagingGuards = 'always', stagers: { threads: number; index: string } = { threads: THREADS, index: 'li' }) {
+  const { threads, index } = stagers;
   const outerName = o.which === 'a' ? 'm' : 'n';
   const row = o.kInner ? AXES[outerName] : K_AXIS;
   const col = o.kInner ? K_AXIS : AXES[outerName];
@@ -55,9 +56,9 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
     const [outer, k] = o.kInner ? [r, c] : [c, r];
     return o.which === 'a' ? `t, ${outer}, ${k}` : `t, ${k}, ${outer}`;
   };
-  const regs = (o.rows * o.inner) / (4 * THREADS);
-  if (!Number.isInteger(regs)) throw new Error(`staging ${o.name}: a ${o.rows}×${o.inner} tile does not split into 4 halves per thread`);
-  const vectorCapable = o.vector && (o.rows * o.inner) % (8 * THREADS) === 0;
+  const regs = (o.rows * o.inner) / (4 * threads);
+  if (!Number.isInteger(regs)) throw new TileRefusedError(`staging ${o.name}: a ${o.rows}×${o.inner} tile does not split into 4 halves for each of ${threads} threads`);
+  const vectorCapable = o.vector && (o.rows * o.inner) % (8 * threads) === 0;
   const flag = `vec${o.reg}`;
   const tileBase = `buf * ${o.halves / 4}u`;
   const rowVecs = o.stride / 4;
@@ -67,14 +68,14 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
 
   const loads: string[] = [];
   const stores: string[] = [];
-  if (!unrolled) return { ...loopStaging(o, when, row, col, hook, args, regs, vectorCapable, flag, tileBase, rowVecs, scalar, guards), registers: `var ${o.reg}: array<vec4<f16>, ${regs}>;` };
+  if (!unrolled) return { ...loopStaging(o, when, row, col, hook, args, regs, vectorCapable, flag, tileBase, rowVecs, scalar, guards, stagers), registers: `var ${o.reg}: array<vec4<f16>, ${regs}>;` };
   if (vectorCapable) {
     const per = o.inner / 8;
     const vector: string[] = [];
     const unguarded: string[] = [];
     const scalar8: string[] = [];
     for (let c = 0; c < regs / 2; c++) {
-      const pos = `let e = li + ${c * THREADS}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * 8u;`;
+      const pos = `let e = ${index} + ${c * threads}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * 8u;`;
       unguarded.push(`{ ${pos} let v = ${hook}8(${args('r', 'c')}); ${o.reg}[${2 * c}] = v[0]; ${o.reg}[${2 * c + 1}] = v[1]; }`);
       vector.push(`{ ${pos}
         let v = ${hook}8(${args(`min(r, max(${row.end}, 1u) - 1u)`, `min(c, max(${col.end}, 8u) - 8u)`)});
@@ -84,7 +85,7 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
       scalar8.push(`{ ${pos}
         ${o.reg}[${2 * c}] = vec4<f16>(${xs.slice(0, 4).join(', ')});
         ${o.reg}[${2 * c + 1}] = vec4<f16>(${xs.slice(4).join(', ')}); }`);
-      stores.push(`{ let e = li + ${c * THREADS}u; let s = ${tileBase} + (e / ${per}u) * ${rowVecs}u + (e % ${per}u) * 2u; ${o.name}[s] = ${o.reg}[${2 * c}]; ${o.name}[s + 1u] = ${o.reg}[${2 * c + 1}]; }`);
+      stores.push(`{ let e = ${index} + ${c * threads}u; let s = ${tileBase} + (e / ${per}u) * ${rowVecs}u + (e % ${per}u) * 2u; ${o.name}[s] = ${o.reg}[${2 * c}]; ${o.name}[s + 1u] = ${o.reg}[${2 * c + 1}]; }`);
     }
     const [all, none] = [vector.join('\n        '), unguarded.join('\n        ')];
     const vectors = { always: all, never: none, edges: `if (wholeTile) {\n        ${none}\n        } else {\n        ${all}\n        }` }[guards];
@@ -96,9 +97,9 @@ export function stagingOf(o: Operand, K: number, when: string, unrolled = true, 
   } else {
     const per = o.inner / 4;
     for (let c = 0; c < regs; c++) {
-      const pos = `let e = li + ${c * THREADS}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * 4u;`;
+      const pos = `let e = ${index} + ${c * threads}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * 4u;`;
       loads.push(`{ ${pos} ${o.reg}[${c}] = vec4<f16>(${[0, 1, 2, 3].map((v) => scalar('r', `c + ${v}u`)).join(', ')}); }`);
-      stores.push(`{ let e = li + ${c * THREADS}u; ${o.name}[${tileBase} + (e / ${per}u) * ${rowVecs}u + e % ${per}u] = ${o.reg}[${c}]; }`);
+      stores.push(`{ let e = ${index} + ${c * threads}u; ${o.name}[${tileBase} + (e / ${per}u) * ${rowVecs}u + e % ${per}u] = ${o.reg}[${c}]; }`);
     }
   }
   return {
@@ -124,11 +125,12 @@ function loopStaging(
   rowVecs: number,
   scalar: (r: string, c: string) => string,
   guards: StagingGuards,
+  { threads, index }: { threads: number; index: string },
 ) {
   const W = vectorCapable ? 8 : 4;
   const per = o.inner / W;
   const chunks = regs / (W / 4);
-  const pos = `let e = li + ci * ${THREADS}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * ${W}u;`;
+  const pos = `let e = ${index} + ci * ${threads}u; let r = ${row.base} + e / ${per}u; let c = ${col.base} + (e % ${per}u) * ${W}u;`;
   const scalars = `var x: array<f16, ${W}>;
         for (var v = 0u; v < ${W}u; v++) { x[v] = ${scalar('r', 'c + v')}; }`;
   const scalarLoop = vectorCapable
@@ -153,7 +155,7 @@ function loopStaging(
       }`
     : scalarLoop;
   const store = vectorCapable
-    ? `for (var ci = 0u; ci < ${chunks}u; ci++) { let e = li + ci * ${THREADS}u; let s = ${tileBase} + (e / ${per}u) * ${rowVecs}u + (e % ${per}u) * 2u; ${o.name}[s] = ${o.reg}[2u * ci]; ${o.name}[s + 1u] = ${o.reg}[2u * ci + 1u]; }`
-    : `for (var ci = 0u; ci < ${chunks}u; ci++) { let e = li + ci * ${THREADS}u; ${o.name}[${tileBase} + (e / ${per}u) * ${rowVecs}u + e % ${per}u] = ${o.reg}[ci]; }`;
+    ? `for (var ci = 0u; ci < ${chunks}u; ci++) { let e = ${index} + ci * ${threads}u; let s = ${tileBase} + (e / ${per}u) * ${rowVecs}u + (e % ${per}u) * 2u; ${o.name}[s] = ${o.reg}[2u * ci]; ${o.name}[s + 1u] = ${o.reg}[2u * ci + 1u]; }`
+    : `for (var ci = 0u; ci < ${chunks}u; ci++) { let e = ${index} + ci * ${threads}u; ${o.name}[${tileBase} + (e / ${per}u) * ${rowVecs}u + e % ${per}u] = ${o.reg}[ci]; }`;
   return { setup: vectorCapable ? `let ${flag} = (${when}) && ${col.begin} % 8u == 0u && ${col.end} % 8u == 0u;` : '', load, store };
 }

@@ -1,6 +1,7 @@
-import { kLoop } from '../k-loop.js';
+import { kLoop, specializedKLoop } from '../k-loop.js';
 import { epilogueOf, THREADS, TileRefusedError, type EngineTarget, type GemmBinding, type GemmEngineImpl, type GemmSpec, type SubgroupMatrixOptions } from '../spec.js';
 import { stagingOf, type Operand } from './staging.js';
+import { emulationWgsl } from './emulation.js';
 import { DEFAULT_FRAGMENT, fragmentLabel, fragmentRefusal, type FragmentShape } from './fragment.js';
 
 /**
@@ -35,8 +36,7 @@ const WORKGROUP_BUDGET = 32768;
  * Subgroup grid over the tile (rows × columns of subgroups, all of the workgroup's): the
  * per-subgroup block of whole fragments with the fewest fragment loads per product, taller first.
  */
-function subgroupGrid(m: number, n: number, f: FragmentShape): [number, number] | undefined {
-  const count = THREADS / f.subgroupSize;
+function subgroupGrid(m: number, n: number, f: FragmentShape, count: number): [number, number] | undefined {
   const options: [number, number][] = [];
   for (let r = 1; r <= count; r++) if (count % r === 0) options.push([r, count / r]);
   const valid = options.filter(([r, c]) => (m / r) % f.m === 0 && (n / c) % f.n === 0 && m / r >= f.m && n / c >= f.n);
@@ -67,7 +67,14 @@ function operand(name: string, reg: string, kInner: boolean, outer: number, K: n
 function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const tile = spec.tile ?? { m: 64, n: 64 };
   const opts = spec.subgroupMatrix ?? {};
-  const stages = opts.stages ?? 1;
+  const F = target.fragment ?? DEFAULT_FRAGMENT;
+  const SUBGROUPS = THREADS / F.subgroupSize;
+  // Warp specialization: P subgroups stage into two buffers while the other C multiply.
+  const P = opts.producers ?? 0;
+  const C = SUBGROUPS - P;
+  if (!Number.isInteger(P) || P < 0 || C < 1) throw new TileRefusedError(`GEMM "${spec.name}": ${P} producer subgroups of ${SUBGROUPS}; allowed: 0 to ${SUBGROUPS - 1}`);
+  if (P && opts.diagnostic) throw new Error(`GEMM "${spec.name}": diagnostics run without producer subgroups`);
+  const stages = P ? 2 : (opts.stages ?? 1);
   const dual = spec.dual ?? false;
   const budget = (opts.workgroupBytes ?? target.workgroupBytes ?? WORKGROUP_BUDGET) - workgroupBytesOf(spec.moduleScope ?? '');
   const vl = opts.vectors !== false ? spec.vectorLoads : undefined;
@@ -82,11 +89,10 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const fits = (k: number) => stagingBytes(k) + 16 * tile.n * 4 <= budget;
   const longest = opts.k === undefined || opts.fitK ? (opts.k ?? 64) : null;
   const K = longest === null ? opts.k! : (([64, 32, 16] as const).filter((k) => k <= longest).find(fits) ?? 16);
-  const F = target.fragment ?? DEFAULT_FRAGMENT;
-  const grid = opts.grid ?? subgroupGrid(tile.m, tile.n, F);
-  if (!grid) throw new TileRefusedError(`GEMM "${spec.name}": a ${tile.m}×${tile.n} tile has no grid of ${THREADS / F.subgroupSize} subgroups on whole ${fragmentLabel(F)} fragments`);
+  const grid = opts.grid ?? subgroupGrid(tile.m, tile.n, F, C);
+  if (!grid) throw new TileRefusedError(`GEMM "${spec.name}": a ${tile.m}×${tile.n} tile has no grid of ${C} subgroups on whole ${fragmentLabel(F)} fragments`);
   const [SGM, SGN] = grid;
-  if (SGM * SGN * F.subgroupSize !== THREADS) throw new TileRefusedError(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not ${THREADS / F.subgroupSize} subgroups`);
+  if (SGM * SGN !== C) throw new TileRefusedError(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} is not ${C} subgroups`);
   if ((tile.m / SGM) % F.m !== 0 || (tile.n / SGN) % F.n !== 0) throw new TileRefusedError(`GEMM "${spec.name}": subgroup grid ${SGM}×${SGN} does not split a ${tile.m}×${tile.n} tile into whole ${fragmentLabel(F)} fragments`);
   const SUBM = tile.m / SGM;
   const SUBN = tile.n / SGN;
@@ -100,7 +106,7 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
   if (!band) throw new TileRefusedError(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
   const guards = opts.guards ?? 'edges';
-  const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards));
+  const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards, P ? { threads: P * F.subgroupSize, index: 'pi' } : undefined));
 
   // Offsets (in vec4<f16> units) of fragment (row block i, column block j, k block kk) in the
   // staged tiles; WGSL expressions, so the emulation can loop where the real engine unrolls.
@@ -169,9 +175,10 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
       for (let i = 0; i < FM; i++)
         for (let j = 0; j < FN; j++) fragStores.push(`if (${inBand(i)}) { subgroupMatrixStore(&Cs, ${bandOff(i, j)}, ${acc}${i * FN + j}, false, ${tile.n}u); }`);
     }
+    const stores = P ? `if (!producer) {\n    ${fragStores.join('\n    ')}\n    }` : fragStores.join('\n    ');
     handoff.push(`for (var p = 0u; p < ${tile.m / band}u; p++) {
     workgroupBarrier();
-    ${fragStores.join('\n    ')}
+    ${stores}
     workgroupBarrier();
     for (var i = 0u; i < RM; i++) {
       let row = accRow(ty, i);
@@ -181,36 +188,10 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   }`);
   }
 
-  const half = (arr: string, idx: string) => `${arr}[(${idx}) / 4u][(${idx}) % 4u]`;
-  const emulation = emulated
-    ? `
-// Stand-in for subgroupMatrixMultiplyAccumulate and subgroupMatrixStore: lane l of a ${F.subgroupSize}-lane
-// group owns elements l, l + ${F.subgroupSize}, … (row e / ${F.n}, column e % ${F.n}) of each ${F.m}×${F.n} fragment.
-fn emulatedMma(acc: ptr<function, array<f32, ${FM * FN * PER_LANE}>>, frag: u32, aVec: u32, second: u32, bVec: u32, lane: u32) {
-  let aOff = aVec * 4u;
-  let bOff = bVec * 4u;
-  for (var r = 0u; r < ${PER_LANE}u; r++) {
-    let e = lane + ${F.subgroupSize}u * r;
-    let row = e / ${F.n}u;
-    let col = e % ${F.n}u;
-    var s = 0.0;
-    for (var kk = 0u; kk < ${F.k}u; kk++) {
-      let a = ${half('As', A.kInner ? `aOff + row * ${A.stride}u + kk` : `aOff + kk * ${A.stride}u + row`)};
-      let bi = ${B.kInner ? `bOff + col * ${B.stride}u + kk` : `bOff + kk * ${B.stride}u + col`};
-      let b = ${dual ? `select(${half('Bs', 'bi')}, ${half('Bs2', 'bi')}, second == 1u)` : half('Bs', 'bi')};
-      s = fma(f32(a), f32(b), s);
-    }
-    (*acc)[frag * ${PER_LANE}u + r] += s;
-  }
-}
-fn emulatedStore(acc: ptr<function, array<f32, ${FM * FN * PER_LANE}>>, frag: u32, off: u32, lane: u32) {
-  for (var r = 0u; r < ${PER_LANE}u; r++) {
-    let e = lane + ${F.subgroupSize}u * r;
-    Cs[off + (e / ${F.n}u) * ${tile.n}u + e % ${F.n}u] = (*acc)[frag * ${PER_LANE}u + r];
-  }
-}`
-    : '';
+  const emulation = emulated ? emulationWgsl({ A, B, dual, F, fragments: FM * FN, tileN: tile.n }) : '';
 
+  const parts = diagnosed(opts.diagnostic, staged.map((s) => s.load).join('\n      '), staged.map((s) => s.store).join('\n      '), multiply.join('\n      '));
+  const loop = P ? specializedKLoop({ step: K, ...parts, producer: 'producer' }) : kLoop({ step: K, stages, ...parts, constantBuffers: true });
   const main = `@compute @workgroup_size(${THREADS}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${emulated ? '' : ', @builtin(subgroup_id) sg: u32'}) {
   let t = tileOf(wg);
@@ -219,12 +200,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let ty = li / 16u;
   ${emulated ? `let sg = li / ${F.subgroupSize}u;\n  let lane = li % ${F.subgroupSize}u;` : ''}
   let sm = sg / ${SGN}u;
-  let sn = sg % ${SGN}u;
+  let sn = sg % ${SGN}u;${P ? `\n  let producer = sg >= ${C}u;\n  // The producers' own thread index (wraps for the others, who never stage).\n  let pi = li - ${C * F.subgroupSize}u;` : ''}
   ${staged.map((s) => s.setup).join('\n  ')}
   ${guards === 'edges' ? `let wholeTile = t.m0 + TM <= t.mEnd && t.n0 + TN <= t.nEnd && (t.kEnd - t.kBegin) % ${K}u == 0u;` : ''}
   ${emulated ? accs.map((a) => `var ${a}E: array<f32, ${FM * FN * PER_LANE}>;`).join('\n  ') : frags.join('\n  ')}
   ${staged.map((s) => s.registers).join('\n  ')}
-  ${kLoop({ step: K, stages, ...diagnosed(opts.diagnostic, staged.map((s) => s.load).join('\n      '), staged.map((s) => s.store).join('\n      '), multiply.join('\n      ')), constantBuffers: true })}
+  ${loop}
   // The SIMT engine's per-thread outputs, declared only now so they are not live in the K loop.
   var acc: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;
   ${dual ? `var acc2: array<vec4f, ${(tile.m / 16) * (tile.n / 64)}>;` : ''}

@@ -21,7 +21,7 @@ function spec(tile: TileShape, c: Contiguity, dual: boolean, sm: SubgroupMatrixO
   const aIdx = c.a === 'k' ? 'm * P.K + k' : 'k * P.M + m';
   const bIdx = c.b === 'n' ? 'k * P.N + n' : 'n * P.K + k';
   return {
-    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}-${sm.guards ?? 'edges'}${sm.grid ? `-g${sm.grid.join('')}` : ''}`,
+    name: `sm-test-${tile.m}x${tile.n}-${c.a}${c.b}-${dual}-${sm.k}-${sm.stages}-${sm.guards ?? 'edges'}${sm.grid ? `-g${sm.grid.join('')}` : ''}${sm.producers ? `-p${sm.producers}` : ''}`,
     dtype: 'f16',
     tile,
     dual,
@@ -179,6 +179,33 @@ describe('subgroup-matrix engine, emulated (staging, fragment layout and hand-of
   FRAGMENTS.forEach((fragment, f) => {
     const [i, M, N, K] = SHAPES[f];
     it(`fragment ${fragmentLabel(fragment)}: case ${i} (${CASES[i].tile.m}×${CASES[i].tile.n}${CASES[i].dual ? ', dual' : ''}), ${M}×${K}·${K}×${N}`, () => checkProduct(CASES[i], M, N, K, fragment));
+  });
+
+  // Warp specialization (SubgroupMatrixOptions.producers): odd, even, one and four K steps.
+  const SPECIALIZED: (typeof CASES)[number][] = [
+    { tile: { m: 128, n: 128 }, c: { a: 'k', b: 'n' }, dual: false, sm: { k: 16, producers: 4 } },
+    { tile: { m: 64, n: 64 }, c: { a: 'm', b: 'k' }, dual: true, sm: { k: 16, producers: 4 } },
+    { tile: { m: 64, n: 128 }, c: { a: 'k', b: 'k' }, dual: false, sm: { k: 16, producers: 4 } },
+  ];
+  for (const cs of SPECIALIZED)
+    for (const [M, N, K] of [
+      [67, 131, 45],
+      [72, 136, 32],
+      [130, 70, 64],
+      [1, 3, 7],
+    ])
+      it(`${cs.sm.producers} producer subgroups, ${cs.tile.m}×${cs.tile.n} A ${cs.c.a}-contiguous, B ${cs.c.b}-contiguous${cs.dual ? ', dual' : ''}: ${M}×${K}·${K}×${N}`, () => checkProduct(cs, M, N, K));
+
+  it('producer subgroups: the real engine multiplies only in the others, stages only in them, from constant buffers', () => {
+    const code = withEngine(gemmSource(spec({ m: 128, n: 128 }, { a: 'k', b: 'n' }, false, { k: 32, producers: 4 })), 'subgroup-matrix', { workgroupBytes: 49152 }).code;
+    expect(code).toContain('let producer = sg >= 4u;');
+    expect(code).toMatch(/if \(!\(producer\)\) \{\n\s*const buf = 0u;\n\s*let a0_0 = subgroupMatrixLoad/);
+    expect(code).toMatch(/let e = pi \+ 0u;/);
+    expect(code).not.toMatch(/let e = li \+/);
+    expect(code.match(/workgroupBarrier\(\)/g)!.length).toBe(5); // after the prologue, after each half step, and the hand-off loop's two
+    expect(() => withEngine(gemmSource(spec({ m: 64, n: 64 }, { a: 'k', b: 'n' }, false, { producers: 8 })), 'subgroup-matrix')).toThrow(/8 producer subgroups of 8; allowed: 0 to 7/);
+    // 6 producers are 192 threads: a 64×16 step does not split evenly over them.
+    expect(() => withEngine(gemmSource(spec({ m: 64, n: 128 }, { a: 'k', b: 'n' }, false, { k: 16, producers: 6, grid: [1, 2] })), 'subgroup-matrix')).toThrow(/does not split into 4 halves for each of 192 threads/);
   });
 
   it("'fragments-once' loads the fragments in the first step only, into variables declared before the K loop", () => {
