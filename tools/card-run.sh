@@ -5,7 +5,7 @@
 #   bash tools/card-run.sh [engine|all|final]   (about 9½ minutes; each step is cut at its limit and saves what it has)
 # `engine` runs only the engine's figures (dense variants, zero-buffer's profile and steps);
 # `final` (about 9 minutes) the anchor at conf4 and fine-64, the default engine's dense product
-# and its diagnostics, every strategy at conf4 and fine-64, the per-kernel profile of zero-buffer,
+# its diagnostics and warp-specialized variants (one also without robustness), every strategy at conf4 and fine-64, the per-kernel profile of zero-buffer,
 # ScatterMoE and megablocks-grouped at conf4, docs/paper.md's SiLU sweep, and verify's edge grid
 # at f16 on the real intrinsics (each step cut at its limit);
 # `deepseek` (about 7 minutes) the anchor and every strategy at deepseek-v3-like-layer, checked;
@@ -40,9 +40,10 @@ if [ "$what" = final ]; then
   bash "$here/.gpu/remote.sh" bash -c "
   timeout -s INT 170 node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --max-time 1 --out $W/moeblaze-conf4-f16 > $W/conf4.log 2>&1; echo conf4-exit=\$?; save
   timeout -s INT 105 node bin/run.js bench --preset fine-64 --dtype f16 --max-time 1 --out $W/fine-64-f16 > $W/fine64.log 2>&1; echo fine64-exit=\$?; save
-  timeout 55 node tools/gemm-bench.mjs --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64,fragments-once-128x128-k64,stage-once-128x256-k32,spec-128x128-k32-p4,spec-128x128-k16-p4,spec-64x128-k32-p4 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?; save
+  timeout 50 node tools/gemm-bench.mjs --only project-dense,stage-once-128x128-k64,no-multiply-128x128-k64,fragments-once-128x128-k64,stage-once-128x256-k32,spec-128x128-k32-p4,spec-128x128-k16-p4,spec-64x128-k32-p4 2>&1 | quiet > $W/dense.txt; echo dense-exit=\$?
+  timeout 20 node tools/gemm-bench.mjs --no-robustness --only project-dense,spec-128x128-k32-p4 2>&1 | quiet >> $W/dense.txt; echo dense-off-exit=\$?; save
   timeout 60 node bin/run.js profile --preset moeblaze-conf4 --dtype f16 --impl zero-buffer --impl scattermoe --impl megablocks-grouped --json > $W/profile-conf4.json 2> $W/profile-conf4.err; echo profile-exit=\$?; save
-  timeout -s INT \${PAPER_S:-80} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation silu --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-silu > $W/paper-silu.log 2>&1; echo paper-silu-exit=\$?; save
+  timeout -s INT \${PAPER_S:-70} node bin/run.js bench --preset moeblaze-conf4 --dtype f16 --activation silu --top-k 1,2,4 --impl zero-buffer --impl megablocks --max-time 1 --out $W/paper-conf4-silu > $W/paper-silu.log 2>&1; echo paper-silu-exit=\$?; save
   timeout 50 bash -c edge_grid > $W/verify-f16-subgroup-matrix-grid.log 2>&1; echo grid-exit=\$?; save
   "
   tar czf "${OUT:-/tmp}/card.tgz" -C "$W" .
