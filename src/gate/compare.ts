@@ -7,7 +7,7 @@ import { loadComparable } from '../measure/load.js';
 
 /** Why absolute times stay ungated on an idle machine too (measured: docs/design.md#gate-verdicts). */
 export const RUN_TO_RUN_DRIFT = 'absolute times drift between runs beyond one run\'s spread (--absolute-speed gates them)';
-import { referenceRows, speedRows, strategyRows } from './speed-rows.js';
+import { gateLoneConfigs, referenceRows, speedRows, strategyRows } from './speed-rows.js';
 
 export * from './rows.js';
 import { describeTestbed, pct, type Context, type GateOptions, type GateReport, type GateRow, type Verdict, DEFAULT_GATE_OPTIONS } from './rows.js';
@@ -56,7 +56,7 @@ function summarize(report: Omit<GateReport, 'summary' | 'exitCode'>, opts: GateO
   const advisory = count((r) => r.verdict === 'SLOWER' && !r.regression && !r.ungated);
   if (advisory) parts.push(`${advisory} SLOWER (advisory)`);
   const ungated = count((r) => r.verdict === 'SLOWER' && !!r.ungated);
-  if (ungated) parts.push(`${ungated} SLOWER not gated (absolute times, which --absolute-speed gates, or a moved GEMM ceiling)`);
+  if (ungated) parts.push(`${ungated} SLOWER not gated (absolute times, which --absolute-speed gates, a moved GEMM ceiling, or one config without its strategy)`);
   for (const v of ['AMBG', 'FASTER', 'MEM-'] as const) {
     const n = count((r) => r.verdict === v);
     if (n) parts.push(`${n} ${v}`);
@@ -110,6 +110,7 @@ export function compareResults(baseline: BenchResults, current: BenchResults, op
   }
   rows.push(...referenceRows(rows, new Map([...c].filter(([k]) => b.has(k))), ctx));
   rows.push(...strategyRows(b, c, ctx));
+  gateLoneConfigs(rows);
   const testbed = { baseline: describeTestbed(baseline.testbed), current: describeTestbed(current.testbed), comparable };
   const partial = {
     rows,

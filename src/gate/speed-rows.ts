@@ -156,6 +156,27 @@ export function referenceRows(rows: readonly GateRow[], cases: ReadonlyMap<strin
 }
 
 /**
+ * One config's paired row fails only with its strategy. Where the strategy has a pooled row (two
+ * configs or more) that did not move beyond the threshold the same way, a config `SLOWER` on its
+ * own is shown but not gated: between two gate runs of an unchanged build on lavapipe, one
+ * config's paired ratio moved +23–26%, separated, in 2 of 10 runs (tutel E4 k1, 2026-12-08) while
+ * the strategy's other configs held, which no statistic over one run's pairs can tell from a
+ * regression; a change to a strategy's kernels or dispatch moves all its configs, and the pooled
+ * row catches that (docs/design.md#gate-verdicts).
+ */
+export function gateLoneConfigs(rows: GateRow[]): void {
+  const pooled = new Map(rows.filter((r) => r.key.endsWith('|all configs')).map((r) => [r.key.split('|')[0], r]));
+  for (const row of rows) {
+    if (row.metric !== 'time/zero-buffer' || !row.regression || row.key.endsWith('|all configs')) continue;
+    const strategy = pooled.get(row.key.split('|')[0]);
+    if (!strategy || strategy.verdict === 'SLOWER' || (strategy.verdict === 'AMBG' && (strategy.current as number) > 1)) continue;
+    row.regression = false;
+    row.ungated = true;
+    row.note = `not gated: this config alone (its strategy's configs pooled: ×${(strategy.current as number).toFixed(3)}, ${strategy.verdict}); ${row.note ?? ''}`.replace(/; $/, '');
+  }
+}
+
+/**
  * One row per strategy over all its configs with paired ratios on both sides (at least two):
  * time/zero-buffer pooled (speed.ts judgePooled). Keyed `<strategy>|all configs`.
  */

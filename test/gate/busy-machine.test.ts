@@ -90,6 +90,26 @@ describe('gate on a busy machine', () => {
     expect(compareResults(b, withPairs(results({ cases: sweep, seed: 9 }), ratios, 9, 0.45)).exitCode).toBe(0);
   });
 
+  it("one config's paired ratio moving alone (run-to-run drift) is shown, not gated; the same move in every config fails", () => {
+    const sweep = [4, 8, 16, 32].flatMap((experts) => SWEEP.map((c) => ({ ...c, experts })));
+    const b = withPairs(results({ cases: sweep }), ratios, 11);
+    const scaleCase = (r: BenchResults, pick: (c: BenchResults['cases'][number]) => boolean, f: number) => {
+      for (const c of r.cases) if (pick(c) && c.time?.vsReference) c.time.vsReference.ratio = timeStats(c.time.vsReference.ratio.samples.map((x) => x * f));
+      return r;
+    };
+    const tutelE4 = (c: BenchResults['cases'][number]) => c.config.impl === 'tutel' && c.config.experts === 4;
+    const lone = compareResults(b, scaleCase(withPairs(results({ cases: sweep, seed: 12 }), ratios, 12), tutelE4, 1.25));
+    const row = lone.rows.find((r) => r.metric === 'time/zero-buffer' && r.key.startsWith('tutel|') && r.key.includes('|E4|'))!;
+    expect(row).toMatchObject({ verdict: 'SLOWER', regression: false, ungated: true, note: expect.stringMatching(/^not gated: this config alone \(its strategy's configs pooled: ×1\.0\d\d, SAME\); 12 paired steps; /) });
+    expect(lone.exitCode).toBe(0);
+    expect(lone.summary).toMatch(/1 SLOWER not gated \(.*one config without its strategy\)/);
+    // Every tutel config 25% slower: the pooled row and each config's row fail.
+    const all = compareResults(b, scaleCase(withPairs(results({ cases: sweep, seed: 13 }), ratios, 13), (c) => c.config.impl === 'tutel', 1.25));
+    expect(all.rows.find((r) => r.key === 'tutel|all configs')).toMatchObject({ verdict: 'SLOWER', regression: true });
+    expect(all.rows.filter((r) => r.regression && r.key.startsWith('tutel|') && !r.key.endsWith('|all configs'))).toHaveLength(4);
+    expect(all.exitCode).toBe(3);
+  });
+
   it('zero-buffer slowing down: every other strategy FASTER against it, so its own time/others row is SLOWER', () => {
     const slowZb = (impl: string) => ratios(impl) / 1.3;
     const current = withPairs(results({ cases: SWEEP, seed: 4 }), slowZb, 4);
