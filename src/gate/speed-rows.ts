@@ -158,8 +158,8 @@ export function referenceRows(rows: readonly GateRow[], cases: ReadonlyMap<strin
 /**
  * One config's paired row fails only with its strategy. Where the strategy has a pooled row (two
  * configs or more) that did not move beyond the threshold the same way, a config `SLOWER` on its
- * own is shown but not gated: between two gate runs of an unchanged build on lavapipe, one
- * config's paired ratio moved +23–26%, separated, in 2 of 10 runs (tutel E4 k1, 2026-12-08) while
+ * own is shown but not gated: over ten runs of the gate's sweep on an unchanged build on lavapipe,
+ * one config's paired ratio moved +23–26%, separated, in two (tutel E4 k1, 2026-12-08) while
  * the strategy's other configs held, which no statistic over one run's pairs can tell from a
  * regression; a change to a strategy's kernels or dispatch moves all its configs, and the pooled
  * row catches that (docs/design.md#gate-verdicts).
