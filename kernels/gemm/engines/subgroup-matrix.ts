@@ -104,7 +104,7 @@ function emit(spec: GemmSpec, target: EngineTarget, emulated: boolean) {
   const all = ops(K);
   // Rows of the tile handed from fragments to registers per band: as many as the budget allows.
   const band = [128, 64, 32, 16].find((r) => r <= tile.m && stagingBytes(K) + r * tile.n * 4 <= budget);
-  if (!band) throw new TileRefusedError(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes, over ${budget}`);
+  if (!band) throw new TileRefusedError(`GEMM "${spec.name}": subgroup-matrix tiles need ${stagingBytes(K)} workgroup bytes of staging and ${16 * tile.n * 4} for the smallest hand-off band, over ${budget}`);
   const guards = opts.guards ?? 'edges';
   const staged = all.map((o) => stagingOf(o, K, vl?.when ?? 'false', !emulated, guards, P ? { threads: P * F.subgroupSize, index: 'pi' } : undefined));
 
