@@ -11,16 +11,25 @@ export class KernelContext {
   readonly paramArena: TrackedBuffer;
   /** One line per GEMM that could not be built on the requested engine and ran on SIMT instead. */
   readonly engineFallbacks: string[] = [];
+  readonly tuning: TuningTable | null;
+  readonly fragment: FragmentShape;
 
   constructor(
     readonly allocator: GpuAllocator,
     /** The engine every f16 GEMM of the core runs on (f32 GEMMs and the router stay SIMT). */
     readonly gemmEngine: GemmEngine = 'simt',
-    /** The tile table the matrix engine's kernels follow (bench --tuning; src/gpu/tuning.ts) [default: none]. */
-    readonly tuning: TuningTable | null = null,
-    /** The matrix engine's fragment, from the adapter (src/gpu/runtime.ts matrixFragment) [default: 16×16×16, subgroups of 32]. */
-    readonly fragment: FragmentShape = DEFAULT_FRAGMENT,
+    {
+      tuning = null,
+      fragment = DEFAULT_FRAGMENT,
+    }: {
+      /** The tile table the matrix engine's kernels follow (bench --tuning; src/gpu/tuning.ts) [default: none]. */
+      tuning?: TuningTable | null;
+      /** The matrix engine's fragment, from the adapter (kernels/gemm/engine-choice.ts matrixFragment) [default: 16×16×16, subgroups of 32]. */
+      fragment?: FragmentShape;
+    } = {},
   ) {
+    this.tuning = tuning;
+    this.fragment = fragment;
     this.cache = new PipelineCache(allocator.device);
     this.paramArena = allocateParamArena(allocator);
   }

@@ -122,7 +122,7 @@ export class MoELayer {
     requireBindingFits(config, gpu.maxBindingBytes, this.chunkBytes);
     const gemmEngine = gemmEngineFor(gpu, config.dtype);
     this.ownsKernels = !runtime.kernels;
-    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }, gpu.allocatorPolicy), gemmEngine, gpu.tuning, matrixFragment(gpu));
+    this.kernels = runtime.kernels ?? new KernelContext(new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes, memoryLimit: runtime.memoryLimit }, gpu.allocatorPolicy), gemmEngine, { tuning: gpu.tuning, fragment: matrixFragment(gpu) });
     this.allocator = this.kernels.allocator;
     // The persistent part of every strategy's buffer table, allocated as the table declares it.
     this.tensors = allocateLayerTensors(this.allocator, layerTensorSpecs(config, { chunkBytes: this.chunkBytes }));

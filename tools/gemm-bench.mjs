@@ -56,7 +56,7 @@ const VARIANTS = [
 const gpu = await openGpu({ robustness, extraToggles });
 console.log(`adapter: ${gpu.adapter.description ?? ''} ${gpu.adapter.vendor ?? ''} ${gpu.adapter.architecture ?? ''}; robustness ${robustness ? 'on' : 'off'}, toggles ${gpu.toggles.enabled.join(',')}; N=${N}`);
 const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes });
-const kernels = new KernelContext(allocator, args.includes('--emulated') ? 'subgroup-matrix-emulated' : 'subgroup-matrix', null, matrixFragment(gpu));
+const kernels = new KernelContext(allocator, args.includes('--emulated') ? 'subgroup-matrix-emulated' : 'subgroup-matrix', { fragment: matrixFragment(gpu) });
 const timer = new GpuTimer(allocator, 8);
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 const bufs = ['A', 'B', 'C'].map((n) => allocator.create(`bench:${n}`, 'workspace', N * N * 2, usage));

@@ -212,7 +212,7 @@ export async function runBench(gpu: GpuContext, sweep: SweepCases, options: Benc
     const kernels = new KernelContext(allocator);
     // The matrix-unit ceiling where some case of the sweep runs its GEMMs there.
     const usesMatrixUnits = sweep.cases.some((c) => caseEngine(gpu, c.layer.dtype) === 'subgroup-matrix');
-    const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix', null, matrixFragment(gpu)) : null;
+    const matrixKernels = usesMatrixUnits ? new KernelContext(allocator, 'subgroup-matrix', { fragment: matrixFragment(gpu) }) : null;
     try {
       const software = isSoftwareAdapter(gpu);
       results.ceilings = await measureCeilings(kernels, { software, timestamps: gpu.hasTimestamps, sampling: { ...options.sampling, maxTimeMs: Math.min(options.sampling.maxTimeMs, 3000) }, subgroupMatrix: matrixKernels });

@@ -23,6 +23,10 @@ export type Verdict = 'SAME' | 'FASTER' | 'SLOWER' | 'MEM+' | 'MEM-' | 'AMBG' | 
 export type GateMetric = 'status' | 'stepPeak' | 'activationPeak' | 'time/zero-buffer' | 'time/others' | 'gemmFraction' | 'time';
 export type GateUnit = 'status' | 'bytes' | 'ratio' | 'fraction' | 'ms';
 
+/** The key of a strategy's pooled row (speed-rows.ts strategyRows), which the gate's renderer shows as is. */
+export const pooledKey = (impl: string) => `${impl}|all configs`;
+export const isPooledKey = (key: string) => key.endsWith('|all configs');
+
 export interface GateRow {
   key: string;
   metric: GateMetric;

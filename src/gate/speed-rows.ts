@@ -2,7 +2,7 @@ import { REFERENCE_STRATEGY } from '../registry.js';
 import { caseKey, configKey } from '../bench/cases.js';
 import type { BenchCase, BenchResults } from '../bench/schema.js';
 import { caseCeilings, caseTestbed } from '../bench/testbeds.js';
-import { describeTestbed, pct, type Context, type GateMetric, type GateRow, type GateUnit } from './rows.js';
+import { describeTestbed, isPooledKey, pct, pooledKey, type Context, type GateMetric, type GateRow, type GateUnit } from './rows.js';
 import { ceilingShift, judgePooled, judgeSpeed, speedSide, type PairedRuns, type SpeedSide } from './speed.js';
 
 /** GFLOP/s below 1 TFLOP/s (software GPUs), TFLOP/s above. */
@@ -165,9 +165,9 @@ export function referenceRows(rows: readonly GateRow[], cases: ReadonlyMap<strin
  * row catches that (docs/design.md#gate-verdicts).
  */
 export function gateLoneConfigs(rows: GateRow[]): void {
-  const pooled = new Map(rows.filter((r) => r.key.endsWith('|all configs')).map((r) => [r.key.split('|')[0], r]));
+  const pooled = new Map(rows.filter((r) => isPooledKey(r.key)).map((r) => [r.key.split('|')[0], r]));
   for (const row of rows) {
-    if (row.metric !== 'time/zero-buffer' || !row.regression || row.key.endsWith('|all configs')) continue;
+    if (row.metric !== 'time/zero-buffer' || !row.regression || isPooledKey(row.key)) continue;
     const strategy = pooled.get(row.key.split('|')[0]);
     if (!strategy || strategy.verdict === 'SLOWER' || (strategy.verdict === 'AMBG' && (strategy.current as number) > 1)) continue;
     row.regression = false;
@@ -192,7 +192,7 @@ export function strategyRows(base: ReadonlyMap<string, BenchCase>, cur: Readonly
   const rows: GateRow[] = [];
   for (const [impl, runs] of byStrategy) {
     if (runs.length < 2) continue;
-    const key = `${impl}|all configs`;
+    const key = pooledKey(impl);
     const j = judgePooled(runs, ctx.opts.threshold, ctx.opts.bootstrap, key);
     const row: GateRow = {
       key,

@@ -48,6 +48,11 @@ export interface TuningRecord {
   table: TuningTable;
 }
 
+/** A tile's fields in canonical order (m, n, k, stages, grid), the optional ones only where set. */
+export function tunedTile(t: TunedTile): TunedTile {
+  return { m: t.m, n: t.n, ...(t.k !== undefined && { k: t.k }), ...(t.stages !== undefined && { stages: t.stages }), ...(t.grid && { grid: [t.grid[0], t.grid[1]] }) };
+}
+
 const FIELDS: Record<Exclude<keyof TunedTile, 'grid'>, readonly number[]> = { m: TUNED_M, n: TUNED_N, k: TUNED_K, stages: TUNED_STAGES };
 
 /** A table from parsed JSON, or a UsageError naming the first thing wrong and what is allowed. `source` names the file. */
@@ -75,7 +80,7 @@ export function parseTuning(value: unknown, source: string): TuningTable {
     const g = e.grid;
     if (g !== undefined && !(Array.isArray(g) && g.length === 2 && g.every((x) => (TUNED_GRID_SIDE as readonly unknown[]).includes(x))))
       fail(`classes.${name}.grid is ${JSON.stringify(g)}; allowed: [rows, columns] of subgroups, each one of ${TUNED_GRID_SIDE.join(', ')}`);
-    classes[name as TileClass] = { m: e.m, n: e.n, ...(e.k !== undefined && { k: e.k }), ...(e.stages !== undefined && { stages: e.stages }), ...(g !== undefined && { grid: [...(g as number[])] }) } as TunedTile;
+    classes[name as TileClass] = tunedTile(e as unknown as TunedTile);
   }
   return { format: TUNING_FORMAT, adapter: value.adapter as string, classes };
 }
@@ -95,7 +100,7 @@ export function parseTuningText(text: string, source: string): TuningTable {
 export function canonicalTuning(table: TuningTable): string {
   const classes = TILE_CLASSES.flatMap((c) => {
     const t = table.classes[c];
-    return t ? [[c, { m: t.m, n: t.n, ...(t.k !== undefined && { k: t.k }), ...(t.stages !== undefined && { stages: t.stages }), ...(t.grid && { grid: t.grid }) }]] : [];
+    return t ? [[c, tunedTile(t)]] : [];
   });
   return JSON.stringify({ format: table.format, adapter: table.adapter, classes: Object.fromEntries(classes) });
 }

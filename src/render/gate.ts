@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import type { GateReport, GateRow, GateUnit, Verdict } from '../gate/compare.js';
+import { isPooledKey, type GateReport, type GateRow, type GateUnit, type Verdict } from '../gate/compare.js';
 import { formatBytes } from '../units.js';
 import { fitTable, terminalWidth, visibleWidth, wrapText, type FitColumn } from './fit-table.js';
 import { reportChalk } from './style.js';
@@ -108,7 +108,7 @@ export function renderGate(report: GateReport, options: GateRenderOptions = {}):
   const width = options.width ?? terminalWidth();
   const keys = [...new Set(report.rows.map((r) => r.key))];
   // A strategy's pooled row (`<strategy>|all configs`) names itself; the cases' keys share fields.
-  const pooled = keys.filter((k) => k.endsWith('|all configs'));
+  const pooled = keys.filter(isPooledKey);
   const { labels, common } = compactLabels(keys.filter((k) => !pooled.includes(k)));
   for (const k of pooled) labels.set(k, k.replace('|', ' '));
   const lines = [

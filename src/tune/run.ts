@@ -11,7 +11,7 @@ import type { GpuContext } from '../gpu/runtime.js';
 import { gemmEngineFor, matrixFragment, subgroupMatrixUnavailable } from '../../kernels/gemm/engine-choice.js';
 import { allocateTensor, chunkLayout, freeTensor, uploadTensor } from '../gpu/tensor.js';
 import { GpuTimer } from '../gpu/timer.js';
-import { TILE_CLASSES, TUNING_FORMAT, type TileClass, type TunedTile, type TuningTable } from '../gpu/tuning.js';
+import { TILE_CLASSES, TUNING_FORMAT, tunedTile, type TileClass, type TunedTile, type TuningTable } from '../gpu/tuning.js';
 import { Xoshiro128 } from '../rng.js';
 import { sampleWarmed, timeKernel } from '../measure/ceilings.js';
 import { summarize, type SamplingPolicy } from '../measure/stats.js';
@@ -69,7 +69,7 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
   const shapes = classShapes(config);
   const allocator = new GpuAllocator(gpu.device, { maxBufferBytes: gpu.maxBufferBytes, maxBindingBytes: gpu.maxBindingBytes }, gpu.allocatorPolicy);
   const fragment = matrixFragment(gpu);
-  const kernels = new KernelContext(allocator, engine, null, fragment);
+  const kernels = new KernelContext(allocator, engine, { fragment });
   const timer = gpu.hasTimestamps ? new GpuTimer(allocator, 8) : null;
   const candidates: TunedCandidate[] = [];
   const software = isSoftwareAdapter(gpu);
@@ -124,7 +124,7 @@ export async function tuneTiles(gpu: GpuContext, config: LayerConfig, options: {
     const best = candidates.filter((c) => c.class === cls && c.status === 'ok').sort((x, y) => x.medianMs! - y.medianMs!)[0];
     if (!best) continue;
     best.chosen = true;
-    classes[cls] = { m: best.m, n: best.n, k: best.k, stages: best.stages, ...(best.grid && { grid: best.grid }) };
+    classes[cls] = tunedTile(best);
   }
   return { adapter: gpu.adapter.description, engine, shapes, candidates, table: { format: TUNING_FORMAT, adapter: gpu.adapter.description, classes } };
 }

@@ -45,7 +45,13 @@ const AXES: Record<'m' | 'n', Axis> = { m: { begin: 't.m0', base: 't.m0', end: '
  * `unrolled` false (the emulated engine) writes the same chunks and elements as loops: unrolled,
  * lavapipe's LLVM takes minutes per kernel; the real engine unrolls so registers stay registers.
  */
-export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: StagingGuards = 'always', stagers: { threads: number; index: string } = { threads: THREADS, index: 'li' }) {
+/** The threads that stage, and the WGSL name of each one's index among them (all 256 by default; producers only under warp specialization). */
+export interface Stagers {
+  threads: number;
+  index: string;
+}
+
+export function stagingOf(o: Operand, K: number, when: string, unrolled = true, guards: StagingGuards = 'always', stagers: Stagers = { threads: THREADS, index: 'li' }) {
   const { threads, index } = stagers;
   const outerName = o.which === 'a' ? 'm' : 'n';
   const row = o.kInner ? AXES[outerName] : K_AXIS;
@@ -125,7 +131,7 @@ function loopStaging(
   rowVecs: number,
   scalar: (r: string, c: string) => string,
   guards: StagingGuards,
-  { threads, index }: { threads: number; index: string },
+  { threads, index }: Stagers,
 ) {
   const W = vectorCapable ? 8 : 4;
   const per = o.inner / W;

@@ -92,7 +92,7 @@ const CASES: { tile: TileShape; c: Contiguity; dual: boolean; sm: SubgroupMatrix
  */
 async function checkProduct({ tile, c, dual, sm }: (typeof CASES)[number], M: number, N: number, K: number, fragment?: FragmentShape): Promise<void> {
   // A context on the emulated engine: one on SIMT would rebuild the kernel for SIMT at dispatch.
-  const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated', null, fragment);
+  const ctx = new KernelContext((await testKernels()).allocator, 'subgroup-matrix-emulated', { fragment });
   if (!(await testGpu()).hasF16) return; // lavapipe has shader-f16; an adapter without it cannot stage f16
   const tensor = (name: string, n: number, bytes: number) => allocateTensor(ctx.allocator, name, 'workspace', chunkLayout(1, n, bytes, Infinity));
   const a = roundToHalf(randomArray(M * K, 3 + M));
